@@ -1,0 +1,16 @@
+/* ctrain: a neural-network training engine in C11 with a CUDA backend.
+ * Include this one header to get the whole public API. */
+#ifndef CTRAIN_CTRAIN_H
+#define CTRAIN_CTRAIN_H
+
+#include "ctrain/version.h"
+#include "ctrain/status.h"
+#include "ctrain/dtype.h"
+#include "ctrain/rng.h"
+#include "ctrain/init.h"
+#include "ctrain/graph.h"
+#include "ctrain/ops.h"
+#include "ctrain/device.h"
+#include "ctrain/program.h"
+
+#endif

@@ -1,0 +1,89 @@
+/* Op builders: each adds one node to a graph and returns it.
+ *
+ * Binary elementwise ops broadcast as NumPy does (shapes aligned from the
+ * right; a size of 1 stretches). Both operands must have the same dtype;
+ * convert with ct_cast. Axes may be negative (counted from the end).
+ * Every builder returns CT_NO_NODE on error (see graph.h).
+ */
+#ifndef CTRAIN_OPS_H
+#define CTRAIN_OPS_H
+
+#include "ctrain/graph.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Reduce over all axes (for ct_sum, ct_mean, ct_max). */
+#define CT_AXIS_ALL 1000
+
+/* a @ b over the last two axes, with a [..., M, K] (or [..., K, M] when
+ * trans_a) and b [..., K, N] (or [..., N, K] when trans_b). Leading (batch)
+ * axes broadcast. Both operands need at least 2 axes. */
+ct_node ct_matmul(ct_graph *g, ct_node a, ct_node b, bool trans_a, bool trans_b);
+
+ct_node ct_add(ct_graph *g, ct_node a, ct_node b);
+ct_node ct_sub(ct_graph *g, ct_node a, ct_node b);
+ct_node ct_mul(ct_graph *g, ct_node a, ct_node b);
+ct_node ct_div(ct_graph *g, ct_node a, ct_node b);
+
+ct_node ct_neg(ct_graph *g, ct_node x);
+ct_node ct_scale(ct_graph *g, ct_node x, double alpha);   /* alpha * x */
+ct_node ct_exp(ct_graph *g, ct_node x);
+ct_node ct_log(ct_graph *g, ct_node x);
+ct_node ct_sqrt(ct_graph *g, ct_node x);
+ct_node ct_pow(ct_graph *g, ct_node x, double p);         /* x^p, p a constant */
+ct_node ct_abs(ct_graph *g, ct_node x);                   /* d|x|/dx at 0 is 0 */
+ct_node ct_relu(ct_graph *g, ct_node x);                  /* drelu/dx at 0 is 0 */
+ct_node ct_leaky_relu(ct_graph *g, ct_node x, double negative_slope);
+typedef enum ct_gelu_approx { CT_GELU_EXACT = 0, CT_GELU_TANH } ct_gelu_approx;
+ct_node ct_gelu(ct_graph *g, ct_node x, ct_gelu_approx approx);
+ct_node ct_tanh(ct_graph *g, ct_node x);
+ct_node ct_sigmoid(ct_graph *g, ct_node x);
+ct_node ct_silu(ct_graph *g, ct_node x);                  /* x * sigmoid(x) */
+
+ct_node ct_softmax(ct_graph *g, ct_node x, int axis);
+ct_node ct_log_softmax(ct_graph *g, ct_node x, int axis);
+
+/* Reductions over one axis, or CT_AXIS_ALL. keepdim keeps the reduced axis
+ * with size 1. ct_max's gradient goes to the first maximal element. */
+ct_node ct_sum(ct_graph *g, ct_node x, int axis, bool keepdim);
+ct_node ct_mean(ct_graph *g, ct_node x, int axis, bool keepdim);
+ct_node ct_max(ct_graph *g, ct_node x, int axis, bool keepdim);
+
+/* Same elements, new shape; one size may be -1 (inferred). */
+ct_node ct_reshape(ct_graph *g, ct_node x, ct_shape shape);
+/* Output axis i is input axis perm[i]; perm has ndim entries. */
+ct_node ct_permute(ct_graph *g, ct_node x, const int *perm);
+ct_node ct_transpose(ct_graph *g, ct_node x, int axis0, int axis1);
+/* Joins n tensors (same dtype, equal sizes but along axis). */
+ct_node ct_concat(ct_graph *g, const ct_node *xs, int n, int axis);
+/* Elements start <= i < end along axis (negative counts from the end). */
+ct_node ct_slice(ct_graph *g, ct_node x, int axis, int64_t start, int64_t end);
+
+/* Rows of weight [V, D] picked by I32 indices of any shape: out [..., D].
+ * An index outside [0, V) is an error at run time. */
+ct_node ct_embedding(ct_graph *g, ct_node weight, ct_node indices);
+
+/* Inverted dropout: in training each element is zeroed with probability p
+ * and the rest scaled by 1/(1-p), the mask from the graph's Philox stream
+ * (this node's stream, the program's step); identity when not training. */
+ct_node ct_dropout(ct_graph *g, ct_node x, double p);
+
+/* Mean cross-entropy of logits [N, C] against I32 labels [N], with label
+ * smoothing eps in [0, 1) as PyTorch's (target (1-eps) one-hot + eps/C). A
+ * label outside [0, C) is an error at run time. Scalar output. */
+ct_node ct_cross_entropy(ct_graph *g, ct_node logits, ct_node labels, double label_smoothing);
+/* Mean squared error, mean over all elements; same shapes. Scalar. */
+ct_node ct_mse(ct_graph *g, ct_node pred, ct_node target);
+/* Mean binary cross-entropy of logits against float targets in [0, 1], in
+ * the numerically stable form; same shapes. Scalar. */
+ct_node ct_bce_with_logits(ct_graph *g, ct_node logits, ct_node target);
+
+/* Element type conversion (float to int truncates toward zero). */
+ct_node ct_cast(ct_graph *g, ct_node x, ct_dtype dtype);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,83 @@
+/* Internal: the backend interface.
+ *
+ * A backend provides memory (on its device) and one kernel per op kind.
+ * Kernels see dense row-major tensors (ct_tview); the program passes the
+ * node's attributes, a scratch area whose size the backend asked for at
+ * compile time, and the per-run scalars (seed, step, training). Nothing above
+ * this interface knows which device it talks to.
+ */
+#ifndef CT_CORE_BACKEND_H
+#define CT_CORE_BACKEND_H
+
+#include "core/node.h"
+#include "ctrain/device.h"
+
+typedef struct ct_tview {
+    void *data;
+    ct_dtype dtype;
+    ct_shape shape;
+    int64_t numel;
+} ct_tview;
+
+typedef struct ct_kargs {
+    ct_op op;
+    const ct_attrs *attr;
+    int n_in;
+    const ct_tview *in;   /* n_in views */
+    ct_tview out;
+    void *scratch;        /* scratch_bytes(k) bytes, or NULL if it asked for none */
+    uint64_t seed;        /* the graph's seed */
+    uint32_t step;        /* the program's step counter (dropout) */
+    bool training;
+    void *stream;         /* the backend's stream, NULL on the CPU */
+} ct_kargs;
+
+typedef ct_status (*ct_kernel_fn)(const ct_kargs *k);
+
+/* The optimizer's fused update over the flat buffers (one call per step).
+ * All pointers are device buffers of n elements of dtype (F32 or F64);
+ * state buffers a caller does not need are NULL. `flags` has one byte per
+ * element: CT_PFLAG_FROZEN (no update, state untouched) and CT_PFLAG_DECAY
+ * (weight decay and L1 apply). The meaning of every field is the one of
+ * PyTorch's documented algorithm for that optimizer. */
+#define CT_PFLAG_FROZEN 1u
+#define CT_PFLAG_DECAY 2u
+typedef struct ct_optim_args {
+    int kind;            /* a ct_optim_kind (include/ctrain/optim.h) */
+    ct_dtype dtype;
+    size_t n;
+    void *params;
+    const void *grads;
+    void *state0, *state1, *state2; /* per-optimizer moment buffers */
+    const uint8_t *flags;
+    int64_t t;           /* 1-based step count, after increment */
+    double lr, momentum, dampening, beta1, beta2, eps, alpha, weight_decay, l1, lr_decay;
+    bool nesterov, amsgrad, centered, decoupled, maximize;
+} ct_optim_args;
+
+typedef struct ct_backend {
+    const char *name;
+    ct_device_kind kind;
+    void *(*alloc)(size_t bytes);  /* NULL on failure (sets the error) */
+    void (*free)(void *p);
+    ct_status (*zero)(void *p, size_t bytes);
+    ct_status (*upload)(void *dst, const void *src, size_t bytes);   /* host -> device */
+    ct_status (*download)(void *dst, const void *src, size_t bytes); /* device -> host */
+    ct_status (*sync)(void);       /* wait for queued work */
+    /* Bytes of scratch a kernel needs for these views (NULL: none). Data
+     * pointers in k are NULL when this is asked. */
+    size_t (*scratch_bytes)(const ct_kargs *k);
+    /* Flat-buffer helpers for optimizers and clipping (device-side data). */
+    ct_status (*optim_update)(const ct_optim_args *a);
+    /* *out = sum of x[i]^2 in double, and whether every x[i] is finite. */
+    ct_status (*sumsq)(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
+    /* x[i] = clamp(x[i] * scale, -clamp, clamp); clamp <= 0 means none. */
+    ct_status (*scale_clamp)(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
+    ct_kernel_fn kernels[CT_OP_COUNT];  /* NULL: not implemented */
+} ct_backend;
+
+const ct_backend *ct_cpu_backend(void);
+/* NULL with the error set when CUDA is not built in or no such device. */
+const ct_backend *ct_cuda_backend(int device_index);
+
+#endif

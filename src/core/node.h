@@ -1,0 +1,99 @@
+/* Internal: graph nodes, op attributes and the op enum.
+ *
+ * The graph is append-only and a node's inputs always precede it, so creation
+ * order is a topological order; compilation relies on that.
+ */
+#ifndef CT_CORE_NODE_H
+#define CT_CORE_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctrain/graph.h"
+
+typedef enum ct_op {
+#define X(e, name, diff, internal) CT_OP_##e,
+#include "core/op_list.h"
+#undef X
+    CT_OP_COUNT
+} ct_op;
+
+/* Every op's parameters in one struct; each op reads the fields it names. */
+typedef struct ct_attrs {
+    double alpha;     /* SCALE: factor; POW: exponent; LEAKY_RELU: slope;
+                         DROPOUT: p; CROSS_ENTROPY(_GRAD): label smoothing;
+                         UNARY_GRAD: the forward op's alpha */
+    int axis;         /* SOFTMAX*, SUM/MEAN/MAX (or CT_AXIS_ALL), MAX_GRAD,
+                         CONCAT, SLICE, SLICE_GRAD (always non-negative) */
+    bool keepdim;     /* SUM/MEAN/MAX, MAX_GRAD */
+    bool trans_a;     /* MATMUL */
+    bool trans_b;     /* MATMUL */
+    int approx;       /* GELU, and UNARY_GRAD of GELU: ct_gelu_approx */
+    int perm[CT_MAX_DIMS]; /* PERMUTE */
+    int64_t start;    /* SLICE, SLICE_GRAD: first index along axis (resolved, >= 0) */
+    int64_t end;      /* SLICE: one past the last index (resolved) */
+    ct_dtype dtype;   /* CAST: target dtype */
+    int fwd_op;       /* UNARY_GRAD: the forward op (a ct_op) */
+    uint32_t stream;  /* DROPOUT: Philox stream (shared by its backward) */
+} ct_attrs;
+
+/* Inputs of each op, by position:
+ *   binary ops: a, b                    MATMUL: a, b
+ *   unary ops, SUM/MEAN/MAX, data movement, DROPOUT, CAST, COPY: x
+ *   CONCAT: x0..xn-1                     EMBEDDING: weight, indices
+ *   CROSS_ENTROPY: logits, labels        MSE, BCE_WITH_LOGITS: a, b
+ *   UNARY_GRAD: x, dy   (dx = dy * f'(x); for SQRT/EXP/TANH/SIGMOID x is the input)
+ *   SOFTMAX_GRAD, LOG_SOFTMAX_GRAD: y (the forward output), dy
+ *   SUM_TO: x (reduces broadcast axes down to the output shape)
+ *   BROADCAST_TO: x (expands to the output shape, NumPy rules)
+ *   MAX_GRAD: x, dy (dy has the reduced shape, with or without keepdim)
+ *   SLICE_GRAD: dy (the output is zero except dy at [start, start+len) along axis)
+ *   EMBEDDING_GRAD: indices, dy (output [V, D], deterministic order)
+ *   CROSS_ENTROPY_GRAD: logits, labels, dloss (scalar)
+ */
+typedef struct ct_nodeinfo {
+    ct_op op;
+    ct_dtype dtype;
+    ct_shape shape;
+    int n_in;
+    ct_node *in;
+    ct_attrs attr;
+    char *name;          /* owned; NULL if unnamed */
+    bool requires_grad;  /* INPUT marked by the user; PARAM always */
+    ct_init init;        /* PARAM */
+    int param_index;     /* PARAM: position among parameters, else -1 */
+    void *const_data;    /* CONST: owned host copy */
+} ct_nodeinfo;
+
+struct ct_graph {
+    ct_nodeinfo *nodes;
+    int n, cap;
+    uint64_t seed;
+    ct_status status;
+    char error[512];
+    ct_node *params;
+    int n_params, cap_params;
+    ct_node *grad_of;    /* [n at backward time]: gradient node of each node */
+    int n_grad_of;
+    bool backward_done;
+    uint32_t next_stream; /* Philox streams for dropout nodes */
+};
+
+/* Internal helpers shared by the op builders and autodiff. */
+const ct_nodeinfo *ct_graph_node(const ct_graph *g, ct_node n);
+/* Appends a node; copies `in`. Infers nothing: callers set shape and dtype.
+ * Returns CT_NO_NODE on OOM. */
+ct_node ct_graph_add(ct_graph *g, ct_op op, ct_dtype dtype, ct_shape shape,
+                     const ct_node *in, int n_in, const ct_attrs *attr);
+/* Records a build error (formatted) in the graph and ct_last_error. */
+ct_node ct_graph_fail(ct_graph *g, ct_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* True when every input is a valid node of g (an error is recorded for an
+ * out-of-range handle; CT_NO_NODE passes through silently). */
+bool ct_graph_inputs_ok(ct_graph *g, const char *op, const ct_node *in, int n);
+
+bool ct_op_is_unary_elementwise(ct_op op);
+bool ct_op_is_binary_elementwise(ct_op op);
+
+#endif

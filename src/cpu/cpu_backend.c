@@ -1,0 +1,63 @@
+/* The CPU reference backend: host memory and the kernel table. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/cpu_util.h"
+
+static void *cpu_alloc(size_t bytes) {
+    /* 64-byte alignment suits vector loads and BLAS; aligned_alloc wants a
+     * multiple of the alignment. */
+    size_t n = (bytes + 63) / 64 * 64;
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (!p) ct_error(CT_ERR_OOM, "cpu: out of memory allocating %zu bytes", bytes);
+    return p;
+}
+
+static void cpu_free(void *p) { free(p); }
+
+static ct_status cpu_zero(void *p, size_t bytes) {
+    if (bytes) memset(p, 0, bytes);
+    return CT_OK;
+}
+
+static ct_status cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+    return CT_OK;
+}
+
+static ct_status cpu_sync(void) { return CT_OK; }
+
+static size_t cpu_scratch_bytes(const ct_kargs *k) {
+    if (k->op == CT_OP_MATMUL) return ct_cpu_matmul_scratch(k);
+    return 0;
+}
+
+static ct_backend cpu_backend;
+static bool cpu_ready;
+
+const ct_backend *ct_cpu_backend(void) {
+    /* Filled on first use; the table is read-only afterwards. Compiling
+     * programs from several threads at once before the first call is not
+     * supported (ctrain's own entry points call this first from one thread). */
+    if (!cpu_ready) {
+        ct_backend b = {
+            .name = "cpu",
+            .kind = CT_DEVICE_CPU,
+            .alloc = cpu_alloc,
+            .free = cpu_free,
+            .zero = cpu_zero,
+            .upload = cpu_copy,
+            .download = cpu_copy,
+            .sync = cpu_sync,
+            .scratch_bytes = cpu_scratch_bytes,
+        };
+        ct_cpu_register_elementwise(b.kernels);
+        ct_cpu_register_reduce(b.kernels);
+        ct_cpu_register_matmul(b.kernels);
+        ct_cpu_register_shape(b.kernels);
+        ct_cpu_register_nn(b.kernels);
+        cpu_backend = b;
+        cpu_ready = true;
+    }
+    return &cpu_backend;
+}

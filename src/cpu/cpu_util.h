@@ -1,0 +1,88 @@
+/* Internal: element access for the CPU reference kernels.
+ *
+ * Reference kernels are written once, in double: they load each element as
+ * a double whatever its storage type and store the result back with the
+ * storage type's rounding. That keeps one readable loop per op for F64, F32,
+ * F16 and BF16; matrix products, the only hot path here, go to BLAS.
+ */
+#ifndef CT_CPU_UTIL_H
+#define CT_CPU_UTIL_H
+
+#include <stdint.h>
+
+#include "core/backend.h"
+#include "core/error.h"
+
+static inline double ct_ld(const void *p, ct_dtype dt, int64_t i) {
+    switch (dt) {
+    case CT_F32: return ((const float *)p)[i];
+    case CT_F64: return ((const double *)p)[i];
+    case CT_F16: return ct_f16_to_f32(((const uint16_t *)p)[i]);
+    case CT_BF16: return ct_bf16_to_f32(((const uint16_t *)p)[i]);
+    case CT_I32: return ((const int32_t *)p)[i];
+    case CT_U8: return ((const uint8_t *)p)[i];
+    default: return 0.0;
+    }
+}
+
+static inline void ct_st(void *p, ct_dtype dt, int64_t i, double v) {
+    switch (dt) {
+    case CT_F32: ((float *)p)[i] = (float)v; break;
+    case CT_F64: ((double *)p)[i] = v; break;
+    case CT_F16: ((uint16_t *)p)[i] = ct_f32_to_f16((float)v); break;
+    case CT_BF16: ((uint16_t *)p)[i] = ct_f32_to_bf16((float)v); break;
+    /* float -> int truncates toward zero, as C casts and torch's .to() do */
+    case CT_I32: ((int32_t *)p)[i] = (int32_t)v; break;
+    case CT_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    default: break;
+    }
+}
+
+/* Row-major strides of a shape, in elements. */
+static inline void ct_strides(const ct_shape *s, int64_t *stride) {
+    int64_t acc = 1;
+    for (int d = s->ndim - 1; d >= 0; d--) {
+        stride[d] = acc;
+        acc *= s->dim[d];
+    }
+}
+
+/* Offset in `in` (whose shape is broadcast to `out`, NumPy rules: aligned
+ * from the right, size-1 axes stretch) of the element at flat index i of
+ * `out`. */
+static inline int64_t ct_bcast_offset(const ct_shape *out, const ct_shape *in, int64_t i) {
+    int64_t off = 0, stride = 1;
+    int shift = out->ndim - in->ndim;
+    for (int d = out->ndim - 1; d >= 0; d--) {
+        int64_t idx = i % out->dim[d];
+        i /= out->dim[d];
+        int di = d - shift;
+        if (di >= 0) {
+            if (in->dim[di] != 1) off += idx * stride;
+            stride *= in->dim[di];
+        }
+    }
+    return off;
+}
+
+/* Splits a shape around `axis` into outer * len * inner (row-major). */
+static inline void ct_axis_split(const ct_shape *s, int axis, int64_t *outer, int64_t *len,
+                                 int64_t *inner) {
+    int64_t o = 1, in = 1;
+    for (int d = 0; d < axis; d++) o *= s->dim[d];
+    for (int d = axis + 1; d < s->ndim; d++) in *= s->dim[d];
+    *outer = o;
+    *len = s->dim[axis];
+    *inner = in;
+}
+
+/* Kernel registration: each k_*.c file fills its ops' entries. */
+void ct_cpu_register_elementwise(ct_kernel_fn *t);
+void ct_cpu_register_reduce(ct_kernel_fn *t);
+void ct_cpu_register_matmul(ct_kernel_fn *t);
+void ct_cpu_register_shape(ct_kernel_fn *t);
+void ct_cpu_register_nn(ct_kernel_fn *t);
+/* Scratch needs (bytes) of the ops that have any; 0 otherwise. */
+size_t ct_cpu_matmul_scratch(const ct_kargs *k);
+
+#endif
