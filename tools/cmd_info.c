@@ -22,7 +22,7 @@ void cmd_info_usage(FILE *out) {
             "\n"
             "Prints the library version, the options it was built with, and the\n"
             "devices it can use here: the CPU, and each CUDA GPU with its memory and\n"
-            "compute capability, or the reason there is none. Always exits 0.\n");
+            "compute capability, or the reason there is none. Exits 0 whatever it finds.\n");
 }
 
 static void print_cpu(void) {

@@ -12,5 +12,10 @@
 #include "ctrain/ops.h"
 #include "ctrain/device.h"
 #include "ctrain/program.h"
+#include "ctrain/cuda.h"
+#include "ctrain/safetensors.h"
+#include "ctrain/optim.h"
+#include "ctrain/schedule.h"
+#include "ctrain/data.h"
 
 #endif

@@ -5,7 +5,9 @@
  * index, so the same seed gives bit-identical weights on every backend and
  * every rank. Fan-in, fan-out and gains follow PyTorch's torch.nn.init:
  * for a weight of shape [out, in, k...] fan_in = in * prod(k) and
- * fan_out = out * prod(k); a 1-d tensor has fan_in = fan_out = its size.
+ * fan_out = out * prod(k). Fan-based rules (Xavier, Kaiming) need at least
+ * 2 dimensions, as in PyTorch; a bias takes its bound from its weight's
+ * fan_in, which the layer builders compute.
  */
 #ifndef CTRAIN_INIT_H
 #define CTRAIN_INIT_H

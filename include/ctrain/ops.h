@@ -80,7 +80,8 @@ ct_node ct_mse(ct_graph *g, ct_node pred, ct_node target);
  * the numerically stable form; same shapes. Scalar. */
 ct_node ct_bce_with_logits(ct_graph *g, ct_node logits, ct_node target);
 
-/* Element type conversion (float to int truncates toward zero). */
+/* Element type conversion. Float to integer truncates toward zero; values
+ * outside the integer range saturate and NaN becomes 0. */
 ct_node ct_cast(ct_graph *g, ct_node x, ct_dtype dtype);
 
 #ifdef __cplusplus

@@ -24,10 +24,12 @@ static bool is_grad_source(const ct_nodeinfo *nd) {
 }
 
 ct_status ct_graph_backward(ct_graph *g, ct_node loss) {
+    /* The graph's error first: after a failed build the loss is usually
+     * CT_NO_NODE, and the first error is the one worth reporting. */
+    if (g && g->status != CT_OK)
+        return ct_error(g->status, "ct_graph_backward: the graph has an earlier error: %s", g->error);
     const ct_nodeinfo *nl = ct_graph_node(g, loss);
     if (!nl) return ct_error(CT_ERR_INVALID_ARG, "ct_graph_backward: loss is not a node (%d)", (int)loss);
-    if (g->status != CT_OK)
-        return ct_error(g->status, "ct_graph_backward: the graph has an earlier error: %s", g->error);
     if (g->backward_done) return ct_error(CT_ERR_STATE, "ct_graph_backward: already called on this graph");
     char s[96];
     if (!ct_dtype_is_float(nl->dtype) || ct_shape_numel(nl->shape) != 1)

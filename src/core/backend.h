@@ -73,6 +73,10 @@ typedef struct ct_backend {
     ct_status (*sumsq)(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
     /* x[i] = clamp(x[i] * scale, -clamp, clamp); clamp <= 0 means none. */
     ct_status (*scale_clamp)(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
+    /* y[i] = a * x[i] + b * y[i], computed in double. When b is 0, y is not
+     * read (as BLAS's beta = 0), so y may hold garbage or NaN: that is how a
+     * gradient accumulator starts without a separate zeroing pass. */
+    ct_status (*axpby)(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
     ct_kernel_fn kernels[CT_OP_COUNT];  /* NULL: not implemented */
 } ct_backend;
 

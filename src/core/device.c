@@ -48,10 +48,15 @@ ct_status ct_device_parse(const char *text, ct_device *out) {
         *out = (ct_device){CT_DEVICE_CUDA, 0};
         return CT_OK;
     }
-    int index;
-    if (strncmp(text, "cuda:", 5) == 0 && parse_index(text + 5, &index)) {
-        *out = (ct_device){CT_DEVICE_CUDA, index};
-        return CT_OK;
+    if (strncmp(text, "cuda:", 5) == 0) {
+        int index;
+        if (parse_index(text + 5, &index)) {
+            *out = (ct_device){CT_DEVICE_CUDA, index};
+            return CT_OK;
+        }
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "bad device \"%.100s\": the index after \"cuda:\" must be a number from 0 to %d",
+                        text, INT_MAX);
     }
     /* %.100s: a device name comes from a command line or a config file, and
      * a runaway string should not push the useful part out of the message. */

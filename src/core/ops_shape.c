@@ -49,10 +49,12 @@ ct_node ct_permute(ct_graph *g, ct_node x, const int *perm) {
     ct_shape out = {nd, {0}};
     for (int i = 0; i < nd; i++) {
         int p = ct_resolve_axis(perm[i], nd);
-        if (p < 0 || seen[p])
+        if (p < 0 || seen[p]) {
+            char s[CT_SHAPE_STR];
             return ct_graph_fail(g, CT_ERR_INVALID_ARG,
-                                 "permute: perm must list each of the %d axes once (entry %d is %d)",
-                                 nd, i, perm[i]);
+                                 "permute: perm must list each of the %d axes of %s once (entry %d is %d)",
+                                 nd, SHP(nx->shape, s), i, perm[i]);
+        }
         seen[p] = true;
         a.perm[i] = p;
         out.dim[i] = nx->shape.dim[p];
@@ -64,9 +66,10 @@ ct_node ct_transpose(ct_graph *g, ct_node x, int axis0, int axis1) {
     if (!ct_graph_inputs_ok(g, "transpose", &x, 1)) return CT_NO_NODE;
     int nd = g->nodes[x].shape.ndim;
     int a0 = ct_resolve_axis(axis0, nd), a1 = ct_resolve_axis(axis1, nd);
+    char s[CT_SHAPE_STR];
     if (a0 < 0 || a1 < 0)
-        return ct_graph_fail(g, CT_ERR_INVALID_ARG, "transpose: axes %d, %d out of range for %d dims",
-                             axis0, axis1, nd);
+        return ct_graph_fail(g, CT_ERR_INVALID_ARG, "transpose: axes %d, %d out of range for shape %s",
+                             axis0, axis1, SHP(g->nodes[x].shape, s));
     int perm[CT_MAX_DIMS];
     for (int i = 0; i < nd; i++) perm[i] = i;
     perm[a0] = a1;

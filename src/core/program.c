@@ -24,6 +24,8 @@ struct ct_program {
     bool *readable;
     int n_exec;
     ct_kargs *kargs;     /* per executed node, in order */
+    ct_attrs *attrs;     /* per executed node: a copy, since the graph's node
+                            array moves when nodes are added after compiling */
     ct_node *exec;
     ct_tview *views;     /* input views of all kargs */
     void *arena, *scratch, *inputs, *consts;
@@ -69,6 +71,7 @@ void ct_program_free(ct_program *p) {
     free(p->data);
     free(p->readable);
     free(p->kargs);
+    free(p->attrs);
     free(p->exec);
     free(p->views);
     free(p);
@@ -174,9 +177,11 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         p->readable = calloc((size_t)n, sizeof *p->readable);
         p->exec = malloc((size_t)n * sizeof *p->exec);
         p->kargs = calloc((size_t)n, sizeof *p->kargs);
+        p->attrs = calloc((size_t)n, sizeof *p->attrs);
     }
     ct_status st = CT_OK;
-    if (!p || !live || !root || !plan || !plan_node || !pos || !p->data || !p->readable || !p->exec || !p->kargs) {
+    if (!p || !live || !root || !plan || !plan_node || !pos || !p->data || !p->readable || !p->exec || !p->kargs ||
+        !p->attrs) {
         st = ct_error(CT_ERR_OOM, "ct_compile: out of memory");
         goto done;
     }
@@ -329,7 +334,8 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         const ct_nodeinfo *nd = &g->nodes[i];
         ct_kargs *ka = &p->kargs[k];
         ka->op = nd->op;
-        ka->attr = &nd->attr;
+        p->attrs[k] = nd->attr;
+        ka->attr = &p->attrs[k];
         ka->n_in = nd->n_in;
         ka->in = &p->views[v];
         for (int j = 0; j < nd->n_in; j++) p->views[v++] = view_of(p, nd->in[j]);
@@ -500,3 +506,7 @@ ct_status ct_program_read_grads(const ct_program *p, void *dst, size_t bytes) {
     ct_status st = flat_check(p, dst, bytes, "ct_program_read_grads");
     return st != CT_OK || bytes == 0 ? st : p->be->download(dst, p->grads, bytes);
 }
+
+#include "core/program_internal.h"
+
+const ct_backend *ct_program_backend(const ct_program *p) { return p ? p->be : NULL; }

@@ -50,6 +50,10 @@ const ct_backend *ct_cpu_backend(void) {
             .download = cpu_copy,
             .sync = cpu_sync,
             .scratch_bytes = cpu_scratch_bytes,
+            .optim_update = ct_cpu_optim_update,
+            .sumsq = ct_cpu_sumsq,
+            .scale_clamp = ct_cpu_scale_clamp,
+            .axpby = ct_cpu_axpby,
         };
         ct_cpu_register_elementwise(b.kernels);
         ct_cpu_register_reduce(b.kernels);

@@ -31,9 +31,12 @@ static inline void ct_st(void *p, ct_dtype dt, int64_t i, double v) {
     case CT_F64: ((double *)p)[i] = v; break;
     case CT_F16: ((uint16_t *)p)[i] = ct_f32_to_f16((float)v); break;
     case CT_BF16: ((uint16_t *)p)[i] = ct_f32_to_bf16((float)v); break;
-    /* float -> int truncates toward zero, as C casts and torch's .to() do */
-    case CT_I32: ((int32_t *)p)[i] = (int32_t)v; break;
-    case CT_U8: ((uint8_t *)p)[i] = (uint8_t)v; break;
+    /* float -> int truncates toward zero, as torch's .to() does; values
+     * outside the range saturate and NaN becomes 0, where a bare C cast
+     * would be undefined behaviour. */
+    case CT_I32: ((int32_t *)p)[i] = (int32_t)(v != v ? 0.0 : v < -2147483648.0 ? -2147483648.0
+                                              : v > 2147483647.0 ? 2147483647.0 : v); break;
+    case CT_U8: ((uint8_t *)p)[i] = (uint8_t)(v != v || v < 0.0 ? 0.0 : v > 255.0 ? 255.0 : v); break;
     default: break;
     }
 }
@@ -84,5 +87,10 @@ void ct_cpu_register_shape(ct_kernel_fn *t);
 void ct_cpu_register_nn(ct_kernel_fn *t);
 /* Scratch needs (bytes) of the ops that have any; 0 otherwise. */
 size_t ct_cpu_matmul_scratch(const ct_kargs *k);
+/* The flat-buffer hooks of the backend (cpu_optim.c). */
+ct_status ct_cpu_optim_update(const ct_optim_args *a);
+ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
+ct_status ct_cpu_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
+ct_status ct_cpu_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
 
 #endif

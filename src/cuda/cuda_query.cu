@@ -30,8 +30,10 @@ ct_status ct_cuda_query(int *count, char *why, size_t cap) {
     cudaDriverGetVersion(&drv);
     cudaRuntimeGetVersion(&rt);
     if (drv == 0) {
-        say(why, cap, "no CUDA device: no NVIDIA driver found (libcuda.so.1 is not installed or "
-                      "could not be loaded)");
+        // Also what the toolkit's stub libcuda.so reports, if one is on the
+        // library path instead of the real driver.
+        say(why, cap, "no CUDA device: no NVIDIA driver is loaded (libcuda.so.1 is missing or "
+                      "unusable)");
         return CT_ERR_DEVICE;
     }
     // Within a major version newer runtimes run on older drivers (minor

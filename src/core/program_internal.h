@@ -1,0 +1,14 @@
+/* Internal: what other modules of the library need from a compiled program
+ * beyond the public API. The optimizer and the gradient helpers call the
+ * program's backend directly, on the program's own buffers, so that an
+ * update is one fused backend call rather than a round trip to the host. */
+#ifndef CT_CORE_PROGRAM_INTERNAL_H
+#define CT_CORE_PROGRAM_INTERNAL_H
+
+#include "core/backend.h"
+#include "ctrain/program.h"
+
+/* The backend p was compiled for (NULL if p is NULL). */
+const ct_backend *ct_program_backend(const ct_program *p);
+
+#endif

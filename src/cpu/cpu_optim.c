@@ -1,0 +1,234 @@
+/* CPU reference implementations of the flat-buffer hooks: the fused
+ * optimizer update, the sum of squares behind gradient-norm clipping, the
+ * scale-and-clamp of clipping by value, and axpby for gradient accumulation.
+ *
+ * Every element is loaded as a double, updated in double and stored back with
+ * the buffer's rounding, so an F64 program reproduces PyTorch's documented
+ * update rules to the last few ulps and the CUDA kernels have a reference to
+ * be compared against. Elements are independent, so the loops split across
+ * OpenMP threads without changing any result; the one reduction (sumsq) sums
+ * fixed chunks in a fixed order for the same reason.
+ */
+#include <math.h>
+
+#include "cpu/cpu_util.h"
+#include "ctrain/optim.h"
+
+/* Below this many elements a parallel region costs more than it saves. */
+#define PAR_MIN ((int64_t)1 << 15)
+
+static ct_status check_dtype(ct_dtype dt, const char *fn) {
+    if (dt != CT_F32 && dt != CT_F64)
+        return ct_error(CT_ERR_DTYPE, "cpu %s: buffers must be f32 or f64, got %s", fn, ct_dtype_name(dt));
+    return CT_OK;
+}
+
+static inline double sign_of(double w) { return (double)((w > 0) - (w < 0)); }
+
+/* The gradient as every algorithm first transforms it: negated when
+ * maximizing, then the coupled penalties on decayed elements (L2, unless
+ * decoupled, then L1), all from the weight before this step. */
+static inline double effective_grad(const ct_optim_args *a, uint8_t f, double w, double g) {
+    if (a->maximize) g = -g;
+    if (f & CT_PFLAG_DECAY) {
+        if (a->weight_decay != 0 && !a->decoupled) g += a->weight_decay * w;
+        if (a->l1 != 0) g += a->l1 * sign_of(w);
+    }
+    return g;
+}
+
+static void sgd(const ct_optim_args *a) {
+    const ct_dtype dt = a->dtype;
+    const int64_t n = (int64_t)a->n;
+    const double mu = a->momentum, damp = a->dampening;
+    /* PyTorch creates the buffer from the first gradient (buf = g) rather
+     * than from zero, which is what dampening would otherwise shrink. */
+    const bool first = a->t == 1;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t f = a->flags[i];
+        if (f & CT_PFLAG_FROZEN) continue;
+        double w = ct_ld(a->params, dt, i);
+        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+        if (mu != 0) {
+            double buf = first ? g : mu * ct_ld(a->state0, dt, i) + (1 - damp) * g;
+            ct_st(a->state0, dt, i, buf);
+            g = a->nesterov ? g + mu * buf : buf;
+        }
+        ct_st(a->params, dt, i, w - a->lr * g);
+    }
+}
+
+static void adagrad(const ct_optim_args *a) {
+    const ct_dtype dt = a->dtype;
+    const int64_t n = (int64_t)a->n;
+    const double clr = a->lr / (1 + (double)(a->t - 1) * a->lr_decay);
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t f = a->flags[i];
+        if (f & CT_PFLAG_FROZEN) continue;
+        double w = ct_ld(a->params, dt, i);
+        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+        double sum = ct_ld(a->state0, dt, i) + g * g;
+        ct_st(a->state0, dt, i, sum);
+        ct_st(a->params, dt, i, w - clr * (g / (sqrt(sum) + a->eps)));
+    }
+}
+
+static void rmsprop(const ct_optim_args *a) {
+    const ct_dtype dt = a->dtype;
+    const int64_t n = (int64_t)a->n;
+    const double al = a->alpha, mu = a->momentum;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t f = a->flags[i];
+        if (f & CT_PFLAG_FROZEN) continue;
+        double w = ct_ld(a->params, dt, i);
+        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+        double sq = al * ct_ld(a->state0, dt, i) + (1 - al) * g * g;
+        ct_st(a->state0, dt, i, sq);
+        double var = sq;
+        if (a->centered) {
+            double ga = al * ct_ld(a->state2, dt, i) + (1 - al) * g;
+            ct_st(a->state2, dt, i, ga);
+            var -= ga * ga;
+        }
+        double avg = sqrt(var) + a->eps;
+        if (mu > 0) {
+            double buf = mu * ct_ld(a->state1, dt, i) + g / avg;
+            ct_st(a->state1, dt, i, buf);
+            ct_st(a->params, dt, i, w - a->lr * buf);
+        } else {
+            ct_st(a->params, dt, i, w - a->lr * (g / avg));
+        }
+    }
+}
+
+static void adam(const ct_optim_args *a) {
+    const ct_dtype dt = a->dtype;
+    const int64_t n = (int64_t)a->n;
+    const double b1 = a->beta1, b2 = a->beta2;
+    /* PyTorch's arrangement of the bias corrections: lr / (1 - b1^t) on the
+     * first moment, sqrt(1 - b2^t) dividing the root of the second. */
+    const double step_size = a->lr / (1 - pow(b1, (double)a->t));
+    const double bc2_sqrt = sqrt(1 - pow(b2, (double)a->t));
+    const double shrink = 1 - a->lr * a->weight_decay; /* AdamW's decoupled decay */
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t f = a->flags[i];
+        if (f & CT_PFLAG_FROZEN) continue;
+        double w = ct_ld(a->params, dt, i);
+        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+        if (a->decoupled && (f & CT_PFLAG_DECAY)) w *= shrink;
+        double m = b1 * ct_ld(a->state0, dt, i) + (1 - b1) * g;
+        double v = b2 * ct_ld(a->state1, dt, i) + (1 - b2) * g * g;
+        ct_st(a->state0, dt, i, m);
+        ct_st(a->state1, dt, i, v);
+        if (a->amsgrad) {
+            /* The maximum of the raw (uncorrected) second moments, as
+             * PyTorch keeps it; a NaN propagates as torch.maximum's does. */
+            double vmax = ct_ld(a->state2, dt, i);
+            if (v != v || v > vmax) vmax = v;
+            ct_st(a->state2, dt, i, vmax);
+            v = vmax;
+        }
+        ct_st(a->params, dt, i, w - step_size * (m / (sqrt(v) / bc2_sqrt + a->eps)));
+    }
+}
+
+ct_status ct_cpu_optim_update(const ct_optim_args *a) {
+    if (!a) return ct_error(CT_ERR_INVALID_ARG, "cpu optim_update: args are NULL");
+    ct_status st = check_dtype(a->dtype, "optim_update");
+    if (st != CT_OK) return st;
+    if (a->n == 0) return CT_OK;
+    if (a->t < 1)
+        return ct_error(CT_ERR_INVALID_ARG, "cpu optim_update: step t must be >= 1, got %lld", (long long)a->t);
+    if (!a->params || !a->grads || !a->flags)
+        return ct_error(CT_ERR_INVALID_ARG, "cpu optim_update: params, grads and flags are required");
+    /* Which state buffers each algorithm reads, so that a caller's mistake
+     * is an error here rather than a NULL dereference in the loop. */
+    bool need0 = false, need1 = false, need2 = false;
+    switch (a->kind) {
+    case CT_OPTIM_SGD: need0 = a->momentum != 0; break;
+    case CT_OPTIM_ADAGRAD: need0 = true; break;
+    case CT_OPTIM_RMSPROP: need0 = true, need1 = a->momentum > 0, need2 = a->centered; break;
+    case CT_OPTIM_ADAM:
+    case CT_OPTIM_ADAMW: need0 = need1 = true, need2 = a->amsgrad; break;
+    default: return ct_error(CT_ERR_INVALID_ARG, "cpu optim_update: unknown optimizer kind %d", a->kind);
+    }
+    if ((need0 && !a->state0) || (need1 && !a->state1) || (need2 && !a->state2))
+        return ct_error(CT_ERR_INTERNAL, "cpu optim_update: %s is missing a state buffer",
+                        ct_optim_kind_name((ct_optim_kind)a->kind));
+    switch (a->kind) {
+    case CT_OPTIM_SGD: sgd(a); break;
+    case CT_OPTIM_ADAGRAD: adagrad(a); break;
+    case CT_OPTIM_RMSPROP: rmsprop(a); break;
+    default: adam(a); break;
+    }
+    return CT_OK;
+}
+
+/* Fixed chunks summed in index order: the result does not depend on the
+ * number of threads, so a clipped run is reproducible anywhere. */
+#define SUMSQ_CHUNKS 64
+
+ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite) {
+    ct_status st = check_dtype(dtype, "sumsq");
+    if (st != CT_OK) return st;
+    if (n && !x) return ct_error(CT_ERR_INVALID_ARG, "cpu sumsq: buffer is NULL");
+    double part[SUMSQ_CHUNKS];
+    bool ok[SUMSQ_CHUNKS];
+    const int64_t len = (int64_t)n, chunk = (len + SUMSQ_CHUNKS - 1) / SUMSQ_CHUNKS;
+#pragma omp parallel for schedule(static) if (len >= PAR_MIN)
+    for (int c = 0; c < SUMSQ_CHUNKS; c++) {
+        int64_t lo = c * chunk, hi = lo + chunk < len ? lo + chunk : len;
+        double s = 0;
+        bool fin = true;
+        for (int64_t i = lo; i < hi; i++) {
+            double v = ct_ld(x, dtype, i);
+            s += v * v;
+            fin = fin && isfinite(v);
+        }
+        part[c] = s;
+        ok[c] = fin;
+    }
+    double total = 0;
+    bool all = true;
+    for (int c = 0; c < SUMSQ_CHUNKS; c++) {
+        total += part[c];
+        all = all && ok[c];
+    }
+    if (out) *out = total;
+    if (finite) *finite = all;
+    return CT_OK;
+}
+
+ct_status ct_cpu_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp) {
+    ct_status st = check_dtype(dtype, "scale_clamp");
+    if (st != CT_OK) return st;
+    if (n && !x) return ct_error(CT_ERR_INVALID_ARG, "cpu scale_clamp: buffer is NULL");
+    const int64_t len = (int64_t)n;
+#pragma omp parallel for schedule(static) if (len >= PAR_MIN)
+    for (int64_t i = 0; i < len; i++) {
+        double v = ct_ld(x, dtype, i) * scale;
+        /* Comparisons are false for NaN, which therefore passes through as
+         * it does through torch.clamp. */
+        if (clamp > 0) v = v > clamp ? clamp : v < -clamp ? -clamp : v;
+        ct_st(x, dtype, i, v);
+    }
+    return CT_OK;
+}
+
+ct_status ct_cpu_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n) {
+    ct_status st = check_dtype(dtype, "axpby");
+    if (st != CT_OK) return st;
+    if (n && (!x || !y)) return ct_error(CT_ERR_INVALID_ARG, "cpu axpby: buffer is NULL");
+    const int64_t len = (int64_t)n;
+#pragma omp parallel for schedule(static) if (len >= PAR_MIN)
+    for (int64_t i = 0; i < len; i++) {
+        double v = a * ct_ld(x, dtype, i);
+        if (b != 0) v += b * ct_ld(y, dtype, i);
+        ct_st(y, dtype, i, v);
+    }
+    return CT_OK;
+}

@@ -1,0 +1,45 @@
+/* Internal to src/data: the dataset layout and the helpers the readers,
+ * transforms and loader share. */
+#ifndef CT_DATA_INTERNAL_H
+#define CT_DATA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctrain/data.h"
+
+struct ct_dataset {
+    int64_t n;           /* samples, 1 .. CT_DATASET_MAX_SAMPLES */
+    ct_shape shape;      /* of one sample */
+    int64_t numel;       /* floats per sample */
+    int32_t num_classes; /* every label is in [0, num_classes) */
+    float *x;            /* n * numel */
+    int32_t *y;          /* n */
+};
+
+/* Philox streams of the data module. Far from the small stream numbers that
+ * parameter initialisation and dropout use, so a user who gives the model
+ * and the data the same seed still gets unrelated numbers. */
+#define CT_DATA_STREAM_SHUFFLE UINT32_C(0xDA7A0001)
+#define CT_DATA_STREAM_SPLIT UINT32_C(0xDA7A0002)
+
+/* A dataset with room for n samples of the given shape, contents not set
+ * (num_classes 0). Checks n and shape and reports errors itself. */
+ct_status ct_data_alloc(int64_t n, ct_shape shape, ct_dataset **out);
+
+/* The largest label + 1 (labels are already known to be >= 0). */
+int32_t ct_data_count_classes(const int32_t *y, int64_t n);
+
+/* perm[0..n) = a uniformly random permutation of 0..n-1 (Fisher-Yates)
+ * that is a pure function of (seed, stream, offset, n); n <= 2^32. */
+void ct_data_permutation(uint64_t seed, uint32_t stream, uint32_t offset, int64_t n,
+                         int64_t *perm);
+
+/* The whole content of a file, gunzipped when its first two bytes are the
+ * gzip magic. *data (caller frees) has one extra NUL byte after *len bytes,
+ * so text parsers may rely on a terminator. Errors name the path: cannot
+ * open or read (CT_ERR_IO), corrupt or cut-off gzip (CT_ERR_FORMAT), gzip
+ * without zlib (CT_ERR_UNSUPPORTED), CT_ERR_OOM. */
+ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len);
+
+#endif

@@ -1,0 +1,156 @@
+/* Reading a whole data file into memory, gunzipping it on the way.
+ *
+ * Compression is told from the gzip magic (1f 8b), not from the name: data
+ * sets are renamed, and some mirrors serve MNIST's ".gz" files already
+ * unpacked. Everything is read before anything is parsed, so a parser
+ * checks sizes against bytes actually present and never allocates what a
+ * corrupt header merely claims.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#ifdef CTRAIN_HAVE_ZLIB
+#include <zlib.h>
+#endif
+
+#include "core/error.h"
+#include "data/data_internal.h"
+
+/* Room for more than `need` bytes (the terminator), growing by half again
+ * so a stream of unknown length costs amortised linear time; a first
+ * reservation of the known size is exact. */
+static ct_status reserve(unsigned char **buf, size_t *cap, size_t need, const char *path) {
+    if (need < *cap) return CT_OK;
+    if (need > SIZE_MAX / 2) return ct_error(CT_ERR_OOM, "%s: file too large", path);
+    size_t c = *cap + *cap / 2;
+    if (c < (size_t)1 << 16) c = (size_t)1 << 16;
+    if (c <= need) c = need + 1;
+    unsigned char *nb = realloc(*buf, c);
+    if (!nb) return ct_error(CT_ERR_OOM, "%s: out of memory reading %zu bytes", path, need);
+    *buf = nb;
+    *cap = c;
+    return CT_OK;
+}
+
+static ct_status read_plain(FILE *f, const char *path, size_t hint, unsigned char **buf,
+                            size_t *cap, size_t *len) {
+    ct_status s = reserve(buf, cap, hint, path);
+    for (;;) {
+        if (s != CT_OK) return s;
+        size_t got = fread(*buf + *len, 1, *cap - 1 - *len, f);
+        *len += got;
+        if (got == 0) break;
+        s = reserve(buf, cap, *len + 1, path);
+    }
+    if (ferror(f)) return ct_error(CT_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+    return CT_OK;
+}
+
+#ifdef CTRAIN_HAVE_ZLIB
+static ct_status read_gzip(const char *path, size_t hint, unsigned char **buf, size_t *cap,
+                           size_t *len) {
+    gzFile gz = gzopen(path, "rb");
+    if (!gz) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    gzbuffer(gz, 1 << 17);
+    ct_status s = reserve(buf, cap, hint, path);
+    while (s == CT_OK) {
+        size_t room = *cap - 1 - *len;
+        unsigned ask = room > (size_t)INT_MAX ? (unsigned)INT_MAX : (unsigned)room;
+        int got = gzread(gz, *buf + *len, ask);
+        if (got < 0) break; /* the error is read from gzerror below */
+        *len += (size_t)got;
+        if (got == 0) break;
+        if ((unsigned)got < ask) continue; /* ask again: 0 is the only sure end */
+        s = reserve(buf, cap, *len + 1, path);
+    }
+    if (s == CT_OK) {
+        int zerr = Z_OK;
+        const char *msg = gzerror(gz, &zerr);
+        /* Z_BUF_ERROR is zlib's "unexpected end of file": the stream stops
+         * before its end marker and checksum. Anything but Z_OK means the
+         * bytes read cannot be trusted, so both are errors. */
+        if (zerr == Z_ERRNO)
+            s = ct_error(CT_ERR_IO, "%s: read failed: %s", path, strerror(errno));
+        else if (zerr == Z_BUF_ERROR)
+            s = ct_error(CT_ERR_FORMAT, "%s: gzip stream cut off (unexpected end of file)", path);
+        else if (zerr == Z_MEM_ERROR)
+            s = ct_error(CT_ERR_OOM, "%s: out of memory in zlib", path);
+        else if (zerr != Z_OK) {
+            /* zlib's message starts with the path already; drop that copy. */
+            size_t pl = strlen(path);
+            if (msg && strncmp(msg, path, pl) == 0 && msg[pl] == ':') msg += pl + 1;
+            while (msg && *msg == ' ') msg++;
+            s = ct_error(CT_ERR_FORMAT, "%s: corrupt gzip stream: %s", path,
+                         msg && *msg ? msg : "unknown zlib error");
+        }
+    }
+    gzclose(gz);
+    return s;
+}
+#endif
+
+ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len) {
+    *data = NULL;
+    *len = 0;
+    if (!path) return ct_error(CT_ERR_INVALID_ARG, "NULL file path");
+    FILE *f = fopen(path, "rb");
+    if (!f) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    size_t hint = 0;
+    if (fstat(fileno(f), &st) == 0) {
+        /* fopen succeeds on a directory; the first fread would fail with a
+         * less helpful EISDIR. */
+        if (S_ISDIR(st.st_mode)) {
+            fclose(f);
+            return ct_error(CT_ERR_IO, "%s: is a directory, not a file", path);
+        }
+        if (S_ISREG(st.st_mode) && st.st_size > 0) hint = (size_t)st.st_size + 1;
+    }
+    unsigned char magic[2] = {0, 0};
+    size_t nmagic = fread(magic, 1, 2, f);
+    bool gzip = nmagic == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+    if (gzip && hint > 18) {
+        /* A gzip member ends with its uncompressed size mod 2^32: the exact
+         * size for any single-member file under 4 GiB, and only a first
+         * guess otherwise, since the buffer still grows as needed. */
+        unsigned char t[4];
+        if (fseek(f, -4, SEEK_END) == 0 && fread(t, 1, 4, f) == 4) {
+            size_t isize = (size_t)t[0] | (size_t)t[1] << 8 | (size_t)t[2] << 16 | (size_t)t[3] << 24;
+            /* A damaged trailer must not reserve gigabytes for a small file. */
+            if (isize / 64 < hint) hint = isize + 1;
+        }
+    }
+    unsigned char *buf = NULL;
+    size_t cap = 0;
+    ct_status s;
+    if (!gzip) {
+        s = reserve(&buf, &cap, nmagic + 1, path);
+        if (s == CT_OK) {
+            memcpy(buf, magic, nmagic);
+            *len = nmagic;
+            s = read_plain(f, path, hint, &buf, &cap, len);
+        }
+        fclose(f);
+    } else {
+        fclose(f);
+#ifdef CTRAIN_HAVE_ZLIB
+        s = read_gzip(path, hint, &buf, &cap, len);
+#else
+        s = ct_error(CT_ERR_UNSUPPORTED,
+                     "%s: gzip-compressed, but this ctrain was built without zlib; "
+                     "gunzip it first", path);
+#endif
+    }
+    if (s != CT_OK) {
+        free(buf);
+        *len = 0;
+        return s;
+    }
+    buf[*len] = '\0';
+    *data = buf;
+    return CT_OK;
+}

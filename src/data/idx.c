@@ -1,0 +1,146 @@
+/* IDX files, the format of MNIST and Fashion-MNIST (LeCun et al.): a
+ * big-endian magic whose third byte is the element type (0x08, unsigned
+ * byte) and fourth the number of dimensions, one big-endian 32-bit size per
+ * dimension, then the elements in row-major order. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "data/data_internal.h"
+
+#define IDX_MAGIC_LABELS 0x00000801u
+#define IDX_MAGIC_IMAGES 0x00000803u
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* Checks the header of an IDX file already in memory and finds its
+ * elements. ndim is 1 for labels and 3 for images, and fixes the magic. */
+static ct_status parse_header(const char *path, const unsigned char *d, size_t len, int ndim,
+                              uint32_t dims[3], const unsigned char **payload) {
+    const uint32_t want = ndim == 1 ? IDX_MAGIC_LABELS : IDX_MAGIC_IMAGES;
+    const char *what = ndim == 1 ? "label" : "image";
+    if (len < 4)
+        return ct_error(CT_ERR_FORMAT, "%s: truncated: %zu bytes, too short for an IDX header",
+                        path, len);
+    uint32_t magic = be32(d);
+    if (magic != want) {
+        /* The common mistake is passing the two files the wrong way round. */
+        const char *hint = magic == IDX_MAGIC_LABELS   ? " (this is an IDX label file)"
+                           : magic == IDX_MAGIC_IMAGES ? " (this is an IDX image file)"
+                                                       : "";
+        return ct_error(CT_ERR_FORMAT,
+                        "%s: wrong magic 0x%08x, expected 0x%08x for an IDX %s file%s", path,
+                        (unsigned)magic, (unsigned)want, what, hint);
+    }
+    size_t head = 4 + 4 * (size_t)ndim;
+    if (len < head)
+        return ct_error(CT_ERR_FORMAT, "%s: truncated: %zu bytes, the IDX header alone is %zu",
+                        path, len, head);
+    uint64_t need = 1;
+    for (int k = 0; k < ndim; k++) {
+        dims[k] = be32(d + 4 + 4 * k);
+        if (dims[k] == 0)
+            return ct_error(CT_ERR_FORMAT, "%s: IDX dimension %d is 0, the file holds no %ss",
+                            path, k, what);
+        need *= dims[k]; /* at most 2^96 in principle; checked below before it matters */
+        if (need > (uint64_t)SIZE_MAX)
+            return ct_error(CT_ERR_FORMAT, "%s: IDX header claims an impossible size", path);
+    }
+    if (len - head < need) {
+        if (ndim == 1)
+            return ct_error(CT_ERR_FORMAT,
+                            "%s: truncated: the header says %u labels but only %zu bytes follow it",
+                            path, (unsigned)dims[0], len - head);
+        return ct_error(CT_ERR_FORMAT,
+                        "%s: truncated: the header says %u images of %ux%u (%llu bytes) "
+                        "but only %zu bytes follow it",
+                        path, (unsigned)dims[0], (unsigned)dims[1], (unsigned)dims[2],
+                        (unsigned long long)need, len - head);
+    }
+    /* Bytes past the last element are tolerated: nothing in the format
+     * forbids them, and they do not change what the header describes. */
+    *payload = d + head;
+    return CT_OK;
+}
+
+ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
+                              ct_dataset **out) {
+    if (out) *out = NULL;
+    if (!images_path || !labels_path || !out)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_idx: NULL argument");
+    unsigned char *img = NULL, *lab = NULL;
+    size_t img_len = 0, lab_len = 0;
+    const unsigned char *pix, *lbl;
+    uint32_t idim[3], ldim[3];
+    ct_dataset *ds = NULL;
+    ct_status s = ct_data_read_file(images_path, &img, &img_len);
+    if (s == CT_OK) s = parse_header(images_path, img, img_len, 3, idim, &pix);
+    if (s == CT_OK) s = ct_data_read_file(labels_path, &lab, &lab_len);
+    if (s == CT_OK) s = parse_header(labels_path, lab, lab_len, 1, ldim, &lbl);
+    if (s == CT_OK && idim[0] != ldim[0])
+        s = ct_error(CT_ERR_FORMAT, "%s holds %u images but %s holds %u labels", images_path,
+                     (unsigned)idim[0], labels_path, (unsigned)ldim[0]);
+    if (s == CT_OK && idim[0] > (uint32_t)CT_DATASET_MAX_SAMPLES)
+        s = ct_error(CT_ERR_FORMAT, "%s: %u images, more than the %d a dataset holds",
+                     images_path, (unsigned)idim[0], CT_DATASET_MAX_SAMPLES);
+    if (s == CT_OK)
+        s = ct_data_alloc(idim[0], (ct_shape){3, {1, idim[1], idim[2]}}, &ds);
+    if (s == CT_OK) {
+        /* A table gives exactly b / 255.0f for each byte value, as
+         * torchvision's ToTensor does, at the cost of one lookup. */
+        float scale[256];
+        for (int b = 0; b < 256; b++) scale[b] = (float)b / 255.0f;
+        const size_t total = (size_t)ds->n * (size_t)ds->numel;
+        for (size_t i = 0; i < total; i++) ds->x[i] = scale[pix[i]];
+        for (int64_t i = 0; i < ds->n; i++) ds->y[i] = lbl[i];
+        ds->num_classes = ct_data_count_classes(ds->y, ds->n);
+        *out = ds;
+    }
+    free(img);
+    free(lab);
+    return s;
+}
+
+/* dir/name, or dir/name.gz when only that exists; NULL with the error set
+ * when neither does. The caller frees the result. */
+static char *find_file(const char *dir, const char *name, ct_status *s) {
+    size_t dl = strlen(dir);
+    bool slash = dl > 0 && dir[dl - 1] == '/';
+    size_t cap = dl + 1 + strlen(name) + 4;
+    char *p = malloc(cap);
+    if (!p) {
+        *s = ct_error(CT_ERR_OOM, "out of memory");
+        return NULL;
+    }
+    struct stat st;
+    snprintf(p, cap, "%s%s%s", dir, slash ? "" : "/", name);
+    if (stat(p, &st) == 0) return p;
+    snprintf(p, cap, "%s%s%s.gz", dir, slash ? "" : "/", name);
+    if (stat(p, &st) == 0) return p;
+    free(p);
+    *s = ct_error(CT_ERR_NOT_FOUND, "%s: no %s or %s.gz in this directory", dir, name, name);
+    return NULL;
+}
+
+ct_status ct_dataset_load_mnist(const char *dir, bool train, ct_dataset **out) {
+    if (out) *out = NULL;
+    if (!dir || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_mnist: NULL argument");
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return ct_error(CT_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return ct_error(CT_ERR_IO, "%s: not a directory", dir);
+    ct_status s = CT_OK;
+    char *images = find_file(dir, train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte", &s);
+    char *labels = images ? find_file(dir, train ? "train-labels-idx1-ubyte"
+                                                 : "t10k-labels-idx1-ubyte", &s)
+                          : NULL;
+    if (images && labels) s = ct_dataset_load_idx(images, labels, out);
+    free(images);
+    free(labels);
+    return s;
+}

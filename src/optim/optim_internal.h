@@ -1,0 +1,33 @@
+/* Internal to src/optim: reaching a program's backend and flat gradients. */
+#ifndef CT_OPTIM_INTERNAL_H
+#define CT_OPTIM_INTERNAL_H
+
+#include "core/error.h"
+#include "core/program_internal.h"
+
+typedef struct ct_flat_grads {
+    const ct_backend *be;
+    void *data;       /* device pointer */
+    ct_dtype dtype;
+    size_t n;         /* elements */
+} ct_flat_grads;
+
+/* The flat gradient buffer of p; fn names the public function in the
+ * error message. Callers check that the backend has the hook they use. */
+static inline ct_status ct_optim_grads_of(ct_program *p, const char *fn, ct_flat_grads *out) {
+    *out = (ct_flat_grads){0};
+    if (!p) return ct_error(CT_ERR_INVALID_ARG, "%s: program is NULL", fn);
+    out->be = ct_program_backend(p);
+    out->data = ct_program_grads(p);
+    out->dtype = ct_program_param_dtype(p);
+    out->n = ct_program_param_numel(p);
+    if (out->n && out->dtype != CT_F32 && out->dtype != CT_F64)
+        return ct_error(CT_ERR_DTYPE, "%s: gradients are %s; f32 or f64 expected", fn, ct_dtype_name(out->dtype));
+    return CT_OK;
+}
+
+static inline ct_status ct_optim_no_hook(const ct_flat_grads *fg, const char *fn, const char *hook) {
+    return ct_error(CT_ERR_UNSUPPORTED, "%s: the %s backend has no %s", fn, fg->be ? fg->be->name : "(none)", hook);
+}
+
+#endif
