@@ -279,7 +279,7 @@ Test(optim, sgd_weight_decay) {
 }
 
 Test(optim, sgd_maximize) {
-    /* PyTorch 2 negates the gradient first, then adds the decay. */
+    /* PyTorch's implementation negates the gradient first, then adds the decay. */
     ct_optim_opts o = {.kind = CT_OPTIM_SGD, .lr = 0.02, .momentum = 0.9, .weight_decay = 0.1, .maximize = true};
     check_against_ref(&o, 0.02, NULL);
 }

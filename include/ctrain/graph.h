@@ -57,6 +57,14 @@ ct_node ct_input(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape);
  * program is compiled. */
 ct_node ct_param(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, ct_init init);
 
+/* A named buffer: persistent state that is not trained by gradients but
+ * updated by the ops that own it (a batch norm's running statistics), saved
+ * and loaded with the weights, as PyTorch's register_buffer. F32 (or F64);
+ * all buffers share one dtype. Its first values come from `init`. */
+ct_node ct_buffer(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, ct_init init);
+int ct_graph_num_buffers(const ct_graph *g);
+ct_node ct_graph_buffer(const ct_graph *g, int i);
+
 /* A constant; `data` (numel * dtype size bytes) is copied. */
 ct_node ct_constant(ct_graph *g, ct_dtype dtype, ct_shape shape, const void *data);
 /* A constant with every element equal to value. */

@@ -93,7 +93,9 @@ typedef struct ct_optim_opts {
     /* Decay (weight_decay and l1) 1-d parameters too; see the top. */
     bool decay_bias_and_norm;
     /* Ascend instead of descend: the gradient is negated before anything
-     * else, weight decay included (PyTorch 2's order). */
+     * else is done with it, as PyTorch's implementations do. (SGD's
+     * documented pseudo-code instead flips the sign of the final step; the
+     * two differ only where weight decay or L1 applies.) */
     bool maximize;
 } ct_optim_opts;
 
@@ -105,7 +107,8 @@ const char *ct_optim_kind_name(ct_optim_kind kind);
 ct_status ct_optim_kind_parse(const char *text, ct_optim_kind *out);
 
 /* An optimizer for the parameters of p, which was compiled from g (the
- * graph gives the names and shapes; both must outlive the optimizer). State
+ * graph gives the names and shapes; both must outlive the optimizer) with
+ * .grads = true (otherwise the gradients it reads stay zero). State
  * buffers are allocated on p's device in the flat layout and dtype of the
  * parameters, only those the algorithm needs, zeroed (Adagrad's sum: the
  * initial accumulator value). NULL on error: invalid options

@@ -76,7 +76,13 @@ size_t ct_program_param_offset(const ct_program *p, ct_node param);
 void *ct_program_params(ct_program *p);
 void *ct_program_grads(ct_program *p);
 
-/* Host copies of one parameter by name, or of the whole flat buffers. */
+/* The flat buffer of the graph's buffers (ct_buffer), laid out the same way. */
+ct_dtype ct_program_buffer_dtype(const ct_program *p);
+size_t ct_program_buffer_numel(const ct_program *p);
+void *ct_program_buffers(ct_program *p);
+
+/* Host copies of one parameter (or buffer) by name, or of the whole flat
+ * parameter buffers. */
 ct_status ct_program_get_param(const ct_program *p, const char *name, void *dst, size_t bytes);
 ct_status ct_program_set_param(ct_program *p, const char *name, const void *src, size_t bytes);
 ct_status ct_program_read_params(const ct_program *p, void *dst, size_t bytes);

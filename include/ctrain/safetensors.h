@@ -134,7 +134,7 @@ const char *ct_st_meta_key(const ct_st_file *f, int i);
 /* ---------------------------------------------------- weights of a program */
 
 /* Saves every parameter of g, as held by p (compiled from g), under its
- * name, in the parameters' dtype (F32 or F64), with the metadata
+ * name (and every buffer, e.g. running statistics), in its dtype (F32 or F64), with the metadata
  * {"format": "ctrain"}. Atomic as ct_st_writer_save. */
 ct_status ct_save_weights(const ct_graph *g, const ct_program *p, const char *path);
 

@@ -45,6 +45,7 @@ void ct_graph_free(ct_graph *g) {
     }
     free(g->nodes);
     free(g->params);
+    free(g->buffers);
     free(g->grad_of);
     free(g);
 }
@@ -185,6 +186,34 @@ ct_node ct_param(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, 
     g->nodes[n].param_index = g->n_params;
     g->params[g->n_params++] = n;
     return n;
+}
+
+ct_node ct_buffer(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, ct_init init) {
+    if (g && dtype != CT_F32 && dtype != CT_F64)
+        return ct_graph_fail(g, CT_ERR_DTYPE, "ct_buffer '%s': buffers are f32 (or f64), not %s",
+                             name ? name : "?", ct_dtype_name(dtype));
+    if (g && g->n_buffers > 0 && g->nodes[g->buffers[0]].dtype != dtype)
+        return ct_graph_fail(g, CT_ERR_DTYPE, "ct_buffer '%s': all buffers share one dtype (%s), not %s",
+                             name ? name : "?", ct_dtype_name(g->nodes[g->buffers[0]].dtype),
+                             ct_dtype_name(dtype));
+    if (g && g->n_buffers == g->cap_buffers) {
+        int cap = g->cap_buffers ? 2 * g->cap_buffers : 16;
+        ct_node *b = realloc(g->buffers, (size_t)cap * sizeof *b);
+        if (!b) return ct_graph_fail(g, CT_ERR_OOM, "ct_buffer: out of memory");
+        g->buffers = b;
+        g->cap_buffers = cap;
+    }
+    ct_node n = add_named_source(g, CT_OP_BUFFER, "ct_buffer", name, dtype, shape);
+    if (n == CT_NO_NODE) return n;
+    g->nodes[n].init = init;
+    g->nodes[n].param_index = g->n_buffers;
+    g->buffers[g->n_buffers++] = n;
+    return n;
+}
+
+int ct_graph_num_buffers(const ct_graph *g) { return g ? g->n_buffers : 0; }
+ct_node ct_graph_buffer(const ct_graph *g, int i) {
+    return g && i >= 0 && i < g->n_buffers ? g->buffers[i] : CT_NO_NODE;
 }
 
 ct_node ct_constant(ct_graph *g, ct_dtype dtype, ct_shape shape, const void *data) {

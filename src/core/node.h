@@ -61,8 +61,8 @@ typedef struct ct_nodeinfo {
     ct_attrs attr;
     char *name;          /* owned; NULL if unnamed */
     bool requires_grad;  /* INPUT marked by the user; PARAM always */
-    ct_init init;        /* PARAM */
-    int param_index;     /* PARAM: position among parameters, else -1 */
+    ct_init init;        /* PARAM, BUFFER */
+    int param_index;     /* PARAM: position among parameters; BUFFER: among buffers; else -1 */
     void *const_data;    /* CONST: owned host copy */
 } ct_nodeinfo;
 
@@ -74,6 +74,8 @@ struct ct_graph {
     char error[512];
     ct_node *params;
     int n_params, cap_params;
+    ct_node *buffers;    /* persistent non-trainable state (running statistics) */
+    int n_buffers, cap_buffers;
     ct_node *grad_of;    /* [n at backward time]: gradient node of each node */
     int n_grad_of;
     bool backward_done;

@@ -12,6 +12,7 @@
 X(INPUT,              "input",              0, 0)
 X(PARAM,              "param",              0, 0)
 X(CONST,              "const",              0, 0)
+X(BUFFER,             "buffer",             0, 0)
 /* linear algebra */
 X(MATMUL,             "matmul",             1, 0)
 /* binary elementwise with broadcasting */

@@ -35,6 +35,10 @@ struct ct_program {
     size_t *param_off;   /* per parameter index, in elements */
     size_t param_numel;
     ct_dtype param_dtype;
+    void *state;         /* buffers (running statistics), flat like the parameters */
+    size_t *buf_off;     /* per buffer index, in elements */
+    size_t state_numel;
+    ct_dtype state_dtype;
     bool owns_params;
     uint32_t step;
     bool training;
@@ -62,12 +66,16 @@ void ct_program_free(ct_program *p) {
         if (p->owns_params) {
             be->free(p->params);
             be->free(p->grads);
+            be->free(p->state);
         }
         if (p->private_bufs)
             for (int i = 0; i < p->n; i++) be->free(p->private_bufs[i]);
     }
     free(p->private_bufs);
-    if (p->owns_params) free(p->param_off);
+    if (p->owns_params) {
+        free(p->param_off);
+        free(p->buf_off);
+    }
     free(p->data);
     free(p->readable);
     free(p->kargs);
@@ -119,6 +127,37 @@ static ct_status setup_params(ct_program *p) {
     return st;
 }
 
+/* Buffers: one flat buffer laid out like the parameters, filled from
+ * their init rules (Philox streams after the parameters' ones). */
+static ct_status setup_buffers(ct_program *p) {
+    ct_graph *g = p->g;
+    p->state_dtype = g->n_buffers ? g->nodes[g->buffers[0]].dtype : CT_F32;
+    size_t es = ct_dtype_size(p->state_dtype);
+    p->buf_off = malloc((size_t)(g->n_buffers + 1) * sizeof *p->buf_off);
+    if (!p->buf_off) return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
+    size_t off = 0;
+    for (int i = 0; i < g->n_buffers; i++) {
+        p->buf_off[i] = off;
+        off = round_up(off + (size_t)ct_shape_numel(g->nodes[g->buffers[i]].shape), PARAM_ALIGN);
+    }
+    p->state_numel = off;
+    if (off == 0) return CT_OK;
+    if (!(p->state = p->be->alloc(off * es)))
+        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of buffers on %s", off * es, p->be->name);
+    unsigned char *host = calloc(off, es);
+    if (!host) return ct_error(CT_ERR_OOM, "ct_compile: out of memory (%zu bytes)", off * es);
+    ct_status st = CT_OK;
+    for (int i = 0; i < g->n_buffers && st == CT_OK; i++) {
+        const ct_nodeinfo *nd = &g->nodes[g->buffers[i]];
+        st = ct_init_fill(&nd->init, nd->shape, nd->dtype, g->seed, (uint32_t)(g->n_params + i),
+                          host + p->buf_off[i] * es);
+        if (st != CT_OK) ct_error(st, "ct_compile: initialising buffer '%s': %s", nd->name, ct_last_error());
+    }
+    if (st == CT_OK) st = p->be->upload(p->state, host, off * es);
+    free(host);
+    return st;
+}
+
 /* Marks the nodes the roots depend on (creation order is topological). */
 static void mark_live(const ct_graph *g, bool *live, int n) {
     for (int i = n - 1; i >= 0; i--)
@@ -126,7 +165,9 @@ static void mark_live(const ct_graph *g, bool *live, int n) {
             for (int j = 0; j < g->nodes[i].n_in; j++) live[g->nodes[i].in[j]] = true;
 }
 
-static bool is_source(ct_op op) { return op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST; }
+static bool is_source(ct_op op) {
+    return op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER;
+}
 
 /* Programs may share parameters when their graphs declare the same ones
  * (names, shapes, dtype, order): a training graph and an evaluation graph
@@ -142,6 +183,19 @@ static bool same_params(const ct_graph *a, const ct_graph *b) {
         if (strcmp(x->name, y->name) != 0 || x->dtype != y->dtype || !ct_shape_equal(x->shape, y->shape)) {
             ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params: parameter %d differs ('%s' vs '%s')", i,
                      x->name, y->name);
+            return false;
+        }
+    }
+    if (a->n_buffers != b->n_buffers) {
+        ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params has %d buffers, this graph %d", a->n_buffers,
+                 b->n_buffers);
+        return false;
+    }
+    for (int i = 0; i < a->n_buffers; i++) {
+        const ct_nodeinfo *x = &a->nodes[a->buffers[i]], *y = &b->nodes[b->buffers[i]];
+        if (strcmp(x->name, y->name) != 0 || x->dtype != y->dtype || !ct_shape_equal(x->shape, y->shape)) {
+            ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params: buffer %d differs ('%s' vs '%s')", i, x->name,
+                     y->name);
             return false;
         }
     }
@@ -216,12 +270,21 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         p->param_off = q->param_off;
         p->param_numel = q->param_numel;
         p->param_dtype = q->param_dtype;
+        p->state = q->state;
+        p->buf_off = q->buf_off;
+        p->state_numel = q->state_numel;
+        p->state_dtype = q->state_dtype;
         if (q->be != be) {
             st = ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params lives on another device");
             goto done;
         }
-    } else if ((st = setup_params(p)) != CT_OK) {
+    } else if ((st = setup_params(p)) != CT_OK || (st = setup_buffers(p)) != CT_OK) {
         goto done;
+    }
+    for (int i = 0; i < g->n_buffers; i++) {
+        ct_node bn = g->buffers[i];
+        p->data[bn] = (char *)p->state + p->buf_off[i] * ct_dtype_size(p->state_dtype);
+        p->readable[bn] = true;
     }
     size_t pes = ct_dtype_size(p->param_dtype);
     for (int i = 0; i < g->n_params; i++) {
@@ -456,12 +519,20 @@ size_t ct_program_param_offset(const ct_program *p, ct_node param) {
     return p->param_off[nd->param_index];
 }
 
+/* Parameters and buffers by name: both are named state users save and load. */
 static const ct_nodeinfo *named_param(const ct_program *p, const char *name, const char *fn) {
     if (!p) return ct_error(CT_ERR_INVALID_ARG, "%s: program is NULL", fn), NULL;
     ct_node n = ct_find(p->g, name);
-    if (n == CT_NO_NODE || p->g->nodes[n].op != CT_OP_PARAM)
-        return ct_error(CT_ERR_NOT_FOUND, "%s: no parameter named '%s'", fn, name ? name : "(null)"), NULL;
+    if (n == CT_NO_NODE || (p->g->nodes[n].op != CT_OP_PARAM && p->g->nodes[n].op != CT_OP_BUFFER))
+        return ct_error(CT_ERR_NOT_FOUND, "%s: no parameter or buffer named '%s'", fn, name ? name : "(null)"),
+               NULL;
     return &p->g->nodes[n];
+}
+
+static void *named_data(const ct_program *p, const ct_nodeinfo *nd) {
+    if (nd->op == CT_OP_BUFFER)
+        return (char *)p->state + p->buf_off[nd->param_index] * ct_dtype_size(nd->dtype);
+    return (char *)p->params + p->param_off[nd->param_index] * ct_dtype_size(nd->dtype);
 }
 
 ct_status ct_program_get_param(const ct_program *p, const char *name, void *dst, size_t bytes) {
@@ -470,8 +541,7 @@ ct_status ct_program_get_param(const ct_program *p, const char *name, void *dst,
     if (!dst || bytes != node_bytes(nd))
         return ct_error(CT_ERR_SHAPE, "ct_program_get_param: '%s' holds %zu bytes, asked for %zu", name,
                         node_bytes(nd), bytes);
-    return p->be->download(dst, (char *)p->params + p->param_off[nd->param_index] * ct_dtype_size(nd->dtype),
-                           bytes);
+    return p->be->download(dst, named_data(p, nd), bytes);
 }
 
 ct_status ct_program_set_param(ct_program *p, const char *name, const void *src, size_t bytes) {
@@ -480,8 +550,7 @@ ct_status ct_program_set_param(ct_program *p, const char *name, const void *src,
     if (!src || bytes != node_bytes(nd))
         return ct_error(CT_ERR_SHAPE, "ct_program_set_param: '%s' holds %zu bytes, got %zu", name,
                         node_bytes(nd), bytes);
-    return p->be->upload((char *)p->params + p->param_off[nd->param_index] * ct_dtype_size(nd->dtype), src,
-                         bytes);
+    return p->be->upload(named_data(p, nd), src, bytes);
 }
 
 static ct_status flat_check(const ct_program *p, const void *buf, size_t bytes, const char *fn) {
@@ -510,3 +579,7 @@ ct_status ct_program_read_grads(const ct_program *p, void *dst, size_t bytes) {
 #include "core/program_internal.h"
 
 const ct_backend *ct_program_backend(const ct_program *p) { return p ? p->be : NULL; }
+
+ct_dtype ct_program_buffer_dtype(const ct_program *p) { return p ? p->state_dtype : CT_F32; }
+size_t ct_program_buffer_numel(const ct_program *p) { return p ? p->state_numel : 0; }
+void *ct_program_buffers(ct_program *p) { return p ? p->state : NULL; }

@@ -1,4 +1,4 @@
-/* A program's parameters to and from safetensors files, by name.
+/* A program's parameters and buffers to and from safetensors files, by name.
  *
  * Only the public graph and program API is used, so this works for any
  * backend: parameters travel through host copies (ct_program_get_param /
@@ -13,14 +13,22 @@
 #include "core/error.h"
 #include "ctrain/safetensors.h"
 
+/* The named state of a model, as in PyTorch's state_dict: the parameters,
+ * then the buffers (running statistics). */
+static int state_count(const ct_graph *g) { return ct_graph_num_params(g) + ct_graph_num_buffers(g); }
+static ct_node state_node(const ct_graph *g, int i) {
+    int np = ct_graph_num_params(g);
+    return i < np ? ct_graph_param(g, i) : ct_graph_buffer(g, i - np);
+}
+
 ct_status ct_save_weights(const ct_graph *g, const ct_program *p, const char *path) {
     if (!g || !p || !path) return ct_error(CT_ERR_INVALID_ARG, "ct_save_weights: graph, program or path is NULL");
     ct_st_writer *w = ct_st_writer_new();
     if (!w) return ct_last_status();
     ct_status st = CT_OK;
-    int n = ct_graph_num_params(g);
+    int n = state_count(g);
     for (int i = 0; i < n && st == CT_OK; i++) {
-        ct_node node = ct_graph_param(g, i);
+        ct_node node = state_node(g, i);
         const char *name = ct_node_name(g, node);
         ct_shape shape = ct_node_shape(g, node);
         ct_dtype dt = ct_node_dtype(g, node);
@@ -201,7 +209,7 @@ ct_status ct_load_weights(const ct_graph *g, ct_program *p, const char *path, co
     ct_load_opts o = opts ? *opts : (ct_load_opts){0};
     if (o.loaded) *o.loaded = 0;
     if (!g || !p || !path) return ct_error(CT_ERR_INVALID_ARG, "ct_load_weights: graph, program or path is NULL");
-    int n = ct_graph_num_params(g);
+    int n = state_count(g);
     pinfo *ps = calloc((size_t)n + 1, sizeof *ps);
     pinfo **sorted = malloc(((size_t)n + 1) * sizeof *sorted);
     if (!ps || !sorted) {
@@ -211,7 +219,7 @@ ct_status ct_load_weights(const ct_graph *g, ct_program *p, const char *path, co
     }
     ct_status st = CT_OK;
     for (int j = 0; j < n; j++) {
-        ct_node node = ct_graph_param(g, j);
+        ct_node node = state_node(g, j);
         ps[j].name = ct_node_name(g, node);
         ps[j].shape = ct_node_shape(g, node);
         ps[j].dtype = ct_node_dtype(g, node);
