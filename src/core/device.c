@@ -107,6 +107,25 @@ ct_status ct_device_check(ct_device d) {
 
 bool ct_device_implements(ct_device_kind kind, int op) {
     if (op < 0 || op >= CT_OP_COUNT) return false;
+    /* Sources have no kernel: a program binds their buffers itself, on any
+     * backend that exists in this build. */
+    bool source = op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER;
+    switch (kind) {
+    case CT_DEVICE_CPU:
+        if (source) return true;
+        break;
+    case CT_DEVICE_CUDA:
+        if (source) {
+#ifdef CTRAIN_HAVE_CUDA
+            return true;
+#else
+            return false;
+#endif
+        }
+        break;
+    default:
+        return false;
+    }
     switch (kind) {
     case CT_DEVICE_CPU: {
         const ct_backend *b = ct_cpu_backend();
