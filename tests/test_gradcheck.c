@@ -27,6 +27,7 @@ static const char *const COVERED[] = {
     "gelu",   "tanh",    "sigmoid",     "silu",    "softmax", "log_softmax", "sum",
     "mean",   "max",     "reshape",     "permute", "concat",  "slice",     "embedding",
     "dropout", "cross_entropy", "mse",  "bce_with_logits", "cast",
+    "batch_norm", "layer_norm",
 };
 #define N_COVERED ((int)(sizeof COVERED / sizeof COVERED[0]))
 
@@ -497,6 +498,199 @@ Test(gradcheck, cast) {
     gc_case c = {.name = "cast f64 -> f32 -> f64", .op = "cast", .n_in = 1, .build = b_cast,
                  .h = 1e-2, .rtol = 1e-4, .atol = 1e-4};
     c.in[0] = (gc_in){.shape = S2(4, 6), .lo = -3, .hi = 3};
+    gc_check(&c);
+}
+
+/* ---- normalisation ------------------------------------------------------ */
+
+typedef struct norm_ctx {
+    bool weight, bias; /* x[1] is the weight, x[1 + weight] the bias */
+} norm_ctx;
+
+/* Batch norm on x [N, C, ...] with weight and bias as checked inputs; the
+ * running statistics are buffers (random values, so a mix-up between batch
+ * and running statistics shows). The harness runs in training mode, where
+ * the output uses the batch statistics and the buffers are only written. */
+static ct_node b_batch_norm(ct_graph *g, const ct_node *x, const void *ctx) {
+    const norm_ctx *n = ctx;
+    int64_t c = ct_node_shape(g, x[0]).dim[1];
+    ct_node rm = ct_buffer(g, "rm", CT_F64, S1(c), ct_init_uniform(-0.5, 0.5));
+    ct_node rv = ct_buffer(g, "rv", CT_F64, S1(c), ct_init_uniform(0.5, 2.0));
+    ct_node w = n->weight ? x[1] : CT_NO_NODE, b = n->bias ? x[1 + n->weight] : CT_NO_NODE;
+    return ct_batch_norm_op(g, x[0], w, b, rm, rv, 0.1, 1e-5);
+}
+
+static void check_batch_norm(const char *name, ct_shape xs, norm_ctx n) {
+    gc_case c = {.name = name, .op = "batch_norm", .n_in = 1 + n.weight + n.bias, .build = b_batch_norm, .ctx = &n};
+    c.in[0] = (gc_in){.shape = xs, .lo = -2, .hi = 2};
+    for (int i = 1; i < c.n_in; i++) c.in[i].shape = S1(xs.dim[1]);
+    gc_check(&c);
+}
+
+Test(gradcheck, batch_norm_training) {
+    norm_ctx affine = {true, true};
+    check_batch_norm("batch_norm training [6,4] (x, weight, bias)", S2(6, 4), affine);
+    check_batch_norm("batch_norm training [3,4,5] (x, weight, bias)", S3(3, 4, 5), affine);
+    check_batch_norm("batch_norm training [2,3,2,2] (x, weight, bias)", S4(2, 3, 2, 2), affine);
+    check_batch_norm("batch_norm training [5,3] no affine", S2(5, 3), (norm_ctx){false, false});
+    check_batch_norm("batch_norm training [4,3,2] weight only", S3(4, 3, 2), (norm_ctx){true, false});
+    check_batch_norm("batch_norm training [4,3,2] bias only", S3(4, 3, 2), (norm_ctx){false, true});
+}
+
+/* The layer: its parameters "bn.weight" and "bn.bias" are checked as
+ * parameters (the harness gives them random values). */
+static ct_node b_batch_norm_layer(ct_graph *g, const ct_node *x, const void *ctx) {
+    (void)ctx;
+    return ct_batch_norm(g, "bn", x[0], 0.0, 0.0);
+}
+
+Test(gradcheck, batch_norm_layer) {
+    gc_case c = {.name = "ct_batch_norm layer [4,3,5]", .op = "batch_norm", .n_in = 1, .build = b_batch_norm_layer};
+    c.in[0] = (gc_in){.shape = S3(4, 3, 5), .lo = -2, .hi = 2};
+    gc_check(&c);
+}
+
+/* Evaluation mode normalises with the running statistics, constants of the
+ * step. The harness runs its programs in training mode, so this case does
+ * the same central differences by hand on a program switched out of
+ * training, and checks that the buffers do not move. */
+static void check_batch_norm_eval(const char *name, ct_shape xs) {
+    uint64_t seed = gc_hash(name);
+    int64_t c = xs.dim[1];
+    ct_graph *g = ct_graph_new();
+    ct_graph_set_seed(g, seed);
+    ct_shape in_shapes[3] = {xs, S1(c), S1(c)};
+    const char *in_names[3] = {"x", "w", "b"};
+    ct_node in[3];
+    double *v[3];
+    int64_t n[3];
+    for (int i = 0; i < 3; i++) {
+        in[i] = ct_input(g, in_names[i], CT_F64, in_shapes[i]);
+        cr_assert_eq(ct_set_requires_grad(g, in[i], true), CT_OK, "%s", ct_last_error());
+        n[i] = ct_shape_numel(in_shapes[i]);
+        v[i] = malloc((size_t)n[i] * sizeof(double));
+        cr_assert_not_null(v[i]);
+        gc_fill(v[i], n[i], -2.0, 2.0, 0.01, seed, 10u + (uint32_t)i);
+    }
+    ct_node rm = ct_buffer(g, "rm", CT_F64, S1(c), ct_init_zeros());
+    ct_node rv = ct_buffer(g, "rv", CT_F64, S1(c), ct_init_ones());
+    ct_node y = ct_batch_norm_op(g, in[0], in[1], in[2], rm, rv, 0.1, 1e-5);
+    int64_t on = ct_shape_numel(xs);
+    double *r = malloc((size_t)on * sizeof *r);
+    cr_assert_not_null(r);
+    gc_fill(r, on, -1.0, 1.0, 0.1, seed, 1u);
+    ct_node loss = ct_sum(g, ct_mul(g, y, ct_constant(g, CT_F64, xs, r)), CT_AXIS_ALL, false);
+    free(r);
+    cr_assert_eq(ct_graph_status(g), CT_OK, "%s", ct_graph_error(g));
+    cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
+    ct_node outs[4] = {loss, ct_grad(g, in[0]), ct_grad(g, in[1]), ct_grad(g, in[2])};
+    for (int i = 1; i < 4; i++) cr_assert_neq(outs[i], CT_NO_NODE);
+    ct_program *p = ct_compile(g, &(ct_compile_opts){.outputs = outs, .n_outputs = 4, .grads = true});
+    cr_assert_not_null(p, "%s", ct_last_error());
+    ct_program_set_training(p, false);
+
+    /* Running statistics far from the batch's, so using the wrong ones shows. */
+    double stats[2][8];
+    cr_assert_leq(c, 8);
+    gc_fill(stats[0], c, -0.5, 0.5, 0.01, seed, 20u);
+    gc_fill(stats[1], c, 0.3, 2.0, 0.01, seed, 21u);
+    cr_assert_eq(ct_program_set_param(p, "rm", stats[0], (size_t)c * sizeof(double)), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_program_set_param(p, "rv", stats[1], (size_t)c * sizeof(double)), CT_OK, "%s", ct_last_error());
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(ct_program_set_input(p, in_names[i], v[i], (size_t)n[i] * sizeof(double)), CT_OK);
+
+    double l0 = gc_loss(p, loss);
+    cr_assert(isfinite(l0));
+    gc_worst w = {0};
+    const double h = 1e-6;
+    for (int i = 0; i < 3; i++) {
+        double *ga = malloc((size_t)n[i] * sizeof *ga);
+        cr_assert_not_null(ga);
+        cr_assert_eq(gc_loss(p, loss), l0);
+        cr_assert_eq(ct_program_read(p, outs[1 + i], ga, (size_t)n[i] * sizeof *ga), CT_OK, "%s", ct_last_error());
+        char what[32];
+        snprintf(what, sizeof what, "input %s", in_names[i]);
+        for (int64_t j = 0; j < n[i]; j++) {
+            double keep = v[i][j];
+            v[i][j] = keep + h;
+            ct_program_set_input(p, in_names[i], v[i], (size_t)n[i] * sizeof(double));
+            double lp = gc_loss(p, loss);
+            v[i][j] = keep - h;
+            ct_program_set_input(p, in_names[i], v[i], (size_t)n[i] * sizeof(double));
+            double lm = gc_loss(p, loss);
+            v[i][j] = keep;
+            ct_program_set_input(p, in_names[i], v[i], (size_t)n[i] * sizeof(double));
+            gc_compare(&w, what, in_shapes[i], j, ga[j], (lp - lm) / (2 * h), 1e-5, 1e-6);
+        }
+        free(ga);
+    }
+    cr_assert_gt(w.checked, 0);
+    cr_assert(w.ratio <= 1.0, "%s: gradient mismatch at %s element %lld: analytic %.12g, numeric %.12g (tol %.3g)",
+              name, w.what, (long long)w.index, w.analytic, w.numeric, w.tol);
+    /* Out of training the running statistics are read, never written. */
+    double after[2][8];
+    cr_assert_eq(ct_program_get_param(p, "rm", after[0], (size_t)c * sizeof(double)), CT_OK);
+    cr_assert_eq(ct_program_get_param(p, "rv", after[1], (size_t)c * sizeof(double)), CT_OK);
+    cr_assert(memcmp(after[0], stats[0], (size_t)c * sizeof(double)) == 0, "%s: running_mean moved in eval", name);
+    cr_assert(memcmp(after[1], stats[1], (size_t)c * sizeof(double)) == 0, "%s: running_var moved in eval", name);
+    for (int i = 0; i < 3; i++) free(v[i]);
+    ct_program_free(p);
+    ct_graph_free(g);
+}
+
+Test(gradcheck, batch_norm_eval) {
+    check_batch_norm_eval("batch_norm eval [6,4]", S2(6, 4));
+    check_batch_norm_eval("batch_norm eval [3,4,5]", S3(3, 4, 5));
+}
+
+static ct_node b_layer_norm(ct_graph *g, const ct_node *x, const void *ctx) {
+    const norm_ctx *n = ctx;
+    ct_node w = n->weight ? x[1] : CT_NO_NODE, b = n->bias ? x[1 + n->weight] : CT_NO_NODE;
+    return ct_layer_norm_op(g, x[0], w, b, 1e-5);
+}
+
+static void check_layer_norm(const char *name, ct_shape xs, norm_ctx n) {
+    gc_case c = {.name = name, .op = "layer_norm", .n_in = 1 + n.weight + n.bias, .build = b_layer_norm, .ctx = &n};
+    c.in[0] = (gc_in){.shape = xs, .lo = -2, .hi = 2};
+    for (int i = 1; i < c.n_in; i++) c.in[i].shape = S1(xs.dim[xs.ndim - 1]);
+    gc_check(&c);
+}
+
+Test(gradcheck, layer_norm) {
+    check_layer_norm("layer_norm [3,4,5] affine (x, weight, bias)", S3(3, 4, 5), (norm_ctx){true, true});
+    check_layer_norm("layer_norm [6,4] affine (x, weight, bias)", S2(6, 4), (norm_ctx){true, true});
+    check_layer_norm("layer_norm [3,4,5] no affine", S3(3, 4, 5), (norm_ctx){false, false});
+    check_layer_norm("layer_norm [7] no affine", S1(7), (norm_ctx){false, false});
+    check_layer_norm("layer_norm [4,6] weight only", S2(4, 6), (norm_ctx){true, false});
+}
+
+static ct_node b_layer_norm_layer(ct_graph *g, const ct_node *x, const void *ctx) {
+    return ct_layer_norm(g, "ln", x[0], 0.0, *(const bool *)ctx);
+}
+
+Test(gradcheck, layer_norm_layer) {
+    bool affine = true;
+    gc_case c = {.name = "ct_layer_norm layer [2,3,6] affine", .op = "layer_norm", .n_in = 1,
+                 .build = b_layer_norm_layer, .ctx = &affine};
+    c.in[0] = (gc_in){.shape = S3(2, 3, 6), .lo = -2, .hi = 2};
+    gc_check(&c);
+}
+
+/* Layers end to end: linear -> batch norm -> tanh -> linear -> layer norm
+ * -> cross-entropy, checked w.r.t. every parameter and the input. */
+static ct_node b_norm_mlp(ct_graph *g, const ct_node *x, const void *ctx) {
+    (void)ctx;
+    static const int32_t labels[] = {0, 2, 1, 2, 3, 0};
+    ct_node h = ct_linear(g, "fc1", x[0], 5, true, NULL);
+    h = ct_activation(g, ct_batch_norm(g, "bn1", h, 0.0, 0.0), "tanh");
+    h = ct_layer_norm(g, "ln", ct_linear(g, "fc2", h, 4, true, NULL), 0.0, true);
+    return ct_cross_entropy(g, h, ct_constant(g, CT_I32, S1(6), labels), 0.0);
+}
+
+Test(gradcheck, layers_linear_batch_norm_layer_norm) {
+    gc_case c = {.name = "linear, batch_norm, tanh, linear, layer_norm, cross_entropy", .op = "batch_norm",
+                 .n_in = 1, .build = b_norm_mlp};
+    c.in[0] = (gc_in){.shape = S2(6, 3), .lo = -2, .hi = 2};
     gc_check(&c);
 }
 

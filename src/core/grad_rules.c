@@ -63,6 +63,40 @@ static ct_node keepdim_form(ct_graph *g, ct_node gy, ct_shape xs, int axis, bool
     return ct_reshape(g, gy, ct_reduced_shape(xs, axis, true));
 }
 
+/* Batch norm and layer norm: one BATCH_NORM_GRAD / LAYER_NORM_GRAD node per
+ * gradient wanted (dx, dweight, dbias), each recomputing the statistics
+ * from x rather than keeping them from the forward pass. The weight is an
+ * input of the dx node only; the running statistics go to every batch-norm
+ * node, since out of training they are the statistics. */
+static bool norm_grad(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy) {
+    bool bn = nd.op == CT_OP_BATCH_NORM;
+    ct_op gop = bn ? CT_OP_BATCH_NORM_GRAD : CT_OP_LAYER_NORM_GRAD;
+    int first_affine = bn ? 3 : 1; /* weight, then bias, follow the required inputs */
+    ct_node x = nd.in[0];
+    ct_node w = nd.attr.has_weight ? nd.in[first_affine] : CT_NO_NODE;
+    ct_node b = nd.attr.has_bias ? nd.in[first_affine + (nd.attr.has_weight ? 1 : 0)] : CT_NO_NODE;
+    ct_node in[5];
+    int n = 0;
+    in[n++] = x;
+    if (bn) {
+        in[n++] = nd.in[1];
+        in[n++] = nd.in[2];
+    }
+    in[n++] = gy;
+    const ct_node targets[3] = {x, w, b};
+    for (int which = CT_NORM_GRAD_X; which <= CT_NORM_GRAD_BIAS; which++) {
+        ct_node t = targets[which];
+        if (t == CT_NO_NODE || !acc->needs[t]) continue;
+        ct_attrs a = nd.attr;
+        a.which = which;
+        int m = n;
+        if (which == CT_NORM_GRAD_X && w != CT_NO_NODE) in[m++] = w;
+        ct_node d = internal(g, gop, g->nodes[t].shape, g->nodes[t].dtype, in, m, &a);
+        if (!ct_grad_accumulate(g, acc, t, d)) return false;
+    }
+    return true;
+}
+
 ct_status ct_grad_rule(ct_graph *g, ct_grad_acc *acc, ct_node y, ct_node gy) {
     const ct_nodeinfo nd = g->nodes[y]; /* a copy: builders below may move the array */
     ct_node x = nd.n_in > 0 ? nd.in[0] : CT_NO_NODE;
@@ -190,6 +224,10 @@ ct_status ct_grad_rule(ct_graph *g, ct_grad_acc *acc, ct_node y, ct_node gy) {
     }
     case CT_OP_CAST:
         ok = ct_grad_accumulate(g, acc, x, ct_cast(g, gy, xdt));
+        break;
+    case CT_OP_BATCH_NORM:
+    case CT_OP_LAYER_NORM:
+        ok = norm_grad(g, acc, nd, gy);
         break;
     default:
         return ct_error(CT_ERR_INTERNAL, "ct_graph_backward: no rule for %s", ct_op_name(nd.op));

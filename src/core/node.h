@@ -36,7 +36,17 @@ typedef struct ct_attrs {
     ct_dtype dtype;   /* CAST: target dtype */
     int fwd_op;       /* UNARY_GRAD: the forward op (a ct_op) */
     uint32_t stream;  /* DROPOUT: Philox stream (shared by its backward) */
+    double eps;       /* BATCH_NORM(_GRAD), LAYER_NORM(_GRAD): added to the variance
+                         (BATCH_NORM's momentum is alpha) */
+    bool has_weight;  /* BATCH_NORM(_GRAD), LAYER_NORM(_GRAD): a weight input is present */
+    bool has_bias;    /* BATCH_NORM, LAYER_NORM: a bias input is present */
+    int which;        /* BATCH_NORM_GRAD, LAYER_NORM_GRAD: the gradient produced (ct_norm_grad) */
 } ct_attrs;
+
+/* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes
+ * have one output each, so a normalisation's backward is up to three nodes
+ * of one op. */
+typedef enum ct_norm_grad { CT_NORM_GRAD_X = 0, CT_NORM_GRAD_WEIGHT, CT_NORM_GRAD_BIAS } ct_norm_grad;
 
 /* Inputs of each op, by position:
  *   binary ops: a, b                    MATMUL: a, b
@@ -51,6 +61,12 @@ typedef struct ct_attrs {
  *   SLICE_GRAD: dy (the output is zero except dy at [start, start+len) along axis)
  *   EMBEDDING_GRAD: indices, dy (output [V, D], deterministic order)
  *   CROSS_ENTROPY_GRAD: logits, labels, dloss (scalar)
+ *   BATCH_NORM: x, running_mean, running_var (BUFFER nodes, updated in place
+ *     in training), then weight if has_weight, then bias if has_bias
+ *   BATCH_NORM_GRAD: x, running_mean, running_var, dy, then weight when
+ *     which is CT_NORM_GRAD_X and has_weight (statistics recomputed from x)
+ *   LAYER_NORM: x, then weight if has_weight, then bias if has_bias
+ *   LAYER_NORM_GRAD: x, dy, then weight when which is CT_NORM_GRAD_X and has_weight
  */
 typedef struct ct_nodeinfo {
     ct_op op;

@@ -60,6 +60,7 @@ const ct_backend *ct_cpu_backend(void) {
         ct_cpu_register_matmul(b.kernels);
         ct_cpu_register_shape(b.kernels);
         ct_cpu_register_nn(b.kernels);
+        ct_cpu_register_norm(b.kernels);
         cpu_backend = b;
         cpu_ready = true;
     }

@@ -85,6 +85,7 @@ void ct_cpu_register_reduce(ct_kernel_fn *t);
 void ct_cpu_register_matmul(ct_kernel_fn *t);
 void ct_cpu_register_shape(ct_kernel_fn *t);
 void ct_cpu_register_nn(ct_kernel_fn *t);
+void ct_cpu_register_norm(ct_kernel_fn *t);
 /* Scratch needs (bytes) of the ops that have any; 0 otherwise. */
 size_t ct_cpu_matmul_scratch(const ct_kargs *k);
 /* The flat-buffer hooks of the backend (cpu_optim.c). */

@@ -75,8 +75,8 @@ ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
         return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_idx: NULL argument");
     unsigned char *img = NULL, *lab = NULL;
     size_t img_len = 0, lab_len = 0;
-    const unsigned char *pix, *lbl;
-    uint32_t idim[3], ldim[3];
+    const unsigned char *pix = NULL, *lbl = NULL;
+    uint32_t idim[3] = {0}, ldim[3] = {0};
     ct_dataset *ds = NULL;
     ct_status s = ct_data_read_file(images_path, &img, &img_len);
     if (s == CT_OK) s = parse_header(images_path, img, img_len, 3, idim, &pix);
