@@ -33,8 +33,11 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCTRAIN_CUDA=$(CUDA)
 	cmake --build $(BUILD) -j $(JOBS)
 
+# Passive OpenMP waiting: libgomp's spinning threads otherwise compete with
+# OpenBLAS's own threads for the cores (twice as fast on 2 cores; same
+# results, see benchmarks/results/mnist_mlp_cpu.md).
 train: build
-	./$(BUILD)/tools/ctrain demo
+	OMP_WAIT_POLICY=passive ./$(BUILD)/tools/ctrain train
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure

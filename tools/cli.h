@@ -19,12 +19,16 @@ enum { CLI_EXIT_OK = 0, CLI_EXIT_FAIL = 1, CLI_EXIT_USAGE = 2 };
 int cmd_ops(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 
 /* Each subcommand's help text, shared by `ctrain CMD --help` and
  * `ctrain help CMD`. */
 void cmd_ops_usage(FILE *out);
 void cmd_info_usage(FILE *out);
 void cmd_demo_usage(FILE *out);
+void cmd_train_usage(FILE *out);
+void cmd_eval_usage(FILE *out);
 
 /* "ctrain: <what>: <ct_last_error()>" on stderr; returns CLI_EXIT_FAIL so a
  * caller can write `return cli_fail("compile");`. */

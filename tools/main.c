@@ -26,6 +26,8 @@ static const command commands[] = {
     {"info", cmd_info, cmd_info_usage, "version, build options and the devices found here"},
     {"ops", cmd_ops, cmd_ops_usage, "the op set, with backward and device support"},
     {"demo", cmd_demo, cmd_demo_usage, "train a tiny MLP on XOR to show the engine learning"},
+    {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV)"},
+    {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -18,5 +18,6 @@
 #include "ctrain/optim.h"
 #include "ctrain/schedule.h"
 #include "ctrain/data.h"
+#include "ctrain/train.h"
 
 #endif

@@ -1,0 +1,90 @@
+/* Shared by `ctrain train` and `ctrain eval`: the built-in models, finding
+ * and loading the datasets, and the record of both that checkpoints carry
+ * so that `ctrain eval` can rebuild the model and normalise the data the way
+ * training did.
+ */
+#ifndef CTRAIN_TOOLS_TRAIN_CLI_H
+#define CTRAIN_TOOLS_TRAIN_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ctrain/ctrain.h>
+
+/* ---------------------------------------------------------------- models */
+
+#define MLP_MAX_HIDDEN 16
+
+/* The MLP: flatten, then for each hidden size a linear layer "fcK", batch
+ * norm "bnK" (optional), the activation and dropout; a last linear layer to
+ * the classes. The names are those of a torch.nn module with attributes
+ * fc1, bn1, fc2, ... so that weights move between the two. */
+typedef struct model_cfg {
+    char model[16];        /* "mlp" */
+    int64_t hidden[MLP_MAX_HIDDEN];
+    int n_hidden;
+    char activation[16];
+    double dropout;
+    bool batchnorm;
+    char init[16];         /* "default", "xavier", "kaiming" */
+    int64_t classes;       /* set from the data */
+} model_cfg;
+
+/* The ct_model_fn for a model_cfg (user = the cfg). */
+ct_node model_build(ct_graph *g, ct_node x, bool training, void *user);
+
+/* Parses "512,256" (or "" / "none" for no hidden layer) into cfg. Returns
+ * false on a bad list (an entry not a positive integer, too many). */
+bool model_parse_hidden(const char *text, model_cfg *cfg);
+/* "784-512-256-10" for the summary line. */
+void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap);
+/* The JSON record of a model (its architecture, not its initialisation),
+ * malloc'ed; also the fingerprint a resumed run must match. */
+char *model_to_json(const model_cfg *cfg);
+/* The inverse; false with *why set on a malformed record. */
+bool model_from_json(const char *json, model_cfg *cfg, const char **why);
+
+/* ---------------------------------------------------------------- data */
+
+typedef struct data_cfg {
+    const char *kind;       /* "mnist", "fashion-mnist", "csv" */
+    const char *dir;        /* --data-dir, or NULL to search */
+    const char *train_file; /* csv */
+    const char *test_file;  /* csv, optional */
+    int label_column;       /* csv, 0: the last */
+    int64_t train_limit, test_limit; /* 0: all */
+    double val_split;       /* 0: no validation set */
+    uint64_t split_seed;
+} data_cfg;
+
+typedef struct data_sets {
+    ct_dataset *train, *val, *test; /* test may be NULL (csv without --test-file) */
+    char where[512];        /* the directory or file read, for messages */
+    /* The normalisation applied: one value (images) or one per feature. */
+    float *mean, *std;
+    int64_t n_norm;
+} data_sets;
+
+/* Loads and prepares the datasets for `ctrain train`: finds MNIST, applies
+ * the limits, splits off the validation set, normalises (MNIST's usual
+ * constants; for CSV the training part's per-feature statistics). On error
+ * prints "ctrain: <cmd>: ..." and returns false. */
+bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out);
+/* Loads one split (train or test) for `ctrain eval`, normalised with the
+ * given statistics (n_norm values, 1 or the number of features). */
+bool data_load_eval(const char *cmd, const data_cfg *cfg, bool train_split, const float *mean,
+                    const float *std, int64_t n_norm, ct_dataset **out, char *where, size_t where_cap);
+void data_sets_free(data_sets *d);
+
+/* The record of the normalisation, as JSON {"mean": [...], "std": [...]},
+ * malloc'ed, and its inverse (arrays malloc'ed). */
+char *norm_to_json(const float *mean, const float *std, int64_t n);
+bool norm_from_json(const char *json, float **mean, float **std, int64_t *n);
+
+/* Where MNIST-like data lives when --data-dir is not given: the first of
+ * ../shared/data/<name> from the current directory and from the repository
+ * holding the executable that has the files. NULL if none does; then
+ * `looked` lists the places tried. */
+const char *data_find_dir(const char *name, char *buf, size_t cap, char *looked, size_t looked_cap);
+
+#endif

@@ -1,0 +1,292 @@
+/* Datasets for `ctrain train` and `ctrain eval`.
+ *
+ * MNIST and Fashion-MNIST are looked for where this repository keeps them
+ * (../shared/data/<name>, from the current directory or from the checkout
+ * the executable was built in), so `ctrain train` works with no flags from
+ * the repository root or from anywhere else. Images are normalised with the
+ * constants everyone uses for them (MNIST 0.1307 / 0.3081, as in PyTorch's
+ * examples; Fashion-MNIST 0.2860 / 0.3530, its training set's statistics),
+ * so results compare with PyTorch's directly. CSV features are standardised
+ * per feature with the training part's statistics. The statistics used go
+ * into the checkpoint so that `ctrain eval` applies exactly the same.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "train_cli.h"
+
+static bool is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* The training images, raw or gzipped: enough to call a directory a home. */
+static bool has_idx(const char *dir) {
+    char p[PATH_MAX + 64];
+    if (snprintf(p, sizeof p, "%s/train-images-idx3-ubyte", dir) >= (int)sizeof p) return false;
+    if (exists(p)) return true;
+    if (snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", dir) >= (int)sizeof p) return false;
+    return exists(p);
+}
+
+const char *data_find_dir(const char *name, char *buf, size_t cap, char *looked, size_t looked_cap) {
+    char cands[2][PATH_MAX + 64];
+    int n = 0;
+    snprintf(cands[n++], sizeof cands[0], "../shared/data/%s", name);
+    /* build/tools/ctrain: the checkout is two levels up, and the shared
+     * directory beside it. */
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (len > 0) {
+        exe[len] = 0;
+        for (int up = 0; up < 3; up++) {
+            char *slash = strrchr(exe, '/');
+            if (!slash) break;
+            *slash = 0;
+        }
+        if (exe[0] && snprintf(cands[n], sizeof cands[0], "%s/../shared/data/%s", exe, name) < (int)sizeof cands[0])
+            n++;
+    }
+    size_t used = 0;
+    if (looked_cap) looked[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (has_idx(cands[i])) {
+            snprintf(buf, cap, "%s", cands[i]);
+            return buf;
+        }
+        if (used < looked_cap)
+            used += (size_t)snprintf(looked + used, looked_cap - used, "%s%s", i ? ", " : "", cands[i]);
+    }
+    return NULL;
+}
+
+void data_sets_free(data_sets *d) {
+    ct_dataset_free(d->train);
+    ct_dataset_free(d->val);
+    ct_dataset_free(d->test);
+    free(d->mean);
+    free(d->std);
+    memset(d, 0, sizeof *d);
+}
+
+static bool fail(const char *cmd, const char *what) {
+    const char *why = ct_last_error();
+    fprintf(stderr, "ctrain: %s: %s%s%s\n", cmd, what, why && why[0] ? ": " : "", why ? why : "");
+    return false;
+}
+
+/* The directory of an IDX dataset, from --data-dir or the search. */
+static bool idx_dir(const char *cmd, const data_cfg *cfg, char *buf, size_t cap) {
+    if (cfg->dir) {
+        if (!is_dir(cfg->dir)) {
+            fprintf(stderr, "ctrain: %s: --data-dir '%s': %s\n", cmd, cfg->dir,
+                    exists(cfg->dir) ? "not a directory" : "no such directory");
+            return false;
+        }
+        snprintf(buf, cap, "%s", cfg->dir);
+        return true;
+    }
+    char looked[2 * PATH_MAX];
+    if (data_find_dir(cfg->kind, buf, cap, looked, sizeof looked)) return true;
+    fprintf(stderr,
+            "ctrain: %s: %s not found (looked in %s): put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may be .gz) in ../shared/data/%s, or pass "
+            "--data-dir DIR\n",
+            cmd, cfg->kind, looked, cfg->kind);
+    return false;
+}
+
+static void idx_norm(const char *kind, float *mean, float *std) {
+    if (strcmp(kind, "fashion-mnist") == 0) {
+        *mean = 0.2860f;
+        *std = 0.3530f;
+    } else {
+        *mean = 0.1307f;
+        *std = 0.3081f;
+    }
+}
+
+static bool limit(const char *cmd, ct_dataset **ds, int64_t n, const char *what) {
+    if (n <= 0 || n >= ct_dataset_size(*ds)) return true;
+    ct_dataset *sub;
+    if (ct_dataset_take(*ds, n, &sub) != CT_OK) return fail(cmd, what);
+    ct_dataset_free(*ds);
+    *ds = sub;
+    return true;
+}
+
+static bool load_csv(const char *cmd, const char *path, const char *flag, int label_column, ct_dataset **out) {
+    if (!path) {
+        fprintf(stderr, "ctrain: %s: --data csv needs %s FILE (see 'ctrain %s --help')\n", cmd, flag, cmd);
+        return false;
+    }
+    ct_csv_opts co = {.label_column = label_column};
+    if (ct_dataset_load_csv(path, &co, out) != CT_OK) {
+        char what[64];
+        snprintf(what, sizeof what, "%s", flag);
+        return fail(cmd, what);
+    }
+    return true;
+}
+
+bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
+    memset(out, 0, sizeof *out);
+    ct_dataset *all = NULL;
+    bool csv = strcmp(cfg->kind, "csv") == 0;
+    if (csv) {
+        if (!load_csv(cmd, cfg->train_file, "--train-file", cfg->label_column, &all)) goto fail;
+        snprintf(out->where, sizeof out->where, "%s", cfg->train_file);
+        if (cfg->test_file && !load_csv(cmd, cfg->test_file, "--test-file", cfg->label_column, &out->test))
+            goto fail;
+    } else {
+        if (!idx_dir(cmd, cfg, out->where, sizeof out->where)) goto fail;
+        if (ct_dataset_load_mnist(out->where, true, &all) != CT_OK) {
+            fail(cmd, "training set");
+            goto fail;
+        }
+        if (ct_dataset_load_mnist(out->where, false, &out->test) != CT_OK) {
+            fail(cmd, "test set");
+            goto fail;
+        }
+    }
+    if (!limit(cmd, &all, cfg->train_limit, "--train-limit")) goto fail;
+    if (out->test && !limit(cmd, &out->test, cfg->test_limit, "--test-limit")) goto fail;
+    if (cfg->val_split > 0) {
+        if (ct_dataset_split(all, cfg->val_split, cfg->split_seed, &out->train, &out->val) != CT_OK) {
+            fail(cmd, "--val-split");
+            goto fail;
+        }
+        ct_dataset_free(all);
+    } else {
+        out->train = all;
+    }
+    all = NULL;
+
+    out->n_norm = csv ? ct_dataset_sample_numel(out->train) : 1;
+    out->mean = malloc((size_t)out->n_norm * sizeof *out->mean);
+    out->std = malloc((size_t)out->n_norm * sizeof *out->std);
+    if (!out->mean || !out->std) {
+        fprintf(stderr, "ctrain: %s: out of memory\n", cmd);
+        goto fail;
+    }
+    if (csv) {
+        if (ct_dataset_stats(out->train, out->n_norm, out->mean, out->std) != CT_OK) {
+            fail(cmd, "feature statistics");
+            goto fail;
+        }
+    } else {
+        idx_norm(cfg->kind, out->mean, out->std);
+    }
+    ct_dataset *sets[3] = {out->train, out->val, out->test};
+    const char *names[3] = {"training set", "validation set", "test set"};
+    for (int i = 0; i < 3; i++) {
+        if (!sets[i]) continue;
+        if (ct_dataset_sample_numel(sets[i]) != ct_dataset_sample_numel(out->train)) {
+            fprintf(stderr, "ctrain: %s: the %s has %lld features per sample, the training set %lld\n", cmd,
+                    names[i], (long long)ct_dataset_sample_numel(sets[i]),
+                    (long long)ct_dataset_sample_numel(out->train));
+            goto fail;
+        }
+        if (ct_dataset_normalize(sets[i], out->n_norm, out->mean, out->std) != CT_OK) {
+            fail(cmd, names[i]);
+            goto fail;
+        }
+    }
+    return true;
+fail:
+    ct_dataset_free(all);
+    data_sets_free(out);
+    return false;
+}
+
+bool data_load_eval(const char *cmd, const data_cfg *cfg, bool train_split, const float *mean, const float *std,
+                    int64_t n_norm, ct_dataset **out, char *where, size_t where_cap) {
+    *out = NULL;
+    if (strcmp(cfg->kind, "csv") == 0) {
+        const char *file = train_split ? cfg->train_file : cfg->test_file;
+        if (!load_csv(cmd, file, train_split ? "--train-file" : "--test-file", cfg->label_column, out)) return false;
+        snprintf(where, where_cap, "%s", file);
+    } else {
+        if (!idx_dir(cmd, cfg, where, where_cap)) return false;
+        if (ct_dataset_load_mnist(where, train_split, out) != CT_OK)
+            return fail(cmd, train_split ? "training set" : "test set");
+    }
+    if (!limit(cmd, out, cfg->test_limit, "--limit")) goto fail;
+    if (n_norm != 1 && n_norm != ct_dataset_sample_numel(*out)) {
+        fprintf(stderr, "ctrain: %s: %s has %lld features per sample; the model was trained on %lld\n", cmd, where,
+                (long long)ct_dataset_sample_numel(*out), (long long)n_norm);
+        goto fail;
+    }
+    if (ct_dataset_normalize(*out, n_norm, mean, std) != CT_OK) {
+        fail(cmd, "normalisation");
+        goto fail;
+    }
+    return true;
+fail:
+    ct_dataset_free(*out);
+    *out = NULL;
+    return false;
+}
+
+char *norm_to_json(const float *mean, const float *std, int64_t n) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON *m = cJSON_CreateArray(), *s = cJSON_CreateArray();
+    if (!o || !m || !s) {
+        cJSON_Delete(o);
+        cJSON_Delete(m);
+        cJSON_Delete(s);
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        cJSON_AddItemToArray(m, cJSON_CreateNumber((double)mean[i]));
+        cJSON_AddItemToArray(s, cJSON_CreateNumber((double)std[i]));
+    }
+    cJSON_AddItemToObject(o, "mean", m);
+    cJSON_AddItemToObject(o, "std", s);
+    char *text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+bool norm_from_json(const char *json, float **mean, float **std, int64_t *n) {
+    *mean = *std = NULL;
+    *n = 0;
+    cJSON *o = cJSON_Parse(json);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "mean");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "std");
+    int len = cJSON_GetArraySize(m);
+    bool ok = cJSON_IsArray(m) && cJSON_IsArray(s) && len > 0 && len == cJSON_GetArraySize(s);
+    if (ok) {
+        *mean = malloc((size_t)len * sizeof **mean);
+        *std = malloc((size_t)len * sizeof **std);
+        ok = *mean && *std;
+    }
+    for (int i = 0; ok && i < len; i++) {
+        const cJSON *a = cJSON_GetArrayItem(m, i), *b = cJSON_GetArrayItem(s, i);
+        ok = cJSON_IsNumber(a) && cJSON_IsNumber(b);
+        if (ok) {
+            (*mean)[i] = (float)a->valuedouble;
+            (*std)[i] = (float)b->valuedouble;
+        }
+    }
+    cJSON_Delete(o);
+    if (!ok) {
+        free(*mean);
+        free(*std);
+        *mean = *std = NULL;
+        return false;
+    }
+    *n = len;
+    return true;
+}
