@@ -160,55 +160,48 @@ ct_node ct_input(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape) 
     return add_named_source(g, CT_OP_INPUT, "ct_input", name, dtype, shape);
 }
 
-ct_node ct_param(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, ct_init init) {
-    if (g && dtype != CT_F32 && dtype != CT_F64)
-        return ct_graph_fail(g, CT_ERR_DTYPE, "ct_param '%s': parameters are f32 (or f64), not %s",
-                             name ? name : "?", ct_dtype_name(dtype));
-    if (g && g->n_params > 0 && g->nodes[g->params[0]].dtype != dtype)
-        return ct_graph_fail(g, CT_ERR_DTYPE,
-                             "ct_param '%s': all parameters share one dtype (%s), not %s",
-                             name ? name : "?", ct_dtype_name(g->nodes[g->params[0]].dtype),
+/* Parameters and buffers: named float state laid out flat by the program,
+ * so each kind shares one dtype and keeps a list in creation order. */
+static ct_node add_state(ct_graph *g, ct_op op, const char *fn, const char *kind, ct_node **list,
+                         int *n_list, int *cap_list, const char *name, ct_dtype dtype, ct_shape shape,
+                         ct_init init) {
+    if (!g) return add_named_source(g, op, fn, name, dtype, shape);
+    const char *nm = name ? name : "?";
+    if (dtype != CT_F32 && dtype != CT_F64)
+        return ct_graph_fail(g, CT_ERR_DTYPE, "%s '%s': %ss are f32 (or f64), not %s", fn, nm, kind,
                              ct_dtype_name(dtype));
+    if (*n_list > 0 && g->nodes[(*list)[0]].dtype != dtype)
+        return ct_graph_fail(g, CT_ERR_DTYPE, "%s '%s': all %ss share one dtype (%s), not %s", fn, nm, kind,
+                             ct_dtype_name(g->nodes[(*list)[0]].dtype), ct_dtype_name(dtype));
+    if (*n_list == *cap_list) {
+        int cap = *cap_list ? 2 * *cap_list : 16;
+        ct_node *grown = realloc(*list, (size_t)cap * sizeof *grown);
+        if (!grown) return ct_graph_fail(g, CT_ERR_OOM, "%s: out of memory", fn);
+        *list = grown;
+        *cap_list = cap;
+    }
+    ct_node n = add_named_source(g, op, fn, name, dtype, shape);
+    if (n == CT_NO_NODE) return n;
+    g->nodes[n].init = init;
+    g->nodes[n].param_index = *n_list;
+    (*list)[(*n_list)++] = n;
+    return n;
+}
+
+ct_node ct_param(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, ct_init init) {
+    /* A parameter added later would have no gradient node. */
     if (g && g->backward_done)
         return ct_graph_fail(g, CT_ERR_STATE, "ct_param '%s': added after ct_graph_backward",
                              name ? name : "?");
-    if (g && g->n_params == g->cap_params) {
-        int cap = g->cap_params ? 2 * g->cap_params : 16;
-        ct_node *p = realloc(g->params, (size_t)cap * sizeof *p);
-        if (!p) return ct_graph_fail(g, CT_ERR_OOM, "ct_param: out of memory");
-        g->params = p;
-        g->cap_params = cap;
-    }
-    ct_node n = add_named_source(g, CT_OP_PARAM, "ct_param", name, dtype, shape);
-    if (n == CT_NO_NODE) return n;
-    g->nodes[n].init = init;
-    g->nodes[n].requires_grad = true;
-    g->nodes[n].param_index = g->n_params;
-    g->params[g->n_params++] = n;
+    ct_node n = add_state(g, CT_OP_PARAM, "ct_param", "parameter", g ? &g->params : NULL,
+                          g ? &g->n_params : NULL, g ? &g->cap_params : NULL, name, dtype, shape, init);
+    if (n != CT_NO_NODE) g->nodes[n].requires_grad = true;
     return n;
 }
 
 ct_node ct_buffer(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, ct_init init) {
-    if (g && dtype != CT_F32 && dtype != CT_F64)
-        return ct_graph_fail(g, CT_ERR_DTYPE, "ct_buffer '%s': buffers are f32 (or f64), not %s",
-                             name ? name : "?", ct_dtype_name(dtype));
-    if (g && g->n_buffers > 0 && g->nodes[g->buffers[0]].dtype != dtype)
-        return ct_graph_fail(g, CT_ERR_DTYPE, "ct_buffer '%s': all buffers share one dtype (%s), not %s",
-                             name ? name : "?", ct_dtype_name(g->nodes[g->buffers[0]].dtype),
-                             ct_dtype_name(dtype));
-    if (g && g->n_buffers == g->cap_buffers) {
-        int cap = g->cap_buffers ? 2 * g->cap_buffers : 16;
-        ct_node *b = realloc(g->buffers, (size_t)cap * sizeof *b);
-        if (!b) return ct_graph_fail(g, CT_ERR_OOM, "ct_buffer: out of memory");
-        g->buffers = b;
-        g->cap_buffers = cap;
-    }
-    ct_node n = add_named_source(g, CT_OP_BUFFER, "ct_buffer", name, dtype, shape);
-    if (n == CT_NO_NODE) return n;
-    g->nodes[n].init = init;
-    g->nodes[n].param_index = g->n_buffers;
-    g->buffers[g->n_buffers++] = n;
-    return n;
+    return add_state(g, CT_OP_BUFFER, "ct_buffer", "buffer", g ? &g->buffers : NULL, g ? &g->n_buffers : NULL,
+                     g ? &g->cap_buffers : NULL, name, dtype, shape, init);
 }
 
 int ct_graph_num_buffers(const ct_graph *g) { return g ? g->n_buffers : 0; }
