@@ -60,6 +60,8 @@ typedef struct gc_case {
     double rtol;      /* default 1e-5 */
     double atol;      /* default 1e-6 */
     uint64_t seed;    /* value stream (default derived from the name) */
+    bool eval;        /* run out of training (dropout off, batch norm on its running
+                         statistics); the harness then checks that no buffer moves */
 } gc_case;
 
 /* Uniform double in [0, 1) from two Philox draws (48 random bits). */
@@ -243,6 +245,15 @@ static gc_worst gc_run(const gc_case *c) {
     ct_program *pf = ct_compile(g, &(ct_compile_opts){.outputs = &loss, .n_outputs = 1, .share_params = pg});
     cr_assert_not_null(pf, "%s: ct_compile (forward): %s", c->name, ct_last_error());
     free(outs);
+    size_t bnum = ct_program_buffer_numel(pg);
+    double *buf0 = NULL;
+    if (c->eval) {
+        ct_program_set_training(pg, false);
+        ct_program_set_training(pf, false);
+        buf0 = malloc((bnum ? bnum : 1) * sizeof *buf0);
+        cr_assert_not_null(buf0);
+        if (bnum) memcpy(buf0, ct_program_buffers(pg), bnum * sizeof *buf0); /* CPU: host memory */
+    }
 
     /* Parameters: fresh random values (the alignment gaps stay zero). */
     size_t pnum = ct_program_param_numel(pg);
@@ -353,6 +364,11 @@ static gc_worst gc_run(const gc_case *c) {
         free(used);
     }
 
+    if (c->eval) { /* out of training, buffers are read, never written */
+        cr_assert(bnum == 0 || memcmp(buf0, ct_program_buffers(pg), bnum * sizeof *buf0) == 0,
+                  "%s: a buffer changed in evaluation mode", c->name);
+        free(buf0);
+    }
     for (int i = 0; i < c->n_in; i++) free(xv[i]);
     free(pv);
     ct_program_free(pf);
