@@ -17,6 +17,7 @@
 #include "ctrain/safetensors.h"
 #include "ctrain/optim.h"
 #include "ctrain/schedule.h"
+#include "ctrain/augment.h"
 #include "ctrain/data.h"
 #include "ctrain/train.h"
 

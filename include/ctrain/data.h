@@ -3,10 +3,11 @@
  * A ct_dataset holds n labelled samples in memory: one float feature tensor
  * of a fixed sample shape per sample ([1, 28, 28] for an MNIST image, [F]
  * for a CSV row), stored back to back, and one int32 class label each.
- * Readers build one from IDX files (MNIST, Fashion-MNIST, raw or gzipped)
- * or from CSV; transforms work on it in place or make new datasets from it;
- * a ct_loader then cuts it into (optionally shuffled) batches, with a
- * background thread preparing the next batch while the current one trains.
+ * Readers build one from IDX files (MNIST, Fashion-MNIST, raw or gzipped),
+ * from the CIFAR-10 binary files or from CSV; transforms work on it in place or make new datasets from it;
+ * a ct_loader then cuts it into (optionally shuffled, optionally augmented:
+ * ctrain/augment.h) batches, with a background thread preparing the next
+ * batch while the current one trains.
  *
  *     ct_dataset *all, *train, *val;
  *     ct_dataset_load_mnist("../shared/data/mnist", true, &all);
@@ -26,8 +27,9 @@
  *     ct_loader_free(ld);
  *     ct_dataset_free(val); ct_dataset_free(train); ct_dataset_free(all);
  *
- * Shuffles are Philox permutations keyed by (seed, epoch) alone, so a run
- * repeats exactly, and a resumed run sees the batches it would have seen.
+ * Shuffles are Philox permutations keyed by (seed, epoch) alone, and
+ * augmentations draw from Philox keyed by (seed, epoch, sample index), so a
+ * run repeats exactly, and a resumed run sees the batches it would have seen.
  * Every function that can fail returns a ct_status (or NULL) and leaves a
  * one-line message for ct_last_error(); messages about a file name the file,
  * and for CSV the line and column.
@@ -39,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctrain/augment.h"
 #include "ctrain/dtype.h"
 #include "ctrain/status.h"
 
@@ -83,6 +86,13 @@ float *ct_dataset_features_mut(ct_dataset *ds);
 /* The labels, size int32 values. Owned by the dataset. */
 const int32_t *ct_dataset_labels(const ct_dataset *ds);
 
+/* Gives the samples another shape of the same number of elements, e.g.
+ * [784] -> [1, 28, 28] to declare the image geometry of flat samples (which
+ * augmentation needs). The features are not moved. Errors: a shape with a
+ * dimension < 1, more than CT_MAX_DIMS dimensions, or another element count
+ * (CT_ERR_INVALID_ARG); the dataset is then unchanged. */
+ct_status ct_dataset_reshape(ct_dataset *ds, ct_shape sample_shape);
+
 /* Declares more classes than the labels show (say, a subset that happens to
  * lack the last class). Errors: num_classes <= the largest label
  * (CT_ERR_INVALID_ARG). */
@@ -110,6 +120,34 @@ ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
  * is preferred when both exist). Errors: as ct_dataset_load_idx, and
  * CT_ERR_NOT_FOUND, naming the directory and file, when neither name exists. */
 ct_status ct_dataset_load_mnist(const char *dir, bool train, ct_dataset **out);
+
+/* CIFAR-10, binary version (https://www.cs.toronto.edu/~kriz/cifar.html,
+ * "CIFAR-10 binary version", cifar-10-binary.tar.gz): each file is a run of
+ * 3073-byte records, one label byte (0..9) then 3072 pixel bytes, the red,
+ * green and blue 32x32 planes in turn, rows top to bottom. The samples get
+ * shape [3, 32, 32] (the same channel-major layout), pixels value / 255 in
+ * [0, 1], and num_classes 10. Any number of records per file is accepted
+ * (the real files hold 10000 each); the files are read in the order given
+ * and may be gzipped. *out is the caller's to free.
+ * Errors, each naming the file: it cannot be read (CT_ERR_IO); it is empty,
+ * its size is not a whole number of records (a truncated file), a label
+ * above 9, naming the record (CT_ERR_FORMAT); n_paths < 1, NULL arguments
+ * (CT_ERR_INVALID_ARG); CT_ERR_OOM. */
+ct_status ct_dataset_load_cifar10_files(const char *const *paths, int n_paths, ct_dataset **out);
+
+/* CIFAR-10 from a directory: data_batch_1.bin .. data_batch_5.bin for train
+ * (50000 images), test_batch.bin otherwise (10000), looked for in dir and
+ * in dir/cifar-10-batches-bin (where the archive unpacks), each also as
+ * <name>.gz. Errors: as ct_dataset_load_cifar10_files, and CT_ERR_NOT_FOUND
+ * naming the directory and file and where to get the files. */
+ct_status ct_dataset_load_cifar10(const char *dir, bool train, ct_dataset **out);
+
+/* The per-channel mean and standard deviation of the CIFAR-10 training set
+ * (pixels in [0, 1]), for ct_dataset_normalize(ds, 3, ...) or a loader's
+ * augment.mean / augment.std:
+ *     static const float mean[3] = CT_CIFAR10_MEAN, std[3] = CT_CIFAR10_STD; */
+#define CT_CIFAR10_MEAN {0.4914f, 0.4822f, 0.4465f}
+#define CT_CIFAR10_STD {0.2470f, 0.2435f, 0.2616f}
 
 typedef enum ct_csv_header {
     CT_CSV_HEADER_AUTO = 0, /* the first line is a header if one of its fields is not a number */
@@ -200,8 +238,8 @@ typedef struct ct_loader_opts {
     uint64_t seed;
     /* A background thread prepares the next batch while the caller trains on
      * the current one. The batches are exactly those without it. Without
-     * shuffle there is nothing to prepare (batches are handed out in place)
-     * and no thread is started. Costs a second batch buffer. */
+     * shuffle or augmentation there is nothing to prepare (batches are
+     * handed out in place) and no thread is started. Costs a second batch buffer. */
     bool prefetch;
     /* Data parallel: num_shards ranks share every global batch of
      * batch_size * num_shards samples (each rank builds the same global
@@ -213,6 +251,12 @@ typedef struct ct_loader_opts {
      * means no sharding. */
     int num_shards;
     int shard_index;
+    /* Augmentation of every sample as its batch is built (ctrain/augment.h),
+     * a pure function of (seed, epoch, sample index); NULL or all zero:
+     * none. Needs samples of shape [C, H, W]. Copied by ct_loader_new. With
+     * it, batches are always copies (even without shuffle), so prefetch
+     * applies. */
+    const ct_augment_opts *augment;
 } ct_loader_opts;
 
 /* One batch. x and y point into memory owned by the loader (or straight into
@@ -233,7 +277,8 @@ typedef struct ct_batch {
  * epoch 0, so ct_loader_next works at once. Free with ct_loader_free.
  * Errors (NULL returned): a NULL argument, batch_size outside 1 .. size
  * (with sharding: batch_size * num_shards above size), a negative
- * num_shards, a shard_index outside [0, num_shards) (CT_ERR_INVALID_ARG);
+ * num_shards, a shard_index outside [0, num_shards), augmentation options
+ * that ct_augment_check refuses for the sample shape (CT_ERR_INVALID_ARG);
  * CT_ERR_OOM, also when the prefetch thread cannot be started. */
 ct_loader *ct_loader_new(const ct_dataset *ds, const ct_loader_opts *opts);
 

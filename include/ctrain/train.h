@@ -123,6 +123,10 @@ typedef struct ct_train_opts {
     bool no_shuffle;            /* keep the training set's order */
     bool drop_last;             /* drop a last batch shorter than batch_size */
     bool prefetch;              /* prepare the next batch on a second thread */
+    /* Augmentation of every training sample (ctrain/augment.h), seeded by
+     * data_seed; validation and test data are never augmented. NULL: none.
+     * Copied by ct_trainer_new. */
+    const ct_augment_opts *augment;
 
     /* The run ends after `epochs` epochs or `max_steps` optimizer steps,
      * whichever comes first; 0 is no bound, and one of the two is required. */

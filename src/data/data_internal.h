@@ -22,6 +22,28 @@ struct ct_dataset {
  * and the data the same seed still gets unrelated numbers. */
 #define CT_DATA_STREAM_SHUFFLE UINT32_C(0xDA7A0001)
 #define CT_DATA_STREAM_SPLIT UINT32_C(0xDA7A0002)
+#define CT_DATA_STREAM_AUGMENT UINT32_C(0xDA7A0003)
+
+/* Augmentation options with their own copy of mean and std, as the loader
+ * keeps them (augment.c). */
+typedef struct ct_aug {
+    ct_augment_opts o; /* o.mean, o.std point at the copies below */
+    ct_shape image;    /* [C, H, W] */
+    float *mean, *std;
+} ct_aug;
+
+/* Checks opts against the image shape; messages start with fn. */
+ct_status ct_aug_validate(const char *fn, const ct_augment_opts *o, ct_shape image);
+/* Checks and copies; errors as ct_aug_validate, and CT_ERR_OOM. */
+ct_status ct_aug_init(ct_aug *a, const char *fn, const ct_augment_opts *o, ct_shape image);
+void ct_aug_free(ct_aug *a);
+/* Augments sample `index` of epoch `epoch`: src -> dst (numel floats each,
+ * not overlapping); scratch holds numel floats (used by rotate/translate). */
+void ct_aug_sample(const ct_aug *a, uint64_t seed, uint32_t epoch, int64_t index, const float *src, float *dst,
+                   float *scratch);
+/* The steps of opts with the given choices (already checked). */
+void ct_aug_run(const ct_augment_opts *o, ct_shape image, const ct_augment_params *params, const float *src,
+                float *dst, float *scratch);
 
 /* A dataset with room for n samples of the given shape, contents not set
  * (num_classes 0). Checks n and shape and reports errors itself. */
@@ -41,5 +63,9 @@ void ct_data_permutation(uint64_t seed, uint32_t stream, uint32_t offset, int64_
  * open or read (CT_ERR_IO), corrupt or cut-off gzip (CT_ERR_FORMAT), gzip
  * without zlib (CT_ERR_UNSUPPORTED), CT_ERR_OOM. */
 ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len);
+
+/* dir/name if it exists, else dir/name.gz if that does, as a malloc'ed
+ * path in *out; *out NULL when neither exists. Errors: CT_ERR_OOM. */
+ct_status ct_data_find_file(const char *dir, const char *name, char **out);
 
 #endif

@@ -108,6 +108,33 @@ float *ct_dataset_features_mut(ct_dataset *ds) { return ds ? ds->x : NULL; }
 
 const int32_t *ct_dataset_labels(const ct_dataset *ds) { return ds ? ds->y : NULL; }
 
+ct_status ct_dataset_reshape(ct_dataset *ds, ct_shape sample_shape) {
+    if (!ds) return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_reshape: NULL dataset");
+    char a[128], b[128];
+    if (sample_shape.ndim < 1 || sample_shape.ndim > CT_MAX_DIMS)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_reshape: %d dimensions, expected 1 to %d",
+                        sample_shape.ndim, CT_MAX_DIMS);
+    int64_t numel = 1;
+    for (int d = 0; d < sample_shape.ndim; d++) {
+        if (sample_shape.dim[d] < 1)
+            return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_reshape: dimension %d is %lld, must be >= 1", d,
+                            (long long)sample_shape.dim[d]);
+        /* Only a product that can still equal numel matters; stop before overflow. */
+        if (sample_shape.dim[d] > ds->numel || numel > ds->numel / sample_shape.dim[d]) {
+            numel = -1;
+            break;
+        }
+        numel *= sample_shape.dim[d];
+    }
+    if (numel != ds->numel)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_reshape: %s does not hold the %lld elements of %s",
+                        ct_shape_str(sample_shape, a, sizeof a), (long long)ds->numel,
+                        ct_shape_str(ds->shape, b, sizeof b));
+    ds->shape = sample_shape;
+    for (int d = sample_shape.ndim; d < CT_MAX_DIMS; d++) ds->shape.dim[d] = 0;
+    return CT_OK;
+}
+
 ct_status ct_dataset_set_num_classes(ct_dataset *ds, int32_t num_classes) {
     if (!ds) return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_set_num_classes: NULL dataset");
     int32_t need = ct_data_count_classes(ds->y, ds->n);

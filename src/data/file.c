@@ -154,3 +154,25 @@ ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len)
     *data = buf;
     return CT_OK;
 }
+
+ct_status ct_data_find_file(const char *dir, const char *name, char **out) {
+    *out = NULL;
+    size_t dl = strlen(dir);
+    bool slash = dl > 0 && dir[dl - 1] == '/';
+    size_t cap = dl + 1 + strlen(name) + 4;
+    char *p = malloc(cap);
+    if (!p) return ct_error(CT_ERR_OOM, "out of memory");
+    struct stat st;
+    snprintf(p, cap, "%s%s%s", dir, slash ? "" : "/", name);
+    if (stat(p, &st) == 0) {
+        *out = p;
+        return CT_OK;
+    }
+    snprintf(p, cap, "%s%s%s.gz", dir, slash ? "" : "/", name);
+    if (stat(p, &st) == 0) {
+        *out = p;
+        return CT_OK;
+    }
+    free(p);
+    return CT_OK;
+}

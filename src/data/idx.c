@@ -106,25 +106,14 @@ ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
     return s;
 }
 
-/* dir/name, or dir/name.gz when only that exists; NULL with the error set
- * when neither does. The caller frees the result. */
+/* dir/name or dir/name.gz; NULL with the error set when neither exists.
+ * The caller frees the result. */
 static char *find_file(const char *dir, const char *name, ct_status *s) {
-    size_t dl = strlen(dir);
-    bool slash = dl > 0 && dir[dl - 1] == '/';
-    size_t cap = dl + 1 + strlen(name) + 4;
-    char *p = malloc(cap);
-    if (!p) {
-        *s = ct_error(CT_ERR_OOM, "out of memory");
-        return NULL;
-    }
-    struct stat st;
-    snprintf(p, cap, "%s%s%s", dir, slash ? "" : "/", name);
-    if (stat(p, &st) == 0) return p;
-    snprintf(p, cap, "%s%s%s.gz", dir, slash ? "" : "/", name);
-    if (stat(p, &st) == 0) return p;
-    free(p);
-    *s = ct_error(CT_ERR_NOT_FOUND, "%s: no %s or %s.gz in this directory", dir, name, name);
-    return NULL;
+    char *p = NULL;
+    *s = ct_data_find_file(dir, name, &p);
+    if (*s == CT_OK && !p)
+        *s = ct_error(CT_ERR_NOT_FOUND, "%s: no %s or %s.gz in this directory", dir, name, name);
+    return p;
 }
 
 ct_status ct_dataset_load_mnist(const char *dir, bool train, ct_dataset **out) {

@@ -8,8 +8,12 @@
  * prefetch thread runs the very same function a step ahead, which is why it
  * cannot change what the caller sees, only when it is ready.
  *
- * Without shuffle a batch is a contiguous run of the dataset and is handed
- * out in place, with no copy and no thread.
+ * Augmentation is part of that function: each sample is augmented as it is
+ * copied into its slot, with random choices keyed by (seed, epoch, the
+ * sample's dataset index), never by which thread or batch handles it.
+ *
+ * Without shuffle or augmentation a batch is a contiguous run of the dataset
+ * and is handed out in place, with no copy and no thread.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,7 +31,10 @@ struct ct_loader {
     int64_t nb;       /* batches per epoch */
     int64_t *perm;    /* this epoch's order; the identity without shuffle */
     uint32_t epoch;
-    bool copy;        /* assemble batches into slots (shuffle) or point into ds */
+    bool copy;        /* assemble batches into slots (shuffle, augment) or point into ds */
+    bool augment;
+    ct_aug aug;
+    float *scratch;   /* one image, for the thread that assembles */
     float *sx[2];     /* slots: one without prefetch, two with */
     int32_t *sy[2];
 
@@ -72,7 +79,11 @@ static void assemble(const ct_loader *ld, int64_t k, int slot) {
     int32_t *y = ld->sy[slot];
     for (int64_t i = 0; i < count; i++) {
         int64_t src = ld->perm[start + i];
-        memcpy(x + i * ds->numel, ds->x + src * ds->numel, row);
+        if (ld->augment)
+            ct_aug_sample(&ld->aug, ld->o.seed, ld->epoch, src, ds->x + src * ds->numel, x + i * ds->numel,
+                          ld->scratch);
+        else
+            memcpy(x + i * ds->numel, ds->x + src * ds->numel, row);
         y[i] = ds->y[src];
     }
 }
@@ -156,14 +167,23 @@ ct_loader *ct_loader_new(const ct_dataset *ds, const ct_loader_opts *opts) {
     }
     ld->ds = ds;
     ld->o = *opts;
+    ld->o.augment = NULL; /* the caller's; ld->aug is the loader's copy */
+    if (ct_augment_active(opts->augment)) {
+        if (ct_aug_init(&ld->aug, "ct_loader_new", opts->augment, ds->shape) != CT_OK) {
+            free(ld);
+            return NULL;
+        }
+        ld->augment = true;
+    }
     ld->shards = shards;
     ld->global = opts->batch_size * shards;
     int64_t tail = n % ld->global;
     ld->nb = n / ld->global + (tail > 0 && !opts->drop_last && tail >= shards ? 1 : 0);
-    ld->copy = opts->shuffle;
-    ld->threaded = opts->shuffle && opts->prefetch;
+    ld->copy = opts->shuffle || ld->augment;
+    ld->threaded = ld->copy && opts->prefetch;
     ld->perm = malloc((size_t)n * sizeof *ld->perm);
     bool ok = ld->perm != NULL;
+    if (ok && ld->augment) ok = (ld->scratch = malloc((size_t)ds->numel * sizeof(float))) != NULL;
     for (int s = 0; ok && ld->copy && s < (ld->threaded ? 2 : 1); s++) {
         ld->sx[s] = malloc((size_t)(opts->batch_size * ds->numel) * sizeof(float));
         ld->sy[s] = malloc((size_t)opts->batch_size * sizeof(int32_t));
@@ -176,7 +196,7 @@ ct_loader *ct_loader_new(const ct_dataset *ds, const ct_loader_opts *opts) {
                  (long long)opts->batch_size, (long long)ds->numel);
         return NULL;
     }
-    if (ld->copy)
+    if (opts->shuffle)
         ct_data_permutation(opts->seed, CT_DATA_STREAM_SHUFFLE, 0, n, ld->perm);
     else
         for (int64_t i = 0; i < n; i++) ld->perm[i] = i;
@@ -222,6 +242,8 @@ void ct_loader_free(ct_loader *ld) {
         free(ld->sy[s]);
     }
     free(ld->perm);
+    free(ld->scratch);
+    ct_aug_free(&ld->aug);
     free(ld);
 }
 
@@ -239,7 +261,7 @@ ct_status ct_loader_start_epoch_at(ct_loader *ld, uint32_t epoch, int64_t first_
     }
     /* perm always holds the order of ld->epoch, so the same epoch again
      * (start_epoch(0) on a new loader, say) needs no new one. */
-    if (ld->copy && epoch != ld->epoch)
+    if (ld->o.shuffle && epoch != ld->epoch)
         ct_data_permutation(ld->o.seed, CT_DATA_STREAM_SHUFFLE, epoch, ld->ds->n, ld->perm);
     ld->epoch = epoch;
     ld->consumed = first_batch;

@@ -246,7 +246,8 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
                          .shuffle = !opts->no_shuffle,
                          .drop_last = opts->drop_last,
                          .seed = opts->data_seed,
-                         .prefetch = opts->prefetch};
+                         .prefetch = opts->prefetch,
+                         .augment = opts->augment};
     if (!(t->ld = ct_loader_new(train, &lo))) goto fail;
     t->batches = ct_loader_num_batches(t->ld);
     if (t->batches < 1) {
