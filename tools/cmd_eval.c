@@ -28,8 +28,8 @@ void cmd_eval_usage(FILE *out) {
             "\n"
             "options:\n"
             "  --checkpoint FILE       the weights to evaluate (required)\n"
-            "  --data mnist|fashion-mnist|csv   dataset (default: the checkpoint's, else mnist)\n"
-            "  --data-dir DIR          MNIST files (default: searched as 'ctrain train' does)\n"
+            "  --data mnist|fashion-mnist|cifar10|csv   dataset (default: the checkpoint's, else mnist)\n"
+            "  --data-dir DIR          MNIST or CIFAR-10 files (default: searched as 'ctrain train' does)\n"
             "  --split test|train      which set (default test; for csv: --test-file or\n"
             "                          --train-file)\n"
             "  --test-file FILE        CSV data to evaluate\n"
@@ -75,8 +75,8 @@ static int parse_args(int argc, char **argv, eval_cfg *c, bool *done) {
             c->checkpoint = v;
         } else if (OPT("--data")) {
             if (m < 0) return CLI_EXIT_USAGE;
-            if (strcmp(v, "mnist") && strcmp(v, "fashion-mnist") && strcmp(v, "csv"))
-                return cli_usage_error(CMD, "--data wants mnist, fashion-mnist or csv, not '%s'", v);
+            if (strcmp(v, "mnist") && strcmp(v, "fashion-mnist") && strcmp(v, "csv") && strcmp(v, "cifar10"))
+                return cli_usage_error(CMD, "--data wants mnist, fashion-mnist, cifar10 or csv, not '%s'", v);
             c->data.kind = v;
             c->data_set = true;
         } else if (OPT("--data-dir")) {
@@ -176,7 +176,8 @@ int cmd_eval(int argc, char **argv) {
     }
     const char *rec_data = ct_st_meta(f, "cli.data");
     if (!c.data_set) c.data.kind = rec_data ? rec_data : "mnist";
-    if (strcmp(c.data.kind, "mnist") && strcmp(c.data.kind, "fashion-mnist") && strcmp(c.data.kind, "csv")) {
+    if (strcmp(c.data.kind, "mnist") && strcmp(c.data.kind, "fashion-mnist") && strcmp(c.data.kind, "csv") &&
+        strcmp(c.data.kind, "cifar10")) {
         fprintf(stderr, "ctrain: %s: '%s' records the dataset '%.40s', which this tool does not know\n", CMD,
                 c.checkpoint, c.data.kind);
         goto out;
@@ -190,6 +191,17 @@ int cmd_eval(int argc, char **argv) {
                     CMD, c.checkpoint);
             goto out;
         }
+    } else if (strcmp(c.data.kind, "cifar10") == 0) {
+        static const float cm[3] = CT_CIFAR10_MEAN, cs[3] = CT_CIFAR10_STD;
+        n_norm = 3;
+        mean = malloc(sizeof cm);
+        std = malloc(sizeof cs);
+        if (!mean || !std) {
+            fprintf(stderr, "ctrain: %s: out of memory\n", CMD);
+            goto out;
+        }
+        memcpy(mean, cm, sizeof cm);
+        memcpy(std, cs, sizeof cs);
     } else {
         n_norm = 1;
         mean = malloc(sizeof *mean);

@@ -27,8 +27,8 @@ void cmd_train_usage(FILE *out) {
         "file (--config) whose keys are the option names without dashes; flags win.\n"
         "\n"
         "data:\n"
-        "  --data mnist|fashion-mnist|csv   dataset (default mnist)\n"
-        "  --data-dir DIR          MNIST files (default: ../shared/data/<data>, from here\n"
+        "  --data mnist|fashion-mnist|cifar10|csv   dataset (default mnist)\n"
+        "  --data-dir DIR          MNIST or CIFAR-10 files (default: ../shared/data/<data>, from here\n"
         "                          or from the checkout holding this program)\n"
         "  --train-file FILE       CSV training data: numbers, one sample per line, a\n"
         "                          header line optional; features are standardised with\n"
@@ -39,6 +39,14 @@ void cmd_train_usage(FILE *out) {
         "                          validation (default %g: none)\n"
         "  --train-limit N         use only the first N training samples\n"
         "  --test-limit N          use only the first N test samples\n"
+        "augmentation (training batches only, drawn per sample from --data-seed, epoch, index):\n"
+        "  --augment LIST          comma list of crop, flip, rotate, translate, noise, cutout\n"
+        "                          (or none); no flip for digits. docs/data.md has the details\n"
+        "  --crop-pad N            crop: pad by N and crop back at random (default %d)\n"
+        "  --rotate-deg X          rotate: by up to +-X degrees, bilinear (default %g)\n"
+        "  --translate-px N        translate: by up to +-N pixels each way (default %d)\n"
+        "  --noise-std X           noise: Gaussian, std X in [0, 1] pixel units (default %g)\n"
+        "  --cutout-size N         cutout: blank an N x N square (default %d)\n"
         "model:\n"
         "  --model mlp             the model (default mlp)\n"
         "  --hidden N,N,...        hidden layer sizes (default 512,256)\n"
@@ -117,7 +125,8 @@ void cmd_train_usage(FILE *out) {
         "epoch. Exits 0 on success, 1 when training fails (data, device, checkpoint),\n"
         "2 for a bad command line.\n",
         TRAIN_DEFAULT_LR, TRAIN_DEFAULT_WEIGHT_DECAY, TRAIN_DEFAULT_BATCH, TRAIN_DEFAULT_EPOCHS,
-        TRAIN_DEFAULT_VAL_SPLIT, TRAIN_DEFAULT_DROPOUT, TRAIN_DEFAULT_EPOCHS, TRAIN_DEFAULT_BATCH,
+        TRAIN_DEFAULT_VAL_SPLIT, AUG_DEFAULT_CROP_PAD, AUG_DEFAULT_ROTATE_DEG, AUG_DEFAULT_TRANSLATE_PX,
+        AUG_DEFAULT_NOISE_STD, AUG_DEFAULT_CUTOUT_SIZE, TRAIN_DEFAULT_DROPOUT, TRAIN_DEFAULT_EPOCHS, TRAIN_DEFAULT_BATCH,
         TRAIN_DEFAULT_EVAL_BATCH, TRAIN_DEFAULT_LR, TRAIN_DEFAULT_WEIGHT_DECAY, TRAIN_DEFAULT_SEED);
 }
 
@@ -203,6 +212,9 @@ static int parse_args(int argc, char **argv, train_cfg *c, bool *done) {
     if (s->kind == CT_SCHED_EXPONENTIAL && !(s->gamma > 0))
         return cli_usage_error(CMD, "--schedule exponential needs --gamma X");
     if (s->kind == CT_SCHED_CYCLIC && !(s->max_lr > 0)) return cli_usage_error(CMD, "--schedule cyclic needs --max-lr X");
+    int arc = train_check_augment(c);
+    if (arc != CLI_EXIT_OK) return arc;
+    train_augment_defaults(c);
     *done = false;
     return CLI_EXIT_OK;
 }
@@ -249,6 +261,21 @@ static void trainer_opts(const train_cfg *c, ct_train_opts *o) {
     o->quiet = c->quiet;
 }
 
+/* " | augment crop 4, flip": what the training batches get. */
+static void print_augment(const ct_augment_opts *a) {
+    char buf[160];
+    int n = 0;
+    const int cap = (int)sizeof buf;
+    buf[0] = 0;
+    if (a->crop_pad) n += snprintf(buf + n, (size_t)(cap - n), ", crop %d", a->crop_pad);
+    if (a->flip && n < cap) n += snprintf(buf + n, (size_t)(cap - n), ", flip");
+    if (a->rotate_deg > 0 && n < cap) n += snprintf(buf + n, (size_t)(cap - n), ", rotate %g", a->rotate_deg);
+    if (a->translate_px && n < cap) n += snprintf(buf + n, (size_t)(cap - n), ", translate %d", a->translate_px);
+    if (a->noise_std > 0 && n < cap) n += snprintf(buf + n, (size_t)(cap - n), ", noise %g", a->noise_std);
+    if (a->cutout_size && n < cap) snprintf(buf + n, (size_t)(cap - n), ", cutout %d", a->cutout_size);
+    if (buf[0]) printf(" | augment %s", buf + 2);
+}
+
 static void print_header(const train_cfg *c, const ct_train_opts *o, const data_sets *d) {
     char model[256], sizes[160];
     model_describe(&c->model, ct_dataset_sample_numel(d->train), model, sizeof model);
@@ -269,6 +296,7 @@ static void print_header(const train_cfg *c, const ct_train_opts *o, const data_
     if (o->schedule.warmup_steps) printf(" warmup %lld", (long long)o->schedule.warmup_steps);
     printf(" | batch %lld", (long long)o->batch_size);
     if (o->accum_steps > 1) printf(" x %d", o->accum_steps);
+    if (o->augment) print_augment(o->augment);
     printf(" | %s | %s\n", length, c->device_text);
     fflush(stdout);
 }
@@ -335,6 +363,7 @@ int cmd_train(int argc, char **argv) {
 
     ct_train_opts o;
     trainer_opts(&c, &o);
+    o.augment = data_augment(&d);
     ct_train_meta meta[N_META];
     if (!checkpoint_meta(&c, &d, meta, json)) {
         fprintf(stderr, "ctrain: %s: out of memory\n", CMD);

@@ -47,7 +47,7 @@ bool model_from_json(const char *json, model_cfg *cfg, const char **why);
 /* ---------------------------------------------------------------- data */
 
 typedef struct data_cfg {
-    const char *kind;       /* "mnist", "fashion-mnist", "csv" */
+    const char *kind;       /* "mnist", "fashion-mnist", "cifar10", "csv" */
     const char *dir;        /* --data-dir, or NULL to search */
     const char *train_file; /* csv */
     const char *test_file;  /* csv, optional */
@@ -55,7 +55,21 @@ typedef struct data_cfg {
     int64_t train_limit, test_limit; /* 0: all */
     double val_split;       /* 0: no validation set */
     uint64_t split_seed;
+    /* --augment: the steps listed (AUG_* bits) and their parameters. With
+     * any, the training set stays unnormalized and the loader normalizes
+     * each sample after augmenting it (data_sets.augment). */
+    unsigned augment;
+    int crop_pad, translate_px, cutout_size;
+    double rotate_deg, noise_std;
 } data_cfg;
+
+/* The steps of --augment, in the order of the help text. */
+enum { AUG_CROP = 1, AUG_FLIP = 2, AUG_ROTATE = 4, AUG_TRANSLATE = 8, AUG_NOISE = 16, AUG_CUTOUT = 32 };
+#define AUG_DEFAULT_CROP_PAD 4
+#define AUG_DEFAULT_ROTATE_DEG 10.0
+#define AUG_DEFAULT_TRANSLATE_PX 2
+#define AUG_DEFAULT_NOISE_STD 0.05
+#define AUG_DEFAULT_CUTOUT_SIZE 8
 
 typedef struct data_sets {
     ct_dataset *train, *val, *test; /* test may be NULL (csv without --test-file) */
@@ -63,7 +77,14 @@ typedef struct data_sets {
     /* The normalisation applied: one value (images) or one per feature. */
     float *mean, *std;
     int64_t n_norm;
+    /* The training loader's augmentation (its mean and std per channel in
+     * aug_mean, aug_std); all zero without --augment. */
+    ct_augment_opts augment;
+    float *aug_mean, *aug_std;
 } data_sets;
+
+/* The training loader's augmentation, or NULL without --augment. */
+const ct_augment_opts *data_augment(const data_sets *d);
 
 /* Loads and prepares the datasets for `ctrain train`: finds MNIST, applies
  * the limits, splits off the validation set, normalises (MNIST's usual

@@ -6,7 +6,11 @@
  * the repository root or from anywhere else. Images are normalised with the
  * constants everyone uses for them (MNIST 0.1307 / 0.3081, as in PyTorch's
  * examples; Fashion-MNIST 0.2860 / 0.3530, its training set's statistics),
- * so results compare with PyTorch's directly. CSV features are standardised
+ * so results compare with PyTorch's directly; CIFAR-10 per channel with its
+ * training set's statistics (CT_CIFAR10_MEAN / STD). With --augment the
+ * training set is left as read and the loader normalizes each sample after
+ * augmenting it, so that padding and cutout are black (0 before
+ * normalization), as in torchvision's pipelines. CSV features are standardised
  * per feature with the training part's statistics. The statistics used go
  * into the checkpoint so that `ctrain eval` applies exactly the same.
  */
@@ -40,6 +44,18 @@ static bool has_idx(const char *dir) {
     return exists(p);
 }
 
+/* CIFAR-10's first training file, here or where the archive unpacks. */
+static bool has_cifar(const char *dir) {
+    char p[PATH_MAX + 64];
+    const char *const names[] = {"data_batch_1.bin", "data_batch_1.bin.gz", "cifar-10-batches-bin/data_batch_1.bin",
+                                 "cifar-10-batches-bin/data_batch_1.bin.gz"};
+    for (int i = 0; i < 4; i++)
+        if (snprintf(p, sizeof p, "%s/%s", dir, names[i]) < (int)sizeof p && exists(p)) return true;
+    return false;
+}
+
+static bool is_cifar(const char *kind) { return strcmp(kind, "cifar10") == 0; }
+
 const char *data_find_dir(const char *name, char *buf, size_t cap, char *looked, size_t looked_cap) {
     char cands[2][PATH_MAX + 64];
     int n = 0;
@@ -61,7 +77,7 @@ const char *data_find_dir(const char *name, char *buf, size_t cap, char *looked,
     size_t used = 0;
     if (looked_cap) looked[0] = 0;
     for (int i = 0; i < n; i++) {
-        if (has_idx(cands[i])) {
+        if (is_cifar(name) ? has_cifar(cands[i]) : has_idx(cands[i])) {
             snprintf(buf, cap, "%s", cands[i]);
             return buf;
         }
@@ -77,6 +93,8 @@ void data_sets_free(data_sets *d) {
     ct_dataset_free(d->test);
     free(d->mean);
     free(d->std);
+    free(d->aug_mean);
+    free(d->aug_std);
     memset(d, 0, sizeof *d);
 }
 
@@ -99,6 +117,14 @@ static bool idx_dir(const char *cmd, const data_cfg *cfg, char *buf, size_t cap)
     }
     char looked[2 * PATH_MAX];
     if (data_find_dir(cfg->kind, buf, cap, looked, sizeof looked)) return true;
+    if (is_cifar(cfg->kind)) {
+        fprintf(stderr,
+                "ctrain: %s: cifar10 not found (looked in %s): get the CIFAR-10 binary version from "
+                "https://www.cs.toronto.edu/~kriz/cifar.html, unpack it in ../shared/data/cifar10 (data_batch_1.bin .. "
+                "data_batch_5.bin, test_batch.bin), or pass --data-dir DIR\n",
+                cmd, looked);
+        return false;
+    }
     fprintf(stderr,
             "ctrain: %s: %s not found (looked in %s): put train-images-idx3-ubyte, train-labels-idx1-ubyte, "
             "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may be .gz) in ../shared/data/%s, or pass "
@@ -107,8 +133,17 @@ static bool idx_dir(const char *cmd, const data_cfg *cfg, char *buf, size_t cap)
     return false;
 }
 
+static bool load_images(const char *kind, const char *dir, bool train, ct_dataset **out) {
+    return (is_cifar(kind) ? ct_dataset_load_cifar10(dir, train, out) : ct_dataset_load_mnist(dir, train, out)) == CT_OK;
+}
+
+/* The standard statistics of an image dataset: n_norm values. */
 static void idx_norm(const char *kind, float *mean, float *std) {
-    if (strcmp(kind, "fashion-mnist") == 0) {
+    if (is_cifar(kind)) {
+        static const float m[3] = CT_CIFAR10_MEAN, s[3] = CT_CIFAR10_STD;
+        memcpy(mean, m, sizeof m);
+        memcpy(std, s, sizeof s);
+    } else if (strcmp(kind, "fashion-mnist") == 0) {
         *mean = 0.2860f;
         *std = 0.3530f;
     } else {
@@ -140,6 +175,51 @@ static bool load_csv(const char *cmd, const char *path, const char *flag, int la
     return true;
 }
 
+const ct_augment_opts *data_augment(const data_sets *d) {
+    return ct_augment_active(&d->augment) ? &d->augment : NULL;
+}
+
+/* The loader's augmentation from --augment, normalizing per channel with the
+ * dataset's statistics (a single value repeated for every channel). */
+static bool augment_setup(const char *cmd, const data_cfg *cfg, data_sets *out) {
+    ct_shape s = ct_dataset_sample_shape(out->train);
+    const int64_t C = s.ndim == 3 ? s.dim[0] : 1;
+    out->aug_mean = malloc((size_t)C * sizeof *out->aug_mean);
+    out->aug_std = malloc((size_t)C * sizeof *out->aug_std);
+    if (!out->aug_mean || !out->aug_std) {
+        fprintf(stderr, "ctrain: %s: out of memory\n", cmd);
+        return false;
+    }
+    for (int64_t c = 0; c < C; c++) {
+        out->aug_mean[c] = out->mean[out->n_norm == C ? c : 0];
+        out->aug_std[c] = out->std[out->n_norm == C ? c : 0];
+    }
+    const unsigned a = cfg->augment;
+    out->augment = (ct_augment_opts){
+        .crop_pad = a & AUG_CROP ? cfg->crop_pad : 0,
+        .flip = (a & AUG_FLIP) != 0,
+        .rotate_deg = a & AUG_ROTATE ? cfg->rotate_deg : 0,
+        .translate_px = a & AUG_TRANSLATE ? cfg->translate_px : 0,
+        .noise_std = a & AUG_NOISE ? cfg->noise_std : 0,
+        .cutout_size = a & AUG_CUTOUT ? cfg->cutout_size : 0,
+        .mean = out->aug_mean,
+        .std = out->aug_std,
+    };
+    /* Sizes are checked here, where the images are known, and reported as
+     * the flags they came from. */
+    const int64_t side = s.ndim == 3 ? (s.dim[1] < s.dim[2] ? s.dim[1] : s.dim[2]) : 0;
+    const char *flags[3] = {"--crop-pad", "--translate-px", "--cutout-size"};
+    const int sizes[3] = {out->augment.crop_pad, out->augment.translate_px, out->augment.cutout_size};
+    for (int k = 0; k < 3; k++)
+        if (side && sizes[k] > side) {
+            fprintf(stderr, "ctrain: %s: %s %d is larger than the images (%lldx%lld)\n", cmd, flags[k], sizes[k],
+                    (long long)s.dim[1], (long long)s.dim[2]);
+            return false;
+        }
+    if (ct_augment_check(&out->augment, s) != CT_OK) return fail(cmd, "--augment");
+    return true;
+}
+
 bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
     memset(out, 0, sizeof *out);
     ct_dataset *all = NULL;
@@ -151,11 +231,11 @@ bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
             goto fail;
     } else {
         if (!idx_dir(cmd, cfg, out->where, sizeof out->where)) goto fail;
-        if (ct_dataset_load_mnist(out->where, true, &all) != CT_OK) {
+        if (!load_images(cfg->kind, out->where, true, &all)) {
             fail(cmd, "training set");
             goto fail;
         }
-        if (ct_dataset_load_mnist(out->where, false, &out->test) != CT_OK) {
+        if (!load_images(cfg->kind, out->where, false, &out->test)) {
             fail(cmd, "test set");
             goto fail;
         }
@@ -173,7 +253,7 @@ bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
     }
     all = NULL;
 
-    out->n_norm = csv ? ct_dataset_sample_numel(out->train) : 1;
+    out->n_norm = csv ? ct_dataset_sample_numel(out->train) : is_cifar(cfg->kind) ? 3 : 1;
     out->mean = malloc((size_t)out->n_norm * sizeof *out->mean);
     out->std = malloc((size_t)out->n_norm * sizeof *out->std);
     if (!out->mean || !out->std) {
@@ -190,6 +270,7 @@ bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
     }
     ct_dataset *sets[3] = {out->train, out->val, out->test};
     const char *names[3] = {"training set", "validation set", "test set"};
+    if (cfg->augment && !augment_setup(cmd, cfg, out)) goto fail;
     for (int i = 0; i < 3; i++) {
         if (!sets[i]) continue;
         if (ct_dataset_sample_numel(sets[i]) != ct_dataset_sample_numel(out->train)) {
@@ -198,6 +279,7 @@ bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
                     (long long)ct_dataset_sample_numel(out->train));
             goto fail;
         }
+        if (i == 0 && cfg->augment) continue; /* the loader normalizes it */
         if (ct_dataset_normalize(sets[i], out->n_norm, out->mean, out->std) != CT_OK) {
             fail(cmd, names[i]);
             goto fail;
@@ -219,11 +301,11 @@ bool data_load_eval(const char *cmd, const data_cfg *cfg, bool train_split, cons
         snprintf(where, where_cap, "%s", file);
     } else {
         if (!idx_dir(cmd, cfg, where, where_cap)) return false;
-        if (ct_dataset_load_mnist(where, train_split, out) != CT_OK)
+        if (!load_images(cfg->kind, where, train_split, out))
             return fail(cmd, train_split ? "training set" : "test set");
     }
     if (!limit(cmd, out, cfg->test_limit, "--limit")) goto fail;
-    if (n_norm != 1 && n_norm != ct_dataset_sample_numel(*out)) {
+    if (n_norm != 1 && n_norm != ct_dataset_sample_numel(*out) && n_norm != ct_dataset_sample_shape(*out).dim[0]) {
         fprintf(stderr, "ctrain: %s: %s has %lld features per sample; the model was trained on %lld\n", cmd, where,
                 (long long)ct_dataset_sample_numel(*out), (long long)n_norm);
         goto fail;

@@ -145,6 +145,59 @@ static bool copy_word(const char *opt, const char *text, char *dst, size_t cap) 
     return true;
 }
 
+/* "crop,flip,noise": the AUG_* bits; "none" (or "") for none, so that a
+ * resumed run or a config file's list can be switched off. */
+static const char *const augment_names[] = {"crop", "flip", "rotate", "translate", "noise", "cutout"};
+#define N_AUGMENT (int)(sizeof augment_names / sizeof augment_names[0])
+
+static bool get_augment(const char *opt, const char *text, unsigned *out) {
+    unsigned bits = 0;
+    if (strcmp(text, "none") != 0 && text[0]) {
+        const char *p = text;
+        for (;;) {
+            size_t len = strcspn(p, ",");
+            int k = 0;
+            while (k < N_AUGMENT && !(strlen(augment_names[k]) == len && strncmp(p, augment_names[k], len) == 0)) k++;
+            if (k == N_AUGMENT)
+                return bad(opt, "a comma list of crop, flip, rotate, translate, noise, cutout (or none)", text);
+            bits |= 1u << k;
+            if (!p[len]) break;
+            p += len + 1;
+        }
+    }
+    *out = bits;
+    return true;
+}
+
+int train_check_augment(const train_cfg *c) {
+    const data_cfg *d = &c->data;
+    if (d->augment && strcmp(d->kind, "csv") == 0)
+        return cli_usage_error(CMD, "--augment needs images (--data mnist, fashion-mnist or cifar10), not csv");
+    const struct { unsigned bit; bool set; const char *flag; } params[] = {
+        {AUG_CROP, d->crop_pad != 0, "--crop-pad"},
+        {AUG_ROTATE, d->rotate_deg != 0, "--rotate-deg"},
+        {AUG_TRANSLATE, d->translate_px != 0, "--translate-px"},
+        {AUG_NOISE, d->noise_std != 0, "--noise-std"},
+        {AUG_CUTOUT, d->cutout_size != 0, "--cutout-size"},
+    };
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++)
+        if (params[i].set && !(d->augment & params[i].bit)) {
+            int k = 0;
+            while (!(params[i].bit >> k & 1u)) k++;
+            return cli_usage_error(CMD, "%s needs %s in --augment", params[i].flag, augment_names[k]);
+        }
+    return CLI_EXIT_OK;
+}
+
+void train_augment_defaults(train_cfg *c) {
+    data_cfg *d = &c->data;
+    if (!d->crop_pad) d->crop_pad = AUG_DEFAULT_CROP_PAD;
+    if (!d->rotate_deg) d->rotate_deg = AUG_DEFAULT_ROTATE_DEG;
+    if (!d->translate_px) d->translate_px = AUG_DEFAULT_TRANSLATE_PX;
+    if (!d->noise_std) d->noise_std = AUG_DEFAULT_NOISE_STD;
+    if (!d->cutout_size) d->cutout_size = AUG_DEFAULT_CUTOUT_SIZE;
+}
+
 /* ---------------------------------------------------------------- options */
 
 /* Options that take no value on the command line. */
@@ -161,7 +214,8 @@ static const char *const value_names[] = {
     "step-size-down", "cyclic-mode", "total-steps", "pct-start", "div-factor", "final-div-factor", "anneal",
     "factor", "patience", "threshold", "cooldown", "min-lr", "warmup", "warmup-start-factor", "clip-norm",
     "clip-value", "label-smoothing", "eval-every", "early-stop", "min-delta", "device", "seed", "data-seed",
-    "save", "save-every", "resume", "init-from", "metrics", "config"};
+    "save", "save-every", "resume", "init-from", "metrics", "config",
+    "augment", "crop-pad", "rotate-deg", "translate-px", "noise-std", "cutout-size"};
 
 static bool in(const char *name, const char *const *list, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -180,7 +234,7 @@ bool train_option_known(const char *name) {
 #define IS(s) (strcmp(name, s) == 0)
 
 int train_set_option(train_cfg *c, const char *name, const char *v, const char *opt) {
-    static const char *const datas[] = {"mnist", "fashion-mnist", "csv"};
+    static const char *const datas[] = {"mnist", "fashion-mnist", "csv", "cifar10"};
     static const char *const optims[] = {"sgd", "adagrad", "rmsprop", "adam", "adamw"};
     static const char *const scheds[] = {"constant", "step", "multistep", "exponential",
                                          "cosine", "cyclic", "onecycle", "plateau"};
@@ -208,7 +262,7 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("no-shuffle")) c->no_shuffle = true;
     /* ---- data */
     else if (IS("data")) {
-        if (!one_of(opt, v, datas, 3, &k)) return 0;
+        if (!one_of(opt, v, datas, 4, &k)) return 0;
         c->data.kind = datas[k];
     } else if (IS("data-dir")) c->data.dir = v;
     else if (IS("train-file")) c->data.train_file = v;
@@ -313,6 +367,13 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("init-from")) c->init_from = v;
     else if (IS("metrics")) c->metrics = v;
     else if (IS("config")) c->config = v;
+    /* ---- augmentation */
+    else if (IS("augment")) return get_augment(opt, v, &c->data.augment);
+    else if (IS("crop-pad")) return get_int(opt, v, 1, 1 << 20, &c->data.crop_pad);
+    else if (IS("rotate-deg")) return get_double(opt, v, 0, 180, true, &c->data.rotate_deg);
+    else if (IS("translate-px")) return get_int(opt, v, 1, 1 << 20, &c->data.translate_px);
+    else if (IS("noise-std")) return get_double(opt, v, 0, inf, true, &c->data.noise_std);
+    else if (IS("cutout-size")) return get_int(opt, v, 1, 1 << 20, &c->data.cutout_size);
     else return -1;
     return 1;
 }

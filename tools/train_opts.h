@@ -66,6 +66,12 @@ bool train_option_known(const char *name);
  * there is no such option. */
 int train_set_option(train_cfg *c, const char *name, const char *v, const char *opt);
 
+/* After every option is in: checks --augment against its parameters and
+ * the data (usage error and its exit code, else CLI_EXIT_OK), then fills in
+ * the default of each parameter not given. */
+int train_check_augment(const train_cfg *c);
+void train_augment_defaults(train_cfg *c);
+
 /* Applies a JSON config file; returns CLI_EXIT_OK or the exit code after
  * reporting the problem. */
 int train_apply_config(train_cfg *c, const char *path);
