@@ -10,49 +10,11 @@
 #include <unistd.h>
 
 #include "ctrain/ctrain.h"
+#include "tmpfiles.h"
 
 #define REC 3073
 #define PIX 3072
 
-static char *make_tmpdir(void) {
-    const char *base = getenv("TMPDIR");
-    char *t = malloc(4096);
-    cr_assert_not_null(t);
-    snprintf(t, 4096, "%s/ctrain_cifar_XXXXXX", base && *base ? base : "/tmp");
-    cr_assert_not_null(mkdtemp(t), "mkdtemp failed");
-    return t;
-}
-
-/* Removes dir and what is in it, one level of subdirectories deep. */
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[4352];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            if (unlink(p) != 0) rm_tree(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static const char *path_in(const char *dir, const char *name) {
-    static char ring[8][4608];
-    static int next;
-    char *p = ring[next++ % 8];
-    snprintf(p, sizeof ring[0], "%s/%s", dir, name);
-    return p;
-}
-
-static void write_bytes(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, len, f), len);
-    cr_assert_eq(fclose(f), 0);
-}
 
 /* n records whose bytes are a function of (file, record, position), with
  * labels (file * 3 + record) % 10: every byte value and label is checkable. */
@@ -97,8 +59,7 @@ Test(cifar, files_values_and_labels) {
     const float *x = ct_dataset_features(ds);
     cr_assert_eq(x[1024 + 5 * 32 + 7], (float)(unsigned char)((1024 + 5 * 32 + 7) * 7) / 255.0f);
     ct_dataset_free(ds);
-    rm_tree(dir);
-    free(dir);
+    rm_tmpdir(dir);
 }
 
 Test(cifar, directory_train_and_test) {
@@ -134,8 +95,7 @@ Test(cifar, directory_train_and_test) {
     ct_dataset_free(train);
     ct_dataset_free(test);
     ct_dataset_free(direct);
-    rm_tree(dir);
-    free(dir);
+    rm_tmpdir(dir);
 }
 
 Test(cifar, missing_files_say_where_to_get_them) {
@@ -155,8 +115,7 @@ Test(cifar, missing_files_say_where_to_get_them) {
     cr_assert_eq(ct_dataset_load_cifar10(dir, true, &ds), CT_ERR_NOT_FOUND);
     cr_assert(strstr(ct_last_error(), "no data_batch_5.bin"), "%s", ct_last_error());
     cr_assert_eq(ct_dataset_load_cifar10(path_in(dir, "nowhere"), true, &ds), CT_ERR_IO);
-    rm_tree(dir);
-    free(dir);
+    rm_tmpdir(dir);
 }
 
 Test(cifar, malformed_files) {
@@ -199,8 +158,7 @@ Test(cifar, malformed_files) {
     cr_assert_eq(ct_dataset_load_cifar10_files(null_path, 1, &ds), CT_ERR_INVALID_ARG);
     free(d);
     free(more);
-    rm_tree(dir);
-    free(dir);
+    rm_tmpdir(dir);
 }
 
 Test(cifar, augmented_loader_over_cifar) {
@@ -218,6 +176,5 @@ Test(cifar, augmented_loader_over_cifar) {
     cr_assert_eq(b.count, 3);
     ct_loader_free(ld);
     ct_dataset_free(ds);
-    rm_tree(dir);
-    free(dir);
+    rm_tmpdir(dir);
 }

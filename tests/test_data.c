@@ -18,6 +18,7 @@
 
 #include "ctrain/data.h"
 #include "ctrain/status.h"
+#include "tmpfiles.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -36,47 +37,6 @@ static const char *mnist_dir(void) {
     return buf;
 }
 
-/* A fresh temporary directory per test; rm_tmpdir empties and removes it. */
-static char *make_tmpdir(void) {
-    const char *base = getenv("TMPDIR");
-    char *t = malloc(4096);
-    cr_assert_not_null(t);
-    snprintf(t, 4096, "%s/ctrain_data_XXXXXX", base && *base ? base : "/tmp");
-    cr_assert_not_null(mkdtemp(t), "mkdtemp failed");
-    return t;
-}
-
-static void rm_tmpdir(char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char p[4352];
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-    free(dir);
-}
-
-/* dir/name in a static ring of buffers, enough for the few paths a test holds. */
-static const char *path_in(const char *dir, const char *name) {
-    static char ring[8][4352];
-    static int next;
-    char *p = ring[next++ % 8];
-    snprintf(p, sizeof ring[0], "%s/%s", dir, name);
-    return p;
-}
-
-static void write_bytes(const char *path, const void *data, size_t len) {
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "cannot write %s", path);
-    cr_assert_eq(fwrite(data, 1, len, f), len);
-    cr_assert_eq(fclose(f), 0);
-}
 
 static void write_text(const char *path, const char *text) { write_bytes(path, text, strlen(text)); }
 

@@ -4,11 +4,9 @@
  * byte. Every file is read and checked before the dataset is allocated, so
  * a bad fifth file costs no 600 MB allocation and leaves nothing behind.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/error.h"
 #include "data/data_internal.h"
@@ -110,13 +108,10 @@ static char *find_cifar(const char *dir, const char *name, ct_status *s) {
 ct_status ct_dataset_load_cifar10(const char *dir, bool train, ct_dataset **out) {
     if (out) *out = NULL;
     if (!dir || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_cifar10: NULL argument");
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return ct_error(CT_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return ct_error(CT_ERR_IO, "%s: not a directory", dir);
+    ct_status s = ct_data_check_dir(dir);
+    if (s != CT_OK) return s;
     char *paths[CIFAR_TRAIN_FILES] = {NULL};
     const int n = train ? CIFAR_TRAIN_FILES : 1;
-    ct_status s = CT_OK;
     for (int f = 0; f < n && s == CT_OK; f++) {
         char name[32];
         if (train)

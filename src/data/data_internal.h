@@ -68,4 +68,7 @@ ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len)
  * path in *out; *out NULL when neither exists. Errors: CT_ERR_OOM. */
 ct_status ct_data_find_file(const char *dir, const char *name, char **out);
 
+/* CT_OK if dir is a directory; else CT_ERR_IO naming it and why. */
+ct_status ct_data_check_dir(const char *dir);
+
 #endif

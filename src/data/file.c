@@ -176,3 +176,10 @@ ct_status ct_data_find_file(const char *dir, const char *name, char **out) {
     free(p);
     return CT_OK;
 }
+
+ct_status ct_data_check_dir(const char *dir) {
+    struct stat st;
+    if (stat(dir, &st) != 0) return ct_error(CT_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return ct_error(CT_ERR_IO, "%s: not a directory", dir);
+    return CT_OK;
+}

@@ -2,11 +2,9 @@
  * big-endian magic whose third byte is the element type (0x08, unsigned
  * byte) and fourth the number of dimensions, one big-endian 32-bit size per
  * dimension, then the elements in row-major order. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/error.h"
 #include "data/data_internal.h"
@@ -119,11 +117,8 @@ static char *find_file(const char *dir, const char *name, ct_status *s) {
 ct_status ct_dataset_load_mnist(const char *dir, bool train, ct_dataset **out) {
     if (out) *out = NULL;
     if (!dir || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_mnist: NULL argument");
-    struct stat st;
-    if (stat(dir, &st) != 0)
-        return ct_error(CT_ERR_IO, "%s: cannot open directory: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return ct_error(CT_ERR_IO, "%s: not a directory", dir);
-    ct_status s = CT_OK;
+    ct_status s = ct_data_check_dir(dir);
+    if (s != CT_OK) return s;
     char *images = find_file(dir, train ? "train-images-idx3-ubyte" : "t10k-images-idx3-ubyte", &s);
     char *labels = images ? find_file(dir, train ? "train-labels-idx1-ubyte"
                                                  : "t10k-labels-idx1-ubyte", &s)
