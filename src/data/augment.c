@@ -160,6 +160,10 @@ static void rotate_shift(int64_t C, int64_t H, int64_t W, const ct_augment_param
             const double fy0 = floor(sy), fx0 = floor(sx);
             const double fy = sy - fy0, fx = sx - fx0;
             const int64_t y0 = (int64_t)fy0, x0 = (int64_t)fx0;
+            if (y0 < -1 || y0 >= H || x0 < -1 || x0 >= W) { /* all four neighbours outside */
+                for (int64_t c = 0; c < C; c++) dst[(c * H + i) * W + j] = 0.0f;
+                continue;
+            }
             for (int64_t c = 0; c < C; c++) {
                 const float *img = src + c * H * W;
                 double v = 0;
@@ -181,15 +185,18 @@ static void add_noise(int64_t n, double std, const ct_augment_params *p, float *
                                  CT_DATA_STREAM_AUGMENT, p->epoch};
         uint32_t w[4];
         ct_philox4x32_10(ctr, key, w);
-        double z[4];
+        /* Single precision: the noise is added to floats, and float libm
+         * calls cost a fraction of double ones in this, the loader's
+         * hottest loop. */
+        float z[4];
         for (int h = 0; h < 2; h++) {
-            const double u1 = ((double)w[2 * h] + 1.0) * 0x1p-32; /* (0, 1]: log is finite */
-            const double u2 = (double)w[2 * h + 1] * 0x1p-32;
-            const double r = sqrt(-2.0 * log(u1));
-            z[2 * h] = r * cos(2 * PI * u2);
-            z[2 * h + 1] = r * sin(2 * PI * u2);
+            const float u1 = (float)(((double)w[2 * h] + 1.0) * 0x1p-32); /* (0, 1]: log is finite */
+            const float u2 = (float)((double)(w[2 * h + 1] >> 8) * 0x1p-24);
+            const float r = sqrtf(-2.0f * logf(u1)), a = (float)(2 * PI) * u2;
+            z[2 * h] = r * cosf(a);
+            z[2 * h + 1] = r * sinf(a);
         }
-        for (int64_t m = 0; m < 4 && k + m < n; m++) x[k + m] = (float)(x[k + m] + std * z[m]);
+        for (int64_t m = 0; m < 4 && k + m < n; m++) x[k + m] += (float)std * z[m];
     }
 }
 
