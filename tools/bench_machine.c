@@ -89,6 +89,13 @@ cJSON *bench_machine_json(const bench_opts *o) {
     cJSON_AddNumberToObject(m, "cpu_cores", (double)sysconf(_SC_NPROCESSORS_ONLN));
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0) cJSON_AddNumberToObject(m, "memory_bytes", (double)pages * (double)page);
+    /* Other work on the machine skews every figure; the record says how
+     * busy it was (1, 5 and 15-minute load averages) when written. */
+    FILE *f = fopen("/proc/loadavg", "r");
+    double load[3];
+    if (f && fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) == 3)
+        cJSON_AddItemToObject(m, "load_average", cJSON_CreateDoubleArray(load, 3));
+    if (f) fclose(f);
     add_gpu(m, o);
     return m;
 }
