@@ -156,6 +156,13 @@ def mlp_flops_per_sample(d):
     return sum(2.0 * d[i] * d[i + 1] * (2 if i == 0 else 3) for i in range(len(d) - 1))
 
 
+def check_finite(loss):
+    """A broken step must fail, not pass for a fast one."""
+    v = loss.detach().float().item()
+    if v != v or v in (float("inf"), float("-inf")):
+        raise RuntimeError(f"the loss is {v} after the timed steps")
+
+
 def tensor_bytes(ts):
     return sum(t.numel() * t.element_size() for t in ts)
 
@@ -217,9 +224,7 @@ def setup_model(torch, name, a, dev, variant):
         state["loss"] = loss
 
     def check():
-        v = state["loss"].detach().float().item()
-        if v != v or v in (float("inf"), float("-inf")):
-            raise RuntimeError(f"the loss is {v} after the timed steps")
+        check_finite(state["loss"])
 
     step()  # creates the optimizer state, so its size can be counted
     params = list(model.parameters())
@@ -337,9 +342,7 @@ def setup_xent(torch, name, a, dev, variant):
         state["loss"] = loss
 
     def check():
-        v = state["loss"].detach().float().item()
-        if v != v or v in (float("inf"), float("-inf")):
-            raise RuntimeError(f"the loss is {v} after the timed steps")
+        check_finite(state["loss"])
 
     es = logits.element_size()
     info = {

@@ -120,7 +120,6 @@ typedef struct bench_matmul_shape {
 } bench_matmul_shape;
 
 extern const bench_matmul_shape bench_matmul_square, bench_matmul_skinny, bench_matmul_tall;
-const char *bench_matmul_unsupported(const bench_workload *w, const bench_opts *o);
 ct_status bench_matmul_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out);
 /* The same with explicit sizes and element type: the peak probe. */
 ct_status bench_matmul_setup_mkn(const bench_opts *o, int64_t m, int64_t k, int64_t n, ct_dtype dt,
@@ -130,13 +129,13 @@ void bench_matmul_teardown(void *state);
 
 /* The fused optimizer update over N parameters. */
 extern const ct_optim_opts bench_optim_sgd, bench_optim_adamw;
-const char *bench_optim_unsupported(const bench_workload *w, const bench_opts *o);
 ct_status bench_optim_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out);
 ct_status bench_optim_step(void *state);
+/* Bytes of an optimizer's state buffers on the device. */
+size_t bench_optim_state_bytes(ct_optimizer *opt, const ct_program *p);
 void bench_optim_teardown(void *state);
 
 /* Softmax cross-entropy, forward and backward, over logits [B, C]. */
-const char *bench_xent_unsupported(const bench_workload *w, const bench_opts *o);
 ct_status bench_xent_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out);
 ct_status bench_xent_step(void *state);
 ct_status bench_xent_check(void *state);
@@ -161,8 +160,10 @@ int32_t *bench_random_labels(uint64_t seed, uint32_t stream, size_t n, int class
 /* The element type a precision stores tensors in (F32 for fp32 and tf32). */
 ct_dtype bench_precision_dtype(bench_precision p);
 /* What a precision cannot do on a device, for every workload alike (TF32
- * off a GPU...), or NULL. */
+ * off a GPU...), or NULL; the second form is a workload's `unsupported`
+ * for kernels that run at every other precision. */
 const char *bench_precision_unsupported(const bench_opts *o);
+const char *bench_precision_unsupported_for(const bench_workload *w, const bench_opts *o);
 
 /* ---- measuring (bench_timing.c, bench_peak.c) ---------------------------- */
 

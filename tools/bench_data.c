@@ -33,6 +33,11 @@ const char *bench_precision_unsupported(const bench_opts *o) {
     return NULL;
 }
 
+const char *bench_precision_unsupported_for(const bench_workload *w, const bench_opts *o) {
+    (void)w;
+    return bench_precision_unsupported(o);
+}
+
 void *bench_random_values(uint64_t seed, uint32_t stream, size_t n, ct_dtype dt) {
     float *f = malloc((n ? n : 1) * sizeof *f);
     if (!f) return bench_oom(n * sizeof *f), NULL;

@@ -21,11 +21,6 @@ typedef struct matmul_state {
     ct_program *p;
 } matmul_state;
 
-const char *bench_matmul_unsupported(const bench_workload *w, const bench_opts *o) {
-    (void)w;
-    return bench_precision_unsupported(o);
-}
-
 void bench_matmul_teardown(void *state) {
     matmul_state *s = state;
     if (!s) return;

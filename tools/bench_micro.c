@@ -29,11 +29,6 @@ typedef struct optim_state {
     double lr;
 } optim_state;
 
-const char *bench_optim_unsupported(const bench_workload *w, const bench_opts *o) {
-    (void)w;
-    return bench_precision_unsupported(o);
-}
-
 void bench_optim_teardown(void *state) {
     optim_state *s = state;
     if (!s) return;
@@ -89,15 +84,22 @@ ct_status bench_optim_setup(const bench_workload *w, const bench_opts *o, void *
     if (o->precision != BENCH_FP32)
         out->dtype_note = "parameters and optimizer state stay F32 (master weights) in every precision";
     ct_program_memory(s->p, &out->mem);
-    for (int i = 0; i < ct_optimizer_num_states(s->opt); i++) {
-        size_t numel = 0;
-        if (ct_optimizer_state(s->opt, i, NULL, NULL, &numel) == CT_OK) out->optim_bytes += numel * sizeof(float);
-    }
+    out->optim_bytes = bench_optim_state_bytes(s->opt, s->p);
     *state = s;
     return CT_OK;
 fail:
     bench_optim_teardown(s);
     return st;
+}
+
+size_t bench_optim_state_bytes(ct_optimizer *opt, const ct_program *p) {
+    size_t bytes = 0;
+    for (int i = 0; i < ct_optimizer_num_states(opt); i++) {
+        size_t numel = 0;
+        if (ct_optimizer_state(opt, i, NULL, NULL, &numel) == CT_OK)
+            bytes += numel * ct_dtype_size(ct_program_param_dtype(p));
+    }
+    return bytes;
 }
 
 ct_status bench_optim_step(void *state) {
@@ -115,11 +117,6 @@ typedef struct xent_state {
     ct_program *p;
     ct_node loss;
 } xent_state;
-
-const char *bench_xent_unsupported(const bench_workload *w, const bench_opts *o) {
-    (void)w;
-    return bench_precision_unsupported(o);
-}
 
 void bench_xent_teardown(void *state) {
     xent_state *s = state;

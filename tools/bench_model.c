@@ -180,12 +180,7 @@ ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void *
     out->flops_per_step = m->flops_per_sample(o) * (double)batch;
     out->metric = BENCH_METRIC_FLOPS;
     ct_program_memory(s->p, &out->mem);
-    out->optim_bytes = 0;
-    for (int i = 0; i < ct_optimizer_num_states(s->opt); i++) {
-        size_t numel = 0;
-        if (ct_optimizer_state(s->opt, i, NULL, NULL, &numel) == CT_OK)
-            out->optim_bytes += numel * ct_dtype_size(ct_program_param_dtype(s->p));
-    }
+    out->optim_bytes = bench_optim_state_bytes(s->opt, s->p);
     /* Bytes are not the bound here; the parameters, gradients and state
      * touched once per step give a floor for the record. */
     out->bytes_per_step = (double)(out->mem.params + out->mem.grads + out->optim_bytes);

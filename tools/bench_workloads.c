@@ -15,9 +15,9 @@
 
 #define MODEL(m) bench_model_unsupported, bench_model_setup, bench_model_step, bench_model_check, \
                  bench_model_teardown, &(m)
-#define MATMUL(s) bench_matmul_unsupported, bench_matmul_setup, bench_matmul_step, NULL, \
+#define MATMUL(s) bench_precision_unsupported_for, bench_matmul_setup, bench_matmul_step, NULL, \
                   bench_matmul_teardown, &(s)
-#define OPTIM(o) bench_optim_unsupported, bench_optim_setup, bench_optim_step, NULL, bench_optim_teardown, &(o)
+#define OPTIM(o) bench_precision_unsupported_for, bench_optim_setup, bench_optim_step, NULL, bench_optim_teardown, &(o)
 
 static const bench_workload workloads[] = {
     {"mlp-mnist", "model", "MLP 784-1024-1024-10 (ReLU), cross-entropy, AdamW: one training step",
@@ -30,7 +30,7 @@ static const bench_workload workloads[] = {
     {"optim-sgd", "micro", "fused SGD update (momentum 0.9) over N parameters", OPTIM(bench_optim_sgd)},
     {"optim-adamw", "micro", "fused AdamW update over N parameters", OPTIM(bench_optim_adamw)},
     {"softmax-xent", "micro", "softmax cross-entropy, forward + backward, logits [B, C]",
-     bench_xent_unsupported, bench_xent_setup, bench_xent_step, bench_xent_check, bench_xent_teardown, NULL},
+     bench_precision_unsupported_for, bench_xent_setup, bench_xent_step, bench_xent_check, bench_xent_teardown, NULL},
 };
 #define N_WORKLOADS ((int)(sizeof workloads / sizeof workloads[0]))
 
