@@ -21,6 +21,7 @@ int cmd_info(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Each subcommand's help text, shared by `ctrain CMD --help` and
  * `ctrain help CMD`. */
@@ -29,6 +30,7 @@ void cmd_info_usage(FILE *out);
 void cmd_demo_usage(FILE *out);
 void cmd_train_usage(FILE *out);
 void cmd_eval_usage(FILE *out);
+void cmd_bench_usage(FILE *out);
 
 /* "ctrain: <what>: <ct_last_error()>" on stderr; returns CLI_EXIT_FAIL so a
  * caller can write `return cli_fail("compile");`. */

@@ -28,6 +28,7 @@ static const command commands[] = {
     {"demo", cmd_demo, cmd_demo_usage, "train a tiny MLP on XOR to show the engine learning"},
     {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV)"},
     {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset"},
+    {"bench", cmd_bench, cmd_bench_usage, "time named workloads (training steps, kernels) on a device"},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 

@@ -38,6 +38,30 @@ bool ct_device_implements(ct_device_kind kind, int op);
 
 /* The build options, e.g. "cuda=off blas=openblas openmp=on". */
 const char *ct_build_info(void);
+/* The git commit the library was configured from (40 hex digits), or
+ * "unknown" when it was not built from a git checkout. Static string. */
+const char *ct_build_commit(void);
+/* The BLAS library behind the CPU's matrix products and how it runs, e.g.
+ * "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64, 2 threads".
+ * Static string, never NULL. */
+const char *ct_blas_info(void);
+
+/* ---- device memory --------------------------------------------------------
+ * Raw buffers on a device, for measuring it (a copy's bandwidth) and for
+ * data a program does not own. On the CPU they are host memory. */
+
+/* bytes (> 0) of memory on d, or NULL with the error set (bad device, out of
+ * memory). Free with ct_device_free on the same device. */
+void *ct_device_alloc(ct_device d, size_t bytes);
+void ct_device_free(ct_device d, void *ptr);
+/* Copies bytes between two buffers of device d (the regions may overlap).
+ * The copy may still be running on return (see ct_device_sync).
+ * CT_ERR_UNSUPPORTED if d's backend has no device-to-device copy. */
+ct_status ct_device_copy(ct_device d, void *dst, const void *src, size_t bytes);
+/* Waits until every operation queued on d (kernels of its programs,
+ * optimizer updates, copies) has finished; immediate on the CPU. What a
+ * timer must call before reading the clock. */
+ct_status ct_device_sync(ct_device d);
 
 #ifdef __cplusplus
 }

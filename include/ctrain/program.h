@@ -64,6 +64,23 @@ void ct_program_set_step(ct_program *p, uint32_t step);
 
 /* Bytes of the activation arena (the planned peak of intermediate values). */
 size_t ct_program_arena_bytes(const ct_program *p);
+
+/* The device memory a program holds, in bytes, as allocated at compile time
+ * (a run allocates nothing, so this is also its peak). Parameters, their
+ * gradients and buffers count only in the program that owns them: a program
+ * compiled with share_params reports 0 for them. Optimizer state is the
+ * optimizer's (ct_optimizer_state). */
+typedef struct ct_program_mem {
+    size_t arena;    /* planned intermediate values */
+    size_t scratch;  /* the largest scratch area a kernel asked for */
+    size_t inputs;   /* inputs and live constants */
+    size_t params;   /* the flat parameter buffer */
+    size_t grads;    /* the flat gradient buffer (allocated with the parameters) */
+    size_t buffers;  /* the flat buffer of ct_buffer state */
+    size_t total;    /* the sum of the above */
+} ct_program_mem;
+/* Fills *out. CT_ERR_INVALID_ARG if p or out is NULL. */
+ct_status ct_program_memory(const ct_program *p, ct_program_mem *out);
 ct_device ct_program_device(const ct_program *p);
 
 /* The flat parameter buffer: every parameter at its offset (elements), in

@@ -64,6 +64,7 @@ typedef struct ct_backend {
     ct_status (*upload)(void *dst, const void *src, size_t bytes);   /* host -> device */
     ct_status (*download)(void *dst, const void *src, size_t bytes); /* device -> host */
     ct_status (*sync)(void);       /* wait for queued work */
+    ct_status (*copy)(void *dst, const void *src, size_t bytes);     /* device -> same device; NULL: none */
     /* Bytes of scratch a kernel needs for these views (NULL: none). Data
      * pointers in k are NULL when this is asked. */
     size_t (*scratch_bytes)(const ct_kargs *k);

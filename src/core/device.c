@@ -137,6 +137,7 @@ bool ct_device_implements(ct_device_kind kind, int op) {
 }
 
 const char *ct_build_info(void) { return CTRAIN_BUILD_INFO; }
+const char *ct_build_commit(void) { return CTRAIN_GIT_COMMIT; }
 
 /* ---------------------------------------------------------------- ctrain/cuda.h */
 

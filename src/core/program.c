@@ -30,6 +30,7 @@ struct ct_program {
     ct_tview *views;     /* input views of all kargs */
     void *arena, *scratch, *inputs, *consts;
     size_t arena_bytes;
+    size_t scratch_bytes, inputs_bytes, consts_bytes; /* for ct_program_memory */
     void **private_bufs; /* no_plan: one buffer per node */
     void *params, *grads;
     size_t *param_off;   /* per parameter index, in elements */
@@ -311,6 +312,8 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         goto done;
     }
     if (in_bytes) be->zero(p->inputs, in_bytes);
+    p->inputs_bytes = in_bytes;
+    p->consts_bytes = const_bytes;
     size_t in_off = 0, const_off = 0;
     for (int i = 0; i < n && st == CT_OK; i++) {
         const ct_nodeinfo *nd = &g->nodes[i];
@@ -428,6 +431,7 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         goto done;
     }
     for (int k = 0; k < p->n_exec; k++) p->kargs[k].scratch = scratch ? p->scratch : NULL;
+    p->scratch_bytes = scratch;
 
 done:
     free(live);
@@ -504,6 +508,21 @@ void ct_program_set_step(ct_program *p, uint32_t step) {
     if (p) p->step = step;
 }
 size_t ct_program_arena_bytes(const ct_program *p) { return p ? p->arena_bytes : 0; }
+
+ct_status ct_program_memory(const ct_program *p, ct_program_mem *out) {
+    if (!p || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_program_memory: %s is NULL", p ? "out" : "program");
+    *out = (ct_program_mem){.arena = p->arena_bytes,
+                            .scratch = p->scratch_bytes,
+                            .inputs = p->inputs_bytes + p->consts_bytes};
+    /* Shared parameters are counted once, by the program that owns them. */
+    if (p->owns_params) {
+        out->params = p->param_numel * ct_dtype_size(p->param_dtype);
+        out->grads = out->params;
+        out->buffers = p->state_numel * ct_dtype_size(p->state_dtype);
+    }
+    out->total = out->arena + out->scratch + out->inputs + out->params + out->grads + out->buffers;
+    return CT_OK;
+}
 ct_device ct_program_device(const ct_program *p) { return p ? p->device : (ct_device){0}; }
 ct_dtype ct_program_param_dtype(const ct_program *p) { return p ? p->param_dtype : CT_F32; }
 size_t ct_program_param_numel(const ct_program *p) { return p ? p->param_numel : 0; }

@@ -49,6 +49,7 @@ const ct_backend *ct_cpu_backend(void) {
             .upload = cpu_copy,
             .download = cpu_copy,
             .sync = cpu_sync,
+            .copy = cpu_copy,
             .scratch_bytes = cpu_scratch_bytes,
             .optim_update = ct_cpu_optim_update,
             .sumsq = ct_cpu_sumsq,

@@ -65,6 +65,10 @@ static ct_status cuda_download(void *dst, const void *src, size_t bytes) {
                  bytes);
 }
 
+static ct_status cuda_copy(void *dst, const void *src, size_t bytes) {
+    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "device copy (cudaMemcpy)", bytes);
+}
+
 static ct_status cuda_sync(void) {
     cudaError_t e = cudaDeviceSynchronize();
     if (e == cudaSuccess) return CT_OK;
@@ -83,6 +87,7 @@ static ct_backend make_table(void) {
     b.upload = cuda_upload;
     b.download = cuda_download;
     b.sync = cuda_sync;
+    b.copy = cuda_copy;
     b.scratch_bytes = nullptr;
     // Kernels: none yet; each src/cuda/k_*.cu will register its ops here.
     return b;

@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Runs `ctrain bench` and its PyTorch twins with the same flags and prints
+the ratio table (ctrain's rate over PyTorch's: above 1, ctrain is faster).
+
+    python3 benchmarks/compare.py --workload all --device cpu
+    python3 benchmarks/compare.py --out benchmarks/results/cpu -- --quick
+    python3 benchmarks/compare.py --from ctrain.json torch.json
+
+Every flag it does not know itself goes to both runners (`ctrain bench
+--help` lists them). Where PyTorch is not installed it says so and prints
+ctrain's figures alone. The two JSON records and the table (compare.md) are
+left in --out.
+"""
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def find_ctrain(given):
+    if given:
+        return given
+    for d in sorted(os.listdir(ROOT)):
+        cand = os.path.join(ROOT, d, "tools", "ctrain")
+        if d.startswith("build") and os.access(cand, os.X_OK):
+            return cand
+    return shutil.which("ctrain")
+
+
+def rate(r):
+    """The figure a workload is judged by, and its unit."""
+    if r.get("status") != "ok":
+        return None, ""
+    if r["kind"] == "model":
+        return r.get("samples_per_s"), "samples/s"
+    if r["metric"] == "flops":
+        return r.get("gflops"), "GFLOP/s"
+    return r.get("gbps"), "GB/s"
+
+
+def fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def cell(r):
+    if r is None:
+        return "-"
+    if r.get("status") != "ok":
+        return r.get("status", "?")
+    return fmt(rate(r)[0])
+
+
+def table(ct, pt):
+    """Markdown lines: one row per ctrain workload."""
+    variants = []
+    if pt:
+        for r in pt["results"]:
+            if r["variant"] not in variants:
+                variants.append(r["variant"])
+    head = ["workload", "config", "unit", "ctrain"] + [f"torch {v}" for v in variants]
+    head += [f"ctrain / {v}" for v in variants]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes = []
+    for r in ct["results"]:
+        v_ct, unit = rate(r)
+        config = r.get("config") or r.get("reason", "")
+        row = [r["workload"], config if r.get("status") == "ok" else r.get("status", ""), unit, cell(r)]
+        ratios = []
+        for v in variants:
+            tw = next((t for t in pt["results"] if t["workload"] == r["workload"] and t["variant"] == v), None)
+            row.append(cell(tw))
+            v_pt = rate(tw)[0] if tw else None
+            if tw and tw.get("status") == "ok" and r.get("status") == "ok" and tw.get("config") != r.get("config"):
+                ratios.append("config differs")
+                notes.append(f"{r['workload']}: ctrain ran {r['config']}, torch {v} ran {tw['config']}")
+            elif v_ct and v_pt:
+                ratios.append(f"{v_ct / v_pt:.2f}")
+            else:
+                ratios.append("-")
+        lines.append("| " + " | ".join(row + ratios) + " |")
+    return lines, notes
+
+
+def describe(rec):
+    m, v, p = rec["machine"], rec["versions"], rec["peak"]
+    peak = f"{fmt(p.get('gflops'))} GFLOP/s ({p.get('gflops_what')}), {fmt(p.get('gbps'))} GB/s ({p.get('gbps_what')})"
+    if rec["engine"] == "ctrain":
+        sw = f"ctrain {v['ctrain']} (commit {v['commit'][:12]}), {v['blas']}"
+    else:
+        sw = f"PyTorch {v['torch']} ({v['blas']}, {v['threads']} threads), Python {v['python']}"
+    gpu = f", GPU {m['gpu']['name']}" if m.get("gpu") else ""
+    return (f"- {rec['engine']}: {sw}; measured peak {peak}\n"
+            f"  on {m['hostname']}: {m['cpu_model']}, {m['cpu_cores']} cores{gpu}; {rec['date']}")
+
+
+def report(ct, pt, torch_missing, commands):
+    out = ["# ctrain vs PyTorch", ""]
+    out += ["Commands:", ""] + [f"    {c}" for c in commands] + [""]
+    out += [describe(ct)]
+    if pt:
+        out += [describe(pt)]
+    env = {k: v for k, v in ct["env"].items() if v is not None}
+    out += [f"- environment: {env if env else 'no thread or wait-policy variables set'}", ""]
+    if torch_missing:
+        out += [f"PyTorch is not installed here ({torch_missing}): ctrain's figures only.", ""]
+    lines, notes = table(ct, pt)
+    out += lines
+    if notes:
+        out += [""] + [f"- {n}" for n in notes]
+    out += ["", "Rates are medians over the repetitions (the JSON records hold the spread); "
+            "the ratio is ctrain's rate over PyTorch's, so above 1 ctrain is faster."]
+    return "\n".join(out) + "\n"
+
+
+def torch_status(python):
+    if importlib.util.find_spec("torch") is not None and python == sys.executable:
+        return None
+    r = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True)
+    if r.returncode == 0:
+        return None
+    last = (r.stderr.strip().splitlines() or ["import failed"])[-1]
+    return last
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--ctrain", help="the ctrain executable (default: build*/tools/ctrain, then PATH)")
+    p.add_argument("--python", default=sys.executable, help="the Python that runs the twins")
+    p.add_argument("--out", default="bench-out", help="directory for the records and compare.md")
+    p.add_argument("--from", dest="records", nargs="+", metavar="JSON",
+                   help="make the table from saved records (ctrain's, then PyTorch's) instead of running")
+    a, rest = p.parse_known_args(argv)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+
+    if a.records:
+        recs = []
+        for path in a.records:
+            with open(path) as f:
+                recs.append(json.load(f))
+        ct = next((r for r in recs if r.get("engine") == "ctrain"), None)
+        pt = next((r for r in recs if r.get("engine") == "pytorch"), None)
+        if not ct:
+            print("compare: no ctrain record among " + ", ".join(a.records), file=sys.stderr)
+            return 2
+        print(report(ct, pt, None if pt else "no PyTorch record given", ["(from saved records)"]), end="")
+        return 0
+
+    ctrain = find_ctrain(a.ctrain)
+    if not ctrain:
+        print("compare: no ctrain executable found; build it (make build) or pass --ctrain PATH",
+              file=sys.stderr)
+        return 2
+    os.makedirs(a.out, exist_ok=True)
+    ct_json, pt_json = os.path.join(a.out, "ctrain.json"), os.path.join(a.out, "torch.json")
+    ct_cmd = [ctrain, "bench"] + rest + ["--json", ct_json]
+    print("$ " + " ".join(ct_cmd), flush=True)
+    rc = subprocess.run(ct_cmd).returncode
+    if not os.path.exists(ct_json):
+        print(f"compare: ctrain bench exited {rc} without a record", file=sys.stderr)
+        return 1
+    commands = [" ".join(["ctrain", "bench"] + rest)]
+
+    missing = torch_status(a.python)
+    pt = None
+    if missing:
+        print(f"\ncompare: PyTorch is not installed here ({missing}); reporting ctrain's figures only",
+              flush=True)
+    else:
+        pt_cmd = [a.python, os.path.join(HERE, "torch_bench.py")] + rest + ["--json", pt_json]
+        print("\n$ " + " ".join(pt_cmd), flush=True)
+        prc = subprocess.run(pt_cmd).returncode
+        if os.path.exists(pt_json):
+            with open(pt_json) as f:
+                pt = json.load(f)
+            commands.append(" ".join(["python3", "benchmarks/torch_bench.py"] + rest))
+        else:
+            missing = f"torch_bench.py exited {prc} without a record"
+    with open(ct_json) as f:
+        ct = json.load(f)
+    text = report(ct, pt, missing, commands)
+    with open(os.path.join(a.out, "compare.md"), "w") as f:
+        f.write(text)
+    print("\n" + text, end="")
+    print(f"\n(records and compare.md in {a.out}; {datetime.date.today()})")
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

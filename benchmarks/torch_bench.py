@@ -1,0 +1,536 @@
+#!/usr/bin/env python3
+"""PyTorch twins of `ctrain bench`'s workloads.
+
+Same workloads, same shapes, same synthetic data distributions, same
+optimizer settings and the same timing method (warm-up steps, then
+repetitions of timed steps, the device synchronised before each clock
+reading; median and spread), written to a JSON record with the same fields
+as `ctrain bench --json`, so that benchmarks/compare.py can put the two side
+by side. Each workload runs eagerly and, where it works, under torch.compile.
+
+The sizes below mirror tools/bench_model.c, bench_matmul.c, bench_micro.c and
+bench_peak.c: a change there must be made here too (compare.py refuses to
+compare rows whose configurations differ).
+
+    python3 benchmarks/torch_bench.py --workload all --device cpu --json torch.json
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import socket
+import sys
+import time
+import warnings
+
+SCHEMA = "ctrain-bench/1"
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+WORKLOADS = ("mlp-mnist", "mlp-wide", "matmul-square", "matmul-skinny", "matmul-tall",
+             "optim-sgd", "optim-adamw", "softmax-xent")
+KINDS = {w: ("model" if w.startswith("mlp") else "micro") for w in WORKLOADS}
+
+# {M, K, N} per device, as in tools/bench_matmul.c.
+MATMUL = {
+    "matmul-square": {"cpu": (1024, 1024, 1024), "cuda": (8192, 8192, 8192)},
+    "matmul-skinny": {"cpu": (16, 4096, 4096), "cuda": (16, 16384, 16384)},
+    "matmul-tall": {"cpu": (16384, 256, 256), "cuda": (1048576, 256, 256)},
+}
+ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "GOMP_SPINCOUNT",
+            "CUDA_VISIBLE_DEVICES", "TORCHINDUCTOR_COMPILE_THREADS")
+
+
+class Unsupported(Exception):
+    """This workload cannot run with these options; the message says why."""
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workload", default="all", help="a name, a comma-separated list, or all")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--batch-size", type=int, default=0)
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--reps", type=int, default=None)
+    p.add_argument("--hidden", type=int, default=0)
+    p.add_argument("--layers", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the runner")
+    p.add_argument("--json", help="write the record here")
+    p.add_argument("--variants", default="eager,compile", help="eager, compile or both (comma-separated)")
+    a = p.parse_args(argv)
+    names = WORKLOADS if a.workload == "all" else tuple(a.workload.split(","))
+    for n in names:
+        if n not in WORKLOADS:
+            p.error(f"unknown workload '{n}' (known: {', '.join(WORKLOADS)})")
+    a.names = names
+    a.variant_list = tuple(v for v in a.variants.split(",") if v)
+    for v in a.variant_list:
+        if v not in ("eager", "compile"):
+            p.error(f"--variants wants eager and/or compile, not '{v}'")
+    if a.warmup is None:
+        a.warmup = 1 if a.quick else 3
+    if a.steps is None:
+        a.steps = 2 if a.quick else 10
+    if a.reps is None:
+        a.reps = 3 if a.quick else 5
+    if a.steps < 1 or a.reps < 1 or a.warmup < 0:
+        p.error("--steps and --reps want at least 1, --warmup at least 0")
+    a.argv = ["torch_bench.py"] + list(argv)
+    return a
+
+
+# ---- timing ----------------------------------------------------------------------
+
+def quantile(v, q):
+    """Linear interpolation between order statistics, as bench_timing.c."""
+    pos = q * (len(v) - 1)
+    lo = int(pos)
+    if lo >= len(v) - 1:
+        return v[-1]
+    return v[lo] + (pos - lo) * (v[lo + 1] - v[lo])
+
+
+def measure(torch, device, step, warmup, steps, reps):
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    for _ in range(warmup):
+        step()
+    per_step = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        sync()
+        per_step.append((time.perf_counter() - t0) / steps)
+    per_step.sort()
+    return {"median": quantile(per_step, 0.5), "min": per_step[0], "max": per_step[-1],
+            "q1": quantile(per_step, 0.25), "q3": quantile(per_step, 0.75), "reps": reps,
+            "steps_per_rep": steps}
+
+
+# ---- workloads -------------------------------------------------------------------
+
+def dtype_of(torch, precision):
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+
+
+def dtype_name(torch, dt):
+    return {torch.float16: "f16", torch.bfloat16: "bf16"}.get(dt, "f32")
+
+
+def check_precision(a, dev):
+    if a.precision == "tf32" and dev.type == "cpu":
+        raise Unsupported("tf32 is a tensor-core mode of NVIDIA GPUs; the CPU has none")
+
+
+def mlp_dims(name, a, dev):
+    if name == "mlp-mnist":
+        return [784, 1024, 1024, 10]
+    h = a.hidden or (64 if a.quick else 1024 if dev.type == "cpu" else 4096)
+    layers = a.layers or (2 if a.quick else 4)
+    return [h] * (layers + 1) + [10]
+
+
+def mlp_describe(d):
+    parts, i = [], 0
+    while i < len(d):
+        run = 1
+        while i + run < len(d) and d[i + run] == d[i]:
+            run += 1
+        if run < 3:
+            run = 1
+        parts.append(f"{d[i]}(x{run})" if run > 1 else str(d[i]))
+        i += run
+    return "-".join(parts)
+
+
+def mlp_flops_per_sample(d):
+    # forward, weight gradient, and input gradient except for the first layer
+    return sum(2.0 * d[i] * d[i + 1] * (2 if i == 0 else 3) for i in range(len(d) - 1))
+
+
+def check_finite(loss):
+    """A broken step must fail, not pass for a fast one."""
+    v = loss.detach().float().item()
+    if v != v or v in (float("inf"), float("-inf")):
+        raise RuntimeError(f"the loss is {v} after the timed steps")
+
+
+def tensor_bytes(ts):
+    return sum(t.numel() * t.element_size() for t in ts)
+
+
+def optimizer_state_bytes(opt):
+    return sum(tensor_bytes(v for v in st.values() if hasattr(v, "numel") and v.dim() > 0)
+               for st in opt.state.values())
+
+
+def make_adamw(torch, params, lr, wd, groups=None):
+    """Fused where this PyTorch has it on the device: ctrain's update is one
+    fused pass too."""
+    kw = dict(lr=lr, weight_decay=wd)
+    try:
+        return torch.optim.AdamW(groups or params, fused=True, **kw), "fused"
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(groups or params, foreach=True, **kw), "foreach"
+
+
+def setup_model(torch, name, a, dev, variant):
+    check_precision(a, dev)
+    if a.precision in ("fp16", "bf16"):
+        raise Unsupported("ctrain trains in fp16/bf16 once its mixed-precision policy lands; "
+                          "the twin waits for it")
+    nn, F = torch.nn, torch.nn.functional
+    d = mlp_dims(name, a, dev)
+    batch = a.batch_size or (8 if a.quick else 128 if name == "mlp-mnist" else 256)
+    layers = []
+    for i in range(len(d) - 1):
+        layers.append(nn.Linear(d[i], d[i + 1]))
+        if i + 2 < len(d):
+            layers.append(nn.ReLU())
+    model = nn.Sequential(*layers).to(dev)
+    # As ctrain: decay the weight matrices, not the biases.
+    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.01},
+              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+    opt, how = make_adamw(torch, None, 1e-3, 0.01, groups)
+    g = torch.Generator().manual_seed(a.seed)
+    xs = torch.randn(4, batch, d[0], generator=g)
+    ys = torch.randint(0, d[-1], (4, batch), generator=g)
+    x = torch.empty(batch, d[0], device=dev)
+    y = torch.empty(batch, dtype=torch.long, device=dev)
+
+    def loss_fn(x, y):
+        return F.cross_entropy(model(x), y)
+
+    fn = torch.compile(loss_fn) if variant == "compile" else loss_fn
+    state = {"k": 0, "loss": None}
+
+    def step():
+        k = state["k"]
+        state["k"] = (k + 1) % 4
+        x.copy_(xs[k])  # one batch from host memory, as ctrain's set_input
+        y.copy_(ys[k])
+        opt.zero_grad(set_to_none=True)
+        loss = fn(x, y)
+        loss.backward()
+        opt.step()
+        state["loss"] = loss
+
+    def check():
+        check_finite(state["loss"])
+
+    step()  # creates the optimizer state, so its size can be counted
+    params = list(model.parameters())
+    pbytes = tensor_bytes(params)
+    info = {
+        "config": f"{mlp_describe(d)} adamw",
+        "batch_size": batch,
+        "samples_per_step": batch,
+        "flops_per_step": mlp_flops_per_sample(d) * batch,
+        "bytes_per_step": None,
+        "metric": "flops",
+        "note": f"AdamW {how}",
+        "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
+    }
+    return step, check, info
+
+
+def quick_mkn(m, k, n):
+    m = 4 if m <= 16 else 512 if m >= 16384 else 64
+    k = 128 if k >= 4096 else 64 if k >= 1024 else 32
+    return m, k, k
+
+
+def setup_matmul_mkn(torch, a, dev, m, k, n, dt, variant):
+    g = torch.Generator().manual_seed(a.seed)
+    A = torch.randn(m, k, generator=g).to(dev, dt)
+    B = torch.randn(k, n, generator=g).to(dev, dt)
+
+    def mm(x, y):
+        return x @ y
+
+    fn = torch.compile(mm) if variant == "compile" else mm
+    out = {}
+
+    def step():
+        out["c"] = fn(A, B)
+
+    es = A.element_size()
+    info = {
+        "config": f"{m}x{k}x{n} {dtype_name(torch, dt)}",
+        "batch_size": None, "samples_per_step": None,
+        "flops_per_step": 2.0 * m * n * k,
+        "bytes_per_step": float((m * k + k * n + m * n) * es),
+        "metric": "flops",
+        "memory": {"inputs": (m * k + k * n) * es, "arena": m * n * es},
+    }
+    return step, None, info
+
+
+def setup_matmul(torch, name, a, dev, variant):
+    check_precision(a, dev)
+    m, k, n = MATMUL[name]["cpu" if dev.type == "cpu" else "cuda"]
+    if a.quick:
+        m, k, n = quick_mkn(m, k, n)
+    step, check, info = setup_matmul_mkn(torch, a, dev, m, k, n, dtype_of(torch, a.precision), variant)
+    if name == "matmul-skinny":
+        info["metric"] = "bytes"
+    return step, check, info
+
+
+def setup_optim(torch, name, a, dev, variant):
+    check_precision(a, dev)
+    n = 4096 if a.quick else (1 << 22 if dev.type == "cpu" else 1 << 26)
+    g = torch.Generator().manual_seed(a.seed)
+    w = torch.nn.Parameter((torch.rand(n, generator=g) * 2 - 1).to(dev))
+    w.grad = torch.randn(n, generator=g).to(dev)
+    if name == "optim-sgd":
+        try:
+            opt, how = torch.optim.SGD([w], lr=0.01, momentum=0.9, fused=True), "fused"
+        except (RuntimeError, TypeError, ValueError):
+            opt, how = torch.optim.SGD([w], lr=0.01, momentum=0.9, foreach=True), "foreach"
+        touched, kind = 5, "sgd"
+    else:
+        opt, how = make_adamw(torch, [w], 1e-3, 0.01)
+        touched, kind = 7, "adamw"
+    fn = torch.compile(opt.step) if variant == "compile" else opt.step
+
+    def step():
+        fn()
+
+    step()
+    info = {
+        "config": f"{n} params {kind}",
+        "batch_size": None, "samples_per_step": None, "flops_per_step": None,
+        "bytes_per_step": float(touched * n * 4),
+        "metric": "bytes",
+        "note": f"{kind} {how}" + ("" if a.precision == "fp32" else
+                                   "; parameters and state stay F32 (master weights)"),
+        "memory": {"params": n * 4, "grads": n * 4, "optimizer_state": optimizer_state_bytes(opt)},
+    }
+    return step, None, info
+
+
+def setup_xent(torch, name, a, dev, variant):
+    check_precision(a, dev)
+    F = torch.nn.functional
+    cpu = dev.type == "cpu"
+    b = a.batch_size or (8 if a.quick else 1024 if cpu else 8192)
+    c = 16 if a.quick else 1000 if cpu else 32768
+    dt = dtype_of(torch, a.precision)
+    g = torch.Generator().manual_seed(a.seed)
+    logits = torch.randn(b, c, generator=g).to(dev, dt).requires_grad_(True)
+    labels = torch.randint(0, c, (b,), generator=g).to(dev)
+
+    def loss_fn(x, y):
+        return F.cross_entropy(x, y)
+
+    fn = torch.compile(loss_fn) if variant == "compile" else loss_fn
+    state = {}
+
+    def step():
+        logits.grad = None
+        loss = fn(logits, labels)
+        loss.backward()
+        state["loss"] = loss
+
+    def check():
+        check_finite(state["loss"])
+
+    es = logits.element_size()
+    info = {
+        "config": f"{b}x{c} {dtype_name(torch, dt)}",
+        "batch_size": b, "samples_per_step": b, "flops_per_step": None,
+        "bytes_per_step": 3.0 * b * c * es + 2.0 * b * 4,
+        "metric": "bytes",
+        "memory": {"inputs": b * c * es + b * 8, "arena": b * c * es},
+    }
+    return step, check, info
+
+
+SETUP = {"mlp-mnist": setup_model, "mlp-wide": setup_model, "matmul-square": setup_matmul,
+         "matmul-skinny": setup_matmul, "matmul-tall": setup_matmul, "optim-sgd": setup_optim,
+         "optim-adamw": setup_optim, "softmax-xent": setup_xent}
+
+
+# ---- peak, machine, record ---------------------------------------------------------
+
+def measure_peak(torch, a, dev):
+    peak = {"gflops": None, "gflops_what": "", "gbps": None, "gbps_what": ""}
+    n = 128 if a.quick else 2048 if dev.type == "cpu" else 8192
+    dt = dtype_of(torch, a.precision)
+    try:
+        step, _, info = setup_matmul_mkn(torch, a, dev, n, n, n, dt, "eager")
+        t = measure(torch, dev, step, 1, 1, 3 if a.quick else 5)
+        peak["gflops"] = info["flops_per_step"] / t["min"] / 1e9
+        peak["gflops_what"] = f"matmul {n}x{n}x{n} {dtype_name(torch, dt)}"
+    except Exception as e:  # noqa: BLE001 - a probe that fails is reported, not fatal
+        peak["gflops_what"] = f"matmul probe failed: {e}"[:90]
+    mib = 4 if a.quick else 256 if dev.type == "cpu" else 1024
+    src = torch.ones(mib << 20, dtype=torch.uint8, device=dev)
+    dst = torch.zeros_like(src)
+    t = measure(torch, dev, lambda: dst.copy_(src), 1, 1, 5)
+    peak["gbps"] = 2.0 * (mib << 20) / t["min"] / 1e9
+    peak["gbps_what"] = f"copy {mib} MiB"
+    return peak
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine(torch, dev):
+    m = {"hostname": socket.gethostname(),
+         "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+         "cpu_model": cpu_model(), "cpu_cores": os.cpu_count()}
+    try:
+        m["memory_bytes"] = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        m["load_average"] = list(os.getloadavg())
+    except (ValueError, OSError):
+        pass
+    if dev.type == "cuda":
+        p = torch.cuda.get_device_properties(dev)
+        m["gpu"] = {"name": p.name, "memory_bytes": p.total_memory,
+                    "compute_capability": f"{p.major}.{p.minor}"}
+    return m
+
+
+def versions(torch):
+    v = {"torch": torch.__version__, "python": platform.python_version(),
+         "blas": torch.__config__.show().split("BLAS_INFO=")[1].split(",")[0]
+         if "BLAS_INFO=" in torch.__config__.show() else "unknown",
+         "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        v["cuda_runtime"] = torch.version.cuda
+        v["cudnn"] = str(torch.backends.cudnn.version())
+    return v
+
+
+def max_rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def run_one(torch, name, a, dev, variant, peak):
+    r = {"workload": name, "kind": KINDS[name], "variant": variant, "precision": a.precision}
+    try:
+        step, check, info = SETUP[name](torch, name, a, dev, variant)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        t = measure(torch, dev, step, a.warmup, a.steps, a.reps)
+        if check:
+            check()
+    except Unsupported as e:
+        r.update(status="unsupported", reason=str(e))
+        return r
+    except Exception as e:  # noqa: BLE001 - one failing workload must not stop the others
+        r.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0][:400])
+        return r
+    rate = 1.0 / t["median"]
+    mem = {k: 0 for k in ("arena", "scratch", "inputs", "params", "grads", "buffers", "optimizer_state")}
+    mem.update(info.pop("memory"))
+    mem["device_total"] = (torch.cuda.max_memory_allocated(dev) if dev.type == "cuda"
+                           else sum(mem.values()))
+    r.update(status="ok", config=info["config"], batch_size=info["batch_size"],
+             samples_per_step=info["samples_per_step"], flops_per_step=info["flops_per_step"],
+             bytes_per_step=info["bytes_per_step"], metric=info["metric"], step_seconds=t,
+             steps_per_s=rate)
+    r["samples_per_s"] = info["samples_per_step"] * rate if info["samples_per_step"] else None
+    r["gflops"] = info["flops_per_step"] * rate / 1e9 if info["flops_per_step"] else None
+    r["gbps"] = info["bytes_per_step"] * rate / 1e9 if info["bytes_per_step"] else None
+    key = "gflops" if info["metric"] == "flops" else "gbps"
+    r["peak_fraction"] = r[key] / peak[key] if r[key] and peak[key] else None
+    r["memory"] = mem
+    r["max_rss_bytes"] = max_rss()
+    if info.get("note"):
+        r["note"] = info["note"]
+    return r
+
+
+def rate_str(v):
+    """Three significant digits without an exponent, as bench_report.c."""
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def print_row(r, peak):
+    name = f"{r['workload']} [{r['variant']}]"
+    if r["status"] != "ok":
+        print(f"{name:<24} {r['status']}: {r['reason']}", flush=True)
+        return
+    t = r["step_seconds"]
+    scale, unit = (1.0, "s") if t["median"] >= 1 else (1e3, "ms") if t["median"] >= 1e-3 else (1e6, "us")
+    spread = (f"{rate_str(scale * t['median'])} {unit} "
+              f"[{rate_str(scale * t['min'])} - {rate_str(scale * t['max'])}]")
+    ach = f"{r['gflops']:.1f} GFLOP/s" if r["metric"] == "flops" else f"{r['gbps']:.2f} GB/s"
+    frac = f"{100 * r['peak_fraction']:.0f}%" if r.get("peak_fraction") else "-"
+    samples = rate_str(r["samples_per_s"]) if r.get("samples_per_s") else "-"
+    print(f"{name:<24} {r['config']:<24} {spread:>27} {rate_str(r['steps_per_s']):>9} {samples:>10} "
+          f"{ach:>15} {frac:>6}", flush=True)
+
+
+def main(argv):
+    a = parse_args(argv)
+    # torch.compile otherwise starts a pool of compiler processes that stay
+    # alive and compete with the timed steps for the cores.
+    os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+    # PyTorch warns at import when NumPy is absent; nothing here uses NumPy.
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    try:
+        import torch
+    except ImportError as e:
+        print(f"torch_bench: PyTorch is not installed here ({e})", file=sys.stderr)
+        return 3
+    dev = torch.device(a.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        print("torch_bench: --device cuda: PyTorch sees no CUDA device here", file=sys.stderr)
+        return 1
+    if a.precision == "tf32" and dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    elif dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(a.seed)
+    peak = measure_peak(torch, a, dev)
+    print(f"torch {torch.__version__} bench on {dev}, {a.precision}; {cpu_model()}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"peak (measured): {peak['gflops'] or 0:.1f} GFLOP/s ({peak['gflops_what']}), "
+          f"{peak['gbps'] or 0:.1f} GB/s ({peak['gbps_what']})\n")
+    results = []
+    for name in a.names:
+        for variant in a.variant_list:
+            r = run_one(torch, name, a, dev, variant, peak)
+            print_row(r, peak)
+            results.append(r)
+    if a.json:
+        rec = {"schema": SCHEMA, "engine": "pytorch",
+               "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+               "argv": a.argv, "device": str(dev),
+               "flags": {"device": a.device, "precision": a.precision, "batch_size": a.batch_size or None,
+                         "hidden": a.hidden or None, "layers": a.layers or None, "warmup": a.warmup,
+                         "steps": a.steps, "reps": a.reps, "seed": a.seed, "quick": a.quick,
+                         "workload": a.workload, "variants": list(a.variant_list)},
+               "machine": machine(torch, dev), "versions": versions(torch),
+               "env": {k: os.environ.get(k) for k in ENV_VARS}, "peak": peak, "results": results,
+               "max_rss_bytes": max_rss()}
+        with open(a.json, "w") as f:
+            json.dump(rec, f, indent=2)
+            f.write("\n")
+        print(f"\nwrote {a.json}")
+    return 1 if any(r["status"] == "failed" for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
