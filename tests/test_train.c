@@ -137,10 +137,8 @@ static ct_train_result run(const ct_train_opts *o, ct_dataset *train, ct_dataset
 
 /* ------------------------------------------------------------ exact resume */
 
-static void check_resume(int accum, bool mid_epoch) {
+static ct_train_result resume_case(ct_train_opts o, bool mid_epoch) {
     ct_dataset *train = blobs(300, 1, 1.0, false), *val = blobs(60, 2, 1.0, false);
-    ct_train_opts o = base_opts();
-    o.accum_steps = accum;
 
     void *straight, *resumed;
     size_t n1, n2;
@@ -165,15 +163,36 @@ static void check_resume(int accum, bool mid_epoch) {
     cr_assert_eq(a.steps, b.steps);
     cr_assert_eq(a.val_loss, b.val_loss);
     cr_assert_eq(a.train_loss, b.train_loss);
+    cr_assert_eq(a.loss_scale, b.loss_scale);
+    cr_assert_eq(a.skipped_steps, b.skipped_steps);
     free(straight);
     free(resumed);
     ct_dataset_free(train);
     ct_dataset_free(val);
+    return a;
+}
+
+static void check_resume(int accum, bool mid_epoch) {
+    ct_train_opts o = base_opts();
+    o.accum_steps = accum;
+    resume_case(o, mid_epoch);
 }
 
 Test(train, resume_after_an_epoch_is_bit_exact) { check_resume(1, false); }
 Test(train, resume_mid_epoch_is_bit_exact) { check_resume(1, true); }
 Test(train, resume_with_accumulation_is_bit_exact) { check_resume(2, false); }
+
+/* A loss scale that grows every 3 steps (and backs off when F16 gradients
+ * overflow) continues exactly where the checkpoint left it. */
+Test(train, resume_with_fp16_dynamic_loss_scaling_is_bit_exact) {
+    ct_train_opts o = base_opts();
+    o.precision = CT_PRECISION_FP16;
+    o.loss_scale = (ct_scaler_opts){.growth_interval = 3};
+    resume_case(o, true);
+    ct_train_result r = resume_case(o, false);
+    cr_assert(r.loss_scale != 65536.0 && r.skipped_steps > 0, "scale %g, %lld skipped: the state is not exercised",
+              r.loss_scale, (long long)r.skipped_steps);
+}
 
 Test(train, resume_with_plateau_and_early_stopping_state) {
     ct_dataset *train = blobs(300, 1, 1.0, false), *val = blobs(60, 2, 1.0, false);
@@ -255,8 +274,8 @@ Test(train, metrics_are_json_lines_with_every_key) {
 
     FILE *f = fopen(o.metrics_path, "r");
     cr_assert_not_null(f);
-    static const char *const keys[] = {"epoch",   "step", "train_loss",    "val_loss", "val_acc",
-                                       "test_acc", "lr",  "samples_per_s", "elapsed_s"};
+    static const char *const keys[] = {"epoch",   "step", "train_loss",    "val_loss",  "val_acc",   "test_acc",
+                                       "lr",      "samples_per_s", "elapsed_s", "loss_scale", "skipped_steps"};
     char line[4096];
     int n = 0;
     double last_test = NAN;
@@ -750,4 +769,30 @@ Test(train, clip_value_bounds_every_update) {
     free(a);
     free(b);
     ct_dataset_free(train);
+}
+
+/* Mixed precision trains as well as FP32 here; FP16 with GradScaler's
+ * dynamic scale, BF16 without scaling. */
+Test(train, fp16_and_bf16_train_as_well_as_fp32) {
+    ct_dataset *train = blobs(300, 1, 1.0, false), *test = blobs(200, 5, 1.0, false);
+    ct_train_opts o = base_opts();
+    o.epochs = 4;
+    double acc[3];
+    for (int p = CT_PRECISION_FP32; p <= CT_PRECISION_BF16; p++) {
+        o.precision = (ct_precision)p;
+        ct_trainer *t = ct_trainer_new(&o, train, NULL, test);
+        cr_assert_not_null(t, "%s", ct_last_error());
+        ct_train_result r;
+        cr_assert_eq(ct_trainer_run(t, &r), CT_OK, "%s", ct_last_error());
+        acc[p] = r.test_acc;
+        cr_assert_eq(r.loss_scale, p == CT_PRECISION_FP16 ? 65536.0 : 1.0);
+        cr_assert_eq(r.skipped_steps, 0);
+        ct_trainer_free(t);
+    }
+    cr_assert(acc[0] > 0.8, "fp32 %g", acc[0]);
+    for (int p = 1; p < 3; p++)
+        cr_assert(fabs(acc[p] - acc[0]) <= 0.02, "%s accuracy %g, fp32 %g", ct_precision_name((ct_precision)p),
+                  acc[p], acc[0]);
+    ct_dataset_free(train);
+    ct_dataset_free(test);
 }

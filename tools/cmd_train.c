@@ -119,6 +119,11 @@ void cmd_train_usage(FILE *out) {
         "  --data-seed N           shuffling and --val-split only (default: --seed)\n"
         "  --no-prefetch           do not prepare batches on a second thread\n"
         "  --quiet                 print only the final line\n"
+        "mixed precision (docs/mixed_precision.md):\n"
+        "  --precision fp32|fp16|bf16   matrix products on FP16/BF16 operands with FP32\n"
+        "                          accumulation; FP32 weights (default fp32)\n"
+        "  --loss-scale dynamic|none|N  loss scaling (default: dynamic for fp16, else none)\n"
+        "  --tf32                  allow TF32 in FP32 matrix products (GPU only)\n"
         "  --config FILE           options from a JSON object, e.g. {\"lr\": 0.01}\n"
         "\n"
         "Prints progress, then one line: test accuracy, loss, epochs and seconds per\n"
@@ -259,6 +264,9 @@ static void trainer_opts(const train_cfg *c, ct_train_opts *o) {
     o->save_path = c->save ? c->save : c->resume;
     o->save_every = c->save_every;
     o->quiet = c->quiet;
+    o->precision = c->precision;
+    o->tf32 = c->tf32;
+    o->loss_scale = c->loss_scale;
 }
 
 /* " | augment crop 4, flip": what the training batches get. */
@@ -297,6 +305,7 @@ static void print_header(const train_cfg *c, const ct_train_opts *o, const data_
     printf(" | batch %lld", (long long)o->batch_size);
     if (o->accum_steps > 1) printf(" x %d", o->accum_steps);
     if (o->augment) print_augment(o->augment);
+    if (o->precision != CT_PRECISION_FP32) printf(" | %s", ct_precision_name(o->precision));
     printf(" | %s | %s\n", length, c->device_text);
     fflush(stdout);
 }

@@ -202,7 +202,8 @@ void train_augment_defaults(train_cfg *c) {
 
 /* Options that take no value on the command line. */
 static const char *const flag_names[] = {"nesterov", "amsgrad",   "centered",   "batchnorm", "quiet",
-                                         "prefetch", "no-prefetch", "drop-last", "no-shuffle"};
+                                         "prefetch", "no-prefetch", "drop-last", "no-shuffle",
+                                         "tf32"};
 
 /* Options that take a value. Every name here and above has its case in
  * train_set_option(); one missing there would show as "unknown option". */
@@ -215,7 +216,8 @@ static const char *const value_names[] = {
     "factor", "patience", "threshold", "cooldown", "min-lr", "warmup", "warmup-start-factor", "clip-norm",
     "clip-value", "label-smoothing", "eval-every", "early-stop", "min-delta", "device", "seed", "data-seed",
     "save", "save-every", "resume", "init-from", "metrics", "config",
-    "augment", "crop-pad", "rotate-deg", "translate-px", "noise-std", "cutout-size"};
+    "augment", "crop-pad", "rotate-deg", "translate-px", "noise-std", "cutout-size",
+    "precision", "loss-scale"};
 
 static bool in(const char *name, const char *const *list, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -260,6 +262,7 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("no-prefetch")) c->prefetch = false;
     else if (IS("drop-last")) c->drop_last = true;
     else if (IS("no-shuffle")) c->no_shuffle = true;
+    else if (IS("tf32")) c->tf32 = true;
     /* ---- data */
     else if (IS("data")) {
         if (!one_of(opt, v, datas, 4, &k)) return 0;
@@ -374,6 +377,19 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("translate-px")) return get_int(opt, v, 1, 1 << 20, &c->data.translate_px);
     else if (IS("noise-std")) return get_double(opt, v, 0, inf, true, &c->data.noise_std);
     else if (IS("cutout-size")) return get_int(opt, v, 1, 1 << 20, &c->data.cutout_size);
+    /* ---- mixed precision */
+    else if (IS("precision")) {
+        static const char *const precs[] = {"fp32", "fp16", "bf16"};
+        if (!one_of(opt, v, precs, 3, &k)) return 0;
+        c->precision = (ct_precision)k;
+    } else if (IS("loss-scale")) {
+        /* A number is a static scale; the words pick the mode. */
+        if (strcmp(v, "dynamic") == 0) c->loss_scale.mode = CT_LOSS_SCALE_DYNAMIC;
+        else if (strcmp(v, "none") == 0) c->loss_scale.mode = CT_LOSS_SCALE_NONE;
+        else if (!isdigit((unsigned char)v[0]) && v[0] != '.') return bad(opt, "dynamic, none or a scale > 0", v);
+        else if (!get_double(opt, v, 0, 3.0e38, true, &c->loss_scale.init_scale)) return 0;
+        else c->loss_scale.mode = CT_LOSS_SCALE_STATIC;
+    }
     else return -1;
     return 1;
 }

@@ -45,6 +45,9 @@ typedef struct train_cfg {
     const char *save, *resume, *init_from, *metrics, *config;
     int64_t save_every;
     bool quiet, prefetch, drop_last, no_shuffle;
+    ct_precision precision; /* mixed precision (amp.h) */
+    bool tf32;
+    ct_scaler_opts loss_scale;
     char **owned;           /* strings from the config file */
     int n_owned;
     /* The options given (checkpoint record, config file, command line), as

@@ -20,5 +20,6 @@
 #include "ctrain/augment.h"
 #include "ctrain/data.h"
 #include "ctrain/train.h"
+#include "ctrain/amp.h"
 
 #endif

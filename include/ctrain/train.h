@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ctrain/amp.h"
 #include "ctrain/data.h"
 #include "ctrain/device.h"
 #include "ctrain/graph.h"
@@ -96,6 +97,8 @@ typedef struct ct_train_progress {
     int64_t best_epoch;         /* epoch of best_val_loss (0 before any) */
     double test_loss, test_acc; /* DONE (NAN without a test set) */
     const char *path;           /* SAVED: the checkpoint written */
+    double loss_scale;          /* the loss scale for the next step (1 without loss scaling) */
+    int64_t skipped_steps;      /* optimizer steps skipped for inf/NaN gradients so far */
 } ct_train_progress;
 
 typedef void (*ct_progress_fn)(const ct_train_progress *p, void *user);
@@ -168,6 +171,17 @@ typedef struct ct_train_opts {
     ct_progress_fn progress;
     void *progress_user;
     bool quiet;
+
+    /* Mixed precision (amp.h): the policy of every graph the trainer builds
+     * (training and evaluation), TF32 for F32 products on GPUs, and loss
+     * scaling. loss_scale.mode AUTO is dynamic scaling for FP16 and none for
+     * FP32 and BF16; its zero fields are GradScaler's defaults. Each step
+     * then runs: backward (seeded with the scale), unscale and inf/NaN check
+     * in one pass, clipping, the update (skipped on inf/NaN), the scale
+     * update. */
+    ct_precision precision;
+    bool tf32;
+    ct_scaler_opts loss_scale;
 } ct_train_opts;
 
 typedef struct ct_eval_result {
@@ -190,6 +204,8 @@ typedef struct ct_train_result {
     double elapsed_s;            /* training time, including earlier runs of a resumed one */
     double s_per_epoch;          /* training seconds per full epoch in this run (NAN if none) */
     double samples_per_s;        /* training throughput of this run */
+    double loss_scale;           /* the final loss scale (1 without loss scaling) */
+    int64_t skipped_steps;       /* steps skipped for inf/NaN gradients, resumed runs included */
 } ct_train_result;
 
 typedef struct ct_trainer ct_trainer;
@@ -280,7 +296,7 @@ ct_status ct_evaluate_file(const ct_eval_opts *opts, const char *path, const ct_
  *                             early stopping is on and they differ from the
  *                             current ones
  * and metadata (strings): "format" = "ctrain-checkpoint", and under
- * "ctrain.": the position (epoch, batch_in_epoch, step, optim_step,
+ * "ctrain.": the precision, the loss scaler's mode and state, the position (epoch, batch_in_epoch, step, optim_step,
  * dropout_step), the schedule and plateau state, early-stopping state, the
  * options that must match on resume, and the running training-loss sums, all
  * numbers written so that they read back bit-exactly; plus the caller's

@@ -3,8 +3,10 @@
  * each op's rule add its inputs' gradients as ordinary nodes. */
 #include <stdlib.h>
 
+#include "core/autocast.h"
 #include "core/autodiff.h"
 #include "core/error.h"
+#include "ctrain/amp.h" /* the loss-scale input's name */
 #include "ctrain/ops.h"
 
 bool ct_grad_accumulate(ct_graph *g, ct_grad_acc *acc, ct_node x, ct_node dx) {
@@ -23,7 +25,20 @@ static bool is_grad_source(const ct_nodeinfo *nd) {
     return nd->op == CT_OP_PARAM || (nd->op == CT_OP_INPUT && nd->requires_grad);
 }
 
-ct_status ct_graph_backward(ct_graph *g, ct_node loss) {
+/* The gradient of the loss with respect to itself: 1, or the loss scale
+ * read from an input that the scaler binds to its state. */
+static ct_node seed_of(ct_graph *g, ct_node loss, bool scaled) {
+    ct_dtype dt = g->nodes[loss].dtype;
+    ct_shape shape = g->nodes[loss].shape;
+    if (!scaled) return ct_fill(g, dt, shape, 1.0);
+    ct_node s = ct_input(g, CT_LOSS_SCALE_INPUT, CT_F32, (ct_shape){0, {0}});
+    if (shape.ndim != 0) s = ct_reshape(g, s, shape);
+    return ct_cast_folded(g, s, dt);
+}
+
+ct_status ct_graph_backward(ct_graph *g, ct_node loss) { return ct_graph_backward_ex(g, loss, false); }
+
+ct_status ct_graph_backward_ex(ct_graph *g, ct_node loss, bool scaled) {
     /* The graph's error first: after a failed build the loss is usually
      * CT_NO_NODE, and the first error is the one worth reporting. */
     if (g && g->status != CT_OK)
@@ -51,7 +66,8 @@ ct_status ct_graph_backward(ct_graph *g, ct_node loss) {
     }
     ct_status st = CT_OK;
     if (acc.needs[loss]) {
-        acc.grad_of[loss] = ct_fill(g, nl->dtype, g->nodes[loss].shape, 1.0);
+        acc.grad_of[loss] = seed_of(g, loss, scaled);
+        if (acc.grad_of[loss] == CT_NO_NODE) st = ct_last_status();
         for (int i = loss; i >= 0 && st == CT_OK; i--) {
             if (acc.grad_of[i] == CT_NO_NODE || !acc.needs[i]) continue;
             ct_op op = g->nodes[i].op;

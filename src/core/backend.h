@@ -42,6 +42,19 @@ typedef ct_status (*ct_kernel_fn)(const ct_kargs *k);
  * PyTorch's documented algorithm for that optimizer. */
 #define CT_PFLAG_FROZEN 1u
 #define CT_PFLAG_DECAY 2u
+
+/* The loss scaler's state (include/ctrain/amp.h), in device memory. The
+ * backward seed reads `scale` directly (the program binds its loss-scale
+ * input here); amp_unscale writes found_inf, optim_update and amp_update
+ * read it, so skipping a step needs no copy to the host. */
+typedef struct ct_amp_state {
+    float scale;             /* the loss scale (first: the seed input points here) */
+    int32_t found_inf;       /* 1 when the last unscale met an inf or NaN */
+    int32_t growth_tracker;  /* consecutive finite steps since the scale changed */
+    int32_t pad_;
+    int64_t skipped;         /* steps skipped so far */
+} ct_amp_state;
+
 typedef struct ct_optim_args {
     int kind;            /* a ct_optim_kind (include/ctrain/optim.h) */
     ct_dtype dtype;
@@ -53,6 +66,9 @@ typedef struct ct_optim_args {
     int64_t t;           /* 1-based step count, after increment */
     double lr, momentum, dampening, beta1, beta2, eps, alpha, weight_decay, l1, lr_decay;
     bool nesterov, amsgrad, centered, decoupled, maximize;
+    /* NULL, or the loss scaler's state: when amp->found_inf is set nothing
+     * is written, and the algorithms use the step t - amp->skipped. */
+    const ct_amp_state *amp;
 } ct_optim_args;
 
 typedef struct ct_backend {
@@ -78,6 +94,15 @@ typedef struct ct_backend {
      * read (as BLAS's beta = 0), so y may hold garbage or NaN: that is how a
      * gradient accumulator starts without a separate zeroing pass. */
     ct_status (*axpby)(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
+    /* Mixed precision, one fused pass: g[i] /= st->scale (in double) over
+     * the flat gradients (F32 or F64), and st->found_inf = 1 if any g[i] was
+     * inf or NaN, else 0. */
+    ct_status (*amp_unscale)(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);
+    /* GradScaler's update from st->found_inf: on inf, scale *= backoff,
+     * growth_tracker = 0, skipped += 1; otherwise growth_tracker += 1 and at
+     * growth_interval scale *= growth (kept when the product is not a finite
+     * float) and growth_tracker = 0. */
+    ct_status (*amp_update)(ct_amp_state *st, double growth, double backoff, int32_t growth_interval);
     ct_kernel_fn kernels[CT_OP_COUNT];  /* NULL: not implemented */
 } ct_backend;
 

@@ -3,6 +3,7 @@
  *
  * Builders may grow the node array, so rules copy what they need out of
  * the node before calling any builder. */
+#include "core/autocast.h"
 #include "core/autodiff.h"
 #include "core/error.h"
 #include "ctrain/ops.h"
@@ -27,15 +28,26 @@ static ct_node internal(ct_graph *g, ct_op op, ct_shape shape, ct_dtype dt, cons
     return ct_graph_add(g, op, dt, shape, in, n, a);
 }
 
-/* d(op(A) @ op(B)): the four transpose cases, then the batch axes summed. */
+/* The products of a matmul's backward: in the operands' dtype, whatever
+ * policy is in force now, so each gradient has its operand's dtype. */
+static ct_node mm(ct_graph *g, ct_node a, ct_node b, bool ta, bool tb, const ct_nodeinfo *fwd) {
+    if (a == CT_NO_NODE || b == CT_NO_NODE) return CT_NO_NODE;
+    return ct_matmul_typed(g, a, b, ta, tb, g->nodes[a].dtype, fwd->attr.tf32);
+}
+
+/* d(op(A) @ op(B)): the four transpose cases, then the batch axes summed.
+ * A mixed-precision product (F16/BF16 operands, F32 result) takes its
+ * upstream gradient cast to the operands' dtype, once for both products. */
 static bool matmul_grad(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy) {
     ct_node a = nd.in[0], b = nd.in[1];
     bool ta = nd.attr.trans_a, tb = nd.attr.trans_b;
     ct_shape sa = g->nodes[a].shape, sb = g->nodes[b].shape;
+    gy = ct_cast_folded(g, gy, g->nodes[a].dtype);
+    const ct_nodeinfo *f = &nd;
     if (acc->needs[a]) {
         ct_node da;
-        if (!ta) da = tb ? ct_matmul(g, gy, b, false, false) : ct_matmul(g, gy, b, false, true);
-        else da = tb ? ct_matmul(g, b, gy, true, true) : ct_matmul(g, b, gy, false, true);
+        if (!ta) da = tb ? mm(g, gy, b, false, false, f) : mm(g, gy, b, false, true, f);
+        else da = tb ? mm(g, b, gy, true, true, f) : mm(g, b, gy, false, true, f);
         if (!ct_grad_accumulate(g, acc, a, sum_to(g, da, sa))) return false;
     }
     if (acc->needs[b]) {
@@ -46,11 +58,11 @@ static bool matmul_grad(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_
             int64_t k = sa.dim[sa.ndim - 1], n = nd.shape.dim[nd.shape.ndim - 1];
             ct_node a2 = ct_reshape(g, a, (ct_shape){2, {-1, k}});
             ct_node g2 = ct_reshape(g, gy, (ct_shape){2, {-1, n}});
-            db = tb ? ct_matmul(g, g2, a2, true, false) : ct_matmul(g, a2, g2, true, false);
+            db = tb ? mm(g, g2, a2, true, false, f) : mm(g, a2, g2, true, false, f);
         } else if (!tb) {
-            db = ta ? ct_matmul(g, a, gy, false, false) : ct_matmul(g, a, gy, true, false);
+            db = ta ? mm(g, a, gy, false, false, f) : mm(g, a, gy, true, false, f);
         } else {
-            db = ta ? ct_matmul(g, gy, a, true, true) : ct_matmul(g, gy, a, true, false);
+            db = ta ? mm(g, gy, a, true, true, f) : mm(g, gy, a, true, false, f);
         }
         if (!ct_grad_accumulate(g, acc, b, sum_to(g, db, sb))) return false;
     }

@@ -41,6 +41,7 @@ typedef struct ct_attrs {
     bool has_weight;  /* BATCH_NORM(_GRAD), LAYER_NORM(_GRAD): a weight input is present */
     bool has_bias;    /* BATCH_NORM, LAYER_NORM: a bias input is present */
     int which;        /* BATCH_NORM_GRAD, LAYER_NORM_GRAD: the gradient produced (ct_norm_grad) */
+    bool tf32;        /* MATMUL: F32 operands may be rounded to TF32 (GPU tensor cores; no-op on the CPU) */
 } ct_attrs;
 
 /* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes
@@ -96,6 +97,8 @@ struct ct_graph {
     int n_grad_of;
     bool backward_done;
     uint32_t next_stream; /* Philox streams for dropout nodes */
+    int precision;        /* ct_precision (amp.h) for the ops built from now on */
+    bool tf32;            /* allow TF32 in F32 matrix products built from now on */
 };
 
 /* Internal helpers shared by the op builders and autodiff. */

@@ -1,9 +1,18 @@
 /* Builder and shape rule of the (batched) matrix product. */
-#include "core/node.h"
+#include "core/autocast.h"
 #include "core/shape_util.h"
 #include "ctrain/ops.h"
 
 ct_node ct_matmul(ct_graph *g, ct_node a, ct_node b, bool trans_a, bool trans_b) {
+    ct_node in[2] = {a, b};
+    if (!ct_graph_inputs_ok(g, "matmul", in, 2)) return CT_NO_NODE;
+    ct_dtype out_dtype;
+    if (!ct_autocast_operands(g, in, 2, &out_dtype)) return CT_NO_NODE;
+    return ct_matmul_typed(g, in[0], in[1], trans_a, trans_b, out_dtype, g->tf32);
+}
+
+ct_node ct_matmul_typed(ct_graph *g, ct_node a, ct_node b, bool trans_a, bool trans_b, ct_dtype out_dtype,
+                        bool tf32) {
     ct_node in[2] = {a, b};
     if (!ct_graph_inputs_ok(g, "matmul", in, 2)) return CT_NO_NODE;
     const ct_nodeinfo *na = &g->nodes[a], *nb = &g->nodes[b];
@@ -35,6 +44,11 @@ ct_node ct_matmul(ct_graph *g, ct_node a, ct_node b, bool trans_a, bool trans_b)
                              SHP(na->shape, sa), SHP(nb->shape, sb));
     out.dim[out.ndim++] = m;
     out.dim[out.ndim++] = n;
-    return ct_graph_add(g, CT_OP_MATMUL, na->dtype, out, in, 2,
-                        &(ct_attrs){.trans_a = trans_a, .trans_b = trans_b});
+    bool half = na->dtype == CT_F16 || na->dtype == CT_BF16;
+    if (out_dtype != na->dtype && !(half && out_dtype == CT_F32))
+        return ct_graph_fail(g, CT_ERR_DTYPE, "matmul: %s operands cannot give a %s result (same dtype, or F32 "
+                             "from F16/BF16)", ct_dtype_name(na->dtype), ct_dtype_name(out_dtype));
+    /* TF32 only means something for F32 operands. */
+    return ct_graph_add(g, CT_OP_MATMUL, out_dtype, out, in, 2,
+                        &(ct_attrs){.trans_a = trans_a, .trans_b = trans_b, .tf32 = tf32 && na->dtype == CT_F32});
 }

@@ -602,3 +602,22 @@ const ct_backend *ct_program_backend(const ct_program *p) { return p ? p->be : N
 ct_dtype ct_program_buffer_dtype(const ct_program *p) { return p ? p->state_dtype : CT_F32; }
 size_t ct_program_buffer_numel(const ct_program *p) { return p ? p->state_numel : 0; }
 void *ct_program_buffers(ct_program *p) { return p ? p->state : NULL; }
+
+ct_status ct_program_bind_input(ct_program *p, const char *name, void *device_ptr, size_t bytes) {
+    if (!p || !name || !device_ptr)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_program_bind_input: NULL program, name or pointer");
+    ct_node n = ct_find(p->g, name);
+    if (n == CT_NO_NODE || n >= p->n || p->g->nodes[n].op != CT_OP_INPUT)
+        return ct_error(CT_ERR_NOT_FOUND, "ct_program_bind_input: the program has no input named '%s'", name);
+    if (bytes != node_bytes(&p->g->nodes[n]))
+        return ct_error(CT_ERR_SHAPE, "ct_program_bind_input: '%s' holds %zu bytes, the memory bound %zu", name,
+                        node_bytes(&p->g->nodes[n]), bytes);
+    p->data[n] = device_ptr;
+    /* The kernels' argument views were filled at compile time. */
+    for (int k = 0; k < p->n_exec; k++) {
+        const ct_nodeinfo *nd = &p->g->nodes[p->exec[k]];
+        for (int j = 0; j < nd->n_in; j++)
+            if (nd->in[j] == n) ((ct_tview *)p->kargs[k].in)[j].data = device_ptr;
+    }
+    return CT_OK;
+}

@@ -55,6 +55,8 @@ const ct_backend *ct_cpu_backend(void) {
             .sumsq = ct_cpu_sumsq,
             .scale_clamp = ct_cpu_scale_clamp,
             .axpby = ct_cpu_axpby,
+            .amp_unscale = ct_cpu_amp_unscale,
+            .amp_update = ct_cpu_amp_update,
         };
         ct_cpu_register_elementwise(b.kernels);
         ct_cpu_register_reduce(b.kernels);

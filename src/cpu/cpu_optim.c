@@ -136,8 +136,7 @@ static void adam(const ct_optim_args *a) {
     }
 }
 
-ct_status ct_cpu_optim_update(const ct_optim_args *a) {
-    if (!a) return ct_error(CT_ERR_INVALID_ARG, "cpu optim_update: args are NULL");
+static ct_status update(const ct_optim_args *a) {
     ct_status st = check_dtype(a->dtype, "optim_update");
     if (st != CT_OK) return st;
     if (a->n == 0) return CT_OK;
@@ -166,6 +165,19 @@ ct_status ct_cpu_optim_update(const ct_optim_args *a) {
     default: adam(a); break;
     }
     return CT_OK;
+}
+
+ct_status ct_cpu_optim_update(const ct_optim_args *a) {
+    if (!a) return ct_error(CT_ERR_INVALID_ARG, "cpu optim_update: args are NULL");
+    if (!a->amp) return update(a);
+    /* The loss scaler's verdict, read where it was written (device memory
+     * on a GPU): a step with inf/NaN gradients changes nothing, and the
+     * algorithms count only the steps really taken. */
+    if (a->amp->found_inf) return CT_OK;
+    ct_optim_args b = *a;
+    b.t -= a->amp->skipped;
+    b.amp = NULL;
+    return update(&b);
 }
 
 /* Fixed chunks summed in index order: the result does not depend on the

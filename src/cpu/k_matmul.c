@@ -2,8 +2,9 @@
  *
  * F32 and F64 call sgemm/dgemm directly on the operands. F16 and BF16 are
  * widened to F32 in the scratch area (exact), multiplied in F32 and rounded
- * once into the output, which is what the mixed-precision policy asks for:
- * half-precision storage, F32 accumulation.
+ * once into the output; with an F32 output (the mixed-precision policy's
+ * products) the F32 result is the output: half-precision operands, F32
+ * accumulation and result.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -120,9 +121,13 @@ static void mm_run(const ct_kargs *k, const mm_geom *g, bool dbl, const void *a,
 
 static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
 
+/* Half operands are widened into scratch; a half result is also gathered
+ * there in F32 before rounding, while an F32 one (the mixed-precision case)
+ * is written by BLAS straight into the output. */
 size_t ct_cpu_matmul_scratch(const ct_kargs *k) {
-    if (k->n_in < 2 || !is_half(k->out.dtype)) return 0;
-    int64_t n = numel_of(&k->in[0].shape) + numel_of(&k->in[1].shape) + numel_of(&k->out.shape);
+    if (k->n_in < 2 || !is_half(k->in[0].dtype)) return 0;
+    int64_t n = numel_of(&k->in[0].shape) + numel_of(&k->in[1].shape);
+    if (is_half(k->out.dtype)) n += numel_of(&k->out.shape);
     return (size_t)n * sizeof(float);
 }
 
@@ -135,13 +140,14 @@ static void widen(const void *src, ct_dtype dt, int64_t n, float *dst) {
 }
 
 static ct_status k_matmul(const ct_kargs *k) {
-    ct_dtype dt = k->out.dtype;
     if (k->n_in != 2)
         return ct_error(CT_ERR_INTERNAL, "matmul: expected 2 inputs, got %d", k->n_in);
-    if (k->in[0].dtype != dt || k->in[1].dtype != dt || !ct_dtype_is_float(dt))
-        return ct_error(CT_ERR_DTYPE, "matmul: operands %s and %s with output %s (need one float dtype)",
-                        ct_dtype_name(k->in[0].dtype), ct_dtype_name(k->in[1].dtype),
-                        ct_dtype_name(dt));
+    ct_dtype dt = k->in[0].dtype, odt = k->out.dtype;
+    if (k->in[1].dtype != dt || !ct_dtype_is_float(dt) || (odt != dt && !(is_half(dt) && odt == CT_F32)))
+        return ct_error(CT_ERR_DTYPE,
+                        "matmul: operands %s and %s with output %s (need one float dtype, or F16/BF16 "
+                        "operands with an F32 output)",
+                        ct_dtype_name(dt), ct_dtype_name(k->in[1].dtype), ct_dtype_name(odt));
     mm_geom g;
     ct_status s = mm_resolve(k, &g);
     if (s != CT_OK) return s;
@@ -154,10 +160,12 @@ static ct_status k_matmul(const ct_kargs *k) {
                         ct_dtype_name(dt), ct_cpu_matmul_scratch(k));
     int64_t na = numel_of(&k->in[0].shape), nb = numel_of(&k->in[1].shape);
     int64_t nc = numel_of(&k->out.shape);
-    float *fa = k->scratch, *fb = fa + na, *fc = fb + nb;
+    float *fa = k->scratch, *fb = fa + na;
+    float *fc = odt == CT_F32 ? k->out.data : fb + nb;
     widen(k->in[0].data, dt, na, fa);
     widen(k->in[1].data, dt, nb, fb);
     mm_run(k, &g, false, fa, fb, fc);
+    if (odt == CT_F32) return CT_OK;
     uint16_t *o = k->out.data;
     if (dt == CT_F16)
         for (int64_t i = 0; i < nc; i++) o[i] = ct_f32_to_f16(fc[i]);

@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "core/autocast.h"
 #include "ctrain/ops.h"
 #include "nn/nn_internal.h"
 
@@ -50,7 +51,9 @@ ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features
      * two axes) and comes back as [out], as in PyTorch. */
     ct_node x2 = xs.ndim == 1 ? ct_reshape(g, x, (ct_shape){2, {1, in}}) : x;
     ct_node y = ct_matmul(g, x2, w, false, true);
-    if (bias) y = ct_add(g, y, b);
+    /* Under a mixed-precision policy the product comes out F32 (FP32
+     * accumulation), and the bias is added in that dtype. */
+    if (bias && y != CT_NO_NODE) y = ct_add(g, y, ct_cast_folded(g, b, g->nodes[y].dtype));
     if (xs.ndim == 1) y = ct_reshape(g, y, (ct_shape){1, {out_features}});
     return y;
 }

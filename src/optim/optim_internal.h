@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/program_internal.h"
+#include "ctrain/optim.h"
 
 typedef struct ct_flat_grads {
     const ct_backend *be;
@@ -29,5 +30,11 @@ static inline ct_status ct_optim_grads_of(ct_program *p, const char *fn, ct_flat
 static inline ct_status ct_optim_no_hook(const ct_flat_grads *fg, const char *fn, const char *hook) {
     return ct_error(CT_ERR_UNSUPPORTED, "%s: the %s backend has no %s", fn, fg->be ? fg->be->name : "(none)", hook);
 }
+
+/* ct_optimizer_step, gated by a loss scaler's state on the device (NULL:
+ * ungated): the backend skips the update when amp->found_inf is set and uses
+ * t - amp->skipped as the step; the host's count includes skipped steps. p
+ * is the scaler's program, which must write opt's gradients. */
+ct_status ct_optimizer_step_gated(ct_optimizer *opt, double lr, ct_program *p, const ct_amp_state *amp);
 
 #endif

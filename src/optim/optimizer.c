@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/program_internal.h"
 #include "ctrain/optim.h"
+#include "optim/optim_internal.h"
 
 #define MAX_STATES 3
 
@@ -279,8 +280,12 @@ ct_status ct_optimizer_zero_frozen_grads(ct_optimizer *opt) {
     return CT_OK;
 }
 
-ct_status ct_optimizer_step(ct_optimizer *opt, double lr) {
+ct_status ct_optimizer_step(ct_optimizer *opt, double lr) { return ct_optimizer_step_gated(opt, lr, NULL, NULL); }
+
+ct_status ct_optimizer_step_gated(ct_optimizer *opt, double lr, ct_program *p, const ct_amp_state *amp) {
     if (!opt) return ct_error(CT_ERR_INVALID_ARG, "ct_optimizer_step: optimizer is NULL");
+    if (amp && ct_program_grads(p) != ct_program_grads(opt->p))
+        return ct_error(CT_ERR_INVALID_ARG, "ct_optimizer_step: the loss scaler belongs to another program's gradients");
     if (!(lr >= 0) || isinf(lr))
         return ct_error(CT_ERR_INVALID_ARG, "ct_optimizer_step: lr must be finite and >= 0, got %g", lr);
     if (opt->n == 0) {
@@ -314,6 +319,7 @@ ct_status ct_optimizer_step(ct_optimizer *opt, double lr) {
         .centered = o->centered,
         .decoupled = o->kind == CT_OPTIM_ADAMW,
         .maximize = o->maximize,
+        .amp = amp,
     };
     ct_status st = opt->be->optim_update(&a);
     if (st != CT_OK) return ct_error(st, "ct_optimizer_step (%s, step %lld): %s", kind_names[o->kind],

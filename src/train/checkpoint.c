@@ -102,6 +102,23 @@ static ct_status add_weights(ct_trainer *t, ct_st_writer *w, const char *prefix,
     return st;
 }
 
+/* Mixed precision: the policy and the loss-scaling mode (which a resumed
+ * run must share), and the scaler's state. */
+static ct_status amp_meta(ct_trainer *t, ct_st_writer *w) {
+    ct_status st;
+    if ((st = ct_st_writer_meta(w, "ctrain.precision", ct_precision_name(t->o.precision))) != CT_OK ||
+        (st = ct_st_writer_meta(w, "ctrain.loss_scale_mode", ct_loss_scale_mode_name(t->o.loss_scale.mode))) != CT_OK)
+        return st;
+    if (!t->scaler) return CT_OK;
+    ct_scaler_state ss;
+    if ((st = ct_scaler_get_state(t->scaler, &ss)) != CT_OK ||
+        (st = meta_f64(w, "ctrain.amp.loss_scale", ss.scale)) != CT_OK ||
+        (st = meta_i64(w, "ctrain.amp.growth_tracker", ss.growth_tracker)) != CT_OK ||
+        (st = meta_i64(w, "ctrain.amp.skipped_steps", ss.skipped_steps)) != CT_OK)
+        return st;
+    return CT_OK;
+}
+
 static ct_status build(ct_trainer *t, ct_st_writer *w, void *flat, void *bufs) {
     ct_graph *g = t->tr.g;
     ct_status st;
@@ -172,6 +189,7 @@ static ct_status build(ct_trainer *t, ct_st_writer *w, void *flat, void *bufs) {
          (st = meta_i64(w, "ctrain.plateau.cooldown_counter", t->plateau.cooldown_counter)) != CT_OK ||
          (st = meta_i64(w, "ctrain.plateau.epochs", t->plateau.epochs)) != CT_OK))
         return st;
+    if ((st = amp_meta(t, w)) != CT_OK) return st;
     for (int i = 0; i < t->o.n_meta; i++)
         if ((st = ct_st_writer_meta(w, t->meta[i].key, t->meta[i].value)) != CT_OK) return st;
     return CT_OK;
@@ -286,7 +304,36 @@ typedef struct staged {
     int64_t best_epoch, best_step, bad_evals;
     double val_loss, val_acc, lr, elapsed;
     ct_plateau plateau;
+    ct_scaler_state amp;
 } staged;
+
+/* The mixed-precision settings must match (a checkpoint without them was
+ * written in FP32 without loss scaling); the scaler's state is staged. A
+ * static scale is the option's, so only the skipped count carries over; a
+ * growth counter past a changed growth interval waits for one more step. */
+static ct_status stage_amp(ct_trainer *t, const reader *r, staged *s) {
+    const char *prec = ct_st_meta(r->f, "ctrain.precision"), *mode = ct_st_meta(r->f, "ctrain.loss_scale_mode");
+    const char *want_prec = ct_precision_name(t->o.precision);
+    const char *want_mode = ct_loss_scale_mode_name(t->o.loss_scale.mode);
+    if (strcmp(prec ? prec : "fp32", want_prec) != 0 || strcmp(mode ? mode : "none", want_mode) != 0)
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "'%s' was written with precision %.20s and loss scaling %.20s, this run has %s and %s: they "
+                        "must match to resume",
+                        r->path, prec ? prec : "fp32", mode ? mode : "none", want_prec, want_mode);
+    if (!t->scaler) return CT_OK;
+    const ct_scaler_opts *so = ct_scaler_options(t->scaler);
+    ct_status st;
+    if ((st = get_f64(r, "ctrain.amp.loss_scale", &s->amp.scale)) != CT_OK ||
+        (st = get_i64(r, "ctrain.amp.growth_tracker", 0, INT32_MAX, &s->amp.growth_tracker)) != CT_OK ||
+        (st = get_i64(r, "ctrain.amp.skipped_steps", 0, INT64_MAX, &s->amp.skipped_steps)) != CT_OK)
+        return st;
+    if (!(s->amp.scale > 0) || !isfinite((float)s->amp.scale) || (double)(float)s->amp.scale != s->amp.scale)
+        return ct_error(CT_ERR_FORMAT, "'%s': metadata 'ctrain.amp.loss_scale' is %g, not a positive float", r->path,
+                        s->amp.scale);
+    if (so->mode == CT_LOSS_SCALE_STATIC) s->amp.scale = so->init_scale;
+    if (s->amp.growth_tracker >= so->growth_interval) s->amp.growth_tracker = so->growth_interval - 1;
+    return CT_OK;
+}
 
 static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
     ct_status st;
@@ -309,6 +356,7 @@ static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
             return ct_error(CT_ERR_INVALID_ARG, "'%s' was written with %s %.60s, this run has %s: they must match to resume",
                             r->path, m[i].what, v, m[i].value);
     }
+    if ((st = stage_amp(t, r, s)) != CT_OK) return st;
     if ((st = get_i64(r, "ctrain.epoch", 0, INT64_MAX, &s->epoch)) != CT_OK ||
         (st = get_i64(r, "ctrain.batch_in_epoch", 0, t->batches - 1, &s->batch_in_epoch)) != CT_OK ||
         (st = get_i64(r, "ctrain.step", 0, INT64_MAX, &s->step)) != CT_OK ||
@@ -387,6 +435,7 @@ static ct_status apply(ct_trainer *t, staged *s) {
             return st;
     }
     if ((st = ct_optimizer_set_step_count(t->opt, s->optim_step)) != CT_OK) return st;
+    if (t->scaler && (st = ct_scaler_set_state(t->scaler, &s->amp)) != CT_OK) return st;
     ct_program_set_step(t->tr.p, (uint32_t)s->dropout_step);
     t->epoch = s->epoch;
     t->batch_in_epoch = s->batch_in_epoch;

@@ -31,6 +31,12 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
     if (!(tg->g = ct_graph_new())) return ct_error(CT_ERR_OOM, "out of memory");
     ct_graph *g = tg->g;
     ct_graph_set_seed(g, b->seed);
+    ct_status st = ct_graph_set_precision(g, b->precision);
+    if (st == CT_OK) st = ct_graph_set_tf32(g, b->tf32);
+    if (st != CT_OK) {
+        ct_tgraph_free(tg);
+        return st;
+    }
     ct_shape xs = {b->sample.ndim + 1, {batch}};
     if (xs.ndim > CT_MAX_DIMS) {
         ct_tgraph_free(tg);
@@ -41,7 +47,7 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
     tg->x = ct_input(g, "x", CT_F32, xs);
     tg->y = ct_input(g, "labels", CT_I32, (ct_shape){1, {batch}});
     tg->logits = b->model(g, tg->x, training, b->user);
-    ct_status st = ct_graph_status(g);
+    st = ct_graph_status(g);
     if (st != CT_OK || tg->logits == CT_NO_NODE) {
         st = st != CT_OK ? st : CT_ERR_INVALID_ARG;
         ct_error(st, "building the model: %s",
@@ -67,7 +73,7 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
         ct_tgraph_free(tg);
         return st;
     }
-    if (training && (st = ct_graph_backward(g, tg->loss)) != CT_OK) {
+    if (training && (st = b->scaled ? ct_graph_backward_scaled(g, tg->loss) : ct_graph_backward(g, tg->loss)) != CT_OK) {
         ct_error(st, "building the backward pass: %s", ct_last_error());
         ct_tgraph_free(tg);
         return st;

@@ -145,6 +145,8 @@ ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train
     if (st == CT_OK) st = add_number(o, "lr", p->lr);
     if (st == CT_OK) st = add_number(o, "samples_per_s", p->samples_per_s);
     if (st == CT_OK) st = add_number(o, "elapsed_s", p->elapsed_s);
+    if (st == CT_OK) st = add_number(o, "loss_scale", p->loss_scale);
+    if (st == CT_OK) st = add_number(o, "skipped_steps", (double)p->skipped_steps);
     char *text = st == CT_OK ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (st != CT_OK) return st;

@@ -17,6 +17,9 @@ typedef struct ct_tbuild {
     ct_shape sample;      /* one sample's shape */
     int32_t num_classes;
     double label_smoothing; /* of the training graph's loss */
+    ct_precision precision; /* mixed precision: the graphs' policy */
+    bool tf32;
+    bool scaled;          /* the training backward is seeded with the loss scale */
 } ct_tbuild;
 
 /* One graph compiled for one batch size. */
@@ -66,6 +69,7 @@ struct ct_trainer {
     ct_evaluator ev;
     ct_optimizer *opt;
     ct_grad_accum *acc;       /* NULL without accumulation */
+    ct_scaler *scaler;        /* NULL without loss scaling */
     ct_loader *ld;
     int accum;
     int64_t batches;          /* micro-batches per epoch */
@@ -113,6 +117,18 @@ double ct_train_now(void);
 /* Host copies of the buffers (ct_buffer state), back to back in graph order. */
 ct_status ct_train_read_buffers(ct_trainer *t, void *dst);
 ct_status ct_train_write_buffers(ct_trainer *t, const void *src);
+
+/* Mixed precision (train_amp.c). The scaler of the training program, when
+ * the options ask for loss scaling (b.scaled is set from them first). */
+ct_status ct_train_amp_init(ct_trainer *t);
+/* Unscale and inf/NaN check of the step's gradients; *skip tells whether the
+ * step will be skipped (read from the device only when clipping needs it). */
+ct_status ct_train_amp_unscale(ct_trainer *t, bool *skip);
+/* The optimizer step (gated by the scaler's verdict), then the scale update. */
+ct_status ct_train_amp_step(ct_trainer *t, double lr);
+/* The scale and skipped-step count for progress and results (1 and 0
+ * without a scaler). */
+void ct_train_amp_report(const ct_trainer *t, double *scale, int64_t *skipped);
 
 /* The built-in progress output. */
 void ct_train_builtin_progress(const ct_train_progress *p, void *trainer);

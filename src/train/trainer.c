@@ -54,6 +54,7 @@ void ct_trainer_free(ct_trainer *t) {
     if (!t) return;
     ct_loader_free(t->ld);
     ct_grad_accum_free(t->acc);
+    ct_scaler_free(t->scaler);
     ct_optimizer_free(t->opt);
     ct_evaluator_free(&t->ev);
     /* Programs that share the training program's parameters go first. */
@@ -219,7 +220,15 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
                        .device = opts->device,
                        .sample = ct_dataset_sample_shape(train),
                        .num_classes = ct_dataset_num_classes(train),
-                       .label_smoothing = opts->label_smoothing};
+                       .label_smoothing = opts->label_smoothing,
+                       .precision = opts->precision,
+                       .tf32 = opts->tf32};
+    /* Loss scaling: GradScaler's for FP16 unless asked otherwise; BF16 has
+     * FP32's exponent range and needs none by default. */
+    ct_loss_scale_mode lsm = opts->loss_scale.mode;
+    if (lsm == CT_LOSS_SCALE_AUTO) lsm = opts->precision == CT_PRECISION_FP16 ? CT_LOSS_SCALE_DYNAMIC : CT_LOSS_SCALE_NONE;
+    t->b.scaled = lsm != CT_LOSS_SCALE_NONE;
+    t->o.loss_scale.mode = lsm;
     for (int i = 0; i < 2; i++) {
         const ct_dataset *d = i ? test : val;
         if (d && ct_dataset_num_classes(d) > t->b.num_classes) t->b.num_classes = ct_dataset_num_classes(d);
@@ -238,6 +247,10 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
         goto fail;
     }
     if (!(t->opt = ct_optimizer_new(t->tr.g, t->tr.p, &opts->optim))) {
+        ct_error(ct_last_status(), "ct_trainer_new: %s", ct_last_error());
+        goto fail;
+    }
+    if (ct_train_amp_init(t) != CT_OK) {
         ct_error(ct_last_status(), "ct_trainer_new: %s", ct_last_error());
         goto fail;
     }
@@ -363,6 +376,7 @@ static void fill_progress(const ct_trainer *t, const run_clock *c, ct_train_even
     p->best_val_loss = isinf(t->best_val_loss) ? NAN : t->best_val_loss;
     p->best_epoch = t->best_epoch;
     p->test_loss = p->test_acc = NAN;
+    ct_train_amp_report(t, &p->loss_scale, &p->skipped_steps);
     if (c->samples > 0 && secs > 0) {
         /* Steps of this run so far at this run's pace. */
         double per_step = secs / ((double)c->samples / (double)t->o.batch_size / t->accum);
@@ -427,6 +441,7 @@ static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
         if (t->tr_short.batch != b->count) {
             ct_tgraph_free(&t->tr_short);
             ct_status st = ct_tgraph_build(&t->tr_short, &t->b, b->count, true, t->tr.p);
+            if (st == CT_OK && t->scaler) st = ct_scaler_attach(t->scaler, t->tr_short.p);
             if (st != CT_OK) return ct_error(st, "the program for the last batch: %s", ct_last_error());
         }
         tg = &t->tr_short;
@@ -443,20 +458,23 @@ static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
     return CT_OK;
 }
 
-/* After the gradients of a step are in place: clipping and the update. */
+/* After the gradients of a step are in place: unscaling (mixed precision),
+ * clipping and the update. */
 static ct_status update(ct_trainer *t) {
     ct_status st;
-    if (t->o.clip_norm > 0) {
+    bool skip; /* the loss scaler found inf/NaN gradients: no clipping, no update */
+    if ((st = ct_train_amp_unscale(t, &skip)) != CT_OK) return st;
+    if (t->o.clip_norm > 0 && !skip) {
         double norm;
         if ((st = ct_clip_grad_norm(t->tr.p, t->o.clip_norm, &norm)) != CT_OK)
             return ct_error(st, "step %lld: the gradient norm is %g; try a smaller learning rate",
                             (long long)t->step + 1, norm);
     }
-    if (t->o.clip_value > 0 && (st = ct_clip_grad_value(t->tr.p, t->o.clip_value)) != CT_OK) return st;
+    if (t->o.clip_value > 0 && !skip && (st = ct_clip_grad_value(t->tr.p, t->o.clip_value)) != CT_OK) return st;
     double lr = current_lr(t);
     if (!isfinite(lr)) return ct_error(CT_ERR_INVALID_ARG, "step %lld: the schedule gives lr %g: %s",
                                        (long long)t->step + 1, lr, ct_last_error());
-    if ((st = ct_optimizer_step(t->opt, lr)) != CT_OK) return st;
+    if ((st = ct_train_amp_step(t, lr)) != CT_OK) return st;
     t->lr = lr;
     t->step++;
     return CT_OK;
@@ -475,6 +493,7 @@ static void result_of(const ct_trainer *t, const run_clock *c, ct_train_result *
     r->elapsed_s = t->elapsed_prev + secs;
     r->samples_per_s = secs > 0 ? (double)c->samples / secs : NAN;
     r->s_per_epoch = c->full_epochs ? c->full_epoch_s / (double)c->full_epochs : NAN;
+    ct_train_amp_report(t, &r->loss_scale, &r->skipped_steps);
 }
 
 static ct_status epoch_end(ct_trainer *t, run_clock *c, bool *stop) {
