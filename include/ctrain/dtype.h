@@ -32,10 +32,14 @@ const char *ct_dtype_name(ct_dtype dt);
 /* True for F64, F32, F16, BF16. */
 bool ct_dtype_is_float(ct_dtype dt);
 
-/* IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN). */
+/* IEEE half and bfloat16 conversions (round to nearest even; NaN stays NaN).
+ * The 16-bit values are the raw bit patterns, as stored in F16/BF16 tensors. */
 uint16_t ct_f32_to_f16(float x);
+/* The float an IEEE half bit pattern stands for (exact). */
 float ct_f16_to_f32(uint16_t h);
+/* float to bfloat16 bits, rounding to nearest even. */
 uint16_t ct_f32_to_bf16(float x);
+/* The float a bfloat16 bit pattern stands for (exact). */
 float ct_bf16_to_f32(uint16_t h);
 
 #define CT_MAX_DIMS 8
@@ -49,6 +53,7 @@ typedef struct ct_shape {
 
 /* Number of elements (1 for a scalar). */
 int64_t ct_shape_numel(ct_shape s);
+/* True if a and b have the same ndim and sizes (entries past ndim ignored). */
 bool ct_shape_equal(ct_shape a, ct_shape b);
 /* Writes "[64, 784]" into buf (always NUL-terminated); returns buf. */
 char *ct_shape_str(ct_shape s, char *buf, size_t cap);

@@ -38,14 +38,19 @@ typedef int32_t ct_node;
 
 /* A new empty graph with seed 0. Free with ct_graph_free. NULL on OOM. */
 ct_graph *ct_graph_new(void);
+/* Frees g and every node; NULL is ignored. Programs compiled from g must be
+ * freed first. */
 void ct_graph_free(ct_graph *g);
 
 /* The seed of the graph's Philox streams (initial weights, dropout masks). */
 void ct_graph_set_seed(ct_graph *g, uint64_t seed);
+/* The seed set by ct_graph_set_seed (0 by default, and for NULL). */
 uint64_t ct_graph_seed(const ct_graph *g);
 
-/* The first error met while building (CT_OK if none) and its message. */
+/* The first error met while building (CT_OK if none; CT_ERR_INVALID_ARG for
+ * a NULL graph). */
 ct_status ct_graph_status(const ct_graph *g);
+/* The message of that error ("" if none), owned by the graph. */
 const char *ct_graph_error(const ct_graph *g);
 
 /* A named placeholder fed before each run (ct_program_set_input). Names are
@@ -62,6 +67,8 @@ ct_node ct_param(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, 
  * and loaded with the weights, as PyTorch's register_buffer. F32 (or F64);
  * all buffers share one dtype. Its first values come from `init`. */
 ct_node ct_buffer(ct_graph *g, const char *name, ct_dtype dtype, ct_shape shape, ct_init init);
+/* The number of buffers, and buffer i of them in creation order
+ * (CT_NO_NODE for an i out of range). */
 int ct_graph_num_buffers(const ct_graph *g);
 ct_node ct_graph_buffer(const ct_graph *g, int i);
 
@@ -75,17 +82,21 @@ ct_status ct_set_requires_grad(ct_graph *g, ct_node input, bool requires_grad);
 
 /* Names any node (unique); ct_find finds it again (CT_NO_NODE if none). */
 ct_status ct_set_name(ct_graph *g, ct_node n, const char *name);
+/* The node called name (inputs, parameters, buffers, named nodes). */
 ct_node ct_find(const ct_graph *g, const char *name);
 
 /* Introspection. An invalid node gives ndim -1 / CT_DTYPE_COUNT / NULL. */
 int ct_graph_num_nodes(const ct_graph *g);
+/* The shape inferred for n when it was added. */
 ct_shape ct_node_shape(const ct_graph *g, ct_node n);
+/* The element type of n. */
 ct_dtype ct_node_dtype(const ct_graph *g, ct_node n);
 const char *ct_node_name(const ct_graph *g, ct_node n);  /* NULL if unnamed */
 const char *ct_node_op(const ct_graph *g, ct_node n);    /* "matmul", "input", ... */
 
 /* Parameters in creation order (this is also their order in the flat buffer). */
 int ct_graph_num_params(const ct_graph *g);
+/* Parameter i (0 <= i < ct_graph_num_params), CT_NO_NODE otherwise. */
 ct_node ct_graph_param(const ct_graph *g, int i);
 
 /* Appends reverse-mode gradient nodes of `loss` (a float scalar) with respect
@@ -97,6 +108,8 @@ ct_node ct_grad(const ct_graph *g, ct_node x);
 
 /* The op set, for listings such as `ctrain ops`. */
 int ct_op_count(void);
+/* The op's name, as ct_node_op gives it ("matmul"); NULL outside
+ * 0 .. ct_op_count() - 1. */
 const char *ct_op_name(int op);
 /* True if the op has a backward rule (ct_graph_backward goes through it). */
 bool ct_op_differentiable(int op);

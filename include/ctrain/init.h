@@ -54,7 +54,9 @@ typedef struct ct_init {
     ct_nonlinearity nonlinearity; /* KAIMING_* */
 } ct_init;
 
-/* Shorthands for the common rules. */
+/* Shorthands for the common rules: each returns the ct_init of that kind
+ * with the given fields set and the others zero. They check nothing; a
+ * rule's values are checked when it is used (ct_param, ct_init_fill). */
 ct_init ct_init_zeros(void);
 ct_init ct_init_ones(void);
 ct_init ct_init_constant(double value);

@@ -22,11 +22,13 @@ extern "C" {
  * axes broadcast. Both operands need at least 2 axes. */
 ct_node ct_matmul(ct_graph *g, ct_node a, ct_node b, bool trans_a, bool trans_b);
 
+/* a + b, a - b, a * b, a / b elementwise, broadcasting (see the top). */
 ct_node ct_add(ct_graph *g, ct_node a, ct_node b);
 ct_node ct_sub(ct_graph *g, ct_node a, ct_node b);
 ct_node ct_mul(ct_graph *g, ct_node a, ct_node b);
 ct_node ct_div(ct_graph *g, ct_node a, ct_node b);
 
+/* Elementwise functions of a float x; the output has x's shape and dtype. */
 ct_node ct_neg(ct_graph *g, ct_node x);
 ct_node ct_scale(ct_graph *g, ct_node x, double alpha);   /* alpha * x */
 ct_node ct_exp(ct_graph *g, ct_node x);
@@ -37,11 +39,15 @@ ct_node ct_abs(ct_graph *g, ct_node x);                   /* d|x|/dx at 0 is 0 *
 ct_node ct_relu(ct_graph *g, ct_node x);                  /* drelu/dx at 0 is 0 */
 ct_node ct_leaky_relu(ct_graph *g, ct_node x, double negative_slope);
 typedef enum ct_gelu_approx { CT_GELU_EXACT = 0, CT_GELU_TANH } ct_gelu_approx;
+/* GELU, x * Phi(x): exact (erf) or PyTorch's tanh approximation. */
 ct_node ct_gelu(ct_graph *g, ct_node x, ct_gelu_approx approx);
+/* tanh(x) and the logistic sigmoid 1 / (1 + exp(-x)). */
 ct_node ct_tanh(ct_graph *g, ct_node x);
 ct_node ct_sigmoid(ct_graph *g, ct_node x);
 ct_node ct_silu(ct_graph *g, ct_node x);                  /* x * sigmoid(x) */
 
+/* softmax and log(softmax) along one axis, computed stably (the maximum
+ * subtracted first). */
 ct_node ct_softmax(ct_graph *g, ct_node x, int axis);
 ct_node ct_log_softmax(ct_graph *g, ct_node x, int axis);
 
@@ -55,6 +61,7 @@ ct_node ct_max(ct_graph *g, ct_node x, int axis, bool keepdim);
 ct_node ct_reshape(ct_graph *g, ct_node x, ct_shape shape);
 /* Output axis i is input axis perm[i]; perm has ndim entries. */
 ct_node ct_permute(ct_graph *g, ct_node x, const int *perm);
+/* Swaps two axes (a permute). */
 ct_node ct_transpose(ct_graph *g, ct_node x, int axis0, int axis1);
 /* Joins n tensors (same dtype, equal sizes but along axis). */
 ct_node ct_concat(ct_graph *g, const ct_node *xs, int n, int axis);

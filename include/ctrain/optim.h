@@ -116,6 +116,8 @@ ct_status ct_optim_kind_parse(const char *text, ct_optim_kind *out);
  * an optimizer (CT_ERR_UNSUPPORTED), parameters that are not F32 or F64
  * (CT_ERR_DTYPE), out of memory. */
 ct_optimizer *ct_optimizer_new(ct_graph *g, ct_program *p, const ct_optim_opts *o);
+/* Frees the optimizer and its state buffers (not the program or graph);
+ * NULL is ignored. */
 void ct_optimizer_free(ct_optimizer *opt);
 
 /* The options in use, with every default filled in (so ->lr is the base
@@ -154,7 +156,9 @@ int ct_optimizer_num_states(const ct_optimizer *opt);
 /* State i (0 <= i < num_states): its name, its device pointer (a host
  * pointer on the CPU) and its length in elements. Any output may be NULL. */
 ct_status ct_optimizer_state(ct_optimizer *opt, int i, const char **name, void **device_ptr, size_t *numel);
-/* Host copies of a state buffer by name; bytes must be numel * dtype size. */
+/* Host copies of a state buffer by name; bytes must be numel * dtype size.
+ * Errors: no state of that name (CT_ERR_NOT_FOUND), another size
+ * (CT_ERR_SHAPE). */
 ct_status ct_optimizer_read_state(const ct_optimizer *opt, const char *name, void *dst, size_t bytes);
 ct_status ct_optimizer_write_state(ct_optimizer *opt, const char *name, const void *src, size_t bytes);
 
@@ -185,6 +189,7 @@ ct_status ct_scale_grads(ct_program *p, double s);
 typedef struct ct_grad_accum ct_grad_accum;
 
 ct_grad_accum *ct_grad_accum_new(ct_program *p);  /* NULL on error */
+/* Frees the sum buffer; NULL is ignored. */
 void ct_grad_accum_free(ct_grad_accum *acc);
 /* Adds the program's current gradients to the sum. */
 ct_status ct_grad_accum_add(ct_grad_accum *acc);

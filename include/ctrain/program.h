@@ -41,10 +41,15 @@ typedef struct ct_compile_opts {
 
 /* Compiles g (which must outlive the program). NULL on error. */
 ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts);
+/* Frees the program and its device memory (not the graph); NULL is
+ * ignored. A program others share parameters with (share_params) is freed
+ * after them. */
 void ct_program_free(ct_program *p);
 
 /* Copies host data into an input; bytes must be numel * dtype size. */
 ct_status ct_program_set_input(ct_program *p, const char *name, const void *data, size_t bytes);
+/* The same, naming the input by its node. Errors for both: no such input
+ * (CT_ERR_NOT_FOUND / CT_ERR_INVALID_ARG), another size (CT_ERR_SHAPE). */
 ct_status ct_program_set_input_node(ct_program *p, ct_node input, const void *data, size_t bytes);
 
 /* Runs every node the outputs (and gradients) need, then advances the step
@@ -81,6 +86,7 @@ typedef struct ct_program_mem {
 } ct_program_mem;
 /* Fills *out. CT_ERR_INVALID_ARG if p or out is NULL. */
 ct_status ct_program_memory(const ct_program *p, ct_program_mem *out);
+/* The device the program was compiled for. */
 ct_device ct_program_device(const ct_program *p);
 
 /* The flat parameter buffer: every parameter at its offset (elements), in
@@ -88,6 +94,8 @@ ct_device ct_program_device(const ct_program *p);
  * buffer has the same layout. */
 ct_dtype ct_program_param_dtype(const ct_program *p);
 size_t ct_program_param_numel(const ct_program *p);  /* length of the buffer */
+/* Where param starts in the buffer, in elements; (size_t)-1, with the
+ * error set, if it is no parameter of the program's graph. */
 size_t ct_program_param_offset(const ct_program *p, ct_node param);
 /* Device pointers to the buffers (host pointers on the CPU). */
 void *ct_program_params(ct_program *p);
@@ -99,7 +107,9 @@ size_t ct_program_buffer_numel(const ct_program *p);
 void *ct_program_buffers(ct_program *p);
 
 /* Host copies of one parameter (or buffer) by name, or of the whole flat
- * parameter buffers. */
+ * parameter (or gradient) buffer; bytes must be the tensor's or the
+ * buffer's size exactly. Errors: an unknown name (CT_ERR_NOT_FOUND),
+ * another size (CT_ERR_SHAPE), a failing device copy (CT_ERR_DEVICE). */
 ct_status ct_program_get_param(const ct_program *p, const char *name, void *dst, size_t bytes);
 ct_status ct_program_set_param(ct_program *p, const char *name, const void *src, size_t bytes);
 ct_status ct_program_read_params(const ct_program *p, void *dst, size_t bytes);

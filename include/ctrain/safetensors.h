@@ -49,6 +49,7 @@ typedef struct ct_st_writer ct_st_writer;
 
 /* An empty writer. Free with ct_st_writer_free. NULL on OOM. */
 ct_st_writer *ct_st_writer_new(void);
+/* Frees the writer and its copies of the data; NULL is ignored. */
 void ct_st_writer_free(ct_st_writer *w);
 
 /* Adds a tensor. `data` (numel * dtype size bytes, host memory; may be NULL
@@ -88,6 +89,7 @@ typedef struct ct_st_file ct_st_file;
  * Gaps between tensors' data are tolerated (the specification forbids them,
  * but they are harmless to a reader). */
 ct_st_file *ct_st_open(const char *path);
+/* Frees the file's contents (every pointer taken from it); NULL is ignored. */
 void ct_st_close(ct_st_file *f);
 
 /* Tensors are numbered 0..count-1 in the order of the file's header. */
@@ -129,6 +131,7 @@ ct_status ct_st_read(const ct_st_file *f, int i, ct_dtype dtype, void *dst, size
 const char *ct_st_meta(const ct_st_file *f, const char *key);
 /* All metadata entries, in the order of the header. */
 int ct_st_meta_count(const ct_st_file *f);
+/* Key i of them (NULL for an invalid index); ct_st_meta gives its value. */
 const char *ct_st_meta_key(const ct_st_file *f, int i);
 
 /* ---------------------------------------------------- weights of a program */

@@ -218,6 +218,8 @@ typedef struct ct_trainer ct_trainer;
  * (a graph error), or the device. */
 ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train,
                            const ct_dataset *val, const ct_dataset *test);
+/* Frees the trainer with its graphs, programs, optimizer and loader (not
+ * the datasets); NULL is ignored. */
 void ct_trainer_free(ct_trainer *t);
 
 /* Trains until the epochs or the step budget are done (or early stopping),

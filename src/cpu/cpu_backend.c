@@ -1,4 +1,5 @@
 /* The CPU reference backend: host memory and the kernel table. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,39 +34,39 @@ static size_t cpu_scratch_bytes(const ct_kargs *k) {
 }
 
 static ct_backend cpu_backend;
-static bool cpu_ready;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
+
+/* Filled once, by the first thread that asks (pthread_once), so programs
+ * may be compiled from several threads at once; read-only afterwards. */
+static void cpu_fill(void) {
+    ct_backend b = {
+        .name = "cpu",
+        .kind = CT_DEVICE_CPU,
+        .alloc = cpu_alloc,
+        .free = cpu_free,
+        .zero = cpu_zero,
+        .upload = cpu_copy,
+        .download = cpu_copy,
+        .sync = cpu_sync,
+        .copy = cpu_copy,
+        .scratch_bytes = cpu_scratch_bytes,
+        .optim_update = ct_cpu_optim_update,
+        .sumsq = ct_cpu_sumsq,
+        .scale_clamp = ct_cpu_scale_clamp,
+        .axpby = ct_cpu_axpby,
+        .amp_unscale = ct_cpu_amp_unscale,
+        .amp_update = ct_cpu_amp_update,
+    };
+    ct_cpu_register_elementwise(b.kernels);
+    ct_cpu_register_reduce(b.kernels);
+    ct_cpu_register_matmul(b.kernels);
+    ct_cpu_register_shape(b.kernels);
+    ct_cpu_register_nn(b.kernels);
+    ct_cpu_register_norm(b.kernels);
+    cpu_backend = b;
+}
 
 const ct_backend *ct_cpu_backend(void) {
-    /* Filled on first use; the table is read-only afterwards. Compiling
-     * programs from several threads at once before the first call is not
-     * supported (ctrain's own entry points call this first from one thread). */
-    if (!cpu_ready) {
-        ct_backend b = {
-            .name = "cpu",
-            .kind = CT_DEVICE_CPU,
-            .alloc = cpu_alloc,
-            .free = cpu_free,
-            .zero = cpu_zero,
-            .upload = cpu_copy,
-            .download = cpu_copy,
-            .sync = cpu_sync,
-            .copy = cpu_copy,
-            .scratch_bytes = cpu_scratch_bytes,
-            .optim_update = ct_cpu_optim_update,
-            .sumsq = ct_cpu_sumsq,
-            .scale_clamp = ct_cpu_scale_clamp,
-            .axpby = ct_cpu_axpby,
-            .amp_unscale = ct_cpu_amp_unscale,
-            .amp_update = ct_cpu_amp_update,
-        };
-        ct_cpu_register_elementwise(b.kernels);
-        ct_cpu_register_reduce(b.kernels);
-        ct_cpu_register_matmul(b.kernels);
-        ct_cpu_register_shape(b.kernels);
-        ct_cpu_register_nn(b.kernels);
-        ct_cpu_register_norm(b.kernels);
-        cpu_backend = b;
-        cpu_ready = true;
-    }
+    pthread_once(&cpu_once, cpu_fill);
     return &cpu_backend;
 }
