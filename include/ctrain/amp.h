@@ -77,13 +77,15 @@ ct_precision ct_graph_precision(const ct_graph *g);
 ct_status ct_graph_set_tf32(ct_graph *g, bool allow);
 bool ct_graph_tf32(const ct_graph *g);
 
+/* The name of the F32 scalar input that carries the loss scale. */
+#define CT_LOSS_SCALE_INPUT "amp.loss_scale"
+
 /* As ct_graph_backward, but the gradient of the loss is seeded with the
  * loss scale rather than 1, so every gradient comes out multiplied by it.
  * The scale is an F32 scalar input named CT_LOSS_SCALE_INPUT, which a
  * ct_scaler binds to its state in device memory: it changes from step to
  * step without recompiling. A program of such a graph must have a scaler
  * attached (or that input set by hand), or its gradients are all zero. */
-#define CT_LOSS_SCALE_INPUT "amp.loss_scale"
 ct_status ct_graph_backward_scaled(ct_graph *g, ct_node loss);
 
 /* ---- the loss scaler ------------------------------------------------------ */
