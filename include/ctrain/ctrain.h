@@ -19,5 +19,6 @@
 #include "ctrain/schedule.h"
 #include "ctrain/data.h"
 #include "ctrain/train.h"
+#include "ctrain/dist.h"
 
 #endif
