@@ -45,6 +45,10 @@ typedef struct train_cfg {
     const char *save, *resume, *init_from, *metrics, *config;
     int64_t save_every;
     bool quiet, prefetch, drop_last, no_shuffle;
+    const char *dist;       /* --dist: NULL is auto (train_dist.h) */
+    size_t bucket_kb;       /* all-reduce buckets */
+    bool no_overlap;
+    double dist_timeout;    /* 0: the library's default */
     char **owned;           /* strings from the config file */
     int n_owned;
     /* The options given (checkpoint record, config file, command line), as

@@ -178,9 +178,9 @@ ct_status ct_comm_wait_until(ct_comm *c, const char *what, ct_status (*poll)(ct_
         } else {
             if (now_s() > deadline) {
                 ct_error(CT_ERR_DEVICE,
-                         "rank %d of %d: %s timed out after %g s: another rank failed, hangs or is far behind "
-                         "(CTRAIN_DIST_TIMEOUT sets the limit)",
-                         c->rank, c->size, what, c->timeout_s);
+                         "%s timed out after %g s waiting for the other ranks: one failed, hangs or is far "
+                         "behind (CTRAIN_DIST_TIMEOUT sets the limit)",
+                         what, c->timeout_s);
                 return ct_comm_fail(c, CT_ERR_DEVICE);
             }
             nanosleep(&(struct timespec){0, 50000}, NULL);
