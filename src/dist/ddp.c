@@ -57,25 +57,29 @@ void ct_ddp_free(ct_ddp *d) {
     free(d);
 }
 
-/* Buckets from the last parameter down: a bucket closes once it holds
- * bucket_bytes, and the last one reaches down to offset 0. */
+/* Buckets from the last parameter down: a bucket closes before the
+ * parameter that would take it past bucket_bytes (a larger parameter is a
+ * bucket of its own), so the small last layers start their all-reduce
+ * before the large layers' gradients are computed. The last bucket reaches
+ * down to offset 0. */
 static ct_status make_buckets(ct_ddp *d) {
     const ct_graph *g = d->g;
     size_t cap = d->o.bucket_bytes / sizeof(float);
-    if (cap == 0) cap = 1;
     d->bucket_of = malloc((size_t)(d->n_params ? d->n_params : 1) * sizeof *d->bucket_of);
     d->b = malloc((size_t)(d->n_params ? d->n_params : 1) * sizeof *d->b);
     if (!d->bucket_of || !d->b) return ct_error(CT_ERR_OOM, "ct_ddp_new: out of memory");
-    size_t hi = ct_program_param_numel(d->p);
+    size_t hi = ct_program_param_numel(d->p), lo = hi;
     for (int i = d->n_params - 1; i >= 0; i--) {
         size_t off = ct_program_param_offset(d->p, ct_graph_param(g, i));
         if (off == (size_t)-1) return ct_last_status();
-        d->bucket_of[i] = d->nb;
-        if (hi - off >= cap || i == 0) {
-            d->b[d->nb++] = (bucket){i == 0 ? 0 : off, hi, 0};
-            hi = off;
+        if (lo < hi && hi - off > cap) {
+            d->b[d->nb++] = (bucket){lo, hi, 0};
+            hi = lo;
         }
+        d->bucket_of[i] = d->nb;
+        lo = off;
     }
+    if (d->n_params) d->b[d->nb++] = (bucket){0, hi, 0};
     d->stats.buckets = d->o.no_overlap ? (d->n_params ? 1 : 0) : d->nb;
     return CT_OK;
 }
