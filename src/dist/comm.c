@@ -115,10 +115,7 @@ ct_comm *ct_comm_new(ct_comm_kind kind, const ct_comm_opts *opts) {
         }
     }
     if (st != CT_OK) {
-        char why[512];
-        snprintf(why, sizeof why, "%s", ct_last_error());
-        ct_comm_free(c);
-        ct_error(st, "%s", why);
+        ct_comm_free(c); /* sets no error: the reason stays */
         return NULL;
     }
     return c;

@@ -112,11 +112,7 @@ ct_ddp *ct_ddp_new(ct_comm *c, const ct_graph *g, ct_program *p, const ct_ddp_op
     d->n_params = ct_graph_num_params(g);
     d->err = CT_OK;
     if (make_buckets(d) != CT_OK) {
-        ct_status st = ct_last_status();
-        char why[512];
-        snprintf(why, sizeof why, "%s", ct_last_error());
-        ct_ddp_free(d);
-        ct_error(st, "%s", why);
+        ct_ddp_free(d); /* sets no error: the reason stays */
         return NULL;
     }
     return d;
