@@ -112,6 +112,7 @@ void cmd_train_usage(FILE *out) {
         "  --data-seed N           shuffling and --val-split only (default: --seed)\n"
         "  --no-prefetch           do not prepare batches on a second thread\n"
         "  --quiet                 print only the final line\n"
+        "  --config FILE           options from a JSON object, e.g. {\"lr\": 0.01}\n"
         "data parallel (under mpirun or srun, docs/distributed.md):\n"
         "  --dist auto|off|mpi|nccl   auto (default): one rank per process a launcher\n"
         "                          started, MPI on the CPU, NCCL on GPUs; --batch-size is\n"
@@ -119,7 +120,6 @@ void cmd_train_usage(FILE *out) {
         "  --bucket-kb N           all-reduce gradients in buckets of N KiB (default 4096)\n"
         "  --no-overlap            one all-reduce after backward, not buckets during it\n"
         "  --dist-timeout S        seconds a rank waits for the others (default 600)\n"
-        "  --config FILE           options from a JSON object, e.g. {\"lr\": 0.01}\n"
         "\n"
         "Prints progress, then one line: test accuracy, loss, epochs and seconds per\n"
         "epoch. Exits 0 on success, 1 when training fails (data, device, checkpoint),\n"
@@ -405,8 +405,8 @@ out:
         fflush(stdout);
         ct_comm_abort(comm, rc);
     }
-    ct_comm_free(comm);
     ct_trainer_free(t);
+    ct_comm_free(comm);
     for (int i = 0; i < 3; i++) free(json[i]);
     data_sets_free(&d);
     train_cfg_free(&c);

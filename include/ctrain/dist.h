@@ -94,7 +94,9 @@ const char *ct_comm_kind_name(ct_comm_kind kind);
  * sent from rank 0 by MPI_Bcast.
  * NULL on error: CT_ERR_UNSUPPORTED for a kind this build lacks,
  * CT_ERR_DEVICE when MPI, CUDA or NCCL fail to start (naming the call),
- * CT_ERR_INVALID_ARG for a bad option. Free with ct_comm_free. */
+ * CT_ERR_INVALID_ARG for a bad option. Free with ct_comm_free. Making an
+ * MPI or NCCL communicator is collective: every rank makes it, in the same
+ * order as its other communicators. */
 ct_comm *ct_comm_new(ct_comm_kind kind, const ct_comm_opts *opts);
 
 /* Frees the communicator (waiting for nothing: started reductions are
@@ -172,8 +174,8 @@ typedef struct ct_ddp_stats {
 /* A reducer of the flat gradient buffer of p (compiled from g with grads)
  * over c; all three are borrowed and must outlive it. Every rank must build
  * the same graph, so that buckets line up. opts may be NULL. NULL on error:
- * CT_ERR_INVALID_ARG (NULL arguments, a bucket size of 0 bytes after
- * rounding), CT_ERR_DTYPE (parameters not F32), CT_ERR_UNSUPPORTED (p runs
+ * CT_ERR_INVALID_ARG (NULL arguments), CT_ERR_DTYPE (parameters not F32),
+ * CT_ERR_UNSUPPORTED (p runs
  * on a device c does not reduce on: MPI reduces host memory, NCCL its GPU's),
  * CT_ERR_OOM. */
 ct_ddp *ct_ddp_new(ct_comm *c, const ct_graph *g, ct_program *p, const ct_ddp_opts *opts);
@@ -191,13 +193,17 @@ ct_status ct_ddp_broadcast_buffers(ct_ddp *d);
  * ranks when it returns: each bucket is multiplied by `scale` (this rank's
  * weight in the average: 1 when every rank's shard is as large) and its
  * all-reduce started as soon as backward has finished its gradients, unless
- * no_overlap. Without sync it is ct_program_run (an accumulation step). */
+ * no_overlap. Without sync it is ct_program_run (an accumulation step).
+ * Errors: those of the run, CT_ERR_INVALID_ARG for a q that does not share
+ * p's gradients, CT_ERR_DEVICE from the communicator. After an error the
+ * ranks are out of step: end the job (ct_comm_abort). */
 ct_status ct_ddp_run(ct_ddp *d, ct_program *q, bool sync, double scale);
 
 /* Averages the gradient buffer as it is now, after multiplying it by scale
- * (the last step of gradient accumulation). */
+ * (the last step of gradient accumulation): one all-reduce. */
 ct_status ct_ddp_sync(ct_ddp *d, double scale);
 
+/* Counters since ct_ddp_new (all zero for NULL). */
 ct_ddp_stats ct_ddp_get_stats(const ct_ddp *d);
 
 #ifdef __cplusplus
