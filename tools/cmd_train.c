@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "train_dist.h"
 #include "train_opts.h"
 
 #define CMD "train"
@@ -125,6 +126,13 @@ void cmd_train_usage(FILE *out) {
         "  --loss-scale dynamic|none|N  loss scaling (default: dynamic for fp16, else none)\n"
         "  --tf32                  allow TF32 in FP32 matrix products (GPU only)\n"
         "  --config FILE           options from a JSON object, e.g. {\"lr\": 0.01}\n"
+        "data parallel (under mpirun or srun, docs/distributed.md):\n"
+        "  --dist auto|off|mpi|nccl   auto (default): one rank per process a launcher\n"
+        "                          started, MPI on the CPU, NCCL on GPUs; --batch-size is\n"
+        "                          the global batch, split across the ranks\n"
+        "  --bucket-kb N           all-reduce gradients in buckets of N KiB (default 4096)\n"
+        "  --no-overlap            one all-reduce after backward, not buckets during it\n"
+        "  --dist-timeout S        seconds a rank waits for the others (default 600)\n"
         "\n"
         "Prints progress, then one line: test accuracy, loss, epochs and seconds per\n"
         "epoch. Exits 0 on success, 1 when training fails (data, device, checkpoint),\n"
@@ -267,6 +275,8 @@ static void trainer_opts(const train_cfg *c, ct_train_opts *o) {
     o->precision = c->precision;
     o->tf32 = c->tf32;
     o->loss_scale = c->loss_scale;
+    o->dist_bucket_bytes = c->bucket_kb * 1024;
+    o->dist_no_overlap = c->no_overlap;
 }
 
 /* " | augment crop 4, flip": what the training batches get. */
@@ -360,8 +370,18 @@ int cmd_train(int argc, char **argv) {
     data_sets d = {0};
     ct_trainer *t = NULL;
     char *json[3] = {NULL, NULL, NULL};
+    /* Every rank runs this same command; only rank 0 speaks, and a rank
+     * that fails takes the job down (below, at out) rather than leaving the
+     * others waiting. */
+    ct_comm *comm = NULL;
+    char who[64] = CMD;
+    if (!train_dist_open(&c, &comm)) goto out;
+    if (ct_comm_size(comm) > 1)
+        snprintf(who, sizeof who, "%s: rank %d of %d", CMD, ct_comm_rank(comm), ct_comm_size(comm));
+    bool speaks = ct_comm_rank(comm) == 0;
+    if (!speaks) c.quiet = true;
     if (ct_device_check(c.device) != CT_OK) {
-        cli_fail(CMD);
+        cli_fail(who);
         goto out;
     }
     c.data.split_seed = c.data_seed_set ? c.data_seed : c.seed;
@@ -381,8 +401,9 @@ int cmd_train(int argc, char **argv) {
     o.meta = meta;
     o.n_meta = N_META;
     o.model_fingerprint = json[0];
+    o.comm = comm;
     if (!(t = ct_trainer_new(&o, d.train, d.val, d.test))) {
-        cli_fail(CMD);
+        cli_fail(who);
         goto out;
     }
     if (c.resume) {
@@ -409,15 +430,21 @@ int cmd_train(int argc, char **argv) {
                    ct_graph_num_params(g) + ct_graph_num_buffers(g), c.init_from);
     }
     if (!c.quiet) print_header(&c, &o, &d);
+    if (!c.quiet && comm) train_dist_describe(&c, comm);
     ct_train_result r;
     if (ct_trainer_run(t, &r) != CT_OK) {
-        cli_fail(CMD);
+        cli_fail(who);
         goto out;
     }
-    print_summary(&r);
+    if (speaks) print_summary(&r);
     rc = CLI_EXIT_OK;
 out:
+    if (rc != CLI_EXIT_OK && ct_comm_size(comm) > 1) {
+        fflush(stdout);
+        ct_comm_abort(comm, rc);
+    }
     ct_trainer_free(t);
+    ct_comm_free(comm);
     for (int i = 0; i < 3; i++) free(json[i]);
     data_sets_free(&d);
     train_cfg_free(&c);

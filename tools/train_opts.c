@@ -42,6 +42,7 @@ void train_cfg_defaults(train_cfg *c) {
     c->prefetch = true;
     c->data.val_split = TRAIN_DEFAULT_VAL_SPLIT;
     c->device_text = "cpu";
+    c->bucket_kb = CT_DDP_DEFAULT_BUCKET / 1024;
 }
 
 /* ---------------------------------------------------------------- values */
@@ -203,7 +204,7 @@ void train_augment_defaults(train_cfg *c) {
 /* Options that take no value on the command line. */
 static const char *const flag_names[] = {"nesterov", "amsgrad",   "centered",   "batchnorm", "quiet",
                                          "prefetch", "no-prefetch", "drop-last", "no-shuffle",
-                                         "tf32"};
+                                         "tf32", "no-overlap"};
 
 /* Options that take a value. Every name here and above has its case in
  * train_set_option(); one missing there would show as "unknown option". */
@@ -217,7 +218,8 @@ static const char *const value_names[] = {
     "clip-value", "label-smoothing", "eval-every", "early-stop", "min-delta", "device", "seed", "data-seed",
     "save", "save-every", "resume", "init-from", "metrics", "config",
     "augment", "crop-pad", "rotate-deg", "translate-px", "noise-std", "cutout-size",
-    "precision", "loss-scale"};
+    "precision", "loss-scale",
+    "dist", "bucket-kb", "dist-timeout"};
 
 static bool in(const char *name, const char *const *list, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -263,6 +265,7 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("drop-last")) c->drop_last = true;
     else if (IS("no-shuffle")) c->no_shuffle = true;
     else if (IS("tf32")) c->tf32 = true;
+    else if (IS("no-overlap")) c->no_overlap = true;
     /* ---- data */
     else if (IS("data")) {
         if (!one_of(opt, v, datas, 4, &k)) return 0;
@@ -390,6 +393,16 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
         else if (!get_double(opt, v, 0, 3.0e38, true, &c->loss_scale.init_scale)) return 0;
         else c->loss_scale.mode = CT_LOSS_SCALE_STATIC;
     }
+    /* ---- data parallel */
+    else if (IS("dist")) {
+        static const char *const dists[] = {"auto", "off", "mpi", "nccl"};
+        if (!one_of(opt, v, dists, 4, &k)) return 0;
+        c->dist = dists[k];
+    } else if (IS("bucket-kb")) {
+        int64_t kb;
+        if (!get_i64(opt, v, 1, 1L << 30, &kb)) return 0;
+        c->bucket_kb = (size_t)kb;
+    } else if (IS("dist-timeout")) return get_double(opt, v, 0, inf, true, &c->dist_timeout);
     else return -1;
     return 1;
 }
@@ -502,7 +515,8 @@ static int apply_object(train_cfg *c, const char *where, const cJSON *doc) {
 
 bool train_note_option(train_cfg *c, const char *name, const char *v) {
     if (strcmp(name, "resume") == 0 || strcmp(name, "save") == 0 || strcmp(name, "init-from") == 0 ||
-        strcmp(name, "config") == 0 || strcmp(name, "quiet") == 0)
+        strcmp(name, "config") == 0 || strcmp(name, "quiet") == 0 || strcmp(name, "dist") == 0 ||
+        strcmp(name, "bucket-kb") == 0 || strcmp(name, "no-overlap") == 0 || strcmp(name, "dist-timeout") == 0)
         return true;
     if (!c->given && !(c->given = cJSON_CreateObject())) return false;
     cJSON *item = v ? cJSON_CreateString(v) : cJSON_CreateTrue();

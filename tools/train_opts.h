@@ -48,6 +48,10 @@ typedef struct train_cfg {
     ct_precision precision; /* mixed precision (amp.h) */
     bool tf32;
     ct_scaler_opts loss_scale;
+    const char *dist;       /* --dist: NULL is auto (train_dist.h) */
+    size_t bucket_kb;       /* all-reduce buckets */
+    bool no_overlap;
+    double dist_timeout;    /* 0: the library's default */
     char **owned;           /* strings from the config file */
     int n_owned;
     /* The options given (checkpoint record, config file, command line), as

@@ -21,5 +21,6 @@
 #include "ctrain/data.h"
 #include "ctrain/train.h"
 #include "ctrain/amp.h"
+#include "ctrain/dist.h"
 
 #endif

@@ -45,6 +45,7 @@
 #include "ctrain/amp.h"
 #include "ctrain/data.h"
 #include "ctrain/device.h"
+#include "ctrain/dist.h"
 #include "ctrain/graph.h"
 #include "ctrain/optim.h"
 #include "ctrain/program.h"
@@ -182,6 +183,20 @@ typedef struct ct_train_opts {
     ct_precision precision;
     bool tf32;
     ct_scaler_opts loss_scale;
+    /* Data-parallel training (dist.h, docs/distributed.md). NULL: this
+     * process alone. With a communicator of N ranks, every rank makes a
+     * trainer with the same options and datasets; batch_size stays the
+     * global batch (a multiple of N) and each rank trains on its 1/N of
+     * every batch; the weights start as rank 0's, the gradients are averaged
+     * after backward (after the last micro-batch with accumulation), and
+     * evaluation is split across the ranks. Only rank 0 reports progress
+     * and writes metrics and checkpoints; batch-norm running statistics are
+     * rank 0's. The result is that of one process training on the global
+     * batch, up to rounding, except with dropout (each rank draws its own
+     * masks). A rank whose run fails should ct_comm_abort the job. */
+    ct_comm *comm;
+    size_t dist_bucket_bytes;   /* all-reduce bucket; 0: CT_DDP_DEFAULT_BUCKET */
+    bool dist_no_overlap;       /* one all-reduce after backward, not buckets during it */
 } ct_train_opts;
 
 typedef struct ct_eval_result {

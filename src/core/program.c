@@ -10,6 +10,7 @@
 #include "core/backend.h"
 #include "core/error.h"
 #include "core/planner.h"
+#include "core/program_internal.h"
 #include "ctrain/program.h"
 
 #define ARENA_ALIGN 256   /* what GPU kernels and vector loads like */
@@ -43,6 +44,13 @@ struct ct_program {
     bool owns_params;
     uint32_t step;
     bool training;
+    /* Gradient-ready hook (program_internal.h): after executed step k, the
+     * parameters ready_param[ready_at[k] .. ready_at[k + 1]) have final
+     * gradients that no later step reads. */
+    int *ready_at, *ready_param;
+    bool grads_on;       /* compiled with opts.grads */
+    ct_grad_ready_fn hook;
+    void *hook_user;
 };
 
 static size_t node_bytes(const ct_nodeinfo *nd) {
@@ -83,6 +91,8 @@ void ct_program_free(ct_program *p) {
     free(p->attrs);
     free(p->exec);
     free(p->views);
+    free(p->ready_at);
+    free(p->ready_param);
     free(p);
 }
 
@@ -201,6 +211,47 @@ static bool same_params(const ct_graph *a, const ct_graph *b) {
         }
     }
     return true;
+}
+
+/* For the gradient-ready hook: the last executed step that writes or reads
+ * each parameter's gradient, as lists per step (a counting sort). */
+static ct_status setup_grad_ready(ct_program *p, bool grads) {
+    const ct_graph *g = p->g;
+    int np = grads ? g->n_params : 0;
+    p->ready_at = calloc((size_t)p->n_exec + 1, sizeof *p->ready_at);
+    p->ready_param = malloc((size_t)(np ? np : 1) * sizeof *p->ready_param);
+    int *when = malloc((size_t)(np ? np : 1) * sizeof *when);
+    int *param_of = malloc((size_t)p->n * sizeof *param_of);
+    ct_status st = CT_OK;
+    if (!p->ready_at || !p->ready_param || !when || !param_of) {
+        st = ct_error(CT_ERR_OOM, "ct_compile: out of memory");
+        goto out;
+    }
+    for (int i = 0; i < p->n; i++) param_of[i] = -1;
+    for (int i = 0; i < np; i++) {
+        ct_node gn = g->grad_of[g->params[i]];
+        when[i] = -1;
+        if (gn != CT_NO_NODE) param_of[gn] = i;
+    }
+    for (int k = 0; k < p->n_exec; k++) {
+        const ct_nodeinfo *nd = &g->nodes[p->exec[k]];
+        if (param_of[p->exec[k]] >= 0) when[param_of[p->exec[k]]] = k;
+        for (int j = 0; j < nd->n_in; j++)
+            if (param_of[nd->in[j]] >= 0) when[param_of[nd->in[j]]] = k;
+    }
+    for (int i = 0; i < np; i++)
+        if (when[i] >= 0) p->ready_at[when[i] + 1]++;
+    for (int k = 0; k < p->n_exec; k++) p->ready_at[k + 1] += p->ready_at[k];
+    /* Filling moves each start to the next list's start; shifting by one
+     * puts them back. */
+    for (int i = 0; i < np; i++)
+        if (when[i] >= 0) p->ready_param[p->ready_at[when[i]]++] = i;
+    for (int k = p->n_exec; k > 0; k--) p->ready_at[k] = p->ready_at[k - 1];
+    p->ready_at[0] = 0;
+out:
+    free(when);
+    free(param_of);
+    return st;
 }
 
 ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
@@ -333,6 +384,8 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
     /* Execution order, and the step at which each value is last needed. */
     for (int i = 0; i < n; i++)
         if (live[i] && !is_source(g->nodes[i].op)) p->exec[p->n_exec++] = i;
+    p->grads_on = o.grads;
+    if ((st = setup_grad_ready(p, o.grads)) != CT_OK) goto done;
     int n_plan = 0;
     for (int k = 0; k < p->n_exec; k++) {
         ct_node i = p->exec[k];
@@ -480,6 +533,8 @@ ct_status ct_program_run(ct_program *p) {
             return ct_error(st, "running %s (node %d%s%s): %s", ct_op_name(nd->op), (int)p->exec[k],
                             nd->name ? ", " : "", nd->name ? nd->name : "", ct_last_error());
         }
+        if (p->hook)
+            for (int r = p->ready_at[k]; r < p->ready_at[k + 1]; r++) p->hook(p->hook_user, p->ready_param[r]);
     }
     p->step++;
     return CT_OK;
@@ -595,8 +650,6 @@ ct_status ct_program_read_grads(const ct_program *p, void *dst, size_t bytes) {
     return st != CT_OK || bytes == 0 ? st : p->be->download(dst, p->grads, bytes);
 }
 
-#include "core/program_internal.h"
-
 const ct_backend *ct_program_backend(const ct_program *p) { return p ? p->be : NULL; }
 
 ct_dtype ct_program_buffer_dtype(const ct_program *p) { return p ? p->state_dtype : CT_F32; }
@@ -620,4 +673,15 @@ ct_status ct_program_bind_input(ct_program *p, const char *name, void *device_pt
             if (nd->in[j] == n) ((ct_tview *)p->kargs[k].in)[j].data = device_ptr;
     }
     return CT_OK;
+}
+
+void ct_program_set_grad_hook(ct_program *p, ct_grad_ready_fn fn, void *user) {
+    if (!p) return;
+    p->hook = fn;
+    p->hook_user = user;
+}
+
+bool ct_program_computes_grad(const ct_program *p, int param) {
+    if (!p || !p->grads_on || param < 0 || param >= p->g->n_params) return false;
+    return p->g->grad_of[p->g->params[param]] != CT_NO_NODE;
 }

@@ -17,5 +17,17 @@ const ct_backend *ct_program_backend(const ct_program *p);
  * program with no upload. CT_ERR_NOT_FOUND without such an input,
  * CT_ERR_SHAPE when bytes is not the input's size. */
 ct_status ct_program_bind_input(ct_program *p, const char *name, void *device_ptr, size_t bytes);
+/* Gradient-ready hook: ct_program_run calls fn(user, param) as soon as the
+ * gradient of parameter `param` (its index among the graph's parameters) is
+ * final, i.e. the kernels that write it and every kernel that reads it have
+ * been issued (on a GPU: queued on the backend's stream). The order is the
+ * same on every run of the program. This is how a data-parallel reducer
+ * starts reducing gradients while the rest of backward still runs. NULL fn
+ * removes the hook. */
+typedef void (*ct_grad_ready_fn)(void *user, int param);
+void ct_program_set_grad_hook(ct_program *p, ct_grad_ready_fn fn, void *user);
+/* Whether a run of p writes the gradient of parameter `param` (compiled with
+ * grads and the parameter reaches the loss); the others stay zero. */
+bool ct_program_computes_grad(const ct_program *p, int param);
 
 #endif

@@ -146,10 +146,15 @@ static ct_status program_for(ct_evaluator *ev, int64_t count, ct_tgraph **out) {
 }
 
 ct_status ct_evaluator_run(ct_evaluator *ev, const ct_dataset *ds, ct_eval_result *out) {
+    return ct_evaluator_run_range(ev, ds, 0, ct_dataset_size(ds), out);
+}
+
+ct_status ct_evaluator_run_range(ct_evaluator *ev, const ct_dataset *ds, int64_t lo, int64_t hi,
+                                 ct_eval_result *out) {
     memset(out, 0, sizeof *out);
     out->loss = NAN;
     out->accuracy = NAN;
-    int64_t n = ct_dataset_size(ds), numel = ct_dataset_sample_numel(ds);
+    int64_t n = hi - lo, numel = ct_dataset_sample_numel(ds);
     ct_shape s = ct_dataset_sample_shape(ds);
     if (!ct_shape_equal(s, ev->b.sample)) {
         char a[96], b[96];
@@ -164,8 +169,8 @@ ct_status ct_evaluator_run(ct_evaluator *ev, const ct_dataset *ds, ct_eval_resul
     double loss_sum = 0;
     int64_t correct = 0;
     const int64_t C = ev->main.classes;
-    for (int64_t start = 0; start < n;) {
-        int64_t count = n - start < ev->batch ? n - start : ev->batch;
+    for (int64_t start = lo; start < hi;) {
+        int64_t count = hi - start < ev->batch ? hi - start : ev->batch;
         ct_tgraph *tg;
         ct_status st = program_for(ev, count, &tg);
         if (st != CT_OK) return st;

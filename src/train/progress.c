@@ -126,6 +126,7 @@ static ct_status add_number(cJSON *o, const char *key, double v) {
 }
 
 ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train_progress *p) {
+    if (t->rank != 0) return CT_OK; /* one file for the job, written by rank 0 */
     if (!t->metrics_path) return CT_OK;
     if (!t->metrics && !(t->metrics = fopen(t->metrics_path, "a")))
         return ct_error(CT_ERR_IO, "cannot open the metrics file '%s': %s", t->metrics_path, strerror(errno));

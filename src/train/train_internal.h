@@ -55,6 +55,9 @@ typedef struct ct_evaluator {
 /* Builds the main program for min(batch, n) samples. */
 ct_status ct_evaluator_init(ct_evaluator *ev, const ct_tbuild *b, ct_program *share, int64_t batch);
 ct_status ct_evaluator_run(ct_evaluator *ev, const ct_dataset *ds, ct_eval_result *out);
+/* ct_evaluator_run over samples [lo, hi) of ds only. */
+ct_status ct_evaluator_run_range(ct_evaluator *ev, const ct_dataset *ds, int64_t lo, int64_t hi,
+                                 ct_eval_result *out);
 void ct_evaluator_free(ct_evaluator *ev);
 
 struct ct_trainer {
@@ -105,11 +108,34 @@ struct ct_trainer {
     double val_loss, val_acc, lr;
     bool ran;
 
+    /* data parallel (trainer_dist.c): without a communicator rank 0 of 1 */
+    ct_ddp *ddp;
+    int rank, world;
+
     /* built-in progress */
     bool tty;
     double last_draw, last_line;
     FILE *metrics;
 };
+
+/* ---- data parallel (trainer_dist.c); each is the plain single-process
+ * behaviour when the options have no communicator. */
+/* Before the graphs are built: rank, world size, this rank's graph seed,
+ * and the checks (global batch a multiple of the ranks). */
+ct_status ct_train_dist_setup(ct_trainer *t);
+/* Once the training program exists: the gradient reducer. */
+ct_status ct_train_dist_attach(ct_trainer *t);
+/* At the start of a run: every rank takes rank 0's weights. */
+ct_status ct_train_dist_begin(ct_trainer *t);
+/* Runs one micro-batch's program; with sync, its gradients end averaged
+ * over the ranks, each weighted by its share of the global batch. */
+ct_status ct_train_dist_run(ct_trainer *t, ct_program *p, const ct_batch *b, bool sync);
+/* Turns this rank's mean loss over its count samples into the mean over
+ * the global batch, and count into the global count. */
+ct_status ct_train_dist_loss(ct_trainer *t, float *loss, int64_t *count);
+/* Evaluation split across the ranks, the sums reduced: ct_evaluator_run's
+ * result on every rank. */
+ct_status ct_train_evaluate(ct_trainer *t, const ct_dataset *ds, ct_eval_result *out);
 
 /* Monotonic seconds. */
 double ct_train_now(void);

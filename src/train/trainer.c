@@ -53,6 +53,7 @@ ct_optimizer *ct_trainer_optimizer(ct_trainer *t) { return t ? t->opt : NULL; }
 void ct_trainer_free(ct_trainer *t) {
     if (!t) return;
     ct_loader_free(t->ld);
+    ct_ddp_free(t->ddp);
     ct_grad_accum_free(t->acc);
     ct_scaler_free(t->scaler);
     ct_optimizer_free(t->opt);
@@ -233,7 +234,9 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
         const ct_dataset *d = i ? test : val;
         if (d && ct_dataset_num_classes(d) > t->b.num_classes) t->b.num_classes = ct_dataset_num_classes(d);
     }
-    if (ct_tgraph_build(&t->tr, &t->b, opts->batch_size, true, NULL) != CT_OK) {
+    if (ct_train_dist_setup(t) != CT_OK) goto fail;
+    /* With data parallelism, the training program takes this rank's shard. */
+    if (ct_tgraph_build(&t->tr, &t->b, opts->batch_size / t->world, true, NULL) != CT_OK) {
         ct_error(ct_last_status(), "ct_trainer_new: %s", ct_last_error());
         goto fail;
     }
@@ -255,12 +258,15 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
         goto fail;
     }
     if (t->accum > 1 && !(t->acc = ct_grad_accum_new(t->tr.p))) goto fail;
-    ct_loader_opts lo = {.batch_size = opts->batch_size,
+    if (ct_train_dist_attach(t) != CT_OK) goto fail;
+    ct_loader_opts lo = {.batch_size = opts->batch_size / t->world,
                          .shuffle = !opts->no_shuffle,
                          .drop_last = opts->drop_last,
                          .seed = opts->data_seed,
                          .prefetch = opts->prefetch,
-                         .augment = opts->augment};
+                         .augment = opts->augment,
+                         .num_shards = t->world,
+                         .shard_index = t->rank};
     if (!(t->ld = ct_loader_new(train, &lo))) goto fail;
     t->batches = ct_loader_num_batches(t->ld);
     if (t->batches < 1) {
@@ -321,7 +327,7 @@ ct_status ct_trainer_init_from(ct_trainer *t, const char *path, const char *stri
 
 ct_status ct_trainer_evaluate(ct_trainer *t, const ct_dataset *ds, ct_eval_result *out) {
     if (!t || !ds || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_trainer_evaluate: NULL argument");
-    return ct_evaluator_run(&t->ev, ds, out);
+    return ct_train_evaluate(t, ds, out);
 }
 
 /* ------------------------------------------------------------ the loop */
@@ -386,6 +392,7 @@ static void fill_progress(const ct_trainer *t, const run_clock *c, ct_train_even
 }
 
 static void report(ct_trainer *t, const ct_train_progress *p) {
+    if (t->rank != 0) return; /* one voice for the job */
     if (t->o.progress)
         t->o.progress(p, t->o.progress_user);
     else if (!t->o.quiet)
@@ -396,7 +403,7 @@ static void report(ct_trainer *t, const ct_train_progress *p) {
  * *stop is set when patience runs out. */
 static ct_status validate(ct_trainer *t, bool *stop) {
     ct_eval_result r;
-    ct_status st = ct_evaluator_run(&t->ev, t->val, &r);
+    ct_status st = ct_train_evaluate(t, t->val, &r);
     if (st != CT_OK) return ct_error(st, "validation at step %lld: %s", (long long)t->step, ct_last_error());
     t->val_loss = r.loss;
     t->val_acc = r.accuracy;
@@ -423,6 +430,7 @@ static ct_status validate(ct_trainer *t, bool *stop) {
 }
 
 static ct_status save_checkpoint(ct_trainer *t, run_clock *c) {
+    if (t->rank != 0) return CT_OK; /* the ranks hold the same state */
     t->elapsed_now = t->elapsed_prev + train_seconds(c);
     ct_status st = ct_trainer_save(t, t->save_path);
     if (st != CT_OK) return st;
@@ -452,7 +460,8 @@ static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
     ct_status st;
     if ((st = ct_program_set_input_node(tg->p, tg->x, b->x, (size_t)b->count * numel * sizeof(float))) != CT_OK ||
         (st = ct_program_set_input_node(tg->p, tg->y, b->y, (size_t)b->count * sizeof(int32_t))) != CT_OK ||
-        (st = ct_program_run(tg->p)) != CT_OK || (st = ct_program_read(tg->p, tg->loss, loss, sizeof *loss)) != CT_OK)
+        (st = ct_train_dist_run(t, tg->p, b, !t->acc)) != CT_OK ||
+        (st = ct_program_read(tg->p, tg->loss, loss, sizeof *loss)) != CT_OK)
         return st;
     if (tg != &t->tr) ct_program_set_step(t->tr.p, ct_program_step(tg->p));
     return CT_OK;
@@ -539,7 +548,7 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
     if (t->ran) return ct_error(CT_ERR_STATE, "ct_trainer_run: this trainer has run already");
     t->ran = true;
     run_clock c = {.start = ct_train_now()};
-    ct_status st = CT_OK;
+    ct_status st = ct_train_dist_begin(t);
     bool stop = false;
     while (st == CT_OK && !stop) {
         if (t->o.epochs > 0 && t->epoch >= t->o.epochs) break;
@@ -556,7 +565,9 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
             ct_batch b;
             if ((st = ct_loader_next(t->ld, &b)) != CT_OK || b.count == 0) break;
             float loss;
-            if ((st = micro_batch(t, &b, &loss)) != CT_OK) break;
+            int64_t counted = b.count; /* with data parallelism: the global batch's */
+            if ((st = micro_batch(t, &b, &loss)) != CT_OK || (st = ct_train_dist_loss(t, &loss, &counted)) != CT_OK)
+                break;
             if (!isfinite(loss)) {
                 st = ct_error(CT_ERR_NUMERIC,
                               "the training loss is %g at step %lld (epoch %lld, batch %lld); try a smaller "
@@ -565,11 +576,11 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
                               (long long)t->batch_in_epoch + 1);
                 break;
             }
-            t->loss_sum += (double)loss * (double)b.count;
-            t->loss_count += b.count;
-            c.samples += b.count;
-            group_loss += (double)loss * (double)b.count;
-            group_samples += b.count;
+            t->loss_sum += (double)loss * (double)counted;
+            t->loss_count += counted;
+            c.samples += counted;
+            group_loss += (double)loss * (double)counted;
+            group_samples += counted;
             t->batch_in_epoch++;
             in_group++;
             if (t->acc) {
@@ -581,10 +592,14 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
             if (in_group < t->accum && t->batch_in_epoch < t->batches) continue;
             if (t->acc) {
                 st = ct_grad_accum_finish(t->acc);
-                if (st == CT_OK && group_samples != (int64_t)in_group * t->tr.batch)
-                    st = ct_scale_grads(t->tr.p, (double)in_group * (double)t->tr.batch / (double)group_samples);
+                int64_t full = (int64_t)in_group * t->tr.batch * t->world;
+                if (st == CT_OK && group_samples != full)
+                    st = ct_scale_grads(t->tr.p, (double)full / (double)group_samples);
+                /* Accumulated gradients are averaged once, after the last micro-batch. */
+                if (st == CT_OK && t->ddp) st = ct_ddp_sync(t->ddp, 1.0);
                 if (st != CT_OK) break;
             }
+            /* Here every rank holds the averaged gradients: loss-scale checks and clipping come next. */
             if ((st = update(t)) != CT_OK) break;
             ct_train_progress p;
             fill_progress(t, &c, CT_TRAIN_STEP, &p);
@@ -634,7 +649,7 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
     if (st == CT_OK && t->test) {
         double t0 = ct_train_now();
         ct_eval_result r;
-        st = ct_evaluator_run(&t->ev, t->test, &r);
+        st = ct_train_evaluate(t, t->test, &r);
         if (st == CT_OK) {
             res.test_loss = r.loss;
             res.test_acc = r.accuracy;
