@@ -112,6 +112,8 @@ void ct_comm_abort(ct_comm *c, int code);
  * communicator may be used or made. Called at exit if never called. */
 void ct_dist_finalize(void);
 
+/* What a communicator is (single, MPI or NCCL), and where this process
+ * stands in it; NULL reads as a single process. */
 ct_comm_kind ct_comm_get_kind(const ct_comm *c);
 int ct_comm_rank(const ct_comm *c);       /* 0 .. size - 1 (0 for NULL) */
 int ct_comm_size(const ct_comm *c);       /* >= 1 (1 for NULL) */
