@@ -17,6 +17,10 @@ bool ct_grad_accumulate(ct_graph *g, ct_grad_acc *acc, ct_node x, ct_node dx);
 /* Appends the backward of node y given its upstream gradient gy. */
 ct_status ct_grad_rule(ct_graph *g, ct_grad_acc *acc, ct_node y, ct_node gy);
 
+/* The backward of CONV2D, MAX_POOL2D, AVG_POOL2D and DROPOUT2D node nd
+ * (grad_conv.c). False on error. */
+bool ct_grad_conv(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy);
+
 /* The shape of x reduced over axis (resolved, or CT_AXIS_ALL). */
 ct_shape ct_reduced_shape(ct_shape x, int axis, bool keepdim);
 
