@@ -49,7 +49,7 @@ static const char *pair_str(const int v[2], char *buf, size_t cap) {
  * stride, non-negative padding, positive dilation, and a (dilated) kernel
  * no larger than the padded input. Sets the output's spatial size. */
 static bool window_ok(ct_graph *g, const char *op, ct_shape xs, const ct_window2d *w, int64_t out_hw[2]) {
-    char s[CT_SHAPE_STR], a[32], b[32];
+    char s[CT_SHAPE_STR], a[32], b[32], c[32];
     for (int i = 0; i < 2; i++) {
         const char *axis = i == 0 ? "height" : "width";
         if (w->stride[i] < 1) {
@@ -76,7 +76,7 @@ static bool window_ok(ct_graph *g, const char *op, ct_shape xs, const ct_window2
                           "%lld (x %s, padding %s)",
                           op, pair_str(w->kernel, a, sizeof a), pair_str(w->dilation, b, sizeof b), (long long)span,
                           axis, (long long)(in + 2 * (int64_t)w->pad[i]), SHP(xs, s),
-                          pair_str(w->pad, b, sizeof b));
+                          pair_str(w->pad, c, sizeof c));
             return false;
         }
     }
