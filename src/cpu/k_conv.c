@@ -13,11 +13,12 @@
  *
  * Compute type: F64 for F64 tensors, F32 otherwise (F16/BF16 are widened
  * while unfolding, the weight into scratch, and rounded once on output),
- * which is the matmul kernel's rule. Folding dcol back (col2im) is written
- * as a gather: each dx element sums its own taps in double, in a fixed
- * order, so the result is deterministic and needs no zeroing or atomics.
+ * which is the matmul kernel's rule. Folding dcol back (col2im) adds into
+ * double accumulators plane by plane, in a fixed order, so the result is
+ * deterministic and needs no atomics.
  */
 #include <cblas.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/conv_geom.h"
@@ -86,7 +87,7 @@ static ct_status dims_of(const ct_kargs *k, conv_dims *d) {
         return ct_error(CT_ERR_SHAPE, "cpu %s: x %s, weight %s and y %s do not fit the window (groups %d)", op,
                         ct_shape_str(x->shape, sx, sizeof sx), ct_shape_str(w->shape, sw, sizeof sw),
                         ct_shape_str(y->shape, sy, sizeof sy), win->groups);
-    int64_t per_sample = (d->k + d->o) * d->p;
+    int64_t per_sample = (d->k + d->o) * d->p + (k->op == CT_OP_CONV2D_GRAD_INPUT ? 2 * d->c * d->h * d->w : 0);
     d->nb = per_sample > 0 ? CONV_BUDGET / per_sample : d->n;
     if (d->nb < 1) d->nb = 1;
     if (d->nb > d->n) d->nb = d->n;
@@ -114,7 +115,9 @@ size_t ct_cpu_conv_scratch(const ct_kargs *k) {
     conv_dims d = {0};
     if (dims_of(k, &d) != CT_OK) return 0; /* the run reports it */
     int64_t n = (d.k + d.o) * d.nb * d.p + (needs_wbuf(k) ? d.o * d.kg : 0);
-    return (size_t)n * compute_size(k->out.dtype);
+    /* grad input: col2im's double accumulators, after the rest */
+    size_t acc = k->op == CT_OP_CONV2D_GRAD_INPUT ? (size_t)(d.nb * d.c * d.h * d.w) * sizeof(double) + 8 : 0;
+    return (size_t)n * compute_size(k->out.dtype) + acc;
 }
 
 /* ---- element movement in the compute type ------------------------------- */
@@ -212,33 +215,44 @@ static void mat_to_y(const void *mat, const conv_dims *d, int64_t n0, int64_t nb
     }
 }
 
-/* dx for samples n0 .. from dcol [K, nb * P]: each element sums the taps
- * that read it. */
-static void col2im(const void *dcol, const conv_dims *d, int64_t n0, int64_t nb, bool dbl, const ct_tview *dx) {
+/* dx for samples n0 .. from dcol [K, nb * P]: the converse of im2col,
+ * adding every tap's value into a double plane of acc (nb * C * H * W
+ * doubles of scratch) in a fixed order (rows (i, j), then oh, then ow),
+ * then rounding once into dx. Planes are independent, so they split
+ * across threads without changing any bit. */
+static void col2im(const void *dcol, const conv_dims *d, int64_t n0, int64_t nb, bool dbl, double *acc,
+                   const ct_tview *dx) {
     const ct_window2d *win = d->win;
-    int64_t ncols = nb * d->p;
-#pragma omp parallel for schedule(static) if (nb * d->c * d->h * d->w >= PAR_MIN)
+    int64_t ncols = nb * d->p, hw = d->h * d->w;
+#pragma omp parallel for schedule(static) if (nb * d->c * hw >= PAR_MIN)
     for (int64_t plane = 0; plane < nb * d->c; plane++) {
         int64_t s = plane / d->c, c = plane % d->c;
-        for (int64_t ih = 0; ih < d->h; ih++)
-            for (int64_t iw = 0; iw < d->w; iw++) {
-                double acc = 0.0;
-                for (int i = 0; i < d->kh; i++) {
-                    int64_t th = ih + win->pad[0] - (int64_t)i * win->dilation[0];
-                    if (th < 0 || th % win->stride[0]) continue;
-                    int64_t oh = th / win->stride[0];
-                    if (oh >= d->oh) continue;
-                    for (int j = 0; j < d->kw; j++) {
-                        int64_t tw = iw + win->pad[1] - (int64_t)j * win->dilation[1];
-                        if (tw < 0 || tw % win->stride[1]) continue;
-                        int64_t ow = tw / win->stride[1];
-                        if (ow >= d->ow) continue;
-                        int64_t r = (c * d->kh + i) * d->kw + j;
-                        acc += cget(dcol, dbl, r * ncols + s * d->p + oh * d->ow + ow);
+        double *a = acc + plane * hw;
+        for (int64_t t = 0; t < hw; t++) a[t] = 0.0;
+        for (int64_t i = 0; i < d->kh; i++)
+            for (int64_t j = 0; j < d->kw; j++) {
+                int64_t r = (c * d->kh + i) * d->kw + j;
+                int64_t offh = i * win->dilation[0] - win->pad[0], offw = j * win->dilation[1] - win->pad[1];
+                int64_t lo, hi, sw = win->stride[1];
+                valid_range(d->w, offw, win->stride[1], d->ow, &lo, &hi);
+                for (int64_t oh = 0; oh < d->oh; oh++) {
+                    int64_t ih = oh * win->stride[0] + offh;
+                    if (ih < 0 || ih >= d->h) continue;
+                    int64_t at = ih * d->w + offw, src = r * ncols + s * d->p + oh * d->ow;
+                    if (dbl) {
+                        const double *v = (const double *)dcol + src;
+                        for (int64_t ow = lo; ow < hi; ow++) a[at + ow * sw] += v[ow];
+                    } else {
+                        const float *v = (const float *)dcol + src;
+                        for (int64_t ow = lo; ow < hi; ow++) a[at + ow * sw] += v[ow];
                     }
                 }
-                ct_st(dx->data, dx->dtype, (((n0 + s) * d->c + c) * d->h + ih) * d->w + iw, acc);
             }
+        int64_t base = (n0 + s) * d->c * hw + c * hw;
+        if (dx->dtype == CT_F32)
+            for (int64_t t = 0; t < hw; t++) ((float *)dx->data)[base + t] = (float)a[t];
+        else
+            for (int64_t t = 0; t < hw; t++) ct_st(dx->data, dx->dtype, base + t, a[t]);
     }
 }
 
@@ -272,12 +286,15 @@ static ct_status prepare(const ct_kargs *k, conv_dims *d) {
     return CT_OK;
 }
 
-/* Scratch layout: col [K, nb * P], then mat [O, nb * P], then wbuf. */
-static void scratch_parts(const ct_kargs *k, const conv_dims *d, void **col, void **mat, void **wbuf) {
+/* Scratch layout: col [K, nb * P], then mat [O, nb * P], then wbuf, then
+ * (grad input) col2im's accumulators, aligned for doubles. */
+static double *scratch_parts(const ct_kargs *k, const conv_dims *d, void **col, void **mat, void **wbuf) {
     size_t es = compute_size(k->out.dtype);
     *col = k->scratch;
     *mat = (char *)*col + (size_t)(d->k * d->nb * d->p) * es;
     *wbuf = (char *)*mat + (size_t)(d->o * d->nb * d->p) * es;
+    uintptr_t end = (uintptr_t)((char *)*wbuf + (size_t)(needs_wbuf(k) ? d->o * d->kg : 0) * es);
+    return (double *)((end + 7) / 8 * 8);
 }
 
 static ct_status k_conv2d(const ct_kargs *k) {
@@ -309,7 +326,7 @@ static ct_status k_conv2d_grad_input(const ct_kargs *k) {
     bool dbl = is_f64(k->out.dtype);
     size_t es = compute_size(k->out.dtype);
     void *dcol, *mat, *wbuf;
-    scratch_parts(k, &d, &dcol, &mat, &wbuf);
+    double *acc = scratch_parts(k, &d, &dcol, &mat, &wbuf);
     const void *w = weight_compute(&k->in[1], &d, wbuf);
     for (int64_t n0 = 0; n0 < d.n; n0 += d.nb) {
         int64_t nb = d.n - n0 < d.nb ? d.n - n0 : d.nb, ncols = nb * d.p;
@@ -318,7 +335,7 @@ static ct_status k_conv2d_grad_input(const ct_kargs *k) {
             gemm(dbl, true, false, d.kg, ncols, d.og, (const char *)w + (size_t)(g * d.og * d.kg) * es, d.kg,
                  (const char *)mat + (size_t)(g * d.og * ncols) * es, ncols, false,
                  (char *)dcol + (size_t)(g * d.kg * ncols) * es, ncols);
-        col2im(dcol, &d, n0, nb, dbl, &k->out);
+        col2im(dcol, &d, n0, nb, dbl, acc, &k->out);
     }
     return CT_OK;
 }

@@ -6,11 +6,11 @@
  * over its elements inside the input (padding is -inf and never wins), and
  * the average divides by KH * KW (padding counts as zeros).
  *
- * Both gradients are gathers: each dx element sums, in double and in a
- * fixed order, the dy of the windows that hold it (for max pooling, those
- * whose first maximum it is; the maxima are found again from x into the
- * scratch area first). Overlapping windows therefore need no atomics and
- * give the same bits on every run.
+ * Both gradients sum in double and in a fixed order, plane by plane:
+ * average pooling's as a gather (each dx element adds the dy of the
+ * windows holding it), max pooling's by adding each window's dy to the
+ * scratch accumulator of its first maximum, found again from x. Overlapping
+ * windows therefore need no atomics and give the same bits on every run.
  */
 #include <math.h>
 #include <stdint.h>
@@ -54,7 +54,7 @@ static ct_status pool_dims_of(const char *op, const ct_kargs *k, const ct_tview 
 }
 
 /* The part of window (oh, ow) inside the input: rows [*h0, *h1), columns [*w0, *w1). */
-static void window(const pool_dims *d, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
+static inline void window(const pool_dims *d, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
     const ct_window2d *win = d->win;
     int64_t hs = oh * win->stride[0] - win->pad[0], ws = ow * win->stride[1] - win->pad[1];
     *h0 = hs < 0 ? 0 : hs;
@@ -72,19 +72,23 @@ static void holders(int64_t i, int k, int stride, int pad, int64_t outs, int64_t
 }
 
 /* Plane-local index of the first maximum of window (oh, ow) of plane pl;
- * a NaN is the maximum (the first NaN), as in ct_max. */
-static int64_t window_argmax(const ct_tview *x, const pool_dims *d, int64_t pl, int64_t oh, int64_t ow) {
+ * a NaN is the maximum (the first NaN), as in ct_max. F32, the common
+ * case, reads the floats directly. */
+static inline int64_t window_argmax(const ct_tview *x, const pool_dims *d, int64_t pl, int64_t oh, int64_t ow) {
     int64_t h0, h1, w0, w1;
     window(d, oh, ow, &h0, &h1, &w0, &w1);
     int64_t base = pl * d->h * d->w, best = h0 * d->w + w0;
     double m = -INFINITY;
+    const float *xf = x->dtype == CT_F32 ? (const float *)x->data + base : NULL;
     for (int64_t ih = h0; ih < h1; ih++)
         for (int64_t iw = w0; iw < w1; iw++) {
-            double v = ct_ld(x->data, x->dtype, base + ih * d->w + iw);
-            if (isnan(v)) return ih * d->w + iw;
+            int64_t at = ih * d->w + iw;
+            double v = xf ? xf[at] : ct_ld(x->data, x->dtype, base + at);
             if (v > m) {
                 m = v;
-                best = ih * d->w + iw;
+                best = at;
+            } else if (isnan(v)) {
+                return at;
             }
         }
     return best;
@@ -106,11 +110,13 @@ static ct_status k_max_pool2d(const ct_kargs *k) {
 }
 
 size_t ct_cpu_pool_scratch(const ct_kargs *k) {
-    /* MAX_POOL2D_GRAD: the argmax of every window, plane-local. */
-    return k->op == CT_OP_MAX_POOL2D_GRAD && k->n_in == 2 ? (size_t)k->in[1].numel * sizeof(int64_t) : 0;
+    /* MAX_POOL2D_GRAD: a double accumulator per element of dx. */
+    return k->op == CT_OP_MAX_POOL2D_GRAD ? (size_t)k->out.numel * sizeof(double) : 0;
 }
 
-/* Inputs: x, dy. */
+/* Inputs: x, dy. Each window adds its dy to the accumulator of its first
+ * maximum (windows in row-major order), then each plane is rounded once
+ * into dx. */
 static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     if (k->n_in != 2) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: expected 2 inputs, got %d", k->n_in);
     const ct_tview *x = &k->in[0], *dy = &k->in[1], *dx = &k->out;
@@ -119,27 +125,15 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     if (s != CT_OK) return s;
     if (dx->numel != x->numel) return ct_error(CT_ERR_SHAPE, "cpu max_pool2d_grad: dx and x differ in size");
     if (!k->scratch) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: no scratch");
-    int64_t *arg = k->scratch;
-    const ct_window2d *win = d.win;
+    int64_t hw = d.h * d.w;
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t pl = 0; pl < d.planes; pl++) {
-        int64_t *a = arg + pl * d.oh * d.ow;
+        double *acc = (double *)k->scratch + pl * hw;
+        for (int64_t t = 0; t < hw; t++) acc[t] = 0.0;
         for (int64_t oh = 0; oh < d.oh; oh++)
-            for (int64_t ow = 0; ow < d.ow; ow++) a[oh * d.ow + ow] = window_argmax(x, &d, pl, oh, ow);
-        for (int64_t ih = 0; ih < d.h; ih++) {
-            int64_t hlo, hhi;
-            holders(ih, win->kernel[0], win->stride[0], win->pad[0], d.oh, &hlo, &hhi);
-            for (int64_t iw = 0; iw < d.w; iw++) {
-                int64_t wlo, whi, here = ih * d.w + iw;
-                holders(iw, win->kernel[1], win->stride[1], win->pad[1], d.ow, &wlo, &whi);
-                double acc = 0.0;
-                for (int64_t oh = hlo; oh < hhi; oh++)
-                    for (int64_t ow = wlo; ow < whi; ow++)
-                        if (a[oh * d.ow + ow] == here)
-                            acc += ct_ld(dy->data, dy->dtype, (pl * d.oh + oh) * d.ow + ow);
-                ct_st(dx->data, dx->dtype, pl * d.h * d.w + here, acc);
-            }
-        }
+            for (int64_t ow = 0; ow < d.ow; ow++)
+                acc[window_argmax(x, &d, pl, oh, ow)] += ct_ld(dy->data, dy->dtype, (pl * d.oh + oh) * d.ow + ow);
+        for (int64_t t = 0; t < hw; t++) ct_st(dx->data, dx->dtype, pl * hw + t, acc[t]);
     }
     return CT_OK;
 }
