@@ -19,6 +19,7 @@ static void fill_table(void) {
     memset(table, 0, sizeof table);
     ct_cpu_register_conv(table);
     ct_cpu_register_pool(table);
+    ct_cpu_register_nn(table); /* dropout2d */
 }
 
 TestSuite(cpu_conv_kernels, .init = fill_table, .timeout = 120);
@@ -355,7 +356,7 @@ Test(cpu_conv_kernels, dropout2d_drops_whole_channels_with_the_philox_rule) {
                           ct_dtype_name(dt), (long long)ch, (long long)t, got, want);
             }
         }
-        cr_assert(kept > 0 && kept < channels, "kept %d of %d channels", kept, channels);
+        cr_assert(kept > 0 && kept < channels, "kept %d of %lld channels", kept, (long long)channels);
         /* The backward is the same op on dy: the same channels drop. */
         cr_assert_eq(run(CT_OP_DROPOUT2D, &a, &y.v, 1, back.v, true, 9), CT_OK);
         for (int64_t t = 0; t < x.v.numel; t++)

@@ -1,4 +1,5 @@
-/* CPU pooling (max, average) with their gradients, and channel dropout.
+/* CPU pooling (max, average) with their gradients. (Channel dropout shares
+ * dropout's kernel, in k_nn.c.)
  *
  * Direct loops over [N, C, H, W] planes, one plane per OpenMP iteration.
  * The shape rule (src/core/ops_conv.c) keeps the padding at most half the
@@ -18,7 +19,6 @@
 
 #include "core/conv_geom.h"
 #include "cpu/cpu_util.h"
-#include "ctrain/rng.h"
 
 #define PAR_MIN 4096 /* elements below which threads cost more than they save */
 
@@ -184,43 +184,9 @@ static ct_status k_avg_pool2d_grad(const ct_kargs *k) {
     return CT_OK;
 }
 
-/* Channel dropout: element i belongs to channel i / S (S = the product of
- * the axes after the channel axis), whose Philox draw decides for all of
- * its elements. The backward node reruns this on dy with the same stream. */
-static ct_status k_dropout2d(const ct_kargs *k) {
-    if (!k->attr || k->n_in != 1) return ct_error(CT_ERR_INTERNAL, "cpu dropout2d: bad arguments");
-    const ct_tview *x = &k->in[0], *o = &k->out;
-    double p = k->attr->alpha;
-    if (!ct_dtype_is_float(x->dtype) || x->dtype != o->dtype)
-        return ct_error(CT_ERR_DTYPE, "cpu dropout2d: input %s, output %s (one float dtype)", ct_dtype_name(x->dtype),
-                        ct_dtype_name(o->dtype));
-    if (x->shape.ndim < 2 || x->numel != o->numel)
-        return ct_error(CT_ERR_SHAPE, "cpu dropout2d: input and output must be the same [N, C, ...]");
-    if (!(p >= 0.0 && p <= 1.0)) return ct_error(CT_ERR_INVALID_ARG, "cpu dropout2d: p = %g is outside [0, 1]", p);
-    size_t bytes = (size_t)x->numel * ct_dtype_size(x->dtype);
-    if (!k->training || p == 0.0) {
-        if (o->data != x->data) memmove(o->data, x->data, bytes);
-        return CT_OK;
-    }
-    if (p == 1.0) {
-        memset(o->data, 0, bytes); /* zero bits are +0 in every float dtype */
-        return CT_OK;
-    }
-    int64_t channels = x->shape.dim[0] * x->shape.dim[1], per = x->numel / channels;
-    double scale = 1.0 / (1.0 - p);
-#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
-    for (int64_t ch = 0; ch < channels; ch++) {
-        bool keep = ct_philox_uniform(k->seed, k->attr->stream, k->step, (uint64_t)ch) >= p;
-        for (int64_t t = ch * per; t < (ch + 1) * per; t++)
-            ct_st(o->data, o->dtype, t, keep ? ct_ld(x->data, x->dtype, t) * scale : 0.0);
-    }
-    return CT_OK;
-}
-
 void ct_cpu_register_pool(ct_kernel_fn *t) {
     t[CT_OP_MAX_POOL2D] = k_max_pool2d;
     t[CT_OP_MAX_POOL2D_GRAD] = k_max_pool2d_grad;
     t[CT_OP_AVG_POOL2D] = k_avg_pool2d;
     t[CT_OP_AVG_POOL2D_GRAD] = k_avg_pool2d_grad;
-    t[CT_OP_DROPOUT2D] = k_dropout2d;
 }
