@@ -89,7 +89,9 @@ static ct_node stride_negative(ct_graph *g) {
 static ct_node padding_negative(ct_graph *g) {
     return conv_of(g, S4(2, 4, 8, 8), S4(4, 4, 3, 3), ct_conv_geom(1, -1, 1, 1));
 }
-static ct_node dilation_zero(ct_graph *g) { return conv_of(g, S4(2, 4, 8, 8), S4(4, 4, 3, 3), ct_conv_geom(1, 0, 0, 1)); }
+static ct_node dilation_zero(ct_graph *g) {
+    return conv_of(g, S4(2, 4, 8, 8), S4(4, 4, 3, 3), ct_conv_geom(1, 0, 0, 1));
+}
 static ct_node x_not_4d(ct_graph *g) { return conv_of(g, S3(4, 8, 8), S4(4, 4, 3, 3), CT_CONV2D_DEFAULT); }
 static ct_node weight_not_4d(ct_graph *g) { return conv_of(g, S4(2, 4, 8, 8), S3(4, 4, 9), CT_CONV2D_DEFAULT); }
 static ct_node bias_wrong(ct_graph *g) {
@@ -152,7 +154,8 @@ Test(conv, pool_and_dropout2d_errors_at_build_time) {
     expect_error("pool kernel 0", pool_kernel_zero, CT_ERR_INVALID_ARG, "max_pool2d: kernel 0x0", NULL);
     expect_error("pool dtype", pool_of_ints, CT_ERR_DTYPE, "max_pool2d: x is i32", NULL);
     expect_error("global pool of 2-d", gap_2d, CT_ERR_SHAPE, "global_avg_pool2d: x [4, 9] has 2 axes", NULL);
-    expect_error("flatten axis", flatten_axis, CT_ERR_INVALID_ARG, "flatten: start axis 3 is out of range", "[2, 3, 4]");
+    expect_error("flatten axis", flatten_axis, CT_ERR_INVALID_ARG, "flatten: start axis 3 is out of range",
+                 "[2, 3, 4]");
     expect_error("dropout2d p", dropout2d_p, CT_ERR_INVALID_ARG, "dropout2d: p = 1.5", NULL);
     expect_error("dropout2d 1-d", dropout2d_1d, CT_ERR_SHAPE, "dropout2d: x [5]", NULL);
 }
@@ -174,7 +177,8 @@ static ct_node layer_no_name(ct_graph *g) {
 }
 
 Test(conv, layer_errors_name_the_layer) {
-    expect_error("layer groups", layer_groups, CT_ERR_SHAPE, "conv2d 'c1': groups 2 must be >= 1 and divide", "3 input");
+    expect_error("layer groups", layer_groups, CT_ERR_SHAPE, "conv2d 'c1': groups 2 must be >= 1 and divide",
+                 "3 input");
     expect_error("layer kernel", layer_kernel, CT_ERR_SHAPE, "conv2d: kernel 7x7", "[2, 3, 4, 4]");
     expect_error("layer reuse", layer_reuse_other_channels, CT_ERR_SHAPE, "conv2d 'c1': input [2, 4, 6, 6] has 4",
                  "the existing 'c1.weight' is [4, 3, 3, 3]");
@@ -308,10 +312,12 @@ Test(conv, small_cnn_learns_where_the_square_is) {
     float xs[N * 64];
     int32_t ys[N];
     for (int n = 0; n < N; n++) {
-        int r = (int)(ct_philox_uniform(9, 1, 0, (uint64_t)n) * 7), c = (int)(ct_philox_uniform(9, 2, 0, (uint64_t)n) * 7);
+        int r = (int)(ct_philox_uniform(9, 1, 0, (uint64_t)n) * 7);
+        int c = (int)(ct_philox_uniform(9, 2, 0, (uint64_t)n) * 7);
         ys[n] = c >= 4 ? 1 : 0;
         if (c == 3) c = ys[n] ? 4 : 2; /* never straddling the middle */
-        for (int i = 0; i < 64; i++) xs[n * 64 + i] = 0.1f * (ct_philox_uniform(9, 3, 0, (uint64_t)(n * 64 + i)) - 0.5f);
+        for (int i = 0; i < 64; i++)
+            xs[n * 64 + i] = 0.1f * (ct_philox_uniform(9, 3, 0, (uint64_t)(n * 64 + i)) - 0.5f);
         for (int i = 0; i < 2; i++)
             for (int j = 0; j < 2; j++) xs[n * 64 + (r + i) * 8 + c + j] += 1.0f;
     }

@@ -276,7 +276,8 @@ static void pool_reference(const pool_case *pc, ct_shape ys, const double *x, co
 
 static void check_pool(const pool_case *pc, ct_dtype dt, bool ties) {
     ct_window2d win = pc->win;
-    ct_shape ys = S4(pc->x.dim[0], pc->x.dim[1], ct_window_out(pc->x.dim[2], win.kernel[0], win.stride[0], win.pad[0], 1),
+    ct_shape ys = S4(pc->x.dim[0], pc->x.dim[1],
+                     ct_window_out(pc->x.dim[2], win.kernel[0], win.stride[0], win.pad[0], 1),
                      ct_window_out(pc->x.dim[3], win.kernel[1], win.stride[1], win.pad[1], 1));
     tensor x = make(dt, pc->x, true), dy = make(dt, ys, true);
     if (ties) /* few distinct values: many windows have tied maxima */
@@ -352,8 +353,9 @@ Test(cpu_conv_kernels, dropout2d_drops_whole_channels_with_the_philox_rule) {
             kept += keep;
             for (int64_t t = ch * per; t < (ch + 1) * per; t++) {
                 double want = keep ? x.d[t] / (1.0 - p) : 0.0, got = ct_ld(y.v.data, dt, t);
-                cr_assert(fabs(got - want) <= tol_of(dt) * fmax(1.0, fabs(want)), "%s channel %lld elem %lld: %g, want %g",
-                          ct_dtype_name(dt), (long long)ch, (long long)t, got, want);
+                cr_assert(fabs(got - want) <= tol_of(dt) * fmax(1.0, fabs(want)),
+                          "%s channel %lld elem %lld: %g, want %g", ct_dtype_name(dt), (long long)ch, (long long)t,
+                          got, want);
             }
         }
         cr_assert(kept > 0 && kept < channels, "kept %d of %lld channels", kept, (long long)channels);

@@ -78,3 +78,22 @@ ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m) {
     snprintf(name, sizeof name, "fc%d", m->n_hidden + 1);
     return ct_linear(g, name, h, m->classes, true, w_init);
 }
+
+void model_describe_image(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap) {
+    size_t len;
+    int width = model_width(cfg), depth = model_depth(cfg);
+    if (strcmp(cfg->model, "resnet") == 0) {
+        len = (size_t)snprintf(buf, cap, "resnet-%d %lld, width %d, %d block%s/stage, -%lld %s", 6 * depth + 2,
+                               (long long)inputs, width, depth, depth == 1 ? "" : "s", (long long)cfg->classes,
+                               cfg->activation);
+    } else {
+        len = (size_t)snprintf(buf, cap, "cnn %lld-conv5x5(%d)-pool-conv5x5(%d)-pool", (long long)inputs, width,
+                               2 * width);
+        for (int i = 0; i < cfg->n_hidden && len < cap; i++)
+            len += (size_t)snprintf(buf + len, cap - len, "-%lld", (long long)cfg->hidden[i]);
+        if (len < cap)
+            len += (size_t)snprintf(buf + len, cap - len, "-%lld %s", (long long)cfg->classes, cfg->activation);
+        if (len < cap && cfg->batchnorm) len += (size_t)snprintf(buf + len, cap - len, " batchnorm");
+    }
+    if (len < cap && cfg->dropout > 0) snprintf(buf + len, cap - len, " dropout %g", cfg->dropout);
+}

@@ -77,25 +77,11 @@ bool model_parse_hidden(const char *text, model_cfg *cfg) {
 }
 
 void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap) {
-    size_t len = 0;
-    if (strcmp(cfg->model, "resnet") == 0) {
-        len = (size_t)snprintf(buf, cap, "resnet-%d width %d, %d block%s/stage -%lld %s", 6 * model_depth(cfg) + 2,
-                               model_width(cfg), model_depth(cfg), model_depth(cfg) == 1 ? "" : "s",
-                               (long long)cfg->classes, cfg->activation);
-    } else if (strcmp(cfg->model, "cnn") == 0) {
-        len = (size_t)snprintf(buf, cap, "cnn %lld-conv5x5(%d)-pool-conv5x5(%d)-pool", (long long)inputs,
-                               model_width(cfg), 2 * model_width(cfg));
-        for (int i = 0; i < cfg->n_hidden && len < cap; i++)
-            len += (size_t)snprintf(buf + len, cap - len, "-%lld", (long long)cfg->hidden[i]);
-        if (len < cap) len += (size_t)snprintf(buf + len, cap - len, "-%lld %s", (long long)cfg->classes, cfg->activation);
-    }
     if (model_is_image(cfg)) {
-        if (len < cap && cfg->batchnorm && strcmp(cfg->model, "cnn") == 0)
-            len += (size_t)snprintf(buf + len, cap - len, " batchnorm");
-        if (len < cap && cfg->dropout > 0) snprintf(buf + len, cap - len, " dropout %g", cfg->dropout);
+        model_describe_image(cfg, inputs, buf, cap);
         return;
     }
-    len = (size_t)snprintf(buf, cap, "%s %lld", cfg->model, (long long)inputs);
+    size_t len = (size_t)snprintf(buf, cap, "%s %lld", cfg->model, (long long)inputs);
     for (int i = 0; i < cfg->n_hidden && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "-%lld", (long long)cfg->hidden[i]);
     if (len < cap) len += (size_t)snprintf(buf + len, cap - len, "-%lld %s", (long long)cfg->classes, cfg->activation);

@@ -45,6 +45,8 @@ ct_node model_build_resnet(ct_graph *g, ct_node x, const model_cfg *m);
 /* The width and depth a cfg means (its own, or the model's default). */
 int model_width(const model_cfg *m);
 int model_depth(const model_cfg *m);
+/* model_describe for the image models. */
+void model_describe_image(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap);
 /* True for a model that takes images [C, H, W]. */
 bool model_is_image(const model_cfg *m);
 /* An image model's input as [N, C, H, W]: x as it is if it has 4 axes,

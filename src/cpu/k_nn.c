@@ -155,7 +155,8 @@ static ct_status k_dropout(const ct_kargs *k) {
      * (one channel of [N, C, ...]), element i taking draw i / per. */
     int64_t per = 1;
     if (k->op == CT_OP_DROPOUT2D) {
-        if (x->shape.ndim < 2) return ct_error(CT_ERR_SHAPE, "dropout2d: input has %d axes, need [N, C, ...]", x->shape.ndim);
+        if (x->shape.ndim < 2)
+            return ct_error(CT_ERR_SHAPE, "dropout2d: input has %d axes, need [N, C, ...]", x->shape.ndim);
         int64_t channels = x->shape.dim[0] * x->shape.dim[1];
         per = channels > 0 ? n / channels : 1;
     }

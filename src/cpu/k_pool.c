@@ -54,7 +54,8 @@ static ct_status pool_dims_of(const char *op, const ct_kargs *k, const ct_tview 
 }
 
 /* The part of window (oh, ow) inside the input: rows [*h0, *h1), columns [*w0, *w1). */
-static inline void window(const pool_dims *d, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1) {
+static inline void window(const pool_dims *d, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0,
+                          int64_t *w1) {
     const ct_window2d *win = d->win;
     int64_t hs = oh * win->stride[0] - win->pad[0], ws = ow * win->stride[1] - win->pad[1];
     *h0 = hs < 0 ? 0 : hs;
@@ -177,7 +178,8 @@ static ct_status k_avg_pool2d_grad(const ct_kargs *k) {
                 holders(iw, win->kernel[1], win->stride[1], win->pad[1], d.ow, &wlo, &whi);
                 double acc = 0.0;
                 for (int64_t oh = hlo; oh < hhi; oh++)
-                    for (int64_t ow = wlo; ow < whi; ow++) acc += ct_ld(dy->data, dy->dtype, (pl * d.oh + oh) * d.ow + ow);
+                    for (int64_t ow = wlo; ow < whi; ow++)
+                        acc += ct_ld(dy->data, dy->dtype, (pl * d.oh + oh) * d.ow + ow);
                 ct_st(dx->data, dx->dtype, (pl * d.h + ih) * d.w + iw, acc * inv);
             }
         }
