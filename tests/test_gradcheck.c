@@ -28,6 +28,8 @@ static const char *const COVERED[] = {
     "mean",   "max",     "reshape",     "permute", "concat",  "slice",     "embedding",
     "dropout", "cross_entropy", "mse",  "bce_with_logits", "cast",
     "batch_norm", "layer_norm",
+    /* checked in test_gradcheck_conv.c */
+    "conv2d", "max_pool2d", "avg_pool2d", "dropout2d",
 };
 #define N_COVERED ((int)(sizeof COVERED / sizeof COVERED[0]))
 

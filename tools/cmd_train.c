@@ -49,12 +49,18 @@ void cmd_train_usage(FILE *out) {
         "  --noise-std X           noise: Gaussian, std X in [0, 1] pixel units (default %g)\n"
         "  --cutout-size N         cutout: blank an N x N square (default %d)\n"
         "model:\n"
-        "  --model mlp             the model (default mlp)\n"
+        "  --model mlp|cnn|resnet  the model (default mlp); cnn: two conv5x5 blocks\n"
+        "                          (--width, 2x --width channels, relu, max pool 2) and\n"
+        "                          a classifier (--hidden, default 128); resnet: a\n"
+        "                          CIFAR-style ResNet with batch norm (docs/conv.md)\n"
+        "  --width N               cnn, resnet: base channels (default 32 cnn, 16 resnet)\n"
+        "  --depth N               resnet: residual blocks per stage, 3 stages (default 1)\n"
         "  --hidden N,N,...        hidden layer sizes (default 512,256)\n"
         "  --activation NAME       relu, leaky_relu, gelu, gelu_tanh, tanh, sigmoid, silu,\n"
         "                          identity (default relu)\n"
         "  --dropout P             dropout after each hidden layer (default %g)\n"
-        "  --batchnorm             batch norm after each hidden linear layer\n"
+        "  --batchnorm             batch norm after each hidden linear layer (cnn: after\n"
+        "                          each conv)\n"
         "  --init default|xavier|kaiming   weight initialisation (default: PyTorch's)\n"
         "training:\n"
         "  --epochs N              epochs (default %d)\n"
@@ -209,6 +215,14 @@ static int parse_args(int argc, char **argv, train_cfg *c, bool *done) {
         return cli_usage_error(CMD, "--resume and --init-from exclude each other (a resumed run has its weights)");
     if (c->early_stop && c->data.val_split <= 0)
         return cli_usage_error(CMD, "--early-stop needs a validation set: add --val-split, e.g. 0.1");
+    if (!model_is_image(&c->model) && c->model.width)
+        return cli_usage_error(CMD, "--width is for --model cnn or resnet");
+    if (strcmp(c->model.model, "resnet") != 0 && c->model.depth)
+        return cli_usage_error(CMD, "--depth is for --model resnet");
+    if (strcmp(c->model.model, "resnet") == 0 && c->model.hidden_given)
+        return cli_usage_error(CMD, "--hidden is for --model mlp or cnn (resnet's head is one linear layer)");
+    if (strcmp(c->model.model, "resnet") == 0 && c->model.batchnorm)
+        return cli_usage_error(CMD, "--batchnorm: resnet always has batch norm");
     if (strcmp(c->data.kind, "csv") == 0 && !c->data.train_file)
         return cli_usage_error(CMD, "--data csv needs --train-file FILE");
     /* Combinations the library would refuse too, said in terms of flags. */
@@ -386,6 +400,13 @@ int cmd_train(int argc, char **argv) {
     }
     c.data.split_seed = c.data_seed_set ? c.data_seed : c.seed;
     if (!data_load_train(CMD, &c.data, &d)) goto out;
+    const char *why;
+    if (!model_input_ok(&c.model, ct_dataset_sample_shape(d.train), &why)) {
+        char s[96];
+        fprintf(stderr, "ctrain: %s: --model %s: %s; %s has samples %s\n", CMD, c.model.model, why, d.where,
+                ct_shape_str(ct_dataset_sample_shape(d.train), s, sizeof s));
+        goto out;
+    }
     c.model.classes = ct_dataset_num_classes(d.train);
     if (d.val && ct_dataset_num_classes(d.val) > c.model.classes) c.model.classes = ct_dataset_num_classes(d.val);
     if (d.test && ct_dataset_num_classes(d.test) > c.model.classes) c.model.classes = ct_dataset_num_classes(d.test);

@@ -21,7 +21,7 @@
 
 #include "train_cli.h"
 
-static bool init_rule(const char *init, ct_init *out) {
+bool model_init_rule(const char *init, ct_init *out) {
     if (strcmp(init, "xavier") == 0) {
         *out = ct_init_xavier_uniform(1.0);
         return true;
@@ -37,11 +37,13 @@ static bool init_rule(const char *init, ct_init *out) {
 ct_node model_build(ct_graph *g, ct_node x, bool training, void *user) {
     (void)training; /* dropout and batch norm follow the program's mode */
     const model_cfg *m = user;
+    if (strcmp(m->model, "cnn") == 0) return model_build_cnn(g, x, m);
+    if (strcmp(m->model, "resnet") == 0) return model_build_resnet(g, x, m);
     ct_shape s = ct_node_shape(g, x);
     if (s.ndim < 1) return CT_NO_NODE;
     ct_node h = s.ndim == 2 ? x : ct_reshape(g, x, (ct_shape){2, {s.dim[0], -1}});
     ct_init rule;
-    const ct_init *w_init = init_rule(m->init, &rule) ? &rule : NULL;
+    const ct_init *w_init = model_init_rule(m->init, &rule) ? &rule : NULL;
     char name[32];
     for (int i = 0; i < m->n_hidden; i++) {
         snprintf(name, sizeof name, "fc%d", i + 1);
@@ -75,6 +77,10 @@ bool model_parse_hidden(const char *text, model_cfg *cfg) {
 }
 
 void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap) {
+    if (model_is_image(cfg)) {
+        model_describe_image(cfg, inputs, buf, cap);
+        return;
+    }
     size_t len = (size_t)snprintf(buf, cap, "%s %lld", cfg->model, (long long)inputs);
     for (int i = 0; i < cfg->n_hidden && len < cap; i++)
         len += (size_t)snprintf(buf + len, cap - len, "-%lld", (long long)cfg->hidden[i]);
@@ -98,6 +104,11 @@ char *model_to_json(const model_cfg *cfg) {
     cJSON_AddItemToObject(o, "dropout", cJSON_CreateNumber(cfg->dropout));
     cJSON_AddItemToObject(o, "batchnorm", cJSON_CreateBool(cfg->batchnorm));
     cJSON_AddItemToObject(o, "classes", cJSON_CreateNumber((double)cfg->classes));
+    /* Only the image models have these: an MLP's record stays as it was. */
+    if (model_is_image(cfg)) {
+        cJSON_AddItemToObject(o, "width", cJSON_CreateNumber(model_width(cfg)));
+        cJSON_AddItemToObject(o, "depth", cJSON_CreateNumber(model_depth(cfg)));
+    }
     char *text = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     return text;
@@ -121,8 +132,20 @@ bool model_from_json(const char *json, model_cfg *cfg, const char **why) {
         !cJSON_IsBool(bn) || !cJSON_IsNumber(classes))
         goto out;
     *why = "unknown model";
-    if (strcmp(model->valuestring, "mlp") != 0) goto out;
+    if (strcmp(model->valuestring, "mlp") != 0 && strcmp(model->valuestring, "cnn") != 0 &&
+        strcmp(model->valuestring, "resnet") != 0)
+        goto out;
     snprintf(cfg->model, sizeof cfg->model, "%s", model->valuestring);
+    if (model_is_image(cfg)) {
+        const cJSON *width = cJSON_GetObjectItemCaseSensitive(o, "width");
+        const cJSON *depth = cJSON_GetObjectItemCaseSensitive(o, "depth");
+        *why = "bad width or depth";
+        if (!cJSON_IsNumber(width) || !cJSON_IsNumber(depth) || width->valuedouble < 1 ||
+            width->valuedouble > MODEL_MAX_WIDTH || depth->valuedouble < 1 || depth->valuedouble > MODEL_MAX_DEPTH)
+            goto out;
+        cfg->width = (int)width->valuedouble;
+        cfg->depth = (int)depth->valuedouble;
+    }
     *why = "bad hidden sizes";
     const cJSON *e;
     cJSON_ArrayForEach(e, hidden) {

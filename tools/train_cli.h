@@ -20,7 +20,7 @@
  * the classes. The names are those of a torch.nn module with attributes
  * fc1, bn1, fc2, ... so that weights move between the two. */
 typedef struct model_cfg {
-    char model[16];        /* "mlp" */
+    char model[16];        /* "mlp", "cnn", "resnet" */
     int64_t hidden[MLP_MAX_HIDDEN];
     int n_hidden;
     char activation[16];
@@ -28,7 +28,37 @@ typedef struct model_cfg {
     bool batchnorm;
     char init[16];         /* "default", "xavier", "kaiming" */
     int64_t classes;       /* set from the data */
+    int width;             /* cnn, resnet: base channels (0: the model's default) */
+    int depth;             /* resnet: residual blocks per stage (0: the default) */
+    bool hidden_given;     /* --hidden was given (else cnn takes its own default) */
 } model_cfg;
+
+/* The image models (model_cnn.c, model_resnet.c) and their defaults. */
+#define CNN_DEFAULT_WIDTH 32
+#define CNN_DEFAULT_HIDDEN 128
+#define RESNET_DEFAULT_WIDTH 16
+#define RESNET_DEFAULT_DEPTH 1
+#define MODEL_MAX_WIDTH 4096
+#define MODEL_MAX_DEPTH 64
+ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m);
+ct_node model_build_resnet(ct_graph *g, ct_node x, const model_cfg *m);
+/* The width and depth a cfg means (its own, or the model's default). */
+int model_width(const model_cfg *m);
+int model_depth(const model_cfg *m);
+/* model_describe for the image models. */
+void model_describe_image(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap);
+/* True for a model that takes images [C, H, W]. */
+bool model_is_image(const model_cfg *m);
+/* An image model's input as [N, C, H, W]: x as it is if it has 4 axes,
+ * [N, 1, H, W] from [N, H, W], [N, 1, S, S] from [N, S * S]. CT_NO_NODE
+ * (nothing added) for anything else. */
+ct_node model_image_input(ct_graph *g, ct_node x);
+/* For an error message before building: false (with *why set) when the
+ * samples of this shape are not images the model takes. */
+bool model_input_ok(const model_cfg *m, ct_shape sample, const char **why);
+/* The weight initialisation the --init option names; false for
+ * "default" (each layer's PyTorch default). */
+bool model_init_rule(const char *init, ct_init *out);
 
 /* The ct_model_fn for a model_cfg (user = the cfg). */
 ct_node model_build(ct_graph *g, ct_node x, bool training, void *user);

@@ -211,6 +211,7 @@ static const char *const flag_names[] = {"nesterov", "amsgrad",   "centered",   
 static const char *const value_names[] = {
     "data", "data-dir", "train-file", "test-file", "label-column", "train-limit", "test-limit", "val-split",
     "model", "hidden", "activation", "dropout", "init", "epochs", "steps", "batch-size", "eval-batch-size",
+    "width", "depth",
     "accum", "optim", "lr", "momentum", "dampening", "betas", "eps", "alpha", "weight-decay", "l1", "schedule",
     "schedule-unit", "step-size", "gamma", "milestones", "t-max", "eta-min", "max-lr", "step-size-up",
     "step-size-down", "cyclic-mode", "total-steps", "pct-start", "div-factor", "final-div-factor", "anneal",
@@ -279,11 +280,25 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("val-split")) return get_fraction(opt, v, &c->data.val_split);
     /* ---- model */
     else if (IS("model")) {
-        if (strcmp(v, "mlp") != 0) return bad(opt, "mlp", v);
+        static const char *const models[] = {"mlp", "cnn", "resnet"};
+        if (!one_of(opt, v, models, 3, &k)) return 0;
+        snprintf(c->model.model, sizeof c->model.model, "%s", models[k]);
+        /* Each model's own classifier unless --hidden says otherwise (in
+         * whichever order the two come). */
+        if (!c->model.hidden_given && k == 1) {
+            c->model.hidden[0] = CNN_DEFAULT_HIDDEN;
+            c->model.n_hidden = 1;
+        } else if (!c->model.hidden_given) {
+            c->model.hidden[0] = 512;
+            c->model.hidden[1] = 256;
+            c->model.n_hidden = 2;
+        }
     } else if (IS("hidden")) {
         if (!model_parse_hidden(v, &c->model))
             return bad(opt, "layer sizes (positive integers) separated by commas, e.g. 512,256", v);
-    } else if (IS("activation")) {
+        c->model.hidden_given = true;
+    } else if (IS("width")) return get_int(opt, v, 1, MODEL_MAX_WIDTH, &c->model.width);
+    else if (IS("depth")) return get_int(opt, v, 1, MODEL_MAX_DEPTH, &c->model.depth); else if (IS("activation")) {
         if (!ct_activation_valid(v))
             return bad(opt, "one of relu, leaky_relu, gelu, gelu_tanh, tanh, sigmoid, silu, identity", v);
         return copy_word(opt, v, c->model.activation, sizeof c->model.activation);

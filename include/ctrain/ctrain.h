@@ -10,6 +10,7 @@
 #include "ctrain/init.h"
 #include "ctrain/graph.h"
 #include "ctrain/ops.h"
+#include "ctrain/conv.h"
 #include "ctrain/nn.h"
 #include "ctrain/device.h"
 #include "ctrain/program.h"

@@ -30,6 +30,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ctrain/conv.h"
 #include "ctrain/graph.h"
 #include "ctrain/init.h"
 
@@ -47,6 +48,20 @@ extern "C" {
  * parameters (F16, BF16) gets the weights cast to its dtype (autocast). */
 ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
                   const ct_init *weight_init);
+
+/* torch.nn.Conv2d: x [N, C, H, W] -> [N, out_channels, OH, OW] (ct_conv2d
+ * in conv.h has the geometry; CT_CONV2D_DEFAULT is PyTorch's stride 1, no
+ * padding, dilation 1, groups 1). Parameters "<name>.weight" [out_channels,
+ * C / groups, kernel_h, kernel_w] and, with bias, "<name>.bias"
+ * [out_channels]. weight_init NULL means PyTorch's default,
+ * kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
+ * fan_in = C / groups * kernel_h * kernel_w; the bias always takes
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)). An F16/BF16 input gets the weights
+ * cast to its dtype (autocast), as ct_linear. Errors (at build time): x not
+ * 4-d, groups not dividing C and out_channels, a kernel larger than the
+ * padded input, ... */
+ct_node ct_conv2d_layer(ct_graph *g, const char *name, ct_node x, int64_t out_channels, int kernel_h, int kernel_w,
+                        ct_conv2d_geom geom, bool bias, const ct_init *weight_init);
 
 /* torch.nn.BatchNorm1d (x [N, C] or [N, C, L]; also [N, C, H, W] and more
  * axes as BatchNorm2d/3d): statistics per channel (axis 1) over every other

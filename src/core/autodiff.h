@@ -20,6 +20,9 @@ ct_status ct_grad_rule(ct_graph *g, ct_grad_acc *acc, ct_node y, ct_node gy);
 /* ct_graph_backward; with `scaled` the seed is the F32 scalar input
  * CT_LOSS_SCALE_INPUT (amp.h) instead of 1 (ct_graph_backward_scaled). */
 ct_status ct_graph_backward_ex(ct_graph *g, ct_node loss, bool scaled);
+/* The backward of CONV2D, MAX_POOL2D, AVG_POOL2D and DROPOUT2D node nd
+ * (grad_conv.c). False on error. */
+bool ct_grad_conv(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy);
 
 /* The shape of x reduced over axis (resolved, or CT_AXIS_ALL). */
 ct_shape ct_reduced_shape(ct_shape x, int axis, bool keepdim);

@@ -241,6 +241,12 @@ ct_status ct_grad_rule(ct_graph *g, ct_grad_acc *acc, ct_node y, ct_node gy) {
     case CT_OP_LAYER_NORM:
         ok = norm_grad(g, acc, nd, gy);
         break;
+    case CT_OP_CONV2D:
+    case CT_OP_MAX_POOL2D:
+    case CT_OP_AVG_POOL2D:
+    case CT_OP_DROPOUT2D:
+        ok = ct_grad_conv(g, acc, nd, gy);
+        break;
     default:
         return ct_error(CT_ERR_INTERNAL, "ct_graph_backward: no rule for %s", ct_op_name(nd.op));
     }

@@ -19,6 +19,15 @@ typedef enum ct_op {
     CT_OP_COUNT
 } ct_op;
 
+/* The window of a 2-d convolution or pooling over [N, C, H, W]: index 0 is
+ * the height axis, 1 the width axis. Pools have no dilation (always 1) nor
+ * groups (1); a convolution's kernel size is its weight's, repeated here so
+ * the backward ops need not look at the weight. */
+typedef struct ct_window2d {
+    int kernel[2], stride[2], pad[2], dilation[2];
+    int groups;
+} ct_window2d;
+
 /* Every op's parameters in one struct; each op reads the fields it names. */
 typedef struct ct_attrs {
     double alpha;     /* SCALE: factor; POW: exponent; LEAKY_RELU: slope;
@@ -42,6 +51,8 @@ typedef struct ct_attrs {
     bool has_bias;    /* BATCH_NORM, LAYER_NORM: a bias input is present */
     int which;        /* BATCH_NORM_GRAD, LAYER_NORM_GRAD: the gradient produced (ct_norm_grad) */
     bool tf32;        /* MATMUL: F32 operands may be rounded to TF32 (GPU tensor cores; no-op on the CPU) */
+    ct_window2d win;  /* CONV2D*, MAX_POOL2D*, AVG_POOL2D* (CONV2D: has_bias too);
+                         DROPOUT2D uses alpha (p) and stream as DROPOUT */
 } ct_attrs;
 
 /* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes
@@ -68,6 +79,13 @@ typedef enum ct_norm_grad { CT_NORM_GRAD_X = 0, CT_NORM_GRAD_WEIGHT, CT_NORM_GRA
  *     which is CT_NORM_GRAD_X and has_weight (statistics recomputed from x)
  *   LAYER_NORM: x, then weight if has_weight, then bias if has_bias
  *   LAYER_NORM_GRAD: x, dy, then weight when which is CT_NORM_GRAD_X and has_weight
+ *   CONV2D: x [N, C, H, W], weight [O, C/groups, KH, KW], then bias [O] if has_bias
+ *   CONV2D_GRAD_INPUT: dy, weight (output: x's shape)
+ *   CONV2D_GRAD_WEIGHT: x, dy (output: the weight's shape)
+ *   CONV2D_GRAD_BIAS: dy (output [O])
+ *   MAX_POOL2D, AVG_POOL2D, DROPOUT2D: x
+ *   MAX_POOL2D_GRAD: x, dy (the argmax is recomputed from x)
+ *   AVG_POOL2D_GRAD: dy (output: x's shape)
  */
 typedef struct ct_nodeinfo {
     ct_op op;

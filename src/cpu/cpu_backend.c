@@ -30,6 +30,9 @@ static ct_status cpu_sync(void) { return CT_OK; }
 
 static size_t cpu_scratch_bytes(const ct_kargs *k) {
     if (k->op == CT_OP_MATMUL) return ct_cpu_matmul_scratch(k);
+    if (k->op == CT_OP_CONV2D || k->op == CT_OP_CONV2D_GRAD_INPUT || k->op == CT_OP_CONV2D_GRAD_WEIGHT)
+        return ct_cpu_conv_scratch(k);
+    if (k->op == CT_OP_MAX_POOL2D_GRAD) return ct_cpu_pool_scratch(k);
     return 0;
 }
 
@@ -63,6 +66,8 @@ static void cpu_fill(void) {
     ct_cpu_register_shape(b.kernels);
     ct_cpu_register_nn(b.kernels);
     ct_cpu_register_norm(b.kernels);
+    ct_cpu_register_conv(b.kernels);
+    ct_cpu_register_pool(b.kernels);
     cpu_backend = b;
 }
 

@@ -1,6 +1,6 @@
-/* CPU neural-network ops: embedding and its gradient, dropout, and the
- * losses (cross-entropy with label smoothing and its gradient, MSE, BCE with
- * logits).
+/* CPU neural-network ops: embedding and its gradient, dropout (and channel
+ * dropout, the same kernel), and the losses (cross-entropy with label
+ * smoothing and its gradient, MSE, BCE with logits).
  *
  * Everything is computed in double and rounded once into the output, so
  * these kernels are the reference the CUDA ones are compared against.
@@ -151,6 +151,15 @@ static ct_status k_dropout(const ct_kargs *k) {
     if (numel_of(&o->shape) != n)
         return ct_error(CT_ERR_SHAPE, "dropout: input has %lld elements, output %lld", (long long)n,
                         (long long)numel_of(&o->shape));
+    /* DROPOUT2D shares this kernel: its elements draw in groups of `per`
+     * (one channel of [N, C, ...]), element i taking draw i / per. */
+    int64_t per = 1;
+    if (k->op == CT_OP_DROPOUT2D) {
+        if (x->shape.ndim < 2)
+            return ct_error(CT_ERR_SHAPE, "dropout2d: input has %d axes, need [N, C, ...]", x->shape.ndim);
+        int64_t channels = x->shape.dim[0] * x->shape.dim[1];
+        per = channels > 0 ? n / channels : 1;
+    }
     if (n == 0) return CT_OK;
     size_t bytes = (size_t)n * ct_dtype_size(x->dtype);
     if (!k->training || p == 0.0) {
@@ -169,12 +178,12 @@ static ct_status k_dropout(const ct_kargs *k) {
         const float *xi = x->data;
         float *oi = o->data;
         for (int64_t i = 0; i < n; i++) {
-            bool keep = ct_philox_uniform(k->seed, stream, k->step, (uint64_t)i) >= p;
+            bool keep = ct_philox_uniform(k->seed, stream, k->step, (uint64_t)(i / per)) >= p;
             oi[i] = keep ? (float)(xi[i] * scale) : 0.0f;
         }
     } else {
         for (int64_t i = 0; i < n; i++) {
-            bool keep = ct_philox_uniform(k->seed, stream, k->step, (uint64_t)i) >= p;
+            bool keep = ct_philox_uniform(k->seed, stream, k->step, (uint64_t)(i / per)) >= p;
             ct_st(o->data, o->dtype, i, keep ? ct_ld(x->data, x->dtype, i) * scale : 0.0);
         }
     }
@@ -316,6 +325,7 @@ void ct_cpu_register_nn(ct_kernel_fn *t) {
     t[CT_OP_EMBEDDING] = k_embedding;
     t[CT_OP_EMBEDDING_GRAD] = k_embedding_grad;
     t[CT_OP_DROPOUT] = k_dropout;
+    t[CT_OP_DROPOUT2D] = k_dropout;
     t[CT_OP_CROSS_ENTROPY] = k_cross_entropy;
     t[CT_OP_CROSS_ENTROPY_GRAD] = k_cross_entropy_grad;
     t[CT_OP_MSE] = k_mse;

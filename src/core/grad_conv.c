@@ -1,0 +1,47 @@
+/* Backward rules of convolution, pooling and channel dropout.
+ *
+ * Each gradient is one internal op with its own kernel, as a backend
+ * implements them (cuDNN's backward data / filter / bias and pooling
+ * backward): composing them from smaller ops would cost extra passes and
+ * memory. Pooling's backward reads x and recomputes the window maxima
+ * instead of keeping argmax indices from the forward pass, as batch norm
+ * recomputes its statistics: nothing has to live across the step. */
+#include "core/autodiff.h"
+
+static ct_node grad_node(ct_graph *g, ct_op op, ct_node like, const ct_node *in, int n, const ct_attrs *a) {
+    for (int i = 0; i < n; i++)
+        if (in[i] == CT_NO_NODE) return CT_NO_NODE;
+    return ct_graph_add(g, op, g->nodes[like].dtype, g->nodes[like].shape, in, n, a);
+}
+
+bool ct_grad_conv(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy) {
+    ct_node x = nd.in[0];
+    switch (nd.op) {
+    case CT_OP_CONV2D: {
+        ct_node w = nd.in[1], b = nd.attr.has_bias ? nd.in[2] : CT_NO_NODE;
+        bool ok = true;
+        if (acc->needs[x]) {
+            ct_node in[2] = {gy, w};
+            ok = ct_grad_accumulate(g, acc, x, grad_node(g, CT_OP_CONV2D_GRAD_INPUT, x, in, 2, &nd.attr));
+        }
+        if (ok && acc->needs[w]) {
+            ct_node in[2] = {x, gy};
+            ok = ct_grad_accumulate(g, acc, w, grad_node(g, CT_OP_CONV2D_GRAD_WEIGHT, w, in, 2, &nd.attr));
+        }
+        if (ok && b != CT_NO_NODE && acc->needs[b])
+            ok = ct_grad_accumulate(g, acc, b, grad_node(g, CT_OP_CONV2D_GRAD_BIAS, b, &gy, 1, &nd.attr));
+        return ok;
+    }
+    case CT_OP_MAX_POOL2D: {
+        ct_node in[2] = {x, gy};
+        return ct_grad_accumulate(g, acc, x, grad_node(g, CT_OP_MAX_POOL2D_GRAD, x, in, 2, &nd.attr));
+    }
+    case CT_OP_AVG_POOL2D:
+        return ct_grad_accumulate(g, acc, x, grad_node(g, CT_OP_AVG_POOL2D_GRAD, x, &gy, 1, &nd.attr));
+    case CT_OP_DROPOUT2D:
+        /* Same stream and step: the channel mask is regenerated. */
+        return ct_grad_accumulate(g, acc, x, grad_node(g, CT_OP_DROPOUT2D, x, &gy, 1, &nd.attr));
+    default:
+        return false;
+    }
+}

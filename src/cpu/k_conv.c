@@ -1,0 +1,389 @@
+/* CPU convolution: forward, and the gradients of its input, weight and bias.
+ *
+ * im2col + BLAS. A chunk of samples is unfolded into a column matrix
+ * col [C * KH * KW, nb * OH * OW] (row (c, i, j), column (sample, oh, ow)),
+ * so that per group one GEMM computes
+ *     forward:      Y_g  [O/G, nb*P] = W_g [O/G, K_g] @ col_g [K_g, nb*P]
+ *     grad input:   dcol_g           = W_g^T @ dY_g, folded back onto dx
+ *     grad weight:  dW_g            += dY_g @ col_g^T
+ * with P = OH * OW and K_g = C/G * KH * KW. Chunks bound the scratch (a
+ * budget of CONV_BUDGET compute elements) while keeping each GEMM large
+ * enough for BLAS to use every core; the per-element loops around it run
+ * under OpenMP.
+ *
+ * Compute type: F64 for F64 tensors, F32 otherwise (F16/BF16 are widened
+ * while unfolding, the weight into scratch, and rounded once on output),
+ * which is the matmul kernel's rule. Folding dcol back (col2im) adds into
+ * double accumulators plane by plane, in a fixed order, so the result is
+ * deterministic and needs no atomics.
+ */
+#include <cblas.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/conv_geom.h"
+#include "cpu/cpu_util.h"
+
+/* Compute elements of scratch one chunk may use (the weight buffer comes
+ * on top): 32 MiB in F64, 16 MiB in F32. */
+#define CONV_BUDGET ((int64_t)1 << 22)
+#define PAR_MIN 4096 /* elements below which threads cost more than they save */
+
+typedef struct conv_dims {
+    int64_t n, c, h, w;   /* x */
+    int64_t o, oh, ow;    /* y */
+    int kh, kw, groups;
+    int64_t cg, og, kg;   /* per group: input channels, output channels, C/G * KH * KW */
+    int64_t k, p;         /* rows of col (C * KH * KW), output pixels per sample (OH * OW) */
+    int64_t nb;           /* samples per chunk */
+    const ct_window2d *win;
+} conv_dims;
+
+static const char *op_name(ct_op op) {
+    switch (op) {
+    case CT_OP_CONV2D: return "conv2d";
+    case CT_OP_CONV2D_GRAD_INPUT: return "conv2d_grad_input";
+    case CT_OP_CONV2D_GRAD_WEIGHT: return "conv2d_grad_weight";
+    default: return "conv2d_grad_bias";
+    }
+}
+
+/* The views of x, weight and y for each op (one of them is the output). */
+static void roles(const ct_kargs *k, const ct_tview **x, const ct_tview **w, const ct_tview **y) {
+    switch (k->op) {
+    case CT_OP_CONV2D: *x = &k->in[0], *w = &k->in[1], *y = &k->out; break;
+    case CT_OP_CONV2D_GRAD_INPUT: *y = &k->in[0], *w = &k->in[1], *x = &k->out; break;
+    default: *x = &k->in[0], *y = &k->in[1], *w = &k->out; break; /* CONV2D_GRAD_WEIGHT */
+    }
+}
+
+/* Checks that the three shapes agree with the window and fills d. */
+static ct_status dims_of(const ct_kargs *k, conv_dims *d) {
+    const char *op = op_name(k->op);
+    if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
+    int want = k->op == CT_OP_CONV2D ? 2 + (k->attr->has_bias ? 1 : 0) : 2;
+    if (k->n_in != want) return ct_error(CT_ERR_INTERNAL, "cpu %s: expected %d inputs, got %d", op, want, k->n_in);
+    const ct_tview *x, *w, *y;
+    roles(k, &x, &w, &y);
+    const ct_window2d *win = &k->attr->win;
+    char sx[96], sw[96], sy[96];
+    bool ok = x->shape.ndim == 4 && w->shape.ndim == 4 && y->shape.ndim == 4 && win->groups >= 1;
+    if (ok) {
+        *d = (conv_dims){.n = x->shape.dim[0], .c = x->shape.dim[1], .h = x->shape.dim[2], .w = x->shape.dim[3],
+                         .o = w->shape.dim[0], .oh = y->shape.dim[2], .ow = y->shape.dim[3],
+                         .kh = win->kernel[0], .kw = win->kernel[1], .groups = win->groups, .win = win};
+        d->cg = d->c / d->groups;
+        d->og = d->o / d->groups;
+        d->kg = d->cg * d->kh * d->kw;
+        d->k = d->c * d->kh * d->kw;
+        d->p = d->oh * d->ow;
+        ok = d->c % d->groups == 0 && d->o % d->groups == 0 && w->shape.dim[1] == d->cg &&
+             w->shape.dim[2] == d->kh && w->shape.dim[3] == d->kw && y->shape.dim[0] == d->n &&
+             y->shape.dim[1] == d->o &&
+             d->oh == ct_window_out(d->h, d->kh, win->stride[0], win->pad[0], win->dilation[0]) &&
+             d->ow == ct_window_out(d->w, d->kw, win->stride[1], win->pad[1], win->dilation[1]);
+    }
+    if (!ok)
+        return ct_error(CT_ERR_SHAPE, "cpu %s: x %s, weight %s and y %s do not fit the window (groups %d)", op,
+                        ct_shape_str(x->shape, sx, sizeof sx), ct_shape_str(w->shape, sw, sizeof sw),
+                        ct_shape_str(y->shape, sy, sizeof sy), win->groups);
+    int64_t per_sample = (d->k + d->o) * d->p + (k->op == CT_OP_CONV2D_GRAD_INPUT ? 2 * d->c * d->h * d->w : 0);
+    d->nb = per_sample > 0 ? CONV_BUDGET / per_sample : d->n;
+    if (d->nb < 1) d->nb = 1;
+    if (d->nb > d->n) d->nb = d->n;
+    return CT_OK;
+}
+
+static ct_status check_dtypes(const ct_kargs *k) {
+    ct_dtype dt = k->out.dtype;
+    bool ok = ct_dtype_is_float(dt);
+    for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == dt;
+    if (!ok)
+        return ct_error(CT_ERR_DTYPE, "cpu %s: inputs and output must share one float dtype (output %s)",
+                        op_name(k->op), ct_dtype_name(dt));
+    return CT_OK;
+}
+
+static bool is_f64(ct_dtype dt) { return dt == CT_F64; }
+static size_t compute_size(ct_dtype dt) { return is_f64(dt) ? sizeof(double) : sizeof(float); }
+static bool needs_wbuf(const ct_kargs *k) {
+    return k->op == CT_OP_CONV2D_GRAD_WEIGHT || (k->out.dtype != CT_F32 && k->out.dtype != CT_F64);
+}
+
+size_t ct_cpu_conv_scratch(const ct_kargs *k) {
+    if (k->op == CT_OP_CONV2D_GRAD_BIAS) return 0;
+    conv_dims d = {0};
+    if (dims_of(k, &d) != CT_OK) return 0; /* the run reports it */
+    int64_t n = (d.k + d.o) * d.nb * d.p + (needs_wbuf(k) ? d.o * d.kg : 0);
+    /* grad input: col2im's double accumulators, after the rest */
+    size_t acc = k->op == CT_OP_CONV2D_GRAD_INPUT ? (size_t)(d.nb * d.c * d.h * d.w) * sizeof(double) + 8 : 0;
+    return (size_t)n * compute_size(k->out.dtype) + acc;
+}
+
+/* ---- element movement in the compute type ------------------------------- */
+
+/* dst[0..n) = src[si + t * sstride], converted to the compute type. The
+ * dtype switch is outside the loop: this is the inner loop of im2col. */
+static void gather(void *dst, bool dbl, const void *src, ct_dtype st, int64_t si, int64_t sstride, int64_t n) {
+    if (dbl) {
+        double *o = dst;
+        const double *s = (const double *)src + si;
+        for (int64_t t = 0; t < n; t++) o[t] = s[t * sstride];
+    } else if (st == CT_F32) {
+        float *o = dst;
+        const float *s = (const float *)src + si;
+        for (int64_t t = 0; t < n; t++) o[t] = s[t * sstride];
+    } else {
+        float *o = dst;
+        for (int64_t t = 0; t < n; t++) o[t] = (float)ct_ld(src, st, si + t * sstride);
+    }
+}
+
+static void zero(void *dst, bool dbl, int64_t n) {
+    if (n > 0) memset(dst, 0, (size_t)n * (dbl ? sizeof(double) : sizeof(float)));
+}
+
+static double cget(const void *buf, bool dbl, int64_t i) {
+    return dbl ? ((const double *)buf)[i] : ((const float *)buf)[i];
+}
+
+/* First ow whose tap (ow * stride + off) lies at or after 0, and one past
+ * the last that lies before len. */
+static void valid_range(int64_t len, int64_t off, int stride, int64_t outs, int64_t *lo, int64_t *hi) {
+    *lo = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    *hi = len - off <= 0 ? 0 : (len - 1 - off) / stride + 1;
+    if (*hi > outs) *hi = outs;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* col [K, nb * P] from samples n0 .. n0 + nb - 1 of x. */
+static void im2col(const ct_tview *x, const conv_dims *d, int64_t n0, int64_t nb, void *col, bool dbl) {
+    size_t es = dbl ? sizeof(double) : sizeof(float);
+    int64_t ncols = nb * d->p;
+    const ct_window2d *win = d->win;
+#pragma omp parallel for schedule(static) if (d->k * ncols >= PAR_MIN)
+    for (int64_t r = 0; r < d->k; r++) {
+        int64_t c = r / (d->kh * d->kw), i = r / d->kw % d->kh, j = r % d->kw;
+        int64_t offh = i * win->dilation[0] - win->pad[0], offw = j * win->dilation[1] - win->pad[1];
+        int64_t lo, hi;
+        valid_range(d->w, offw, win->stride[1], d->ow, &lo, &hi);
+        char *row = (char *)col + (size_t)(r * ncols) * es;
+        for (int64_t s = 0; s < nb; s++) {
+            for (int64_t oh = 0; oh < d->oh; oh++) {
+                char *dst = row + (size_t)(s * d->p + oh * d->ow) * es;
+                int64_t ih = oh * win->stride[0] + offh;
+                if (ih < 0 || ih >= d->h) {
+                    zero(dst, dbl, d->ow);
+                    continue;
+                }
+                int64_t base = (((n0 + s) * d->c + c) * d->h + ih) * d->w + offw;
+                zero(dst, dbl, lo);
+                gather(dst + (size_t)lo * es, dbl, x->data, x->dtype, base + lo * win->stride[1], win->stride[1],
+                       hi - lo);
+                zero(dst + (size_t)hi * es, dbl, d->ow - hi);
+            }
+        }
+    }
+}
+
+/* mat [O, nb * P] from samples n0 .. of y [N, O, OH, OW] (dy). */
+static void y_to_mat(const ct_tview *y, const conv_dims *d, int64_t n0, int64_t nb, void *mat, bool dbl) {
+    size_t es = dbl ? sizeof(double) : sizeof(float);
+#pragma omp parallel for schedule(static) if (d->o * nb * d->p >= PAR_MIN)
+    for (int64_t o = 0; o < d->o; o++)
+        for (int64_t s = 0; s < nb; s++)
+            gather((char *)mat + (size_t)((o * nb + s) * d->p) * es, dbl, y->data, y->dtype,
+                   ((n0 + s) * d->o + o) * d->p, 1, d->p);
+}
+
+/* The converse, into the output y, adding the bias. */
+static void mat_to_y(const void *mat, const conv_dims *d, int64_t n0, int64_t nb, bool dbl, const ct_tview *bias,
+                     const ct_tview *y) {
+#pragma omp parallel for schedule(static) if (d->o * nb * d->p >= PAR_MIN)
+    for (int64_t o = 0; o < d->o; o++) {
+        double b = bias ? ct_ld(bias->data, bias->dtype, o) : 0.0;
+        for (int64_t s = 0; s < nb; s++) {
+            int64_t src = (o * nb + s) * d->p, dst = ((n0 + s) * d->o + o) * d->p;
+            if (!dbl && y->dtype == CT_F32) {
+                const float *m = (const float *)mat + src;
+                float *out = (float *)y->data + dst, fb = (float)b;
+                for (int64_t t = 0; t < d->p; t++) out[t] = m[t] + fb;
+            } else {
+                for (int64_t t = 0; t < d->p; t++) ct_st(y->data, y->dtype, dst + t, cget(mat, dbl, src + t) + b);
+            }
+        }
+    }
+}
+
+/* dx for samples n0 .. from dcol [K, nb * P]: the converse of im2col,
+ * adding every tap's value into a double plane of acc (nb * C * H * W
+ * doubles of scratch) in a fixed order (rows (i, j), then oh, then ow),
+ * then rounding once into dx. Planes are independent, so they split
+ * across threads without changing any bit. */
+static void col2im(const void *dcol, const conv_dims *d, int64_t n0, int64_t nb, bool dbl, double *acc,
+                   const ct_tview *dx) {
+    const ct_window2d *win = d->win;
+    int64_t ncols = nb * d->p, hw = d->h * d->w;
+#pragma omp parallel for schedule(static) if (nb * d->c * hw >= PAR_MIN)
+    for (int64_t plane = 0; plane < nb * d->c; plane++) {
+        int64_t s = plane / d->c, c = plane % d->c;
+        double *a = acc + plane * hw;
+        for (int64_t t = 0; t < hw; t++) a[t] = 0.0;
+        for (int64_t i = 0; i < d->kh; i++)
+            for (int64_t j = 0; j < d->kw; j++) {
+                int64_t r = (c * d->kh + i) * d->kw + j;
+                int64_t offh = i * win->dilation[0] - win->pad[0], offw = j * win->dilation[1] - win->pad[1];
+                int64_t lo, hi, sw = win->stride[1];
+                valid_range(d->w, offw, win->stride[1], d->ow, &lo, &hi);
+                for (int64_t oh = 0; oh < d->oh; oh++) {
+                    int64_t ih = oh * win->stride[0] + offh;
+                    if (ih < 0 || ih >= d->h) continue;
+                    int64_t at = ih * d->w + offw, src = r * ncols + s * d->p + oh * d->ow;
+                    if (dbl) {
+                        const double *v = (const double *)dcol + src;
+                        for (int64_t ow = lo; ow < hi; ow++) a[at + ow * sw] += v[ow];
+                    } else {
+                        const float *v = (const float *)dcol + src;
+                        for (int64_t ow = lo; ow < hi; ow++) a[at + ow * sw] += v[ow];
+                    }
+                }
+            }
+        int64_t base = (n0 + s) * d->c * hw + c * hw;
+        if (dx->dtype == CT_F32)
+            for (int64_t t = 0; t < hw; t++) ((float *)dx->data)[base + t] = (float)a[t];
+        else
+            for (int64_t t = 0; t < hw; t++) ct_st(dx->data, dx->dtype, base + t, a[t]);
+    }
+}
+
+/* C = op(A) @ op(B) (+ C when accumulate), row-major with leading dims. */
+static void gemm(bool dbl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                 const void *b, int64_t ldb, bool accumulate, void *c, int64_t ldc) {
+    enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    if (dbl)
+        cblas_dgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, 1.0, a, (int)lda, b, (int)ldb,
+                    accumulate ? 1.0 : 0.0, c, (int)ldc);
+    else
+        cblas_sgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
+                    accumulate ? 1.0f : 0.0f, c, (int)ldc);
+}
+
+/* The weight in the compute type: the tensor itself for F32/F64, else
+ * widened into wbuf. */
+static const void *weight_compute(const ct_tview *w, const conv_dims *d, void *wbuf) {
+    if (w->dtype == CT_F32 || w->dtype == CT_F64) return w->data;
+    gather(wbuf, false, w->data, w->dtype, 0, 1, d->o * d->kg);
+    return wbuf;
+}
+
+static ct_status prepare(const ct_kargs *k, conv_dims *d) {
+    ct_status s = check_dtypes(k);
+    if (s == CT_OK) s = dims_of(k, d);
+    if (s != CT_OK) return s;
+    if (!k->scratch && ct_cpu_conv_scratch(k) > 0)
+        return ct_error(CT_ERR_INTERNAL, "cpu %s: no scratch (%zu bytes needed)", op_name(k->op),
+                        ct_cpu_conv_scratch(k));
+    return CT_OK;
+}
+
+/* Scratch layout: col [K, nb * P], then mat [O, nb * P], then wbuf, then
+ * (grad input) col2im's accumulators, aligned for doubles. */
+static double *scratch_parts(const ct_kargs *k, const conv_dims *d, void **col, void **mat, void **wbuf) {
+    size_t es = compute_size(k->out.dtype);
+    *col = k->scratch;
+    *mat = (char *)*col + (size_t)(d->k * d->nb * d->p) * es;
+    *wbuf = (char *)*mat + (size_t)(d->o * d->nb * d->p) * es;
+    uintptr_t end = (uintptr_t)((char *)*wbuf + (size_t)(needs_wbuf(k) ? d->o * d->kg : 0) * es);
+    return (double *)((end + 7) / 8 * 8);
+}
+
+static ct_status k_conv2d(const ct_kargs *k) {
+    conv_dims d = {0};
+    ct_status s = prepare(k, &d);
+    if (s != CT_OK || d.n * d.o * d.p == 0) return s;
+    bool dbl = is_f64(k->out.dtype);
+    size_t es = compute_size(k->out.dtype);
+    void *col, *mat, *wbuf;
+    scratch_parts(k, &d, &col, &mat, &wbuf);
+    const void *w = weight_compute(&k->in[1], &d, wbuf);
+    const ct_tview *bias = k->attr->has_bias ? &k->in[2] : NULL;
+    for (int64_t n0 = 0; n0 < d.n; n0 += d.nb) {
+        int64_t nb = d.n - n0 < d.nb ? d.n - n0 : d.nb, ncols = nb * d.p;
+        im2col(&k->in[0], &d, n0, nb, col, dbl);
+        for (int g = 0; g < d.groups; g++)
+            gemm(dbl, false, false, d.og, ncols, d.kg, (const char *)w + (size_t)(g * d.og * d.kg) * es, d.kg,
+                 (const char *)col + (size_t)(g * d.kg * ncols) * es, ncols, false,
+                 (char *)mat + (size_t)(g * d.og * ncols) * es, ncols);
+        mat_to_y(mat, &d, n0, nb, dbl, bias, &k->out);
+    }
+    return CT_OK;
+}
+
+static ct_status k_conv2d_grad_input(const ct_kargs *k) {
+    conv_dims d = {0};
+    ct_status s = prepare(k, &d);
+    if (s != CT_OK || d.n * d.c * d.h * d.w == 0) return s;
+    bool dbl = is_f64(k->out.dtype);
+    size_t es = compute_size(k->out.dtype);
+    void *dcol, *mat, *wbuf;
+    double *acc = scratch_parts(k, &d, &dcol, &mat, &wbuf);
+    const void *w = weight_compute(&k->in[1], &d, wbuf);
+    for (int64_t n0 = 0; n0 < d.n; n0 += d.nb) {
+        int64_t nb = d.n - n0 < d.nb ? d.n - n0 : d.nb, ncols = nb * d.p;
+        y_to_mat(&k->in[0], &d, n0, nb, mat, dbl);
+        for (int g = 0; g < d.groups; g++)
+            gemm(dbl, true, false, d.kg, ncols, d.og, (const char *)w + (size_t)(g * d.og * d.kg) * es, d.kg,
+                 (const char *)mat + (size_t)(g * d.og * ncols) * es, ncols, false,
+                 (char *)dcol + (size_t)(g * d.kg * ncols) * es, ncols);
+        col2im(dcol, &d, n0, nb, dbl, acc, &k->out);
+    }
+    return CT_OK;
+}
+
+static ct_status k_conv2d_grad_weight(const ct_kargs *k) {
+    conv_dims d = {0};
+    ct_status s = prepare(k, &d);
+    if (s != CT_OK) return s;
+    bool dbl = is_f64(k->out.dtype);
+    size_t es = compute_size(k->out.dtype);
+    void *col, *mat, *acc;
+    scratch_parts(k, &d, &col, &mat, &acc);
+    zero(acc, dbl, d.o * d.kg); /* an empty batch has a zero gradient */
+    for (int64_t n0 = 0; n0 < d.n; n0 += d.nb) {
+        int64_t nb = d.n - n0 < d.nb ? d.n - n0 : d.nb, ncols = nb * d.p;
+        im2col(&k->in[0], &d, n0, nb, col, dbl);
+        y_to_mat(&k->in[1], &d, n0, nb, mat, dbl);
+        for (int g = 0; g < d.groups; g++)
+            gemm(dbl, false, true, d.og, d.kg, ncols, (const char *)mat + (size_t)(g * d.og * ncols) * es, ncols,
+                 (const char *)col + (size_t)(g * d.kg * ncols) * es, ncols, true,
+                 (char *)acc + (size_t)(g * d.og * d.kg) * es, d.kg);
+    }
+    for (int64_t i = 0; i < d.o * d.kg; i++) ct_st(k->out.data, k->out.dtype, i, cget(acc, dbl, i));
+    return CT_OK;
+}
+
+static ct_status k_conv2d_grad_bias(const ct_kargs *k) {
+    ct_status s = check_dtypes(k);
+    if (s != CT_OK) return s;
+    const ct_tview *dy = &k->in[0];
+    char sy[96], so[96];
+    if (k->n_in != 1 || dy->shape.ndim != 4 || k->out.shape.ndim != 1 || k->out.shape.dim[0] != dy->shape.dim[1])
+        return ct_error(CT_ERR_SHAPE, "cpu conv2d_grad_bias: dy %s and output %s (want [N, O, OH, OW] and [O])",
+                        ct_shape_str(dy->shape, sy, sizeof sy), ct_shape_str(k->out.shape, so, sizeof so));
+    int64_t n = dy->shape.dim[0], o = dy->shape.dim[1], p = dy->shape.dim[2] * dy->shape.dim[3];
+#pragma omp parallel for schedule(static) if (dy->numel >= PAR_MIN)
+    for (int64_t c = 0; c < o; c++) {
+        double acc = 0.0;
+        for (int64_t s2 = 0; s2 < n; s2++)
+            for (int64_t t = 0; t < p; t++) acc += ct_ld(dy->data, dy->dtype, (s2 * o + c) * p + t);
+        ct_st(k->out.data, k->out.dtype, c, acc);
+    }
+    return CT_OK;
+}
+
+void ct_cpu_register_conv(ct_kernel_fn *t) {
+    t[CT_OP_CONV2D] = k_conv2d;
+    t[CT_OP_CONV2D_GRAD_INPUT] = k_conv2d_grad_input;
+    t[CT_OP_CONV2D_GRAD_WEIGHT] = k_conv2d_grad_weight;
+    t[CT_OP_CONV2D_GRAD_BIAS] = k_conv2d_grad_bias;
+}

@@ -1,0 +1,194 @@
+/* CPU pooling (max, average) with their gradients. (Channel dropout shares
+ * dropout's kernel, in k_nn.c.)
+ *
+ * Direct loops over [N, C, H, W] planes, one plane per OpenMP iteration.
+ * The shape rule (src/core/ops_conv.c) keeps the padding at most half the
+ * kernel, so every window overlaps the input: the max of a window is taken
+ * over its elements inside the input (padding is -inf and never wins), and
+ * the average divides by KH * KW (padding counts as zeros).
+ *
+ * Both gradients sum in double and in a fixed order, plane by plane:
+ * average pooling's as a gather (each dx element adds the dy of the
+ * windows holding it), max pooling's by adding each window's dy to the
+ * scratch accumulator of its first maximum, found again from x. Overlapping
+ * windows therefore need no atomics and give the same bits on every run.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "core/conv_geom.h"
+#include "cpu/cpu_util.h"
+
+#define PAR_MIN 4096 /* elements below which threads cost more than they save */
+
+typedef struct pool_dims {
+    int64_t planes, h, w, oh, ow; /* planes = N * C */
+    const ct_window2d *win;
+} pool_dims;
+
+/* Checks the views of a pool op: x is the input of the forward ops and of
+ * MAX_POOL2D_GRAD, the output of AVG_POOL2D_GRAD; y the forward's output
+ * or dy. */
+static ct_status pool_dims_of(const char *op, const ct_kargs *k, const ct_tview *x, const ct_tview *y, pool_dims *d) {
+    if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
+    bool ok = ct_dtype_is_float(k->out.dtype);
+    for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == k->out.dtype;
+    if (!ok) return ct_error(CT_ERR_DTYPE, "cpu %s: inputs and output must share one float dtype", op);
+    const ct_window2d *win = &k->attr->win;
+    char sx[96], sy[96];
+    ok = x->shape.ndim == 4 && y->shape.ndim == 4 && x->shape.dim[0] == y->shape.dim[0] &&
+         x->shape.dim[1] == y->shape.dim[1];
+    if (ok) {
+        *d = (pool_dims){x->shape.dim[0] * x->shape.dim[1], x->shape.dim[2], x->shape.dim[3], y->shape.dim[2],
+                         y->shape.dim[3], win};
+        for (int i = 0; i < 2; i++)
+            ok = ok && win->pad[i] >= 0 && 2 * win->pad[i] <= win->kernel[i] && win->dilation[i] == 1;
+        ok = ok && d->oh == ct_window_out(d->h, win->kernel[0], win->stride[0], win->pad[0], 1) &&
+             d->ow == ct_window_out(d->w, win->kernel[1], win->stride[1], win->pad[1], 1);
+    }
+    if (!ok)
+        return ct_error(CT_ERR_SHAPE, "cpu %s: x %s and y %s do not fit the window", op,
+                        ct_shape_str(x->shape, sx, sizeof sx), ct_shape_str(y->shape, sy, sizeof sy));
+    return CT_OK;
+}
+
+/* The part of window (oh, ow) inside the input: rows [*h0, *h1), columns [*w0, *w1). */
+static inline void window(const pool_dims *d, int64_t oh, int64_t ow, int64_t *h0, int64_t *h1, int64_t *w0,
+                          int64_t *w1) {
+    const ct_window2d *win = d->win;
+    int64_t hs = oh * win->stride[0] - win->pad[0], ws = ow * win->stride[1] - win->pad[1];
+    *h0 = hs < 0 ? 0 : hs;
+    *w0 = ws < 0 ? 0 : ws;
+    *h1 = hs + win->kernel[0] < d->h ? hs + win->kernel[0] : d->h;
+    *w1 = ws + win->kernel[1] < d->w ? ws + win->kernel[1] : d->w;
+}
+
+/* The windows holding input row ih (or column): outputs [*lo, *hi). */
+static void holders(int64_t i, int k, int stride, int pad, int64_t outs, int64_t *lo, int64_t *hi) {
+    int64_t first = i + pad - k + 1, last = i + pad;
+    *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+    *hi = last / stride + 1;
+    if (*hi > outs) *hi = outs;
+}
+
+/* Plane-local index of the first maximum of window (oh, ow) of plane pl;
+ * a NaN is the maximum (the first NaN), as in ct_max. F32, the common
+ * case, reads the floats directly. */
+static inline int64_t window_argmax(const ct_tview *x, const pool_dims *d, int64_t pl, int64_t oh, int64_t ow) {
+    int64_t h0, h1, w0, w1;
+    window(d, oh, ow, &h0, &h1, &w0, &w1);
+    int64_t base = pl * d->h * d->w, best = h0 * d->w + w0;
+    double m = -INFINITY;
+    const float *xf = x->dtype == CT_F32 ? (const float *)x->data + base : NULL;
+    for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t iw = w0; iw < w1; iw++) {
+            int64_t at = ih * d->w + iw;
+            double v = xf ? xf[at] : ct_ld(x->data, x->dtype, base + at);
+            if (v > m) {
+                m = v;
+                best = at;
+            } else if (isnan(v)) {
+                return at;
+            }
+        }
+    return best;
+}
+
+static ct_status k_max_pool2d(const ct_kargs *k) {
+    const ct_tview *x = &k->in[0], *y = &k->out;
+    pool_dims d;
+    ct_status s = pool_dims_of("max_pool2d", k, x, y, &d);
+    if (s != CT_OK) return s;
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d.planes; pl++)
+        for (int64_t oh = 0; oh < d.oh; oh++)
+            for (int64_t ow = 0; ow < d.ow; ow++) {
+                int64_t at = window_argmax(x, &d, pl, oh, ow);
+                ct_st(y->data, y->dtype, (pl * d.oh + oh) * d.ow + ow, ct_ld(x->data, x->dtype, pl * d.h * d.w + at));
+            }
+    return CT_OK;
+}
+
+size_t ct_cpu_pool_scratch(const ct_kargs *k) {
+    /* MAX_POOL2D_GRAD: a double accumulator per element of dx. */
+    return k->op == CT_OP_MAX_POOL2D_GRAD ? (size_t)k->out.numel * sizeof(double) : 0;
+}
+
+/* Inputs: x, dy. Each window adds its dy to the accumulator of its first
+ * maximum (windows in row-major order), then each plane is rounded once
+ * into dx. */
+static ct_status k_max_pool2d_grad(const ct_kargs *k) {
+    if (k->n_in != 2) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: expected 2 inputs, got %d", k->n_in);
+    const ct_tview *x = &k->in[0], *dy = &k->in[1], *dx = &k->out;
+    pool_dims d;
+    ct_status s = pool_dims_of("max_pool2d_grad", k, x, dy, &d);
+    if (s != CT_OK) return s;
+    if (dx->numel != x->numel) return ct_error(CT_ERR_SHAPE, "cpu max_pool2d_grad: dx and x differ in size");
+    if (!k->scratch) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: no scratch");
+    int64_t hw = d.h * d.w;
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d.planes; pl++) {
+        double *acc = (double *)k->scratch + pl * hw;
+        for (int64_t t = 0; t < hw; t++) acc[t] = 0.0;
+        for (int64_t oh = 0; oh < d.oh; oh++)
+            for (int64_t ow = 0; ow < d.ow; ow++)
+                acc[window_argmax(x, &d, pl, oh, ow)] += ct_ld(dy->data, dy->dtype, (pl * d.oh + oh) * d.ow + ow);
+        for (int64_t t = 0; t < hw; t++) ct_st(dx->data, dx->dtype, pl * hw + t, acc[t]);
+    }
+    return CT_OK;
+}
+
+static ct_status k_avg_pool2d(const ct_kargs *k) {
+    const ct_tview *x = &k->in[0], *y = &k->out;
+    pool_dims d;
+    ct_status s = pool_dims_of("avg_pool2d", k, x, y, &d);
+    if (s != CT_OK) return s;
+    double inv = 1.0 / ((double)d.win->kernel[0] * d.win->kernel[1]);
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d.planes; pl++)
+        for (int64_t oh = 0; oh < d.oh; oh++)
+            for (int64_t ow = 0; ow < d.ow; ow++) {
+                int64_t h0, h1, w0, w1;
+                window(&d, oh, ow, &h0, &h1, &w0, &w1);
+                double acc = 0.0;
+                for (int64_t ih = h0; ih < h1; ih++)
+                    for (int64_t iw = w0; iw < w1; iw++) acc += ct_ld(x->data, x->dtype, (pl * d.h + ih) * d.w + iw);
+                ct_st(y->data, y->dtype, (pl * d.oh + oh) * d.ow + ow, acc * inv);
+            }
+    return CT_OK;
+}
+
+/* Input: dy; the output dx has x's shape. */
+static ct_status k_avg_pool2d_grad(const ct_kargs *k) {
+    if (k->n_in != 1) return ct_error(CT_ERR_INTERNAL, "cpu avg_pool2d_grad: expected 1 input, got %d", k->n_in);
+    const ct_tview *dy = &k->in[0], *dx = &k->out;
+    pool_dims d;
+    ct_status s = pool_dims_of("avg_pool2d_grad", k, dx, dy, &d);
+    if (s != CT_OK) return s;
+    const ct_window2d *win = d.win;
+    double inv = 1.0 / ((double)win->kernel[0] * win->kernel[1]);
+#pragma omp parallel for schedule(static) if (dx->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d.planes; pl++)
+        for (int64_t ih = 0; ih < d.h; ih++) {
+            int64_t hlo, hhi;
+            holders(ih, win->kernel[0], win->stride[0], win->pad[0], d.oh, &hlo, &hhi);
+            for (int64_t iw = 0; iw < d.w; iw++) {
+                int64_t wlo, whi;
+                holders(iw, win->kernel[1], win->stride[1], win->pad[1], d.ow, &wlo, &whi);
+                double acc = 0.0;
+                for (int64_t oh = hlo; oh < hhi; oh++)
+                    for (int64_t ow = wlo; ow < whi; ow++)
+                        acc += ct_ld(dy->data, dy->dtype, (pl * d.oh + oh) * d.ow + ow);
+                ct_st(dx->data, dx->dtype, (pl * d.h + ih) * d.w + iw, acc * inv);
+            }
+        }
+    return CT_OK;
+}
+
+void ct_cpu_register_pool(ct_kernel_fn *t) {
+    t[CT_OP_MAX_POOL2D] = k_max_pool2d;
+    t[CT_OP_MAX_POOL2D_GRAD] = k_max_pool2d_grad;
+    t[CT_OP_AVG_POOL2D] = k_avg_pool2d;
+    t[CT_OP_AVG_POOL2D_GRAD] = k_avg_pool2d_grad;
+}
