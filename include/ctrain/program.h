@@ -37,6 +37,9 @@ typedef struct ct_compile_opts {
     ct_program *share_params; /* use this program's parameters instead of new ones: its graph
                                  must declare the same parameters (names, shapes, order); it
                                  must outlive this program */
+    bool allow_tf32;         /* F32 matrix products may use TF32 tensor cores on GPUs that have
+                                them (10-bit mantissa inputs, FP32 accumulation; PyTorch's
+                                allow_tf32); the CPU ignores it */
 } ct_compile_opts;
 
 /* Compiles g (which must outlive the program). NULL on error. */
