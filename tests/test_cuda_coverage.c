@@ -4,7 +4,8 @@
  * - In a build with CUDA, every op of src/core/op_list.h has a CUDA kernel
  *   (or is a source, bound by the program), and every op has a parity case
  *   in tests/test_cuda_parity_*.c (checked by name in those files' text,
- *   so an op added without a parity test fails here).
+ *   so an op added without a parity test fails here), unless it is listed
+ *   as a known gap in not_yet[].
  * - Where no GPU can be used (no CUDA in the build, no driver, no device),
  *   asking for one is a clear error, never a crash: ct_device_check and
  *   ct_compile both say why. */
@@ -17,17 +18,36 @@
 
 #include "core/node.h"
 
-Test(cuda_coverage, every_op_has_a_cuda_kernel) {
+/* Ops merged before their CUDA kernel and parity case exist, by name
+ * ("conv2d"): each entry is a known gap, to be listed in docs/cuda.md and
+ * removed when the kernel lands. Empty: every op is covered. */
+static const char *const not_yet[] = {NULL};
+
+static bool known_gap(int op) {
+    for (int i = 0; not_yet[i]; i++)
+        if (strcmp(not_yet[i], ct_op_name(op)) == 0) return true;
+    return false;
+}
+
+/* Both checks are about the CUDA backend, so they run in every CUDA build
+ * (GPU or not) and are skipped in a CPU-only one. */
+static void need_cuda_build(void) {
     char why[512];
     ct_cuda_device_count(why, sizeof why);
     if (strstr(why, "no CUDA support")) cr_skip_test("%s", why);
+}
+
+Test(cuda_coverage, every_op_has_a_cuda_kernel) {
+    need_cuda_build();
     for (int op = 0; op < ct_op_count(); op++)
-        cr_expect(ct_device_implements(CT_DEVICE_CUDA, op), "the CUDA backend has no kernel for %s", ct_op_name(op));
+        cr_expect(known_gap(op) || ct_device_implements(CT_DEVICE_CUDA, op), "the CUDA backend has no kernel for %s",
+                  ct_op_name(op));
 }
 
 /* The parity files name every op they check as CT_OP_<NAME>; sources have
  * no kernel and are exercised by every program. */
 Test(cuda_coverage, every_op_has_a_parity_test) {
+    need_cuda_build();
     static const char *files[] = {"test_cuda_parity_elementwise.c", "test_cuda_parity_reduce.c",
                                   "test_cuda_parity_matmul.c", "test_cuda_parity_nn.c", "test_cuda_parity_train.c"};
     static const char *enums[] = {
@@ -48,7 +68,8 @@ Test(cuda_coverage, every_op_has_a_parity_test) {
     }
     text[len] = '\0';
     for (int op = 0; op < CT_OP_COUNT; op++) {
-        if (op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER) continue;
+        if (op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER || known_gap(op))
+            continue;
         char word[64];
         snprintf(word, sizeof word, "%s", enums[op]);
         /* a whole word: CT_OP_SUM must not be found inside CT_OP_SUM_TO */

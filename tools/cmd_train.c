@@ -107,6 +107,7 @@ void cmd_train_usage(FILE *out) {
         "                          state_dict saved as safetensors)\n"
         "run:\n"
         "  --device cpu|cuda|cuda:N   (default cpu)\n"
+        "  --tf32                  let F32 matrix products use TF32 tensor cores (GPU)\n"
         "  --seed N                initial weights, dropout, shuffling (default %d)\n"
         "  --data-seed N           shuffling and --val-split only (default: --seed)\n"
         "  --no-prefetch           do not prepare batches on a second thread\n"
@@ -217,6 +218,7 @@ static void trainer_opts(const train_cfg *c, ct_train_opts *o) {
     o->model = model_build;
     o->model_user = (void *)&c->model;
     o->device = c->device;
+    o->allow_tf32 = c->allow_tf32;
     o->seed = c->seed;
     o->data_seed = c->data_seed_set ? c->data_seed : c->seed;
     o->batch_size = c->batch_size;

@@ -149,7 +149,8 @@ static bool copy_word(const char *opt, const char *text, char *dst, size_t cap) 
 
 /* Options that take no value on the command line. */
 static const char *const flag_names[] = {"nesterov", "amsgrad",   "centered",   "batchnorm", "quiet",
-                                         "prefetch", "no-prefetch", "drop-last", "no-shuffle"};
+                                         "prefetch", "no-prefetch", "drop-last", "no-shuffle",
+                                         "tf32"};
 
 /* Options that take a value. Every name here and above has its case in
  * train_set_option(); one missing there would show as "unknown option". */
@@ -206,6 +207,7 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("no-prefetch")) c->prefetch = false;
     else if (IS("drop-last")) c->drop_last = true;
     else if (IS("no-shuffle")) c->no_shuffle = true;
+    else if (IS("tf32")) c->allow_tf32 = true;
     /* ---- data */
     else if (IS("data")) {
         if (!one_of(opt, v, datas, 3, &k)) return 0;

@@ -45,6 +45,7 @@ typedef struct train_cfg {
     const char *save, *resume, *init_from, *metrics, *config;
     int64_t save_every;
     bool quiet, prefetch, drop_last, no_shuffle;
+    bool allow_tf32;        /* --tf32 */
     char **owned;           /* strings from the config file */
     int n_owned;
     /* The options given (checkpoint record, config file, command line), as

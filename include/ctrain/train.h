@@ -115,6 +115,7 @@ typedef struct ct_train_opts {
      * compared on resume. NULL: "". */
     const char *model_fingerprint;
     ct_device device;           /* zero: the CPU */
+    bool allow_tf32;            /* F32 matmuls may use TF32 (ct_compile_opts.allow_tf32) */
 
     uint64_t seed;              /* graph seed: initial weights, dropout masks */
     uint64_t data_seed;         /* shuffling */

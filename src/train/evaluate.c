@@ -77,7 +77,8 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
                           .outputs = outs,
                           .n_outputs = training ? 1 : 2,
                           .grads = training,
-                          .share_params = share};
+                          .share_params = share,
+                          .allow_tf32 = b->allow_tf32};
     if (!(tg->p = ct_compile(g, &co))) {
         st = ct_last_status();
         ct_tgraph_free(tg);

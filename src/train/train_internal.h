@@ -17,6 +17,7 @@ typedef struct ct_tbuild {
     ct_shape sample;      /* one sample's shape */
     int32_t num_classes;
     double label_smoothing; /* of the training graph's loss */
+    bool allow_tf32;
 } ct_tbuild;
 
 /* One graph compiled for one batch size. */

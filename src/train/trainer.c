@@ -217,6 +217,7 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
                        .user = opts->model_user,
                        .seed = opts->seed,
                        .device = opts->device,
+                       .allow_tf32 = opts->allow_tf32,
                        .sample = ct_dataset_sample_shape(train),
                        .num_classes = ct_dataset_num_classes(train),
                        .label_smoothing = opts->label_smoothing};
