@@ -235,6 +235,21 @@ __device__ __forceinline__ C ct_block_max(C v, C *sh) {
     return ct_warp_max(v);
 }
 
+// The maximum (NaN-propagating) of the len elements at off, and the sum of
+// exp(x - max) over them, by the block: the shared first half of softmax
+// and of the cross-entropy's log-sum-exp. Every thread gets both.
+template <typename C>
+__device__ __forceinline__ void ct_block_max_sumexp(const void *x, int xdt, int64_t off, int64_t len, C *sh, C *max,
+                                                    C *sumexp) {
+    C m = (C)-INFINITY;
+    for (int64_t l = threadIdx.x; l < len; l += blockDim.x) m = ct_nanmax(m, ct_ld<C>(x, xdt, off + l));
+    m = ct_block_max(m, sh);
+    C sum = 0;
+    for (int64_t l = threadIdx.x; l < len; l += blockDim.x) sum += exp(ct_ld<C>(x, xdt, off + l) - m);
+    *max = m;
+    *sumexp = ct_block_sum(sum, sh);
+}
+
 // ---------------------------------------------------------------- shapes
 
 static inline int64_t ct_cuda_numel(const ct_shape &s) {

@@ -12,16 +12,11 @@
 
 #define PAIR_BLOCKS 1024 // partial sums of MSE / BCE
 
-
-// log-sum-exp of row r of x [N, c], computed by the block.
+// log-sum-exp of the row at off of x [N, c], computed by the block.
 template <typename C>
 __device__ C block_lse(const void *x, int xdt, int64_t off, int64_t c, C *sh) {
-    C m = (C)-INFINITY;
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) m = ct_nanmax(m, ct_ld<C>(x, xdt, off + j));
-    m = ct_block_max(m, sh);
-    C sum = 0;
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) sum += exp(ct_ld<C>(x, xdt, off + j) - m);
-    sum = ct_block_sum(sum, sh);
+    C m, sum;
+    ct_block_max_sumexp<C>(x, xdt, off, c, sh, &m, &sum);
     return m + log(sum);
 }
 

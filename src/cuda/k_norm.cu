@@ -124,6 +124,19 @@ static ct_status check_numel(const char *op, const char *what, const ct_tview &v
     return CT_OK;
 }
 
+// The checks both normalisations' gradients start with: which gradient,
+// whether the weight is an input, and the input count (base + weight).
+static ct_status grad_args(const ct_kargs *k, const char *op, int base, int *which, bool *has_w) {
+    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
+    *which = k->attr->which;
+    if (*which < CT_NORM_GRAD_X || *which > CT_NORM_GRAD_BIAS)
+        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "unknown gradient %d", *which);
+    *has_w = *which == CT_NORM_GRAD_X && k->attr->has_weight;
+    if (k->n_in != base + *has_w)
+        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", base + *has_w, k->n_in);
+    return CT_OK;
+}
+
 static ct_status bn_geom_of(const char *op, const ct_tview &x, bn_geom *g) {
     if (x.shape.ndim < 2) return ct_cuda_arg_error(CT_ERR_SHAPE, op, "x has %d axes, need at least 2", x.shape.ndim);
     int64_t outer = 0, len = 0, inner = 0;
@@ -179,17 +192,13 @@ static ct_status k_batch_norm(const ct_kargs *k) {
 
 static ct_status k_batch_norm_grad(const ct_kargs *k) {
     const char *op = "batch_norm_grad";
-    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
-    int which = k->attr->which;
-    if (which < CT_NORM_GRAD_X || which > CT_NORM_GRAD_BIAS)
-        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "unknown gradient %d", which);
-    bool has_w = which == CT_NORM_GRAD_X && k->attr->has_weight;
-    if (k->n_in != 4 + has_w)
-        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", 4 + has_w, k->n_in);
+    int which = 0;
+    bool has_w = false;
+    ct_status st = grad_args(k, op, 4, &which, &has_w);
+    if (st != CT_OK) return st;
     const ct_tview &x = k->in[0], &rm = k->in[1], &rv = k->in[2], &dy = k->in[3];
     const ct_tview *w = has_w ? &k->in[4] : nullptr;
     bn_geom g;
-    ct_status st;
     if ((st = bn_geom_of(op, x, &g)) != CT_OK || (st = check_numel(op, "x", x, x.numel)) != CT_OK ||
         (st = check_numel(op, "dy", dy, x.numel)) != CT_OK ||
         (st = check_numel(op, "output", k->out, which == CT_NORM_GRAD_X ? x.numel : g.c)) != CT_OK ||
@@ -383,17 +392,13 @@ static ct_status ln_params(const ln_args &a, int which, void *scratch, cudaStrea
 
 static ct_status k_layer_norm_grad(const ct_kargs *k) {
     const char *op = "layer_norm_grad";
-    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
-    int which = k->attr->which;
-    if (which < CT_NORM_GRAD_X || which > CT_NORM_GRAD_BIAS)
-        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "unknown gradient %d", which);
-    bool has_w = which == CT_NORM_GRAD_X && k->attr->has_weight;
-    if (k->n_in != 2 + has_w)
-        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", 2 + has_w, k->n_in);
+    int which = 0;
+    bool has_w = false;
+    ct_status st = grad_args(k, op, 2, &which, &has_w);
+    if (st != CT_OK) return st;
     const ct_tview &x = k->in[0], &dy = k->in[1];
     const ct_tview *w = has_w ? &k->in[2] : nullptr;
     ln_args a = {};
-    ct_status st;
     if ((st = ln_dims(op, x, &a.rows, &a.dim)) != CT_OK || (st = check_numel(op, "x", x, x.numel)) != CT_OK ||
         (st = check_numel(op, "dy", dy, x.numel)) != CT_OK ||
         (st = check_numel(op, "output", k->out, which == CT_NORM_GRAD_X ? x.numel : a.dim)) != CT_OK ||

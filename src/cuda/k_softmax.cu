@@ -14,12 +14,8 @@ __global__ void softmax_rows(const void *x, int xdt, void *out, int odt, int64_t
     __shared__ C sh[32];
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         int64_t base = r * len;
-        C m = (C)-INFINITY;
-        for (int64_t l = threadIdx.x; l < len; l += blockDim.x) m = ct_nanmax(m, ct_ld<C>(x, xdt, base + l));
-        m = ct_block_max(m, sh);
-        C sum = 0;
-        for (int64_t l = threadIdx.x; l < len; l += blockDim.x) sum += exp(ct_ld<C>(x, xdt, base + l) - m);
-        sum = ct_block_sum(sum, sh);
+        C m, sum;
+        ct_block_max_sumexp<C>(x, xdt, base, len, sh, &m, &sum);
         C log_sum = log(sum);
         for (int64_t l = threadIdx.x; l < len; l += blockDim.x) {
             C z = ct_ld<C>(x, xdt, base + l) - m;
