@@ -122,6 +122,7 @@ void cmd_train_usage(FILE *out) {
         "                          state_dict saved as safetensors)\n"
         "run:\n"
         "  --device cpu|cuda|cuda:N   (default cpu)\n"
+        "  --tf32                  let F32 matrix products use TF32 tensor cores (GPU)\n"
         "  --seed N                initial weights, dropout, shuffling (default %d)\n"
         "  --data-seed N           shuffling and --val-split only (default: --seed)\n"
         "  --no-prefetch           do not prepare batches on a second thread\n"

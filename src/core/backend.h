@@ -30,6 +30,7 @@ typedef struct ct_kargs {
     uint32_t step;        /* the program's step counter (dropout) */
     bool training;
     void *stream;         /* the backend's stream, NULL on the CPU */
+    bool allow_tf32;      /* MATMUL: F32 products may use TF32 (the node's attr.tf32, ct_graph_set_tf32) */
 } ct_kargs;
 
 typedef ct_status (*ct_kernel_fn)(const ct_kargs *k);

@@ -460,6 +460,7 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         for (int j = 0; j < nd->n_in; j++) p->views[v++] = view_of(p, nd->in[j]);
         ka->out = view_of(p, i);
         ka->seed = g->seed;
+        ka->allow_tf32 = nd->op == CT_OP_MATMUL && nd->attr.tf32;
         if (be->scratch_bytes) {
             /* asked with no data pointers, as the interface promises */
             ct_kargs probe = *ka;

@@ -1,28 +1,83 @@
-// The CUDA backend table (core/backend.h): device memory now, kernels as
-// they are written. An op whose entry is NULL is reported by
-// ct_device_implements() as missing on CUDA, so the table is the one place
-// that says what the CUDA backend can run.
+// The CUDA backend table (core/backend.h): device memory, copies, the
+// per-process context, and the kernel table the k_*.cu files fill. An op
+// whose entry is NULL is reported by ct_device_implements() as missing on
+// CUDA, so the table is the one place that says what the backend can run.
 //
-// The memory entries work on the calling thread's current device, which
-// ct_cuda_backend() selects: one process drives one GPU (DESIGN.md, data
-// parallel), so a single table serves whichever device that is.
-#include <cstddef>
-#include <cstdint>
-
-#include <cuda_runtime.h>
+// One process drives one GPU (DESIGN.md, data parallel), so a single table
+// and a single context serve whichever device ct_cuda_backend() selected.
+// Everything is queued on the context's one stream: kernels, cuBLAS, and
+// the copies, which keeps their order the program's order without any
+// device-wide synchronisation, and lets a whole step be captured.
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
 
 #include "core/cuda_query.h"
-// The core headers are C; their declarations must keep C linkage here.
-extern "C" {
-#include "core/backend.h"
-#include "core/error.h"
+#include "cuda/cuda_common.cuh"
+
+// cuBLAS's workspace, set once so that matrix products never allocate
+// (which graph capture forbids). 32 MiB covers Hopper's largest kernels.
+#define BLAS_WS_BYTES ((size_t)32 << 20)
+// Room for the partial sums of sumsq (one double per block, one flag).
+#define RED_BYTES ((size_t)8192)
+
+static ct_cuda_ctx g_ctx;
+static bool g_ready;
+static std::mutex g_lock;
+
+ct_cuda_ctx *ct_cuda_ctx_get(void) { return g_ready ? &g_ctx : nullptr; }
+
+ct_status ct_cuda_ctx_init(int device) {
+    std::lock_guard<std::mutex> guard(g_lock);
+    if (g_ready) {
+        if (g_ctx.device == device) return CT_OK;
+        return ct_error(CT_ERR_UNSUPPORTED,
+                        "cannot use cuda:%d: this process already drives cuda:%d (one GPU per process; "
+                        "start one process per GPU)",
+                        device, g_ctx.device);
+    }
+    ct_cuda_ctx c = {};
+    c.device = device;
+    CT_CUDA_TRY(cudaSetDevice(device), "device %d", device);
+    CT_CUDA_TRY(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking), "device %d", device);
+    CT_CUDA_TRY(cudaHostAlloc((void **)&c.err_host, sizeof *c.err_host, cudaHostAllocMapped), "%zu bytes",
+                sizeof *c.err_host);
+    memset(c.err_host, 0, sizeof *c.err_host);
+    CT_CUDA_TRY(cudaHostGetDevicePointer((void **)&c.err_dev, c.err_host, 0), "%zu bytes", sizeof *c.err_host);
+    c.red_bytes = RED_BYTES;
+    CT_CUDA_TRY(cudaMalloc((void **)&c.red, c.red_bytes), "%zu bytes", c.red_bytes);
+    c.blas_ws_bytes = BLAS_WS_BYTES;
+    CT_CUDA_TRY(cudaMalloc(&c.blas_ws, c.blas_ws_bytes), "cuBLAS workspace of %zu bytes", c.blas_ws_bytes);
+    CT_CUBLAS_TRY(cublasCreate(&c.blas), "device %d", device);
+    CT_CUBLAS_TRY(cublasSetStream(c.blas, c.stream), "device %d", device);
+    CT_CUBLAS_TRY(cublasSetWorkspace(c.blas, c.blas_ws, c.blas_ws_bytes), "%zu bytes", c.blas_ws_bytes);
+    // FP32 stays FP32 unless a program asks for TF32 (k_matmul.cu picks
+    // the compute type per call); the handle's default must not override it.
+    CT_CUBLAS_TRY(cublasSetMathMode(c.blas, CUBLAS_DEFAULT_MATH), "device %d", device);
+    g_ctx = c;
+    g_ready = true;
+    return CT_OK;
 }
 
-static int current_device(void) {
-    int d = -1;
-    if (cudaGetDevice(&d) != cudaSuccess) cudaGetLastError();
-    return d;
+ct_status ct_cuda_check_data_error(void) {
+    if (!g_ready) return CT_OK;
+    volatile ct_cuda_data_error *e = g_ctx.err_host;
+    int code = e->code;
+    if (code == CT_CUDA_ERR_NONE) return CT_OK;
+    long long pos = e->pos, value = e->value, bound = e->bound;
+    memset((void *)g_ctx.err_host, 0, sizeof *g_ctx.err_host);
+    if (code == CT_CUDA_ERR_EMBED_INDEX)
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "embedding: index %lld at position %lld is outside [0, %lld) (found on the GPU during "
+                        "an earlier run; the results of that run are invalid)",
+                        value, pos, bound);
+    return ct_error(CT_ERR_INVALID_ARG,
+                    "cross_entropy: label %lld in row %lld is outside [0, %lld) (found on the GPU during an "
+                    "earlier run; the results of that run are invalid)",
+                    value, pos, bound);
 }
+
+// ---------------------------------------------------------------- memory
 
 static void *cuda_alloc(size_t bytes) {
     void *p = nullptr;
@@ -30,10 +85,7 @@ static void *cuda_alloc(size_t bytes) {
     // failure.
     cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);
     if (e != cudaSuccess) {
-        cudaGetLastError();
-        ct_error(e == cudaErrorMemoryAllocation ? CT_ERR_OOM : CT_ERR_DEVICE,
-                 "cudaMalloc of %zu bytes on cuda:%d failed: %s", bytes, current_device(),
-                 cudaGetErrorString(e));
+        ct_cuda_fail(e, "cudaMalloc", "%zu bytes asked", bytes);
         return nullptr;
     }
     return p;
@@ -45,24 +97,60 @@ static void cuda_free(void *p) {
     if (p && cudaFree(p) != cudaSuccess) cudaGetLastError();
 }
 
-static ct_status check(cudaError_t e, const char *what, size_t bytes) {
-    if (e == cudaSuccess) return CT_OK;
-    cudaGetLastError();
-    return ct_error(CT_ERR_DEVICE, "%s of %zu bytes on cuda:%d failed: %s", what, bytes,
-                    current_device(), cudaGetErrorString(e));
-}
+static cudaStream_t stream(void) { return g_ready ? g_ctx.stream : nullptr; }
 
 static ct_status cuda_zero(void *p, size_t bytes) {
-    return check(cudaMemset(p, 0, bytes), "cudaMemset", bytes);
+    if (bytes == 0) return CT_OK;
+    CT_CUDA_TRY(cudaMemsetAsync(p, 0, bytes, stream()), "%zu bytes at %p", bytes, p);
+    return CT_OK;
+}
+
+// Uploads go through pinned staging buffers so that the copy is truly
+// asynchronous: the caller's memory is copied into a staging slot at once
+// (so it may be reused on return), and the DMA from the slot runs on the
+// stream behind the work already queued. Two slots alternate; an event per
+// slot says when its previous DMA is done and the slot may be refilled.
+// Large uploads (weights at compile time) go straight from pageable memory.
+#define STAGE_SLOTS 2
+#define STAGE_MAX ((size_t)64 << 20)
+
+struct stage_slot {
+    void *host;
+    size_t cap;
+    cudaEvent_t done;
+    bool used;
+};
+static stage_slot g_stage[STAGE_SLOTS];
+static int g_stage_next;
+
+static ct_status staged_upload(void *dst, const void *src, size_t bytes) {
+    stage_slot *s = &g_stage[g_stage_next];
+    g_stage_next = (g_stage_next + 1) % STAGE_SLOTS;
+    if (s->used) CT_CUDA_TRY(cudaEventSynchronize(s->done), "staging slot of %zu bytes", s->cap);
+    if (s->cap < bytes) {
+        if (s->host) cudaFreeHost(s->host);
+        s->host = nullptr;
+        s->cap = 0;
+        size_t cap = bytes < ((size_t)1 << 20) ? ((size_t)1 << 20) : bytes;
+        CT_CUDA_TRY(cudaHostAlloc(&s->host, cap, cudaHostAllocDefault), "pinned staging buffer of %zu bytes", cap);
+        s->cap = cap;
+    }
+    if (!s->used) CT_CUDA_TRY(cudaEventCreateWithFlags(&s->done, cudaEventDisableTiming), "staging event");
+    memcpy(s->host, src, bytes);
+    CT_CUDA_TRY(cudaMemcpyAsync(dst, s->host, bytes, cudaMemcpyHostToDevice, stream()), "upload of %zu bytes", bytes);
+    CT_CUDA_TRY(cudaEventRecord(s->done, stream()), "upload of %zu bytes", bytes);
+    s->used = true;
+    return CT_OK;
 }
 
 static ct_status cuda_upload(void *dst, const void *src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "upload (cudaMemcpy)", bytes);
-}
-
-static ct_status cuda_download(void *dst, const void *src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "download (cudaMemcpy)",
-                 bytes);
+    if (bytes == 0) return CT_OK;
+    if (bytes <= STAGE_MAX) return staged_upload(dst, src, bytes);
+    CT_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream()), "upload of %zu bytes", bytes);
+    // From pageable memory the copy may still read src after returning on
+    // some drivers; waiting keeps the caller's buffer free to reuse.
+    CT_CUDA_TRY(cudaStreamSynchronize(stream()), "upload of %zu bytes", bytes);
+    return CT_OK;
 }
 
 static ct_status cuda_copy(void *dst, const void *src, size_t bytes) {
@@ -70,11 +158,28 @@ static ct_status cuda_copy(void *dst, const void *src, size_t bytes) {
 }
 
 static ct_status cuda_sync(void) {
-    cudaError_t e = cudaDeviceSynchronize();
-    if (e == cudaSuccess) return CT_OK;
-    cudaGetLastError();
-    return ct_error(CT_ERR_DEVICE, "cuda:%d: a queued kernel failed: %s", current_device(),
-                    cudaGetErrorString(e));
+    cudaError_t e = g_ready ? cudaStreamSynchronize(g_ctx.stream) : cudaDeviceSynchronize();
+    if (e != cudaSuccess) return ct_cuda_fail(e, "cudaStreamSynchronize", "waiting for queued kernels");
+    return ct_cuda_check_data_error();
+}
+
+// A download is where values reach the host, so it is also where errors
+// from earlier kernels (faults, bad indices) are reported.
+static ct_status cuda_download(void *dst, const void *src, size_t bytes) {
+    if (bytes == 0) return cuda_sync();
+    CT_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream()), "download of %zu bytes", bytes);
+    return cuda_sync();
+}
+
+static size_t cuda_scratch_bytes(const ct_kargs *k) {
+    size_t s = ct_cuda_loss_scratch(k);
+    size_t t = ct_cuda_norm_scratch(k);
+    if (t > s) s = t;
+    t = ct_cuda_nn_scratch(k);
+    if (t > s) s = t;
+    t = ct_cuda_reduce_scratch(k);
+    if (t > s) s = t;
+    return s;
 }
 
 static ct_backend make_table(void) {
@@ -88,8 +193,19 @@ static ct_backend make_table(void) {
     b.download = cuda_download;
     b.sync = cuda_sync;
     b.copy = cuda_copy;
-    b.scratch_bytes = nullptr;
-    // Kernels: none yet; each src/cuda/k_*.cu will register its ops here.
+    b.scratch_bytes = cuda_scratch_bytes;
+    b.optim_update = ct_cuda_optim_update;
+    b.sumsq = ct_cuda_sumsq;
+    b.scale_clamp = ct_cuda_scale_clamp;
+    b.axpby = ct_cuda_axpby;
+    ct_cuda_register_elementwise(b.kernels);
+    ct_cuda_register_reduce(b.kernels);
+    ct_cuda_register_softmax(b.kernels);
+    ct_cuda_register_loss(b.kernels);
+    ct_cuda_register_norm(b.kernels);
+    ct_cuda_register_shape(b.kernels);
+    ct_cuda_register_matmul(b.kernels);
+    ct_cuda_register_nn(b.kernels);
     return b;
 }
 
@@ -116,11 +232,6 @@ const ct_backend *ct_cuda_backend(int device_index) {
                  n, n == 1 ? "" : "s");
         return nullptr;
     }
-    cudaError_t e = cudaSetDevice(device_index);
-    if (e != cudaSuccess) {
-        cudaGetLastError();
-        ct_error(CT_ERR_DEVICE, "cudaSetDevice(%d) failed: %s", device_index, cudaGetErrorString(e));
-        return nullptr;
-    }
+    if (ct_cuda_ctx_init(device_index) != CT_OK) return nullptr;
     return table();
 }

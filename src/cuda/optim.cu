@@ -1,0 +1,237 @@
+// The flat-buffer hooks on the GPU: the fused optimizer update, the sum of
+// squares behind gradient-norm clipping, scale-and-clamp and axpby.
+//
+// Each is one elementwise pass over the flat buffers, computed in double
+// and rounded once into the buffer's dtype, exactly as src/cpu/cpu_optim.c
+// does, so an optimizer step on the GPU matches the CPU to the rounding of
+// the last store. The per-step scalars (bias corrections, decayed learning
+// rate) are computed once on the host, in double, with the CPU's formulas.
+#include <cmath>
+
+#include "cuda/cuda_common.cuh"
+extern "C" {
+#include "ctrain/optim.h"
+}
+
+#define SUMSQ_BLOCKS 512 // partial sums of sumsq; 2 * 512 doubles fit the context's buffer
+
+struct optim_k {
+    int kind, dt;
+    int64_t n;
+    void *w, *s0, *s1, *s2;
+    const void *g;
+    const uint8_t *flags;
+    bool first, nesterov, amsgrad, centered, decoupled, maximize;
+    double lr, mu, damp, b1, b2, eps, alpha, wd, l1;
+    double clr, step_size, bc2_sqrt, shrink;
+};
+
+__device__ __forceinline__ double sign_of(double w) { return (double)((w > 0) - (w < 0)); }
+
+__device__ __forceinline__ double effective_grad(const optim_k &a, uint8_t f, double w, double g) {
+    if (a.maximize) g = -g;
+    if (f & CT_PFLAG_DECAY) {
+        if (a.wd != 0 && !a.decoupled) g += a.wd * w;
+        if (a.l1 != 0) g += a.l1 * sign_of(w);
+    }
+    return g;
+}
+
+__global__ void optim_kernel(optim_k a) {
+    CT_GRID_STRIDE(i, a.n) {
+        uint8_t f = a.flags[i];
+        if (f & CT_PFLAG_FROZEN) continue;
+        int dt = a.dt;
+        double w = ct_ld<double>(a.w, dt, i);
+        double g = effective_grad(a, f, w, ct_ld<double>(a.g, dt, i));
+        switch (a.kind) {
+        case CT_OPTIM_SGD:
+            if (a.mu != 0) {
+                // PyTorch starts the buffer at the first gradient
+                double buf = a.first ? g : a.mu * ct_ld<double>(a.s0, dt, i) + (1 - a.damp) * g;
+                ct_st<double>(a.s0, dt, i, buf);
+                g = a.nesterov ? g + a.mu * buf : buf;
+            }
+            ct_st<double>(a.w, dt, i, w - a.lr * g);
+            break;
+        case CT_OPTIM_ADAGRAD: {
+            double sum = ct_ld<double>(a.s0, dt, i) + g * g;
+            ct_st<double>(a.s0, dt, i, sum);
+            ct_st<double>(a.w, dt, i, w - a.clr * (g / (sqrt(sum) + a.eps)));
+            break;
+        }
+        case CT_OPTIM_RMSPROP: {
+            double sq = a.alpha * ct_ld<double>(a.s0, dt, i) + (1 - a.alpha) * g * g;
+            ct_st<double>(a.s0, dt, i, sq);
+            double var = sq;
+            if (a.centered) {
+                double ga = a.alpha * ct_ld<double>(a.s2, dt, i) + (1 - a.alpha) * g;
+                ct_st<double>(a.s2, dt, i, ga);
+                var -= ga * ga;
+            }
+            double avg = sqrt(var) + a.eps;
+            if (a.mu > 0) {
+                double buf = a.mu * ct_ld<double>(a.s1, dt, i) + g / avg;
+                ct_st<double>(a.s1, dt, i, buf);
+                ct_st<double>(a.w, dt, i, w - a.lr * buf);
+            } else {
+                ct_st<double>(a.w, dt, i, w - a.lr * (g / avg));
+            }
+            break;
+        }
+        default: { // Adam, AdamW
+            if (a.decoupled && (f & CT_PFLAG_DECAY)) w *= a.shrink;
+            double m = a.b1 * ct_ld<double>(a.s0, dt, i) + (1 - a.b1) * g;
+            double v = a.b2 * ct_ld<double>(a.s1, dt, i) + (1 - a.b2) * g * g;
+            ct_st<double>(a.s0, dt, i, m);
+            ct_st<double>(a.s1, dt, i, v);
+            if (a.amsgrad) {
+                double vmax = ct_ld<double>(a.s2, dt, i);
+                if (v != v || v > vmax) vmax = v;
+                ct_st<double>(a.s2, dt, i, vmax);
+                v = vmax;
+            }
+            ct_st<double>(a.w, dt, i, w - a.step_size * (m / (sqrt(v) / a.bc2_sqrt + a.eps)));
+            break;
+        }
+        }
+    }
+}
+
+static ct_status check_dtype(ct_dtype dt, const char *fn) {
+    if (dt != CT_F32 && dt != CT_F64)
+        return ct_error(CT_ERR_DTYPE, "cuda %s: buffers must be f32 or f64, got %s", fn, ct_dtype_name(dt));
+    return CT_OK;
+}
+
+static cudaStream_t stream(void) {
+    ct_cuda_ctx *c = ct_cuda_ctx_get();
+    return c ? c->stream : nullptr;
+}
+
+ct_status ct_cuda_optim_update(const ct_optim_args *a) {
+    if (!a) return ct_error(CT_ERR_INVALID_ARG, "cuda optim_update: args are NULL");
+    ct_status st = check_dtype(a->dtype, "optim_update");
+    if (st != CT_OK) return st;
+    if (a->n == 0) return CT_OK;
+    if (a->t < 1)
+        return ct_error(CT_ERR_INVALID_ARG, "cuda optim_update: step t must be >= 1, got %lld", (long long)a->t);
+    if (!a->params || !a->grads || !a->flags)
+        return ct_error(CT_ERR_INVALID_ARG, "cuda optim_update: params, grads and flags are required");
+    bool need0 = false, need1 = false, need2 = false;
+    switch (a->kind) {
+    case CT_OPTIM_SGD: need0 = a->momentum != 0; break;
+    case CT_OPTIM_ADAGRAD: need0 = true; break;
+    case CT_OPTIM_RMSPROP: need0 = true, need1 = a->momentum > 0, need2 = a->centered; break;
+    case CT_OPTIM_ADAM:
+    case CT_OPTIM_ADAMW: need0 = need1 = true, need2 = a->amsgrad; break;
+    default: return ct_error(CT_ERR_INVALID_ARG, "cuda optim_update: unknown optimizer kind %d", a->kind);
+    }
+    if ((need0 && !a->state0) || (need1 && !a->state1) || (need2 && !a->state2))
+        return ct_error(CT_ERR_INTERNAL, "cuda optim_update: %s is missing a state buffer",
+                        ct_optim_kind_name((ct_optim_kind)a->kind));
+    optim_k k = {};
+    k.kind = a->kind, k.dt = a->dtype, k.n = (int64_t)a->n;
+    k.w = a->params, k.g = a->grads, k.s0 = a->state0, k.s1 = a->state1, k.s2 = a->state2, k.flags = a->flags;
+    k.first = a->t == 1, k.nesterov = a->nesterov, k.amsgrad = a->amsgrad, k.centered = a->centered;
+    k.decoupled = a->decoupled, k.maximize = a->maximize;
+    k.lr = a->lr, k.mu = a->momentum, k.damp = a->dampening, k.b1 = a->beta1, k.b2 = a->beta2, k.eps = a->eps;
+    k.alpha = a->alpha, k.wd = a->weight_decay, k.l1 = a->l1;
+    // the CPU's per-step scalars, in the same order of operations
+    k.clr = a->lr / (1 + (double)(a->t - 1) * a->lr_decay);
+    k.step_size = a->lr / (1 - pow(a->beta1, (double)a->t));
+    k.bc2_sqrt = sqrt(1 - pow(a->beta2, (double)a->t));
+    k.shrink = 1 - a->lr * a->weight_decay;
+    optim_kernel<<<ct_cuda_blocks(k.n), CT_CUDA_THREADS, 0, stream()>>>(k);
+    CT_CUDA_LAUNCHED("optim_update", "%s over %zu elements", ct_optim_kind_name((ct_optim_kind)a->kind), a->n);
+    return CT_OK;
+}
+
+// ---------------------------------------------------------------- sumsq
+
+// Block b sums the squares of its grid-stride share in double and says
+// whether all were finite: part[b] and part[SUMSQ_BLOCKS + b].
+__global__ void sumsq_parts(const void *x, int dt, int64_t n, double *part) {
+    __shared__ double sh[32];
+    double acc = 0, bad = 0;
+    CT_GRID_STRIDE(i, n) {
+        double v = ct_ld<double>(x, dt, i);
+        acc += v * v;
+        if (!isfinite(v)) bad = 1;
+    }
+    acc = ct_block_sum(acc, sh);
+    bad = ct_block_sum(bad, sh);
+    if (threadIdx.x == 0) {
+        part[blockIdx.x] = acc;
+        part[SUMSQ_BLOCKS + blockIdx.x] = bad;
+    }
+}
+
+ct_status ct_cuda_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite) {
+    ct_status st = check_dtype(dtype, "sumsq");
+    if (st != CT_OK) return st;
+    if (n && !x) return ct_error(CT_ERR_INVALID_ARG, "cuda sumsq: buffer is NULL");
+    ct_cuda_ctx *c = ct_cuda_ctx_get();
+    if (!c) return ct_error(CT_ERR_STATE, "cuda sumsq: the CUDA backend is not initialised");
+    double total = 0;
+    bool all = true;
+    if (n) {
+        int64_t blocks = ((int64_t)n + CT_CUDA_THREADS - 1) / CT_CUDA_THREADS;
+        if (blocks > SUMSQ_BLOCKS) blocks = SUMSQ_BLOCKS;
+        sumsq_parts<<<(unsigned)blocks, CT_CUDA_THREADS, 0, c->stream>>>(x, dtype, (int64_t)n, c->red);
+        CT_CUDA_LAUNCHED("sumsq", "%zu elements", n);
+        // The norm is wanted on the host (the API returns it), so the
+        // partials come back and are added there, in block order.
+        double host[2 * SUMSQ_BLOCKS];
+        CT_CUDA_TRY(cudaMemcpyAsync(host, c->red, sizeof host, cudaMemcpyDeviceToHost, c->stream), "sumsq: %zu bytes",
+                    sizeof host);
+        CT_CUDA_TRY(cudaStreamSynchronize(c->stream), "sumsq over %zu elements", n);
+        for (int64_t b = 0; b < blocks; b++) {
+            total += host[b];
+            if (host[SUMSQ_BLOCKS + b] != 0) all = false;
+        }
+    }
+    if (out) *out = total;
+    if (finite) *finite = all;
+    return CT_OK;
+}
+
+// ---------------------------------------------------------------- scale_clamp, axpby
+
+__global__ void scale_clamp_kernel(void *x, int dt, int64_t n, double scale, double clamp) {
+    CT_GRID_STRIDE(i, n) {
+        double v = ct_ld<double>(x, dt, i) * scale;
+        // NaN fails both comparisons and passes through, as in torch.clamp
+        if (clamp > 0) v = v > clamp ? clamp : v < -clamp ? -clamp : v;
+        ct_st<double>(x, dt, i, v);
+    }
+}
+
+ct_status ct_cuda_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp) {
+    ct_status st = check_dtype(dtype, "scale_clamp");
+    if (st != CT_OK) return st;
+    if (n && !x) return ct_error(CT_ERR_INVALID_ARG, "cuda scale_clamp: buffer is NULL");
+    if (n == 0) return CT_OK;
+    scale_clamp_kernel<<<ct_cuda_blocks((int64_t)n), CT_CUDA_THREADS, 0, stream()>>>(x, dtype, (int64_t)n, scale, clamp);
+    CT_CUDA_LAUNCHED("scale_clamp", "%zu elements", n);
+    return CT_OK;
+}
+
+// b == 0 does not read y (BLAS's beta = 0 rule), so y may start as garbage.
+__global__ void axpby_kernel(double a, const void *x, double b, void *y, int dt, int64_t n) {
+    CT_GRID_STRIDE(i, n) {
+        double v = a * ct_ld<double>(x, dt, i);
+        if (b != 0) v += b * ct_ld<double>(y, dt, i);
+        ct_st<double>(y, dt, i, v);
+    }
+}
+
+ct_status ct_cuda_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n) {
+    ct_status st = check_dtype(dtype, "axpby");
+    if (st != CT_OK) return st;
+    if (n && (!x || !y)) return ct_error(CT_ERR_INVALID_ARG, "cuda axpby: buffer is NULL");
+    if (n == 0) return CT_OK;
+    axpby_kernel<<<ct_cuda_blocks((int64_t)n), CT_CUDA_THREADS, 0, stream()>>>(a, x, b, y, dtype, (int64_t)n);
+    CT_CUDA_LAUNCHED("axpby", "%zu elements", n);
+    return CT_OK;
+}
