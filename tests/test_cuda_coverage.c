@@ -21,7 +21,10 @@
 /* Ops merged before their CUDA kernel and parity case exist, by name
  * ("conv2d"): each entry is a known gap, to be listed in docs/cuda.md and
  * removed when the kernel lands. Empty: every op is covered. */
-static const char *const not_yet[] = {NULL};
+/* The convolution and pooling ops (cuDNN kernels to come; docs/cuda.md). */
+static const char *const not_yet[] = {"conv2d", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",
+                                      "max_pool2d", "max_pool2d_grad", "avg_pool2d", "avg_pool2d_grad",
+                                      "dropout2d", NULL};
 
 static bool known_gap(int op) {
     for (int i = 0; not_yet[i]; i++)

@@ -154,7 +154,11 @@ static ct_status cuda_upload(void *dst, const void *src, size_t bytes) {
 }
 
 static ct_status cuda_copy(void *dst, const void *src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice), "device copy (cudaMemcpy)", bytes);
+    if (bytes == 0) return CT_OK;
+    // On the backend's stream, in order with the kernels that wrote src.
+    CT_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()), "device copy of %zu bytes",
+                bytes);
+    return CT_OK;
 }
 
 static ct_status cuda_sync(void) {
