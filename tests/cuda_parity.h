@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <ctrain/ctrain.h>
 
@@ -239,6 +240,20 @@ static inline void cp_run(const cp_case *c) {
     free(hscratch);
     gpu->free(dscratch);
     cr_assert(ok, "%s: the GPU differs from the CPU (see above)", c->name);
+}
+
+/* MNIST's training set for the end-to-end cases, or a skip (with the
+ * reason) when CTRAIN_DATA_DIR does not hold it. The caller frees it. */
+static inline ct_dataset *cp_mnist_train(void) {
+    const char *root = getenv("CTRAIN_DATA_DIR");
+    char dir[4096];
+    struct stat sb;
+    if (!root || !*root) cr_skip_test("CTRAIN_DATA_DIR is not set; this test needs MNIST");
+    snprintf(dir, sizeof dir, "%s/mnist", root);
+    if (stat(dir, &sb) != 0) cr_skip_test("%s does not exist; this test needs MNIST", dir);
+    ct_dataset *ds = NULL;
+    cr_assert_eq(ct_dataset_load_mnist(dir, true, &ds), CT_OK, "%s", ct_last_error());
+    return ds;
 }
 
 /* Shorthands for building cases. */

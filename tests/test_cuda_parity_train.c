@@ -2,110 +2,20 @@
  * sumsq, scale_clamp, axpby), errors found in the data on the GPU, and end
  * to end: 100 training steps of an MLP with dropout on MNIST.
  *
- * Tolerances: optimizer updates are computed in double on both backends
- * and rounded once, so F32 agrees to rtol 1e-6 (sqrt and pow of CUDA's
- * library are within an ulp of glibc's in double) and F64 to 1e-13.
+ * Tolerances: optimizer updates as tests/cuda_parity_optim.h states.
  * End to end (F32, SGD with momentum): the loss of every step within
  * 1e-3 relative, final weights within 1e-3 absolute (the GPU's float
  * reductions and cuBLAS's summation order differ from the CPU's in the last
  * bits, and 100 steps carry that forward; dropout masks are identical). */
-#include <sys/stat.h>
+#include "cuda_parity_optim.h"
 
-#include "cuda_parity.h"
-
-/* ---- optimizer updates -------------------------------------------------- */
-
-typedef struct flat {
-    void *p, *g, *s[3];
-    uint8_t *flags;
-} flat;
-
-/* Host buffers of n elements: random params, grads and (positive) states;
- * every 7th element frozen, every other one decayed. */
-static flat flat_host(ct_dtype dt, size_t n, uint32_t stream) {
-    flat f = {0};
-    size_t b = n * ct_dtype_size(dt);
-    cp_in in = cp_f(dt, (ct_shape){1, {(int64_t)n}}), pos = cp_range(dt, in.shape, 0.01, 1);
-    f.p = malloc(b), f.g = malloc(b), f.flags = malloc(n);
-    cp_fill(&in, f.p, stream);
-    cp_fill(&in, f.g, stream + 1);
-    for (int s = 0; s < 3; s++) {
-        f.s[s] = malloc(b);
-        cp_fill(&pos, f.s[s], stream + 2 + (uint32_t)s);
-    }
-    for (size_t i = 0; i < n; i++) f.flags[i] = (uint8_t)((i % 7 == 6 ? CT_PFLAG_FROZEN : 0) | (i % 2 ? CT_PFLAG_DECAY : 0));
-    return f;
-}
-
-static flat flat_device(const ct_backend *be, const flat *h, ct_dtype dt, size_t n) {
-    flat d = {0};
-    size_t b = n * ct_dtype_size(dt);
-    const void *src[] = {h->p, h->g, h->s[0], h->s[1], h->s[2]};
-    void **dst[] = {&d.p, &d.g, &d.s[0], &d.s[1], &d.s[2]};
-    for (int i = 0; i < 5; i++) {
-        *dst[i] = be->alloc(b);
-        cr_assert(*dst[i] && be->upload(*dst[i], src[i], b) == CT_OK, "%s", ct_last_error());
-    }
-    d.flags = be->alloc(n);
-    cr_assert(d.flags && be->upload(d.flags, h->flags, n) == CT_OK, "%s", ct_last_error());
-    return d;
-}
-
-static void flat_free(const ct_backend *be, flat *f, bool host) {
-    void *ps[] = {f->p, f->g, f->s[0], f->s[1], f->s[2], f->flags};
-    for (int i = 0; i < 6; i++) host ? free(ps[i]) : be->free(ps[i]);
-}
-
-static void run_optim(const char *name, ct_optim_args a, ct_dtype dt) {
-    const ct_backend *cpu = ct_cpu_backend(), *gpu = cp_gpu();
-    cr_assert(gpu, "%s", ct_last_error());
-    size_t n = 1000003, b = n * ct_dtype_size(dt);
-    flat h = flat_host(dt, n, cp_stream_counter), d = flat_device(gpu, &h, dt, n);
-    cp_stream_counter += 8;
-    a.dtype = dt, a.n = n;
-    ct_optim_args ha = a, da = a;
-    ha.params = h.p, ha.grads = h.g, ha.state0 = h.s[0], ha.state1 = h.s[1], ha.state2 = h.s[2], ha.flags = h.flags;
-    da.params = d.p, da.grads = d.g, da.state0 = d.s[0], da.state1 = d.s[1], da.state2 = d.s[2], da.flags = d.flags;
-    cr_assert_eq(cpu->optim_update(&ha), CT_OK, "%s: %s", name, ct_last_error());
-    cr_assert_eq(gpu->optim_update(&da), CT_OK, "%s: %s", name, ct_last_error());
-    double rtol = dt == CT_F64 ? 1e-13 : 1e-6, atol = dt == CT_F64 ? 1e-15 : 1e-9;
-    void *back = malloc(b);
-    void *hs[] = {h.p, h.s[0], h.s[1], h.s[2]}, *ds[] = {d.p, d.s[0], d.s[1], d.s[2]};
-    const char *what[] = {"params", "state0", "state1", "state2"};
-    bool ok = true;
-    for (int i = 0; i < 4; i++) {
-        cr_assert_eq(gpu->download(back, ds[i], b), CT_OK, "%s", ct_last_error());
-        ok = cp_compare(name, what[i], dt, hs[i], back, (int64_t)n, rtol, atol) && ok;
-    }
-    free(back);
-    flat_free(NULL, &h, true);
-    flat_free(gpu, &d, false);
-    cr_assert(ok, "%s: the GPU update differs from the CPU's (see above)", name);
-}
+/* ---- optimizer updates (tests/cuda_parity_optim.h) ---------------------- */
 
 Test(cuda_parity, optimizers) {
     CP_NEED_GPU();
-    const struct {
-        const char *name;
-        ct_optim_args a;
-    } specs[] = {
-        {"sgd", {.kind = CT_OPTIM_SGD, .lr = 0.1, .t = 3}},
-        {"sgd momentum first step", {.kind = CT_OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .dampening = 0.1, .t = 1}},
-        {"sgd nesterov decay l1", {.kind = CT_OPTIM_SGD, .lr = 0.1, .momentum = 0.9, .nesterov = true,
-                                   .weight_decay = 0.01, .l1 = 1e-3, .t = 5}},
-        {"sgd maximize", {.kind = CT_OPTIM_SGD, .lr = 0.1, .momentum = 0.5, .maximize = true, .t = 2}},
-        {"adagrad", {.kind = CT_OPTIM_ADAGRAD, .lr = 0.01, .eps = 1e-10, .lr_decay = 0.01, .weight_decay = 0.1, .t = 4}},
-        {"rmsprop", {.kind = CT_OPTIM_RMSPROP, .lr = 0.01, .alpha = 0.99, .eps = 1e-8, .t = 2}},
-        {"rmsprop centered momentum", {.kind = CT_OPTIM_RMSPROP, .lr = 0.01, .alpha = 0.9, .eps = 1e-8,
-                                       .momentum = 0.9, .centered = true, .t = 7}},
-        {"adam", {.kind = CT_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01, .t = 1}},
-        {"adam amsgrad", {.kind = CT_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .amsgrad = true, .t = 9}},
-        {"adamw", {.kind = CT_OPTIM_ADAMW, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
-                   .decoupled = true, .t = 100}},
-    };
-    for (int s = 0; s < 10; s++) {
-        run_optim(specs[s].name, specs[s].a, CT_F32);
-        run_optim(specs[s].name, specs[s].a, CT_F64);
+    for (int s = 0; s < CPO_N_SPECS; s++) {
+        cpo_run(cpo_specs[s].name, cpo_specs[s].a, CT_F32, NULL);
+        cpo_run(cpo_specs[s].name, cpo_specs[s].a, CT_F64, NULL);
     }
 }
 
@@ -198,14 +108,7 @@ static ct_graph *mlp(ct_node *loss) {
 
 Test(cuda_parity, mnist_mlp_100_steps) {
     CP_NEED_GPU();
-    const char *root = getenv("CTRAIN_DATA_DIR");
-    char dir[4096];
-    struct stat sb;
-    if (!root || !*root) cr_skip_test("CTRAIN_DATA_DIR is not set; this test needs MNIST");
-    snprintf(dir, sizeof dir, "%s/mnist", root);
-    if (stat(dir, &sb) != 0) cr_skip_test("%s does not exist; this test needs MNIST", dir);
-    ct_dataset *ds = NULL;
-    cr_assert_eq(ct_dataset_load_mnist(dir, true, &ds), CT_OK, "%s", ct_last_error());
+    ct_dataset *ds = cp_mnist_train();
     const float *feat = ct_dataset_features(ds);
     const int32_t *lab = ct_dataset_labels(ds);
 

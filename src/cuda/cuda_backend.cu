@@ -66,6 +66,20 @@ ct_status ct_cuda_check_data_error(void) {
     if (code == CT_CUDA_ERR_NONE) return CT_OK;
     long long pos = e->pos, value = e->value, bound = e->bound;
     memset((void *)g_ctx.err_host, 0, sizeof *g_ctx.err_host);
+    if (code == CT_CUDA_ERR_LOSS_SCALE) {
+        unsigned bits = (unsigned)value;
+        float scale;
+        memcpy(&scale, &bits, sizeof scale);
+        return ct_error(CT_ERR_NUMERIC,
+                        "amp_unscale: the loss scale is %g (found on the GPU during an earlier step, which was "
+                        "skipped)",
+                        (double)scale);
+    }
+    if (code == CT_CUDA_ERR_AMP_STEP)
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "optim_update: step %lld less %lld skipped steps is < 1 (found on the GPU during an earlier "
+                        "step, which wrote nothing): the optimizer's step count and the loss scaler's state disagree",
+                        value, bound);
     if (code == CT_CUDA_ERR_EMBED_INDEX)
         return ct_error(CT_ERR_INVALID_ARG,
                         "embedding: index %lld at position %lld is outside [0, %lld) (found on the GPU during "
@@ -202,6 +216,8 @@ static ct_backend make_table(void) {
     b.sumsq = ct_cuda_sumsq;
     b.scale_clamp = ct_cuda_scale_clamp;
     b.axpby = ct_cuda_axpby;
+    b.amp_unscale = ct_cuda_amp_unscale;
+    b.amp_update = ct_cuda_amp_update;
     ct_cuda_register_elementwise(b.kernels);
     ct_cuda_register_reduce(b.kernels);
     ct_cuda_register_softmax(b.kernels);

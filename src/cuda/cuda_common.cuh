@@ -44,7 +44,13 @@ struct ct_cuda_data_error {
     long long value;   // its value
     long long bound;   // the valid range is [0, bound)
 };
-enum ct_cuda_err_kind { CT_CUDA_ERR_NONE = 0, CT_CUDA_ERR_EMBED_INDEX, CT_CUDA_ERR_LABEL };
+enum ct_cuda_err_kind {
+    CT_CUDA_ERR_NONE = 0,
+    CT_CUDA_ERR_EMBED_INDEX,
+    CT_CUDA_ERR_LABEL,
+    CT_CUDA_ERR_LOSS_SCALE, // amp_unscale met a scale <= 0 or inf (value: the float's bits)
+    CT_CUDA_ERR_AMP_STEP    // a gated optimizer step saw t - skipped < 1 (value: t, bound: skipped)
+};
 
 struct ct_cuda_ctx {
     int device;
@@ -317,6 +323,10 @@ ct_status ct_cuda_optim_update(const ct_optim_args *a);
 ct_status ct_cuda_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
 ct_status ct_cuda_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
 ct_status ct_cuda_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
+
+// The loss scaler's hooks (amp.cu): state in device memory, no host read.
+ct_status ct_cuda_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);
+ct_status ct_cuda_amp_update(ct_amp_state *st, double growth, double backoff, int32_t growth_interval);
 
 // Sums n values of `part` (compute type C, device memory) into out[0]
 // (stored as dtype dt), scaled by `mul`, in one block: the second pass of

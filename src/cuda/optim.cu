@@ -5,7 +5,10 @@
 // and rounded once into the buffer's dtype, exactly as src/cpu/cpu_optim.c
 // does, so an optimizer step on the GPU matches the CPU to the rounding of
 // the last store. The per-step scalars (bias corrections, decayed learning
-// rate) are computed once on the host, in double, with the CPU's formulas.
+// rate) are computed once, in double, with the CPU's formulas: on the host
+// for a plain step; on the device for a step gated by the loss scaler,
+// because the step they use, t - skipped, is only known there (the scaler's
+// state stays in device memory so that skipping needs no host read).
 #include <cmath>
 
 #include "cuda/cuda_common.cuh"
@@ -15,16 +18,36 @@ extern "C" {
 
 #define SUMSQ_BLOCKS 512 // partial sums of sumsq; 2 * 512 doubles fit the context's buffer
 
+// The scalars that depend on the step t (t >= 1).
+struct step_k {
+    bool first;
+    double clr, step_size, bc2_sqrt;
+};
+
 struct optim_k {
     int kind, dt;
     int64_t n;
     void *w, *s0, *s1, *s2;
     const void *g;
     const uint8_t *flags;
-    bool first, nesterov, amsgrad, centered, decoupled, maximize;
-    double lr, mu, damp, b1, b2, eps, alpha, wd, l1;
-    double clr, step_size, bc2_sqrt, shrink;
+    bool nesterov, amsgrad, centered, decoupled, maximize;
+    double lr, mu, damp, b1, b2, eps, alpha, wd, l1, lr_decay;
+    double shrink;
+    int64_t t;               // attempted steps, this one included
+    step_k at_t;             // for step t (no scaler)
+    const ct_amp_state *amp; // NULL, or the scaler's state (device memory)
 };
+
+// The CPU's per-step scalars, in the same order of operations; host code
+// for a plain step, device code for a gated one.
+__host__ __device__ static step_k step_scalars(const optim_k &a, int64_t t) {
+    step_k s;
+    s.first = t == 1;
+    s.clr = a.lr / (1 + (double)(t - 1) * a.lr_decay);
+    s.step_size = a.lr / (1 - pow(a.b1, (double)t));
+    s.bc2_sqrt = sqrt(1 - pow(a.b2, (double)t));
+    return s;
+}
 
 __device__ __forceinline__ double sign_of(double w) { return (double)((w > 0) - (w < 0)); }
 
@@ -37,7 +60,25 @@ __device__ __forceinline__ double effective_grad(const optim_k &a, uint8_t f, do
     return g;
 }
 
-__global__ void optim_kernel(optim_k a) {
+__global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
+    __shared__ step_k gated;
+    step_k sc = a.at_t;
+    if (a.amp) {
+        // The scaler's verdict, written by amp_unscale earlier on the
+        // stream: on inf/NaN nothing is written. Every thread reads the
+        // same word, so the whole grid returns (before the barrier).
+        if (a.amp->found_inf) return;
+        int64_t t = a.t - a.amp->skipped;
+        if (t < 1) {
+            if (blockIdx.x == 0 && threadIdx.x == 0)
+                ct_cuda_report(err, CT_CUDA_ERR_AMP_STEP, 0, (long long)a.t, (long long)a.amp->skipped);
+            return;
+        }
+        // One thread per block evaluates the pow()s, the others wait.
+        if (threadIdx.x == 0) gated = step_scalars(a, t);
+        __syncthreads();
+        sc = gated;
+    }
     CT_GRID_STRIDE(i, a.n) {
         uint8_t f = a.flags[i];
         if (f & CT_PFLAG_FROZEN) continue;
@@ -48,7 +89,7 @@ __global__ void optim_kernel(optim_k a) {
         case CT_OPTIM_SGD:
             if (a.mu != 0) {
                 // PyTorch starts the buffer at the first gradient
-                double buf = a.first ? g : a.mu * ct_ld<double>(a.s0, dt, i) + (1 - a.damp) * g;
+                double buf = sc.first ? g : a.mu * ct_ld<double>(a.s0, dt, i) + (1 - a.damp) * g;
                 ct_st<double>(a.s0, dt, i, buf);
                 g = a.nesterov ? g + a.mu * buf : buf;
             }
@@ -57,7 +98,7 @@ __global__ void optim_kernel(optim_k a) {
         case CT_OPTIM_ADAGRAD: {
             double sum = ct_ld<double>(a.s0, dt, i) + g * g;
             ct_st<double>(a.s0, dt, i, sum);
-            ct_st<double>(a.w, dt, i, w - a.clr * (g / (sqrt(sum) + a.eps)));
+            ct_st<double>(a.w, dt, i, w - sc.clr * (g / (sqrt(sum) + a.eps)));
             break;
         }
         case CT_OPTIM_RMSPROP: {
@@ -91,7 +132,7 @@ __global__ void optim_kernel(optim_k a) {
                 ct_st<double>(a.s2, dt, i, vmax);
                 v = vmax;
             }
-            ct_st<double>(a.w, dt, i, w - a.step_size * (m / (sqrt(v) / a.bc2_sqrt + a.eps)));
+            ct_st<double>(a.w, dt, i, w - sc.step_size * (m / (sqrt(v) / sc.bc2_sqrt + a.eps)));
             break;
         }
         }
@@ -133,16 +174,16 @@ ct_status ct_cuda_optim_update(const ct_optim_args *a) {
     optim_k k = {};
     k.kind = a->kind, k.dt = a->dtype, k.n = (int64_t)a->n;
     k.w = a->params, k.g = a->grads, k.s0 = a->state0, k.s1 = a->state1, k.s2 = a->state2, k.flags = a->flags;
-    k.first = a->t == 1, k.nesterov = a->nesterov, k.amsgrad = a->amsgrad, k.centered = a->centered;
+    k.nesterov = a->nesterov, k.amsgrad = a->amsgrad, k.centered = a->centered;
     k.decoupled = a->decoupled, k.maximize = a->maximize;
     k.lr = a->lr, k.mu = a->momentum, k.damp = a->dampening, k.b1 = a->beta1, k.b2 = a->beta2, k.eps = a->eps;
-    k.alpha = a->alpha, k.wd = a->weight_decay, k.l1 = a->l1;
-    // the CPU's per-step scalars, in the same order of operations
-    k.clr = a->lr / (1 + (double)(a->t - 1) * a->lr_decay);
-    k.step_size = a->lr / (1 - pow(a->beta1, (double)a->t));
-    k.bc2_sqrt = sqrt(1 - pow(a->beta2, (double)a->t));
+    k.alpha = a->alpha, k.wd = a->weight_decay, k.l1 = a->l1, k.lr_decay = a->lr_decay;
     k.shrink = 1 - a->lr * a->weight_decay;
-    optim_kernel<<<ct_cuda_blocks(k.n), CT_CUDA_THREADS, 0, stream()>>>(k);
+    k.t = a->t;
+    k.amp = a->amp;
+    if (!a->amp) k.at_t = step_scalars(k, a->t);
+    ct_cuda_ctx *c = ct_cuda_ctx_get();
+    optim_kernel<<<ct_cuda_blocks(k.n), CT_CUDA_THREADS, 0, stream()>>>(k, c ? c->err_dev : nullptr);
     CT_CUDA_LAUNCHED("optim_update", "%s over %zu elements", ct_optim_kind_name((ct_optim_kind)a->kind), a->n);
     return CT_OK;
 }

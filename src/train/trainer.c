@@ -382,7 +382,11 @@ static void fill_progress(const ct_trainer *t, const run_clock *c, ct_train_even
     p->best_val_loss = isinf(t->best_val_loss) ? NAN : t->best_val_loss;
     p->best_epoch = t->best_epoch;
     p->test_loss = p->test_acc = NAN;
-    ct_train_amp_report(t, &p->loss_scale, &p->skipped_steps);
+    /* The scaler's state is a copy from the device (a GPU sync): a step
+     * event reads it only for a progress callback, the one consumer of a
+     * step's loss_scale (the built-in bar does not show it). */
+    if (ev != CT_TRAIN_STEP || (t->o.progress && t->rank == 0))
+        ct_train_amp_report(t, &p->loss_scale, &p->skipped_steps);
     if (c->samples > 0 && secs > 0) {
         /* Steps of this run so far at this run's pace. */
         double per_step = secs / ((double)c->samples / (double)t->o.batch_size / t->accum);
