@@ -148,7 +148,7 @@ static int parse_args(int argc, char **argv, args *a, char *dir, size_t cap) {
     snprintf(dir, cap, "%s/mnist", env ? env : ".");
     *a = (args){.device = "cuda", .data = dir, .save = "amp_ddp.safetensors", .prec = CT_PRECISION_FP16,
                 .epochs = 1, .min_acc = 95};
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         bool ok = v != NULL;
         if (ok && strcmp(argv[i], "--device") == 0) a->device = v;
@@ -164,7 +164,6 @@ static int parse_args(int argc, char **argv, args *a, char *dir, size_t cap) {
                             "[--data MNIST_DIR] [--save FILE] [--min-acc PCT]\n");
             return 2;
         }
-        i++;
     }
     return 0;
 }
