@@ -6,8 +6,9 @@
 //   cuBLAS handle, and the mapped host word through which kernels report
 //   errors found in the data (an index out of range).
 // - Checked calls: every CUDA, cuBLAS and cuDNN call goes through
-//   CT_CUDA_TRY / CT_CUBLAS_TRY / CT_CUDNN_TRY, which turn a failure into a ct_status whose message names
-//   the call, the runtime's error text and the sizes involved.
+//   CT_CUDA_TRY / CT_CUBLAS_TRY / CT_CUDNN_TRY, which turn a failure into a
+//   ct_status whose message names the call, the library's error text and
+//   the sizes involved.
 // - Element access: kernels load any storage dtype into their compute type
 //   (float, or double for F64) and store back with the storage type's
 //   rounding, exactly as the CPU reference does (cpu/cpu_util.h), so one
