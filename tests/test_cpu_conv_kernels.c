@@ -335,6 +335,18 @@ Test(cpu_conv_kernels, max_pool2d_propagates_nan) {
     drop(&y), drop(&dx);
 }
 
+/* An empty batch asks for no scratch; its gradient is then empty, not an error. */
+Test(cpu_conv_kernels, max_pool2d_grad_of_an_empty_batch_needs_no_scratch) {
+    ct_attrs a = {.win = WIN(2, 2, 2, 2, 0, 0, 1, 1, 1)};
+    char byte = 0;
+    ct_tview in[2] = {{.data = &byte, .dtype = CT_F32, .shape = S4(0, 3, 4, 4), .numel = 0},
+                      {.data = &byte, .dtype = CT_F32, .shape = S4(0, 3, 2, 2), .numel = 0}};
+    ct_tview dx = {.data = &byte, .dtype = CT_F32, .shape = S4(0, 3, 4, 4), .numel = 0};
+    ct_kargs k = {.op = CT_OP_MAX_POOL2D_GRAD, .attr = &a, .n_in = 2, .in = in, .out = dx, .training = true};
+    cr_assert_eq(ct_cpu_pool_scratch(&k), 0u);
+    cr_assert_eq(table[CT_OP_MAX_POOL2D_GRAD](&k), CT_OK, "%s", ct_last_error());
+}
+
 /* ---- channel dropout ---------------------------------------------------- */
 
 Test(cpu_conv_kernels, dropout2d_drops_whole_channels_with_the_philox_rule) {

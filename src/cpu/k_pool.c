@@ -125,6 +125,7 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     ct_status s = pool_dims_of("max_pool2d_grad", k, x, dy, &d);
     if (s != CT_OK) return s;
     if (dx->numel != x->numel) return ct_error(CT_ERR_SHAPE, "cpu max_pool2d_grad: dx and x differ in size");
+    if (dx->numel == 0) return CT_OK; /* an empty batch asks for no scratch */
     if (!k->scratch) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: no scratch");
     int64_t hw = d.h * d.w;
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)

@@ -197,6 +197,10 @@ static size_t cuda_scratch_bytes(const ct_kargs *k) {
     if (t > s) s = t;
     t = ct_cuda_reduce_scratch(k);
     if (t > s) s = t;
+    t = ct_cuda_conv_scratch(k);
+    if (t > s) s = t;
+    t = ct_cuda_pool_scratch(k);
+    if (t > s) s = t;
     return s;
 }
 
@@ -226,6 +230,8 @@ static ct_backend make_table(void) {
     ct_cuda_register_shape(b.kernels);
     ct_cuda_register_matmul(b.kernels);
     ct_cuda_register_nn(b.kernels);
+    ct_cuda_register_conv(b.kernels);
+    ct_cuda_register_pool(b.kernels);
     return b;
 }
 

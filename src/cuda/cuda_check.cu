@@ -1,4 +1,4 @@
-// Turning CUDA and cuBLAS failures into ct_status values with messages a
+// Turning CUDA, cuBLAS and cuDNN failures into ct_status values with messages a
 // user can act on, and the small host-side helpers every kernel file uses
 // (op names, broadcast strides).
 #include <cstdarg>
@@ -55,6 +55,27 @@ ct_status ct_cublas_fail(cublasStatus_t s, const char *call, const char *fmt, ..
                                                       : CT_ERR_DEVICE;
     return ct_error(st, "%s failed on cuda:%d: %s (%s): %s", call, device_now(), cublasGetStatusString(s),
                     cublasGetStatusName(s), details);
+}
+
+ct_status ct_cudnn_fail(cudnnStatus_t s, const char *call, const char *fmt, ...) {
+    char details[256] = "";
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(details, sizeof details, fmt, ap);
+    va_end(ap);
+    // cuDNN 9 numbers its statuses by category (3000s: not supported);
+    // cuDNN 8 has one code for each.
+#if CUDNN_MAJOR >= 9
+    bool unsupported = CUDNN_STATUS_CATEGORY(s) == CUDNN_STATUS_NOT_SUPPORTED;
+    bool oom = s == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+               s == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+#else
+    bool unsupported = s == CUDNN_STATUS_NOT_SUPPORTED;
+    bool oom = s == CUDNN_STATUS_ALLOC_FAILED;
+#endif
+    ct_status st = oom ? CT_ERR_OOM : unsupported ? CT_ERR_UNSUPPORTED : CT_ERR_DEVICE;
+    return ct_error(st, "%s failed on cuda:%d: %s (cuDNN status %d): %s", call, device_now(), cudnnGetErrorString(s),
+                    (int)s, details);
 }
 
 ct_status ct_cuda_arg_error(ct_status s, const char *op, const char *fmt, ...) {

@@ -5,9 +5,10 @@
 //   program's order and a whole step can be captured as a CUDA Graph), the
 //   cuBLAS handle, and the mapped host word through which kernels report
 //   errors found in the data (an index out of range).
-// - Checked calls: every CUDA and cuBLAS call goes through CT_CUDA_TRY /
-//   CT_CUBLAS_TRY, which turn a failure into a ct_status whose message names
-//   the call, the runtime's error text and the sizes involved.
+// - Checked calls: every CUDA, cuBLAS and cuDNN call goes through
+//   CT_CUDA_TRY / CT_CUBLAS_TRY / CT_CUDNN_TRY, which turn a failure into a
+//   ct_status whose message names the call, the library's error text and
+//   the sizes involved.
 // - Element access: kernels load any storage dtype into their compute type
 //   (float, or double for F64) and store back with the storage type's
 //   rounding, exactly as the CPU reference does (cpu/cpu_util.h), so one
@@ -24,6 +25,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 extern "C" {
 #include "core/backend.h"
@@ -92,6 +94,11 @@ ct_status ct_cuda_fail(cudaError_t e, const char *call, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 ct_status ct_cublas_fail(cublasStatus_t s, const char *call, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+// As ct_cuda_fail, with cudnnGetErrorString's text and the status number;
+// CT_ERR_UNSUPPORTED for a configuration cuDNN does not support, CT_ERR_OOM
+// for an allocation it could not make.
+ct_status ct_cudnn_fail(cudnnStatus_t s, const char *call, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define CT_CUDA_TRY(call, ...)                                                  \
     do {                                                                        \
@@ -103,6 +110,12 @@ ct_status ct_cublas_fail(cublasStatus_t s, const char *call, const char *fmt, ..
     do {                                                                                 \
         cublasStatus_t ct_s_ = (call);                                                   \
         if (ct_s_ != CUBLAS_STATUS_SUCCESS) return ct_cublas_fail(ct_s_, #call, __VA_ARGS__); \
+    } while (0)
+
+#define CT_CUDNN_TRY(call, ...)                                                        \
+    do {                                                                               \
+        cudnnStatus_t ct_s_ = (call);                                                  \
+        if (ct_s_ != CUDNN_STATUS_SUCCESS) return ct_cudnn_fail(ct_s_, #call, __VA_ARGS__); \
     } while (0)
 
 // After a kernel launch: a bad configuration is reported here, naming the
@@ -311,12 +324,16 @@ void ct_cuda_register_norm(ct_kernel_fn *t);
 void ct_cuda_register_shape(ct_kernel_fn *t);
 void ct_cuda_register_matmul(ct_kernel_fn *t);
 void ct_cuda_register_nn(ct_kernel_fn *t);
+void ct_cuda_register_conv(ct_kernel_fn *t);
+void ct_cuda_register_pool(ct_kernel_fn *t);
 
 // Scratch needs of the ops that have any (bytes; 0 otherwise).
 size_t ct_cuda_loss_scratch(const ct_kargs *k);
 size_t ct_cuda_norm_scratch(const ct_kargs *k);
 size_t ct_cuda_nn_scratch(const ct_kargs *k);
 size_t ct_cuda_reduce_scratch(const ct_kargs *k);
+size_t ct_cuda_conv_scratch(const ct_kargs *k);
+size_t ct_cuda_pool_scratch(const ct_kargs *k);
 
 // The flat-buffer hooks (optim.cu).
 ct_status ct_cuda_optim_update(const ct_optim_args *a);

@@ -1,4 +1,5 @@
-// CUDA kernels: embedding and its deterministic gradient, and dropout.
+// CUDA kernels: embedding and its deterministic gradient, dropout and
+// channel dropout (dropout2d).
 //
 // EMBEDDING_GRAD must not use float atomics (their order, hence the
 // rounding, would change from run to run). Instead the positions are
@@ -211,30 +212,61 @@ __global__ void dropout_kernel(const void *x, int xdt, void *o, int odt, int64_t
     }
 }
 
+// DROPOUT2D: element i of [N, C, ...] takes draw j = i / per (its channel
+// n * C + c, `per` elements each), word j % 4 of Philox block j / 4, so the
+// channel masks are the CPU's. Each thread draws for its own element: the
+// block is recomputed by neighbours sharing a channel, which is cheap next
+// to the memory traffic and keeps the kernel one grid-stride loop.
+__global__ void dropout2d_kernel(const void *x, int xdt, void *o, int odt, int64_t n, int64_t per, double p,
+                                 double scale, uint64_t seed, uint32_t stream, uint32_t step) {
+    CT_GRID_STRIDE(i, n) {
+        uint64_t j = (uint64_t)(i / per);
+        uint32_t w[4];
+        ct_philox_words(seed, stream, step, j / 4, w);
+        bool keep = (double)ct_philox_to_uniform(w[j % 4]) >= p;
+        ct_st<double>(o, odt, i, keep ? ct_ld<double>(x, xdt, i) * scale : 0.0);
+    }
+}
+
 static ct_status k_dropout(const ct_kargs *k) {
-    if (k->n_in != 1 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, "dropout", "bad arguments");
+    const char *op = ct_cuda_op_name(k->op); // dropout or dropout2d, which shares these checks
+    if (k->n_in != 1 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "bad arguments");
     const ct_tview &x = k->in[0], &o = k->out;
     double p = k->attr->alpha;
     if (!ct_dtype_is_float(x.dtype) || x.dtype != o.dtype)
-        return ct_cuda_arg_error(CT_ERR_DTYPE, "dropout", "input %s, output %s (need one float dtype)",
+        return ct_cuda_arg_error(CT_ERR_DTYPE, op, "input %s, output %s (need one float dtype)",
                                  ct_dtype_name(x.dtype), ct_dtype_name(o.dtype));
-    if (!(p >= 0.0 && p <= 1.0)) return ct_cuda_arg_error(CT_ERR_INVALID_ARG, "dropout", "p = %g is outside [0, 1]", p);
+    if (!(p >= 0.0 && p <= 1.0)) return ct_cuda_arg_error(CT_ERR_INVALID_ARG, op, "p = %g is outside [0, 1]", p);
     if (x.numel != o.numel)
-        return ct_cuda_arg_error(CT_ERR_SHAPE, "dropout", "input has %lld elements, output %lld", (long long)x.numel,
+        return ct_cuda_arg_error(CT_ERR_SHAPE, op, "input has %lld elements, output %lld", (long long)x.numel,
                                  (long long)o.numel);
-    int64_t n = x.numel;
+    int64_t n = x.numel, per = 1;
+    if (k->op == CT_OP_DROPOUT2D) {
+        if (x.shape.ndim < 2)
+            return ct_cuda_arg_error(CT_ERR_SHAPE, op, "input has %d axes, need [N, C, ...]", x.shape.ndim);
+        int64_t channels = x.shape.dim[0] * x.shape.dim[1];
+        per = channels > 0 ? n / channels : 1;
+    }
     if (n == 0) return CT_OK;
     size_t bytes = (size_t)n * ct_dtype_size(x.dtype);
     cudaStream_t st = ct_cuda_stream(k);
     if (!k->training || p == 0.0) {
         if (o.data != x.data)
-            CT_CUDA_TRY(cudaMemcpyAsync(o.data, x.data, bytes, cudaMemcpyDeviceToDevice, st), "dropout: %zu bytes", bytes);
+            CT_CUDA_TRY(cudaMemcpyAsync(o.data, x.data, bytes, cudaMemcpyDeviceToDevice, st), "%s: %zu bytes", op, bytes);
         return CT_OK;
     }
     if (p == 1.0) {
-        CT_CUDA_TRY(cudaMemsetAsync(o.data, 0, bytes, st), "dropout: %zu bytes", bytes);
+        CT_CUDA_TRY(cudaMemsetAsync(o.data, 0, bytes, st), "%s: %zu bytes", op, bytes);
         return CT_OK;
     }
+    if (per > 1) {
+        dropout2d_kernel<<<ct_cuda_blocks(n), CT_CUDA_THREADS, 0, st>>>(x.data, x.dtype, o.data, o.dtype, n, per, p,
+                                                                       1.0 / (1.0 - p), k->seed, k->attr->stream,
+                                                                       k->step);
+        CT_CUDA_LAUNCHED("dropout2d", "%lld elements in channels of %lld", (long long)n, (long long)per);
+        return CT_OK;
+    }
+    // One element per channel draws as dropout does.
     dropout_kernel<<<ct_cuda_blocks((n + 3) / 4), CT_CUDA_THREADS, 0, st>>>(
         x.data, x.dtype, o.data, o.dtype, n, p, 1.0 / (1.0 - p), k->seed, k->attr->stream, k->step);
     CT_CUDA_LAUNCHED("dropout", "%lld elements", (long long)n);
@@ -245,4 +277,5 @@ void ct_cuda_register_nn(ct_kernel_fn *t) {
     t[CT_OP_EMBEDDING] = k_embedding;
     t[CT_OP_EMBEDDING_GRAD] = k_embedding_grad;
     t[CT_OP_DROPOUT] = k_dropout;
+    t[CT_OP_DROPOUT2D] = k_dropout;
 }
