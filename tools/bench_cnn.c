@@ -11,7 +11,7 @@
  * [Cin KH KW, OH OW] per sample, 2 Cout Cin KH KW OH OW forward, the same
  * again for its weight gradient and once more for its input gradient except
  * in the first layer (the images need none). Pooling, activations, biases,
- * the loss and the update are left out (about 1% here; benchmarks/README.md).
+ * the loss and the update are left out (1-2% here; benchmarks/README.md).
  */
 #include <stdio.h>
 #include <string.h>
