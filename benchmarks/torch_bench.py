@@ -8,9 +8,11 @@ reading; median and spread), written to a JSON record with the same fields
 as `ctrain bench --json`, so that benchmarks/compare.py can put the two side
 by side. Each workload runs eagerly and, where it works, under torch.compile.
 
-The sizes below mirror tools/bench_model.c, bench_matmul.c, bench_micro.c and
-bench_peak.c: a change there must be made here too (compare.py refuses to
-compare rows whose configurations differ).
+The sizes below mirror tools/bench_model.c, bench_cnn.c, bench_matmul.c,
+bench_micro.c and bench_peak.c: a change there must be made here too
+(compare.py refuses to compare rows whose configurations differ). In fp16 and
+bf16 the model workloads run under torch.autocast on the same device, with a
+GradScaler for fp16, as ctrain's mixed-precision step.
 
     python3 benchmarks/torch_bench.py --workload all --device cpu --json torch.json
 """
@@ -28,9 +30,10 @@ import warnings
 
 SCHEMA = "ctrain-bench/1"
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-WORKLOADS = ("mlp-mnist", "mlp-wide", "matmul-square", "matmul-skinny", "matmul-tall",
+WORKLOADS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "matmul-square", "matmul-skinny", "matmul-tall",
              "optim-sgd", "optim-adamw", "softmax-xent")
-KINDS = {w: ("model" if w.startswith("mlp") else "micro") for w in WORKLOADS}
+MODELS = ("mlp-mnist", "mlp-wide", "cnn-mnist")
+KINDS = {w: ("model" if w in MODELS else "micro") for w in WORKLOADS}
 
 # {M, K, N} per device, as in tools/bench_matmul.c.
 MATMUL = {
@@ -127,7 +130,8 @@ def dtype_name(torch, dt):
 
 def check_precision(a, dev):
     if a.precision == "tf32" and dev.type == "cpu":
-        raise Unsupported("tf32 is a tensor-core mode of NVIDIA GPUs; the CPU has none")
+        raise Unsupported("tf32 is a GPU flag (NVIDIA tensor cores, torch.backends.cuda.matmul.allow_tf32); "
+                          "the CPU has no tf32 mode")
 
 
 def mlp_dims(name, a, dev):
@@ -154,6 +158,46 @@ def mlp_describe(d):
 def mlp_flops_per_sample(d):
     # forward, weight gradient, and input gradient except for the first layer
     return sum(2.0 * d[i] * d[i + 1] * (2 if i == 0 else 3) for i in range(len(d) - 1))
+
+
+def cnn_sizes(a):
+    """tools/bench_cnn.c: the CLI's --model cnn (width 32, hidden 128); --quick
+    shrinks the widths, not the 28x28 image."""
+    return (4, 16) if a.quick else (32, 128)
+
+
+def cnn_flops_per_sample(width, hidden, classes=10, side=28, k=5):
+    """Convolutions as products of [Cout, Cin k k] and [Cin k k, OH OW]: forward,
+    weight gradient, and input gradient except for the first layer."""
+    f, cin = 0.0, 1
+    for i in (1, 2):
+        cout = width * i
+        side = side - k + 1
+        f += 2.0 * cout * cin * k * k * side * side * (2 if i == 1 else 3)
+        side //= 2
+        cin = cout
+    for n_in, n_out in ((cin * side * side, hidden), (hidden, classes)):
+        f += 6.0 * n_in * n_out  # forward, weight and input gradients
+    return f
+
+
+def build_model(torch, name, a, dev):
+    """The model, its input shape per sample, its description and its FLOPs per
+    sample, as ctrain's bench_model.c and bench_cnn.c."""
+    nn = torch.nn
+    if name == "cnn-mnist":
+        w, h = cnn_sizes(a)
+        model = nn.Sequential(nn.Conv2d(1, w, 5), nn.ReLU(), nn.MaxPool2d(2),
+                              nn.Conv2d(w, 2 * w, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                              nn.Linear(2 * w * 16, h), nn.ReLU(), nn.Linear(h, 10))
+        return model, (1, 28, 28), f"cnn {w}-{2 * w}-{h}-10", cnn_flops_per_sample(w, h)
+    d = mlp_dims(name, a, dev)
+    layers = []
+    for i in range(len(d) - 1):
+        layers.append(nn.Linear(d[i], d[i + 1]))
+        if i + 2 < len(d):
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers), (d[0],), mlp_describe(d), mlp_flops_per_sample(d)
 
 
 def check_finite(loss):
@@ -184,32 +228,28 @@ def make_adamw(torch, params, lr, wd, groups=None):
 
 def setup_model(torch, name, a, dev, variant):
     check_precision(a, dev)
-    if a.precision in ("fp16", "bf16"):
-        raise Unsupported("ctrain trains in fp16/bf16 once its mixed-precision policy lands; "
-                          "the twin waits for it")
-    nn, F = torch.nn, torch.nn.functional
-    d = mlp_dims(name, a, dev)
-    batch = a.batch_size or (8 if a.quick else 128 if name == "mlp-mnist" else 256)
-    layers = []
-    for i in range(len(d) - 1):
-        layers.append(nn.Linear(d[i], d[i + 1]))
-        if i + 2 < len(d):
-            layers.append(nn.ReLU())
-    model = nn.Sequential(*layers).to(dev)
+    F = torch.nn.functional
+    model, sample, desc, flops = build_model(torch, name, a, dev)
+    batch = a.batch_size or (8 if a.quick else 256 if name == "mlp-wide" else 128)
+    model = model.to(dev)
     # As ctrain: decay the weight matrices, not the biases.
     groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.01},
               {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
     opt, how = make_adamw(torch, None, 1e-3, 0.01, groups)
     g = torch.Generator().manual_seed(a.seed)
-    xs = torch.randn(4, batch, d[0], generator=g)
-    ys = torch.randint(0, d[-1], (4, batch), generator=g)
-    x = torch.empty(batch, d[0], device=dev)
+    xs = torch.randn(4, batch, *sample, generator=g)
+    ys = torch.randint(0, 10, (4, batch), generator=g)
+    x = torch.empty(batch, *sample, device=dev)
     y = torch.empty(batch, dtype=torch.long, device=dev)
 
     def loss_fn(x, y):
         return F.cross_entropy(model(x), y)
 
     fn = torch.compile(loss_fn) if variant == "compile" else loss_fn
+    # Mixed precision as ctrain's: autocast for the forward pass and the loss,
+    # FP32 master weights, and for fp16 GradScaler's dynamic loss scale.
+    half = dtype_of(torch, a.precision) if a.precision in ("fp16", "bf16") else None
+    scaler = torch.amp.GradScaler(dev.type) if a.precision == "fp16" else None
     state = {"k": 0, "loss": None}
 
     def step():
@@ -218,25 +258,38 @@ def setup_model(torch, name, a, dev, variant):
         x.copy_(xs[k])  # one batch from host memory, as ctrain's set_input
         y.copy_(ys[k])
         opt.zero_grad(set_to_none=True)
-        loss = fn(x, y)
-        loss.backward()
-        opt.step()
+        with torch.autocast(dev.type, dtype=half, enabled=half is not None):
+            loss = fn(x, y)
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
         state["loss"] = loss
 
     def check():
         check_finite(state["loss"])
 
-    step()  # creates the optimizer state, so its size can be counted
+    try:
+        step()  # creates the optimizer state, so its size can be counted
+    except RuntimeError as e:
+        if half is None:
+            raise
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise Unsupported(f"PyTorch {torch.__version__} refuses {a.precision} autocast on {dev.type}: {msg}")
     params = list(model.parameters())
     pbytes = tensor_bytes(params)
     info = {
-        "config": f"{mlp_describe(d)} adamw",
+        "config": f"{desc} adamw",
         "batch_size": batch,
         "samples_per_step": batch,
-        "flops_per_step": mlp_flops_per_sample(d) * batch,
+        "flops_per_step": flops * batch,
         "bytes_per_step": None,
         "metric": "flops",
-        "note": f"AdamW {how}",
+        "note": f"AdamW {how}" + (f"; autocast {a.precision}" if half is not None else "")
+                + ("; GradScaler" if scaler else ""),
         "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
     }
     return step, check, info
@@ -355,9 +408,9 @@ def setup_xent(torch, name, a, dev, variant):
     return step, check, info
 
 
-SETUP = {"mlp-mnist": setup_model, "mlp-wide": setup_model, "matmul-square": setup_matmul,
-         "matmul-skinny": setup_matmul, "matmul-tall": setup_matmul, "optim-sgd": setup_optim,
-         "optim-adamw": setup_optim, "softmax-xent": setup_xent}
+SETUP = {"mlp-mnist": setup_model, "mlp-wide": setup_model, "cnn-mnist": setup_model,
+         "matmul-square": setup_matmul, "matmul-skinny": setup_matmul, "matmul-tall": setup_matmul,
+         "optim-sgd": setup_optim, "optim-adamw": setup_optim, "softmax-xent": setup_xent}
 
 
 # ---- peak, machine, record ---------------------------------------------------------

@@ -59,7 +59,7 @@ typedef struct bench_setup {
     double flops_per_step;  /* counted analytically (benchmarks/README.md) */
     double bytes_per_step;  /* the minimum traffic a step must make */
     bench_metric metric;    /* which of the two the step is bound by */
-    const char *dtype_note; /* what actually ran at this precision, or NULL */
+    char dtype_note[256];   /* what actually ran at this precision, or "" */
     ct_program_mem mem;     /* the programs' device memory */
     size_t optim_bytes;     /* optimizer state on the device */
 } bench_setup;
@@ -104,9 +104,12 @@ typedef struct bench_model {
     void (*describe)(const bench_opts *o, char *buf, size_t cap);
     int classes;
     long default_batch;
+    /* What fp16/bf16 leave in F32 in this model, for the report, or NULL. */
+    const char *half_note;
 } bench_model;
 
 extern const bench_model bench_model_mlp_mnist, bench_model_mlp_wide;
+extern const bench_model bench_model_cnn_mnist; /* bench_cnn.c */
 const char *bench_model_unsupported(const bench_workload *w, const bench_opts *o);
 ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out);
 ct_status bench_model_step(void *state);

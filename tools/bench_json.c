@@ -96,7 +96,7 @@ static cJSON *result_json(const bench_result *r, const bench_opts *o, const benc
     add_positive(j, "peak_fraction", bench_peak_fraction(r, peak));
     cJSON_AddItemToObject(j, "memory", memory_json(s));
     cJSON_AddNumberToObject(j, "max_rss_bytes", (double)r->max_rss);
-    if (s->dtype_note) cJSON_AddStringToObject(j, "note", s->dtype_note);
+    if (s->dtype_note[0]) cJSON_AddStringToObject(j, "note", s->dtype_note);
     return j;
 }
 

@@ -48,6 +48,8 @@ ct_status bench_matmul_setup_mkn(const bench_opts *o, int64_t m, int64_t k, int6
         st = bench_oom(0);
         goto fail;
     }
+    /* tf32 (GPU only): the product may round its F32 operands to TF32. */
+    if (o->precision == BENCH_TF32 && (st = ct_graph_set_tf32(s->g, true)) != CT_OK) goto fail;
     ct_node a = ct_input(s->g, "a", dt, (ct_shape){2, {m, k}});
     ct_node b = ct_input(s->g, "b", dt, (ct_shape){2, {k, n}});
     ct_node c = ct_matmul(s->g, a, b, false, false);
@@ -65,8 +67,10 @@ ct_status bench_matmul_setup_mkn(const bench_opts *o, int64_t m, int64_t k, int6
     out->flops_per_step = 2.0 * (double)m * (double)n * (double)k;
     out->bytes_per_step = (double)(m * k + k * n + m * n) * (double)ct_dtype_size(dt);
     out->metric = BENCH_METRIC_FLOPS;
-    if (dt != CT_F32 && o->device.kind == CT_DEVICE_CPU)
-        out->dtype_note = "the CPU widens half-precision operands to F32 for sgemm";
+    if (o->precision == BENCH_TF32)
+        snprintf(out->dtype_note, sizeof out->dtype_note, "F32 operands, TF32 allowed (tensor cores)");
+    else if (dt != CT_F32 && o->device.kind == CT_DEVICE_CPU)
+        snprintf(out->dtype_note, sizeof out->dtype_note, "the CPU widens half-precision operands to F32 for sgemm");
     ct_program_memory(s->p, &out->mem);
     *state = s;
     return CT_OK;

@@ -82,7 +82,8 @@ ct_status bench_optim_setup(const bench_workload *w, const bench_opts *o, void *
     out->bytes_per_step = (double)touched * (double)n * sizeof(float);
     out->metric = BENCH_METRIC_BYTES;
     if (o->precision != BENCH_FP32)
-        out->dtype_note = "parameters and optimizer state stay F32 (master weights) in every precision";
+        snprintf(out->dtype_note, sizeof out->dtype_note,
+                 "parameters and optimizer state stay F32 (master weights) in every precision");
     ct_program_memory(s->p, &out->mem);
     out->optim_bytes = bench_optim_state_bytes(s->opt, s->p);
     *state = s;
@@ -172,6 +173,8 @@ ct_status bench_xent_setup(const bench_workload *w, const bench_opts *o, void **
      * writes their gradient; each pass reads the labels. */
     out->bytes_per_step = 3.0 * (double)(b * c) * (double)ct_dtype_size(dt) + 2.0 * (double)b * 4.0;
     out->metric = BENCH_METRIC_BYTES;
+    if (o->precision == BENCH_TF32)
+        snprintf(out->dtype_note, sizeof out->dtype_note, "no matrix product: tf32 runs it in F32");
     ct_program_memory(s->p, &out->mem);
     *state = s;
     return CT_OK;

@@ -1,5 +1,10 @@
 /* Model workloads: one training step of a classifier, as `ctrain train`
  * runs it - copy a batch from host memory, forward, backward, AdamW update.
+ * In fp16 and bf16 the step is the trainer's mixed-precision step: the
+ * graph is built under that precision policy (half-precision operands for
+ * the matrix products, F32 accumulation and master weights), and fp16 adds
+ * the dynamic loss scaler (scaled backward, unscale with the inf/NaN check,
+ * the gated update, the scale update), so the timed step pays for all of it.
  *
  * The models are descriptions (bench_model): how to make the input, the
  * layers, and the floating-point operations of a step per sample. The FLOPs
@@ -102,7 +107,7 @@ static void mlp_describe(const mlp_dims *m, char *buf, size_t cap) {
         mlp_describe(&m, buf, cap);                                                                    \
     }                                                                                                  \
     const bench_model bench_model_##prefix = {prefix##_input, prefix##_build, prefix##_flops,         \
-                                              prefix##_describe, 10, batch};
+                                              prefix##_describe, 10, batch, NULL};
 
 MLP_MODEL(mlp_mnist, mnist_dims, 128)
 MLP_MODEL(mlp_wide, wide_dims, 256)
@@ -113,6 +118,7 @@ typedef struct model_state {
     ct_graph *g;
     ct_program *p;
     ct_optimizer *opt;
+    ct_scaler *scaler;   /* fp16 only: dynamic loss scaling, as the trainer */
     ct_node x, y, loss;
     void *xs;            /* POOL batches of inputs, host memory */
     int32_t *ys;         /* POOL batches of labels */
@@ -122,16 +128,13 @@ typedef struct model_state {
 
 const char *bench_model_unsupported(const bench_workload *w, const bench_opts *o) {
     (void)w;
-    const char *why = bench_precision_unsupported(o);
-    if (why) return why;
-    if (o->precision == BENCH_FP16 || o->precision == BENCH_BF16)
-        return "training in fp16/bf16 needs the mixed-precision policy, which this build does not have yet";
-    return NULL;
+    return bench_precision_unsupported(o);
 }
 
 void bench_model_teardown(void *state) {
     model_state *s = state;
     if (!s) return;
+    ct_scaler_free(s->scaler);
     ct_optimizer_free(s->opt);
     ct_program_free(s->p);
     ct_graph_free(s->g);
@@ -145,6 +148,33 @@ static ct_status fail(model_state *s, ct_status st) {
     return st;
 }
 
+/* The precision policy of the model's graph, set before its layers are
+ * built: half-precision matrix products for fp16/bf16, TF32 on a GPU. */
+static ct_status set_precision(ct_graph *g, const bench_opts *o) {
+    switch (o->precision) {
+    case BENCH_FP16: return ct_graph_set_precision(g, CT_PRECISION_FP16);
+    case BENCH_BF16: return ct_graph_set_precision(g, CT_PRECISION_BF16);
+    case BENCH_TF32: return ct_graph_set_tf32(g, true);
+    default: return CT_OK;
+    }
+}
+
+/* What ran at a precision other than fp32, for the report. */
+static void describe_precision(const bench_model *m, const bench_opts *o, char *buf, size_t cap) {
+    bool cpu = o->device.kind == CT_DEVICE_CPU;
+    switch (o->precision) {
+    case BENCH_FP16:
+    case BENCH_BF16:
+        snprintf(buf, cap, "%s matrix-product operands%s, F32 accumulation and master weights%s%s%s",
+                 bench_precision_name(o->precision), cpu ? " (widened to F32 for sgemm on the CPU)" : "",
+                 o->precision == BENCH_FP16 ? ", dynamic loss scale" : "", m->half_note ? "; " : "",
+                 m->half_note ? m->half_note : "");
+        break;
+    case BENCH_TF32: snprintf(buf, cap, "F32 matrix products may round their operands to TF32"); break;
+    default: buf[0] = '\0';
+    }
+}
+
 ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out) {
     const bench_model *m = w->params;
     long batch = o->batch_size ? o->batch_size : o->quick ? 8 : m->default_batch;
@@ -152,17 +182,24 @@ ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void *
     if (!s) return bench_oom(sizeof *s);
     if (!(s->g = ct_graph_new())) return fail(s, bench_oom(0));
     ct_graph_set_seed(s->g, o->seed);
+    ct_status st = set_precision(s->g, o);
+    if (st != CT_OK) return fail(s, st);
     s->x = m->input(s->g, batch, o);
     s->y = ct_input(s->g, "y", CT_I32, (ct_shape){1, {batch}});
     ct_node logits = m->build(s->g, s->x, o);
     s->loss = ct_cross_entropy(s->g, logits, s->y, 0.0);
     if (ct_graph_status(s->g) != CT_OK) return fail(s, ct_graph_status(s->g));
-    ct_status st = ct_graph_backward(s->g, s->loss);
+    /* Loss scaling as the trainer's default: dynamic for fp16; bf16 has
+     * F32's exponent range and needs none. */
+    bool scaled = o->precision == BENCH_FP16;
+    st = scaled ? ct_graph_backward_scaled(s->g, s->loss) : ct_graph_backward(s->g, s->loss);
     if (st != CT_OK) return fail(s, st);
     ct_compile_opts co = {.device = o->device, .outputs = &s->loss, .n_outputs = 1, .grads = true};
     if (!(s->p = ct_compile(s->g, &co))) return fail(s, ct_last_status());
     ct_optim_opts oo = {.kind = CT_OPTIM_ADAMW, .lr = ADAMW_LR, .weight_decay = 0.01};
     if (!(s->opt = ct_optimizer_new(s->g, s->p, &oo))) return fail(s, ct_last_status());
+    if (scaled && !(s->scaler = ct_scaler_new(s->p, &(ct_scaler_opts){.mode = CT_LOSS_SCALE_DYNAMIC})))
+        return fail(s, ct_last_status());
 
     ct_shape xs = ct_node_shape(s->g, s->x);
     size_t x_numel = (size_t)ct_shape_numel(xs);
@@ -179,6 +216,7 @@ ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void *
     out->samples_per_step = (double)batch;
     out->flops_per_step = m->flops_per_sample(o) * (double)batch;
     out->metric = BENCH_METRIC_FLOPS;
+    describe_precision(m, o, out->dtype_note, sizeof out->dtype_note);
     ct_program_memory(s->p, &out->mem);
     out->optim_bytes = bench_optim_state_bytes(s->opt, s->p);
     /* Bytes are not the bound here; the parameters, gradients and state
@@ -196,7 +234,11 @@ ct_status bench_model_step(void *state) {
     if (st == CT_OK)
         st = ct_program_set_input_node(s->p, s->y, s->ys + (size_t)k * s->y_count, s->y_count * sizeof *s->ys);
     if (st == CT_OK) st = ct_program_run(s->p);
-    if (st == CT_OK) st = ct_optimizer_step(s->opt, ADAMW_LR);
+    if (st != CT_OK) return st;
+    if (!s->scaler) return ct_optimizer_step(s->opt, ADAMW_LR);
+    /* The trainer's fp16 update (src/train/train_amp.c), without clipping. */
+    if ((st = ct_scaler_unscale(s->scaler)) == CT_OK && (st = ct_scaler_step(s->scaler, s->opt, ADAMW_LR)) == CT_OK)
+        st = ct_scaler_update(s->scaler);
     return st;
 }
 

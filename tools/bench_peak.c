@@ -40,7 +40,7 @@ static void peak_flops(const bench_opts *o, bench_peak *out) {
     }
     out->gflops = setup.flops_per_step / stats.min / 1e9;
     snprintf(out->gflops_what, sizeof out->gflops_what, "matmul %lldx%lldx%lld %s", (long long)n, (long long)n,
-             (long long)n, ct_dtype_name(dt));
+             (long long)n, o->precision == BENCH_TF32 ? "tf32" : ct_dtype_name(dt));
 }
 
 static void peak_bandwidth(const bench_opts *o, bench_peak *out) {

@@ -87,5 +87,5 @@ void bench_print_result(FILE *out, const bench_result *r, const bench_peak *peak
     if (f > 0) snprintf(frac, sizeof frac, "%.0f%%", 100.0 * f);
     fprintf(out, "%-14s %-24s %6s %27s %9s %10s %15s %6s %8.1f\n", r->w->name, s->config, batch, spread,
             rate_str(bench_steps_per_s(r), steps, sizeof steps), samples, achieved, frac, (double)bench_device_bytes(s) / MIB);
-    if (s->dtype_note) fprintf(out, "%-14s   (%s)\n", "", s->dtype_note);
+    if (s->dtype_note[0]) fprintf(out, "%-14s   (%s)\n", "", s->dtype_note);
 }

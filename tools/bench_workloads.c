@@ -2,10 +2,8 @@
  * error message (for failures that are not the engine's, such as running
  * out of host memory for synthetic data).
  *
- * A new model is one more line here: {"cnn-mnist", "model", "...",
- * bench_model_unsupported, bench_model_setup, bench_model_step,
- * bench_model_check, bench_model_teardown, &bench_model_cnn_mnist}, with
- * bench_model_cnn_mnist written beside the MLPs in bench_model.c.
+ * A new model is one more line here, MODEL(bench_model_NAME), with
+ * bench_model_NAME written beside the others (bench_model.c, bench_cnn.c).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +22,8 @@ static const bench_workload workloads[] = {
      MODEL(bench_model_mlp_mnist)},
     {"mlp-wide", "model", "wide MLP, --layers x --hidden (ReLU), matmul-bound: one training step",
      MODEL(bench_model_mlp_wide)},
+    {"cnn-mnist", "model", "CNN conv5x5(32)-pool-conv5x5(64)-pool-128-10 on 1x28x28, AdamW: one training step",
+     MODEL(bench_model_cnn_mnist)},
     {"matmul-square", "micro", "C = A @ B, square (M = K = N)", MATMUL(bench_matmul_square)},
     {"matmul-skinny", "micro", "C = A @ B, few rows (M small, K = N large)", MATMUL(bench_matmul_skinny)},
     {"matmul-tall", "micro", "C = A @ B, many rows, narrow (M large, K = N small)", MATMUL(bench_matmul_tall)},

@@ -202,7 +202,9 @@ static void run_one(const bench_workload *w, const bench_opts *o, bench_result *
     if (st == CT_OK) st = bench_measure(o->device, w->step, state, o->warmup, o->steps, o->reps, &r->stats);
     if (st == CT_OK && w->check) st = w->check(state);
     if (st != CT_OK) {
-        r->status = BENCH_FAILED;
+        /* The engine refusing the workload on this device (an op without a
+         * kernel there, say) is a limit to report, not a broken run. */
+        r->status = st == CT_ERR_UNSUPPORTED ? BENCH_UNSUPPORTED : BENCH_FAILED;
         snprintf(r->reason, sizeof r->reason, "%s", bench_last_error());
     }
     if (state) w->teardown(state);
