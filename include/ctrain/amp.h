@@ -4,9 +4,9 @@
  * products and convolutions built while it is FP16 or BF16 get their
  * operands cast to that type (one cast node per value, reused by every
  * product that reads it) and accumulate in FP32 into an F32 result (a
- * convolution's bias stays F32, added to that result). Everything else - elementwise ops,
- * reductions, softmax, normalisation, losses - sees F32 values and computes
- * in FP32. Parameters (master weights), their gradients and the optimizer
+ * convolution's bias stays F32, added to that result). Everything else -
+ * elementwise ops, reductions, softmax, normalisation, losses - sees F32
+ * values and computes in FP32. Parameters (master weights), their gradients and the optimizer
  * state stay F32 in the flat buffers: the cast's backward turns each
  * half-precision gradient back into F32 before it reaches them.
  *

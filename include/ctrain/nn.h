@@ -61,9 +61,8 @@ ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features
  * U(-1/sqrt(fan_in), 1/sqrt(fan_in)). As ct_linear: under an FP16/BF16
  * precision policy the op casts x and the weight (the bias stays F32, the
  * output is F32); without one, an F16/BF16 input gets the weight and bias
- * cast to its dtype. Errors (at build time): x not
- * 4-d, groups not dividing C and out_channels, a kernel larger than the
- * padded input, ... */
+ * cast to its dtype. Errors (at build time): x not 4-d, groups not dividing
+ * C and out_channels, a kernel larger than the padded input, ... */
 ct_node ct_conv2d_layer(ct_graph *g, const char *name, ct_node x, int64_t out_channels, int kernel_h, int kernel_w,
                         ct_conv2d_geom geom, bool bias, const ct_init *weight_init);
 

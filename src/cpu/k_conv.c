@@ -15,9 +15,9 @@
  * while unfolding, the weight into scratch, and rounded once on output),
  * which is the matmul kernel's rule. The forward also takes the precision
  * policy's mixed form, F16/BF16 x and weight with an F32 output and bias:
- * the same F32 computation without the final rounding. Folding dcol back (col2im) adds into
- * double accumulators plane by plane, in a fixed order, so the result is
- * deterministic and needs no atomics.
+ * the same F32 computation without the final rounding. Folding dcol back
+ * (col2im) adds into double accumulators plane by plane, in a fixed order,
+ * so the result is deterministic and needs no atomics.
  */
 #include <cblas.h>
 #include <stdint.h>
