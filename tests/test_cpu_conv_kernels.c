@@ -195,6 +195,56 @@ Test(cpu_conv_kernels, conv2d_all_geometries_all_dtypes) {
         for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++) check_conv(&conv_cases[i], dts[d]);
 }
 
+/* The precision policy's mixed forward: F16/BF16 x and weight, F32 bias
+ * and output. The product of the rounded operands accumulated in F32, with
+ * no rounding to half on output: F32's tolerance. */
+Test(cpu_conv_kernels, conv2d_mixed_half_operands_f32_output) {
+    static const ct_dtype halves[] = {CT_F16, CT_BF16};
+    for (size_t d = 0; d < 2; d++)
+        for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++) {
+            const conv_case *cc = &conv_cases[i];
+            ct_window2d win = cc->win;
+            ct_shape ys = S4(cc->x.dim[0], cc->w.dim[0],
+                             ct_window_out(cc->x.dim[2], win.kernel[0], win.stride[0], win.pad[0], win.dilation[0]),
+                             ct_window_out(cc->x.dim[3], win.kernel[1], win.stride[1], win.pad[1], win.dilation[1]));
+            int64_t o = cc->w.dim[0];
+            tensor x = make(halves[d], cc->x, true), w = make(halves[d], cc->w, true);
+            tensor b = make(CT_F32, (ct_shape){1, {o}}, true), dy = make(CT_F64, ys, true);
+            tensor y = make(CT_F32, ys, false);
+            double *ry = malloc(sizeof(double) * (size_t)numel(ys)), *rdx = malloc(sizeof(double) * (size_t)x.v.numel);
+            double *rdw = malloc(sizeof(double) * (size_t)w.v.numel), *rdb = malloc(sizeof(double) * (size_t)o);
+            conv_reference(cc, x.d, w.d, cc->bias ? b.d : NULL, dy.d, ys, ry, rdx, rdw, rdb);
+            ct_attrs a = {.win = win, .has_bias = cc->bias};
+            ct_tview in[3] = {x.v, w.v, b.v};
+            cr_assert_eq(run(CT_OP_CONV2D, &a, in, cc->bias ? 3 : 2, y.v, true, 0), CT_OK, "%s", ct_last_error());
+            expect_close("mixed conv2d", &y.v, ry, tol_of(CT_F32),
+                         sqrt((double)(ys.dim[0] * ys.dim[2] * ys.dim[3] + w.v.numel / o)));
+            drop(&x), drop(&w), drop(&b), drop(&dy), drop(&y);
+            free(ry), free(rdx), free(rdw), free(rdb);
+        }
+}
+
+/* Mixed means half x and weight of one dtype with F32 output and bias;
+ * anything else is refused, naming the dtypes. */
+Test(cpu_conv_kernels, conv2d_mixed_dtypes_refused_otherwise) {
+    ct_attrs a = {.win = WIN(3, 3, 1, 1, 0, 0, 1, 1, 1), .has_bias = true};
+    tensor xh = make(CT_F16, S4(1, 2, 5, 5), true), wh = make(CT_F16, S4(3, 2, 3, 3), true);
+    tensor wb = make(CT_BF16, S4(3, 2, 3, 3), true), w32 = make(CT_F32, S4(3, 2, 3, 3), true);
+    tensor bh = make(CT_F16, (ct_shape){1, {3}}, true), b32 = make(CT_F32, (ct_shape){1, {3}}, true);
+    tensor y = make(CT_F32, S4(1, 3, 3, 3), false);
+    const ct_tview cases[][3] = {{xh.v, w32.v, b32.v}, {xh.v, wb.v, b32.v}, {xh.v, wh.v, bh.v}};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(run(CT_OP_CONV2D, &a, cases[i], 3, y.v, true, 0), CT_ERR_DTYPE, "case %zu", i);
+        cr_assert(strstr(ct_last_error(), "F16/BF16 x and weight with an F32 output and bias"), "%s",
+                  ct_last_error());
+    }
+    /* The gradients have no mixed form: the graph casts dy to the operands' dtype. */
+    ct_tview gin[2] = {y.v, wh.v};
+    tensor dx = make(CT_F16, S4(1, 2, 5, 5), false);
+    cr_assert_eq(run(CT_OP_CONV2D_GRAD_INPUT, &a, gin, 2, dx.v, true, 0), CT_ERR_DTYPE);
+    drop(&xh), drop(&wh), drop(&wb), drop(&w32), drop(&bh), drop(&b32), drop(&y), drop(&dx);
+}
+
 Test(cpu_conv_kernels, conv2d_in_several_chunks) {
     /* (K + O) * P per sample is about 615k compute elements, so the 2^22
      * element budget takes 6 samples a chunk: 9 samples make two chunks,

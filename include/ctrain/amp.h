@@ -1,11 +1,12 @@
 /* Mixed precision: a precision policy per graph, and a dynamic loss scaler.
  *
  * The policy (ct_graph_set_precision) works like an autocast scope: matrix
- * products built while it is FP16 or BF16 get their operands cast to that
- * type (one cast node per value, reused by every product that reads it) and
- * accumulate in FP32 into an F32 result. Everything else - elementwise ops,
- * reductions, softmax, normalisation, losses - sees F32 values and computes
- * in FP32. Parameters (master weights), their gradients and the optimizer
+ * products and convolutions built while it is FP16 or BF16 get their
+ * operands cast to that type (one cast node per value, reused by every
+ * product that reads it) and accumulate in FP32 into an F32 result (a
+ * convolution's bias stays F32, added to that result). Everything else -
+ * elementwise ops, reductions, softmax, normalisation, losses - sees F32
+ * values and computes in FP32. Parameters (master weights), their gradients and the optimizer
  * state stay F32 in the flat buffers: the cast's backward turns each
  * half-precision gradient back into F32 before it reaches them.
  *
@@ -50,7 +51,7 @@ extern "C" {
 
 typedef enum ct_precision {
     CT_PRECISION_FP32 = 0, /* everything as built (no casts added) */
-    CT_PRECISION_FP16,     /* matrix products on F16 operands, F32 accumulation and result */
+    CT_PRECISION_FP16,     /* matrix products and convolutions on F16 operands, F32 accumulation and result */
     CT_PRECISION_BF16,     /* the same with BF16 operands */
     CT_PRECISION_COUNT
 } ct_precision;

@@ -58,7 +58,11 @@ ct_pool2d_geom ct_pool_geom(int kernel, int stride, int padding);
  * and the same for OW. Input channel group j (C / groups channels) feeds
  * output channels j * O / groups .. (j + 1) * O / groups - 1. x, weight and
  * bias share one float dtype; F16/BF16 are stored as such and computed in
- * F32, F64 in F64. */
+ * F32, F64 in F64. Under an FP16/BF16 precision policy (amp.h) F32, F16 and
+ * BF16 x and weight are cast to the policy's type and the result is F32,
+ * accumulated in FP32; the bias is then F32 (an F16/BF16 bias is widened).
+ * F64 is never cast. Errors (at build time): dtypes that differ otherwise,
+ * and the geometry errors listed at the top of this header. */
 ct_node ct_conv2d(ct_graph *g, ct_node x, ct_node weight, ct_node bias, ct_conv2d_geom geom);
 
 /* Max over each window of x [N, C, H, W], padding counted as -inf; a NaN in

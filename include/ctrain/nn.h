@@ -44,8 +44,10 @@ extern "C" {
  * Parameters "<name>.weight" [out, in] and, with bias, "<name>.bias" [out].
  * weight_init NULL means PyTorch's default, kaiming_uniform(a = sqrt(5)),
  * i.e. U(-1/sqrt(in), 1/sqrt(in)); the bias always takes PyTorch's default
- * U(-1/sqrt(in), 1/sqrt(in)). An input of another float dtype than the
- * parameters (F16, BF16) gets the weights cast to its dtype (autocast). */
+ * U(-1/sqrt(in), 1/sqrt(in)). Under an FP16/BF16 precision policy (amp.h)
+ * the product casts x and the weight and gives F32, to which the F32 bias is
+ * added; without one, an input of another float dtype than the parameters
+ * (F16, BF16) gets the weight and bias cast to its dtype. */
 ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
                   const ct_init *weight_init);
 
@@ -56,10 +58,11 @@ ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features
  * [out_channels]. weight_init NULL means PyTorch's default,
  * kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
  * fan_in = C / groups * kernel_h * kernel_w; the bias always takes
- * U(-1/sqrt(fan_in), 1/sqrt(fan_in)). An F16/BF16 input gets the weights
- * cast to its dtype (autocast), as ct_linear. Errors (at build time): x not
- * 4-d, groups not dividing C and out_channels, a kernel larger than the
- * padded input, ... */
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)). As ct_linear: under an FP16/BF16
+ * precision policy the op casts x and the weight (the bias stays F32, the
+ * output is F32); without one, an F16/BF16 input gets the weight and bias
+ * cast to its dtype. Errors (at build time): x not 4-d, groups not dividing
+ * C and out_channels, a kernel larger than the padded input, ... */
 ct_node ct_conv2d_layer(ct_graph *g, const char *name, ct_node x, int64_t out_channels, int kernel_h, int kernel_w,
                         ct_conv2d_geom geom, bool bias, const ct_init *weight_init);
 

@@ -27,3 +27,10 @@ bool ct_autocast_operands(ct_graph *g, ct_node *in, int n, ct_dtype *out_dtype) 
     *out_dtype = CT_F32;
     return true;
 }
+
+ct_node ct_autocast_param(ct_graph *g, ct_node p, ct_dtype x_dtype) {
+    ct_dtype pdt = g->nodes[p].dtype;
+    if (pdt == x_dtype) return p;
+    if (g->precision != CT_PRECISION_FP32 && castable(pdt) && castable(x_dtype)) return p;
+    return ct_cast_folded(g, p, x_dtype);
+}

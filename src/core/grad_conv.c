@@ -6,6 +6,7 @@
  * memory. Pooling's backward reads x and recomputes the window maxima
  * instead of keeping argmax indices from the forward pass, as batch norm
  * recomputes its statistics: nothing has to live across the step. */
+#include "core/autocast.h"
 #include "core/autodiff.h"
 
 static ct_node grad_node(ct_graph *g, ct_op op, ct_node like, const ct_node *in, int n, const ct_attrs *a) {
@@ -20,12 +21,19 @@ bool ct_grad_conv(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node g
     case CT_OP_CONV2D: {
         ct_node w = nd.in[1], b = nd.attr.has_bias ? nd.in[2] : CT_NO_NODE;
         bool ok = true;
+        /* A mixed convolution (F16/BF16 x and weight, F32 output) takes its
+         * upstream gradient cast to the operands' dtype, once for both
+         * products, as a mixed matmul does: its gradients then have their
+         * operands' dtypes, and the casts' backward widens them to F32. The
+         * bias has the output's dtype and takes gy as it is. */
+        ct_node gyh = gy;
+        if (acc->needs[x] || acc->needs[w]) gyh = ct_cast_folded(g, gy, g->nodes[x].dtype);
         if (acc->needs[x]) {
-            ct_node in[2] = {gy, w};
+            ct_node in[2] = {gyh, w};
             ok = ct_grad_accumulate(g, acc, x, grad_node(g, CT_OP_CONV2D_GRAD_INPUT, x, in, 2, &nd.attr));
         }
         if (ok && acc->needs[w]) {
-            ct_node in[2] = {x, gy};
+            ct_node in[2] = {x, gyh};
             ok = ct_grad_accumulate(g, acc, w, grad_node(g, CT_OP_CONV2D_GRAD_WEIGHT, w, in, 2, &nd.attr));
         }
         if (ok && b != CT_NO_NODE && acc->needs[b])

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include "core/autocast.h"
 #include "core/conv_geom.h"
 #include "core/node.h"
 #include "core/shape_util.h"
@@ -91,6 +92,19 @@ ct_node ct_conv2d(ct_graph *g, ct_node x, ct_node weight, ct_node bias, ct_conv2
     if (!has_b && g->status != CT_OK) return CT_NO_NODE; /* a failed bias builder, already reported */
     if (has_b && !ct_graph_inputs_ok(g, op, &bias, 1)) return CT_NO_NODE;
     if (!image_ok(g, op, x)) return CT_NO_NODE;
+    /* The precision policy's rule of matrix products (core/autocast.h):
+     * under FP16/BF16, x and weight in the half type, an F32 result
+     * accumulated in FP32. The bias is added to that result in its dtype,
+     * so a half bias is widened (exactly) rather than the sum rounded. */
+    ct_node opnd[2] = {x, weight};
+    ct_dtype out_dt;
+    if (!ct_autocast_operands(g, opnd, 2, &out_dt)) return CT_NO_NODE;
+    x = opnd[0], weight = opnd[1];
+    bool mixed = out_dt != g->nodes[x].dtype;
+    if (mixed && has_b && (g->nodes[bias].dtype == CT_F16 || g->nodes[bias].dtype == CT_BF16) &&
+        (bias = ct_cast_folded(g, bias, out_dt)) == CT_NO_NODE)
+        return CT_NO_NODE;
+    /* Only now: the casts above may have moved g->nodes. */
     const ct_nodeinfo *nx = &g->nodes[x], *nw = &g->nodes[weight];
     ct_shape xs = nx->shape, ws = nw->shape;
     char sx[CT_SHAPE_STR], sw[CT_SHAPE_STR], sb[CT_SHAPE_STR];
@@ -116,9 +130,10 @@ ct_node ct_conv2d(ct_graph *g, ct_node x, ct_node weight, ct_node bias, ct_conv2
                              op, SHP(xs, sx), (long long)c, SHP(ws, sw), groups, (long long)(ws.dim[1] * groups));
     if (has_b) {
         const ct_nodeinfo *nb = &g->nodes[bias];
-        if (nb->dtype != nx->dtype)
-            return ct_graph_fail(g, CT_ERR_DTYPE, "%s: bias is %s; x and weight are %s", op, ct_dtype_name(nb->dtype),
-                                 ct_dtype_name(nx->dtype));
+        if (nb->dtype != out_dt)
+            return ct_graph_fail(g, CT_ERR_DTYPE, "%s: bias is %s; x and weight are %s%s%s", op,
+                                 ct_dtype_name(nb->dtype), ct_dtype_name(nx->dtype),
+                                 mixed ? " with an output in " : "", mixed ? ct_dtype_name(out_dt) : "");
         if (nb->shape.ndim != 1 || nb->shape.dim[0] != o)
             return ct_graph_fail(g, CT_ERR_SHAPE, "%s: bias %s does not match weight %s (want [%lld])", op,
                                  SHP(nb->shape, sb), SHP(ws, sw), (long long)o);
@@ -132,7 +147,7 @@ ct_node ct_conv2d(ct_graph *g, ct_node x, ct_node weight, ct_node bias, ct_conv2
     if (!window_ok(g, op, xs, &w, out_hw)) return CT_NO_NODE;
     ct_node in[3] = {x, weight, bias};
     ct_attrs a = {.win = w, .has_bias = has_b};
-    return ct_graph_add(g, CT_OP_CONV2D, nx->dtype, (ct_shape){4, {xs.dim[0], o, out_hw[0], out_hw[1]}}, in,
+    return ct_graph_add(g, CT_OP_CONV2D, out_dt, (ct_shape){4, {xs.dim[0], o, out_hw[0], out_hw[1]}}, in,
                         has_b ? 3 : 2, &a);
 }
 

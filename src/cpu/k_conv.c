@@ -13,9 +13,11 @@
  *
  * Compute type: F64 for F64 tensors, F32 otherwise (F16/BF16 are widened
  * while unfolding, the weight into scratch, and rounded once on output),
- * which is the matmul kernel's rule. Folding dcol back (col2im) adds into
- * double accumulators plane by plane, in a fixed order, so the result is
- * deterministic and needs no atomics.
+ * which is the matmul kernel's rule. The forward also takes the precision
+ * policy's mixed form, F16/BF16 x and weight with an F32 output and bias:
+ * the same F32 computation without the final rounding. Folding dcol back
+ * (col2im) adds into double accumulators plane by plane, in a fixed order,
+ * so the result is deterministic and needs no atomics.
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -94,20 +96,29 @@ static ct_status dims_of(const ct_kargs *k, conv_dims *d) {
     return CT_OK;
 }
 
+static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
+
+/* One float dtype for all, except the mixed forward of the precision
+ * policy: F16/BF16 x and weight, F32 output and bias. */
 static ct_status check_dtypes(const ct_kargs *k) {
     ct_dtype dt = k->out.dtype;
+    bool mixed = k->op == CT_OP_CONV2D && dt == CT_F32 && k->n_in >= 2 && is_half(k->in[0].dtype);
     bool ok = ct_dtype_is_float(dt);
-    for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == dt;
+    for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == (mixed && i < 2 ? k->in[0].dtype : dt);
     if (!ok)
-        return ct_error(CT_ERR_DTYPE, "cpu %s: inputs and output must share one float dtype (output %s)",
-                        op_name(k->op), ct_dtype_name(dt));
+        return ct_error(CT_ERR_DTYPE,
+                        "cpu %s: inputs and output must share one float dtype, or be F16/BF16 x and weight with an "
+                        "F32 output and bias (output %s, x %s)",
+                        op_name(k->op), ct_dtype_name(dt), ct_dtype_name(k->n_in ? k->in[0].dtype : dt));
     return CT_OK;
 }
 
 static bool is_f64(ct_dtype dt) { return dt == CT_F64; }
 static size_t compute_size(ct_dtype dt) { return is_f64(dt) ? sizeof(double) : sizeof(float); }
+/* The weight gradient's accumulator, or a half weight widened (the weight
+ * is in[1] of the forward and of the input gradient). */
 static bool needs_wbuf(const ct_kargs *k) {
-    return k->op == CT_OP_CONV2D_GRAD_WEIGHT || (k->out.dtype != CT_F32 && k->out.dtype != CT_F64);
+    return k->op == CT_OP_CONV2D_GRAD_WEIGHT || (k->n_in >= 2 && is_half(k->in[1].dtype));
 }
 
 size_t ct_cpu_conv_scratch(const ct_kargs *k) {

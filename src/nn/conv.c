@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "core/autocast.h"
 #include "ctrain/conv.h"
 #include "ctrain/ops.h"
 #include "nn/nn_internal.h"
@@ -52,11 +53,11 @@ ct_node ct_conv2d_layer(ct_graph *g, const char *name, ct_node x, int64_t out_ch
                         ct_init_uniform(-bound, bound), context);
     }
     if (w == CT_NO_NODE || (bias && b == CT_NO_NODE)) return CT_NO_NODE;
-    /* An F16/BF16 input convolves in its own dtype, as under autocast; the
+    /* The rule of every layer (core/autocast.h): under a mixed-precision
+     * policy the op casts x and the weight and adds the F32 bias; without
+     * one, an F16/BF16 input convolves in its own dtype. Either way the
      * casts' gradients go back to the F32 master weights. */
-    if (g->nodes[w].dtype != xdt) {
-        w = ct_cast(g, w, xdt);
-        if (bias) b = ct_cast(g, b, xdt);
-    }
+    w = ct_autocast_param(g, w, xdt);
+    if (bias) b = ct_autocast_param(g, b, xdt);
     return ct_conv2d(g, x, w, b, geom);
 }

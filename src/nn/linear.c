@@ -41,12 +41,12 @@ ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features
     }
     if (w == CT_NO_NODE || (bias && b == CT_NO_NODE)) return CT_NO_NODE;
 
-    /* An F16/BF16 input multiplies with the weights in its own dtype, as
-     * under autocast; the cast's gradient goes back to the F32 master copy. */
-    if (g->nodes[w].dtype != xdt) {
-        w = ct_cast(g, w, xdt);
-        if (bias) b = ct_cast(g, b, xdt);
-    }
+    /* The rule of every layer (core/autocast.h): under a mixed-precision
+     * policy the product casts x and the weight; without one, an F16/BF16
+     * input multiplies in its own dtype. The casts' gradients go back to
+     * the F32 master copy. */
+    w = ct_autocast_param(g, w, xdt);
+    if (bias) b = ct_autocast_param(g, b, xdt);
     /* A single vector [in] is a batch of one for the product (matmul wants
      * two axes) and comes back as [out], as in PyTorch. */
     ct_node x2 = xs.ndim == 1 ? ct_reshape(g, x, (ct_shape){2, {1, in}}) : x;
