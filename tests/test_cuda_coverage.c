@@ -103,3 +103,16 @@ Test(cuda_coverage, no_gpu_is_a_clear_error) {
     cr_assert(strlen(ct_last_error()) > 10, "message: %s", ct_last_error());
     ct_graph_free(g);
 }
+
+/* "auto" (the CLI's default device) is the first GPU exactly when one can be
+ * used, and the CPU otherwise, without leaving an error behind. */
+Test(cuda_coverage, auto_device_is_the_gpu_when_usable) {
+    ct_device d, gpu = {CT_DEVICE_CUDA, 0};
+    bool usable = ct_device_check(gpu) == CT_OK;
+    cr_assert_eq(ct_device_parse("auto", &d), CT_OK, "%s", ct_last_error());
+    cr_expect_eq(d.kind, usable ? CT_DEVICE_CUDA : CT_DEVICE_CPU);
+    cr_expect_eq(d.index, 0);
+    cr_expect_eq(ct_last_status(), CT_OK, "left an error: %s", ct_last_error());
+    cr_expect_neq(ct_device_parse("automatic", &d), CT_OK);
+    cr_expect(strstr(ct_last_error(), "auto") != NULL, "message: %s", ct_last_error());
+}

@@ -37,7 +37,7 @@ void cmd_eval_usage(FILE *out) {
             "  --label-column N        CSV field holding the label (default: the last)\n"
             "  --limit N               only the first N samples\n"
             "  --batch-size N          (default %d)\n"
-            "  --device cpu|cuda|cuda:N   (default cpu)\n"
+            "  --device cpu|cuda|cuda:N|auto   (default auto: a GPU when there is one)\n"
             "  --hidden N,N,... --activation NAME --batchnorm   the model of a bare weights file\n"
             "\n"
             "Prints one line: accuracy, correct/total, mean loss and the data used.\n"
@@ -105,7 +105,7 @@ static int parse_args(int argc, char **argv, eval_cfg *c, bool *done) {
         } else if (OPT("--device")) {
             if (m < 0) return CLI_EXIT_USAGE;
             if (ct_device_parse(v, &c->device) != CT_OK)
-                return cli_usage_error(CMD, "--device wants cpu, cuda or cuda:N, not '%s'", v);
+                return cli_usage_error(CMD, "--device wants cpu, cuda, cuda:N or auto, not '%s'", v);
         } else if (OPT("--hidden")) {
             if (m < 0) return CLI_EXIT_USAGE;
             c->hidden = v;
@@ -157,6 +157,7 @@ static bool pick_model(const eval_cfg *c, const ct_st_file *f, model_cfg *m) {
 
 int cmd_eval(int argc, char **argv) {
     eval_cfg c = {.batch = EVAL_DEFAULT_BATCH};
+    ct_device_parse("auto", &c.device); /* a GPU when there is one */
     c.data.kind = NULL;
     bool done;
     int rc = parse_args(argc, argv, &c, &done);

@@ -121,7 +121,8 @@ void cmd_train_usage(FILE *out) {
         "  --init-from FILE        start from the weights in FILE (by name, e.g. a PyTorch\n"
         "                          state_dict saved as safetensors)\n"
         "run:\n"
-        "  --device cpu|cuda|cuda:N   (default cpu)\n"
+        "  --device cpu|cuda|cuda:N|auto   (default auto: the first GPU when this build\n"
+        "                          and machine can use one, else the CPU)\n"
         "  --tf32                  let F32 matrix products use TF32 tensor cores (GPU)\n"
         "  --seed N                initial weights, dropout, shuffling (default %d)\n"
         "  --data-seed N           shuffling and --val-split only (default: --seed)\n"
@@ -331,7 +332,8 @@ static void print_header(const train_cfg *c, const ct_train_opts *o, const data_
     if (o->accum_steps > 1) printf(" x %d", o->accum_steps);
     if (o->augment) print_augment(o->augment);
     if (o->precision != CT_PRECISION_FP32) printf(" | %s", ct_precision_name(o->precision));
-    printf(" | %s | %s\n", length, c->device_text);
+    char dev[32];
+    printf(" | %s | %s\n", length, ct_device_str(c->device, dev, sizeof dev));
     fflush(stdout);
 }
 

@@ -41,7 +41,9 @@ void train_cfg_defaults(train_cfg *c) {
     c->seed = TRAIN_DEFAULT_SEED;
     c->prefetch = true;
     c->data.val_split = TRAIN_DEFAULT_VAL_SPLIT;
-    c->device_text = "cpu";
+    /* A GPU when there is one, else the CPU (ct_device_parse's "auto"). */
+    c->device_text = "auto";
+    ct_device_parse("auto", &c->device);
     c->bucket_kb = CT_DDP_DEFAULT_BUCKET / 1024;
 }
 
@@ -375,7 +377,7 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     /* ---- run */
     else if (IS("device")) {
         ct_device d;
-        if (ct_device_parse(v, &d) != CT_OK) return bad(opt, "cpu, cuda or cuda:N", v);
+        if (ct_device_parse(v, &d) != CT_OK) return bad(opt, "cpu, cuda, cuda:N or auto", v);
         c->device = d;
         c->device_text = v;
     } else if (IS("seed")) return cli_parse_u64(CMD, opt, v, &c->seed);

@@ -23,7 +23,9 @@ typedef struct ct_device {
     int index; /* which GPU; 0 for the CPU */
 } ct_device;
 
-/* Parses "cpu", "cuda" or "cuda:N". Errors: anything else. */
+/* Parses "cpu", "cuda" or "cuda:N", and "auto": cuda:0 when this build
+ * has CUDA and a usable GPU (ct_device_check), else the CPU. Errors:
+ * anything else. */
 ct_status ct_device_parse(const char *text, ct_device *out);
 /* Writes "cpu" or "cuda:N" into buf; returns buf. */
 char *ct_device_str(ct_device d, char *buf, size_t cap);

@@ -48,6 +48,14 @@ ct_status ct_device_parse(const char *text, ct_device *out) {
         *out = (ct_device){CT_DEVICE_CUDA, 0};
         return CT_OK;
     }
+    if (strcmp(text, "auto") == 0) {
+        /* The first GPU when this build and machine can use it, else the
+         * CPU; asking is not an error, so the reason is not kept. */
+        ct_device gpu = {CT_DEVICE_CUDA, 0};
+        *out = ct_device_check(gpu) == CT_OK ? gpu : (ct_device){CT_DEVICE_CPU, 0};
+        ct_clear_error();
+        return CT_OK;
+    }
     if (strncmp(text, "cuda:", 5) == 0) {
         int index;
         if (parse_index(text + 5, &index)) {
@@ -61,7 +69,7 @@ ct_status ct_device_parse(const char *text, ct_device *out) {
     /* %.100s: a device name comes from a command line or a config file, and
      * a runaway string should not push the useful part out of the message. */
     return ct_error(CT_ERR_INVALID_ARG,
-                    "unknown device \"%.100s\" (expected \"cpu\", \"cuda\" or \"cuda:N\")", text);
+                    "unknown device \"%.100s\" (expected \"cpu\", \"cuda\", \"cuda:N\" or \"auto\")", text);
 }
 
 char *ct_device_str(ct_device d, char *buf, size_t cap) {
