@@ -7,7 +7,8 @@
  * update rules to the last few ulps and the CUDA kernels have a reference to
  * be compared against. Elements are independent, so the loops split across
  * OpenMP threads without changing any result; the one reduction (sumsq) sums
- * fixed chunks in a fixed order for the same reason.
+ * fixed chunks in a fixed order for the same reason. F32 buffers, the common
+ * case, get loops of their own with typed loads and stores (OPTIM_LOOP).
  */
 #include <math.h>
 
@@ -37,103 +38,128 @@ static inline double effective_grad(const ct_optim_args *a, uint8_t f, double w,
     return g;
 }
 
-static void sgd(const ct_optim_args *a) {
-    const ct_dtype dt = a->dtype;
-    const int64_t n = (int64_t)a->n;
+/* Each algorithm is written once, for one element, and run by OPTIM_LOOP
+ * with the dtype a constant: in the F32 loop ct_ld/ct_st become plain float
+ * loads and stores, so the loop keeps no dtype switch and the compiler can
+ * keep the arguments in registers, while the arithmetic is the same double
+ * arithmetic as in the F64 loop. */
+#define OPTIM_LOOP(a, elem, consts)                                                       \
+    do {                                                                                  \
+        const int64_t n_ = (int64_t)(a)->n;                                               \
+        if ((a)->dtype == CT_F32) {                                                       \
+            _Pragma("omp parallel for schedule(static) if (n_ >= PAR_MIN)")               \
+            for (int64_t i = 0; i < n_; i++) elem(a, CT_F32, i, consts);                  \
+        } else {                                                                          \
+            _Pragma("omp parallel for schedule(static) if (n_ >= PAR_MIN)")               \
+            for (int64_t i = 0; i < n_; i++) elem(a, CT_F64, i, consts);                  \
+        }                                                                                 \
+    } while (0)
+
+/* Per-step constants of the algorithms, computed once per call. */
+typedef struct optim_consts {
+    double c0, c1, c2;
+    bool first;
+} optim_consts;
+
+static inline void sgd_at(const ct_optim_args *a, ct_dtype dt, int64_t i, const optim_consts *k) {
     const double mu = a->momentum, damp = a->dampening;
+    uint8_t f = a->flags[i];
+    if (f & CT_PFLAG_FROZEN) return;
+    double w = ct_ld(a->params, dt, i);
+    double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+    if (mu != 0) {
+        double buf = k->first ? g : mu * ct_ld(a->state0, dt, i) + (1 - damp) * g;
+        ct_st(a->state0, dt, i, buf);
+        g = a->nesterov ? g + mu * buf : buf;
+    }
+    ct_st(a->params, dt, i, w - a->lr * g);
+}
+
+static void sgd(const ct_optim_args *a) {
     /* PyTorch creates the buffer from the first gradient (buf = g) rather
      * than from zero, which is what dampening would otherwise shrink. */
-    const bool first = a->t == 1;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        uint8_t f = a->flags[i];
-        if (f & CT_PFLAG_FROZEN) continue;
-        double w = ct_ld(a->params, dt, i);
-        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
-        if (mu != 0) {
-            double buf = first ? g : mu * ct_ld(a->state0, dt, i) + (1 - damp) * g;
-            ct_st(a->state0, dt, i, buf);
-            g = a->nesterov ? g + mu * buf : buf;
-        }
-        ct_st(a->params, dt, i, w - a->lr * g);
-    }
+    const optim_consts k = {.first = a->t == 1};
+    OPTIM_LOOP(a, sgd_at, &k);
+}
+
+static inline void adagrad_at(const ct_optim_args *a, ct_dtype dt, int64_t i, const optim_consts *k) {
+    const double clr = k->c0;
+    uint8_t f = a->flags[i];
+    if (f & CT_PFLAG_FROZEN) return;
+    double w = ct_ld(a->params, dt, i);
+    double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+    double sum = ct_ld(a->state0, dt, i) + g * g;
+    ct_st(a->state0, dt, i, sum);
+    ct_st(a->params, dt, i, w - clr * (g / (sqrt(sum) + a->eps)));
 }
 
 static void adagrad(const ct_optim_args *a) {
-    const ct_dtype dt = a->dtype;
-    const int64_t n = (int64_t)a->n;
-    const double clr = a->lr / (1 + (double)(a->t - 1) * a->lr_decay);
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        uint8_t f = a->flags[i];
-        if (f & CT_PFLAG_FROZEN) continue;
-        double w = ct_ld(a->params, dt, i);
-        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
-        double sum = ct_ld(a->state0, dt, i) + g * g;
-        ct_st(a->state0, dt, i, sum);
-        ct_st(a->params, dt, i, w - clr * (g / (sqrt(sum) + a->eps)));
+    const optim_consts k = {.c0 = a->lr / (1 + (double)(a->t - 1) * a->lr_decay)};
+    OPTIM_LOOP(a, adagrad_at, &k);
+}
+
+static inline void rmsprop_at(const ct_optim_args *a, ct_dtype dt, int64_t i, const optim_consts *k) {
+    (void)k;
+    const double al = a->alpha, mu = a->momentum;
+    uint8_t f = a->flags[i];
+    if (f & CT_PFLAG_FROZEN) return;
+    double w = ct_ld(a->params, dt, i);
+    double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+    double sq = al * ct_ld(a->state0, dt, i) + (1 - al) * g * g;
+    ct_st(a->state0, dt, i, sq);
+    double var = sq;
+    if (a->centered) {
+        double ga = al * ct_ld(a->state2, dt, i) + (1 - al) * g;
+        ct_st(a->state2, dt, i, ga);
+        var -= ga * ga;
+    }
+    double avg = sqrt(var) + a->eps;
+    if (mu > 0) {
+        double buf = mu * ct_ld(a->state1, dt, i) + g / avg;
+        ct_st(a->state1, dt, i, buf);
+        ct_st(a->params, dt, i, w - a->lr * buf);
+    } else {
+        ct_st(a->params, dt, i, w - a->lr * (g / avg));
     }
 }
 
 static void rmsprop(const ct_optim_args *a) {
-    const ct_dtype dt = a->dtype;
-    const int64_t n = (int64_t)a->n;
-    const double al = a->alpha, mu = a->momentum;
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        uint8_t f = a->flags[i];
-        if (f & CT_PFLAG_FROZEN) continue;
-        double w = ct_ld(a->params, dt, i);
-        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
-        double sq = al * ct_ld(a->state0, dt, i) + (1 - al) * g * g;
-        ct_st(a->state0, dt, i, sq);
-        double var = sq;
-        if (a->centered) {
-            double ga = al * ct_ld(a->state2, dt, i) + (1 - al) * g;
-            ct_st(a->state2, dt, i, ga);
-            var -= ga * ga;
-        }
-        double avg = sqrt(var) + a->eps;
-        if (mu > 0) {
-            double buf = mu * ct_ld(a->state1, dt, i) + g / avg;
-            ct_st(a->state1, dt, i, buf);
-            ct_st(a->params, dt, i, w - a->lr * buf);
-        } else {
-            ct_st(a->params, dt, i, w - a->lr * (g / avg));
-        }
+    const optim_consts k = {0};
+    OPTIM_LOOP(a, rmsprop_at, &k);
+}
+
+static inline void adam_at(const ct_optim_args *a, ct_dtype dt, int64_t i, const optim_consts *k) {
+    const double b1 = a->beta1, b2 = a->beta2;
+    const double step_size = k->c0, bc2_sqrt = k->c1, shrink = k->c2;
+    uint8_t f = a->flags[i];
+    if (f & CT_PFLAG_FROZEN) return;
+    double w = ct_ld(a->params, dt, i);
+    double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
+    if (a->decoupled && (f & CT_PFLAG_DECAY)) w *= shrink;
+    double m = b1 * ct_ld(a->state0, dt, i) + (1 - b1) * g;
+    double v = b2 * ct_ld(a->state1, dt, i) + (1 - b2) * g * g;
+    ct_st(a->state0, dt, i, m);
+    ct_st(a->state1, dt, i, v);
+    if (a->amsgrad) {
+        /* The maximum of the raw (uncorrected) second moments, as
+         * PyTorch keeps it; a NaN propagates as torch.maximum's does. */
+        double vmax = ct_ld(a->state2, dt, i);
+        if (v != v || v > vmax) vmax = v;
+        ct_st(a->state2, dt, i, vmax);
+        v = vmax;
     }
+    ct_st(a->params, dt, i, w - step_size * (m / (sqrt(v) / bc2_sqrt + a->eps)));
 }
 
 static void adam(const ct_optim_args *a) {
-    const ct_dtype dt = a->dtype;
-    const int64_t n = (int64_t)a->n;
-    const double b1 = a->beta1, b2 = a->beta2;
     /* PyTorch's arrangement of the bias corrections: lr / (1 - b1^t) on the
      * first moment, sqrt(1 - b2^t) dividing the root of the second. */
-    const double step_size = a->lr / (1 - pow(b1, (double)a->t));
-    const double bc2_sqrt = sqrt(1 - pow(b2, (double)a->t));
-    const double shrink = 1 - a->lr * a->weight_decay; /* AdamW's decoupled decay */
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        uint8_t f = a->flags[i];
-        if (f & CT_PFLAG_FROZEN) continue;
-        double w = ct_ld(a->params, dt, i);
-        double g = effective_grad(a, f, w, ct_ld(a->grads, dt, i));
-        if (a->decoupled && (f & CT_PFLAG_DECAY)) w *= shrink;
-        double m = b1 * ct_ld(a->state0, dt, i) + (1 - b1) * g;
-        double v = b2 * ct_ld(a->state1, dt, i) + (1 - b2) * g * g;
-        ct_st(a->state0, dt, i, m);
-        ct_st(a->state1, dt, i, v);
-        if (a->amsgrad) {
-            /* The maximum of the raw (uncorrected) second moments, as
-             * PyTorch keeps it; a NaN propagates as torch.maximum's does. */
-            double vmax = ct_ld(a->state2, dt, i);
-            if (v != v || v > vmax) vmax = v;
-            ct_st(a->state2, dt, i, vmax);
-            v = vmax;
-        }
-        ct_st(a->params, dt, i, w - step_size * (m / (sqrt(v) / bc2_sqrt + a->eps)));
-    }
+    const optim_consts k = {
+        .c0 = a->lr / (1 - pow(a->beta1, (double)a->t)),
+        .c1 = sqrt(1 - pow(a->beta2, (double)a->t)),
+        .c2 = 1 - a->lr * a->weight_decay, /* AdamW's decoupled decay */
+    };
+    OPTIM_LOOP(a, adam_at, &k);
 }
 
 static ct_status update(const ct_optim_args *a) {

@@ -3,7 +3,9 @@
  * Reference kernels are written once, in double: they load each element as
  * a double whatever its storage type and store the result back with the
  * storage type's rounding. That keeps one readable loop per op for F64, F32,
- * F16 and BF16; matrix products, the only hot path here, go to BLAS.
+ * F16 and BF16; matrix products go to BLAS. Hot kernels add F32 loops with
+ * typed pointers around the same double arithmetic, and OpenMP over
+ * independent elements or rows, so their results do not change by a bit.
  */
 #ifndef CT_CPU_UTIL_H
 #define CT_CPU_UTIL_H

@@ -136,7 +136,9 @@ size_t ct_cpu_conv_scratch(const ct_kargs *k) {
 /* dst[0..n) = src[si + t * sstride], converted to the compute type. The
  * dtype switch is outside the loop: this is the inner loop of im2col. */
 static void gather(void *dst, bool dbl, const void *src, ct_dtype st, int64_t si, int64_t sstride, int64_t n) {
-    if (dbl) {
+    if (sstride == 1 && (dbl || st == CT_F32)) { /* stride-1 convolutions: a copy */
+        if (n > 0) memcpy(dst, (const char *)src + (size_t)si * (dbl ? 8 : 4), (size_t)n * (dbl ? 8 : 4));
+    } else if (dbl) {
         double *o = dst;
         const double *s = (const double *)src + si;
         for (int64_t t = 0; t < n; t++) o[t] = s[t * sstride];
@@ -253,6 +255,10 @@ static void col2im(const void *dcol, const conv_dims *d, int64_t n0, int64_t nb,
                     if (dbl) {
                         const double *v = (const double *)dcol + src;
                         for (int64_t ow = lo; ow < hi; ow++) a[at + ow * sw] += v[ow];
+                    } else if (sw == 1) { /* unit stride: a loop the compiler vectorises */
+                        const float *v = (const float *)dcol + src;
+                        double *ap = a + at;
+                        for (int64_t ow = lo; ow < hi; ow++) ap[ow] += v[ow];
                     } else {
                         const float *v = (const float *)dcol + src;
                         for (int64_t ow = lo; ow < hi; ow++) a[at + ow * sw] += v[ow];

@@ -6,6 +6,12 @@
  * output's rounding (cpu_util.h). Kernels check the shapes they rely on,
  * because a wrong shape here would otherwise read out of bounds instead of
  * failing a test.
+ *
+ * Speed without changing a bit: elements are independent, so large tensors
+ * split across OpenMP threads (each element computed exactly as alone), and
+ * F32 operands, the common case, are read and written through typed
+ * pointers, so the dtype switch of ct_ld/ct_st leaves the inner loop; the
+ * arithmetic stays the double arithmetic of the generic loop.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -19,6 +25,12 @@
 #define CT_SQRT_2_OVER_PI 0.79788456080286535588 /* sqrt(2/pi) */
 #define CT_INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2*pi) */
 #define CT_GELU_TANH_C 0.044715                /* PyTorch's cubic coefficient */
+
+/* Elements below which a parallel region costs more than the loop. */
+#define PAR_MIN ((int64_t)1 << 15)
+/* Same-shape operands are cut into rows of this many elements to share them
+ * out (the cut changes nothing: every element is computed alone). */
+#define FLAT_ROW ((int64_t)4096)
 
 static const char *const op_names[] = {
 #define X(e, name, diff, internal) name,
@@ -64,6 +76,50 @@ static double binary_fn(ct_op op, double a, double b) {
     }
 }
 
+/* Row length m when `in`, broadcast to `out`, repeats with period m along
+ * out's flat index (its shape, without leading 1s, is out's trailing axes:
+ * a bias row, or a scalar with m = 1); 0 otherwise. */
+static int64_t row_period(const ct_shape *in, const ct_shape *out) {
+    int lead = 0;
+    while (lead < in->ndim && in->dim[lead] == 1) lead++;
+    int64_t m = 1;
+    for (int d = lead; d < in->ndim; d++) {
+        if (in->dim[d] != out->dim[out->ndim - in->ndim + d]) return 0;
+        m *= in->dim[d];
+    }
+    return m;
+}
+
+/* out = a op b where each operand is either out's shape (full) or repeats
+ * with period m (row); rows split across threads. Only full operands may
+ * leave a tail of fewer than m elements. */
+static void binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview *b, bool b_full,
+                        const ct_tview *o, int64_t m) {
+    const int64_t rows = m > 0 ? o->numel / m : 0;
+    if (a->dtype == CT_F32 && b->dtype == CT_F32 && o->dtype == CT_F32) {
+        const float *pa = a->data, *pb = b->data;
+        float *po = o->data;
+#pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *ra = a_full ? pa + r * m : pa, *rb = b_full ? pb + r * m : pb;
+            float *ro = po + r * m;
+            for (int64_t j = 0; j < m; j++) ro[j] = (float)binary_fn(op, ra[j], rb[j]);
+        }
+    } else {
+#pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t j = 0; j < m; j++) {
+                int64_t i = r * m + j;
+                double va = ct_ld(a->data, a->dtype, a_full ? i : j);
+                double vb = ct_ld(b->data, b->dtype, b_full ? i : j);
+                ct_st(o->data, o->dtype, i, binary_fn(op, va, vb));
+            }
+    }
+    /* the tail of a full-by-full product cut into FLAT_ROW pieces */
+    for (int64_t i = rows * m; i < o->numel; i++)
+        ct_st(o->data, o->dtype, i, binary_fn(op, ct_ld(a->data, a->dtype, i), ct_ld(b->data, b->dtype, i)));
+}
+
 static ct_status binary(const ct_kargs *k, ct_op op) {
     ct_status s = check_arity(k, op, 2);
     if (s != CT_OK) return s;
@@ -74,12 +130,19 @@ static ct_status binary(const ct_kargs *k, ct_op op) {
         return shape_error(op, "second operand does not broadcast to output", &b->shape,
                            &o->shape);
 
-    if (ct_shape_equal(a->shape, o->shape) && ct_shape_equal(b->shape, o->shape)) {
-        for (int64_t i = 0; i < o->numel; i++)
-            ct_st(o->data, o->dtype, i,
-                  binary_fn(op, ct_ld(a->data, a->dtype, i), ct_ld(b->data, b->dtype, i)));
+    bool a_full = ct_shape_equal(a->shape, o->shape), b_full = ct_shape_equal(b->shape, o->shape);
+    if (a_full && b_full) {
+        /* one row of the whole tensor would run on one thread: split it */
+        binary_rows(op, a, true, b, true, o, o->numel >= PAR_MIN ? FLAT_ROW : o->numel);
         return CT_OK;
     }
+    int64_t ma = a_full ? 0 : row_period(&a->shape, &o->shape);
+    int64_t mb = b_full ? 0 : row_period(&b->shape, &o->shape);
+    if ((a_full || ma > 0) && (b_full || mb > 0) && (a_full || b_full || ma == mb)) {
+        binary_rows(op, a, a_full, b, b_full, o, a_full ? mb : ma);
+        return CT_OK;
+    }
+#pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
     for (int64_t i = 0; i < o->numel; i++) {
         double va = ct_ld(a->data, a->dtype, ct_bcast_offset(&o->shape, &a->shape, i));
         double vb = ct_ld(b->data, b->dtype, ct_bcast_offset(&o->shape, &b->shape, i));
@@ -197,8 +260,25 @@ static ct_status unary(const ct_kargs *k, ct_op op) {
     if (s != CT_OK) return s;
     if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op_name(op));
     const ct_tview *x = &k->in[0], *o = &k->out;
-    for (int64_t i = 0; i < o->numel; i++)
-        ct_st(o->data, o->dtype, i, unary_fn(op, k->attr, ct_ld(x->data, x->dtype, i)));
+    const ct_attrs *at = k->attr;
+    const int64_t n = o->numel;
+    if (x->dtype == CT_F32 && o->dtype == CT_F32) {
+        const float *xs = x->data;
+        float *os = o->data;
+        if (op == CT_OP_RELU) { /* the hot one: its own loop, which vectorises */
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+            for (int64_t i = 0; i < n; i++) {
+                double v = xs[i];
+                os[i] = (float)(isnan(v) ? v : (v > 0 ? v : 0.0));
+            }
+            return CT_OK;
+        }
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) os[i] = (float)unary_fn(op, at, xs[i]);
+        return CT_OK;
+    }
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) ct_st(o->data, o->dtype, i, unary_fn(op, at, ct_ld(x->data, x->dtype, i)));
     return CT_OK;
 }
 
@@ -230,8 +310,27 @@ static ct_status k_unary_grad(const ct_kargs *k) {
     if (!is_unary(k->attr->fwd_op))
         return ct_error(CT_ERR_INTERNAL, "cpu unary_grad: forward op %d (%s) is not unary",
                         k->attr->fwd_op, op_name(k->attr->fwd_op));
-    for (int64_t i = 0; i < o->numel; i++) {
-        double d = unary_deriv(k->attr->fwd_op, k->attr, ct_ld(x->data, x->dtype, i));
+    const ct_attrs *at = k->attr;
+    const int fop = at->fwd_op;
+    const int64_t n = o->numel;
+    if (x->dtype == CT_F32 && dy->dtype == CT_F32 && o->dtype == CT_F32) {
+        const float *xs = x->data, *dys = dy->data;
+        float *os = o->data;
+        if (fop == CT_OP_RELU) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+            for (int64_t i = 0; i < n; i++) {
+                double d = xs[i] > 0 ? 1.0 : 0.0;
+                os[i] = (float)((double)dys[i] * d);
+            }
+            return CT_OK;
+        }
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (int64_t i = 0; i < n; i++) os[i] = (float)((double)dys[i] * unary_deriv(fop, at, xs[i]));
+        return CT_OK;
+    }
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        double d = unary_deriv(fop, at, ct_ld(x->data, x->dtype, i));
         ct_st(o->data, o->dtype, i, ct_ld(dy->data, dy->dtype, i) * d);
     }
     return CT_OK;
@@ -244,6 +343,7 @@ static ct_status k_cast(const ct_kargs *k) {
     if (s == CT_OK) s = same_numel(CT_OP_CAST, &k->in[0], &k->out);
     if (s != CT_OK) return s;
     const ct_tview *x = &k->in[0], *o = &k->out;
+#pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
     for (int64_t i = 0; i < o->numel; i++)
         ct_st(o->data, o->dtype, i, ct_ld(x->data, x->dtype, i));
     return CT_OK;
@@ -270,6 +370,7 @@ static ct_status k_broadcast_to(const ct_kargs *k) {
     const ct_tview *x = &k->in[0], *o = &k->out;
     if (!broadcasts_to(&x->shape, &o->shape))
         return shape_error(op, "input does not broadcast to output", &x->shape, &o->shape);
+#pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
     for (int64_t i = 0; i < o->numel; i++)
         ct_st(o->data, o->dtype, i,
               ct_ld(x->data, x->dtype, ct_bcast_offset(&o->shape, &x->shape, i)));
@@ -313,6 +414,8 @@ static ct_status k_sum_to(const ct_kargs *k) {
         }
     }
 
+    /* Output elements are independent sums, each in its own fixed order. */
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t oi = 0; oi < o->numel; oi++) {
         int64_t base = 0, rem = oi;
         for (int d = nd - 1; d >= 0; d--) {

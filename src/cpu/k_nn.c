@@ -4,6 +4,8 @@
  *
  * Everything is computed in double and rounded once into the output, so
  * these kernels are the reference the CUDA ones are compared against.
+ * Cross-entropy shares its rows out across OpenMP threads; its one sum
+ * across rows is still taken serially, in row order.
  * Errors in the data (an index or label out of range) are found here, at run
  * time, and reported naming the position and the value.
  */
@@ -13,6 +15,11 @@
 
 #include "cpu/cpu_util.h"
 #include "ctrain/rng.h"
+
+/* Logits below which the loss kernels stay on one thread (they call exp
+ * per element), and the rows whose losses wait on the stack to be summed. */
+#define PAR_MIN_EXP ((int64_t)1 << 12)
+#define CE_BLOCK 256
 
 static int64_t numel_of(const ct_shape *s) {
     int64_t n = 1;
@@ -177,11 +184,13 @@ static ct_status k_dropout(const ct_kargs *k) {
     if (x->dtype == CT_F32) {
         const float *xi = x->data;
         float *oi = o->data;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_EXP)
         for (int64_t i = 0; i < n; i++) {
             bool keep = ct_philox_uniform(k->seed, stream, k->step, (uint64_t)(i / per)) >= p;
             oi[i] = keep ? (float)(xi[i] * scale) : 0.0f;
         }
     } else {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN_EXP)
         for (int64_t i = 0; i < n; i++) {
             bool keep = ct_philox_uniform(k->seed, stream, k->step, (uint64_t)(i / per)) >= p;
             ct_st(o->data, o->dtype, i, keep ? ct_ld(x->data, x->dtype, i) * scale : 0.0);
@@ -226,6 +235,19 @@ static double row_lse(const void *x, ct_dtype dt, int64_t off, int64_t c) {
     return m + log(sum);
 }
 
+/* The loss of row i (label y, smoothing eps). */
+static double ce_row_loss(const ct_tview *lg, int32_t y, int64_t i, int64_t c, double eps) {
+    int64_t off = i * c;
+    double lse = row_lse(lg->data, lg->dtype, off, c);
+    double loss = -(1.0 - eps) * (ct_ld(lg->data, lg->dtype, off + y) - lse);
+    if (eps != 0.0) {
+        double sum_logp = 0.0;
+        for (int64_t j = 0; j < c; j++) sum_logp += ct_ld(lg->data, lg->dtype, off + j) - lse;
+        loss -= eps / (double)c * sum_logp;
+    }
+    return loss;
+}
+
 static ct_status k_cross_entropy(const ct_kargs *k) {
     int64_t n, c;
     ct_status s = ce_check("cross_entropy", k, &n, &c);
@@ -233,16 +255,14 @@ static ct_status k_cross_entropy(const ct_kargs *k) {
     const ct_tview *lg = &k->in[0];
     const int32_t *y = k->in[1].data;
     double eps = k->attr->alpha, total = 0.0;
-    for (int64_t i = 0; i < n; i++) {
-        int64_t off = i * c;
-        double lse = row_lse(lg->data, lg->dtype, off, c);
-        double loss = -(1.0 - eps) * (ct_ld(lg->data, lg->dtype, off + y[i]) - lse);
-        if (eps != 0.0) {
-            double sum_logp = 0.0;
-            for (int64_t j = 0; j < c; j++) sum_logp += ct_ld(lg->data, lg->dtype, off + j) - lse;
-            loss -= eps / (double)c * sum_logp;
-        }
-        total += loss;
+    /* Rows' losses are computed in parallel, a block at a time, then added
+     * to the total in row order: the sum is the serial one, bit for bit. */
+    double part[CE_BLOCK];
+    for (int64_t r0 = 0; r0 < n; r0 += CE_BLOCK) {
+        int64_t nr = n - r0 < CE_BLOCK ? n - r0 : CE_BLOCK;
+#pragma omp parallel for schedule(static) if (nr * c >= PAR_MIN_EXP)
+        for (int64_t r = 0; r < nr; r++) part[r] = ce_row_loss(lg, y[r0 + r], r0 + r, c, eps);
+        for (int64_t r = 0; r < nr; r++) total += part[r];
     }
     /* An empty batch gives NaN, as PyTorch's mean reduction does. */
     ct_st(k->out.data, k->out.dtype, 0, total / (double)n);
@@ -263,6 +283,7 @@ static ct_status k_cross_entropy_grad(const ct_kargs *k) {
     double eps = k->attr->alpha;
     double g = ct_ld(k->in[2].data, k->in[2].dtype, 0) / (double)n;
     double off_target = eps / (double)c, on_target = 1.0 - eps + off_target;
+#pragma omp parallel for schedule(static) if (n * c >= PAR_MIN_EXP)
     for (int64_t i = 0; i < n; i++) {
         int64_t off = i * c;
         double lse = row_lse(lg->data, lg->dtype, off, c);

@@ -100,6 +100,16 @@ static ct_status k_max_pool2d(const ct_kargs *k) {
     pool_dims d;
     ct_status s = pool_dims_of("max_pool2d", k, x, y, &d);
     if (s != CT_OK) return s;
+    if (x->dtype == CT_F32) { /* the maximum itself, without the dtype switch */
+        const float *xs = x->data;
+        float *ys = y->data;
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+        for (int64_t pl = 0; pl < d.planes; pl++)
+            for (int64_t oh = 0; oh < d.oh; oh++)
+                for (int64_t ow = 0; ow < d.ow; ow++)
+                    ys[(pl * d.oh + oh) * d.ow + ow] = xs[pl * d.h * d.w + window_argmax(x, &d, pl, oh, ow)];
+        return CT_OK;
+    }
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t pl = 0; pl < d.planes; pl++)
         for (int64_t oh = 0; oh < d.oh; oh++)
@@ -128,6 +138,23 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     if (dx->numel == 0) return CT_OK; /* an empty batch asks for no scratch */
     if (!k->scratch) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: no scratch");
     int64_t hw = d.h * d.w;
+    const ct_window2d *win = d.win;
+    if (dx->dtype == CT_F32 && win->stride[0] >= win->kernel[0] && win->stride[1] >= win->kernel[1]) {
+        /* Windows that do not overlap add at most one dy to an element: the
+         * accumulator would hold 0.0 + dy, which is written straight away
+         * (0.0 + dy, so a -0 gradient still becomes +0 as it did). */
+        const float *dys = dy->data;
+        float *dxs = dx->data;
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+        for (int64_t pl = 0; pl < d.planes; pl++) {
+            float *out = dxs + pl * hw;
+            for (int64_t t = 0; t < hw; t++) out[t] = 0.0f;
+            for (int64_t oh = 0; oh < d.oh; oh++)
+                for (int64_t ow = 0; ow < d.ow; ow++)
+                    out[window_argmax(x, &d, pl, oh, ow)] = (float)(0.0 + (double)dys[(pl * d.oh + oh) * d.ow + ow]);
+        }
+        return CT_OK;
+    }
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t pl = 0; pl < d.planes; pl++) {
         double *acc = (double *)k->scratch + pl * hw;

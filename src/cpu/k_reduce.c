@@ -5,12 +5,19 @@
  * axis (len = all elements for CT_AXIS_ALL), so any axis, not only the last,
  * is one loop nest. Sums are in double and in index order, which makes the
  * results deterministic and accurate enough to check GPU kernels against.
+ * Rows (o, j) are independent, so large tensors share them out across
+ * OpenMP threads; a row is never split, so no sum changes its order.
  */
 #include <math.h>
 #include <stdbool.h>
 
 #include "cpu/cpu_util.h"
 #include "ctrain/ops.h"
+
+/* Elements below which a parallel region costs more than the loop: cheap
+ * sums and copies, and the rows of softmax, which call exp per element. */
+#define PAR_MIN ((int64_t)1 << 15)
+#define PAR_MIN_EXP ((int64_t)1 << 12)
 
 static const char *const op_names[] = {
 #define X(e, name, diff, internal) name,
@@ -82,6 +89,7 @@ static ct_status reduce(const ct_kargs *k, ct_op op) {
     if (op == CT_OP_MAX && len == 0)
         return ct_error(CT_ERR_SHAPE, "cpu max: reducing an empty axis has no maximum");
 
+#pragma omp parallel for collapse(2) schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t j = 0; j < inner; j++) {
             double r;
@@ -114,6 +122,7 @@ static ct_status k_max_grad(const ct_kargs *k) {
     if (out->numel != x->numel) return numel_error(op, "output", out->numel, x->numel);
 
     if (len == 0) return CT_OK; /* x and out are empty */
+#pragma omp parallel for collapse(2) schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t j = 0; j < inner; j++) {
             int64_t at = row_argmax(x, o, len, inner, j);
@@ -135,6 +144,7 @@ static ct_status softmax(const ct_kargs *k, ct_op op) {
     if (out->numel != x->numel) return numel_error(op, "output", out->numel, x->numel);
     if (len == 0) return CT_OK;
 
+#pragma omp parallel for collapse(2) schedule(static) if (x->numel >= PAR_MIN_EXP)
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t j = 0; j < inner; j++) {
             int64_t base = o * len * inner + j;
@@ -171,6 +181,7 @@ static ct_status softmax_grad(const ct_kargs *k, ct_op op) {
     if (out->numel != y->numel) return numel_error(op, "output", out->numel, y->numel);
     bool log_form = op == CT_OP_LOG_SOFTMAX_GRAD;
 
+#pragma omp parallel for collapse(2) schedule(static) if (y->numel >= PAR_MIN_EXP)
     for (int64_t o = 0; o < outer; o++) {
         for (int64_t j = 0; j < inner; j++) {
             int64_t base = o * len * inner + j;

@@ -1,0 +1,238 @@
+/* CPU kernel cases for thread-count independence (test_cpu_parallel.c).
+ *
+ * Each case is one kernel call (or one fused optimizer update) on inputs
+ * drawn from a fixed generator, with sizes on both sides of the kernels'
+ * parallel thresholds and odd lengths that do not split evenly. cpc_run()
+ * runs a case with a given number of OpenMP threads and returns its output
+ * bytes: the CPU backend is the reference, so these must not depend on the
+ * number of threads, down to the last bit. The same inputs come out on
+ * every run, so the bytes can also be compared across builds of the library.
+ */
+#ifndef CT_TEST_CPU_PAR_CASES_H
+#define CT_TEST_CPU_PAR_CASES_H
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "cpu/cpu_util.h"
+#include "ctrain/ops.h"
+#include "ctrain/optim.h"
+
+enum { CPC_RANDOM, CPC_SPECIAL, CPC_POSITIVE, CPC_LABELS, CPC_SCALAR };
+
+typedef struct cpc_in {
+    ct_dtype dt;
+    ct_shape shape;
+    int kind; /* CPC_*: values in [-3, 3), the same with NaN/inf/-0 sprinkled, (0.1, 3), labels, 1.3 */
+} cpc_in;
+
+typedef struct cpc_case {
+    const char *name;
+    ct_op op;
+    ct_attrs attr;
+    int n_in;
+    cpc_in in[3];
+    ct_dtype out_dt;
+    ct_shape out;
+} cpc_case;
+
+#define S1(a) ((ct_shape){1, {a}})
+#define S2(a, b) ((ct_shape){2, {a, b}})
+#define S3(a, b, c) ((ct_shape){3, {a, b, c}})
+#define S4(a, b, c, d) ((ct_shape){4, {a, b, c, d}})
+#define IN(dt, s, kind) {dt, s, kind}
+#define WIN(k, s, p) {.kernel = {k, k}, .stride = {s, s}, .pad = {p, p}, .dilation = {1, 1}, .groups = 1}
+#define UG(f) {.fwd_op = f, .alpha = 0.5}
+
+static const cpc_case cpc_cases[] = {
+    /* binary: same shapes (flat rows and a tail), a bias row, a scalar, the generic broadcast */
+    {"add f32 100003", CT_OP_ADD, {.alpha = 0}, 2, {IN(CT_F32, S1(100003), CPC_SPECIAL), IN(CT_F32, S1(100003), CPC_RANDOM)}, CT_F32, S1(100003)},
+    {"sub f32 1001", CT_OP_SUB, {.alpha = 0}, 2, {IN(CT_F32, S1(1001), CPC_RANDOM), IN(CT_F32, S1(1001), CPC_SPECIAL)}, CT_F32, S1(1001)},
+    {"mul f32 row", CT_OP_MUL, {.alpha = 0}, 2, {IN(CT_F32, S2(257, 1023), CPC_SPECIAL), IN(CT_F32, S1(1023), CPC_RANDOM)}, CT_F32, S2(257, 1023)},
+    {"div f32 row first", CT_OP_DIV, {.alpha = 0}, 2, {IN(CT_F32, S2(1, 1023), CPC_RANDOM), IN(CT_F32, S2(257, 1023), CPC_RANDOM)}, CT_F32, S2(257, 1023)},
+    {"add f32 scalar", CT_OP_ADD, {.alpha = 0}, 2, {IN(CT_F32, S2(301, 211), CPC_RANDOM), IN(CT_F32, S1(1), CPC_RANDOM)}, CT_F32, S2(301, 211)},
+    {"sub f32 generic", CT_OP_SUB, {.alpha = 0}, 2, {IN(CT_F32, S3(33, 1, 517), CPC_RANDOM), IN(CT_F32, S2(129, 517), CPC_RANDOM)}, CT_F32, S3(33, 129, 517)},
+    {"mul f64 100003", CT_OP_MUL, {.alpha = 0}, 2, {IN(CT_F64, S1(100003), CPC_SPECIAL), IN(CT_F64, S1(100003), CPC_RANDOM)}, CT_F64, S1(100003)},
+    {"add bf16 row", CT_OP_ADD, {.alpha = 0}, 2, {IN(CT_BF16, S2(257, 1023), CPC_RANDOM), IN(CT_BF16, S1(1023), CPC_RANDOM)}, CT_BF16, S2(257, 1023)},
+    /* unary ops and their gradients */
+    {"relu f32 70001", CT_OP_RELU, {.alpha = 0}, 1, {IN(CT_F32, S1(70001), CPC_SPECIAL)}, CT_F32, S1(70001)},
+    {"relu f32 999", CT_OP_RELU, {.alpha = 0}, 1, {IN(CT_F32, S1(999), CPC_SPECIAL)}, CT_F32, S1(999)},
+    {"relu f64 70001", CT_OP_RELU, {.alpha = 0}, 1, {IN(CT_F64, S1(70001), CPC_SPECIAL)}, CT_F64, S1(70001)},
+    {"exp f32", CT_OP_EXP, {.alpha = 0}, 1, {IN(CT_F32, S1(70001), CPC_SPECIAL)}, CT_F32, S1(70001)},
+    {"log f32", CT_OP_LOG, {.alpha = 0}, 1, {IN(CT_F32, S1(70001), CPC_POSITIVE)}, CT_F32, S1(70001)},
+    {"pow f32", CT_OP_POW, {.alpha = 1.7}, 1, {IN(CT_F32, S1(70001), CPC_POSITIVE)}, CT_F32, S1(70001)},
+    {"gelu tanh f32", CT_OP_GELU, {.approx = CT_GELU_TANH}, 1, {IN(CT_F32, S1(70001), CPC_RANDOM)}, CT_F32, S1(70001)},
+    {"silu bf16", CT_OP_SILU, {.alpha = 0}, 1, {IN(CT_BF16, S1(70001), CPC_RANDOM)}, CT_BF16, S1(70001)},
+    {"leaky_relu f32", CT_OP_LEAKY_RELU, {.alpha = 0.01}, 1, {IN(CT_F32, S1(70001), CPC_SPECIAL)}, CT_F32, S1(70001)},
+    {"relu grad f32", CT_OP_UNARY_GRAD, UG(CT_OP_RELU), 2, {IN(CT_F32, S1(70001), CPC_SPECIAL), IN(CT_F32, S1(70001), CPC_SPECIAL)}, CT_F32, S1(70001)},
+    {"relu grad f32 small", CT_OP_UNARY_GRAD, UG(CT_OP_RELU), 2, {IN(CT_F32, S1(1001), CPC_RANDOM), IN(CT_F32, S1(1001), CPC_SPECIAL)}, CT_F32, S1(1001)},
+    {"tanh grad f32", CT_OP_UNARY_GRAD, UG(CT_OP_TANH), 2, {IN(CT_F32, S1(70001), CPC_RANDOM), IN(CT_F32, S1(70001), CPC_RANDOM)}, CT_F32, S1(70001)},
+    {"sigmoid grad f64", CT_OP_UNARY_GRAD, UG(CT_OP_SIGMOID), 2, {IN(CT_F64, S1(70001), CPC_RANDOM), IN(CT_F64, S1(70001), CPC_RANDOM)}, CT_F64, S1(70001)},
+    {"cast f32 to bf16", CT_OP_CAST, {.dtype = CT_BF16}, 1, {IN(CT_F32, S1(70001), CPC_SPECIAL)}, CT_BF16, S1(70001)},
+    /* broadcasting's pair */
+    {"broadcast_to", CT_OP_BROADCAST_TO, {.alpha = 0}, 1, {IN(CT_F32, S1(517), CPC_RANDOM)}, CT_F32, S2(129, 517)},
+    {"sum_to rows", CT_OP_SUM_TO, {.alpha = 0}, 1, {IN(CT_F32, S2(129, 517), CPC_RANDOM)}, CT_F32, S1(517)},
+    {"sum_to middle", CT_OP_SUM_TO, {.alpha = 0}, 1, {IN(CT_F64, S3(33, 129, 17), CPC_RANDOM)}, CT_F64, S3(33, 1, 17)},
+    /* reductions and softmax, along the last axis and a middle one */
+    {"sum axis 1", CT_OP_SUM, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM)}, CT_F32, S2(65, 3)},
+    {"mean all", CT_OP_MEAN, {.axis = CT_AXIS_ALL}, 1, {IN(CT_F32, S2(257, 1023), CPC_RANDOM)}, CT_F32, S1(1)},
+    {"max axis 1", CT_OP_MAX, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_SPECIAL)}, CT_F32, S2(65, 3)},
+    {"max_grad axis 1", CT_OP_MAX_GRAD, {.axis = 1}, 2, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM), IN(CT_F32, S2(65, 3), CPC_RANDOM)}, CT_F32, S3(65, 1031, 3)},
+    {"softmax last", CT_OP_SOFTMAX, {.axis = 1}, 1, {IN(CT_F32, S2(1024, 1000), CPC_RANDOM)}, CT_F32, S2(1024, 1000)},
+    {"log_softmax middle", CT_OP_LOG_SOFTMAX, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM)}, CT_F32, S3(65, 1031, 3)},
+    {"softmax small", CT_OP_SOFTMAX, {.axis = 1}, 1, {IN(CT_F64, S2(7, 13), CPC_RANDOM)}, CT_F64, S2(7, 13)},
+    {"softmax_grad", CT_OP_SOFTMAX_GRAD, {.axis = 1}, 2, {IN(CT_F32, S2(1024, 1000), CPC_RANDOM), IN(CT_F32, S2(1024, 1000), CPC_RANDOM)}, CT_F32, S2(1024, 1000)},
+    {"log_softmax_grad", CT_OP_LOG_SOFTMAX_GRAD, {.axis = 0}, 2, {IN(CT_F32, S2(1031, 65), CPC_RANDOM), IN(CT_F32, S2(1031, 65), CPC_RANDOM)}, CT_F32, S2(1031, 65)},
+    /* cross-entropy: more rows than one block of the loss, smoothing, a small batch */
+    {"cross_entropy", CT_OP_CROSS_ENTROPY, {.alpha = 0}, 2, {IN(CT_F32, S2(1031, 1000), CPC_RANDOM), IN(CT_I32, S1(1031), CPC_LABELS)}, CT_F32, S1(1)},
+    {"cross_entropy smooth", CT_OP_CROSS_ENTROPY, {.alpha = 0.1}, 2, {IN(CT_F32, S2(1031, 1000), CPC_RANDOM), IN(CT_I32, S1(1031), CPC_LABELS)}, CT_F32, S1(1)},
+    {"cross_entropy small", CT_OP_CROSS_ENTROPY, {.alpha = 0}, 2, {IN(CT_F64, S2(9, 10), CPC_RANDOM), IN(CT_I32, S1(9), CPC_LABELS)}, CT_F64, S1(1)},
+    {"cross_entropy_grad", CT_OP_CROSS_ENTROPY_GRAD, {.alpha = 0.1}, 3, {IN(CT_F32, S2(1031, 1000), CPC_RANDOM), IN(CT_I32, S1(1031), CPC_LABELS), IN(CT_F32, S1(1), CPC_SCALAR)}, CT_F32, S2(1031, 1000)},
+    {"dropout f32", CT_OP_DROPOUT, {.alpha = 0.3, .stream = 7}, 1, {IN(CT_F32, S1(70001), CPC_RANDOM)}, CT_F32, S1(70001)},
+    /* pooling: non-overlapping (the models' 2x2) and overlapping windows */
+    {"max_pool 2x2", CT_OP_MAX_POOL2D, {.win = WIN(2, 2, 0)}, 1, {IN(CT_F32, S4(9, 31, 28, 28), CPC_RANDOM)}, CT_F32, S4(9, 31, 14, 14)},
+    {"max_pool 3x3 s2 p1", CT_OP_MAX_POOL2D, {.win = WIN(3, 2, 1)}, 1, {IN(CT_F32, S4(5, 17, 15, 15), CPC_SPECIAL)}, CT_F32, S4(5, 17, 8, 8)},
+    {"max_pool_grad 2x2", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F32, S4(9, 31, 28, 28), CPC_RANDOM), IN(CT_F32, S4(9, 31, 14, 14), CPC_SPECIAL)}, CT_F32, S4(9, 31, 28, 28)},
+    {"max_pool_grad 3x3 s2 p1", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(3, 2, 1)}, 2, {IN(CT_F32, S4(5, 17, 15, 15), CPC_RANDOM), IN(CT_F32, S4(5, 17, 8, 8), CPC_RANDOM)}, CT_F32, S4(5, 17, 15, 15)},
+    {"max_pool_grad f64 2x2", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F64, S4(3, 5, 9, 9), CPC_RANDOM), IN(CT_F64, S4(3, 5, 4, 4), CPC_RANDOM)}, CT_F64, S4(3, 5, 9, 9)},
+    /* convolution, stride 1 (unfolding copies rows) and 2 */
+    {"conv2d 5x5 p2", CT_OP_CONV2D, {.win = WIN(5, 1, 2), .has_bias = true}, 3, {IN(CT_F32, S4(11, 3, 28, 28), CPC_RANDOM), IN(CT_F32, S4(8, 3, 5, 5), CPC_RANDOM), IN(CT_F32, S1(8), CPC_RANDOM)}, CT_F32, S4(11, 8, 28, 28)},
+    {"conv2d 3x3 s2", CT_OP_CONV2D, {.win = WIN(3, 2, 1)}, 2, {IN(CT_F32, S4(7, 4, 17, 17), CPC_RANDOM), IN(CT_F32, S4(6, 4, 3, 3), CPC_RANDOM)}, CT_F32, S4(7, 6, 9, 9)},
+    {"conv2d_grad_input 5x5 p2", CT_OP_CONV2D_GRAD_INPUT, {.win = WIN(5, 1, 2)}, 2, {IN(CT_F32, S4(11, 8, 28, 28), CPC_RANDOM), IN(CT_F32, S4(8, 3, 5, 5), CPC_RANDOM)}, CT_F32, S4(11, 3, 28, 28)},
+    {"conv2d_grad_input 3x3 s2", CT_OP_CONV2D_GRAD_INPUT, {.win = WIN(3, 2, 1)}, 2, {IN(CT_F32, S4(7, 6, 9, 9), CPC_RANDOM), IN(CT_F32, S4(6, 4, 3, 3), CPC_RANDOM)}, CT_F32, S4(7, 4, 17, 17)},
+    {"conv2d_grad_weight 5x5 p2", CT_OP_CONV2D_GRAD_WEIGHT, {.win = WIN(5, 1, 2)}, 2, {IN(CT_F32, S4(11, 3, 28, 28), CPC_RANDOM), IN(CT_F32, S4(11, 8, 28, 28), CPC_RANDOM)}, CT_F32, S4(8, 3, 5, 5)},
+    {"conv2d f64 3x3 p1", CT_OP_CONV2D, {.win = WIN(3, 1, 1)}, 2, {IN(CT_F64, S4(3, 2, 9, 9), CPC_RANDOM), IN(CT_F64, S4(4, 2, 3, 3), CPC_RANDOM)}, CT_F64, S4(3, 4, 9, 9)},
+};
+
+/* The fused optimizer updates: every algorithm in F32 (above and below the
+ * threshold) and F64, with frozen and undecayed elements mixed in. */
+typedef struct cpc_optim {
+    const char *name;
+    ct_optim_kind kind;
+    ct_dtype dt;
+    int64_t n;
+    bool nesterov, amsgrad, centered, maximize;
+    double weight_decay, l1;
+} cpc_optim;
+
+static const cpc_optim cpc_optims[] = {
+    {"sgd nesterov f32", CT_OPTIM_SGD, CT_F32, 100003, true, false, false, false, 1e-2, 0},
+    {"adagrad f32", CT_OPTIM_ADAGRAD, CT_F32, 100003, false, false, false, true, 1e-2, 1e-3},
+    {"rmsprop centered f64", CT_OPTIM_RMSPROP, CT_F64, 70001, false, false, true, false, 1e-2, 0},
+    {"adam f32", CT_OPTIM_ADAM, CT_F32, 100003, false, false, false, false, 1e-2, 0},
+    {"adamw f32", CT_OPTIM_ADAMW, CT_F32, 100003, false, false, false, false, 1e-2, 0},
+    {"adamw amsgrad f32 small", CT_OPTIM_ADAMW, CT_F32, 999, false, true, false, false, 1e-2, 0},
+    {"adamw f64", CT_OPTIM_ADAMW, CT_F64, 70001, false, true, false, false, 1e-2, 0},
+};
+
+#define CPC_N_KERNELS ((int)(sizeof cpc_cases / sizeof cpc_cases[0]))
+#define CPC_N_OPTIMS ((int)(sizeof cpc_optims / sizeof cpc_optims[0]))
+#define CPC_COUNT (CPC_N_KERNELS + CPC_N_OPTIMS)
+
+static inline const char *cpc_name(int i) {
+    return i < CPC_N_KERNELS ? cpc_cases[i].name : cpc_optims[i - CPC_N_KERNELS].name;
+}
+
+static inline uint64_t cpc_next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static inline int64_t cpc_numel(ct_shape s) {
+    int64_t n = 1;
+    for (int d = 0; d < s.ndim; d++) n *= s.dim[d];
+    return n;
+}
+
+/* Fills a buffer of n elements; seed picks the stream, classes bounds labels. */
+static inline void *cpc_fill(ct_dtype dt, int64_t n, int kind, uint64_t seed, int64_t classes) {
+    void *p = malloc((size_t)(n > 0 ? n : 1) * ct_dtype_size(dt));
+    uint64_t s = seed;
+    for (int64_t i = 0; i < n; i++) {
+        double u = (double)(cpc_next(&s) >> 11) / 9007199254740992.0;
+        if (kind == CPC_LABELS) {
+            ((int32_t *)p)[i] = (int32_t)(u * (double)classes);
+            continue;
+        }
+        double v = kind == CPC_POSITIVE ? 0.1 + 2.9 * u : kind == CPC_SCALAR ? 1.3 : 6.0 * u - 3.0;
+        if (kind == CPC_SPECIAL) {
+            if (i % 997 == 5) v = NAN;
+            else if (i % 991 == 7) v = -0.0;
+            else if (i % 983 == 11) v = INFINITY;
+            else if (i % 977 == 13) v = -INFINITY;
+            else if (i % 7 == 3) v = 0.0;
+        }
+        ct_st(p, dt, i, v);
+    }
+    return p;
+}
+
+/* Runs case i on nthreads threads with its outputs first set to the byte
+ * `poison`; returns its output bytes (malloc'd, *size bytes) and the
+ * kernel's status in *st. */
+static inline unsigned char *cpc_run(int i, int nthreads, unsigned char poison, size_t *size, ct_status *st) {
+    omp_set_num_threads(nthreads);
+    if (i >= CPC_N_KERNELS) {
+        const cpc_optim *c = &cpc_optims[i - CPC_N_KERNELS];
+        size_t es = ct_dtype_size(c->dt), bytes = (size_t)c->n * es;
+        uint8_t *flags = malloc((size_t)c->n);
+        uint64_t s = 99;
+        for (int64_t j = 0; j < c->n; j++) {
+            uint64_t r = cpc_next(&s) % 8;
+            flags[j] = r == 0 ? CT_PFLAG_FROZEN : r < 5 ? CT_PFLAG_DECAY : 0;
+        }
+        void *grads = cpc_fill(c->dt, c->n, CPC_RANDOM, 1000 + (uint64_t)i, 0);
+        /* params and three state buffers, one allocation: the output */
+        unsigned char *out = malloc(4 * bytes);
+        for (int b = 0; b < 4; b++) {
+            void *init = cpc_fill(c->dt, c->n, b == 0 ? CPC_RANDOM : CPC_POSITIVE, 2000 + (uint64_t)(i * 4 + b), 0);
+            memcpy(out + b * bytes, init, bytes);
+            free(init);
+        }
+        (void)poison; /* every element is written or deliberately left (frozen) */
+        ct_optim_args a = {.kind = c->kind, .dtype = c->dt, .n = (size_t)c->n, .params = out, .grads = grads,
+                           .state0 = out + bytes, .state1 = out + 2 * bytes, .state2 = out + 3 * bytes,
+                           .flags = flags, .t = 3, .lr = 1e-2, .momentum = 0.9, .dampening = 0.1,
+                           .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .alpha = 0.99,
+                           .weight_decay = c->weight_decay, .l1 = c->l1, .lr_decay = 1e-3,
+                           .nesterov = c->nesterov, .amsgrad = c->amsgrad, .centered = c->centered,
+                           .decoupled = c->kind == CT_OPTIM_ADAMW, .maximize = c->maximize};
+        *st = ct_cpu_backend()->optim_update(&a);
+        free(grads);
+        free(flags);
+        *size = 4 * bytes;
+        return out;
+    }
+    const cpc_case *c = &cpc_cases[i];
+    ct_tview in[3];
+    for (int j = 0; j < c->n_in; j++) {
+        const cpc_in *d = &c->in[j];
+        int64_t n = cpc_numel(d->shape);
+        int64_t classes = c->in[0].shape.dim[c->in[0].shape.ndim - 1];
+        in[j] = (ct_tview){cpc_fill(d->dt, n, d->kind, 100 * (uint64_t)i + (uint64_t)j, classes), d->dt, d->shape, n};
+    }
+    int64_t on = cpc_numel(c->out);
+    *size = (size_t)on * ct_dtype_size(c->out_dt);
+    unsigned char *out = malloc(*size ? *size : 1);
+    memset(out, poison, *size);
+    ct_kargs k = {.op = c->op, .attr = &c->attr, .n_in = c->n_in, .in = in,
+                  .out = {out, c->out_dt, c->out, on}, .seed = 42, .step = 5, .training = true};
+    const ct_backend *be = ct_cpu_backend();
+    ct_kargs probe = k;
+    probe.out.data = NULL;
+    size_t sb = be->scratch_bytes(&probe);
+    k.scratch = sb ? malloc(sb) : NULL;
+    if (k.scratch) memset(k.scratch, poison, sb);
+    *st = be->kernels[c->op](&k);
+    free(k.scratch);
+    for (int j = 0; j < c->n_in; j++) free(in[j].data);
+    return out;
+}
+
+#endif
