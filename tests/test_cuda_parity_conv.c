@@ -25,8 +25,11 @@
  *   r = 2e-3 / 1.6e-2 (about 4u), plus the F32 case's atol for the FP32
  *   sums' order. The policy's gradient ops are not mixed (half inputs and
  *   output for the input and weight gradients, F32 for the bias's): the
- *   "policy" tests run each conv-family node of a CNN built under FP16 and
- *   BF16 with the exact dtypes and geometry the graph gave it.
+ *   "policy" tests run each conv-family, matmul and cast node of a CNN
+ *   built under FP16 and BF16 with the exact dtypes and attributes the
+ *   graph gave it (every other node of it is F32 only, which they check).
+ *   The mixed tolerance is checked against an emulation of the GPU's
+ *   arithmetic on the CPU (conv2d_mixed_tolerance_emulated, no GPU).
  * - pooling and dropout2d: exact. The GPU kernels take the same first
  *   maximum, sum in double in the CPU's order and round once; the channel
  *   mask is the same Philox draw compared in double. */
@@ -234,10 +237,33 @@ Test(cuda_parity, conv2d_mixed_tolerance_emulated) {
     cr_log_info("emulated mixed conv2d: worst error %.3f of the tolerance", worst);
 }
 
-/* Every conv-family node of a small CNN built under the policy `prec`, run
- * as a case with the node's own dtypes, shapes and window: whatever the
- * graph's rules produce (the mixed forward, the half gradients, the F32
- * bias gradient) is what the GPU is checked on. */
+/* The tolerance of a node of the policy graph that is not a convolution:
+ * casts are exact (one rounding of the same value on both sides); products
+ * take tests/test_cuda_parity_matmul.c's half bounds, or
+ * tests/test_cuda_parity_amp.c's for half operands into F32. */
+static void policy_node_tol(cp_case *c) {
+    if (c->op == CT_OP_CAST) {
+        c->exact = true;
+        return;
+    }
+    const ct_shape *a = &c->in[0].shape;
+    double k = (double)(c->attr.trans_a ? a->dim[a->ndim - 2] : a->dim[a->ndim - 1]);
+    if (c->out_dtype == CT_F32) c->rtol = 1e-5, c->atol = 3e-5 * sqrt(k) + 1e-6;
+    else if (c->out_dtype == CT_F16) c->rtol = 2e-3, c->atol = 1e-3 * sqrt(k) + 1e-3;
+    else c->rtol = 1.6e-2, c->atol = 1e-2 * sqrt(k) + 1e-2;
+}
+
+static bool is_conv_op(ct_op op) {
+    return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT ||
+           op == CT_OP_CONV2D_GRAD_BIAS;
+}
+
+/* Every conv-family, matmul and cast node of a small CNN built under the
+ * policy `prec`, run as a case with the node's own dtypes, shapes and
+ * attributes: whatever the graph's rules produce (the mixed forward, the
+ * half gradients, the F32 bias gradient, the classifier's mixed product
+ * and its half gradients, the casts between) is what the GPU is checked
+ * on. The other nodes of the graph are F32 only. */
 static void run_policy_graph(ct_precision prec) {
     ct_graph *g = ct_graph_new();
     cr_assert(g);
@@ -254,9 +280,12 @@ static void run_policy_graph(ct_precision prec) {
     int mixed = 0, per_op[4] = {0};
     for (int i = 0; i < g->n; i++) {
         const ct_nodeinfo *nd = &g->nodes[i];
-        if (nd->op != CT_OP_CONV2D && nd->op != CT_OP_CONV2D_GRAD_INPUT && nd->op != CT_OP_CONV2D_GRAD_WEIGHT &&
-            nd->op != CT_OP_CONV2D_GRAD_BIAS)
+        if (!is_conv_op(nd->op) && nd->op != CT_OP_MATMUL && nd->op != CT_OP_CAST) {
+            bool half = is_half(nd->dtype);
+            for (int j = 0; j < nd->n_in; j++) half = half || is_half(g->nodes[nd->in[j]].dtype);
+            cr_assert(!half, "node %d (%s) meets a half type: add it to the cases", i, ct_op_name(nd->op));
             continue;
+        }
         char name[160];
         int o = snprintf(name, sizeof name, "%s node %d:", ct_op_name(nd->op), i);
         cp_case c = {.name = name, .op = nd->op, .attr = nd->attr, .n_in = nd->n_in, .out_dtype = nd->dtype,
@@ -268,8 +297,10 @@ static void run_policy_graph(ct_precision prec) {
         }
         snprintf(name + o, sizeof name - (size_t)o, " -> %s (%s)", ct_dtype_name(nd->dtype),
                  prec == CT_PRECISION_FP16 ? "fp16 policy" : "bf16 policy");
-        conv_case_tol(&c);
+        if (is_conv_op(nd->op)) conv_case_tol(&c);
+        else policy_node_tol(&c);
         cp_run(&c);
+        if (!is_conv_op(nd->op)) continue;
         per_op[nd->op == CT_OP_CONV2D ? 0 : nd->op == CT_OP_CONV2D_GRAD_INPUT ? 1
                : nd->op == CT_OP_CONV2D_GRAD_WEIGHT                          ? 2
                                                                              : 3]++;
