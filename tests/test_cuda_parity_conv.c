@@ -16,10 +16,26 @@
  *   sqrt(n) (an output's typical size is sqrt(n)).
  * - conv2d_grad_bias: sums in double on both sides, rounded once: 1e-12
  *   relative in F32 and F64, the dtype's rounding in F16 / BF16.
+ * - the mixed forward of the precision policy (F16/BF16 x and weight, F32
+ *   output and bias): the CPU rounds its FP32 sum s + b once into F32; the
+ *   GPU rounds s to the half type first (cuDNN has no half-in, float-out
+ *   convolution: src/cuda/k_conv.cu), then widens it and adds b in FP32.
+ *   The extra error is at most u |s| <= u (|y| + |b|), with u = 2^-11
+ *   (F16) or 2^-8 (BF16) and |b| <= 2: rtol r and atol r * sqrt(n) with
+ *   r = 2e-3 / 1.6e-2 (about 4u), plus the F32 case's atol for the FP32
+ *   sums' order. The policy's gradient ops are not mixed (half inputs and
+ *   output for the input and weight gradients, F32 for the bias's): the
+ *   "policy" tests run each conv-family, matmul and cast node of a CNN
+ *   built under FP16 and BF16 with the exact dtypes and attributes the
+ *   graph gave it (every other node of it is F32 only, which they check).
+ *   The mixed tolerance is checked against an emulation of the GPU's
+ *   arithmetic on the CPU (conv2d_mixed_tolerance_emulated, no GPU).
  * - pooling and dropout2d: exact. The GPU kernels take the same first
  *   maximum, sum in double in the CPU's order and round once; the channel
  *   mask is the same Philox draw compared in double. */
 #include "cuda_parity.h"
+
+#include "core/node.h" /* the policy tests read the nodes of a graph */
 
 typedef struct conv_spec {
     int64_t n, c, h, w, o;
@@ -61,8 +77,35 @@ static void conv_tol(cp_case *c, ct_dtype dt, int64_t n) {
     }
 }
 
-/* which: 0 forward, 1 input gradient, 2 weight gradient, 3 bias gradient */
-static void run_conv(int si, ct_dtype dt, int which) {
+static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
+
+/* The tolerance of a conv-family case (see the header), from its op,
+ * dtypes, shapes and window: n is the length of each output's sum. */
+static void conv_case_tol(cp_case *c) {
+    const ct_window2d *win = &c->attr.win;
+    const ct_shape *in1 = &c->in[c->n_in > 1 ? 1 : 0].shape;
+    int64_t taps = (int64_t)win->kernel[0] * win->kernel[1], n = 0;
+    switch (c->op) {
+    case CT_OP_CONV2D: n = in1->dim[1] * taps; break;
+    case CT_OP_CONV2D_GRAD_INPUT: n = in1->dim[0] / win->groups * taps; break;
+    case CT_OP_CONV2D_GRAD_WEIGHT: n = in1->dim[0] * in1->dim[2] * in1->dim[3]; break;
+    default: /* the bias gradient: double sums, one rounding */
+        cp_default_tol(c->out_dtype, &c->rtol, &c->atol);
+        if (c->out_dtype == CT_F32) c->rtol = 1e-12, c->atol = 1e-12;
+        return;
+    }
+    ct_dtype dt = c->in[0].dtype;
+    conv_tol(c, dt, n);
+    if (c->op == CT_OP_CONV2D && is_half(dt) && c->out_dtype == CT_F32) {
+        cp_case f32 = {0};
+        conv_tol(&f32, CT_F32, n);
+        c->atol += f32.atol;
+    }
+}
+
+/* which: 0 forward, 1 input gradient, 2 weight gradient, 3 bias gradient.
+ * mixed (forward, dt F16/BF16): x and weight in dt, bias and output F32. */
+static void run_conv(int si, ct_dtype dt, int which, bool mixed) {
     const conv_spec *s = &conv_specs[si];
     int64_t oh = out_len(s->h, s->kh, s->stride[0], s->pad[0], s->dil[0]);
     int64_t ow = out_len(s->w, s->kw, s->stride[1], s->pad[1], s->dil[1]);
@@ -71,27 +114,26 @@ static void run_conv(int si, ct_dtype dt, int which) {
     static const ct_op ops[] = {CT_OP_CONV2D, CT_OP_CONV2D_GRAD_INPUT, CT_OP_CONV2D_GRAD_WEIGHT,
                                 CT_OP_CONV2D_GRAD_BIAS};
     char name[128];
-    snprintf(name, sizeof name, "%s spec#%d %s", ct_op_name(ops[which]), si, ct_dtype_name(dt));
-    cp_case c = {.name = name, .op = ops[which], .attr = {.win = conv_win(s), .has_bias = s->bias}, .out_dtype = dt};
-    int64_t terms = 0;
+    ct_dtype out_dt = mixed ? CT_F32 : dt;
+    snprintf(name, sizeof name, "%s spec#%d %s%s", ct_op_name(ops[which]), si, ct_dtype_name(dt),
+             mixed ? " -> f32" : "");
+    cp_case c = {.name = name, .op = ops[which], .attr = {.win = conv_win(s), .has_bias = s->bias},
+                 .out_dtype = out_dt};
     switch (which) {
     case 0:
         c.n_in = s->bias ? 3 : 2;
-        c.in[0] = cp_f(dt, xs), c.in[1] = cp_f(dt, ws), c.in[2] = cp_f(dt, bs);
+        c.in[0] = cp_f(dt, xs), c.in[1] = cp_f(dt, ws), c.in[2] = cp_f(out_dt, bs);
         c.out_shape = ys;
-        terms = s->c / s->groups * s->kh * s->kw;
         break;
     case 1:
         c.n_in = 2;
         c.in[0] = cp_f(dt, ys), c.in[1] = cp_f(dt, ws);
         c.out_shape = xs;
-        terms = s->o / s->groups * s->kh * s->kw;
         break;
     case 2:
         c.n_in = 2;
         c.in[0] = cp_f(dt, xs), c.in[1] = cp_f(dt, ys);
         c.out_shape = ws;
-        terms = s->n * oh * ow;
         break;
     default:
         c.n_in = 1;
@@ -99,37 +141,188 @@ static void run_conv(int si, ct_dtype dt, int which) {
         c.out_shape = bs;
         break;
     }
-    if (which == 3) {
-        cp_default_tol(dt, &c.rtol, &c.atol);
-        if (dt == CT_F32) c.rtol = 1e-12, c.atol = 1e-12; /* double sums, one rounding */
-    } else {
-        conv_tol(&c, dt, terms);
-    }
+    conv_case_tol(&c);
     cp_run(&c);
 }
 
 Test(cuda_parity, conv2d) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
-        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 0);
+        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 0, false);
 }
 
 Test(cuda_parity, conv2d_grad_input) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
-        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 1);
+        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 1, false);
 }
 
 Test(cuda_parity, conv2d_grad_weight) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
-        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 2);
+        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 2, false);
 }
 
 Test(cuda_parity, conv2d_grad_bias) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
-        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 3);
+        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 3, false);
+}
+
+/* The precision policy's forward: F16/BF16 x and weight, F32 bias (in the
+ * specs that have one) and output, every geometry. */
+Test(cuda_parity, conv2d_mixed) {
+    CP_NEED_GPU();
+    for (int s = 0; s < N_CONV_SPECS; s++) {
+        run_conv(s, CT_F16, 0, true);
+        run_conv(s, CT_BF16, 0, true);
+    }
+}
+
+/* Runs the CPU's conv2d kernel on x, w (and b) into out; allocates scratch. */
+static void cpu_conv(const ct_window2d *win, ct_tview *in, int n_in, ct_tview *out) {
+    const ct_backend *cpu = ct_cpu_backend();
+    ct_attrs a = {.win = *win, .has_bias = n_in == 3};
+    ct_kargs k = {.op = CT_OP_CONV2D, .attr = &a, .n_in = n_in, .in = in, .out = *out};
+    size_t sb = cpu->scratch_bytes(&k);
+    k.scratch = sb ? malloc(sb) : NULL;
+    cr_assert(!sb || k.scratch);
+    cr_assert_eq(cpu->kernels[CT_OP_CONV2D](&k), CT_OK, "%s", ct_last_error());
+    free(k.scratch);
+}
+
+/* The mixed tolerance against the GPU's arithmetic, without a GPU: the
+ * CPU's half convolution (FP32 sums rounded once to the half type, as
+ * cuDNN's pseudo-half configuration) widened and added to the F32 bias in
+ * FP32, as k_conv.cu's last pass, must lie within the tolerance of the
+ * CPU's mixed result. (Both CPU results sum in the same order: what this
+ * measures is the extra rounding alone.) */
+Test(cuda_parity, conv2d_mixed_tolerance_emulated) {
+    double worst = 0.0; /* the largest |error| / tolerance met */
+    for (int si = 0; si < N_CONV_SPECS; si++) {
+        const conv_spec *s = &conv_specs[si];
+        if (!s->bias || s->n == 0) continue;
+        ct_window2d win = conv_win(s);
+        int64_t oh = out_len(s->h, s->kh, s->stride[0], s->pad[0], s->dil[0]);
+        int64_t ow = out_len(s->w, s->kw, s->stride[1], s->pad[1], s->dil[1]);
+        for (int d = 0; d < 2; d++) {
+            ct_dtype dt = d ? CT_BF16 : CT_F16;
+            cp_case c = {.name = "emulated mixed conv2d", .op = CT_OP_CONV2D, .attr = {.win = win, .has_bias = true},
+                         .n_in = 3, .out_dtype = CT_F32, .out_shape = CP_SHAPE(s->n, s->o, oh, ow)};
+            c.in[0] = cp_f(dt, CP_SHAPE(s->n, s->c, s->h, s->w));
+            c.in[1] = cp_f(dt, CP_SHAPE(s->o, s->c / s->groups, s->kh, s->kw));
+            c.in[2] = cp_f(CT_F32, CP_SHAPE(s->o));
+            conv_case_tol(&c);
+            ct_tview in[3];
+            for (int j = 0; j < 3; j++) {
+                int64_t n = ct_shape_numel(c.in[j].shape);
+                in[j] = (ct_tview){malloc(cp_bytes(c.in[j].dtype, c.in[j].shape)), c.in[j].dtype, c.in[j].shape, n};
+                cp_fill(&c.in[j], in[j].data, cp_stream_counter++);
+            }
+            int64_t ny = ct_shape_numel(c.out_shape), hw = oh * ow;
+            float *ref = malloc((size_t)ny * sizeof *ref), *emu = malloc((size_t)ny * sizeof *emu);
+            void *half = malloc((size_t)ny * ct_dtype_size(dt));
+            ct_tview yref = {ref, CT_F32, c.out_shape, ny}, yh = {half, dt, c.out_shape, ny};
+            cpu_conv(&win, in, 3, &yref);
+            cpu_conv(&win, in, 2, &yh);
+            for (int64_t i = 0; i < ny; i++)
+                emu[i] = (float)ct_ld(half, dt, i) + ((const float *)in[2].data)[i / hw % s->o];
+            cr_assert(cp_compare("emulated mixed conv2d", "output", CT_F32, ref, emu, ny, c.rtol, c.atol),
+                      "spec#%d %s: the half rounding exceeds the mixed tolerance", si, ct_dtype_name(dt));
+            for (int64_t i = 0; i < ny; i++)
+                worst = fmax(worst, fabs(emu[i] - ref[i]) / (c.atol + c.rtol * fabs(ref[i])));
+            for (int j = 0; j < 3; j++) free(in[j].data);
+            free(ref), free(emu), free(half);
+        }
+    }
+    cr_log_info("emulated mixed conv2d: worst error %.3f of the tolerance", worst);
+}
+
+/* The tolerance of a node of the policy graph that is not a convolution:
+ * casts are exact (one rounding of the same value on both sides); products
+ * take tests/test_cuda_parity_matmul.c's half bounds, or
+ * tests/test_cuda_parity_amp.c's for half operands into F32. */
+static void policy_node_tol(cp_case *c) {
+    if (c->op == CT_OP_CAST) {
+        c->exact = true;
+        return;
+    }
+    const ct_shape *a = &c->in[0].shape;
+    double k = (double)(c->attr.trans_a ? a->dim[a->ndim - 2] : a->dim[a->ndim - 1]);
+    if (c->out_dtype == CT_F32) c->rtol = 1e-5, c->atol = 3e-5 * sqrt(k) + 1e-6;
+    else if (c->out_dtype == CT_F16) c->rtol = 2e-3, c->atol = 1e-3 * sqrt(k) + 1e-3;
+    else c->rtol = 1.6e-2, c->atol = 1e-2 * sqrt(k) + 1e-2;
+}
+
+static bool is_conv_op(ct_op op) {
+    return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT ||
+           op == CT_OP_CONV2D_GRAD_BIAS;
+}
+
+/* Every conv-family, matmul and cast node of a small CNN built under the
+ * policy `prec`, run as a case with the node's own dtypes, shapes and
+ * attributes: whatever the graph's rules produce (the mixed forward, the
+ * half gradients, the F32 bias gradient, the classifier's mixed product
+ * and its half gradients, the casts between) is what the GPU is checked
+ * on. The other nodes of the graph are F32 only. */
+static void run_policy_graph(ct_precision prec) {
+    ct_graph *g = ct_graph_new();
+    cr_assert(g);
+    cr_assert_eq(ct_graph_set_precision(g, prec), CT_OK);
+    ct_node x = ct_input(g, "x", CT_F32, CP_SHAPE(3, 4, 11, 10));
+    ct_node y = ct_input(g, "y", CT_I32, CP_SHAPE(3));
+    cr_assert_eq(ct_set_requires_grad(g, x, true), CT_OK); /* the first layer's input gradient too */
+    ct_node h = ct_relu(g, ct_conv2d_layer(g, "c1", x, 6, 3, 3, ct_conv_geom(1, 1, 1, 1), true, NULL));
+    h = ct_relu(g, ct_conv2d_layer(g, "c2", h, 4, 3, 2, ct_conv_geom(2, 1, 2, 2), false, NULL));
+    h = ct_conv2d_layer(g, "c3", h, 8, 1, 1, ct_conv_geom(1, 0, 1, 4), true, NULL); /* grouped 1x1 */
+    ct_node logits = ct_linear(g, "fc", ct_flatten(g, h, 1), 5, true, NULL);
+    ct_node loss = ct_cross_entropy(g, logits, y, 0.0);
+    cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
+    int mixed = 0, convs = 0, gin = 0, gw = 0, gb = 0;
+    for (int i = 0; i < g->n; i++) {
+        const ct_nodeinfo *nd = &g->nodes[i];
+        if (!is_conv_op(nd->op) && nd->op != CT_OP_MATMUL && nd->op != CT_OP_CAST) {
+            bool half = is_half(nd->dtype);
+            for (int j = 0; j < nd->n_in; j++) half = half || is_half(g->nodes[nd->in[j]].dtype);
+            cr_assert(!half, "node %d (%s) meets a half type: add it to the cases", i, ct_op_name(nd->op));
+            continue;
+        }
+        char name[160];
+        int o = snprintf(name, sizeof name, "%s node %d:", ct_op_name(nd->op), i);
+        cp_case c = {.name = name, .op = nd->op, .attr = nd->attr, .n_in = nd->n_in, .out_dtype = nd->dtype,
+                     .out_shape = nd->shape};
+        for (int j = 0; j < nd->n_in; j++) {
+            const ct_nodeinfo *in = &g->nodes[nd->in[j]];
+            c.in[j] = cp_f(in->dtype, in->shape);
+            o += snprintf(name + o, sizeof name - (size_t)o, " %s", ct_dtype_name(in->dtype));
+        }
+        snprintf(name + o, sizeof name - (size_t)o, " -> %s (%s)", ct_dtype_name(nd->dtype),
+                 prec == CT_PRECISION_FP16 ? "fp16 policy" : "bf16 policy");
+        if (is_conv_op(nd->op)) conv_case_tol(&c);
+        else policy_node_tol(&c);
+        cp_run(&c);
+        convs += nd->op == CT_OP_CONV2D;
+        gin += nd->op == CT_OP_CONV2D_GRAD_INPUT;
+        gw += nd->op == CT_OP_CONV2D_GRAD_WEIGHT;
+        gb += nd->op == CT_OP_CONV2D_GRAD_BIAS;
+        mixed += nd->op == CT_OP_CONV2D && nd->dtype == CT_F32 && is_half(c.in[0].dtype);
+    }
+    /* Three convolutions, all mixed; an input and a weight gradient each;
+     * two biases. */
+    cr_assert(mixed == 3 && convs == 3 && gin == 3 && gw == 3 && gb == 2,
+              "the CNN gave %d mixed of %d convolutions, %d/%d/%d input/weight/bias gradients", mixed, convs, gin,
+              gw, gb);
+    ct_graph_free(g);
+}
+
+Test(cuda_parity, conv2d_policy_fp16) {
+    CP_NEED_GPU();
+    run_policy_graph(CT_PRECISION_FP16);
+}
+
+Test(cuda_parity, conv2d_policy_bf16) {
+    CP_NEED_GPU();
+    run_policy_graph(CT_PRECISION_BF16);
 }
 
 /* ---- pooling ------------------------------------------------------------ */

@@ -30,6 +30,24 @@
 // type after the convolution, and its gradient sums in double, one block
 // per channel in a fixed order (deterministic, and the CPU's precision).
 //
+// Mixed precision. Under an FP16/BF16 policy the forward takes F16/BF16 x
+// and weight and gives an F32 output, plus an F32 bias (amp.h); the three
+// gradient ops keep one dtype (half for the input and weight gradients,
+// F32 for the bias's), so only the forward is mixed. The legacy API has no
+// half-in, float-out configuration, so the forward runs as the half
+// convolution ("pseudo half": FP32 accumulation, the result rounded once
+// to the half type) into a half buffer carved from the program's scratch
+// after the workspace (scratch_bytes asks for both), and one kernel widens
+// it to F32 and adds the F32 bias in FP32. This was preferred to cuDNN's
+// graph API, whose runtime-fusion engines can write an F32 output
+// directly, because it keeps one code path, one plan cache and cuDNN's
+// ranked legacy algorithms for every dtype, and because the result is
+// what PyTorch's autocast gives (its convolution outputs F16/BF16). The
+// price is one more rounding than the CPU's (which rounds the FP32 sum
+// once into F32): the result differs from the CPU's by up to one half
+// ulp of the pre-bias sum (2^-11 relative in F16, 2^-8 in BF16), and an
+// F16 sum beyond 65504 becomes inf where the CPU stays finite.
+//
 // Plans are destroyed, with the cuDNN handle, at process exit: an atexit
 // handler registered once the CUDA runtime is up, so that it runs before
 // the runtime's own exit handlers tear the device context down.
@@ -126,17 +144,29 @@ static conv_views views_of(const ct_kargs *k) {
     }
 }
 
+static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
+
+// The precision policy's forward: F16/BF16 x and weight, F32 output.
+static bool is_mixed(const ct_kargs *k) {
+    return k->op == CT_OP_CONV2D && k->out.dtype == CT_F32 && k->n_in >= 2 && is_half(k->in[0].dtype);
+}
+
 // The CPU kernels' checks (src/cpu/k_conv.c), and cuDNN's int limits.
 static ct_status check(const ct_kargs *k, conv_views *v) {
     const char *op = ct_cuda_op_name(k->op);
     if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
     int want = k->op == CT_OP_CONV2D ? 2 + (k->attr->has_bias ? 1 : 0) : 2;
     if (k->n_in != want) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", want, k->n_in);
-    ct_dtype dt = k->out.dtype;
+    // The CPU's rule: one float dtype, or the mixed forward (x and weight
+    // in F16/BF16, output and bias in F32).
+    ct_dtype dt = k->out.dtype, conv_dt = is_mixed(k) ? k->in[0].dtype : dt;
     bool ok = ct_dtype_is_float(dt);
-    for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == dt;
-    if (!ok) return ct_cuda_arg_error(CT_ERR_DTYPE, op, "inputs and output must share one float dtype (output %s)",
-                                      ct_dtype_name(dt));
+    for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == (i < 2 ? conv_dt : dt);
+    if (!ok)
+        return ct_cuda_arg_error(CT_ERR_DTYPE, op,
+                                 "inputs and output must share one float dtype, or be F16/BF16 x and weight with an "
+                                 "F32 output and bias (output %s, x %s)",
+                                 ct_dtype_name(dt), ct_dtype_name(k->n_in ? k->in[0].dtype : dt));
     *v = views_of(k);
     const ct_window2d *win = &k->attr->win;
     const ct_shape &xs = v->x->shape, &ws = v->w->shape, &ys = v->y->shape;
@@ -164,7 +194,7 @@ static conv_key key_of(const ct_kargs *k, const conv_views &v) {
     conv_key key;
     memset(&key, 0, sizeof key); // padding too: keys are compared with memcmp
     key.dir = v.dir;
-    key.dtype = k->out.dtype;
+    key.dtype = v.w->dtype; // the convolution's dtype: x's and w's, the output's too unless mixed
     for (int d = 0; d < 4; d++) {
         key.x[d] = (int)v.x->shape.dim[d];
         key.w[d] = (int)v.w->shape.dim[d];
@@ -353,24 +383,40 @@ static ct_status plan_for(const ct_kargs *k, const conv_views &v, size_t limit, 
 // the output is zero, plus the bias in the forward direction.
 static bool empty(const conv_views &v) { return v.x->numel == 0 || v.w->numel == 0 || v.y->numel == 0; }
 
+// Scratch of a convolution: cuDNN's workspace first, then, for a mixed
+// forward, the half-precision result at the next 256-byte boundary (the
+// alignment cudaMalloc gives the scratch itself).
+static size_t half_y_offset(const conv_plan *p) { return (p->ws + 255) / 256 * 256; }
+static size_t half_y_bytes(const ct_kargs *k) {
+    return is_mixed(k) ? (size_t)k->out.numel * ct_dtype_size(k->in[0].dtype) : 0;
+}
+static size_t scratch_need(const ct_kargs *k, const conv_plan *p) {
+    size_t hy = half_y_bytes(k);
+    return hy ? half_y_offset(p) + hy : p->ws;
+}
+
 size_t ct_cuda_conv_scratch(const ct_kargs *k) {
     if (k->op != CT_OP_CONV2D && k->op != CT_OP_CONV2D_GRAD_INPUT && k->op != CT_OP_CONV2D_GRAD_WEIGHT) return 0;
     conv_views v;
     conv_plan *p = nullptr;
     // An error here is reported again by the kernel when it runs.
     if (check(k, &v) != CT_OK || empty(v) || plan_for(k, v, CONV_WS_LIMIT, &p) != CT_OK) return 0;
-    return p->ws;
+    return scratch_need(k, p);
 }
 
 // ---------------------------------------------------------------- bias
 
-// y[n, o, :, :] += b[o], in the compute type; the CPU adds the bias to
-// its FP32 (F64) products the same way.
+// y[n, o, :, :] = src[n, o, :, :] + b[o] (b NULL: no bias), in the compute
+// type; the CPU adds the bias to its FP32 (F64) products the same way. src
+// is y itself (the bias added in place), or a mixed forward's half result,
+// widened to y's F32 (exactly) before the F32 bias is added.
 template <typename C>
-__global__ void bias_add_kernel(void *y, int dt, const void *b, int64_t n, int64_t o, int64_t hw) {
+__global__ void bias_add_kernel(const void *src, int sdt, void *y, int ydt, const void *b, int bdt, int64_t n,
+                                int64_t o, int64_t hw) {
     CT_GRID_STRIDE(i, n) {
-        int64_t c = i / hw % o;
-        ct_st<C>(y, dt, i, ct_ld<C>(y, dt, i) + ct_ld<C>(b, dt, c));
+        C v = ct_ld<C>(src, sdt, i);
+        if (b) v += ct_ld<C>(b, bdt, i / hw % o);
+        ct_st<C>(y, ydt, i, v);
     }
 }
 
@@ -388,16 +434,21 @@ __global__ void bias_grad_kernel(const void *dy, int dt, void *db, int64_t n, in
     }
 }
 
-static ct_status add_bias(const ct_kargs *k, cudaStream_t st) {
-    const ct_tview &y = k->out, &b = k->in[2];
+// The forward's last pass: y = src + bias, src being y (in place) or the
+// half result of a mixed forward. Nothing to do for y itself without a bias.
+static ct_status finish_forward(const ct_kargs *k, const void *src, ct_dtype sdt, cudaStream_t st) {
+    const ct_tview &y = k->out;
+    const void *b = k->attr->has_bias ? k->in[2].data : nullptr;
+    ct_dtype bdt = k->attr->has_bias ? k->in[2].dtype : y.dtype;
     int64_t o = y.shape.dim[1], hw = y.shape.dim[2] * y.shape.dim[3];
-    if (y.numel == 0) return CT_OK;
+    if (y.numel == 0 || (!b && src == y.data)) return CT_OK;
     unsigned g = ct_cuda_blocks(y.numel);
     if (ct_cuda_is_f64(y.dtype))
-        bias_add_kernel<double><<<g, CT_CUDA_THREADS, 0, st>>>(y.data, y.dtype, b.data, y.numel, o, hw);
+        bias_add_kernel<double><<<g, CT_CUDA_THREADS, 0, st>>>(src, sdt, y.data, y.dtype, b, bdt, y.numel, o, hw);
     else
-        bias_add_kernel<float><<<g, CT_CUDA_THREADS, 0, st>>>(y.data, y.dtype, b.data, y.numel, o, hw);
-    CT_CUDA_LAUNCHED("conv2d (bias)", "y of %lld elements, %lld channels", (long long)y.numel, (long long)o);
+        bias_add_kernel<float><<<g, CT_CUDA_THREADS, 0, st>>>(src, sdt, y.data, y.dtype, b, bdt, y.numel, o, hw);
+    CT_CUDA_LAUNCHED("conv2d (bias)", "y of %lld elements, %lld channels, %s into %s", (long long)y.numel,
+                     (long long)o, ct_dtype_name(sdt), ct_dtype_name(y.dtype));
     return CT_OK;
 }
 
@@ -430,16 +481,23 @@ static ct_status k_conv(const ct_kargs *k) {
     if (empty(v)) {
         size_t bytes = (size_t)out.numel * ct_dtype_size(out.dtype);
         if (bytes) CT_CUDA_TRY(cudaMemsetAsync(out.data, 0, bytes, st), "%s: %zu bytes", op, bytes);
-        return k->op == CT_OP_CONV2D && k->attr->has_bias ? add_bias(k, st) : CT_OK;
+        return k->op == CT_OP_CONV2D ? finish_forward(k, out.data, out.dtype, st) : CT_OK;
     }
     conv_plan *p = nullptr;
     if ((s = plan_for(k, v, 0, &p)) != CT_OK) return s;
-    if (p->ws > 0 && !k->scratch)
-        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "needs %zu bytes of workspace, got no scratch", p->ws);
+    size_t half_y = half_y_bytes(k);
+    if (scratch_need(k, p) > 0 && !k->scratch)
+        return ct_cuda_arg_error(CT_ERR_INTERNAL, op,
+                                 "needs %zu bytes of scratch (%zu of workspace, %zu for the half result), got none",
+                                 scratch_need(k, p), p->ws, half_y);
+    // cuDNN's y: the output, or for a mixed forward the half buffer after
+    // the workspace, widened into the output by finish_forward.
+    void *y_dnn = half_y ? (char *)k->scratch + half_y_offset(p) : out.data;
+    ct_dtype y_dnn_dt = half_y ? (ct_dtype)p->key.dtype : out.dtype;
     // Scaling factors are double for double data, float otherwise (cuDNN's rule).
     double one_d = 1.0, zero_d = 0.0;
     float one_f = 1.0f, zero_f = 0.0f;
-    bool f64 = out.dtype == CT_F64;
+    bool f64 = p->key.dtype == CT_F64;
     const void *one = f64 ? (const void *)&one_d : (const void *)&one_f;
     const void *zero = f64 ? (const void *)&zero_d : (const void *)&zero_f;
     cudnnHandle_t h = g_dnn;
@@ -448,10 +506,11 @@ static ct_status k_conv(const ct_kargs *k) {
     case DIR_FWD:
         CT_CUDNN_TRY(cudnnConvolutionForward(h, one, p->xd, v.x->data, p->wd, v.w->data, p->cd,
                                              (cudnnConvolutionFwdAlgo_t)p->algo, k->scratch, p->ws, zero, p->yd,
-                                             out.data),
-                     "x [%d, %d, %d, %d], weight [%d, %d, %d, %d], algorithm %d, %zu bytes of workspace", kk.x[0],
-                     kk.x[1], kk.x[2], kk.x[3], kk.w[0], kk.w[1], kk.w[2], kk.w[3], p->algo, p->ws);
-        return k->attr->has_bias ? add_bias(k, st) : CT_OK;
+                                             y_dnn),
+                     "x [%d, %d, %d, %d], weight [%d, %d, %d, %d] (%s), algorithm %d, %zu bytes of workspace",
+                     kk.x[0], kk.x[1], kk.x[2], kk.x[3], kk.w[0], kk.w[1], kk.w[2], kk.w[3],
+                     ct_dtype_name((ct_dtype)kk.dtype), p->algo, p->ws);
+        return finish_forward(k, y_dnn, y_dnn_dt, st);
     case DIR_BWD_DATA:
         CT_CUDNN_TRY(cudnnConvolutionBackwardData(h, one, p->wd, v.w->data, p->yd, v.y->data, p->cd,
                                                   (cudnnConvolutionBwdDataAlgo_t)p->algo, k->scratch, p->ws, zero,

@@ -109,7 +109,7 @@ static ct_status k_matmul(const ct_kargs *k) {
     if (k->in[1].dtype != dt || (odt != dt && !mixed) || !ct_dtype_is_float(dt))
         return ct_cuda_arg_error(CT_ERR_DTYPE, "matmul",
                                  "operands %s and %s with output %s (need one float dtype, or F16/BF16 into F32)",
-                                 ct_dtype_name(k->in[0].dtype), ct_dtype_name(k->in[1].dtype), ct_dtype_name(dt));
+                                 ct_dtype_name(k->in[0].dtype), ct_dtype_name(k->in[1].dtype), ct_dtype_name(odt));
     mm_geom g;
     ct_status s = mm_resolve(k, &g);
     if (s != CT_OK) return s;
