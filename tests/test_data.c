@@ -16,6 +16,7 @@
 
 #include "ctrain/data.h"
 #include "ctrain/status.h"
+#include "expect_msg.h"
 #include "tmpfiles.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -110,15 +111,6 @@ static unsigned char *idx_labels(uint32_t n, const unsigned char *labels, size_t
     *len = 8 + n;
     return b;
 }
-
-/* The message of the last error contains every one of the given strings. */
-#define expect_msg_has(...)                                                                    \
-    do {                                                                                       \
-        const char *want_[] = {__VA_ARGS__};                                                   \
-        for (size_t w_ = 0; w_ < sizeof want_ / sizeof want_[0]; w_++)                         \
-            cr_expect(strstr(ct_last_error(), want_[w_]) != NULL,                              \
-                      "error message '%s' lacks '%s'", ct_last_error(), want_[w_]);           \
-    } while (0)
 
 /* ------------------------------------------------------------------ MNIST */
 

@@ -10,15 +10,7 @@
 
 #include "ctrain/data.h"
 #include "ctrain/status.h"
-
-/* The message of the last error contains every one of the given strings. */
-#define expect_msg_has(...)                                                                    \
-    do {                                                                                       \
-        const char *want_[] = {__VA_ARGS__};                                                   \
-        for (size_t w_ = 0; w_ < sizeof want_ / sizeof want_[0]; w_++)                         \
-            cr_expect(strstr(ct_last_error(), want_[w_]) != NULL,                              \
-                      "error message '%s' lacks '%s'", ct_last_error(), want_[w_]);           \
-    } while (0)
+#include "expect_msg.h"
 
 /* A dataset whose sample i is {i, i + 0.5, -i} with label i % 7, so every
  * batch can be traced back to the samples it holds. */
