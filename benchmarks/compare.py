@@ -94,6 +94,8 @@ def table(ct, pt):
 def describe(rec):
     m, v, p = rec["machine"], rec["versions"], rec["peak"]
     peak = f"{fmt(p.get('gflops'))} GFLOP/s ({p.get('gflops_what')}), {fmt(p.get('gbps'))} GB/s ({p.get('gbps_what')})"
+    if p.get("timer"):
+        peak += f"; timed by {p['timer']}"
     if rec["engine"] == "ctrain":
         sw = f"ctrain {v['ctrain']} (commit {v['commit'][:12]}), {v['blas']}"
     else:

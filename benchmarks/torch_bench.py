@@ -3,8 +3,8 @@
 
 Same workloads, same shapes, same synthetic data distributions, same
 optimizer settings and the same timing method (warm-up steps, then
-repetitions of timed steps, the device synchronised before each clock
-reading; median and spread), written to a JSON record with the same fields
+repetitions of timed steps, each timed by two CUDA events on the stream on a
+GPU and by the monotonic clock on the CPU; median and spread), written to a JSON record with the same fields
 as `ctrain bench --json`, so that benchmarks/compare.py can put the two side
 by side. Each workload runs eagerly and, where it works, under torch.compile.
 
@@ -98,24 +98,36 @@ def quantile(v, q):
 
 
 def measure(torch, device, step, warmup, steps, reps):
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
+    """As bench_timing.c: on a GPU, two CUDA events on the current stream
+    time each repetition on the device's own clock (ctrain's ct_device_timer
+    records its events on the one stream of its backend); on the CPU, the
+    monotonic clock (perf_counter)."""
     for _ in range(warmup):
         step()
     per_step = []
-    for _ in range(reps):
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            step()
-        sync()
-        per_step.append((time.perf_counter() - t0) / steps)
+    if device.type == "cuda":
+        stream = torch.cuda.current_stream(device)
+        start = torch.cuda.Event(enable_timing=True)
+        stop = torch.cuda.Event(enable_timing=True)
+        for _ in range(reps):
+            start.record(stream)
+            for _ in range(steps):
+                step()
+            stop.record(stream)
+            stop.synchronize()
+            per_step.append(start.elapsed_time(stop) / 1e3 / steps)
+        timer = "cuda events"
+    else:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            per_step.append((time.perf_counter() - t0) / steps)
+        timer = "monotonic clock"
     per_step.sort()
     return {"median": quantile(per_step, 0.5), "min": per_step[0], "max": per_step[-1],
             "q1": quantile(per_step, 0.25), "q3": quantile(per_step, 0.75), "reps": reps,
-            "steps_per_rep": steps}
+            "steps_per_rep": steps, "timer": timer}
 
 
 # ---- workloads -------------------------------------------------------------------
@@ -416,7 +428,7 @@ SETUP = {"mlp-mnist": setup_model, "mlp-wide": setup_model, "cnn-mnist": setup_m
 # ---- peak, machine, record ---------------------------------------------------------
 
 def measure_peak(torch, a, dev):
-    peak = {"gflops": None, "gflops_what": "", "gbps": None, "gbps_what": ""}
+    peak = {"gflops": None, "gflops_what": "", "gbps": None, "gbps_what": "", "timer": None}
     n = 128 if a.quick else 2048 if dev.type == "cpu" else 8192
     dt = dtype_of(torch, a.precision)
     try:
@@ -432,6 +444,7 @@ def measure_peak(torch, a, dev):
     t = measure(torch, dev, lambda: dst.copy_(src), 1, 1, 5)
     peak["gbps"] = 2.0 * (mib << 20) / t["min"] / 1e9
     peak["gbps_what"] = f"copy {mib} MiB"
+    peak["timer"] = t["timer"]
     return peak
 
 

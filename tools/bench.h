@@ -174,10 +174,12 @@ const char *bench_precision_unsupported_for(const bench_workload *w, const bench
 typedef struct bench_stats {
     double median, min, max, q1, q3;
     int reps;
+    const char *timer; /* how: "cuda events", "monotonic clock" (ct_device_timer_method) */
 } bench_stats;
 
-/* Runs `warmup` steps, then `reps` repetitions of `steps` timed steps,
- * waiting for the device before each clock reading. */
+/* Runs `warmup` steps, then `reps` repetitions of `steps` timed steps, each
+ * repetition timed by a ct_device_timer (device events where the backend has
+ * them, else the monotonic clock after a sync). */
 ct_status bench_measure(ct_device d, ct_status (*step)(void *), void *state, long warmup, long steps, long reps,
                         bench_stats *out);
 
@@ -189,6 +191,7 @@ typedef struct bench_peak {
     char gflops_what[96];
     double gbps;           /* bytes read + written per second / 1e9 */
     char gbps_what[96];
+    const char *timer;     /* how the probes were timed; NULL if neither ran */
 } bench_peak;
 
 void bench_measure_peak(const bench_opts *o, bench_peak *out);

@@ -47,6 +47,10 @@ static cJSON *peak_json(const bench_peak *p) {
     cJSON_AddStringToObject(j, "gflops_what", p->gflops_what);
     add_positive(j, "gbps", p->gbps);
     cJSON_AddStringToObject(j, "gbps_what", p->gbps_what);
+    if (p->timer)
+        cJSON_AddStringToObject(j, "timer", p->timer);
+    else
+        cJSON_AddNullToObject(j, "timer");
     return j;
 }
 
@@ -89,6 +93,7 @@ static cJSON *result_json(const bench_result *r, const bench_opts *o, const benc
     cJSON_AddNumberToObject(t, "q3", r->stats.q3);
     cJSON_AddNumberToObject(t, "reps", r->stats.reps);
     cJSON_AddNumberToObject(t, "steps_per_rep", (double)o->steps);
+    cJSON_AddStringToObject(t, "timer", r->stats.timer ? r->stats.timer : "unknown");
     cJSON_AddNumberToObject(j, "steps_per_s", bench_steps_per_s(r));
     add_positive(j, "samples_per_s", bench_samples_per_s(r));
     add_positive(j, "gflops", bench_gflops(r));

@@ -1,7 +1,9 @@
 # Runs `ctrain bench` with ARGS plus --json, and checks the record it writes:
 # valid JSON (CMake's own strict parser), the schema's top-level fields, one
 # result for each workload of `ctrain bench --list`, and for each result that
-# ran, figures that make sense (positive rates, min <= median <= max).
+# ran, figures that make sense (positive rates, min <= median <= max) and
+# the timer that measured them (CUDA events on a GPU, the monotonic clock on
+# the CPU).
 #
 #   PROGRAM  the ctrain executable
 #   ARGS     arguments, separated by spaces
@@ -68,6 +70,14 @@ json_get(v peak gflops)
 expect_positive(peak.gflops "${v}")
 json_get(v peak gbps)
 expect_positive(peak.gbps "${v}")
+json_get(device device)
+if(device MATCHES "^cuda")
+  set(timer "cuda events")
+else()
+  set(timer "monotonic clock")
+endif()
+json_get(v peak timer)
+expect(peak.timer "${v}" "^${timer}$")
 
 string(JSON n LENGTH "${text}" results)
 if(NOT n EQUAL n_workloads)
@@ -90,6 +100,8 @@ foreach(i RANGE ${last})
   if(lo GREATER median OR median GREATER hi)
     message(FATAL_ERROR "${JSON}: ${name}: min ${lo}, median ${median}, max ${hi} out of order")
   endif()
+  json_get(v results ${i} step_seconds timer)
+  expect("${name} step_seconds.timer" "${v}" "^${timer}$")
   json_get(v results ${i} steps_per_s)
   expect_positive("${name} steps_per_s" "${v}")
   json_get(metric results ${i} metric)

@@ -39,6 +39,7 @@ static void peak_flops(const bench_opts *o, bench_peak *out) {
         return;
     }
     out->gflops = setup.flops_per_step / stats.min / 1e9;
+    out->timer = stats.timer;
     snprintf(out->gflops_what, sizeof out->gflops_what, "matmul %lldx%lldx%lld %s", (long long)n, (long long)n,
              (long long)n, o->precision == BENCH_TF32 ? "tf32" : ct_dtype_name(dt));
 }
@@ -64,6 +65,7 @@ static void peak_bandwidth(const bench_opts *o, bench_peak *out) {
         return;
     }
     out->gbps = 2.0 * (double)c.bytes / stats.min / 1e9;
+    out->timer = stats.timer;
     snprintf(out->gbps_what, sizeof out->gbps_what, "copy %zu MiB", mib);
 }
 

@@ -47,8 +47,10 @@ void bench_print_header(FILE *out, const bench_opts *o, const bench_peak *peak) 
         fprintf(out, ", %.1f GB/s (%s)\n", peak->gbps, peak->gbps_what);
     else
         fprintf(out, ", no GB/s figure (%s)\n", peak->gbps_what);
-    fprintf(out, "%ld warm-up steps, then %ld repetitions of %ld steps; time per step: median [min - max]\n",
+    fprintf(out, "%ld warm-up steps, then %ld repetitions of %ld steps; time per step: median [min - max]",
             o->warmup, o->reps, o->steps);
+    if (peak->timer) fprintf(out, "; timed by %s", peak->timer);
+    fprintf(out, "\n");
     const char *wait = getenv("OMP_WAIT_POLICY");
     if (o->device.kind == CT_DEVICE_CPU && (!wait || strcmp(wait, "passive") != 0))
         fprintf(out, "note: OMP_WAIT_POLICY is not 'passive': on few cores the CPU figures may be up to 2x low\n");

@@ -7,43 +7,17 @@
  * repetitions give the median (the figure reported) and the spread
  * (min/max and the quartiles), which says how far to trust it.
  *
- * The clock is a timer with two hooks. Both wait for the device before
- * reading the host's monotonic clock, which is exact on the CPU and, on a
- * GPU, includes the host's launch gaps as a user's training loop does. A
- * device-event timer (elapsed time between two events recorded on the
- * device's queue) slots in as another bench_timer once the library exposes
- * events; nothing else here changes.
+ * The clock is the library's device timer (ct_device_timer), one per
+ * measurement: on a GPU two CUDA events on the backend's stream, so a
+ * repetition is the device's own time from its first queued step to the end
+ * of its last, idle gaps included (a host that cannot keep the GPU fed shows
+ * as time, as in a user's training loop) but not the latency of waiting for
+ * the GPU; on the CPU the monotonic clock after the backend's sync, which is
+ * exact there. Which one measured is recorded with the figures.
  */
 #include <stdlib.h>
-#include <time.h>
 
 #include "bench.h"
-
-typedef struct bench_timer {
-    ct_status (*start)(ct_device d, struct timespec *t0);
-    ct_status (*stop)(ct_device d, const struct timespec *t0, double *seconds);
-} bench_timer;
-
-static ct_status host_start(ct_device d, struct timespec *t0) {
-    ct_status st = ct_device_sync(d);
-    clock_gettime(CLOCK_MONOTONIC, t0);
-    return st;
-}
-
-static ct_status host_stop(ct_device d, const struct timespec *t0, double *seconds) {
-    ct_status st = ct_device_sync(d);
-    struct timespec t1;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    *seconds = (double)(t1.tv_sec - t0->tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0->tv_nsec);
-    return st;
-}
-
-static const bench_timer host_timer = {host_start, host_stop};
-
-static const bench_timer *timer_for(ct_device d) {
-    (void)d; /* the CUDA event timer goes here */
-    return &host_timer;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -62,18 +36,21 @@ static double quantile(const double *v, int n, double q) {
 
 ct_status bench_measure(ct_device d, ct_status (*step)(void *), void *state, long warmup, long steps, long reps,
                         bench_stats *out) {
-    const bench_timer *timer = timer_for(d);
     ct_status st = CT_OK;
     for (long i = 0; i < warmup && st == CT_OK; i++) st = step(state);
     if (st != CT_OK) return st;
+    ct_device_timer *timer = ct_device_timer_new(d);
+    if (!timer) return ct_last_status();
     double *per_step = malloc((size_t)reps * sizeof *per_step);
-    if (!per_step) return bench_oom((size_t)reps * sizeof *per_step);
+    if (!per_step) {
+        ct_device_timer_free(timer);
+        return bench_oom((size_t)reps * sizeof *per_step);
+    }
     for (long r = 0; r < reps && st == CT_OK; r++) {
-        struct timespec t0;
         double seconds = 0.0;
-        st = timer->start(d, &t0);
+        st = ct_device_timer_start(timer);
         for (long i = 0; i < steps && st == CT_OK; i++) st = step(state);
-        if (st == CT_OK) st = timer->stop(d, &t0, &seconds);
+        if (st == CT_OK) st = ct_device_timer_stop(timer, &seconds);
         per_step[r] = seconds / (double)steps;
     }
     if (st == CT_OK) {
@@ -84,8 +61,10 @@ ct_status bench_measure(ct_device d, ct_status (*step)(void *), void *state, lon
                              .max = per_step[n - 1],
                              .q1 = quantile(per_step, n, 0.25),
                              .q3 = quantile(per_step, n, 0.75),
-                             .reps = n};
+                             .reps = n,
+                             .timer = ct_device_timer_method(timer)};
     }
+    ct_device_timer_free(timer);
     free(per_step);
     return st;
 }

@@ -65,6 +65,50 @@ ct_status ct_device_copy(ct_device d, void *dst, const void *src, size_t bytes);
  * timer must call before reading the clock. */
 ct_status ct_device_sync(ct_device d);
 
+/* ---- timing work on a device ----------------------------------------------
+ * A timer measures the time the device spends between two points of its
+ * queue. On a GPU, start and stop record events on the backend's stream, so
+ * the figure is the device's own clock between the two events: it leaves out
+ * the host's wait for the GPU to finish and the launch of the first kernel,
+ * and keeps any idle time in between (a host too slow to feed the GPU shows
+ * as time). Where the backend has no events (the CPU), start and stop wait
+ * for the device (ct_device_sync) and read the host's monotonic clock.
+ *
+ *     ct_device_timer *t = ct_device_timer_new(d);
+ *     ct_device_timer_start(t);
+ *     ... queue work on d: ct_program_run, ct_optimizer_step, copies ...
+ *     double s;
+ *     ct_device_timer_stop(t, &s);
+ *     ct_device_timer_free(t);
+ *
+ * A timer may be started and stopped any number of times; it belongs to one
+ * thread at a time. */
+typedef struct ct_device_timer ct_device_timer;
+
+/* A timer for work queued on d, or NULL with the error set: d cannot be used
+ * here (CT_ERR_UNSUPPORTED for a GPU in a build without CUDA, CT_ERR_DEVICE
+ * without a driver or such a GPU; ct_device_check's messages), the events
+ * could not be created (CT_ERR_DEVICE), or out of memory. The caller frees
+ * it with ct_device_timer_free. */
+ct_device_timer *ct_device_timer_new(ct_device d);
+/* Marks the start: records the start event on d's queue (asynchronous, it
+ * does not wait for work already queued), or waits for the device and reads
+ * the clock. Starting again restarts. CT_ERR_INVALID_ARG for a NULL timer;
+ * CT_ERR_DEVICE if the device failed. */
+ct_status ct_device_timer_start(ct_device_timer *t);
+/* Marks the stop, waits until the device has reached it, and sets *seconds
+ * to the time since the start (>= 0). Errors: CT_ERR_INVALID_ARG for a NULL
+ * timer or seconds; CT_ERR_STATE if the timer was not started since its last
+ * stop; CT_ERR_DEVICE if the device failed (a kernel's fault is reported
+ * here, as by ct_device_sync). On error *seconds is 0 and the timer needs a
+ * new start. */
+ct_status ct_device_timer_stop(ct_device_timer *t, double *seconds);
+/* How t measures: "cuda events" or "monotonic clock" (static strings), or
+ * NULL for a NULL timer. */
+const char *ct_device_timer_method(const ct_device_timer *t);
+/* Releases t and its events; NULL is ignored. */
+void ct_device_timer_free(ct_device_timer *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -82,6 +82,15 @@ typedef struct ct_backend {
     ct_status (*download)(void *dst, const void *src, size_t bytes); /* device -> host */
     ct_status (*sync)(void);       /* wait for queued work */
     ct_status (*copy)(void *dst, const void *src, size_t bytes);     /* device -> same device; NULL: none */
+    /* Timing events on the backend's queue (ct_device_timer); all NULL: timers
+     * use the host's monotonic clock after sync. event_elapsed waits for
+     * `stop` (reporting errors as sync does), then gives the seconds from
+     * `start` to it. event_method names the method ("cuda events"). */
+    ct_status (*event_new)(void **ev);
+    ct_status (*event_record)(void *ev);
+    ct_status (*event_elapsed)(void *start, void *stop, double *seconds);
+    void (*event_free)(void *ev);
+    const char *event_method;
     /* Bytes of scratch a kernel needs for these views (NULL: none). Data
      * pointers in k are NULL when this is asked. */
     size_t (*scratch_bytes)(const ct_kargs *k);

@@ -215,6 +215,11 @@ static ct_backend make_table(void) {
     b.download = cuda_download;
     b.sync = cuda_sync;
     b.copy = cuda_copy;
+    b.event_new = ct_cuda_event_new;
+    b.event_record = ct_cuda_event_record;
+    b.event_elapsed = ct_cuda_event_elapsed;
+    b.event_free = ct_cuda_event_free;
+    b.event_method = "cuda events";
     b.scratch_bytes = cuda_scratch_bytes;
     b.optim_update = ct_cuda_optim_update;
     b.sumsq = ct_cuda_sumsq;

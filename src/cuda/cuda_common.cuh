@@ -345,6 +345,12 @@ ct_status ct_cuda_axpby(double a, const void *x, double b, void *y, ct_dtype dty
 ct_status ct_cuda_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);
 ct_status ct_cuda_amp_update(ct_amp_state *st, double growth, double backoff, int32_t growth_interval);
 
+// The timing events (cuda_timer.cu): core/backend.h's event hooks.
+ct_status ct_cuda_event_new(void **ev);
+ct_status ct_cuda_event_record(void *ev);
+ct_status ct_cuda_event_elapsed(void *start, void *stop, double *seconds);
+void ct_cuda_event_free(void *ev);
+
 // Sums n values of `part` (compute type C, device memory) into out[0]
 // (stored as dtype dt), scaled by `mul`, in one block: the second pass of
 // the losses' and full reductions' two-pass sums (deterministic).
