@@ -222,6 +222,12 @@ static ct_backend make_table(void) {
     b.axpby = ct_cuda_axpby;
     b.amp_unscale = ct_cuda_amp_unscale;
     b.amp_update = ct_cuda_amp_update;
+    b.clip_norm = ct_cuda_clip_norm;
+    b.loss_acc = ct_cuda_loss_acc;
+    b.graph_begin = ct_cuda_graph_begin;
+    b.graph_end = ct_cuda_graph_end;
+    b.graph_launch = ct_cuda_graph_launch;
+    b.graph_free = ct_cuda_graph_free;
     ct_cuda_register_elementwise(b.kernels);
     ct_cuda_register_reduce(b.kernels);
     ct_cuda_register_softmax(b.kernels);
