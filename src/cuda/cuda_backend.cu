@@ -122,10 +122,12 @@ static ct_status cuda_zero(void *p, size_t bytes) {
 // Uploads go through pinned staging buffers so that the copy is truly
 // asynchronous: the caller's memory is copied into a staging slot at once
 // (so it may be reused on return), and the DMA from the slot runs on the
-// stream behind the work already queued. Two slots alternate; an event per
-// slot says when its previous DMA is done and the slot may be refilled.
+// stream behind the work already queued. The slots take turns; an event
+// per slot says when its previous DMA is done and the slot may be refilled.
+// A fused training step uploads three times (x, y, the step's scalars), so
+// four slots let the host queue the next step while the current one runs.
 // Large uploads (weights at compile time) go straight from pageable memory.
-#define STAGE_SLOTS 2
+#define STAGE_SLOTS 4
 #define STAGE_MAX ((size_t)64 << 20)
 
 struct stage_slot {
