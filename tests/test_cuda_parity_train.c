@@ -1,6 +1,7 @@
 /* GPU vs CPU: the flat-buffer hooks (every optimizer's fused update,
  * sumsq, scale_clamp, axpby), errors found in the data on the GPU, and end
- * to end: 100 training steps of an MLP with dropout on MNIST.
+ * to end: 100 training steps of an MLP with dropout on MNIST, with the
+ * separate calls and as a step graph with and without CUDA Graph capture.
  *
  * Tolerances: optimizer updates as tests/cuda_parity_optim.h states.
  * End to end (F32, SGD with momentum): the loss of every step within
@@ -106,48 +107,92 @@ static ct_graph *mlp(ct_node *loss) {
     return g;
 }
 
+/* How the GPU side runs its steps: the separate calls, or one step graph
+ * (ctrain/step_graph.h) replayed from a CUDA Graph or issued kernel by
+ * kernel. */
+typedef enum e2e_mode { E2E_CALLS, E2E_GRAPH, E2E_NO_GRAPH } e2e_mode;
+
+typedef struct e2e_out {
+    float loss[E2E_STEPS];
+    float *w;      /* final weights */
+    size_t bytes;
+    int captures;  /* step graphs: how often the step was captured */
+} e2e_out;
+
+static void e2e_run(const ct_dataset *ds, ct_device dev, e2e_mode mode, e2e_out *out) {
+    const float *feat = ct_dataset_features(ds);
+    const int32_t *lab = ct_dataset_labels(ds);
+    ct_node l;
+    ct_graph *g = mlp(&l);
+    ct_program *p = ct_compile(g, &(ct_compile_opts){.device = dev, .outputs = &l, .n_outputs = 1, .grads = true});
+    cr_assert(p, "%s", ct_last_error());
+    ct_optimizer *o = ct_optimizer_new(g, p, &(ct_optim_opts){.kind = CT_OPTIM_SGD, .lr = 0.05, .momentum = 0.9});
+    cr_assert(o, "%s", ct_last_error());
+    ct_step_graph *sg = NULL;
+    if (mode != E2E_CALLS) {
+        sg = ct_step_graph_new(p, o, &(ct_step_graph_opts){.loss = &l, .no_capture = mode == E2E_NO_GRAPH});
+        cr_assert(sg, "%s", ct_last_error());
+    }
+    size_t xb = E2E_BATCH * 784 * sizeof(float), yb = E2E_BATCH * sizeof(int32_t);
+    for (int step = 0; step < E2E_STEPS; step++) {
+        cr_assert(ct_program_set_input(p, "x", feat + (size_t)step * E2E_BATCH * 784, xb) == CT_OK &&
+                  ct_program_set_input(p, "y", lab + (size_t)step * E2E_BATCH, yb) == CT_OK, "%s", ct_last_error());
+        if (sg) {
+            cr_assert_eq(ct_step_graph_run(sg, 0.05), CT_OK, "step %d: %s", step, ct_last_error());
+        } else {
+            cr_assert(ct_program_run(p) == CT_OK && ct_optimizer_step(o, 0.05) == CT_OK, "%s", ct_last_error());
+        }
+        /* The loss node is not written by the update, so it still holds this step's loss. */
+        cr_assert_eq(ct_program_read(p, l, &out->loss[step], sizeof(float)), CT_OK, "%s", ct_last_error());
+    }
+    out->bytes = ct_program_param_numel(p) * sizeof(float);
+    out->w = malloc(out->bytes);
+    cr_assert_eq(ct_program_read_params(p, out->w, out->bytes), CT_OK, "%s", ct_last_error());
+    out->captures = ct_step_graph_capture_count(sg);
+    ct_step_graph_free(sg);
+    ct_optimizer_free(o);
+    ct_program_free(p);
+    ct_graph_free(g);
+}
+
+/* CPU (separate calls) against the GPU run in `mode`. */
+static void e2e_compare(const e2e_out *c, const e2e_out *g, const char *what) {
+    for (int step = 0; step < E2E_STEPS; step++)
+        cr_assert(fabsf(g->loss[step] - c->loss[step]) <= 1e-3f * fabsf(c->loss[step]),
+                  "%s, step %d: loss gpu %.7g cpu %.7g", what, step, g->loss[step], c->loss[step]);
+    cr_assert(c->loss[E2E_STEPS - 1] < 0.6f * c->loss[0], "the MLP did not learn: loss %g -> %g", c->loss[0],
+              c->loss[E2E_STEPS - 1]);
+    cr_assert(cp_compare(what, "final weights", CT_F32, c->w, g->w, (int64_t)(c->bytes / sizeof(float)), 0, 1e-3));
+}
+
 Test(cuda_parity, mnist_mlp_100_steps) {
     CP_NEED_GPU();
     ct_dataset *ds = cp_mnist_train();
-    const float *feat = ct_dataset_features(ds);
-    const int32_t *lab = ct_dataset_labels(ds);
+    e2e_out c, g;
+    e2e_run(ds, (ct_device){CT_DEVICE_CPU, 0}, E2E_CALLS, &c);
+    e2e_run(ds, cp_gpu_device(), E2E_CALLS, &g);
+    e2e_compare(&c, &g, "mnist mlp");
+    free(c.w), free(g.w);
+    ct_dataset_free(ds);
+}
 
-    ct_node lc, lg;
-    ct_graph *gc = mlp(&lc), *gg = mlp(&lg);
-    ct_program *pc = ct_compile(gc, &(ct_compile_opts){.outputs = &lc, .n_outputs = 1, .grads = true});
-    ct_program *pg = ct_compile(gg, &(ct_compile_opts){.device = cp_gpu_device(), .outputs = &lg,
-                                                        .n_outputs = 1, .grads = true});
-    cr_assert(pc && pg, "%s", ct_last_error());
-    ct_optim_opts oo = {.kind = CT_OPTIM_SGD, .lr = 0.05, .momentum = 0.9};
-    ct_optimizer *oc = ct_optimizer_new(gc, pc, &oo), *og = ct_optimizer_new(gg, pg, &oo);
-    cr_assert(oc && og, "%s", ct_last_error());
-    float first = 0, last = 0;
-    for (int step = 0; step < E2E_STEPS; step++) {
-        const float *x = feat + (size_t)step * E2E_BATCH * 784;
-        const int32_t *y = lab + (size_t)step * E2E_BATCH;
-        size_t xb = E2E_BATCH * 784 * sizeof(float), yb = E2E_BATCH * sizeof(int32_t);
-        float loss_c, loss_g;
-        cr_assert(ct_program_set_input(pc, "x", x, xb) == CT_OK && ct_program_set_input(pc, "y", y, yb) == CT_OK &&
-                  ct_program_run(pc) == CT_OK && ct_program_read(pc, lc, &loss_c, sizeof loss_c) == CT_OK,
-                  "%s", ct_last_error());
-        cr_assert(ct_program_set_input(pg, "x", x, xb) == CT_OK && ct_program_set_input(pg, "y", y, yb) == CT_OK &&
-                  ct_program_run(pg) == CT_OK && ct_program_read(pg, lg, &loss_g, sizeof loss_g) == CT_OK,
-                  "%s", ct_last_error());
-        cr_assert(fabsf(loss_g - loss_c) <= 1e-3f * fabsf(loss_c), "step %d: loss gpu %.7g cpu %.7g", step, loss_g,
-                  loss_c);
-        cr_assert(ct_optimizer_step(oc, 0.05) == CT_OK && ct_optimizer_step(og, 0.05) == CT_OK, "%s", ct_last_error());
-        if (step == 0) first = loss_c;
-        last = loss_c;
-    }
-    cr_assert(last < 0.6f * first, "the MLP did not learn: loss %g -> %g", first, last);
-    size_t n = ct_program_param_numel(pc), b = n * sizeof(float);
-    float *wc = malloc(b), *wg = malloc(b);
-    cr_assert_eq(ct_program_read_params(pc, wc, b), CT_OK, "%s", ct_last_error());
-    cr_assert_eq(ct_program_read_params(pg, wg, b), CT_OK, "%s", ct_last_error());
-    cr_assert(cp_compare("mnist mlp", "final weights", CT_F32, wc, wg, (int64_t)n, 0, 1e-3));
-    free(wc), free(wg);
-    ct_optimizer_free(oc), ct_optimizer_free(og);
-    ct_program_free(pc), ct_program_free(pg);
-    ct_graph_free(gc), ct_graph_free(gg);
+/* The same 100 steps as one step graph, captured as a CUDA Graph and
+ * replayed, and issued kernel by kernel (no_capture): the two GPU runs must
+ * agree bit for bit (same kernels, same per-step values from device
+ * memory), and each with the CPU within the tolerances above. */
+Test(cuda_parity, mnist_mlp_100_steps_with_and_without_cuda_graph) {
+    CP_NEED_GPU();
+    ct_dataset *ds = cp_mnist_train();
+    e2e_out c, on, off;
+    e2e_run(ds, (ct_device){CT_DEVICE_CPU, 0}, E2E_CALLS, &c);
+    e2e_run(ds, cp_gpu_device(), E2E_GRAPH, &on);
+    e2e_run(ds, cp_gpu_device(), E2E_NO_GRAPH, &off);
+    e2e_compare(&c, &on, "mnist mlp, captured");
+    e2e_compare(&c, &off, "mnist mlp, not captured");
+    cr_assert_eq(memcmp(on.loss, off.loss, sizeof on.loss), 0, "captured and uncaptured losses differ");
+    cr_assert_eq(memcmp(on.w, off.w, on.bytes), 0, "captured and uncaptured weights differ");
+    cr_assert_eq(off.captures, 0);
+    cr_assert_eq(on.captures, cp_selftest() ? 0 : 1, "the step was captured %d times", on.captures);
+    free(c.w), free(on.w), free(off.w);
     ct_dataset_free(ds);
 }

@@ -124,6 +124,7 @@ void cmd_train_usage(FILE *out) {
         "  --device cpu|cuda|cuda:N|auto   (default auto: the first GPU when this build\n"
         "                          and machine can use one, else the CPU)\n"
         "  --tf32                  let F32 matrix products use TF32 tensor cores (GPU)\n"
+        "  --no-cuda-graph         GPU: launch every kernel of a step, no CUDA Graph replay\n"
         "  --seed N                initial weights, dropout, shuffling (default %d)\n"
         "  --data-seed N           shuffling and --val-split only (default: --seed)\n"
         "  --no-prefetch           do not prepare batches on a second thread\n"
@@ -293,6 +294,7 @@ static void trainer_opts(const train_cfg *c, ct_train_opts *o) {
     o->loss_scale = c->loss_scale;
     o->dist_bucket_bytes = c->bucket_kb * 1024;
     o->dist_no_overlap = c->no_overlap;
+    o->no_cuda_graph = c->no_cuda_graph;
 }
 
 /* " | augment crop 4, flip": what the training batches get. */

@@ -206,7 +206,7 @@ void train_augment_defaults(train_cfg *c) {
 /* Options that take no value on the command line. */
 static const char *const flag_names[] = {"nesterov", "amsgrad",   "centered",   "batchnorm", "quiet",
                                          "prefetch", "no-prefetch", "drop-last", "no-shuffle",
-                                         "tf32", "no-overlap"};
+                                         "tf32", "no-overlap", "no-cuda-graph"};
 
 /* Options that take a value. Every name here and above has its case in
  * train_set_option(); one missing there would show as "unknown option". */
@@ -269,6 +269,7 @@ int train_set_option(train_cfg *c, const char *name, const char *v, const char *
     else if (IS("no-shuffle")) c->no_shuffle = true;
     else if (IS("tf32")) c->tf32 = true;
     else if (IS("no-overlap")) c->no_overlap = true;
+    else if (IS("no-cuda-graph")) c->no_cuda_graph = true;
     /* ---- data */
     else if (IS("data")) {
         if (!one_of(opt, v, datas, 4, &k)) return 0;

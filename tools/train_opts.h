@@ -47,6 +47,7 @@ typedef struct train_cfg {
     bool quiet, prefetch, drop_last, no_shuffle;
     ct_precision precision; /* mixed precision (amp.h) */
     bool tf32;
+    bool no_cuda_graph;     /* --no-cuda-graph: GPU steps not captured (docs/cuda.md) */
     ct_scaler_opts loss_scale;
     const char *dist;       /* --dist: NULL is auto (train_dist.h) */
     size_t bucket_kb;       /* all-reduce buckets */

@@ -23,5 +23,6 @@
 #include "ctrain/train.h"
 #include "ctrain/amp.h"
 #include "ctrain/dist.h"
+#include "ctrain/step_graph.h"
 
 #endif

@@ -38,6 +38,12 @@ int ct_cuda_device_count(char *why, size_t cap);
 ct_status ct_cuda_device_info(int i, char *name, size_t cap, size_t *total_mem, int *cc_major,
                               int *cc_minor);
 
+/* Free and total memory of device i in bytes, as cudaMemGetInfo reports
+ * them (either pointer may be NULL): what a test uses to see that a step
+ * allocates nothing. Errors: CT_ERR_UNSUPPORTED in a build without CUDA,
+ * CT_ERR_DEVICE for no such device or a runtime failure. */
+ct_status ct_cuda_mem_info(int i, size_t *free_bytes, size_t *total_bytes);
+
 /* The CUDA version the installed driver supports and the one of the CUDA
  * runtime in use, both as 1000 * major + 10 * minor (12040 for 12.4); 0 for
  * "none". Errors: CT_ERR_UNSUPPORTED in a build without CUDA (both set to 0). */

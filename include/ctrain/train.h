@@ -197,6 +197,11 @@ typedef struct ct_train_opts {
     ct_comm *comm;
     size_t dist_bucket_bytes;   /* all-reduce bucket; 0: CT_DDP_DEFAULT_BUCKET */
     bool dist_no_overlap;       /* one all-reduce after backward, not buckets during it */
+    /* On a GPU each full-batch step (without accumulation or a communicator)
+     * is one fused step (step_graph.h) captured as a CUDA Graph and replayed,
+     * and the loss reaches the host only when it is shown (docs/cuda.md).
+     * This turns the capture off (same results, one launch per kernel). */
+    bool no_cuda_graph;
 } ct_train_opts;
 
 typedef struct ct_eval_result {

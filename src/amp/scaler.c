@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "amp/amp_internal.h"
 #include "core/error.h"
 #include "core/program_internal.h"
 #include "ctrain/amp.h"
@@ -155,3 +156,6 @@ ct_status ct_scaler_set_state(ct_scaler *s, const ct_scaler_state *in) {
                       .skipped = in->skipped_steps};
     return s->be->upload(s->st, &h, sizeof h);
 }
+
+const ct_amp_state *ct_scaler_dev_state(const ct_scaler *s) { return s ? s->st : NULL; }
+ct_program *ct_scaler_program(const ct_scaler *s) { return s ? s->p : NULL; }

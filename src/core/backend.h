@@ -31,6 +31,10 @@ typedef struct ct_kargs {
     bool training;
     void *stream;         /* the backend's stream, NULL on the CPU */
     bool allow_tf32;      /* MATMUL: F32 products may use TF32 (the node's attr.tf32, ct_graph_set_tf32) */
+    /* NULL, or the step counter in device memory (uint32), which a kernel
+     * then reads instead of `step`: a step captured once as a CUDA Graph is
+     * replayed with the counter's new value. Only the CUDA kernels look. */
+    const uint32_t *step_dev;
 } ct_kargs;
 
 typedef ct_status (*ct_kernel_fn)(const ct_kargs *k);
@@ -70,7 +74,27 @@ typedef struct ct_optim_args {
     /* NULL, or the loss scaler's state: when amp->found_inf is set nothing
      * is written, and the algorithms use the step t - amp->skipped. */
     const ct_amp_state *amp;
+    /* NULL, or the step's t and lr in device memory (ct_step_dev below),
+     * which the update then reads instead of the host's t and lr: what a
+     * replayed CUDA Graph needs. Backends that never replay ignore it. */
+    const struct ct_step_dev *dev;
 } ct_optim_args;
+
+/* The per-step scalars of a fused training step (src/train/step_graph.c)
+ * in device memory. The host writes step, t and lr before each step (one
+ * small asynchronous upload of the first CT_STEP_DEV_HOST_BYTES bytes);
+ * the device writes the rest, which reaches the host only when asked. */
+typedef struct ct_step_dev {
+    uint32_t step;       /* the program's dropout step counter */
+    int32_t pad_;
+    int64_t t;           /* the optimizer's step, 1-based, this one included */
+    double lr;
+    double norm;         /* clip_norm: the total norm (NaN if an element is not finite) */
+    double coef;         /* clip_norm: the factor applied (1: none) */
+    double loss_last;    /* loss_acc: the last step's loss times its weight */
+    double loss_sum;     /* loss_acc: the sum of those since the host last cleared it */
+} ct_step_dev;
+#define CT_STEP_DEV_HOST_BYTES 24 /* step, pad_, t, lr */
 
 typedef struct ct_backend {
     const char *name;
@@ -113,6 +137,24 @@ typedef struct ct_backend {
      * growth_interval scale *= growth (kept when the product is not a finite
      * float) and growth_tracker = 0. */
     ct_status (*amp_update)(ct_amp_state *st, double growth, double backoff, int32_t growth_interval);
+    /* Fused-step helpers; NULL where the caller falls back to the hooks
+     * above (the CPU). clip_norm: PyTorch's clip_grad_norm_ with nothing
+     * reaching the host: sd->norm = the norm of g (NaN when an element is
+     * not finite), sd->coef = min(1, max_norm / (norm + 1e-6)), 1 when the
+     * norm is not finite (g is then left as it is), and g *= sd->coef, the
+     * factor read from device memory. loss_acc: sd->loss_last = weight *
+     * *loss (a scalar of dtype), sd->loss_sum += it. */
+    ct_status (*clip_norm)(void *g, ct_dtype dtype, size_t n, double max_norm, ct_step_dev *sd);
+    ct_status (*loss_acc)(const void *loss, ct_dtype dtype, double weight, ct_step_dev *sd);
+    /* Stream capture (CUDA Graphs); NULL: the backend cannot capture.
+     * graph_begin starts capturing the backend's stream; graph_end stops,
+     * and with keep instantiates the graph into *exec, else discards it
+     * (after an error in between); graph_launch replays one; graph_free
+     * destroys one (NULL is ignored). */
+    ct_status (*graph_begin)(void);
+    ct_status (*graph_end)(bool keep, void **exec);
+    ct_status (*graph_launch)(void *exec);
+    void (*graph_free)(void *exec);
     ct_kernel_fn kernels[CT_OP_COUNT];  /* NULL: not implemented */
 } ct_backend;
 

@@ -30,6 +30,9 @@ ct_status ct_cuda_query(int *count, char *why, size_t cap);
 ct_status ct_cuda_device_props(int i, char *name, size_t cap, size_t *total_mem, int *cc_major,
                                int *cc_minor);
 
+/* cudaMemGetInfo of device i (either output may be NULL). */
+ct_status ct_cuda_query_mem(int i, size_t *free_bytes, size_t *total_bytes);
+
 /* Driver and runtime CUDA versions (1000 * major + 10 * minor, 0 if none). */
 ct_status ct_cuda_query_versions(int *driver_version, int *runtime_version);
 

@@ -164,6 +164,10 @@ ct_status ct_cuda_versions(int *driver_version, int *runtime_version) {
     return ct_cuda_query_versions(driver_version, runtime_version);
 }
 
+ct_status ct_cuda_mem_info(int i, size_t *free_bytes, size_t *total_bytes) {
+    return ct_cuda_query_mem(i, free_bytes, total_bytes);
+}
+
 /* ---------------------------------------------------------------- no CUDA */
 
 #ifndef CTRAIN_HAVE_CUDA
@@ -180,6 +184,13 @@ ct_status ct_cuda_device_props(int i, char *name, size_t cap, size_t *total_mem,
     if (total_mem) *total_mem = 0;
     if (cc_major) *cc_major = 0;
     if (cc_minor) *cc_minor = 0;
+    return ct_error(CT_ERR_UNSUPPORTED, CT_NO_CUDA_MSG);
+}
+
+ct_status ct_cuda_query_mem(int i, size_t *free_bytes, size_t *total_bytes) {
+    (void)i;
+    if (free_bytes) *free_bytes = 0;
+    if (total_bytes) *total_bytes = 0;
     return ct_error(CT_ERR_UNSUPPORTED, CT_NO_CUDA_MSG);
 }
 

@@ -51,6 +51,7 @@ struct ct_program {
     bool grads_on;       /* compiled with opts.grads */
     ct_grad_ready_fn hook;
     void *hook_user;
+    uint64_t generation; /* bumped when the kernels' arguments change (program_internal.h) */
 };
 
 static size_t node_bytes(const ct_nodeinfo *nd) {
@@ -522,13 +523,17 @@ ct_status ct_program_set_input(ct_program *p, const char *name, const void *data
     return ct_program_set_input_node(p, n, data, bytes);
 }
 
-ct_status ct_program_run(ct_program *p) {
+ct_status ct_program_run(ct_program *p) { return ct_program_run_dev(p, NULL); }
+
+ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev) {
     if (!p) return ct_error(CT_ERR_INVALID_ARG, "ct_program_run: program is NULL");
     for (int k = 0; k < p->n_exec; k++) {
         ct_kargs *ka = &p->kargs[k];
         ka->step = p->step;
+        ka->step_dev = step_dev;
         ka->training = p->training;
         ct_status st = p->be->kernels[ka->op](ka);
+        ka->step_dev = NULL; /* a later plain run uses the host's counter */
         if (st != CT_OK) {
             const ct_nodeinfo *nd = &p->g->nodes[p->exec[k]];
             return ct_error(st, "running %s (node %d%s%s): %s", ct_op_name(nd->op), (int)p->exec[k],
@@ -557,7 +562,9 @@ ct_status ct_program_read(const ct_program *p, ct_node n, void *dst, size_t byte
 }
 
 void ct_program_set_training(ct_program *p, bool training) {
-    if (p) p->training = training;
+    if (!p) return;
+    if (p->training != training) p->generation++; /* baked into captured kernels */
+    p->training = training;
 }
 uint32_t ct_program_step(const ct_program *p) { return p ? p->step : 0; }
 void ct_program_set_step(ct_program *p, uint32_t step) {
@@ -667,6 +674,7 @@ ct_status ct_program_bind_input(ct_program *p, const char *name, void *device_pt
         return ct_error(CT_ERR_SHAPE, "ct_program_bind_input: '%s' holds %zu bytes, the memory bound %zu", name,
                         node_bytes(&p->g->nodes[n]), bytes);
     p->data[n] = device_ptr;
+    p->generation++;
     /* The kernels' argument views were filled at compile time. */
     for (int k = 0; k < p->n_exec; k++) {
         const ct_nodeinfo *nd = &p->g->nodes[p->exec[k]];
@@ -685,4 +693,15 @@ void ct_program_set_grad_hook(ct_program *p, ct_grad_ready_fn fn, void *user) {
 bool ct_program_computes_grad(const ct_program *p, int param) {
     if (!p || !p->grads_on || param < 0 || param >= p->g->n_params) return false;
     return p->g->grad_of[p->g->params[param]] != CT_NO_NODE;
+}
+
+uint64_t ct_program_generation(const ct_program *p) { return p ? p->generation : 0; }
+
+bool ct_program_has_grad_hook(const ct_program *p) { return p && p->hook; }
+
+const void *ct_program_node_data(const ct_program *p, ct_node n, ct_dtype *dtype, int64_t *numel) {
+    if (!p || n < 0 || n >= p->n || !p->readable[n]) return NULL;
+    if (dtype) *dtype = p->g->nodes[n].dtype;
+    if (numel) *numel = ct_shape_numel(p->g->nodes[n].shape);
+    return p->data[n];
 }

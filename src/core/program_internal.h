@@ -30,4 +30,21 @@ void ct_program_set_grad_hook(ct_program *p, ct_grad_ready_fn fn, void *user);
  * grads and the parameter reaches the loss); the others stay zero. */
 bool ct_program_computes_grad(const ct_program *p, int param);
 
+/* ct_program_run, with the kernels reading the dropout step counter from
+ * device memory (a uint32 the caller keeps equal to ct_program_step(p)) when
+ * step_dev is not NULL: a run captured as a CUDA Graph then stays valid as
+ * the counter advances. The host's counter advances as in ct_program_run. */
+ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev);
+/* A number that changes whenever something a captured run baked into its
+ * kernels changes (ct_program_bind_input, ct_program_set_training): a graph
+ * captured at another generation must be captured again. */
+uint64_t ct_program_generation(const ct_program *p);
+/* Whether a gradient-ready hook is set (it cannot fire inside a replayed
+ * graph). */
+bool ct_program_has_grad_hook(const ct_program *p);
+/* The device buffer of a readable node (an output, input, parameter...),
+ * with its dtype and element count (either pointer may be NULL); NULL
+ * when n is not readable in p. */
+const void *ct_program_node_data(const ct_program *p, ct_node n, ct_dtype *dtype, int64_t *numel);
+
 #endif

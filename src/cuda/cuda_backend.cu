@@ -122,10 +122,12 @@ static ct_status cuda_zero(void *p, size_t bytes) {
 // Uploads go through pinned staging buffers so that the copy is truly
 // asynchronous: the caller's memory is copied into a staging slot at once
 // (so it may be reused on return), and the DMA from the slot runs on the
-// stream behind the work already queued. Two slots alternate; an event per
-// slot says when its previous DMA is done and the slot may be refilled.
+// stream behind the work already queued. The slots take turns; an event
+// per slot says when its previous DMA is done and the slot may be refilled.
+// A fused training step uploads three times (x, y, the step's scalars), so
+// four slots let the host queue the next step while the current one runs.
 // Large uploads (weights at compile time) go straight from pageable memory.
-#define STAGE_SLOTS 2
+#define STAGE_SLOTS 4
 #define STAGE_MAX ((size_t)64 << 20)
 
 struct stage_slot {
@@ -227,6 +229,12 @@ static ct_backend make_table(void) {
     b.axpby = ct_cuda_axpby;
     b.amp_unscale = ct_cuda_amp_unscale;
     b.amp_update = ct_cuda_amp_update;
+    b.clip_norm = ct_cuda_clip_norm;
+    b.loss_acc = ct_cuda_loss_acc;
+    b.graph_begin = ct_cuda_graph_begin;
+    b.graph_end = ct_cuda_graph_end;
+    b.graph_launch = ct_cuda_graph_launch;
+    b.graph_free = ct_cuda_graph_free;
     ct_cuda_register_elementwise(b.kernels);
     ct_cuda_register_reduce(b.kernels);
     ct_cuda_register_softmax(b.kernels);

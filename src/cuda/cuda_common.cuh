@@ -340,6 +340,14 @@ ct_status ct_cuda_optim_update(const ct_optim_args *a);
 ct_status ct_cuda_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
 ct_status ct_cuda_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
 ct_status ct_cuda_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
+ct_status ct_cuda_clip_norm(void *g, ct_dtype dtype, size_t n, double max_norm, ct_step_dev *sd);
+ct_status ct_cuda_loss_acc(const void *loss, ct_dtype dtype, double weight, ct_step_dev *sd);
+
+// Stream capture of a fused step (cuda_graph.cu).
+ct_status ct_cuda_graph_begin(void);
+ct_status ct_cuda_graph_end(bool keep, void **exec);
+ct_status ct_cuda_graph_launch(void *exec);
+void ct_cuda_graph_free(void *exec);
 
 // The loss scaler's hooks (amp.cu): state in device memory, no host read.
 ct_status ct_cuda_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);

@@ -99,6 +99,26 @@ ct_status ct_cuda_device_props(int i, char *name, size_t cap, size_t *total_mem,
     return CT_OK;
 }
 
+ct_status ct_cuda_query_mem(int i, size_t *free_bytes, size_t *total_bytes) {
+    if (free_bytes) *free_bytes = 0;
+    if (total_bytes) *total_bytes = 0;
+    if (ct_cuda_device_props(i, nullptr, 0, nullptr, nullptr, nullptr) != CT_OK) return ct_last_status();
+    // cudaMemGetInfo answers for the current device: switch to i and back.
+    int cur = 0;
+    cudaError_t e = cudaGetDevice(&cur);
+    if (e == cudaSuccess) e = cudaSetDevice(i);
+    size_t f = 0, t = 0;
+    if (e == cudaSuccess) e = cudaMemGetInfo(&f, &t);
+    cudaSetDevice(cur);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return ct_error(CT_ERR_DEVICE, "cudaMemGetInfo(cuda:%d) failed: %s", i, cudaGetErrorString(e));
+    }
+    if (free_bytes) *free_bytes = f;
+    if (total_bytes) *total_bytes = t;
+    return CT_OK;
+}
+
 ct_status ct_cuda_query_versions(int *driver_version, int *runtime_version) {
     int drv = 0, rt = 0;
     cudaDriverGetVersion(&drv);

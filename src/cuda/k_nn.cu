@@ -195,11 +195,18 @@ static ct_status k_embedding_grad(const ct_kargs *k) {
 
 // ---------------------------------------------------------------- dropout
 
+// The step counter keying the masks: from device memory when the step is
+// replayed from a captured graph (ct_kargs.step_dev), else the argument.
+__device__ __forceinline__ uint32_t step_of(const uint32_t *step_dev, uint32_t step) {
+    return step_dev ? *step_dev : step;
+}
+
 // keep element i iff uniform(seed, stream, step, i) >= p, compared in
 // double; kept elements are x * (1 / (1 - p)) computed in double and
 // rounded once, exactly as the CPU does.
 __global__ void dropout_kernel(const void *x, int xdt, void *o, int odt, int64_t n, double p, double scale,
-                               uint64_t seed, uint32_t stream, uint32_t step) {
+                               uint64_t seed, uint32_t stream, const uint32_t *step_dev, uint32_t step_arg) {
+    const uint32_t step = step_of(step_dev, step_arg);
     CT_GRID_STRIDE(b, (n + 3) / 4) {
         uint32_t w[4];
         ct_philox_words(seed, stream, step, (uint64_t)b, w);
@@ -218,7 +225,9 @@ __global__ void dropout_kernel(const void *x, int xdt, void *o, int odt, int64_t
 // block is recomputed by neighbours sharing a channel, which is cheap next
 // to the memory traffic and keeps the kernel one grid-stride loop.
 __global__ void dropout2d_kernel(const void *x, int xdt, void *o, int odt, int64_t n, int64_t per, double p,
-                                 double scale, uint64_t seed, uint32_t stream, uint32_t step) {
+                                 double scale, uint64_t seed, uint32_t stream, const uint32_t *step_dev,
+                                 uint32_t step_arg) {
+    const uint32_t step = step_of(step_dev, step_arg);
     CT_GRID_STRIDE(i, n) {
         uint64_t j = (uint64_t)(i / per);
         uint32_t w[4];
@@ -262,13 +271,13 @@ static ct_status k_dropout(const ct_kargs *k) {
     if (per > 1) {
         dropout2d_kernel<<<ct_cuda_blocks(n), CT_CUDA_THREADS, 0, st>>>(x.data, x.dtype, o.data, o.dtype, n, per, p,
                                                                        1.0 / (1.0 - p), k->seed, k->attr->stream,
-                                                                       k->step);
+                                                                       k->step_dev, k->step);
         CT_CUDA_LAUNCHED("dropout2d", "%lld elements in channels of %lld", (long long)n, (long long)per);
         return CT_OK;
     }
     // One element per channel draws as dropout does.
     dropout_kernel<<<ct_cuda_blocks((n + 3) / 4), CT_CUDA_THREADS, 0, st>>>(
-        x.data, x.dtype, o.data, o.dtype, n, p, 1.0 / (1.0 - p), k->seed, k->attr->stream, k->step);
+        x.data, x.dtype, o.data, o.dtype, n, p, 1.0 / (1.0 - p), k->seed, k->attr->stream, k->step_dev, k->step);
     CT_CUDA_LAUNCHED("dropout", "%lld elements", (long long)n);
     return CT_OK;
 }

@@ -1,5 +1,7 @@
 // The flat-buffer hooks on the GPU: the fused optimizer update, the sum of
-// squares behind gradient-norm clipping, scale-and-clamp and axpby.
+// squares behind gradient-norm clipping (with the host finishing the sum, or
+// all on the device: clip_norm), scale-and-clamp, axpby, and the loss sum
+// of a fused step (loss_acc).
 //
 // Each is one elementwise pass over the flat buffers, computed in double
 // and rounded once into the buffer's dtype, exactly as src/cpu/cpu_optim.c
@@ -34,17 +36,18 @@ struct optim_k {
     double lr, mu, damp, b1, b2, eps, alpha, wd, l1, lr_decay;
     double shrink;
     int64_t t;               // attempted steps, this one included
-    step_k at_t;             // for step t (no scaler)
+    step_k at_t;             // for step t (no scaler, no dev)
     const ct_amp_state *amp; // NULL, or the scaler's state (device memory)
+    const ct_step_dev *dev;  // NULL, or t and lr in device memory (a replayed step)
 };
 
 // The CPU's per-step scalars, in the same order of operations; host code
 // for a plain step, device code for a gated one.
-__host__ __device__ static step_k step_scalars(const optim_k &a, int64_t t) {
+__host__ __device__ static step_k step_scalars(const optim_k &a, int64_t t, double lr) {
     step_k s;
     s.first = t == 1;
-    s.clr = a.lr / (1 + (double)(t - 1) * a.lr_decay);
-    s.step_size = a.lr / (1 - pow(a.b1, (double)t));
+    s.clr = lr / (1 + (double)(t - 1) * a.lr_decay);
+    s.step_size = lr / (1 - pow(a.b1, (double)t));
     s.bc2_sqrt = sqrt(1 - pow(a.b2, (double)t));
     return s;
 }
@@ -63,19 +66,31 @@ __device__ __forceinline__ double effective_grad(const optim_k &a, uint8_t f, do
 __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
     __shared__ step_k gated;
     step_k sc = a.at_t;
-    if (a.amp) {
-        // The scaler's verdict, written by amp_unscale earlier on the
-        // stream: on inf/NaN nothing is written. Every thread reads the
-        // same word, so the whole grid returns (before the barrier).
-        if (a.amp->found_inf) return;
-        int64_t t = a.t - a.amp->skipped;
-        if (t < 1) {
-            if (blockIdx.x == 0 && threadIdx.x == 0)
-                ct_cuda_report(err, CT_CUDA_ERR_AMP_STEP, 0, (long long)a.t, (long long)a.amp->skipped);
-            return;
+    double lr = a.lr, shrink = a.shrink;
+    if (a.dev) {
+        // A replayed step: this step's t and lr were uploaded before the
+        // launch. The products are rounded as the host's (no FMA), so the
+        // captured and the plain update agree bit for bit.
+        lr = a.dev->lr;
+        shrink = __dsub_rn(1.0, __dmul_rn(lr, a.wd));
+        a.t = a.dev->t;
+    }
+    if (a.amp || a.dev) {
+        int64_t t = a.t;
+        if (a.amp) {
+            // The scaler's verdict, written by amp_unscale earlier on the
+            // stream: on inf/NaN nothing is written. Every thread reads the
+            // same word, so the whole grid returns (before the barrier).
+            if (a.amp->found_inf) return;
+            t -= a.amp->skipped;
+            if (t < 1) {
+                if (blockIdx.x == 0 && threadIdx.x == 0)
+                    ct_cuda_report(err, CT_CUDA_ERR_AMP_STEP, 0, (long long)a.t, (long long)a.amp->skipped);
+                return;
+            }
         }
         // One thread per block evaluates the pow()s, the others wait.
-        if (threadIdx.x == 0) gated = step_scalars(a, t);
+        if (threadIdx.x == 0) gated = step_scalars(a, t, lr);
         __syncthreads();
         sc = gated;
     }
@@ -93,7 +108,7 @@ __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
                 ct_st<double>(a.s0, dt, i, buf);
                 g = a.nesterov ? g + a.mu * buf : buf;
             }
-            ct_st<double>(a.w, dt, i, w - a.lr * g);
+            ct_st<double>(a.w, dt, i, w - lr * g);
             break;
         case CT_OPTIM_ADAGRAD: {
             double sum = ct_ld<double>(a.s0, dt, i) + g * g;
@@ -114,14 +129,14 @@ __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
             if (a.mu > 0) {
                 double buf = a.mu * ct_ld<double>(a.s1, dt, i) + g / avg;
                 ct_st<double>(a.s1, dt, i, buf);
-                ct_st<double>(a.w, dt, i, w - a.lr * buf);
+                ct_st<double>(a.w, dt, i, w - lr * buf);
             } else {
-                ct_st<double>(a.w, dt, i, w - a.lr * (g / avg));
+                ct_st<double>(a.w, dt, i, w - lr * (g / avg));
             }
             break;
         }
         default: { // Adam, AdamW
-            if (a.decoupled && (f & CT_PFLAG_DECAY)) w *= a.shrink;
+            if (a.decoupled && (f & CT_PFLAG_DECAY)) w *= shrink;
             double m = a.b1 * ct_ld<double>(a.s0, dt, i) + (1 - a.b1) * g;
             double v = a.b2 * ct_ld<double>(a.s1, dt, i) + (1 - a.b2) * g * g;
             ct_st<double>(a.s0, dt, i, m);
@@ -181,7 +196,8 @@ ct_status ct_cuda_optim_update(const ct_optim_args *a) {
     k.shrink = 1 - a->lr * a->weight_decay;
     k.t = a->t;
     k.amp = a->amp;
-    if (!a->amp) k.at_t = step_scalars(k, a->t);
+    k.dev = a->dev;
+    if (!a->amp && !a->dev) k.at_t = step_scalars(k, a->t, k.lr);
     ct_cuda_ctx *c = ct_cuda_ctx_get();
     optim_kernel<<<ct_cuda_blocks(k.n), CT_CUDA_THREADS, 0, stream()>>>(k, c ? c->err_dev : nullptr);
     CT_CUDA_LAUNCHED("optim_update", "%s over %zu elements", ct_optim_kind_name((ct_optim_kind)a->kind), a->n);
@@ -234,6 +250,72 @@ ct_status ct_cuda_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bo
     }
     if (out) *out = total;
     if (finite) *finite = all;
+    return CT_OK;
+}
+
+// ---------------------------------------------------------------- clip_norm, loss_acc
+
+// The host's sumsq finish (above) on the device: the partials added in block
+// order, so the norm is the one ct_clip_grad_norm computes, then
+// clip_grad_norm_'s factor. One thread: at most SUMSQ_BLOCKS additions.
+__global__ void clip_finish_kernel(const double *part, int64_t blocks, double max_norm, ct_step_dev *sd) {
+    double total = 0;
+    bool finite = true;
+    for (int64_t b = 0; b < blocks; b++) {
+        total += part[b];
+        if (part[SUMSQ_BLOCKS + b] != 0) finite = false;
+    }
+    double norm = sqrt(total);
+    // A factor from an inf or NaN norm would wipe the gradients out; they
+    // are left as they are (the step is skipped by the loss scaler, or the
+    // loss shows the divergence), and the norm says so.
+    double coef = finite && isfinite(norm) ? max_norm / (norm + 1e-6) : 1.0;
+    sd->norm = finite ? norm : nan("");
+    sd->coef = coef < 1 ? coef : 1.0;
+}
+
+// x *= *coef, the factor read from device memory (written just before on
+// the stream), untouched when it is 1 as the host rule leaves them.
+__global__ void scale_by_kernel(void *x, int dt, int64_t n, const double *coef) {
+    const double c = *coef;
+    if (!(c < 1)) return;
+    CT_GRID_STRIDE(i, n) ct_st<double>(x, dt, i, ct_ld<double>(x, dt, i) * c);
+}
+
+ct_status ct_cuda_clip_norm(void *g, ct_dtype dtype, size_t n, double max_norm, ct_step_dev *sd) {
+    ct_status st = check_dtype(dtype, "clip_norm");
+    if (st != CT_OK) return st;
+    if ((n && !g) || !sd) return ct_error(CT_ERR_INVALID_ARG, "cuda clip_norm: NULL buffer or state");
+    ct_cuda_ctx *c = ct_cuda_ctx_get();
+    if (!c) return ct_error(CT_ERR_STATE, "cuda clip_norm: the CUDA backend is not initialised");
+    int64_t blocks = ((int64_t)n + CT_CUDA_THREADS - 1) / CT_CUDA_THREADS;
+    if (blocks > SUMSQ_BLOCKS) blocks = SUMSQ_BLOCKS;
+    if (n) {
+        sumsq_parts<<<(unsigned)blocks, CT_CUDA_THREADS, 0, c->stream>>>(g, dtype, (int64_t)n, c->red);
+        CT_CUDA_LAUNCHED("clip_norm (sums)", "%zu elements", n);
+    }
+    clip_finish_kernel<<<1, 1, 0, c->stream>>>(c->red, blocks, max_norm, sd);
+    CT_CUDA_LAUNCHED("clip_norm (factor)", "max_norm %g over %zu elements", max_norm, n);
+    if (n) {
+        scale_by_kernel<<<ct_cuda_blocks((int64_t)n), CT_CUDA_THREADS, 0, c->stream>>>(g, dtype, (int64_t)n,
+                                                                                        &sd->coef);
+        CT_CUDA_LAUNCHED("clip_norm (scale)", "%zu elements", n);
+    }
+    return CT_OK;
+}
+
+__global__ void loss_acc_kernel(const void *loss, int dt, double weight, ct_step_dev *sd) {
+    double v = ct_ld<double>(loss, dt, 0) * weight;
+    sd->loss_last = v;
+    sd->loss_sum += v;
+}
+
+ct_status ct_cuda_loss_acc(const void *loss, ct_dtype dtype, double weight, ct_step_dev *sd) {
+    if (!loss || !sd) return ct_error(CT_ERR_INVALID_ARG, "cuda loss_acc: NULL loss or state");
+    if (!ct_dtype_is_float(dtype))
+        return ct_error(CT_ERR_DTYPE, "cuda loss_acc: the loss must be a float, got %s", ct_dtype_name(dtype));
+    loss_acc_kernel<<<1, 1, 0, stream()>>>(loss, dtype, weight, sd);
+    CT_CUDA_LAUNCHED("loss_acc", "a %s loss, weight %g", ct_dtype_name(dtype), weight);
     return CT_OK;
 }
 

@@ -36,5 +36,13 @@ static inline ct_status ct_optim_no_hook(const ct_flat_grads *fg, const char *fn
  * t - amp->skipped as the step; the host's count includes skipped steps. p
  * is the scaler's program, which must write opt's gradients. */
 ct_status ct_optimizer_step_gated(ct_optimizer *opt, double lr, ct_program *p, const ct_amp_state *amp);
+/* The same, the update reading t and lr from dev (device memory, NULL:
+ * the host's values) so that it can be captured once and replayed; the
+ * caller writes dev->t = the optimizer's count + 1 and dev->lr = lr before
+ * the update runs. The host's count advances as usual. */
+ct_status ct_optimizer_step_dev(ct_optimizer *opt, double lr, ct_program *p, const ct_amp_state *amp,
+                                const ct_step_dev *dev);
+/* The program whose buffers opt updates (NULL for NULL). */
+ct_program *ct_optimizer_program(const ct_optimizer *opt);
 
 #endif

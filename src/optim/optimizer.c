@@ -283,6 +283,11 @@ ct_status ct_optimizer_zero_frozen_grads(ct_optimizer *opt) {
 ct_status ct_optimizer_step(ct_optimizer *opt, double lr) { return ct_optimizer_step_gated(opt, lr, NULL, NULL); }
 
 ct_status ct_optimizer_step_gated(ct_optimizer *opt, double lr, ct_program *p, const ct_amp_state *amp) {
+    return ct_optimizer_step_dev(opt, lr, p, amp, NULL);
+}
+
+ct_status ct_optimizer_step_dev(ct_optimizer *opt, double lr, ct_program *p, const ct_amp_state *amp,
+                                const ct_step_dev *dev) {
     if (!opt) return ct_error(CT_ERR_INVALID_ARG, "ct_optimizer_step: optimizer is NULL");
     if (amp && ct_program_grads(p) != ct_program_grads(opt->p))
         return ct_error(CT_ERR_INVALID_ARG, "ct_optimizer_step: the loss scaler belongs to another program's gradients");
@@ -320,6 +325,7 @@ ct_status ct_optimizer_step_gated(ct_optimizer *opt, double lr, ct_program *p, c
         .decoupled = o->kind == CT_OPTIM_ADAMW,
         .maximize = o->maximize,
         .amp = amp,
+        .dev = dev,
     };
     ct_status st = opt->be->optim_update(&a);
     if (st != CT_OK) return ct_error(st, "ct_optimizer_step (%s, step %lld): %s", kind_names[o->kind],
@@ -327,6 +333,8 @@ ct_status ct_optimizer_step_gated(ct_optimizer *opt, double lr, ct_program *p, c
     opt->t = a.t;
     return CT_OK;
 }
+
+ct_program *ct_optimizer_program(const ct_optimizer *opt) { return opt ? opt->p : NULL; }
 
 int64_t ct_optimizer_step_count(const ct_optimizer *opt) { return opt ? opt->t : 0; }
 

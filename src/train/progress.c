@@ -58,6 +58,16 @@ static void begin_line(const ct_trainer *t) {
     if (t->tty) fputs("\r\033[K", stdout);
 }
 
+bool ct_train_step_shown(const ct_trainer *t, int64_t batch, int64_t batches) {
+    if (t->rank != 0) return false;
+    if (t->o.progress) return true;
+    if (t->o.quiet) return false;
+    /* The built-in output's own tests below, asked ahead of time. */
+    double now = ct_train_now();
+    if (t->tty) return !(now - t->last_draw < REDRAW_S && batch < batches);
+    return t->last_line != 0 && now - t->last_line >= LINE_EVERY_S;
+}
+
 void ct_train_builtin_progress(const ct_train_progress *p, void *trainer) {
     ct_trainer *t = trainer;
     double now = ct_train_now();
@@ -65,6 +75,12 @@ void ct_train_builtin_progress(const ct_train_progress *p, void *trainer) {
     fmt_epoch(p, ep, sizeof ep);
     switch (p->event) {
     case CT_TRAIN_STEP:
+        /* A fused step's loss stays on the GPU unless ct_train_step_shown
+         * said it would be drawn; a step without it is not drawn. */
+        if (isnan(p->loss) && t->sg) {
+            if (!t->tty && t->last_line == 0) t->last_line = now;
+            return;
+        }
         if (t->tty) {
             if (now - t->last_draw < REDRAW_S && p->batch < p->batches) return;
             t->last_draw = now;

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "ctrain/step_graph.h"
 #include "ctrain/train.h"
 
 /* How to build one of the model's graphs. */
@@ -108,6 +109,13 @@ struct ct_trainer {
     double val_loss, val_acc, lr;
     bool ran;
 
+    /* the fused step (train_fused.c): on a GPU, full batches run as one
+     * step graph and the loss stays on the device until it is shown */
+    bool fused;               /* decided by ct_trainer_new (tests may set it on the CPU) */
+    ct_step_graph *sg;        /* made at the start of ct_trainer_run */
+    int64_t fused_synced;     /* the step up to which the device's loss sum is in loss_sum */
+    double fused_loss;        /* the mean loss of the last fused step read (NAN: none) */
+
     /* data parallel (trainer_dist.c): without a communicator rank 0 of 1 */
     ct_ddp *ddp;
     int rank, world;
@@ -155,6 +163,23 @@ ct_status ct_train_amp_step(ct_trainer *t, double lr);
 /* The scale and skipped-step count for progress and results (1 and 0
  * without a scaler). */
 void ct_train_amp_report(const ct_trainer *t, double *scale, int64_t *skipped);
+
+/* ---- the fused step (train_fused.c) */
+/* Whether this trainer's full-batch steps are fused: a backend that
+ * captures (a GPU), no communicator, no accumulation. */
+bool ct_train_fused_wanted(const ct_trainer *t);
+/* At the start of a run: the step graph of the training program. */
+ct_status ct_train_fused_begin(ct_trainer *t);
+/* One fused step on a full batch with learning rate lr (inputs, forward,
+ * backward, clipping, update, loss sum; t->step and t->lr advance). */
+ct_status ct_train_fused_step(ct_trainer *t, const ct_batch *b, double lr);
+/* Brings the device's loss sum into t->loss_sum and the last step's loss
+ * into t->fused_loss (waits for the GPU); CT_ERR_NUMERIC, naming the
+ * steps, when a loss since the last call was not finite. No-op unfused. */
+ct_status ct_train_fused_sync(ct_trainer *t);
+/* Whether a STEP event about to be reported shows its loss (a progress
+ * callback, or the built-in output drawing now). */
+bool ct_train_step_shown(const ct_trainer *t, int64_t batch, int64_t batches);
 
 /* The built-in progress output. */
 void ct_train_builtin_progress(const ct_train_progress *p, void *trainer);

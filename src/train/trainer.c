@@ -55,6 +55,7 @@ void ct_trainer_free(ct_trainer *t) {
     ct_loader_free(t->ld);
     ct_ddp_free(t->ddp);
     ct_grad_accum_free(t->acc);
+    ct_step_graph_free(t->sg);
     ct_scaler_free(t->scaler);
     ct_optimizer_free(t->opt);
     ct_evaluator_free(&t->ev);
@@ -259,6 +260,7 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
     }
     if (t->accum > 1 && !(t->acc = ct_grad_accum_new(t->tr.p))) goto fail;
     if (ct_train_dist_attach(t) != CT_OK) goto fail;
+    t->fused = ct_train_fused_wanted(t);
     ct_loader_opts lo = {.batch_size = opts->batch_size / t->world,
                          .shuffle = !opts->no_shuffle,
                          .drop_last = opts->drop_last,
@@ -435,6 +437,8 @@ static ct_status validate(ct_trainer *t, bool *stop) {
 
 static ct_status save_checkpoint(ct_trainer *t, run_clock *c) {
     if (t->rank != 0) return CT_OK; /* the ranks hold the same state */
+    ct_status fs = ct_train_fused_sync(t); /* the loss sum is saved */
+    if (fs != CT_OK) return fs;
     t->elapsed_now = t->elapsed_prev + train_seconds(c);
     ct_status st = ct_trainer_save(t, t->save_path);
     if (st != CT_OK) return st;
@@ -493,6 +497,15 @@ static ct_status update(ct_trainer *t) {
     return CT_OK;
 }
 
+/* A full batch as one fused step (train_fused.c): micro_batch and update
+ * in one, the loss left on the device. */
+static ct_status fused_batch(ct_trainer *t, const ct_batch *b) {
+    double lr = current_lr(t);
+    if (!isfinite(lr)) return ct_error(CT_ERR_INVALID_ARG, "step %lld: the schedule gives lr %g: %s",
+                                       (long long)t->step + 1, lr, ct_last_error());
+    return ct_train_fused_step(t, b, lr);
+}
+
 static void result_of(const ct_trainer *t, const run_clock *c, ct_train_result *r) {
     double secs = train_seconds(c);
     r->epochs = t->epoch;
@@ -517,12 +530,12 @@ static ct_status epoch_end(ct_trainer *t, run_clock *c, bool *stop) {
         c->full_epochs++;
     }
     double t0 = ct_train_now();
-    ct_status st = CT_OK;
+    ct_status st = ct_train_fused_sync(t); /* the epoch's loss, from the GPU */
     bool validated = false;
-    if (t->val && t->o.eval_every == 0) {
+    if (st == CT_OK && t->val && t->o.eval_every == 0) {
         st = validate(t, stop);
         validated = true;
-    } else if (!t->val && t->plateau_on && t->loss_count) {
+    } else if (st == CT_OK && !t->val && t->plateau_on && t->loss_count) {
         ct_plateau_observe(&t->plateau, t->loss_sum / (double)t->loss_count);
     }
     t->epoch++;
@@ -553,6 +566,7 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
     t->ran = true;
     run_clock c = {.start = ct_train_now()};
     ct_status st = ct_train_dist_begin(t);
+    if (st == CT_OK) st = ct_train_fused_begin(t);
     bool stop = false;
     while (st == CT_OK && !stop) {
         if (t->o.epochs > 0 && t->epoch >= t->o.epochs) break;
@@ -568,10 +582,15 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
         for (;;) {
             ct_batch b;
             if ((st = ct_loader_next(t->ld, &b)) != CT_OK || b.count == 0) break;
-            float loss;
+            float loss = 0; /* fused: summed on the device (ct_train_fused_sync) */
             int64_t counted = b.count; /* with data parallelism: the global batch's */
-            if ((st = micro_batch(t, &b, &loss)) != CT_OK || (st = ct_train_dist_loss(t, &loss, &counted)) != CT_OK)
+            bool fused = t->sg && b.count == t->tr.batch;
+            if (fused) {
+                if ((st = fused_batch(t, &b)) != CT_OK) break;
+            } else if ((st = micro_batch(t, &b, &loss)) != CT_OK ||
+                       (st = ct_train_dist_loss(t, &loss, &counted)) != CT_OK) {
                 break;
+            }
             if (!isfinite(loss)) {
                 st = ct_error(CT_ERR_NUMERIC,
                               "the training loss is %g at step %lld (epoch %lld, batch %lld); try a smaller "
@@ -604,17 +623,20 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
                 if (st != CT_OK) break;
             }
             /* Here every rank holds the averaged gradients: loss-scale checks and clipping come next. */
-            if ((st = update(t)) != CT_OK) break;
+            if (!fused && (st = update(t)) != CT_OK) break;
+            bool shown = !fused || ct_train_step_shown(t, t->batch_in_epoch, t->batches);
+            if (fused && shown && (st = ct_train_fused_sync(t)) != CT_OK) break;
             ct_train_progress p;
             fill_progress(t, &c, CT_TRAIN_STEP, &p);
-            p.loss = group_loss / (double)group_samples;
+            p.loss = !fused ? group_loss / (double)group_samples : shown ? t->fused_loss : NAN;
             report(t, &p);
             in_group = 0;
             group_samples = 0;
             group_loss = 0;
             if (t->val && t->o.eval_every > 0 && t->step % t->o.eval_every == 0) {
                 double t0 = ct_train_now();
-                st = validate(t, &stop);
+                st = ct_train_fused_sync(t);
+                if (st == CT_OK) st = validate(t, &stop);
                 if (st == CT_OK) {
                     fill_progress(t, &c, CT_TRAIN_EVAL, &p);
                     st = ct_train_metrics_line(t, "eval", &p);
@@ -648,6 +670,7 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
         res.restored_best = st == CT_OK;
         t->restored_best = res.restored_best;
     }
+    if (st == CT_OK) st = ct_train_fused_sync(t);
     result_of(t, &c, &res);
     res.early_stopped = stop;
     if (st == CT_OK && t->test) {
