@@ -39,6 +39,18 @@ static ct_status check_inputs(const ct_kargs *k, const char *op, int want) {
     return CT_OK;
 }
 
+/* The argument checks both norms' backward kernels share: which gradient
+ * (attr.which) and whether the weight comes as the input after the
+ * `base` ones (dx only, when the forward had one). */
+static ct_status check_grad_inputs(const ct_kargs *k, const char *op, int base, bool *has_w) {
+    if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
+    int which = k->attr->which;
+    if (which < CT_NORM_GRAD_X || which > CT_NORM_GRAD_BIAS)
+        return ct_error(CT_ERR_INTERNAL, "cpu %s: unknown gradient %d", op, which);
+    *has_w = which == CT_NORM_GRAD_X && k->attr->has_weight;
+    return check_inputs(k, op, base + *has_w);
+}
+
 /* ---- batch norm --------------------------------------------------------- */
 
 typedef struct bn_dims {
@@ -151,13 +163,10 @@ static ct_status k_batch_norm(const ct_kargs *k) {
  *   dx (evaluation, constant statistics) = w * rstd * dy */
 static ct_status k_batch_norm_grad(const ct_kargs *k) {
     const char *op = "batch_norm_grad";
-    if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
-    int which = k->attr->which;
-    if (which < CT_NORM_GRAD_X || which > CT_NORM_GRAD_BIAS)
-        return ct_error(CT_ERR_INTERNAL, "cpu %s: unknown gradient %d", op, which);
-    bool has_w = which == CT_NORM_GRAD_X && k->attr->has_weight;
-    ct_status st = check_inputs(k, op, 4 + has_w);
+    bool has_w = false;
+    ct_status st = check_grad_inputs(k, op, 4, &has_w);
     if (st != CT_OK) return st;
+    int which = k->attr->which;
     const ct_tview *x = &k->in[0], *rm = &k->in[1], *rv = &k->in[2], *dy = &k->in[3];
     const ct_tview *w = has_w ? &k->in[4] : NULL, *out = &k->out;
     bn_dims d;
@@ -285,13 +294,10 @@ static ct_status k_layer_norm(const ct_kargs *k) {
  *   dweight = sum over rows of dy * xhat,   dbias = sum over rows of dy */
 static ct_status k_layer_norm_grad(const ct_kargs *k) {
     const char *op = "layer_norm_grad";
-    if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
-    int which = k->attr->which;
-    if (which < CT_NORM_GRAD_X || which > CT_NORM_GRAD_BIAS)
-        return ct_error(CT_ERR_INTERNAL, "cpu %s: unknown gradient %d", op, which);
-    bool has_w = which == CT_NORM_GRAD_X && k->attr->has_weight;
-    ct_status st = check_inputs(k, op, 2 + has_w);
+    bool has_w = false;
+    ct_status st = check_grad_inputs(k, op, 2, &has_w);
     if (st != CT_OK) return st;
+    int which = k->attr->which;
     const ct_tview *x = &k->in[0], *dy = &k->in[1], *w = has_w ? &k->in[2] : NULL, *out = &k->out;
     int64_t rows, dim;
     if ((st = ln_dims_of(op, x, &rows, &dim)) != CT_OK || (st = check_numel(op, "x", x, x->numel)) != CT_OK ||
