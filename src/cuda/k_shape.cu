@@ -85,10 +85,29 @@ static ct_status k_permute(const ct_kargs *k) {
 }
 
 // rows copies of `width` bytes from src (rows `spitch` apart) to dst
-// (`dpitch` apart).
+// (`dpitch` apart). cudaMemcpy2DAsync fails on a pitch above the device's
+// maximum (cudaDevAttrMaxPitch, 2^31 - 1 bytes on current GPUs), which a
+// slice or concat along axis 0 of a tensor over 2 GiB passes as one row:
+// one row, or rows contiguous on both sides, is a flat copy instead, and
+// rows pitched wider than the maximum are copied one by one.
 static ct_status copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, int64_t rows,
                            cudaStream_t st, const char *op) {
     if (width == 0 || rows == 0) return CT_OK;
+    if (rows == 1 || (dpitch == width && spitch == width)) {
+        size_t bytes = width * (size_t)rows;
+        CT_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "%s: %zu bytes", op, bytes);
+        return CT_OK;
+    }
+    ct_cuda_ctx *c = ct_cuda_ctx_get();
+    int max_pitch = 0, dev = c ? c->device : 0;
+    CT_CUDA_TRY(cudaDeviceGetAttribute(&max_pitch, cudaDevAttrMaxPitch, dev), "%s: cuda:%d", op, dev);
+    if (dpitch > (size_t)max_pitch || spitch > (size_t)max_pitch) {
+        for (int64_t r = 0; r < rows; r++)
+            CT_CUDA_TRY(cudaMemcpyAsync((char *)dst + (size_t)r * dpitch, (const char *)src + (size_t)r * spitch, width,
+                                        cudaMemcpyDeviceToDevice, st),
+                        "%s: row %lld of %zu bytes", op, (long long)r, width);
+        return CT_OK;
+    }
     CT_CUDA_TRY(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, (size_t)rows, cudaMemcpyDeviceToDevice, st),
                 "%s: %lld rows of %zu bytes", op, (long long)rows, width);
     return CT_OK;
