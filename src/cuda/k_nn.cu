@@ -6,7 +6,8 @@
 // sorted by index with a stable radix sort (CUB, part of the CUDA toolkit),
 // which groups the positions of each row in position order; each row's
 // segment is found, and one thread per output element sums its segment's dy
-// values in that order - the CPU reference's order.
+// values in that order and in double - the CPU reference's order and
+// precision.
 //
 // Dropout draws the CPU's Philox stream (philox.cuh), one block of four
 // words per thread, and compares in double as the CPU does, so the masks
@@ -183,12 +184,10 @@ static ct_status k_embedding_grad(const ct_kargs *k) {
     segments_kernel<<<ct_cuda_blocks(n), CT_CUDA_THREADS, 0, st>>>(sc.keys_out, n, v, sc.start, sc.end, idx, err_word());
     CT_CUDA_LAUNCHED("embedding_grad (segments)", "%lld indices", (long long)n);
     unsigned b = ct_cuda_blocks(v * d);
-    if (ct_cuda_is_f64(o.dtype))
-        emb_grad_kernel<double><<<b, CT_CUDA_THREADS, 0, st>>>(dy.data, dy.dtype, sc.pos_out, sc.start, sc.end, o.data,
-                                                               o.dtype, v, d);
-    else
-        emb_grad_kernel<float><<<b, CT_CUDA_THREADS, 0, st>>>(dy.data, dy.dtype, sc.pos_out, sc.start, sc.end, o.data,
-                                                              o.dtype, v, d);
+    // In double for every dtype, as the CPU sums: same order, same
+    // precision, one rounding, so the result is the CPU's bit for bit.
+    emb_grad_kernel<double><<<b, CT_CUDA_THREADS, 0, st>>>(dy.data, dy.dtype, sc.pos_out, sc.start, sc.end, o.data,
+                                                           o.dtype, v, d);
     CT_CUDA_LAUNCHED("embedding_grad (sums)", "[%lld, %lld] output", (long long)v, (long long)d);
     return CT_OK;
 }
