@@ -57,7 +57,10 @@ __device__ __forceinline__ double sign_of(double w) { return (double)((w > 0) - 
 __device__ __forceinline__ double effective_grad(const optim_k &a, uint8_t f, double w, double g) {
     if (a.maximize) g = -g;
     if (f & CT_PFLAG_DECAY) {
-        if (a.wd != 0 && !a.decoupled) g += a.wd * w;
+        // Rounded as the CPU rounds (no fused multiply-add): RMSprop's
+        // centered variance below cancels, and magnifies a last-bit
+        // difference in g.
+        if (a.wd != 0 && !a.decoupled) g = __dadd_rn(g, __dmul_rn(a.wd, w));
         if (a.l1 != 0) g += a.l1 * sign_of(w);
     }
     return g;
@@ -117,13 +120,19 @@ __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
             break;
         }
         case CT_OPTIM_RMSPROP: {
-            double sq = a.alpha * ct_ld<double>(a.s0, dt, i) + (1 - a.alpha) * g * g;
+            // sq - ga * ga cancels when the gradient's mean is near its
+            // root mean square: with the multiply-adds nvcc would fuse
+            // (--fmad=true), the last-bit differences from the CPU's
+            // roundings grow past 1e-11 relative in F64 updates. Every
+            // product and sum that feeds it is rounded as the CPU's.
+            double sq = __dadd_rn(__dmul_rn(a.alpha, ct_ld<double>(a.s0, dt, i)),
+                                  __dmul_rn(__dmul_rn(1 - a.alpha, g), g));
             ct_st<double>(a.s0, dt, i, sq);
             double var = sq;
             if (a.centered) {
-                double ga = a.alpha * ct_ld<double>(a.s2, dt, i) + (1 - a.alpha) * g;
+                double ga = __dadd_rn(__dmul_rn(a.alpha, ct_ld<double>(a.s2, dt, i)), __dmul_rn(1 - a.alpha, g));
                 ct_st<double>(a.s2, dt, i, ga);
-                var -= ga * ga;
+                var = __dsub_rn(var, __dmul_rn(ga, ga));
             }
             double avg = sqrt(var) + a.eps;
             if (a.mu > 0) {
