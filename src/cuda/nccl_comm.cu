@@ -21,6 +21,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "cuda/cuda_common.cuh"
+
 extern "C" {
 #include "core/error.h"
 #include "dist/comm_internal.h"
@@ -38,7 +40,15 @@ struct nccl_state {
 
 nccl_state *state(ct_comm *c) { return static_cast<nccl_state *>(c->impl); }
 
-cudaStream_t compute_stream(ct_comm *c) { return static_cast<cudaStream_t>(c->stream); }
+// The stream set with ct_comm_set_stream, else the CUDA backend's: its
+// stream is non-blocking, so the legacy default stream (NULL) would order
+// the collectives after none of its kernels (the gradients would be read
+// before backward wrote them) and nothing queued on it after them.
+cudaStream_t compute_stream(ct_comm *c) {
+    if (c->stream) return static_cast<cudaStream_t>(c->stream);
+    ct_cuda_ctx *ctx = ct_cuda_ctx_get();
+    return ctx ? ctx->stream : nullptr;
+}
 
 ct_status cuda_fail(ct_comm *c, cudaError_t e, const char *call) {
     cudaGetLastError();
@@ -166,7 +176,11 @@ extern "C" ct_status ct_comm_nccl_init(ct_comm *c, const ct_comm_opts *o) {
         return ct_error(CT_ERR_INVALID_ARG, "ct_comm_new: rank %d: cuda:%d asked for, %d GPUs visible", c->rank, dev,
                         count);
     // NCCL refuses two ranks on one GPU; saying why beats its own message.
-    if (!(o && o->fixed_device) && c->local_size > count)
+    // Only when every rank sees every GPU: a launcher that binds GPUs to
+    // ranks (Slurm's --gpu-bind, a CUDA_VISIBLE_DEVICES per rank) may show
+    // each rank one GPU of its own, which local_rank % count then picks;
+    // NCCL itself still refuses a GPU that two ranks really share.
+    if (!(o && o->fixed_device) && c->local_size > count && !getenv("CUDA_VISIBLE_DEVICES"))
         return ct_error(CT_ERR_INVALID_ARG,
                         "ct_comm_new: %d ranks on this machine but %d GPUs visible: start one rank per GPU",
                         c->local_size, count);
