@@ -224,6 +224,8 @@ ct_status ct_comm_mpi_init(ct_comm *c) {
 
 #else /* no MPI in this build */
 
+#include "core/error.h"
+
 ct_status ct_comm_mpi_init(ct_comm *c) {
     (void)c;
     return ct_error(CT_ERR_UNSUPPORTED, "ct_comm_new: this build of ctrain has no MPI");
