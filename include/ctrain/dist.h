@@ -147,7 +147,7 @@ ct_status ct_comm_sum_host(ct_comm *c, double *buf, size_t n);
 
 /* NCCL: the stream the program's kernels run on (the collectives wait for
  * the work queued on it, and work queued after ct_comm_wait waits for them);
- * NULL is the default stream. Ignored by the other kinds. */
+ * NULL: the CUDA backend's stream. Ignored by the other kinds. */
 void ct_comm_set_stream(ct_comm *c, void *stream);
 
 /* ------------------------------------------------------------ reducer */
