@@ -74,8 +74,9 @@ void ct_step_graph_free(ct_step_graph *sg);
 /* One training step with learning rate lr on the inputs set in p: the
  * program's run, [unscale], [clipping], the update, [scale update], [the
  * loss added to the sum]; p's step counter and the optimizer's count advance
- * by one. The first call (and the first after an invalidation) captures;
- * the others replay. Returns once the work is queued. Errors: lr not finite
+ * by one. The first call runs uncaptured (first-use setup of the CUDA
+ * runtime and its libraries stays out of the graph), the second (and the
+ * first after an invalidation) captures, the others replay. Returns once the work is queued. Errors: lr not finite
  * or < 0 (CT_ERR_INVALID_ARG), a failing kernel, capture or launch (the
  * step is then not counted). */
 ct_status ct_step_graph_run(ct_step_graph *sg, double lr);
@@ -94,7 +95,7 @@ ct_status ct_step_graph_grad_norm(const ct_step_graph *sg, double *norm);
 
 /* Whether steps are replayed from a captured graph (false on the CPU, with
  * no_capture, or with a gradient-ready hook), and how many times the step
- * has been captured so far (1 after the first step; more after
+ * has been captured so far (1 after the second step; more after
  * invalidations). */
 bool ct_step_graph_captures(const ct_step_graph *sg);
 int ct_step_graph_capture_count(const ct_step_graph *sg);

@@ -191,7 +191,11 @@ ct_status ct_step_graph_run(ct_step_graph *sg, double lr) {
         sg->be->graph_free(sg->exec);
         sg->exec = NULL;
     }
-    if (!can_capture(sg)) st = issue(sg, lr);
+    /* The first step runs uncaptured: what the CUDA runtime and its
+     * libraries do once, on first use (loading kernels lazily, a handle's
+     * first-call setup), then happens outside the capture, where it may
+     * allocate and synchronise. Both forms compute the same step. */
+    if (!can_capture(sg) || !sg->ran) st = issue(sg, lr);
     else {
         if (!sg->exec) st = capture(sg, lr);
         if (st == CT_OK) st = sg->be->graph_launch(sg->exec);
