@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "train_dist.h"
@@ -31,6 +32,13 @@ bool train_dist_open(train_cfg *c, ct_comm **out) {
         }
     } else {
         kind = strcmp(mode, "nccl") == 0 ? CT_COMM_NCCL : CT_COMM_MPI;
+        /* NCCL would put every rank on a GPU whatever --device said. */
+        if (kind == CT_COMM_NCCL && !gpu) {
+            char d[32];
+            fprintf(stderr, "ctrain: %s: --dist nccl reduces on GPUs and needs --device cuda (the device is %s)\n",
+                    CMD, ct_device_str(c->device, d, sizeof d));
+            return false;
+        }
     }
     /* "cuda" leaves the GPU to the local rank; "cuda:N" fixes it. */
     ct_comm_opts o = {.timeout_s = c->dist_timeout,
@@ -38,6 +46,15 @@ bool train_dist_open(train_cfg *c, ct_comm **out) {
                       .device_index = c->device.index};
     if (!(*out = ct_comm_new(kind, &o))) {
         cli_fail("train: --dist");
+        /* The other ranks may be waiting inside their own ct_comm_new
+         * (ncclCommInitRank has no deadline), and Open MPI's MPI_Finalize,
+         * which exit() would run, waits for every rank to reach it: the job
+         * would hang. Leaving without it makes the launcher end the job. */
+        if (ct_dist_launched()) {
+            fflush(stdout);
+            fflush(stderr);
+            _exit(CLI_EXIT_FAIL);
+        }
         return false;
     }
     if (kind == CT_COMM_NCCL) c->device = ct_comm_device(*out);
