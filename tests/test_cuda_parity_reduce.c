@@ -8,11 +8,14 @@
  * element is chosen: the first NaN, else the first of equal maxima).
  * Softmax family: F32 rtol 1e-5 atol 1e-6, F16/BF16 the dtype's default.
  * Shapes include rows of 1, 13, 257, 1025 and 100003 elements (the last
- * takes the two-pass path of long rows). */
+ * takes the two-pass path of long rows), and 530001 rows of 3, more rows
+ * than one grid of row blocks. */
 #include "cuda_parity.h"
 
+/* The last: more rows than a grid holds (65535 for row_sum's grid.y,
+ * 65535 * 8 blocks for the others), so the kernels' row loops run. */
 static const ct_shape red_shapes[] = {
-    {1, {13}}, {2, {7, 257}}, {3, {3, 5, 1025}}, {2, {2, 100003}}, {3, {4, 1, 9}},
+    {1, {13}}, {2, {7, 257}}, {3, {3, 5, 1025}}, {2, {2, 100003}}, {3, {4, 1, 9}}, {2, {530001, 3}},
 };
 #define N_RED ((int)(sizeof red_shapes / sizeof red_shapes[0]))
 
@@ -92,7 +95,9 @@ Test(cuda_parity, max_grad) {
     }
 }
 
-static const ct_shape sm_shapes[] = {{2, {64, 10}}, {2, {7, 1}}, {3, {3, 13, 257}}, {2, {5, 1025}}, {2, {3, 30011}}};
+/* {530001, 3}: more rows than the row kernels' grid (65535 * 8 blocks) */
+static const ct_shape sm_shapes[] = {{2, {64, 10}},   {2, {7, 1}},     {3, {3, 13, 257}},
+                                     {2, {5, 1025}}, {2, {3, 30011}}, {2, {530001, 3}}};
 #define N_SM ((int)(sizeof sm_shapes / sizeof sm_shapes[0]))
 
 static void run_softmax(ct_op op, bool grad) {
