@@ -60,12 +60,16 @@ static inline bool cp_selftest(void) {
  * skip: that is what this suite exists to catch. CTRAIN_REQUIRE_GPU=1 (for
  * a GPU session, where CTest counts a skipped test as passed) turns every
  * "no GPU" into a failure too. */
+static inline bool cp_gpu_required(void) {
+    const char *e = getenv("CTRAIN_REQUIRE_GPU");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
 static inline const char *cp_no_gpu(void) {
     static char why[512];
     if (ct_cuda_device_count(why, sizeof why) > 0) return NULL;
     cr_assert(!strstr(why, "cudaGetDeviceCount failed"), "the GPU is unusable: %s", why);
-    const char *req = getenv("CTRAIN_REQUIRE_GPU");
-    cr_assert(!(req && *req && strcmp(req, "0") != 0), "CTRAIN_REQUIRE_GPU is set, but %s", why);
+    cr_assert(!cp_gpu_required(), "CTRAIN_REQUIRE_GPU is set, but %s", why);
     return why;
 }
 
@@ -343,14 +347,21 @@ static inline void cp_run(const cp_case *c) {
 }
 
 /* MNIST's training set for the end-to-end cases, or a skip (with the
- * reason) when CTRAIN_DATA_DIR does not hold it. The caller frees it. */
+ * reason) when CTRAIN_DATA_DIR does not hold it; a failure instead under
+ * CTRAIN_REQUIRE_GPU, where every GPU test must run. The caller frees it. */
 static inline ct_dataset *cp_mnist_train(void) {
     const char *root = getenv("CTRAIN_DATA_DIR");
     char dir[4096];
     struct stat sb;
-    if (!root || !*root) cr_skip_test("CTRAIN_DATA_DIR is not set; this test needs MNIST");
+    if (!root || !*root) {
+        cr_assert(!cp_gpu_required(), "CTRAIN_REQUIRE_GPU is set, but CTRAIN_DATA_DIR is not (MNIST)");
+        cr_skip_test("CTRAIN_DATA_DIR is not set; this test needs MNIST");
+    }
     snprintf(dir, sizeof dir, "%s/mnist", root);
-    if (stat(dir, &sb) != 0) cr_skip_test("%s does not exist; this test needs MNIST", dir);
+    if (stat(dir, &sb) != 0) {
+        cr_assert(!cp_gpu_required(), "CTRAIN_REQUIRE_GPU is set, but %s does not exist (MNIST)", dir);
+        cr_skip_test("%s does not exist; this test needs MNIST", dir);
+    }
     ct_dataset *ds = NULL;
     cr_assert_eq(ct_dataset_load_mnist(dir, true, &ds), CT_OK, "%s", ct_last_error());
     return ds;
