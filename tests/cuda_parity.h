@@ -13,9 +13,9 @@
  *     size each backend asks for, synchronises, downloads,
  *   - requires every output element to be written (a float still holding
  *     the poison's bytes fails, on the GPU even where the CPU has a NaN;
- *     integer outputs run a second time with 0x00 poison) and the CPU's
- *     output (from 8 elements) not to be all zeros, a degenerate case,
- *     unless the case says so,
+ *     integer outputs run a second time with 0x00 poison), and an all-zero
+ *     GPU result to fail (from 8 elements, unless the case says so: some
+ *     CPU value must exceed its tolerance),
  *   - compares: |gpu - cpu| <= atol + rtol * |cpu| for floats (NaN only
  *     where the CPU has NaN, inf only of the same sign), equality for
  *     integers, and, when the case says so, the inputs too (in-place
@@ -105,7 +105,7 @@ typedef struct cp_case {
     double rtol, atol;  /* both 0: the output dtype's default */
     bool exact;         /* bit-for-bit equal values (rtol = atol = 0) */
     bool eval;          /* run in evaluation mode (training is the default) */
-    bool zeros_ok;      /* the reference output may be all zeros (else, from 8 elements: a degenerate case) */
+    bool zeros_ok;      /* an all-zero output may pass (else, from 8 elements: a degenerate or vacuous case) */
     uint32_t step;
     bool tf32;
 } cp_case;
@@ -146,6 +146,16 @@ static inline void cp_default_tol(ct_dtype dt, double *rtol, double *atol) {
     case CT_U8: *rtol = 0, *atol = 0; break;
     default: *rtol = 1e-5, *atol = 1e-6; break;
     }
+}
+
+/* The output dtype's default rtol (one rounding of the result) with an
+ * absolute bound of the case's own. Setting atol alone would leave rtol
+ * at 0, and a value whose ulp exceeds atol would then fail on a
+ * one-rounding difference. */
+static inline void cp_set_atol(cp_case *c, double atol) {
+    double r, a;
+    cp_default_tol(c->out_dtype, &r, &a);
+    c->rtol = r, c->atol = atol;
 }
 
 /* Compares n elements; returns false (after a cr_log_error) on mismatch. */
@@ -315,10 +325,19 @@ static inline bool cp_check(const cp_case *c, const ct_backend *ref, const ct_ba
         snprintf(what, sizeof what, pass ? "output (0x00 poison)" : "output");
         ok = cp_compare(c->name, what, c->out_dtype, hout, gout, n, rtol, atol) && ok;
     }
-    if (n >= 8 && !c->zeros_ok) { /* a few elements may well all be 0 (a relu of one negative value) */
+    /* An all-zero GPU result must fail: some element of the CPU's is
+     * larger than its tolerance. Else the output is all zeros (a
+     * degenerate case) or the tolerance exceeds every value (a vacuous
+     * one). A few elements may well all be 0 (a relu of one negative
+     * value): the check starts at 8. */
+    if (n >= 8 && !c->zeros_ok) {
         int64_t i = 0;
-        while (i < n && ct_ld(hout, c->out_dtype, i) == 0) i++;
-        cr_assert(i < n, "%s: the CPU's output is all zeros: a degenerate case (set zeros_ok if meant)", c->name);
+        for (; i < n; i++) {
+            double v = fabs(ct_ld(hout, c->out_dtype, i));
+            if (isfinite(v) && v > atol + rtol * v) break;
+        }
+        cr_assert(i < n, "%s: no element of the CPU's output exceeds the tolerance (%.3g + %.3g * |cpu|): an all-zero "
+                  "GPU result would pass (set zeros_ok if meant)", c->name, atol, rtol);
     }
     for (int j = 0; j < c->n_in; j++) {
         if (!c->in[j].check) continue;

@@ -40,7 +40,7 @@ Test(cuda_parity, embedding_grad) {
                                 cp_f(dt, (ct_shape){2, {specs[s].n, specs[s].d}})},
                          .out_dtype = dt, .out_shape = {2, {specs[s].v, specs[s].d}}};
             if (dt == CT_F32) c.rtol = 1e-5, c.atol = 1e-5;
-            if (dt == CT_F16 || dt == CT_BF16) c.atol = 0.1;
+            if (dt == CT_F16 || dt == CT_BF16) cp_set_atol(&c, 0.1);
             cp_run(&c);
         }
 }
@@ -93,7 +93,7 @@ Test(cuda_parity, cross_entropy) {
                 /* the gradient is (softmax - one-hot) * dl / n: the half
                  * types' absolute bound shrinks with it (F16's subnormal
                  * step is 6e-8) */
-                if (dt == CT_F16 || dt == CT_BF16) g.atol = 1e-3 * 64.0 / (double)(n > 64 ? n : 64);
+                if (dt == CT_F16 || dt == CT_BF16) cp_set_atol(&g, 1e-3 * 64.0 / (double)(n > 64 ? n : 64));
                 cp_run(&g);
             }
 }
