@@ -11,12 +11,21 @@
  *   - poisons both outputs with all-one bytes (NaN in every float dtype),
  *   - runs the CPU reference kernel and the CUDA kernel with scratch of the
  *     size each backend asks for, synchronises, downloads,
+ *   - requires every output element to be written (a float still holding
+ *     the poison's bytes fails, on the GPU even where the CPU has a NaN;
+ *     integer outputs run a second time with 0x00 poison), and an all-zero
+ *     GPU result to fail (from 8 elements, unless the case says so: some
+ *     CPU value must exceed its tolerance),
  *   - compares: |gpu - cpu| <= atol + rtol * |cpu| for floats (NaN only
- *     where the CPU has NaN), equality for integers, and, when the case
- *     says so, the inputs too (in-place updates).
+ *     where the CPU has NaN, inf only of the same sign), equality for
+ *     integers, and, when the case says so, the inputs too (in-place
+ *     updates).
  * A failure names the case, the worst element, both values and the
  * tolerance. Every test calls CP_NEED_GPU() first, which skips it, saying
- * why, in a build without CUDA or on a machine without a usable GPU.
+ * why, in a build without CUDA or on a machine without a GPU, and fails it
+ * where the GPU is there but the runtime cannot use it.
+ * tests/test_cuda_parity_harness.c checks that a wrong, partial or
+ * unwritten result fails these checks.
  *
  * Header-only (static functions) because the test build compiles only
  * tests/test_*.c; internal headers come from src/ (tests/CMakeLists.txt). */
@@ -45,11 +54,29 @@ static inline bool cp_selftest(void) {
     return e && *e && strcmp(e, "0") != 0;
 }
 
+/* NULL when a GPU can be used (the self-test aside); else why not, for a
+ * skip. A GPU that is there but fails (the runtime's device query returns
+ * an error other than "no device" or "driver too old") is a failure, not a
+ * skip: that is what this suite exists to catch. CTRAIN_REQUIRE_GPU=1 (for
+ * a GPU session, where CTest counts a skipped test as passed) turns every
+ * "no GPU" into a failure too. */
+static inline bool cp_gpu_required(void) {
+    const char *e = getenv("CTRAIN_REQUIRE_GPU");
+    return e && *e && strcmp(e, "0") != 0;
+}
+
+static inline const char *cp_no_gpu(void) {
+    static char why[512];
+    if (ct_cuda_device_count(why, sizeof why) > 0) return NULL;
+    cr_assert(!strstr(why, "cudaGetDeviceCount failed"), "the GPU is unusable: %s", why);
+    cr_assert(!cp_gpu_required(), "CTRAIN_REQUIRE_GPU is set, but %s", why);
+    return why;
+}
+
 #define CP_NEED_GPU()                                                         \
     do {                                                                      \
-        char cp_why_[512];                                                    \
-        if (!cp_selftest() && ct_cuda_device_count(cp_why_, sizeof cp_why_) == 0) \
-            cr_skip_test("GPU parity test skipped: %s", cp_why_);             \
+        const char *cp_why_ = cp_selftest() ? NULL : cp_no_gpu();             \
+        if (cp_why_) cr_skip_test("GPU parity test skipped: %s", cp_why_);    \
     } while (0)
 
 /* The backend and device under test: cuda:0, or the CPU in a self-test. */
@@ -78,11 +105,24 @@ typedef struct cp_case {
     double rtol, atol;  /* both 0: the output dtype's default */
     bool exact;         /* bit-for-bit equal values (rtol = atol = 0) */
     bool eval;          /* run in evaluation mode (training is the default) */
+    bool zeros_ok;      /* an all-zero output may pass (else, from 8 elements: a degenerate or vacuous case) */
     uint32_t step;
     bool tf32;
 } cp_case;
 
 static uint32_t cp_stream_counter = 1;
+
+/* Differences are reported with cr_log_error, which also makes Criterion's
+ * exit status non-zero; tests/test_cuda_parity_harness.c, which provokes
+ * them on purpose, sets this to report them as information. */
+static bool cp_expect_mismatch = false;
+#define CP_MISMATCH(...)                                                      \
+    do {                                                                      \
+        if (cp_expect_mismatch)                                               \
+            cr_log_info(__VA_ARGS__);                                         \
+        else                                                                  \
+            cr_log_error(__VA_ARGS__);                                        \
+    } while (0)
 
 static inline size_t cp_bytes(ct_dtype dt, ct_shape s) { return (size_t)ct_shape_numel(s) * ct_dtype_size(dt); }
 
@@ -120,7 +160,17 @@ static inline void cp_default_tol(ct_dtype dt, double *rtol, double *atol) {
     }
 }
 
-/* Compares n elements; returns false (after a cr_log_error) on mismatch. */
+/* The output dtype's default rtol (one rounding of the result) with an
+ * absolute bound of the case's own. Setting atol alone would leave rtol
+ * at 0, and a value whose ulp exceeds atol would then fail on a
+ * one-rounding difference. */
+static inline void cp_set_atol(cp_case *c, double atol) {
+    double r, a;
+    cp_default_tol(c->out_dtype, &r, &a);
+    c->rtol = r, c->atol = atol;
+}
+
+/* Compares n elements; returns false (after a CP_MISMATCH report) on mismatch. */
 static inline bool cp_compare(const char *name, const char *what, ct_dtype dt, const void *cpu, const void *gpu, int64_t n,
                        double rtol, double atol) {
     int64_t worst = -1;
@@ -146,8 +196,10 @@ static inline bool cp_compare(const char *name, const char *what, ct_dtype dt, c
         }
     }
     if (worst < 0) return true;
-    cr_log_error("%s: %s element %lld: gpu %.9g, cpu %.9g (tolerance %.3g + %.3g * |cpu|, %s)", name, what,
-                 (long long)worst, ct_ld(gpu, dt, worst), ct_ld(cpu, dt, worst), atol, rtol, ct_dtype_name(dt));
+    int digits = dt == CT_F64 ? 17 : 9;
+    CP_MISMATCH("%s: %s element %lld: gpu %.*g, cpu %.*g (tolerance %.3g + %.3g * |cpu|, %s)", name, what,
+                 (long long)worst, digits, ct_ld(gpu, dt, worst), digits, ct_ld(cpu, dt, worst), atol, rtol,
+                 ct_dtype_name(dt));
     return false;
 }
 
@@ -175,13 +227,66 @@ static inline size_t cp_scratch(const ct_backend *be, const cp_case *c, const ct
     return be->scratch_bytes(&k);
 }
 
-/* Runs one case on both backends and asserts that they agree. */
-static inline void cp_run(const cp_case *c) {
-    const ct_backend *cpu = ct_cpu_backend(), *gpu = cp_gpu();
-    cr_assert(gpu, "%s: no CUDA backend: %s", c->name, ct_last_error());
-    cr_assert(gpu->kernels[c->op], "%s: the CUDA backend has no kernel for %s", c->name, ct_op_name(c->op));
+/* Poison: all-one bytes, NaN in every float dtype (and never a NaN that
+ * either backend computes: the CPU's are 0x7FC00000-like or the x86
+ * default 0xFFC00000, CUDA's canonical NaN is 0x7FFFFFFF), -1 in I32 and
+ * 255 in U8, which are ordinary values. */
+static inline bool cp_is_float(ct_dtype dt) { return dt == CT_F32 || dt == CT_F64 || dt == CT_F16 || dt == CT_BF16; }
+
+/* The first element of buf (n elements of dt) whose bytes are all 0xFF,
+ * or -1. */
+static inline int64_t cp_first_poisoned(const void *buf, ct_dtype dt, int64_t n) {
+    size_t es = ct_dtype_size(dt);
+    for (int64_t i = 0; i < n; i++) {
+        const unsigned char *e = (const unsigned char *)buf + (size_t)i * es;
+        size_t k = 0;
+        while (k < es && e[k] == 0xFF) k++;
+        if (k == es) return i;
+    }
+    return -1;
+}
+
+/* Runs the case's kernel once on `be` into `out` (poisoned with `poison`
+ * bytes first), with scratch of the size `be` asks for; on a device
+ * backend the result is downloaded into `host_out`. */
+static inline void cp_exec(const cp_case *c, const ct_backend *be, ct_tview *in, void *out, void *host_out,
+                           unsigned char poison, const char *side) {
+    size_t ob = cp_bytes(c->out_dtype, c->out_shape);
+    ct_tview ov = {out, c->out_dtype, c->out_shape, ct_shape_numel(c->out_shape)};
+    void *p = malloc(ob ? ob : 1);
+    cr_assert(p);
+    memset(p, poison, ob);
+    cr_assert_eq(be->upload(out, p, ob), CT_OK, "%s: %s: %s", c->name, side, ct_last_error());
+    free(p);
+    size_t sb = cp_scratch(be, c, in, &ov);
+    void *scratch = sb ? be->alloc(sb) : NULL;
+    cr_assert(!sb || scratch, "%s: %s: %s", c->name, side, ct_last_error());
+    ct_kargs k = cp_kargs(c, in, &ov);
+    k.scratch = scratch;
+    ct_status st = be->kernels[c->op](&k);
+    cr_assert_eq(st, CT_OK, "%s: %s: %s", c->name, side, ct_last_error());
+    cr_assert_eq(be->sync(), CT_OK, "%s: %s: %s", c->name, side, ct_last_error());
+    cr_assert_eq(be->download(host_out, out, ob), CT_OK, "%s: %s: %s", c->name, side, ct_last_error());
+    if (scratch) be->free(scratch);
+}
+
+/* Runs one case on the reference backend `ref` (the CPU) and on `test`
+ * (the GPU) and compares; false (after CP_MISMATCH reports) when they differ.
+ * Errors of either backend, and a case the reference itself does not fill
+ * (an element left unwritten), fail the test at once.
+ *
+ * Every output element must be written by the kernel: a float element
+ * still holding the poison's bytes after the run is a failure even where
+ * the reference holds a NaN; an integer output (where the poison is a
+ * possible value) is run twice on each side, poisoned with 0xFF and with
+ * 0x00 bytes, and both runs must match the reference (a case with inputs
+ * updated in place runs once). */
+static inline bool cp_check(const cp_case *c, const ct_backend *ref, const ct_backend *test) {
+    cr_assert(test, "%s: no CUDA backend: %s", c->name, ct_last_error());
+    cr_assert(test->kernels[c->op], "%s: the CUDA backend has no kernel for %s", c->name, ct_op_name(c->op));
     void *host[CP_MAX_IN], *dev[CP_MAX_IN], *dev_back[CP_MAX_IN];
     ct_tview hv[CP_MAX_IN], dv[CP_MAX_IN];
+    bool in_place = false;
     for (int j = 0; j < c->n_in; j++) {
         const cp_in *in = &c->in[j];
         size_t b = cp_bytes(in->dtype, in->shape);
@@ -189,42 +294,67 @@ static inline void cp_run(const cp_case *c) {
         dev_back[j] = malloc(b ? b : 1);
         cr_assert(host[j] && dev_back[j]);
         cp_fill(in, host[j], cp_stream_counter++);
-        dev[j] = gpu->alloc(b);
+        /* uploaded before the reference runs: it may update inputs in place */
+        dev[j] = test->alloc(b);
         cr_assert(dev[j], "%s: %s", c->name, ct_last_error());
-        cr_assert_eq(gpu->upload(dev[j], host[j], b), CT_OK, "%s: %s", c->name, ct_last_error());
+        cr_assert_eq(test->upload(dev[j], host[j], b), CT_OK, "%s: %s", c->name, ct_last_error());
         hv[j] = (ct_tview){host[j], in->dtype, in->shape, ct_shape_numel(in->shape)};
         dv[j] = (ct_tview){dev[j], in->dtype, in->shape, ct_shape_numel(in->shape)};
+        in_place = in_place || in->check;
     }
     size_t ob = cp_bytes(c->out_dtype, c->out_shape);
-    void *hout = malloc(ob ? ob : 1), *gout = malloc(ob ? ob : 1), *dout = gpu->alloc(ob);
-    cr_assert(hout && gout && dout, "%s: %s", c->name, ct_last_error());
-    memset(hout, 0xFF, ob);
-    cr_assert_eq(gpu->upload(dout, hout, ob), CT_OK, "%s: %s", c->name, ct_last_error()); /* poison */
-    ct_tview hov = {hout, c->out_dtype, c->out_shape, ct_shape_numel(c->out_shape)};
-    ct_tview dov = {dout, c->out_dtype, c->out_shape, ct_shape_numel(c->out_shape)};
-
-    size_t hs = cp_scratch(cpu, c, hv, &hov), ds = cp_scratch(gpu, c, dv, &dov);
-    void *hscratch = hs ? malloc(hs) : NULL, *dscratch = ds ? gpu->alloc(ds) : NULL;
-    ct_kargs hk = cp_kargs(c, hv, &hov), dk = cp_kargs(c, dv, &dov);
-    hk.scratch = hscratch;
-    dk.scratch = dscratch;
-    ct_status st = cpu->kernels[c->op](&hk);
-    cr_assert_eq(st, CT_OK, "%s: cpu: %s", c->name, ct_last_error());
-    st = gpu->kernels[c->op](&dk);
-    cr_assert_eq(st, CT_OK, "%s: cuda: %s", c->name, ct_last_error());
-    cr_assert_eq(gpu->sync(), CT_OK, "%s: cuda: %s", c->name, ct_last_error());
-    cr_assert_eq(gpu->download(gout, dout, ob), CT_OK, "%s: %s", c->name, ct_last_error());
+    int64_t n = ct_shape_numel(c->out_shape);
+    void *hout = malloc(ob ? ob : 1), *hout2 = malloc(ob ? ob : 1), *gout = malloc(ob ? ob : 1);
+    void *rout = ref->alloc(ob ? ob : 1), *dout = test->alloc(ob ? ob : 1);
+    cr_assert(hout && hout2 && gout && rout && dout, "%s: %s", c->name, ct_last_error());
 
     double rtol = c->rtol, atol = c->atol;
     if (c->exact)
         rtol = atol = 0;
     else if (rtol == 0 && atol == 0)
         cp_default_tol(c->out_dtype, &rtol, &atol);
-    bool ok = cp_compare(c->name, "output", c->out_dtype, hout, gout, hov.numel, rtol, atol);
+    bool flt = cp_is_float(c->out_dtype), ok = true;
+    int passes = flt || in_place ? 1 : 2;
+    for (int pass = 0; pass < passes; pass++) {
+        unsigned char poison = pass == 0 ? 0xFF : 0x00;
+        cp_exec(c, ref, hv, rout, pass == 0 ? hout : hout2, poison, "cpu");
+        cp_exec(c, test, dv, dout, gout, poison, "cuda");
+        if (flt) {
+            int64_t u = cp_first_poisoned(hout, c->out_dtype, n);
+            cr_assert(u < 0, "%s: the CPU reference left output element %lld unwritten: the case is wrong", c->name,
+                      (long long)u);
+            u = cp_first_poisoned(gout, c->out_dtype, n);
+            if (u >= 0) {
+                CP_MISMATCH("%s: the GPU left output element %lld unwritten (cpu %.9g)", c->name, (long long)u,
+                             ct_ld(hout, c->out_dtype, u));
+                ok = false;
+            }
+        } else if (pass == 1) {
+            cr_assert(memcmp(hout, hout2, ob) == 0, "%s: the CPU reference does not write every output element: "
+                      "the case is wrong", c->name);
+        }
+        char what[32];
+        snprintf(what, sizeof what, pass ? "output (0x00 poison)" : "output");
+        ok = cp_compare(c->name, what, c->out_dtype, hout, gout, n, rtol, atol) && ok;
+    }
+    /* An all-zero GPU result must fail: some element of the CPU's is
+     * larger than its tolerance. Else the output is all zeros (a
+     * degenerate case) or the tolerance exceeds every value (a vacuous
+     * one). A few elements may well all be 0 (a relu of one negative
+     * value): the check starts at 8. */
+    if (n >= 8 && !c->zeros_ok) {
+        int64_t i = 0;
+        for (; i < n; i++) {
+            double v = fabs(ct_ld(hout, c->out_dtype, i));
+            if (isfinite(v) && v > atol + rtol * v) break;
+        }
+        cr_assert(i < n, "%s: no element of the CPU's output exceeds the tolerance (%.3g + %.3g * |cpu|): an all-zero "
+                  "GPU result would pass (set zeros_ok if meant)", c->name, atol, rtol);
+    }
     for (int j = 0; j < c->n_in; j++) {
         if (!c->in[j].check) continue;
         size_t b = cp_bytes(c->in[j].dtype, c->in[j].shape);
-        cr_assert_eq(gpu->download(dev_back[j], dev[j], b), CT_OK, "%s: %s", c->name, ct_last_error());
+        cr_assert_eq(test->download(dev_back[j], dev[j], b), CT_OK, "%s: %s", c->name, ct_last_error());
         char what[32];
         snprintf(what, sizeof what, "input %d (in place)", j);
         ok = cp_compare(c->name, what, c->in[j].dtype, host[j], dev_back[j], hv[j].numel, rtol, atol) && ok;
@@ -232,25 +362,37 @@ static inline void cp_run(const cp_case *c) {
     for (int j = 0; j < c->n_in; j++) {
         free(host[j]);
         free(dev_back[j]);
-        gpu->free(dev[j]);
+        test->free(dev[j]);
     }
+    ref->free(rout);
     free(hout);
+    free(hout2);
     free(gout);
-    gpu->free(dout);
-    free(hscratch);
-    gpu->free(dscratch);
-    cr_assert(ok, "%s: the GPU differs from the CPU (see above)", c->name);
+    test->free(dout);
+    return ok;
+}
+
+/* Runs one case on both backends and asserts that they agree. */
+static inline void cp_run(const cp_case *c) {
+    cr_assert(cp_check(c, ct_cpu_backend(), cp_gpu()), "%s: the GPU differs from the CPU (see above)", c->name);
 }
 
 /* MNIST's training set for the end-to-end cases, or a skip (with the
- * reason) when CTRAIN_DATA_DIR does not hold it. The caller frees it. */
+ * reason) when CTRAIN_DATA_DIR does not hold it; a failure instead under
+ * CTRAIN_REQUIRE_GPU, where every GPU test must run. The caller frees it. */
 static inline ct_dataset *cp_mnist_train(void) {
     const char *root = getenv("CTRAIN_DATA_DIR");
     char dir[4096];
     struct stat sb;
-    if (!root || !*root) cr_skip_test("CTRAIN_DATA_DIR is not set; this test needs MNIST");
+    if (!root || !*root) {
+        cr_assert(!cp_gpu_required(), "CTRAIN_REQUIRE_GPU is set, but CTRAIN_DATA_DIR is not (MNIST)");
+        cr_skip_test("CTRAIN_DATA_DIR is not set; this test needs MNIST");
+    }
     snprintf(dir, sizeof dir, "%s/mnist", root);
-    if (stat(dir, &sb) != 0) cr_skip_test("%s does not exist; this test needs MNIST", dir);
+    if (stat(dir, &sb) != 0) {
+        cr_assert(!cp_gpu_required(), "CTRAIN_REQUIRE_GPU is set, but %s does not exist (MNIST)", dir);
+        cr_skip_test("%s does not exist; this test needs MNIST", dir);
+    }
     ct_dataset *ds = NULL;
     cr_assert_eq(ct_dataset_load_mnist(dir, true, &ds), CT_OK, "%s", ct_last_error());
     return ds;

@@ -40,7 +40,8 @@ static void run_matmul(ct_dtype dt, bool tf32) {
         char name[96];
         snprintf(name, sizeof name, "matmul#%d %s%s", i, ct_dtype_name(dt), tf32 ? " tf32" : "");
         cp_case c = {.name = name, .op = CT_OP_MATMUL, .attr = {.trans_a = m->ta, .trans_b = m->tb}, .n_in = 2,
-                     .in = {cp_f(dt, m->a), cp_f(dt, m->b)}, .out_dtype = dt, .out_shape = m->out, .tf32 = tf32};
+                     .in = {cp_f(dt, m->a), cp_f(dt, m->b)}, .out_dtype = dt, .out_shape = m->out, .tf32 = tf32,
+                     .zeros_ok = k == 0};
         switch (dt) {
         case CT_F32: c.rtol = tf32 ? 1e-2 : 1e-5, c.atol = tf32 ? 5e-3 * k + 1e-6 : 1e-5 * sqrt(k) + 1e-6; break;
         case CT_F64: c.rtol = 1e-12, c.atol = 1e-12 * k + 1e-12; break;
