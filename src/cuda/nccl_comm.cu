@@ -161,9 +161,9 @@ const ct_comm_ops nccl_ops = {
     nccl_allreduce_start, nccl_progress, nccl_wait, nccl_broadcast, nccl_barrier, nullptr, nccl_abort, nccl_free,
 };
 
-}  // namespace
-
-extern "C" ct_status ct_comm_nccl_init(ct_comm *c, const ct_comm_opts *o) {
+// This rank's GPU: the one asked for, else local rank modulo the GPUs it
+// sees; made current.
+ct_status pick_device(ct_comm *c, const ct_comm_opts *o, int *out) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess || count == 0) {
@@ -189,6 +189,29 @@ extern "C" ct_status ct_comm_nccl_init(ct_comm *c, const ct_comm_opts *o) {
         return ct_error(CT_ERR_DEVICE, "ct_comm_new: rank %d: cudaSetDevice(%d) failed: %s", c->rank, dev,
                         cudaGetErrorString(e));
     }
+    *out = dev;
+    return CT_OK;
+}
+
+}  // namespace
+
+extern "C" ct_status ct_comm_nccl_init(ct_comm *c, const ct_comm_opts *o) {
+    int dev = 0;
+    ct_status picked = pick_device(c, o, &dev);
+    char why[1024] = "";
+    if (picked != CT_OK) snprintf(why, sizeof why, "%s", ct_last_error());
+    // Every rank learns whether every rank has its GPU before any of them
+    // enters ncclCommInitRank, which waits for all ranks with no deadline:
+    // a rank that failed alone would otherwise leave the others hanging.
+    double failed = picked != CT_OK ? 1.0 : 0.0;
+    ct_status voted = ct_comm_sum_host(c->boot, &failed, 1);
+    if (picked != CT_OK) return ct_error(picked, "%s", why);
+    if (voted != CT_OK) return ct_error(voted, "ct_comm_new: rank %d: waiting for the other ranks' GPUs: %s", c->rank,
+                                        ct_last_error());
+    if (failed > 0)
+        return ct_error(CT_ERR_DEVICE, "ct_comm_new: rank %d: %.0f other rank(s) could not set up their GPU", c->rank,
+                        failed);
+    cudaError_t e = cudaSuccess;
     c->device = ct_device{CT_DEVICE_CUDA, dev};
     nccl_state *s = new (std::nothrow) nccl_state;
     if (!s) return ct_error(CT_ERR_OOM, "ct_comm_new: out of memory");

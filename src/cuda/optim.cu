@@ -352,8 +352,10 @@ ct_status ct_cuda_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, d
 // b == 0 does not read y (BLAS's beta = 0 rule), so y may start as garbage.
 __global__ void axpby_kernel(double a, const void *x, double b, void *y, int dt, int64_t n) {
     CT_GRID_STRIDE(i, n) {
-        double v = a * ct_ld<double>(x, dt, i);
-        if (b != 0) v += b * ct_ld<double>(y, dt, i);
+        // __dmul_rn/__dadd_rn: no fused multiply-add, each product rounded
+        // as the CPU's is, so the result is the CPU's bit for bit.
+        double v = __dmul_rn(a, ct_ld<double>(x, dt, i));
+        if (b != 0) v = __dadd_rn(v, __dmul_rn(b, ct_ld<double>(y, dt, i)));
         ct_st<double>(y, dt, i, v);
     }
 }
