@@ -119,15 +119,21 @@ static double evaluate(net *ev, const ct_dataset *test) {
     return counts[0] / counts[1];
 }
 
-/* Whether every rank holds rank 0's weights, bit for bit. */
+/* Whether every rank holds rank 0's weights, bit for bit. The collectives
+ * take memory on the communicator's device (the GPU for NCCL, which cannot
+ * read a malloc'ed host buffer), so rank 0's weights are broadcast into the
+ * program's own flat buffer, read back, and this rank's put back after. */
 static int weights_identical(const net *tr, bool *same) {
     size_t n = ct_program_param_numel(tr->p);
     float *w = malloc(n * sizeof *w), *w0 = malloc(n * sizeof *w0);
     if (!w || !w0) return free(w), free(w0), fail("out of memory");
     double differ = 0;
     if (ct_program_read_params(tr->p, w, n * sizeof *w) != CT_OK) return free(w), free(w0), fail("reading weights");
-    memcpy(w0, w, n * sizeof *w);
-    if (ct_comm_broadcast(comm, w0, n * sizeof *w0, 0) != CT_OK) return free(w), free(w0), fail("broadcast");
+    if (ct_comm_broadcast(comm, ct_program_params(tr->p), n * sizeof *w0, 0) != CT_OK)
+        return free(w), free(w0), fail("broadcast");
+    if (ct_program_read_params(tr->p, w0, n * sizeof *w0) != CT_OK ||
+        ct_program_write_params(tr->p, w, n * sizeof *w) != CT_OK)
+        return free(w), free(w0), fail("comparing weights");
     differ = memcmp(w, w0, n * sizeof *w) != 0;
     free(w);
     free(w0);

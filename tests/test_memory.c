@@ -121,6 +121,17 @@ Test(memory, device_errors_are_reported) {
         cr_assert_neq(ct_device_sync(gpu), CT_OK);
         cr_assert_neq(ct_device_copy(gpu, &x, &x, sizeof x), CT_OK);
         cr_assert(ct_last_error()[0] != '\0');
+    } else {
+        /* cudaMemcpyAsync's regions may not overlap: refused, rather than
+         * undefined bytes; disjoint halves of one buffer copy. */
+        char *buf = ct_device_alloc(gpu, 64);
+        cr_assert_not_null(buf, "%s", ct_last_error());
+        cr_assert_eq(ct_device_copy(gpu, buf + 8, buf, 32), CT_ERR_INVALID_ARG);
+        cr_assert(strstr(ct_last_error(), "overlap"), "%s", ct_last_error());
+        cr_assert_eq(ct_device_copy(gpu, buf + 32, buf, 32), CT_OK, "%s", ct_last_error());
+        cr_assert_eq(ct_device_copy(gpu, buf, buf, 64), CT_OK, "%s", ct_last_error());
+        cr_assert_eq(ct_device_sync(gpu), CT_OK, "%s", ct_last_error());
+        ct_device_free(gpu, buf);
     }
 }
 

@@ -56,9 +56,11 @@ const char *ct_blas_info(void);
  * memory). Free with ct_device_free on the same device. */
 void *ct_device_alloc(ct_device d, size_t bytes);
 void ct_device_free(ct_device d, void *ptr);
-/* Copies bytes between two buffers of device d (the regions may overlap).
- * The copy may still be running on return (see ct_device_sync).
- * CT_ERR_UNSUPPORTED if d's backend has no device-to-device copy. */
+/* Copies bytes between two buffers of device d. On the CPU the regions may
+ * overlap (memmove); on a GPU they must not (CT_ERR_INVALID_ARG), as
+ * cudaMemcpyAsync requires. The copy may still be running on return (see
+ * ct_device_sync). CT_ERR_UNSUPPORTED if d's backend has no device-to-device
+ * copy. */
 ct_status ct_device_copy(ct_device d, void *dst, const void *src, size_t bytes);
 /* Waits until every operation queued on d (kernels of its programs,
  * optimizer updates, copies) has finished; immediate on the CPU. What a

@@ -2,6 +2,8 @@
  * over the backend of a device, for callers that measure a device or keep
  * data outside a program. */
 
+#include <stdint.h>
+
 #include "core/backend.h"
 #include "core/error.h"
 #include "ctrain/device.h"
@@ -31,6 +33,15 @@ ct_status ct_device_copy(ct_device d, void *dst, const void *src, size_t bytes) 
     if (!be) return ct_last_status();
     if (!be->copy)
         return ct_error(CT_ERR_UNSUPPORTED, "ct_device_copy: the %s backend has no device-to-device copy", be->name);
+    /* Only the CPU's copy is a memmove: cudaMemcpyAsync's regions "may not
+     * overlap", and an overlapping copy there gives undefined bytes. A copy
+     * onto itself changes nothing and is skipped. */
+    uintptr_t d0 = (uintptr_t)dst, s0 = (uintptr_t)src;
+    if (be->kind != CT_DEVICE_CPU && d0 == s0) return CT_OK;
+    if (be->kind != CT_DEVICE_CPU && d0 < s0 + bytes && s0 < d0 + bytes)
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "ct_device_copy: on the %s backend the regions must not overlap (%zu bytes from %p to %p)",
+                        be->name, bytes, src, dst);
     return be->copy(dst, src, bytes);
 }
 
