@@ -523,6 +523,9 @@ static void result_of(const ct_trainer *t, const run_clock *c, ct_train_result *
 }
 
 static ct_status epoch_end(ct_trainer *t, run_clock *c, bool *stop) {
+    /* The epoch's loss, from the GPU; waiting for its last queued steps is
+     * part of the epoch's time, not of the evaluation's. */
+    ct_status st = ct_train_fused_sync(t);
     double now = ct_train_now();
     double epoch_s = now - c->epoch_start - c->epoch_eval_s;
     if (c->epoch_from_start) {
@@ -530,7 +533,6 @@ static ct_status epoch_end(ct_trainer *t, run_clock *c, bool *stop) {
         c->full_epochs++;
     }
     double t0 = ct_train_now();
-    ct_status st = ct_train_fused_sync(t); /* the epoch's loss, from the GPU */
     bool validated = false;
     if (st == CT_OK && t->val && t->o.eval_every == 0) {
         st = validate(t, stop);
@@ -634,8 +636,8 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
             group_samples = 0;
             group_loss = 0;
             if (t->val && t->o.eval_every > 0 && t->step % t->o.eval_every == 0) {
+                st = ct_train_fused_sync(t); /* the queued steps are training time */
                 double t0 = ct_train_now();
-                st = ct_train_fused_sync(t);
                 if (st == CT_OK) st = validate(t, &stop);
                 if (st == CT_OK) {
                     fill_progress(t, &c, CT_TRAIN_EVAL, &p);
