@@ -6,9 +6,11 @@
  * Tolerances: embedding forward and dropout are exact (a copy, and the same
  * double computation rounded once); embedding_grad F32 rtol 1e-5 atol 1e-5
  * (sums of up to ~50 rows in float vs double); losses F32 rtol 1e-5 atol
- * 1e-5; norms F32 rtol 1e-4 atol 1e-4 (statistics in float over up to
- * 2k values, then differences of nearly equal terms in the backward);
- * F16 / BF16 outputs the dtype's rounding plus those. */
+ * 1e-5; norms F32 the default rtol 1e-5 atol 1e-6 (both sides compute in
+ * double and differ only in the order of their sums: float statistics
+ * would fail dx by far where a variance is near eps, which the [2, 530001]
+ * batch norm and [530001, 3] layer norm meet); F16 / BF16 outputs the
+ * dtype's rounding plus looser bounds. */
 #include "cuda_parity.h"
 
 Test(cuda_parity, embedding) {
@@ -119,7 +121,6 @@ Test(cuda_parity, mse_and_bce) {
 /* ---- normalisation ------------------------------------------------------ */
 
 static void norm_tol(cp_case *c, ct_dtype dt) {
-    if (dt == CT_F32) c->rtol = 1e-4, c->atol = 1e-4;
     if (dt == CT_F16) c->rtol = 4e-3, c->atol = 4e-3;
     if (dt == CT_BF16) c->rtol = 3e-2, c->atol = 3e-2;
 }
@@ -219,8 +220,7 @@ Test(cuda_parity, layer_norm_grad) {
                 c.in[1] = cp_f(dt, x);
                 if (has_w) c.in[2] = cp_f(dt, f);
                 norm_tol(&c, dt);
-                /* parameter gradients sum over up to 3000 rows */
-                if (which != CT_NORM_GRAD_X && dt == CT_F32) c.atol = 1e-3;
+                /* parameter gradients sum over up to 530001 rows */
                 if (which != CT_NORM_GRAD_X && dt != CT_F32 && dt != CT_F64) c.atol = 0.5;
                 cp_run(&c);
             }
