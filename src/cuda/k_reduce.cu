@@ -345,9 +345,9 @@ template <typename C>
 __global__ void sum_to_thread_kernel(sum_to_geom g, const void *x, int xdt, void *out, int odt, int64_t n_out) {
     CT_GRID_STRIDE(oi, n_out) {
         int64_t base = sum_to_base(g, oi);
-        C acc = 0;
-        for (int64_t r = 0; r < g.count; r++) acc += ct_ld<C>(x, xdt, base + sum_to_off(g, r));
-        ct_st<C>(out, odt, oi, acc);
+        double acc = 0;  // one thread per output: in double, as col_sum_kernel
+        for (int64_t r = 0; r < g.count; r++) acc += ct_ld<double>(x, xdt, base + sum_to_off(g, r));
+        ct_st<C>(out, odt, oi, (C)acc);
     }
 }
 

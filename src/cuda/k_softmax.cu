@@ -31,9 +31,12 @@ __global__ void softmax_cols(const void *x, int xdt, void *out, int odt, int64_t
         int64_t base = (t / inner) * len * inner + t % inner;
         C m = (C)-INFINITY;
         for (int64_t l = 0; l < len; l++) m = ct_nanmax(m, ct_ld<C>(x, xdt, base + l * inner));
-        C sum = 0;
-        for (int64_t l = 0; l < len; l++) sum += exp(ct_ld<C>(x, xdt, base + l * inner) - m);
-        C log_sum = log(sum);
+        // One thread walks the whole axis: a running float sum would drift
+        // like len ulps (the row kernels' trees stay near sqrt(len)), so it
+        // adds in double, as col_sum_kernel does.
+        double acc = 0;
+        for (int64_t l = 0; l < len; l++) acc += (double)exp(ct_ld<C>(x, xdt, base + l * inner) - m);
+        C sum = (C)acc, log_sum = log(sum);
         for (int64_t l = 0; l < len; l++) {
             C z = ct_ld<C>(x, xdt, base + l * inner) - m;
             ct_st<C>(out, odt, base + l * inner, log_form ? z - log_sum : exp(z) / sum);
@@ -67,11 +70,12 @@ __global__ void softmax_grad_cols(const void *y, int ydt, const void *dy, int dy
                                   int64_t len, int64_t inner, bool log_form) {
     CT_GRID_STRIDE(t, outer * inner) {
         int64_t base = (t / inner) * len * inner + t % inner;
-        C dot = 0;
+        double acc = 0;  // in double: see softmax_cols
         for (int64_t l = 0; l < len; l++) {
             C g = ct_ld<C>(dy, dydt, base + l * inner);
-            dot += log_form ? g : g * ct_ld<C>(y, ydt, base + l * inner);
+            acc += (double)(log_form ? g : g * ct_ld<C>(y, ydt, base + l * inner));
         }
+        C dot = (C)acc;
         for (int64_t l = 0; l < len; l++) {
             int64_t i = base + l * inner;
             C g = ct_ld<C>(dy, dydt, i), yi = ct_ld<C>(y, ydt, i);
