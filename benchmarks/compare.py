@@ -165,6 +165,11 @@ def main(argv):
         return 2
     os.makedirs(a.out, exist_ok=True)
     ct_json, pt_json = os.path.join(a.out, "ctrain.json"), os.path.join(a.out, "torch.json")
+    # Records of an earlier run in the same --out must not stand in for a
+    # runner that fails this time (a CPU record against a GPU run).
+    for old in (ct_json, pt_json):
+        if os.path.exists(old):
+            os.remove(old)
     ct_cmd = [ctrain, "bench"] + rest + ["--json", ct_json]
     print("$ " + " ".join(ct_cmd), flush=True)
     rc = subprocess.run(ct_cmd).returncode
