@@ -251,6 +251,12 @@ def setup_model(torch, name, a, dev, variant):
     g = torch.Generator().manual_seed(a.seed)
     xs = torch.randn(4, batch, *sample, generator=g)
     ys = torch.randint(0, 10, (4, batch), generator=g)
+    # ctrain's upload copies the batch into pinned memory and queues the DMA
+    # without waiting; a copy from pageable memory would make the host wait
+    # for the GPU every step, and the idle GPU would be timed.
+    cuda = dev.type == "cuda"
+    if cuda:
+        xs, ys = xs.pin_memory(), ys.pin_memory()
     x = torch.empty(batch, *sample, device=dev)
     y = torch.empty(batch, dtype=torch.long, device=dev)
 
@@ -267,8 +273,8 @@ def setup_model(torch, name, a, dev, variant):
     def step():
         k = state["k"]
         state["k"] = (k + 1) % 4
-        x.copy_(xs[k])  # one batch from host memory, as ctrain's set_input
-        y.copy_(ys[k])
+        x.copy_(xs[k], non_blocking=cuda)  # one batch from host memory, as ctrain's set_input
+        y.copy_(ys[k], non_blocking=cuda)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(dev.type, dtype=half, enabled=half is not None):
             loss = fn(x, y)
@@ -563,11 +569,15 @@ def main(argv):
     if dev.type == "cuda" and not torch.cuda.is_available():
         print("torch_bench: --device cuda: PyTorch sees no CUDA device here", file=sys.stderr)
         return 1
-    if a.precision == "tf32" and dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    elif dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = False
+    if dev.type == "cuda":
+        # ctrain's flags: TF32 only in matrix products and only under tf32;
+        # convolutions never (cuDNN's FMA math, k_conv.cu), where PyTorch's
+        # cudnn.allow_tf32 defaults to True; and FP32 split-K sums in half
+        # products (CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION).
+        torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
+        torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
     torch.manual_seed(a.seed)
     peak = measure_peak(torch, a, dev)
     print(f"torch {torch.__version__} bench on {dev}, {a.precision}; {cpu_model()}, "
