@@ -571,7 +571,7 @@ def main(argv):
         return 1
     if dev.type == "cuda":
         # ctrain's flags: TF32 only in matrix products and only under tf32;
-        # convolutions never (cuDNN's FMA math, k_conv.cu), where PyTorch's
+        # F32 convolutions never (cuDNN's FMA math, k_conv.cu), where PyTorch's
         # cudnn.allow_tf32 defaults to True; and FP32 split-K sums in half
         # products (CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION).
         torch.backends.cuda.matmul.allow_tf32 = a.precision == "tf32"
