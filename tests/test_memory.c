@@ -80,6 +80,24 @@ Test(memory, half_precision_matmul_reports_its_scratch) {
     ct_graph_free(g);
 }
 
+Test(memory, an_arena_that_cannot_be_had_keeps_the_backends_reason) {
+    /* Two 32 MiB inputs whose sum broadcasts to 2^46 floats (256 TiB, more
+     * than a process can map): the arena's allocation fails, and the message
+     * carries the backend's own words (on a GPU: cudaMalloc's error, the
+     * bytes asked and the device's free memory), not only the planner's. */
+    ct_graph *g = ct_graph_new();
+    ct_node a = ct_input(g, "a", CT_F32, (ct_shape){8, {64, 1, 64, 1, 64, 1, 32, 1}});
+    ct_node b = ct_input(g, "b", CT_F32, (ct_shape){8, {1, 64, 1, 64, 1, 64, 1, 32}});
+    ct_node c = ct_add(g, a, b);
+    cr_assert_eq(ct_graph_status(g), CT_OK, "%s", ct_graph_error(g));
+    ct_program *p = ct_compile(g, &(ct_compile_opts){.outputs = &c, .n_outputs = 1});
+    cr_assert_null(p);
+    cr_assert_eq(ct_last_status(), CT_ERR_OOM, "%s", ct_last_error());
+    cr_assert(strstr(ct_last_error(), "281474976710656-byte activation arena on cpu"), "%s", ct_last_error());
+    cr_assert(strstr(ct_last_error(), "cpu: out of memory allocating 281474976710656 bytes"), "%s", ct_last_error());
+    ct_graph_free(g);
+}
+
 Test(memory, device_copy_moves_every_byte) {
     const size_t n = 100003; /* not a multiple of any vector width */
     float *src = ct_device_alloc(cpu, n * sizeof(float));

@@ -123,8 +123,8 @@ static ct_status setup_params(ct_program *p) {
     p->params = p->be->alloc(off * es);
     p->grads = p->be->alloc(off * es);
     if (!p->params || !p->grads)
-        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of parameters on %s", 2 * off * es,
-                        p->be->name);
+        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of parameters on %s: %s", 2 * off * es,
+                        p->be->name, ct_last_error());
     unsigned char *host = calloc(off, es);
     if (!host) return ct_error(CT_ERR_OOM, "ct_compile: out of memory (%zu bytes)", off * es);
     ct_status st = CT_OK;
@@ -155,7 +155,8 @@ static ct_status setup_buffers(ct_program *p) {
     p->state_numel = off;
     if (off == 0) return CT_OK;
     if (!(p->state = p->be->alloc(off * es)))
-        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of buffers on %s", off * es, p->be->name);
+        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of buffers on %s: %s", off * es, p->be->name,
+                        ct_last_error());
     unsigned char *host = calloc(off, es);
     if (!host) return ct_error(CT_ERR_OOM, "ct_compile: out of memory (%zu bytes)", off * es);
     ct_status st = CT_OK;
@@ -359,8 +360,8 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         if (nd->op == CT_OP_CONST && live[i]) const_bytes += round_up(node_bytes(nd), ARENA_ALIGN);
     }
     if ((in_bytes && !(p->inputs = be->alloc(in_bytes))) || (const_bytes && !(p->consts = be->alloc(const_bytes)))) {
-        st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of inputs and constants on %s",
-                      in_bytes + const_bytes, be->name);
+        st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of inputs and constants on %s: %s",
+                      in_bytes + const_bytes, be->name, ct_last_error());
         goto done;
     }
     if (in_bytes) be->zero(p->inputs, in_bytes);
@@ -414,7 +415,8 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
             ct_node i = plan_node[b];
             p->private_bufs[i] = be->alloc(plan[b].bytes ? plan[b].bytes : 1);
             if (!p->private_bufs[i]) {
-                st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes on %s", plan[b].bytes, be->name);
+                st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes on %s: %s", plan[b].bytes, be->name,
+                              ct_last_error());
                 goto done;
             }
             p->data[i] = p->private_bufs[i];
@@ -430,8 +432,8 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         }
         p->arena_bytes = total;
         if (total && !(p->arena = be->alloc(total))) {
-            st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate a %zu-byte activation arena on %s", total,
-                          be->name);
+            st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate a %zu-byte activation arena on %s: %s", total,
+                          be->name, ct_last_error());
             goto done;
         }
         for (int b = 0; b < n_plan; b++) {
@@ -482,7 +484,8 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         }
     }
     if (scratch && !(p->scratch = be->alloc(scratch))) {
-        st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of scratch on %s", scratch, be->name);
+        st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of scratch on %s: %s", scratch, be->name,
+                      ct_last_error());
         goto done;
     }
     for (int k = 0; k < p->n_exec; k++) p->kargs[k].scratch = scratch ? p->scratch : NULL;

@@ -175,7 +175,8 @@ static ct_status add_state(ct_optimizer *opt, int slot, const char *name, double
     opt->state_slot[opt->n_states++] = slot;
     if (opt->n == 0) return CT_OK;
     opt->slot[slot] = opt->be->alloc(bytes);
-    if (!opt->slot[slot]) return ct_error(CT_ERR_OOM, "ct_optimizer_new: cannot allocate state '%s'", name);
+    if (!opt->slot[slot])
+        return ct_error(CT_ERR_OOM, "ct_optimizer_new: cannot allocate state '%s': %s", name, ct_last_error());
     if (init == 0) return opt->be->zero(opt->slot[slot], bytes);
     /* Only Adagrad's accumulator starts elsewhere than zero: fill on the
      * host once and upload. */
