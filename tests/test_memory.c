@@ -80,6 +80,13 @@ Test(memory, half_precision_matmul_reports_its_scratch) {
     ct_graph_free(g);
 }
 
+/* The test below asks for more memory than a process can map. Under
+ * AddressSanitizer the allocator would abort on such a request; it must
+ * return NULL, as malloc does, for the engine's own report to be tested.
+ * (Read by ASan at start-up; an ordinary build never calls it.) */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
 Test(memory, an_arena_that_cannot_be_had_keeps_the_backends_reason) {
     /* Two 32 MiB inputs whose sum broadcasts to 2^46 floats (256 TiB, more
      * than a process can map): the arena's allocation fails, and the message
