@@ -76,9 +76,9 @@ void ct_step_graph_free(ct_step_graph *sg);
  * loss added to the sum]; p's step counter and the optimizer's count advance
  * by one. The first call runs uncaptured (first-use setup of the CUDA
  * runtime and its libraries stays out of the graph), the second (and the
- * first after an invalidation) captures, the others replay. Returns once the work is queued. Errors: lr not finite
- * or < 0 (CT_ERR_INVALID_ARG), a failing kernel, capture or launch (the
- * step is then not counted). */
+ * first after an invalidation) captures, the others replay. Returns once
+ * the work is queued. Errors: lr not finite or < 0 (CT_ERR_INVALID_ARG), a
+ * failing kernel, capture or launch (the step is then not counted). */
 ct_status ct_step_graph_run(ct_step_graph *sg, double lr);
 
 /* The loss of the last step (times loss_weight) and the sum of those since
