@@ -48,9 +48,11 @@
 // ulp of the pre-bias sum (2^-11 relative in F16, 2^-8 in BF16), and an
 // F16 sum beyond 65504 becomes inf where the CPU stays finite.
 //
-// Plans are destroyed, with the cuDNN handle, at process exit: an atexit
-// handler registered once the CUDA runtime is up, so that it runs before
-// the runtime's own exit handlers tear the device context down.
+// Plans and the cuDNN handle live as long as the process and are not
+// destroyed at exit: cuDNN 9 loads its sub-libraries on first use, after
+// any exit handler of ours would be registered, so their own exit-time
+// teardown would run before it, and destroying descriptors then could call
+// into torn-down state. The process's exit reclaims them.
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -90,23 +92,6 @@ static cudnnHandle_t g_dnn;
 static cudaStream_t g_dnn_stream;
 static conv_plan *g_plans;
 
-static void release_plans(void) {
-    std::lock_guard<std::mutex> guard(g_lock);
-    // Failures here come from a runtime already shutting down and leave
-    // nothing to recover, so they are ignored.
-    for (conv_plan *p = g_plans, *next; p; p = next) {
-        next = p->next;
-        cudnnDestroyTensorDescriptor(p->xd);
-        cudnnDestroyTensorDescriptor(p->yd);
-        cudnnDestroyFilterDescriptor(p->wd);
-        cudnnDestroyConvolutionDescriptor(p->cd);
-        free(p);
-    }
-    g_plans = nullptr;
-    if (g_dnn) cudnnDestroy(g_dnn);
-    g_dnn = nullptr;
-}
-
 // The process's cuDNN handle, on the backend's stream. Called with g_lock held.
 static ct_status dnn_handle(cudaStream_t st, cudnnHandle_t *out) {
     if (!g_dnn) {
@@ -118,7 +103,6 @@ static ct_status dnn_handle(cudaStream_t st, cudnnHandle_t *out) {
                                            "headers of cuDNN %d.%d; install the matching libcudnn",
                             v, CUDNN_MAJOR, CUDNN_MINOR);
         CT_CUDNN_TRY(cudnnCreate(&g_dnn), "creating the cuDNN handle (cuDNN %zu)", v);
-        atexit(release_plans);
         g_dnn_stream = nullptr;
     }
     if (g_dnn_stream != st || !g_dnn_stream) {
@@ -309,9 +293,11 @@ static ct_status choose(cudnnHandle_t h, conv_plan *p, size_t limit) {
     size_t ws = 0;
     if (!ws_of(h, p, fallback, &ws) || ws > limit)
         return ct_error(CT_ERR_UNSUPPORTED,
-                        "cuda conv2d: cuDNN offers no deterministic %s algorithm within %zu bytes of workspace for "
+                        "cuda conv2d: cuDNN offers no deterministic %s algorithm within %zu bytes of workspace%s for "
                         "x [%d, %d, %d, %d], weight [%d, %d, %d, %d], groups %d (%s)",
-                        dirs[p->key.dir], limit, p->key.x[0], p->key.x[1], p->key.x[2], p->key.x[3], p->key.w[0],
+                        dirs[p->key.dir], limit,
+                        limit ? "" : " (none was set aside for it when the program was compiled)",
+                        p->key.x[0], p->key.x[1], p->key.x[2], p->key.x[3], p->key.w[0],
                         p->key.w[1], p->key.w[2], p->key.w[3], p->key.groups, ct_dtype_name((ct_dtype)p->key.dtype));
     p->algo = fallback;
     p->ws = ws;
