@@ -37,11 +37,12 @@ ct_status ct_device_copy(ct_device d, void *dst, const void *src, size_t bytes) 
      * overlap", and an overlapping copy there gives undefined bytes. A copy
      * onto itself changes nothing and is skipped. */
     uintptr_t d0 = (uintptr_t)dst, s0 = (uintptr_t)src;
-    if (be->kind != CT_DEVICE_CPU && d0 == s0) return CT_OK;
-    if (be->kind != CT_DEVICE_CPU && d0 < s0 + bytes && s0 < d0 + bytes)
+    if (be->kind != CT_DEVICE_CPU && d0 < s0 + bytes && s0 < d0 + bytes) {
+        if (d0 == s0) return CT_OK;
         return ct_error(CT_ERR_INVALID_ARG,
                         "ct_device_copy: on the %s backend the regions must not overlap (%zu bytes from %p to %p)",
                         be->name, bytes, src, dst);
+    }
     return be->copy(dst, src, bytes);
 }
 

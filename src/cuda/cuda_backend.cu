@@ -40,6 +40,7 @@ ct_status ct_cuda_ctx_init(int device) {
     c.device = device;
     CT_CUDA_TRY(cudaSetDevice(device), "device %d", device);
     CT_CUDA_TRY(cudaStreamCreateWithFlags(&c.stream, cudaStreamNonBlocking), "device %d", device);
+    CT_CUDA_TRY(cudaDeviceGetAttribute(&c.max_pitch, cudaDevAttrMaxPitch, device), "device %d", device);
     CT_CUDA_TRY(cudaHostAlloc((void **)&c.err_host, sizeof *c.err_host, cudaHostAllocMapped), "%zu bytes",
                 sizeof *c.err_host);
     memset(c.err_host, 0, sizeof *c.err_host);
@@ -50,10 +51,15 @@ ct_status ct_cuda_ctx_init(int device) {
     CT_CUDA_TRY(cudaMalloc(&c.blas_ws, c.blas_ws_bytes), "cuBLAS workspace of %zu bytes", c.blas_ws_bytes);
     CT_CUBLAS_TRY(cublasCreate(&c.blas), "device %d", device);
     CT_CUBLAS_TRY(cublasSetStream(c.blas, c.stream), "device %d", device);
+    c.blas_stream = c.stream;
     CT_CUBLAS_TRY(cublasSetWorkspace(c.blas, c.blas_ws, c.blas_ws_bytes), "%zu bytes", c.blas_ws_bytes);
     // FP32 stays FP32 unless a program asks for TF32 (k_matmul.cu picks
     // the compute type per call); the handle's default must not override it.
-    CT_CUBLAS_TRY(cublasSetMathMode(c.blas, CUBLAS_DEFAULT_MATH), "device %d", device);
+    // Split-K partial sums are added in FP32: by default cuBLAS may add them
+    // in the output type (F16/BF16), which would round more than once.
+    CT_CUBLAS_TRY(cublasSetMathMode(c.blas, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
+                                                            CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+                  "device %d", device);
     g_ctx = c;
     g_ready = true;
     return CT_OK;

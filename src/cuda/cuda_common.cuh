@@ -58,11 +58,13 @@ struct ct_cuda_ctx {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
+    cudaStream_t blas_stream;        // the stream blas is bound to (k_matmul rebinds it only on a change)
     void *blas_ws;                   // cuBLAS workspace: fixed, so graph capture needs no allocation
     size_t blas_ws_bytes;
     ct_cuda_data_error *err_host;    // mapped pinned memory, read by the host
     ct_cuda_data_error *err_dev;     // the same memory, as the device sees it
     double *red;                     // small device buffer for sumsq partials and results
+    int max_pitch;                   // cudaDevAttrMaxPitch: the widest pitch cudaMemcpy2DAsync takes
     size_t red_bytes;
 };
 

@@ -124,17 +124,15 @@ static ct_status k_matmul(const ct_kargs *k) {
     }
     ct_cuda_ctx *c = ct_cuda_ctx_get();
     if (!c) return ct_cuda_arg_error(CT_ERR_STATE, "matmul", "the CUDA backend is not initialised");
-    CT_CUBLAS_TRY(cublasSetStream(c->blas, st), "matmul");
-    // cublasSetStream puts the handle back on cuBLAS's default workspace
-    // pool (documented), which may allocate, also inside a captured step:
-    // the fixed workspace goes back on after it.
-    CT_CUBLAS_TRY(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes), "matmul: %zu bytes of workspace",
-                  c->blas_ws_bytes);
-    // By default cuBLAS may add split-K partial sums in the output type
-    // (F16/BF16), which would round more than once; FP32 adds them here.
-    CT_CUBLAS_TRY(cublasSetMathMode(c->blas, (cublasMath_t)(CUBLAS_DEFAULT_MATH |
-                                                             CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
-                  "matmul");
+    if (c->blas_stream != st) {
+        CT_CUBLAS_TRY(cublasSetStream(c->blas, st), "matmul");
+        // cublasSetStream puts the handle back on cuBLAS's default workspace
+        // pool (documented), which may allocate, also inside a captured
+        // step: the fixed workspace goes back on after it.
+        CT_CUBLAS_TRY(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes), "matmul: %zu bytes of workspace",
+                      c->blas_ws_bytes);
+        c->blas_stream = st;
+    }
     mm_types t = types_for(dt, odt, k->allow_tf32);
     bool ta = k->attr->trans_a, tb = k->attr->trans_b;
     const void *a = k->in[0].data, *b = k->in[1].data;

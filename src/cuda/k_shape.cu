@@ -99,9 +99,8 @@ static ct_status copy_rows(void *dst, size_t dpitch, const void *src, size_t spi
         return CT_OK;
     }
     ct_cuda_ctx *c = ct_cuda_ctx_get();
-    int max_pitch = 0, dev = c ? c->device : 0;
-    CT_CUDA_TRY(cudaDeviceGetAttribute(&max_pitch, cudaDevAttrMaxPitch, dev), "%s: cuda:%d", op, dev);
-    if (dpitch > (size_t)max_pitch || spitch > (size_t)max_pitch) {
+    if (!c) return ct_cuda_arg_error(CT_ERR_STATE, op, "the CUDA backend is not initialised");
+    if (dpitch > (size_t)c->max_pitch || spitch > (size_t)c->max_pitch) {
         for (int64_t r = 0; r < rows; r++)
             CT_CUDA_TRY(cudaMemcpyAsync((char *)dst + (size_t)r * dpitch, (const char *)src + (size_t)r * spitch, width,
                                         cudaMemcpyDeviceToDevice, st),
