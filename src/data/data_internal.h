@@ -23,6 +23,9 @@ struct ct_dataset {
 #define CT_DATA_STREAM_SHUFFLE UINT32_C(0xDA7A0001)
 #define CT_DATA_STREAM_SPLIT UINT32_C(0xDA7A0002)
 #define CT_DATA_STREAM_AUGMENT UINT32_C(0xDA7A0003)
+/* Window starts of language-model batches (text.h documents both). */
+#define CT_DATA_STREAM_WINDOWS UINT32_C(0xDA7A0004)
+#define CT_DATA_STREAM_EVAL_WINDOWS UINT32_C(0xDA7A0005)
 
 /* Augmentation options with their own copy of mean and std, as the loader
  * keeps them (augment.c). */
@@ -51,6 +54,20 @@ ct_status ct_data_alloc(int64_t n, ct_shape shape, ct_dataset **out);
 
 /* The largest label + 1 (labels are already known to be >= 0). */
 int32_t ct_data_count_classes(const int32_t *y, int64_t n);
+
+/* The words of one Philox stream (seed, stream, offset) in order: element i
+ * is word i % 4 of block i / 4, exactly as ct_philox_u32 lays it out; a
+ * block is kept to use all four of its words. */
+typedef struct ct_word_stream {
+    uint32_t ctr[4], key[2], out[4];
+    uint64_t next; /* index of the next word to hand out */
+} ct_word_stream;
+
+void ct_data_ws_init(ct_word_stream *w, uint64_t seed, uint32_t stream, uint32_t offset);
+/* The next word of the stream. */
+uint32_t ct_data_ws_u32(ct_word_stream *w);
+/* Uniform in [0, range), range >= 1, from the next word(s) (shuffle.c). */
+uint32_t ct_data_ws_below(ct_word_stream *w, uint32_t range);
 
 /* perm[0..n) = a uniformly random permutation of 0..n-1 (Fisher-Yates)
  * that is a pure function of (seed, stream, offset, n); n <= 2^32. */

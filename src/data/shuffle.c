@@ -4,7 +4,9 @@
  * bounded draws, so every permutation is equally likely (a plain modulo
  * would favour small indices) and the result is a pure function of
  * (seed, stream, offset, n): the loader can rebuild the order of any epoch
- * without having run the ones before it.
+ * without having run the ones before it. The word stream and the bounded
+ * draw also pick the window starts of language-model batches
+ * (text_windows.c).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -13,14 +15,7 @@
 #include "ctrain/rng.h"
 #include "data/data_internal.h"
 
-/* Element i of the stream is word i % 4 of block i / 4, exactly as
- * ct_philox_u32 lays it out; a block is kept to use all four of its words. */
-typedef struct word_stream {
-    uint32_t ctr[4], key[2], out[4];
-    uint64_t next; /* index of the next word to hand out */
-} word_stream;
-
-static void ws_init(word_stream *w, uint64_t seed, uint32_t stream, uint32_t offset) {
+void ct_data_ws_init(ct_word_stream *w, uint64_t seed, uint32_t stream, uint32_t offset) {
     w->key[0] = (uint32_t)seed;
     w->key[1] = (uint32_t)(seed >> 32);
     w->ctr[2] = stream;
@@ -28,7 +23,7 @@ static void ws_init(word_stream *w, uint64_t seed, uint32_t stream, uint32_t off
     w->next = 0;
 }
 
-static uint32_t ws_u32(word_stream *w) {
+uint32_t ct_data_ws_u32(ct_word_stream *w) {
     if ((w->next & 3) == 0) {
         uint64_t block = w->next >> 2;
         w->ctr[0] = (uint32_t)block;
@@ -41,13 +36,13 @@ static uint32_t ws_u32(word_stream *w) {
 /* Uniform in [0, range), range >= 1 (Lemire, "Fast Random Integer
  * Generation in an Interval", 2019): the high word of x * range, redrawn
  * in the rare case x falls in the short final stretch that would bias it. */
-static uint32_t ws_below(word_stream *w, uint32_t range) {
-    uint64_t m = (uint64_t)ws_u32(w) * range;
+uint32_t ct_data_ws_below(ct_word_stream *w, uint32_t range) {
+    uint64_t m = (uint64_t)ct_data_ws_u32(w) * range;
     uint32_t lo = (uint32_t)m;
     if (lo < range) {
         uint32_t threshold = (uint32_t)(-range) % range;
         while (lo < threshold) {
-            m = (uint64_t)ws_u32(w) * range;
+            m = (uint64_t)ct_data_ws_u32(w) * range;
             lo = (uint32_t)m;
         }
     }
@@ -59,10 +54,10 @@ void ct_data_permutation(uint64_t seed, uint32_t stream, uint32_t offset, int64_
     /* Always from the identity, never from the previous permutation: that is
      * what makes epoch e's order independent of the epochs before it. */
     for (int64_t i = 0; i < n; i++) perm[i] = i;
-    word_stream w;
-    ws_init(&w, seed, stream, offset);
+    ct_word_stream w;
+    ct_data_ws_init(&w, seed, stream, offset);
     for (int64_t i = n - 1; i > 0; i--) {
-        int64_t j = ws_below(&w, (uint32_t)(i + 1));
+        int64_t j = ct_data_ws_below(&w, (uint32_t)(i + 1));
         int64_t t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
