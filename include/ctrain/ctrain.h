@@ -20,6 +20,7 @@
 #include "ctrain/schedule.h"
 #include "ctrain/augment.h"
 #include "ctrain/data.h"
+#include "ctrain/text.h"
 #include "ctrain/train.h"
 #include "ctrain/amp.h"
 #include "ctrain/dist.h"
