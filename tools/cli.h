@@ -32,6 +32,11 @@ void cmd_train_usage(FILE *out);
 void cmd_eval_usage(FILE *out);
 void cmd_bench_usage(FILE *out);
 
+/* The option tables of the commands that have one (cli_options.h), for
+ * `ctrain help --markdown`. */
+struct cli_table;
+extern const struct cli_table train_table, eval_table, bench_table;
+
 /* "ctrain: <what>: <ct_last_error()>" on stderr; returns CLI_EXIT_FAIL so a
  * caller can write `return cli_fail("compile");`. */
 int cli_fail(const char *what);
@@ -46,7 +51,10 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 /* True if arg asks for help ("-h" or "--help"). */
 int cli_is_help(const char *arg);
 
-/* Matches option `name` at argv[*i], given as "--name VALUE" or
+/* Option by option, for commands without an option table (demo); the
+ * others describe their options in a table (cli_options.h).
+ *
+ * Matches option `name` at argv[*i], given as "--name VALUE" or
  * "--name=VALUE". Returns 1 and sets *value (advancing *i past a separate
  * value) on a match, 0 if argv[*i] is another argument, and -1 after
  * reporting a usage error if the value is missing. */

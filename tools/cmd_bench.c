@@ -12,61 +12,18 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "cli_options.h"
 
 #define DEFAULT_WARMUP 3
 #define DEFAULT_STEPS 10
 #define DEFAULT_REPS 5
-#define DEFAULT_SEED 1ULL
-
-void cmd_bench_usage(FILE *out) {
-    fprintf(out,
-            "usage: ctrain bench [--workload NAME[,NAME...]|all] [--device D] [--precision P]\n"
-            "                    [--batch-size N] [--warmup N] [--steps N] [--reps N]\n"
-            "                    [--hidden N] [--layers N] [--seed S] [--quick] [--json PATH]\n"
-            "       ctrain bench --list\n"
-            "\n"
-            "Times named workloads on synthetic data: warm-up steps, then repetitions of\n"
-            "timed steps; prints the median time per step with its spread, steps/s,\n"
-            "samples/s, GFLOP/s or GB/s, the fraction of the device's peak (measured\n"
-            "first: a large matrix product and a large copy) and the device memory.\n"
-            "benchmarks/README.md describes the workloads and how work is counted.\n"
-            "\n"
-            "options:\n"
-            "  --workload W    a name, a comma-separated list, or all (default all)\n"
-            "  --list          list the workloads and exit\n"
-            "  --device D      cpu, cuda or cuda:N (default cpu)\n"
-            "  --precision P   fp32, tf32, fp16 or bf16 (default fp32)\n"
-            "  --batch-size N  batch of the model and softmax-xent workloads (default: each\n"
-            "                  workload's own)\n"
-            "  --warmup N      untimed steps first (default %d)\n"
-            "  --steps N       timed steps per repetition (default %d)\n"
-            "  --reps N        repetitions (default %d)\n"
-            "  --hidden N      mlp-wide's width (default 1024 on the CPU, 4096 on a GPU)\n"
-            "  --layers N      mlp-wide's hidden layers (default 4)\n"
-            "  --seed S        seed of the weights and the synthetic data (default %llu)\n"
-            "  --quick         tiny sizes and few steps: checks the runner, not the machine\n"
-            "  --json PATH     also write the results, machine and versions as JSON\n"
-            "\n"
-            "On a machine with few cores, run with OMP_WAIT_POLICY=passive (see\n"
-            "benchmarks/README.md). Exit status: 0, 1 if a workload failed (or a named one\n"
-            "is unsupported), 2 for a bad command line.\n",
-            DEFAULT_WARMUP, DEFAULT_STEPS, DEFAULT_REPS, DEFAULT_SEED);
-}
+#define DEFAULT_SEED 1
 
 static void list_workloads(FILE *out) {
     for (int i = 0; i < bench_workload_count(); i++) {
         const bench_workload *w = bench_workload_at(i);
         fprintf(out, "%-14s %-6s %s\n", w->name, w->kind, w->summary);
     }
-}
-
-static bool parse_precision(const char *text, bench_precision *out) {
-    for (int p = 0; p < BENCH_PRECISION_COUNT; p++)
-        if (strcmp(text, bench_precision_name((bench_precision)p)) == 0) {
-            *out = (bench_precision)p;
-            return true;
-        }
-    return false;
 }
 
 /* Every name of a comma-separated list must be a workload. */
@@ -108,82 +65,91 @@ typedef struct bench_cli {
     bool list;
 } bench_cli;
 
-/* Long options with a bounded integer value: where each one lands. */
-typedef struct long_opt {
-    const char *name;
-    long min, max;
-    long *dst;
-} long_opt;
+static bool set_workload(cli_parser *p, const cli_row *r, const char *text, const char *opt) {
+    (void)r;
+    (void)opt;
+    if (!check_workloads(text)) return false;
+    ((bench_cli *)p->cfg)->o.workload = text;
+    return true;
+}
+
+static bool set_json(cli_parser *p, const cli_row *r, const char *text, const char *opt) {
+    (void)r;
+    if (!text[0]) {
+        cli_usage_error("bench", "%s wants a file name", opt);
+        return false;
+    }
+    ((bench_cli *)p->cfg)->o.json_path = text;
+    return true;
+}
+
+static const char *precision_name(int k) { return bench_precision_name((bench_precision)k); }
+
+#define T bench_cli
+#define ROW(n, k, member) .name = n, .section = "options", .kind = k, CLI_FIELD(T, member)
+#define COUNT(n, member, lo, hi) ROW(n, CLI_INT, member), .min = lo, .max = hi
+
+static const cli_section sections[] = {{"options", "options"}};
+
+static const cli_row options[] = {
+    {ROW("workload", CLI_CUSTOM, o.workload), .set = set_workload, .meta = "W", .def = "all",
+     .help = "a name, a comma-separated list, or all"},
+    {ROW("list", CLI_FLAG, list), .help = "list the workloads and exit"},
+    {ROW("device", CLI_DEVICE, o.device), .meta = "D", .def = "cpu", .help = "cpu, cuda or cuda:N"},
+    {ROW("precision", CLI_ENUM, o.precision), .meta = "P", .def = "fp32",
+     .choices = &(const cli_choices){.name = precision_name, .count = BENCH_PRECISION_COUNT},
+     .want = "fp32, tf32, fp16 or bf16", .help = "fp32, tf32, fp16 or bf16"},
+    {COUNT("batch-size", o.batch_size, 1, 1 << 24),
+     .help = "batch of the model and softmax-xent workloads (default: each workload's own)"},
+    {COUNT("warmup", o.warmup, 0, 1000000), .def = CLI_STR(DEFAULT_WARMUP), .help = "untimed steps first"},
+    {COUNT("steps", o.steps, 1, 1000000), .def = CLI_STR(DEFAULT_STEPS), .help = "timed steps per repetition"},
+    {COUNT("reps", o.reps, 1, 1000), .def = CLI_STR(DEFAULT_REPS), .help = "repetitions"},
+    {COUNT("hidden", o.hidden, 1, 1 << 16), .help = "mlp-wide's width (default 1024 on the CPU, 4096 on a GPU)"},
+    {COUNT("layers", o.layers, 1, 64), .def = "4", .help = "mlp-wide's hidden layers"},
+    {ROW("seed", CLI_U64, o.seed), .meta = "S", .def = CLI_STR(DEFAULT_SEED),
+     .help = "seed of the weights and the synthetic data"},
+    {ROW("quick", CLI_FLAG, o.quick), .help = "tiny sizes and few steps: checks the runner, not the machine"},
+    {ROW("json", CLI_CUSTOM, o.json_path), .set = set_json, .meta = "PATH",
+     .help = "also write the results, machine and versions as JSON"},
+};
+
+const cli_table bench_table = {
+    .cmd = "bench",
+    .usage = "usage: ctrain bench [--workload NAME[,NAME...]|all] [--device D] [--precision P]\n"
+             "                    [--batch-size N] [--warmup N] [--steps N] [--reps N]\n"
+             "                    [--hidden N] [--layers N] [--seed S] [--quick] [--json PATH]\n"
+             "       ctrain bench --list\n",
+    .about = "Times named workloads on synthetic data: warm-up steps, then repetitions of\n"
+             "timed steps; prints the median time per step with its spread, steps/s,\n"
+             "samples/s, GFLOP/s or GB/s, the fraction of the device's peak (measured\n"
+             "first: a large matrix product and a large copy) and the device memory.\n"
+             "benchmarks/README.md describes the workloads and how work is counted.\n",
+    .footer = "On a machine with few cores, run with OMP_WAIT_POLICY=passive (see\n"
+              "benchmarks/README.md). Exit status: 0, 1 if a workload failed (or a named one\n"
+              "is unsupported), 2 for a bad command line.\n",
+    .sections = sections,
+    .n_sections = (int)(sizeof sections / sizeof sections[0]),
+    .options = options,
+    .n_options = (int)(sizeof options / sizeof options[0]),
+};
+
+void cmd_bench_usage(FILE *out) {
+    cli_print_help(out, &bench_table);
+}
 
 /* Returns CLI_EXIT_OK to go on, or the exit code to stop with; *done tells. */
 static int parse_args(int argc, char **argv, bench_cli *c, bool *done) {
-    bench_opts *o = &c->o;
-    *done = false;
-    const long_opt longs[] = {
-        {"--batch-size", 1, 1L << 24, &o->batch_size}, {"--warmup", 0, 1000000, &o->warmup},
-        {"--steps", 1, 1000000, &o->steps},            {"--reps", 1, 1000, &o->reps},
-        {"--hidden", 1, 1L << 16, &o->hidden},         {"--layers", 1, 64, &o->layers},
-    };
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m = 0;
-        if (cli_is_help(argv[i])) {
-            cmd_bench_usage(stdout);
-            *done = true;
-            return CLI_EXIT_OK;
-        }
-        if (strcmp(argv[i], "--list") == 0) {
-            c->list = true;
-            continue;
-        }
-        if (strcmp(argv[i], "--quick") == 0) {
-            o->quick = true;
-            continue;
-        }
-        bool matched = false;
-        for (size_t k = 0; k < sizeof longs / sizeof longs[0] && !matched; k++) {
-            if ((m = cli_option("bench", argc, argv, &i, longs[k].name, &v)) == 0) continue;
-            if (m < 0 || !cli_parse_long("bench", longs[k].name, v, longs[k].min, longs[k].max, longs[k].dst))
-                goto usage;
-            matched = true;
-        }
-        if (matched) continue;
-        if ((m = cli_option("bench", argc, argv, &i, "--workload", &v)) != 0) {
-            if (m < 0 || !check_workloads(v)) goto usage;
-            o->workload = v;
-        } else if ((m = cli_option("bench", argc, argv, &i, "--device", &v)) != 0) {
-            if (m < 0) goto usage;
-            if (ct_device_parse(v, &o->device) != CT_OK) {
-                cli_usage_error("bench", "--device wants cpu, cuda or cuda:N, not '%s'", v);
-                goto usage;
-            }
-        } else if ((m = cli_option("bench", argc, argv, &i, "--precision", &v)) != 0) {
-            if (m < 0) goto usage;
-            if (!parse_precision(v, &o->precision)) {
-                cli_usage_error("bench", "--precision wants fp32, tf32, fp16 or bf16, not '%s'", v);
-                goto usage;
-            }
-        } else if ((m = cli_option("bench", argc, argv, &i, "--seed", &v)) != 0) {
-            if (m < 0 || !cli_parse_u64("bench", "--seed", v, &o->seed)) goto usage;
-        } else if ((m = cli_option("bench", argc, argv, &i, "--json", &v)) != 0) {
-            if (m < 0) goto usage;
-            if (!v[0]) {
-                cli_usage_error("bench", "--json wants a file name");
-                goto usage;
-            }
-            o->json_path = v;
-        } else if (argv[i][0] == '-') {
-            cli_usage_error("bench", "unknown option '%s'", argv[i]);
-            goto usage;
-        } else {
-            cli_usage_error("bench", "unexpected argument '%s'", argv[i]);
-            goto usage;
-        }
-    }
-    return CLI_EXIT_OK;
-usage:
     *done = true;
-    return CLI_EXIT_USAGE;
+    if (cli_help_asked(argc, argv)) {
+        cmd_bench_usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    cli_parser p;
+    cli_parser_init(&p, &bench_table, c, false);
+    int rc = cli_parse_argv(&p, argc, argv);
+    cli_parser_free(&p);
+    *done = rc != CLI_EXIT_OK;
+    return rc;
 }
 
 /* Sets up, times, checks and tears down one workload. */

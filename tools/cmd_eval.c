@@ -12,113 +12,84 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cli_options.h"
 #include "train_opts.h"
 
 #define CMD "eval"
 #define EVAL_DEFAULT_BATCH 1000
 
-void cmd_eval_usage(FILE *out) {
-    fprintf(out,
-            "usage: ctrain eval --checkpoint FILE [options]\n"
-            "\n"
-            "Evaluates the weights in FILE - a checkpoint written by 'ctrain train', or a\n"
-            "safetensors weights file - on a dataset and prints the accuracy and the mean\n"
-            "cross-entropy. A checkpoint knows its model, dataset and normalisation; for a\n"
-            "bare weights file give the model options (default: train's defaults).\n"
-            "\n"
-            "options:\n"
-            "  --checkpoint FILE       the weights to evaluate (required)\n"
-            "  --data mnist|fashion-mnist|cifar10|csv   dataset (default: the checkpoint's, else mnist)\n"
-            "  --data-dir DIR          MNIST or CIFAR-10 files (default: searched as 'ctrain train' does)\n"
-            "  --split test|train      which set (default test; for csv: --test-file or\n"
-            "                          --train-file)\n"
-            "  --test-file FILE        CSV data to evaluate\n"
-            "  --train-file FILE       CSV data for --split train\n"
-            "  --label-column N        CSV field holding the label (default: the last)\n"
-            "  --limit N               only the first N samples\n"
-            "  --batch-size N          (default %d)\n"
-            "  --device cpu|cuda|cuda:N|auto   (default auto: a GPU when there is one)\n"
-            "  --hidden N,N,... --activation NAME --batchnorm   the model of a bare weights file\n"
-            "\n"
-            "Prints one line: accuracy, correct/total, mean loss and the data used.\n"
-            "Exits 0 on success, 1 when the file or the data cannot be used, 2 for a bad\n"
-            "command line.\n",
-            EVAL_DEFAULT_BATCH);
-}
-
 typedef struct eval_cfg {
     const char *checkpoint;
     data_cfg data;
     bool data_set;
-    bool train_split;
+    bool train_split; /* --split: 0 test, 1 train */
     int64_t batch;
     ct_device device;
     const char *hidden, *activation;
     bool batchnorm;
 } eval_cfg;
 
+#define T eval_cfg
+#define ROW(n, k, member) .name = n, .section = "options", .kind = k, CLI_FIELD(T, member)
+
+static const cli_section sections[] = {{"options", "options"}};
+/* In the order of train_split's values. */
+static const cli_choices splits = {.names = (const char *const[]){"test", "train", NULL}};
+
+static const cli_row options[] = {
+    {ROW("checkpoint", CLI_STRING, checkpoint), .meta = "FILE", .help = "the weights to evaluate (required)"},
+    {ROW("data", CLI_STRING, data.kind), .choices = &train_data_choices, CLI_MARK(T, data_set),
+     .help = "dataset (default: the checkpoint's, else mnist)"},
+    {ROW("data-dir", CLI_STRING, data.dir), .meta = "DIR",
+     .help = "MNIST or CIFAR-10 files (default: searched as 'ctrain train' does)"},
+    {ROW("split", CLI_ENUM, train_split), .choices = &splits,
+     .help = "which set (default test; for csv: --test-file or --train-file)"},
+    {ROW("test-file", CLI_STRING, data.test_file), .meta = "FILE", .help = "CSV data to evaluate"},
+    {ROW("train-file", CLI_STRING, data.train_file), .meta = "FILE", .help = "CSV data for --split train"},
+    {ROW("label-column", CLI_INT, data.label_column), .min = -1000000, .max = 1000000,
+     .help = "CSV field holding the label (default: the last)"},
+    {ROW("limit", CLI_INT, data.test_limit), .min = 1, .max = (double)(1LL << 40), .help = "only the first N samples"},
+    {ROW("batch-size", CLI_INT, batch), .min = 1, .max = 1 << 30, .def = CLI_STR(EVAL_DEFAULT_BATCH),
+     .help = "evaluation batch"},
+    {ROW("device", CLI_DEVICE, device), .def = "auto: a GPU when there is one", .help = "where to evaluate"},
+    /* Checked against the model record in pick_model(). */
+    {ROW("hidden", CLI_STRING, hidden), .meta = "N,N,...",
+     .help = "the model of a bare weights file: hidden layer sizes"},
+    {ROW("activation", CLI_STRING, activation), .meta = "NAME", .help = "... its activation"},
+    {ROW("batchnorm", CLI_FLAG, batchnorm), .help = "... with batch norm"},
+};
+
+const cli_table eval_table = {
+    .cmd = CMD,
+    .usage = "usage: ctrain eval --checkpoint FILE [options]\n",
+    .about = "Evaluates the weights in FILE - a checkpoint written by 'ctrain train', or a\n"
+             "safetensors weights file - on a dataset and prints the accuracy and the mean\n"
+             "cross-entropy. A checkpoint knows its model, dataset and normalisation; for a\n"
+             "bare weights file give the model options (default: train's defaults).\n",
+    .footer = "Prints one line: accuracy, correct/total, mean loss and the data used.\n"
+              "Exits 0 on success, 1 when the file or the data cannot be used, 2 for a bad\n"
+              "command line.\n",
+    .sections = sections,
+    .n_sections = (int)(sizeof sections / sizeof sections[0]),
+    .options = options,
+    .n_options = (int)(sizeof options / sizeof options[0]),
+};
+
+void cmd_eval_usage(FILE *out) {
+    cli_print_help(out, &eval_table);
+}
+
 static int parse_args(int argc, char **argv, eval_cfg *c, bool *done) {
     *done = true;
-    for (int i = 1; i < argc; i++) {
-        const char *v = NULL;
-        int m = 0;
-        const char *arg = argv[i];
-        long n;
-#define OPT(name) ((m = cli_option(CMD, argc, argv, &i, name, &v)) != 0)
-        if (cli_is_help(arg)) {
-            cmd_eval_usage(stdout);
-            return CLI_EXIT_OK;
-        } else if (strcmp(arg, "--batchnorm") == 0) {
-            c->batchnorm = true;
-        } else if (OPT("--checkpoint")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            c->checkpoint = v;
-        } else if (OPT("--data")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            if (strcmp(v, "mnist") && strcmp(v, "fashion-mnist") && strcmp(v, "csv") && strcmp(v, "cifar10"))
-                return cli_usage_error(CMD, "--data wants mnist, fashion-mnist, cifar10 or csv, not '%s'", v);
-            c->data.kind = v;
-            c->data_set = true;
-        } else if (OPT("--data-dir")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            c->data.dir = v;
-        } else if (OPT("--split")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            if (strcmp(v, "test") && strcmp(v, "train"))
-                return cli_usage_error(CMD, "--split wants test or train, not '%s'", v);
-            c->train_split = strcmp(v, "train") == 0;
-        } else if (OPT("--test-file")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            c->data.test_file = v;
-        } else if (OPT("--train-file")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            c->data.train_file = v;
-        } else if (OPT("--label-column")) {
-            if (m < 0 || !cli_parse_long(CMD, "--label-column", v, -1000000, 1000000, &n)) return CLI_EXIT_USAGE;
-            c->data.label_column = (int)n;
-        } else if (OPT("--limit")) {
-            if (m < 0 || !cli_parse_long(CMD, "--limit", v, 1, 1L << 40, &n)) return CLI_EXIT_USAGE;
-            c->data.test_limit = n;
-        } else if (OPT("--batch-size")) {
-            if (m < 0 || !cli_parse_long(CMD, "--batch-size", v, 1, 1L << 30, &n)) return CLI_EXIT_USAGE;
-            c->batch = n;
-        } else if (OPT("--device")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            if (ct_device_parse(v, &c->device) != CT_OK)
-                return cli_usage_error(CMD, "--device wants cpu, cuda, cuda:N or auto, not '%s'", v);
-        } else if (OPT("--hidden")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            c->hidden = v;
-        } else if (OPT("--activation")) {
-            if (m < 0) return CLI_EXIT_USAGE;
-            c->activation = v;
-        } else if (arg[0] == '-') {
-            return cli_usage_error(CMD, "unknown option '%s'", arg);
-        } else {
-            return cli_usage_error(CMD, "unexpected argument '%s'", arg);
-        }
-#undef OPT
+    if (cli_help_asked(argc, argv)) {
+        cmd_eval_usage(stdout);
+        return CLI_EXIT_OK;
     }
+    cli_parser p;
+    cli_parser_init(&p, &eval_table, c, false);
+    int rc = cli_parse_argv(&p, argc, argv);
+    cli_parser_free(&p);
+    if (rc != CLI_EXIT_OK) return rc;
     if (!c->checkpoint) return cli_usage_error(CMD, "--checkpoint FILE is required");
     *done = false;
     return CLI_EXIT_OK;
@@ -155,6 +126,37 @@ static bool pick_model(const eval_cfg *c, const ct_st_file *f, model_cfg *m) {
     return true;
 }
 
+/* The normalisation: the checkpoint's record where it is for the same
+ * dataset, else the constants train uses for images (CSV features as they
+ * are). Arrays malloc'ed; false after reporting. */
+static bool pick_norm(const eval_cfg *c, const ct_st_file *f, float **mean, float **std, int64_t *n_norm) {
+    const char *rec_data = ct_st_meta(f, "cli.data"), *rec_norm = ct_st_meta(f, "cli.normalize");
+    const char *kind = c->data.kind;
+    if (rec_norm && rec_data && strcmp(rec_data, kind) == 0) {
+        if (norm_from_json(rec_norm, mean, std, n_norm)) return true;
+        fprintf(stderr, "ctrain: %s: '%s': its normalisation record (metadata cli.normalize) is unusable\n", CMD,
+                c->checkpoint);
+        return false;
+    }
+    static const float cm[3] = CT_CIFAR10_MEAN, cs[3] = CT_CIFAR10_STD;
+    bool cifar = strcmp(kind, "cifar10") == 0;
+    *n_norm = cifar ? 3 : 1;
+    *mean = malloc((size_t)*n_norm * sizeof **mean);
+    *std = malloc((size_t)*n_norm * sizeof **std);
+    if (!*mean || !*std) {
+        fprintf(stderr, "ctrain: %s: out of memory\n", CMD);
+        return false;
+    }
+    if (cifar) {
+        memcpy(*mean, cm, sizeof cm);
+        memcpy(*std, cs, sizeof cs);
+    } else {
+        **mean = strcmp(kind, "mnist") == 0 ? 0.1307f : strcmp(kind, "fashion-mnist") == 0 ? 0.2860f : 0;
+        **std = strcmp(kind, "mnist") == 0 ? 0.3081f : strcmp(kind, "fashion-mnist") == 0 ? 0.3530f : 1;
+    }
+    return true;
+}
+
 int cmd_eval(int argc, char **argv) {
     eval_cfg c = {.batch = EVAL_DEFAULT_BATCH};
     ct_device_parse("auto", &c.device); /* a GPU when there is one */
@@ -177,45 +179,12 @@ int cmd_eval(int argc, char **argv) {
     }
     const char *rec_data = ct_st_meta(f, "cli.data");
     if (!c.data_set) c.data.kind = rec_data ? rec_data : "mnist";
-    if (strcmp(c.data.kind, "mnist") && strcmp(c.data.kind, "fashion-mnist") && strcmp(c.data.kind, "csv") &&
-        strcmp(c.data.kind, "cifar10")) {
+    if (cli_choice(&train_data_choices, c.data.kind) < 0) {
         fprintf(stderr, "ctrain: %s: '%s' records the dataset '%.40s', which this tool does not know\n", CMD,
                 c.checkpoint, c.data.kind);
         goto out;
     }
-    const char *rec_norm = ct_st_meta(f, "cli.normalize");
-    /* The record's normalisation belongs to the record's dataset. */
-    bool same_data = rec_data && strcmp(rec_data, c.data.kind) == 0;
-    if (rec_norm && same_data) {
-        if (!norm_from_json(rec_norm, &mean, &std, &n_norm)) {
-            fprintf(stderr, "ctrain: %s: '%s': its normalisation record (metadata cli.normalize) is unusable\n",
-                    CMD, c.checkpoint);
-            goto out;
-        }
-    } else if (strcmp(c.data.kind, "cifar10") == 0) {
-        static const float cm[3] = CT_CIFAR10_MEAN, cs[3] = CT_CIFAR10_STD;
-        n_norm = 3;
-        mean = malloc(sizeof cm);
-        std = malloc(sizeof cs);
-        if (!mean || !std) {
-            fprintf(stderr, "ctrain: %s: out of memory\n", CMD);
-            goto out;
-        }
-        memcpy(mean, cm, sizeof cm);
-        memcpy(std, cs, sizeof cs);
-    } else {
-        n_norm = 1;
-        mean = malloc(sizeof *mean);
-        std = malloc(sizeof *std);
-        if (!mean || !std) {
-            fprintf(stderr, "ctrain: %s: out of memory\n", CMD);
-            goto out;
-        }
-        /* Without a record: the constants train uses for images; CSV
-         * features as they are. */
-        *mean = strcmp(c.data.kind, "mnist") == 0 ? 0.1307f : strcmp(c.data.kind, "fashion-mnist") == 0 ? 0.2860f : 0;
-        *std = strcmp(c.data.kind, "mnist") == 0 ? 0.3081f : strcmp(c.data.kind, "fashion-mnist") == 0 ? 0.3530f : 1;
-    }
+    if (!pick_norm(&c, f, &mean, &std, &n_norm)) goto out;
     char where[1024];
     if (!data_load_eval(CMD, &c.data, c.train_split, mean, std, n_norm, &ds, where, sizeof where)) goto out;
     if (m.classes == 0) m.classes = ct_dataset_num_classes(ds);

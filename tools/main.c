@@ -14,21 +14,23 @@
 #include <ctrain/ctrain.h>
 
 #include "cli.h"
+#include "cli_options.h"
 
 typedef struct command {
     const char *name;
     int (*run)(int argc, char **argv);
     void (*usage)(FILE *out);
     const char *summary;
+    const cli_table *options; /* the option table, where the command has one */
 } command;
 
 static const command commands[] = {
-    {"info", cmd_info, cmd_info_usage, "version, build options and the devices found here"},
-    {"ops", cmd_ops, cmd_ops_usage, "the op set, with backward and device support"},
-    {"demo", cmd_demo, cmd_demo_usage, "train a tiny MLP on XOR to show the engine learning"},
-    {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV)"},
-    {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset"},
-    {"bench", cmd_bench, cmd_bench_usage, "time named workloads (training steps, kernels) on a device"},
+    {"info", cmd_info, cmd_info_usage, "version, build options and the devices found here", NULL},
+    {"ops", cmd_ops, cmd_ops_usage, "the op set, with backward and device support", NULL},
+    {"demo", cmd_demo, cmd_demo_usage, "train a tiny MLP on XOR to show the engine learning", NULL},
+    {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV)", &train_table},
+    {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset", &eval_table},
+    {"bench", cmd_bench, cmd_bench_usage, "time named workloads (training steps, kernels) on a device", &bench_table},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
 
@@ -36,6 +38,7 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: ctrain <command> [options]\n"
             "       ctrain help [command]\n"
+            "       ctrain help --markdown   (every command's flags, as in docs/cli.md)\n"
             "       ctrain --version\n"
             "\n"
             "commands:\n");
@@ -60,6 +63,40 @@ static void print_version(void) {
         printf("(built against headers %s)\n", CTRAIN_VERSION_STRING);
 }
 
+/* The flags of every command with an option table, as docs/cli.md lists
+ * them (tools/cli_docs.cmake checks that it does); exit 1 if a table is
+ * inconsistent. */
+static int print_markdown(FILE *out) {
+    int n = 0;
+    bool ok = true;
+    for (int i = 0; i < N_COMMANDS; i++)
+        if (commands[i].options) {
+            ok &= cli_table_ok(commands[i].options, stderr);
+            if (n++) fputc('\n', out);
+            cli_print_markdown(out, commands[i].options);
+        }
+    return ok ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
+/* `ctrain help [command]`, and `ctrain help --markdown`. */
+static int help(int argc, char **argv) {
+    if (argc == 2) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    if (argc == 3 && strcmp(argv[2], "--markdown") == 0) return print_markdown(stdout);
+    const command *c = find_command(argv[2]);
+    if (!c || argc > 3) {
+        if (!c)
+            fprintf(stderr, "ctrain: help: unknown command '%s' (see 'ctrain --help')\n", argv[2]);
+        else
+            fprintf(stderr, "ctrain: help: too many arguments (see 'ctrain --help')\n");
+        return CLI_EXIT_USAGE;
+    }
+    c->usage(stdout);
+    return CLI_EXIT_OK;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         usage(stdout);
@@ -74,23 +111,7 @@ int main(int argc, char **argv) {
         print_version();
         return CLI_EXIT_OK;
     }
-    if (strcmp(arg, "help") == 0) {
-        if (argc == 2) {
-            usage(stdout);
-            return CLI_EXIT_OK;
-        }
-        const command *c = find_command(argv[2]);
-        if (!c || argc > 3) {
-            if (!c)
-                fprintf(stderr, "ctrain: help: unknown command '%s' (see 'ctrain --help')\n",
-                        argv[2]);
-            else
-                fprintf(stderr, "ctrain: help: too many arguments (see 'ctrain --help')\n");
-            return CLI_EXIT_USAGE;
-        }
-        c->usage(stdout);
-        return CLI_EXIT_OK;
-    }
+    if (strcmp(arg, "help") == 0) return help(argc, argv);
     if (arg[0] == '-') {
         fprintf(stderr, "ctrain: unknown option '%s' (see 'ctrain --help')\n", arg);
         return CLI_EXIT_USAGE;

@@ -1,4 +1,5 @@
-/* The options of `ctrain train` (train_opts.c) and their defaults. */
+/* The options of `ctrain train`: the struct they fill, their defaults
+ * (train_opts.c) and their table (train_table.c). */
 #ifndef CTRAIN_TOOLS_TRAIN_OPTS_H
 #define CTRAIN_TOOLS_TRAIN_OPTS_H
 
@@ -8,6 +9,7 @@
 #include <ctrain/ctrain.h>
 #include <ctrain/nn.h>
 
+#include "cli_options.h"
 #include "train_cli.h"
 
 /* The defaults train an MLP 784-512-256-10 on MNIST to >= 98% test
@@ -53,46 +55,30 @@ typedef struct train_cfg {
     size_t bucket_kb;       /* all-reduce buckets */
     bool no_overlap;
     double dist_timeout;    /* 0: the library's default */
-    char **owned;           /* strings from the config file */
-    int n_owned;
-    /* The options given (checkpoint record, config file, command line), as
-     * a JSON object of option name -> text (or true for a switch): recorded
-     * in checkpoints so that --resume needs no other option. */
-    void *given;
 } train_cfg;
 
+/* The options of `ctrain train` (train_table.c), for the option engine:
+ * parsed into a train_cfg, with a record of the options given (the
+ * parser's cli_given_json) that checkpoints carry so that --resume needs
+ * no other option. */
+extern const cli_table train_table;
+
+/* The datasets of --data (`ctrain eval` takes them too). */
+extern const cli_choices train_data_choices;
+
+/* The names of --augment, in the order of the AUG_* bits, NULL-terminated. */
+extern const char *const train_augment_names[];
+
 void train_cfg_defaults(train_cfg *c);
-void train_cfg_free(train_cfg *c);
 
-/* True for options that take no value (--nesterov). */
-bool train_option_is_flag(const char *name);
-/* True for every option name (without dashes). */
-bool train_option_known(const char *name);
-
-/* Sets option `name` (no dashes) from text v (NULL for a switch); opt names
- * it in messages. Returns 1 if set, 0 after reporting a usage error, -1 if
- * there is no such option. */
-int train_set_option(train_cfg *c, const char *name, const char *v, const char *opt);
-
-/* After every option is in: checks --augment against its parameters and
- * the data (usage error and its exit code, else CLI_EXIT_OK), then fills in
- * the default of each parameter not given. */
-int train_check_augment(const train_cfg *c);
-void train_augment_defaults(train_cfg *c);
-
-/* Applies a JSON config file; returns CLI_EXIT_OK or the exit code after
- * reporting the problem. */
-int train_apply_config(train_cfg *c, const char *path);
+/* After every option is in: the combinations the options cannot take,
+ * said in terms of flags (a usage error and its exit code, else
+ * CLI_EXIT_OK); then fills in the default of each --augment parameter not
+ * given. */
+int train_check_options(train_cfg *c);
 
 /* Applies the options a checkpoint recorded (its "cli.options"), if it
  * has any; a checkpoint that cannot be read is left for --resume to report. */
-int train_apply_checkpoint_options(train_cfg *c, const char *path);
-
-/* Notes option `name` as given with text v (NULL: a switch), for
- * train_given_json. Options that concern this invocation only (resume,
- * save, init-from, config, quiet) are not noted. False if out of memory. */
-bool train_note_option(train_cfg *c, const char *name, const char *v);
-/* The noted options as JSON text, malloc'ed (NULL if out of memory). */
-char *train_given_json(const train_cfg *c);
+int train_apply_checkpoint_options(cli_parser *p, const char *path);
 
 #endif
