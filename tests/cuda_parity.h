@@ -107,7 +107,6 @@ typedef struct cp_case {
     bool eval;          /* run in evaluation mode (training is the default) */
     bool zeros_ok;      /* an all-zero output may pass (else, from 8 elements: a degenerate or vacuous case) */
     uint32_t step;
-    bool tf32;
 } cp_case;
 
 static uint32_t cp_stream_counter = 1;
@@ -213,7 +212,6 @@ static inline ct_kargs cp_kargs(const cp_case *c, ct_tview *views, const ct_tvie
     k.seed = 0x5EEDull;
     k.step = c->step;
     k.training = !c->eval;
-    k.allow_tf32 = c->tf32;
     return k;
 }
 

@@ -4,7 +4,7 @@
  *
  * Tolerances for MATMUL, with inputs in [-2, 2] and k terms per output:
  *   F32 (FP32 compute): rtol 1e-5, atol 1e-5 * sqrt(k)
- *   F32 with allow_tf32: rtol 1e-5, atol 1e-2 * sqrt(k) (TF32 keeps 10
+ *   F32 with attr.tf32: rtol 1e-5, atol 1e-2 * sqrt(k) (TF32 keeps 10
  *     mantissa bits of each input, a relative error below 2^-10 per
  *     operand, of random sign: the error of a sum grows like sqrt(k). An
  *     emulation, operands cut or rounded to TF32 and products added
@@ -45,8 +45,9 @@ static void run_matmul(ct_dtype dt, bool tf32) {
         double k = (double)inner_k(m);
         char name[96];
         snprintf(name, sizeof name, "matmul#%d %s%s", i, ct_dtype_name(dt), tf32 ? " tf32" : "");
-        cp_case c = {.name = name, .op = CT_OP_MATMUL, .attr = {.trans_a = m->ta, .trans_b = m->tb}, .n_in = 2,
-                     .in = {cp_f(dt, m->a), cp_f(dt, m->b)}, .out_dtype = dt, .out_shape = m->out, .tf32 = tf32,
+        /* TF32 is the node's attribute, as ct_graph_set_tf32 records it. */
+        cp_case c = {.name = name, .op = CT_OP_MATMUL, .attr = {.trans_a = m->ta, .trans_b = m->tb, .tf32 = tf32},
+                     .n_in = 2, .in = {cp_f(dt, m->a), cp_f(dt, m->b)}, .out_dtype = dt, .out_shape = m->out,
                      .zeros_ok = k == 0};
         switch (dt) {
         case CT_F32: c.rtol = 1e-5, c.atol = (tf32 ? 1e-2 : 1e-5) * sqrt(k) + 1e-6; break;

@@ -40,6 +40,12 @@ ct_status ct_cuda_query_versions(int *driver_version, int *runtime_version);
  * answers without touching a GPU. */
 bool ct_cuda_implements(int op);
 
+/* Whether the CUDA backend's table keeps core/backend.h's rules
+ * (ct_backend_valid), answered without touching a GPU: CT_OK, or
+ * CT_ERR_INTERNAL naming the broken rule; CT_ERR_UNSUPPORTED in a build
+ * without CUDA. ct_cuda_backend() refuses a table that breaks them. */
+ct_status ct_cuda_backend_check(void);
+
 #ifdef __cplusplus
 }
 #endif

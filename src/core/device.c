@@ -205,6 +205,8 @@ bool ct_cuda_implements(int op) {
     return false;
 }
 
+ct_status ct_cuda_backend_check(void) { return ct_error(CT_ERR_UNSUPPORTED, CT_NO_CUDA_MSG); }
+
 const ct_backend *ct_cuda_backend(int device_index) {
     (void)device_index;
     ct_error(CT_ERR_UNSUPPORTED, CT_NO_CUDA_MSG);

@@ -49,5 +49,5 @@ ct_status ct_device_copy(ct_device d, void *dst, const void *src, size_t bytes) 
 ct_status ct_device_sync(ct_device d) {
     const ct_backend *be = backend_of(d);
     if (!be) return ct_last_status();
-    return be->sync ? be->sync() : CT_OK;
+    return be->sync();
 }

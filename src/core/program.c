@@ -463,7 +463,6 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         for (int j = 0; j < nd->n_in; j++) p->views[v++] = view_of(p, nd->in[j]);
         ka->out = view_of(p, i);
         ka->seed = g->seed;
-        ka->allow_tf32 = nd->op == CT_OP_MATMUL && nd->attr.tf32;
         if (be->scratch_bytes) {
             /* asked with no data pointers, as the interface promises */
             ct_kargs probe = *ka;
@@ -530,14 +529,16 @@ ct_status ct_program_run(ct_program *p) { return ct_program_run_dev(p, NULL); }
 
 ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev) {
     if (!p) return ct_error(CT_ERR_INVALID_ARG, "ct_program_run: program is NULL");
+    /* For this run only: a later plain run uses the host's counter. */
+    void (*step_source)(const uint32_t *) = step_dev ? p->be->set_step_source : NULL;
+    if (step_source) step_source(step_dev);
     for (int k = 0; k < p->n_exec; k++) {
         ct_kargs *ka = &p->kargs[k];
         ka->step = p->step;
-        ka->step_dev = step_dev;
         ka->training = p->training;
         ct_status st = p->be->kernels[ka->op](ka);
-        ka->step_dev = NULL; /* a later plain run uses the host's counter */
         if (st != CT_OK) {
+            if (step_source) step_source(NULL);
             const ct_nodeinfo *nd = &p->g->nodes[p->exec[k]];
             return ct_error(st, "running %s (node %d%s%s): %s", ct_op_name(nd->op), (int)p->exec[k],
                             nd->name ? ", " : "", nd->name ? nd->name : "", ct_last_error());
@@ -545,6 +546,7 @@ ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev) {
         if (p->hook)
             for (int r = p->ready_at[k]; r < p->ready_at[k + 1]; r++) p->hook(p->hook_user, p->ready_param[r]);
     }
+    if (step_source) step_source(NULL);
     p->step++;
     return CT_OK;
 }

@@ -33,7 +33,10 @@ bool ct_program_computes_grad(const ct_program *p, int param);
 /* ct_program_run, with the kernels reading the dropout step counter from
  * device memory (a uint32 the caller keeps equal to ct_program_step(p)) when
  * step_dev is not NULL: a run captured as a CUDA Graph then stays valid as
- * the counter advances. The host's counter advances as in ct_program_run. */
+ * the counter advances. The backend's set_step_source points its kernels
+ * there for this run only; a backend without one (the CPU, which never
+ * replays) uses the host's counter, the same value. The host's counter
+ * advances as in ct_program_run. */
 ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev);
 /* A number that changes whenever something a captured run baked into its
  * kernels changes (ct_program_bind_input, ct_program_set_training): a graph

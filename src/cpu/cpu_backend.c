@@ -37,26 +37,36 @@ static size_t cpu_scratch_bytes(const ct_kargs *k) {
 }
 
 static ct_backend cpu_backend;
+static bool cpu_valid;
+static char cpu_fault[256]; /* why not, when !cpu_valid */
 static pthread_once_t cpu_once = PTHREAD_ONCE_INIT;
 
 /* Filled once, by the first thread that asks (pthread_once), so programs
- * may be compiled from several threads at once; read-only afterwards. */
+ * may be compiled from several threads at once; read-only afterwards. The
+ * groups are core/backend.h's; the CPU has no timing events (timers use
+ * the host clock), no device-side clip_norm / loss_acc (the step graph
+ * does those on the host) and no graph capture. */
 static void cpu_fill(void) {
     ct_backend b = {
+        /* identity */
         .name = "cpu",
         .kind = CT_DEVICE_CPU,
+        /* memory: "device" memory is host memory */
         .alloc = cpu_alloc,
         .free = cpu_free,
         .zero = cpu_zero,
         .upload = cpu_copy,
         .download = cpu_copy,
-        .sync = cpu_sync,
         .copy = cpu_copy,
+        .sync = cpu_sync,
+        /* kernels and scratch (the kernels are registered below) */
         .scratch_bytes = cpu_scratch_bytes,
+        /* flat-buffer and optimizer updates */
         .optim_update = ct_cpu_optim_update,
         .sumsq = ct_cpu_sumsq,
         .scale_clamp = ct_cpu_scale_clamp,
         .axpby = ct_cpu_axpby,
+        /* mixed precision */
         .amp_unscale = ct_cpu_amp_unscale,
         .amp_update = ct_cpu_amp_update,
     };
@@ -69,9 +79,11 @@ static void cpu_fill(void) {
     ct_cpu_register_conv(b.kernels);
     ct_cpu_register_pool(b.kernels);
     cpu_backend = b;
+    cpu_valid = ct_backend_valid(&b, cpu_fault, sizeof cpu_fault);
 }
 
 const ct_backend *ct_cpu_backend(void) {
     pthread_once(&cpu_once, cpu_fill);
+    if (!cpu_valid) return ct_error(CT_ERR_INTERNAL, "%s", cpu_fault), NULL;
     return &cpu_backend;
 }

@@ -50,8 +50,11 @@ ct_status ct_cuda_ctx_init(int device) {
     c.blas_ws_bytes = BLAS_WS_BYTES;
     CT_CUDA_TRY(cudaMalloc(&c.blas_ws, c.blas_ws_bytes), "cuBLAS workspace of %zu bytes", c.blas_ws_bytes);
     CT_CUBLAS_TRY(cublasCreate(&c.blas), "device %d", device);
+    // Every kernel runs on c.stream (ct_cuda_stream), so the handle is bound
+    // to it once. cublasSetStream puts the handle back on cuBLAS's default
+    // workspace pool (documented), which may allocate, also inside a
+    // captured step: the fixed workspace goes on after it.
     CT_CUBLAS_TRY(cublasSetStream(c.blas, c.stream), "device %d", device);
-    c.blas_stream = c.stream;
     CT_CUBLAS_TRY(cublasSetWorkspace(c.blas, c.blas_ws, c.blas_ws_bytes), "%zu bytes", c.blas_ws_bytes);
     // FP32 stays FP32 unless a program asks for TF32 (k_matmul.cu picks
     // the compute type per call); the handle's default must not override it.
@@ -212,35 +215,30 @@ static size_t cuda_scratch_bytes(const ct_kargs *k) {
     return s;
 }
 
+// core/backend.h's groups, in its order. The CUDA backend has every
+// optional member: the timing events, the device-side clipping and loss
+// sum, mixed precision, and graph capture.
 static ct_backend make_table(void) {
     ct_backend b = {};
+    // identity
     b.name = "cuda";
     b.kind = CT_DEVICE_CUDA;
+    // memory, all on the context's stream
     b.alloc = cuda_alloc;
     b.free = cuda_free;
     b.zero = cuda_zero;
     b.upload = cuda_upload;
     b.download = cuda_download;
-    b.sync = cuda_sync;
     b.copy = cuda_copy;
+    b.sync = cuda_sync;
+    // events (cuda_timer.cu)
     b.event_new = ct_cuda_event_new;
     b.event_record = ct_cuda_event_record;
     b.event_elapsed = ct_cuda_event_elapsed;
     b.event_free = ct_cuda_event_free;
     b.event_method = "cuda events";
+    // kernels and scratch (the k_*.cu files)
     b.scratch_bytes = cuda_scratch_bytes;
-    b.optim_update = ct_cuda_optim_update;
-    b.sumsq = ct_cuda_sumsq;
-    b.scale_clamp = ct_cuda_scale_clamp;
-    b.axpby = ct_cuda_axpby;
-    b.amp_unscale = ct_cuda_amp_unscale;
-    b.amp_update = ct_cuda_amp_update;
-    b.clip_norm = ct_cuda_clip_norm;
-    b.loss_acc = ct_cuda_loss_acc;
-    b.graph_begin = ct_cuda_graph_begin;
-    b.graph_end = ct_cuda_graph_end;
-    b.graph_launch = ct_cuda_graph_launch;
-    b.graph_free = ct_cuda_graph_free;
     ct_cuda_register_elementwise(b.kernels);
     ct_cuda_register_reduce(b.kernels);
     ct_cuda_register_softmax(b.kernels);
@@ -251,6 +249,22 @@ static ct_backend make_table(void) {
     ct_cuda_register_nn(b.kernels);
     ct_cuda_register_conv(b.kernels);
     ct_cuda_register_pool(b.kernels);
+    // flat-buffer and optimizer updates (optim.cu)
+    b.optim_update = ct_cuda_optim_update;
+    b.sumsq = ct_cuda_sumsq;
+    b.scale_clamp = ct_cuda_scale_clamp;
+    b.axpby = ct_cuda_axpby;
+    b.clip_norm = ct_cuda_clip_norm;
+    b.loss_acc = ct_cuda_loss_acc;
+    // mixed precision (amp.cu)
+    b.amp_unscale = ct_cuda_amp_unscale;
+    b.amp_update = ct_cuda_amp_update;
+    // graph capture (cuda_graph.cu)
+    b.graph_begin = ct_cuda_graph_begin;
+    b.graph_end = ct_cuda_graph_end;
+    b.graph_launch = ct_cuda_graph_launch;
+    b.graph_free = ct_cuda_graph_free;
+    b.set_step_source = ct_cuda_set_step_source;
     return b;
 }
 
@@ -259,6 +273,19 @@ static ct_backend make_table(void) {
 static const ct_backend *table(void) {
     static const ct_backend b = make_table();
     return &b;
+}
+
+// Why the table breaks core/backend.h's rules (ct_backend_valid), or
+// NULL; checked once, the message kept for every later caller.
+static const char *table_fault(void) {
+    static char why[256];
+    static const bool ok = ct_backend_valid(table(), why, sizeof why);
+    return ok ? nullptr : why;
+}
+
+ct_status ct_cuda_backend_check(void) {
+    const char *fault = table_fault();
+    return fault ? ct_error(CT_ERR_INTERNAL, "%s", fault) : CT_OK;
 }
 
 bool ct_cuda_implements(int op) {
@@ -277,6 +304,6 @@ const ct_backend *ct_cuda_backend(int device_index) {
                  n, n == 1 ? "" : "s");
         return nullptr;
     }
-    if (ct_cuda_ctx_init(device_index) != CT_OK) return nullptr;
+    if (ct_cuda_backend_check() != CT_OK || ct_cuda_ctx_init(device_index) != CT_OK) return nullptr;
     return table();
 }

@@ -58,7 +58,6 @@ struct ct_cuda_ctx {
     int device;
     cudaStream_t stream;
     cublasHandle_t blas;
-    cudaStream_t blas_stream;        // the stream blas is bound to (k_matmul rebinds it only on a change)
     void *blas_ws;                   // cuBLAS workspace: fixed, so graph capture needs no allocation
     size_t blas_ws_bytes;
     ct_cuda_data_error *err_host;    // mapped pinned memory, read by the host
@@ -157,8 +156,10 @@ static inline unsigned ct_cuda_rows_grid(int64_t rows) {
 // classes) do not leave most of a large block idle.
 static inline int ct_cuda_row_threads(int64_t len) { return len <= 64 ? 32 : len <= 512 ? 128 : 256; }
 
-static inline cudaStream_t ct_cuda_stream(const ct_kargs *k) {
-    if (k && k->stream) return (cudaStream_t)k->stream;
+// The stream a kernel is queued on: the context's one stream. ct_kargs
+// names no stream (core/backend.h); kernels pass their arguments only so
+// that every launch site reads alike.
+static inline cudaStream_t ct_cuda_stream(const ct_kargs *) {
     ct_cuda_ctx *c = ct_cuda_ctx_get();
     return c ? c->stream : nullptr;
 }
@@ -350,6 +351,12 @@ ct_status ct_cuda_graph_begin(void);
 ct_status ct_cuda_graph_end(bool keep, void **exec);
 ct_status ct_cuda_graph_launch(void *exec);
 void ct_cuda_graph_free(void *exec);
+// The dropout step counter's source (core/backend.h's set_step_source):
+// NULL, or a uint32 in device memory that the dropout kernels launched
+// from this thread read instead of ct_kargs.step. Per thread, as the
+// kernel arguments it replaces were per call.
+void ct_cuda_set_step_source(const uint32_t *step_dev);
+const uint32_t *ct_cuda_step_source(void);
 
 // The loss scaler's hooks (amp.cu): state in device memory, no host read.
 ct_status ct_cuda_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);

@@ -1,5 +1,6 @@
-// Stream capture for the fused training step (core/backend.h's graph_*
-// hooks, used by src/train/step_graph.c).
+// Stream capture for the fused training step (core/backend.h's graph
+// capture group: graph_* and set_step_source, used by
+// src/train/step_graph.c and ct_program_run_dev).
 //
 // Every kernel, cuBLAS call and copy of the backend goes to the context's
 // one stream, so capturing that stream records a whole training step. The
@@ -68,3 +69,15 @@ void ct_cuda_graph_free(void *exec) {
     // As cuda_free: a failure here is teardown and leaves nothing to do.
     if (exec && cudaGraphExecDestroy((cudaGraphExec_t)exec) != cudaSuccess) cudaGetLastError();
 }
+
+// The step counter the dropout kernels read (set_step_source). A kernel
+// launch copies its arguments, so a captured dropout node holds the pointer
+// given at capture time and each replay reads the counter's value then:
+// the host uploads it before every launch (src/train/step_graph.c).
+// Thread-local, as a kernel's arguments were: a run on another thread
+// (an evaluation program) keeps the host's counter.
+static thread_local const uint32_t *t_step_source;
+
+void ct_cuda_set_step_source(const uint32_t *step_dev) { t_step_source = step_dev; }
+
+const uint32_t *ct_cuda_step_source(void) { return t_step_source; }

@@ -122,18 +122,11 @@ static ct_status k_matmul(const ct_kargs *k) {
         CT_CUDA_TRY(cudaMemsetAsync(k->out.data, 0, bytes, st), "matmul with k = 0: %zu bytes", bytes);
         return CT_OK;
     }
+    // The handle is bound to the context's one stream, with its fixed
+    // workspace, once for good (ct_cuda_ctx_init): nothing to set per call.
     ct_cuda_ctx *c = ct_cuda_ctx_get();
     if (!c) return ct_cuda_arg_error(CT_ERR_STATE, "matmul", "the CUDA backend is not initialised");
-    if (c->blas_stream != st) {
-        CT_CUBLAS_TRY(cublasSetStream(c->blas, st), "matmul");
-        // cublasSetStream puts the handle back on cuBLAS's default workspace
-        // pool (documented), which may allocate, also inside a captured
-        // step: the fixed workspace goes back on after it.
-        CT_CUBLAS_TRY(cublasSetWorkspace(c->blas, c->blas_ws, c->blas_ws_bytes), "matmul: %zu bytes of workspace",
-                      c->blas_ws_bytes);
-        c->blas_stream = st;
-    }
-    mm_types t = types_for(dt, odt, k->allow_tf32);
+    mm_types t = types_for(dt, odt, k->attr->tf32);
     bool ta = k->attr->trans_a, tb = k->attr->trans_b;
     const void *a = k->in[0].data, *b = k->in[1].data;
     void *o = k->out.data;

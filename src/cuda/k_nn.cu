@@ -194,8 +194,9 @@ static ct_status k_embedding_grad(const ct_kargs *k) {
 
 // ---------------------------------------------------------------- dropout
 
-// The step counter keying the masks: from device memory when the step is
-// replayed from a captured graph (ct_kargs.step_dev), else the argument.
+// The step counter keying the masks: from device memory when the run's
+// step source is set (ct_cuda_step_source: a step captured to be replayed),
+// else the argument.
 __device__ __forceinline__ uint32_t step_of(const uint32_t *step_dev, uint32_t step) {
     return step_dev ? *step_dev : step;
 }
@@ -270,13 +271,14 @@ static ct_status k_dropout(const ct_kargs *k) {
     if (per > 1) {
         dropout2d_kernel<<<ct_cuda_blocks(n), CT_CUDA_THREADS, 0, st>>>(x.data, x.dtype, o.data, o.dtype, n, per, p,
                                                                        1.0 / (1.0 - p), k->seed, k->attr->stream,
-                                                                       k->step_dev, k->step);
+                                                                       ct_cuda_step_source(), k->step);
         CT_CUDA_LAUNCHED("dropout2d", "%lld elements in channels of %lld", (long long)n, (long long)per);
         return CT_OK;
     }
     // One element per channel draws as dropout does.
     dropout_kernel<<<ct_cuda_blocks((n + 3) / 4), CT_CUDA_THREADS, 0, st>>>(
-        x.data, x.dtype, o.data, o.dtype, n, p, 1.0 / (1.0 - p), k->seed, k->attr->stream, k->step_dev, k->step);
+        x.data, x.dtype, o.data, o.dtype, n, p, 1.0 / (1.0 - p), k->seed, k->attr->stream, ct_cuda_step_source(),
+        k->step);
     CT_CUDA_LAUNCHED("dropout", "%lld elements", (long long)n);
     return CT_OK;
 }

@@ -105,6 +105,8 @@ ct_step_graph *ct_step_graph_new(ct_program *p, ct_optimizer *opt, const ct_step
 /* Fallback of the backend's clip_norm (core/backend.h): the host finishes
  * the sum, as ct_clip_grad_norm does, without its error. */
 static ct_status clip_on_host(ct_step_graph *sg, ct_flat_grads *fg) {
+    if (!fg->be->sumsq || !fg->be->scale_clamp)
+        return ct_optim_no_hook(fg, "ct_step_graph_run", "sumsq/scale_clamp");
     double ss = 0, v[2];
     bool finite = true;
     ct_status st = fg->n ? fg->be->sumsq(fg->data, fg->dtype, fg->n, &ss, &finite) : CT_OK;
