@@ -153,6 +153,69 @@ static void print_loss(const char *label, float l) {
     printf(fabsf(l) < 1e4f ? "%s%.4f\n" : "%s%.4g\n", label, (double)l);
 }
 
+/* The training loop: o->steps SGD steps, a progress line every tenth of
+ * them. false, with the reason printed, when a step fails or the loss
+ * stops being finite. */
+static bool train_steps(ct_program *p, const demo_opts *o, ct_node loss, float *host_p, float *host_g, size_t n) {
+    char what[64];
+    /* Ten progress lines whatever --steps is: every 200 with the defaults. */
+    long every = o->steps >= 10 ? o->steps / 10 : 1;
+    float l = NAN;
+    for (long step = 1; step <= o->steps; step++) {
+        /* Fed every step as a real training loop would feed a new batch. */
+        if (ct_program_set_input(p, "x", xor_x, sizeof xor_x) != CT_OK ||
+            ct_program_set_input(p, "y", xor_y, sizeof xor_y) != CT_OK)
+            return cli_fail("demo: set input"), false;
+        if (ct_program_run(p) != CT_OK) {
+            snprintf(what, sizeof what, "demo: step %ld", step);
+            return cli_fail(what), false;
+        }
+        if (ct_program_read(p, loss, &l, sizeof l) != CT_OK) return cli_fail("demo: read loss"), false;
+        if (!isfinite(l)) {
+            fprintf(stderr, "ctrain: demo: the loss became %g at step %ld (try a smaller --lr)\n",
+                    (double)l, step);
+            return false;
+        }
+        if (!o->quiet && (step == 1 || step % every == 0)) {
+            char label[48];
+            snprintf(label, sizeof label, "step %4ld  loss ", step);
+            print_loss(label, l);
+        }
+        if (sgd_step(p, (float)o->lr, host_p, host_g, n) != CT_OK) return cli_fail("demo: sgd step"), false;
+    }
+    return true;
+}
+
+/* The model as it ends, on the four inputs: the exit code says whether it
+ * learned XOR. */
+static int final_eval(ct_program *p, const demo_opts *o, ct_node loss, ct_node logits) {
+    /* The loop's last logits predate its last update; one more forward pass
+     * shows the model as it ends. */
+    float z[4], l = NAN;
+    ct_program_set_training(p, false);
+    if (ct_program_run(p) != CT_OK || ct_program_read(p, logits, z, sizeof z) != CT_OK ||
+        ct_program_read(p, loss, &l, sizeof l) != CT_OK) {
+        cli_fail("demo: final evaluation");
+        return CLI_EXIT_FAIL;
+    }
+    int correct = 0;
+    if (!o->quiet) {
+        print_loss("\nfinal loss ", l);
+        printf("  x1 x2  target  prediction\n");
+    }
+    for (int i = 0; i < 4; i++) {
+        double pred = sigmoid((double)z[i]);
+        /* NaN compares false both ways, so a diverged model counts as wrong. */
+        bool ok = xor_y[i][0] > 0.5f ? pred > 0.5 : pred < 0.5;
+        correct += ok;
+        if (!o->quiet)
+            printf("  %2.0f %2.0f  %6.0f  %10.4f%s\n", (double)xor_x[i][0], (double)xor_x[i][1],
+                   (double)xor_y[i][0], pred, ok ? "" : "  wrong");
+    }
+    printf("xor learned: %d/4 correct\n", correct);
+    return correct == 4 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+}
+
 static int train(ct_graph *g, const demo_opts *o, ct_node loss, ct_node logits) {
     char dev[32] = "?";
     ct_device_str(o->device, dev, sizeof dev);
@@ -187,67 +250,7 @@ static int train(ct_graph *g, const demo_opts *o, ct_node loss, ct_node logits) 
         printf("xor: 2-%d-1 MLP, tanh, bce_with_logits; sgd lr %g, %ld step%s, seed %llu, on %s\n",
                DEMO_HIDDEN, o->lr, o->steps, o->steps == 1 ? "" : "s",
                (unsigned long long)o->seed, dev);
-
-    /* Ten progress lines whatever --steps is: every 200 with the defaults. */
-    long every = o->steps >= 10 ? o->steps / 10 : 1;
-    float l = NAN;
-    for (long step = 1; step <= o->steps; step++) {
-        /* Fed every step as a real training loop would feed a new batch. */
-        if (ct_program_set_input(p, "x", xor_x, sizeof xor_x) != CT_OK ||
-            ct_program_set_input(p, "y", xor_y, sizeof xor_y) != CT_OK) {
-            cli_fail("demo: set input");
-            goto out;
-        }
-        if (ct_program_run(p) != CT_OK) {
-            snprintf(what, sizeof what, "demo: step %ld", step);
-            cli_fail(what);
-            goto out;
-        }
-        if (ct_program_read(p, loss, &l, sizeof l) != CT_OK) {
-            cli_fail("demo: read loss");
-            goto out;
-        }
-        if (!isfinite(l)) {
-            fprintf(stderr, "ctrain: demo: the loss became %g at step %ld (try a smaller --lr)\n",
-                    (double)l, step);
-            goto out;
-        }
-        if (!o->quiet && (step == 1 || step % every == 0)) {
-            char label[48];
-            snprintf(label, sizeof label, "step %4ld  loss ", step);
-            print_loss(label, l);
-        }
-        if (sgd_step(p, (float)o->lr, host_p, host_g, n) != CT_OK) {
-            cli_fail("demo: sgd step");
-            goto out;
-        }
-    }
-
-    /* The loop's last logits predate its last update; one more forward pass
-     * shows the model as it ends. */
-    float z[4];
-    ct_program_set_training(p, false);
-    if (ct_program_run(p) != CT_OK || ct_program_read(p, logits, z, sizeof z) != CT_OK ||
-        ct_program_read(p, loss, &l, sizeof l) != CT_OK) {
-        cli_fail("demo: final evaluation");
-        goto out;
-    }
-    int correct = 0;
-    if (!o->quiet) {
-        print_loss("\nfinal loss ", l);
-        printf("  x1 x2  target  prediction\n");
-    }
-    for (int i = 0; i < 4; i++) {
-        double pred = sigmoid((double)z[i]);
-        /* NaN compares false both ways, so a diverged model counts as wrong. */
-        bool ok = xor_y[i][0] > 0.5f ? pred > 0.5 : pred < 0.5;
-        correct += ok;
-        if (!o->quiet)
-            printf("  %2.0f %2.0f  %6.0f  %10.4f%s\n", (double)xor_x[i][0], (double)xor_x[i][1],
-                   (double)xor_y[i][0], pred, ok ? "" : "  wrong");
-    }
-    printf("xor learned: %d/4 correct\n", correct);
-    rc = correct == 4 ? CLI_EXIT_OK : CLI_EXIT_FAIL;
+    if (train_steps(p, o, loss, host_p, host_g, n)) rc = final_eval(p, o, loss, logits);
 out:
     free(host_p);
     free(host_g);

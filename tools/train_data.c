@@ -220,26 +220,66 @@ static bool augment_setup(const char *cmd, const data_cfg *cfg, data_sets *out) 
     return true;
 }
 
+/* The training set (*all, before any split) and the test set as the files
+ * hold them. */
+static bool load_sets(const char *cmd, const data_cfg *cfg, bool csv, data_sets *out, ct_dataset **all) {
+    if (csv) {
+        if (!load_csv(cmd, cfg->train_file, "--train-file", cfg->label_column, all)) return false;
+        snprintf(out->where, sizeof out->where, "%s", cfg->train_file);
+        if (cfg->test_file && !load_csv(cmd, cfg->test_file, "--test-file", cfg->label_column, &out->test))
+            return false;
+        return true;
+    }
+    if (!idx_dir(cmd, cfg, out->where, sizeof out->where)) return false;
+    if (!load_images(cfg->kind, out->where, true, all)) return fail(cmd, "training set");
+    if (!load_images(cfg->kind, out->where, false, &out->test)) return fail(cmd, "test set");
+    return true;
+}
+
+/* The normalization's mean and std: per feature from the training set
+ * (CSV), or the image sets' usual per-channel values. */
+static bool norm_stats(const char *cmd, const data_cfg *cfg, bool csv, data_sets *out) {
+    out->n_norm = csv ? ct_dataset_sample_numel(out->train) : is_cifar(cfg->kind) ? 3 : 1;
+    out->mean = malloc((size_t)out->n_norm * sizeof *out->mean);
+    out->std = malloc((size_t)out->n_norm * sizeof *out->std);
+    if (!out->mean || !out->std) {
+        fprintf(stderr, "ctrain: %s: out of memory\n", cmd);
+        return false;
+    }
+    if (csv) {
+        if (ct_dataset_stats(out->train, out->n_norm, out->mean, out->std) != CT_OK)
+            return fail(cmd, "feature statistics");
+    } else {
+        idx_norm(cfg->kind, out->mean, out->std);
+    }
+    return true;
+}
+
+/* Every set checked against the training set's sample size and
+ * normalized (an augmented training set is normalized by the loader). */
+static bool normalize_sets(const char *cmd, const data_cfg *cfg, data_sets *out) {
+    ct_dataset *sets[3] = {out->train, out->val, out->test};
+    const char *names[3] = {"training set", "validation set", "test set"};
+    for (int i = 0; i < 3; i++) {
+        if (!sets[i]) continue;
+        if (ct_dataset_sample_numel(sets[i]) != ct_dataset_sample_numel(out->train)) {
+            fprintf(stderr, "ctrain: %s: the %s has %lld features per sample, the training set %lld\n", cmd,
+                    names[i], (long long)ct_dataset_sample_numel(sets[i]),
+                    (long long)ct_dataset_sample_numel(out->train));
+            return false;
+        }
+        if (i == 0 && cfg->augment) continue; /* the loader normalizes it */
+        if (ct_dataset_normalize(sets[i], out->n_norm, out->mean, out->std) != CT_OK)
+            return fail(cmd, names[i]);
+    }
+    return true;
+}
+
 bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
     memset(out, 0, sizeof *out);
     ct_dataset *all = NULL;
     bool csv = strcmp(cfg->kind, "csv") == 0;
-    if (csv) {
-        if (!load_csv(cmd, cfg->train_file, "--train-file", cfg->label_column, &all)) goto fail;
-        snprintf(out->where, sizeof out->where, "%s", cfg->train_file);
-        if (cfg->test_file && !load_csv(cmd, cfg->test_file, "--test-file", cfg->label_column, &out->test))
-            goto fail;
-    } else {
-        if (!idx_dir(cmd, cfg, out->where, sizeof out->where)) goto fail;
-        if (!load_images(cfg->kind, out->where, true, &all)) {
-            fail(cmd, "training set");
-            goto fail;
-        }
-        if (!load_images(cfg->kind, out->where, false, &out->test)) {
-            fail(cmd, "test set");
-            goto fail;
-        }
-    }
+    if (!load_sets(cmd, cfg, csv, out, &all)) goto fail;
     if (!limit(cmd, &all, cfg->train_limit, "--train-limit")) goto fail;
     if (out->test && !limit(cmd, &out->test, cfg->test_limit, "--test-limit")) goto fail;
     if (cfg->val_split > 0) {
@@ -252,39 +292,9 @@ bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out) {
         out->train = all;
     }
     all = NULL;
-
-    out->n_norm = csv ? ct_dataset_sample_numel(out->train) : is_cifar(cfg->kind) ? 3 : 1;
-    out->mean = malloc((size_t)out->n_norm * sizeof *out->mean);
-    out->std = malloc((size_t)out->n_norm * sizeof *out->std);
-    if (!out->mean || !out->std) {
-        fprintf(stderr, "ctrain: %s: out of memory\n", cmd);
-        goto fail;
-    }
-    if (csv) {
-        if (ct_dataset_stats(out->train, out->n_norm, out->mean, out->std) != CT_OK) {
-            fail(cmd, "feature statistics");
-            goto fail;
-        }
-    } else {
-        idx_norm(cfg->kind, out->mean, out->std);
-    }
-    ct_dataset *sets[3] = {out->train, out->val, out->test};
-    const char *names[3] = {"training set", "validation set", "test set"};
+    if (!norm_stats(cmd, cfg, csv, out)) goto fail;
     if (cfg->augment && !augment_setup(cmd, cfg, out)) goto fail;
-    for (int i = 0; i < 3; i++) {
-        if (!sets[i]) continue;
-        if (ct_dataset_sample_numel(sets[i]) != ct_dataset_sample_numel(out->train)) {
-            fprintf(stderr, "ctrain: %s: the %s has %lld features per sample, the training set %lld\n", cmd,
-                    names[i], (long long)ct_dataset_sample_numel(sets[i]),
-                    (long long)ct_dataset_sample_numel(out->train));
-            goto fail;
-        }
-        if (i == 0 && cfg->augment) continue; /* the loader normalizes it */
-        if (ct_dataset_normalize(sets[i], out->n_norm, out->mean, out->std) != CT_OK) {
-            fail(cmd, names[i]);
-            goto fail;
-        }
-    }
+    if (!normalize_sets(cmd, cfg, out)) goto fail;
     return true;
 fail:
     ct_dataset_free(all);

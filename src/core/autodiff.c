@@ -36,6 +36,56 @@ static ct_node seed_of(ct_graph *g, ct_node loss, bool scaled) {
     return ct_cast_folded(g, s, dt);
 }
 
+/* Which of the first n0 nodes need a gradient: the float ones on a path
+ * from a gradient source; no gradient yet for any. */
+static void mark_needs(const ct_graph *g, ct_grad_acc *acc, int n0) {
+    for (int i = 0; i < n0; i++) {
+        const ct_nodeinfo *nd = &g->nodes[i];
+        acc->grad_of[i] = CT_NO_NODE;
+        bool needs = is_grad_source(nd);
+        for (int j = 0; j < nd->n_in && !needs; j++) needs = acc->needs[nd->in[j]];
+        acc->needs[i] = needs && ct_dtype_is_float(nd->dtype);
+    }
+}
+
+/* The seed, then each op's rule from the loss back to the first node. */
+static ct_status apply_rules(ct_graph *g, ct_grad_acc *acc, ct_node loss, bool scaled) {
+    ct_status st = CT_OK;
+    acc->grad_of[loss] = seed_of(g, loss, scaled);
+    if (acc->grad_of[loss] == CT_NO_NODE) st = ct_last_status();
+    for (int i = loss; i >= 0 && st == CT_OK; i--) {
+        if (acc->grad_of[i] == CT_NO_NODE || !acc->needs[i]) continue;
+        ct_op op = g->nodes[i].op;
+        if (op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER) continue;
+        if (!ct_op_differentiable(op)) {
+            st = ct_error(CT_ERR_UNSUPPORTED, "ct_graph_backward: %s has no backward rule",
+                          ct_op_name(op));
+            break;
+        }
+        st = ct_grad_rule(g, acc, i, acc->grad_of[i]);
+    }
+    return st;
+}
+
+/* Each source's gradient gets a node of its own, so the program can
+ * place it in the flat gradient buffer: share or alias nothing. */
+static ct_status own_grad_nodes(ct_graph *g, ct_grad_acc *acc, int n0) {
+    ct_status st = CT_OK;
+    for (int i = 0; i < n0 && st == CT_OK; i++) {
+        ct_node gi = acc->grad_of[i];
+        if (!is_grad_source(&g->nodes[i]) || gi == CT_NO_NODE) continue;
+        bool shared = gi < n0 || g->nodes[gi].op == CT_OP_CONST;
+        for (int j = 0; j < i && !shared; j++)
+            shared = is_grad_source(&g->nodes[j]) && acc->grad_of[j] == gi;
+        if (shared) {
+            ct_node c = ct_graph_add(g, CT_OP_COPY, g->nodes[gi].dtype, g->nodes[gi].shape, &gi, 1, NULL);
+            if (c == CT_NO_NODE) st = ct_last_status();
+            acc->grad_of[i] = c;
+        }
+    }
+    return st;
+}
+
 ct_status ct_graph_backward(ct_graph *g, ct_node loss) { return ct_graph_backward_ex(g, loss, false); }
 
 ct_status ct_graph_backward_ex(ct_graph *g, ct_node loss, bool scaled) {
@@ -57,43 +107,9 @@ ct_status ct_graph_backward_ex(ct_graph *g, ct_node loss, bool scaled) {
         free(acc.needs);
         return ct_error(CT_ERR_OOM, "ct_graph_backward: out of memory");
     }
-    for (int i = 0; i < n0; i++) {
-        const ct_nodeinfo *nd = &g->nodes[i];
-        acc.grad_of[i] = CT_NO_NODE;
-        bool needs = is_grad_source(nd);
-        for (int j = 0; j < nd->n_in && !needs; j++) needs = acc.needs[nd->in[j]];
-        acc.needs[i] = needs && ct_dtype_is_float(nd->dtype);
-    }
-    ct_status st = CT_OK;
-    if (acc.needs[loss]) {
-        acc.grad_of[loss] = seed_of(g, loss, scaled);
-        if (acc.grad_of[loss] == CT_NO_NODE) st = ct_last_status();
-        for (int i = loss; i >= 0 && st == CT_OK; i--) {
-            if (acc.grad_of[i] == CT_NO_NODE || !acc.needs[i]) continue;
-            ct_op op = g->nodes[i].op;
-            if (op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER) continue;
-            if (!ct_op_differentiable(op)) {
-                st = ct_error(CT_ERR_UNSUPPORTED, "ct_graph_backward: %s has no backward rule",
-                              ct_op_name(op));
-                break;
-            }
-            st = ct_grad_rule(g, &acc, i, acc.grad_of[i]);
-        }
-    }
-    /* Each source's gradient gets a node of its own, so the program can
-     * place it in the flat gradient buffer: share or alias nothing. */
-    for (int i = 0; i < n0 && st == CT_OK; i++) {
-        ct_node gi = acc.grad_of[i];
-        if (!is_grad_source(&g->nodes[i]) || gi == CT_NO_NODE) continue;
-        bool shared = gi < n0 || g->nodes[gi].op == CT_OP_CONST;
-        for (int j = 0; j < i && !shared; j++)
-            shared = is_grad_source(&g->nodes[j]) && acc.grad_of[j] == gi;
-        if (shared) {
-            ct_node c = ct_graph_add(g, CT_OP_COPY, g->nodes[gi].dtype, g->nodes[gi].shape, &gi, 1, NULL);
-            if (c == CT_NO_NODE) st = ct_last_status();
-            acc.grad_of[i] = c;
-        }
-    }
+    mark_needs(g, &acc, n0);
+    ct_status st = acc.needs[loss] ? apply_rules(g, &acc, loss, scaled) : CT_OK;
+    if (st == CT_OK) st = own_grad_nodes(g, &acc, n0);
     if (st == CT_OK && g->status != CT_OK) st = g->status;
     free(acc.needs);
     if (st != CT_OK) {

@@ -180,6 +180,62 @@ static ct_status check_gain(const ct_init *rule, double gain) {
     return CT_OK;
 }
 
+/* Xavier (Glorot): bound or std from fan_in + fan_out. */
+static ct_status fill_xavier(const ct_init *rule, ct_shape shape, ct_dtype dtype, int64_t n,
+                             uint64_t seed, uint32_t stream, void *out) {
+    const char *name = kind_name(rule->kind);
+    ct_status st;
+    double fan_in = 0, fan_out = 0;
+    /* 0 means "unset" so that a zeroed ct_init gets PyTorch's gain of 1. */
+    double gain = rule->gain == 0 ? 1.0 : rule->gain;
+    if ((st = check_gain(rule, gain)) != CT_OK) return st;
+    if ((st = fans(rule, shape, &fan_in, &fan_out)) != CT_OK) return st;
+    double fan_sum = fan_in + fan_out;
+    if (fan_sum == 0) {
+        char buf[96];
+        return ct_error(CT_ERR_INVALID_ARG, "init %s: fan_in + fan_out is 0 for shape %s",
+                        name, ct_shape_str(shape, buf, sizeof buf));
+    }
+    if (rule->kind == CT_INIT_XAVIER_UNIFORM) {
+        double b = gain * sqrt(6.0 / fan_sum);
+        fill_uniform(out, dtype, n, seed, stream, -b, b);
+    } else {
+        fill_normal(out, dtype, n, seed, stream, 0.0, gain * sqrt(2.0 / fan_sum));
+    }
+    return CT_OK;
+}
+
+/* Kaiming (He): bound or std from one fan and the nonlinearity's gain. */
+static ct_status fill_kaiming(const ct_init *rule, ct_shape shape, ct_dtype dtype, int64_t n,
+                              uint64_t seed, uint32_t stream, void *out) {
+    const char *name = kind_name(rule->kind);
+    ct_status st;
+    double fan_in = 0, fan_out = 0;
+    if (rule->mode != CT_FAN_IN && rule->mode != CT_FAN_OUT)
+        return ct_error(CT_ERR_INVALID_ARG, "init %s: unknown fan mode %d", name,
+                        (int)rule->mode);
+    double gain = ct_init_gain(rule->nonlinearity, rule->a);
+    if (isnan(gain))
+        return ct_error(CT_ERR_INVALID_ARG, "init %s: unknown nonlinearity %d", name,
+                        (int)rule->nonlinearity);
+    if ((st = check_gain(rule, gain)) != CT_OK) return st; /* a = inf, say */
+    if ((st = fans(rule, shape, &fan_in, &fan_out)) != CT_OK) return st;
+    double fan = rule->mode == CT_FAN_IN ? fan_in : fan_out;
+    if (fan == 0) {
+        char buf[96];
+        return ct_error(CT_ERR_INVALID_ARG, "init %s: %s is 0 for shape %s", name,
+                        rule->mode == CT_FAN_IN ? "fan_in" : "fan_out",
+                        ct_shape_str(shape, buf, sizeof buf));
+    }
+    if (rule->kind == CT_INIT_KAIMING_UNIFORM) {
+        double b = gain * sqrt(3.0 / fan);
+        fill_uniform(out, dtype, n, seed, stream, -b, b);
+    } else {
+        fill_normal(out, dtype, n, seed, stream, 0.0, gain / sqrt(fan));
+    }
+    return CT_OK;
+}
+
 ct_status ct_init_fill(const ct_init *rule, ct_shape shape, ct_dtype dtype, uint64_t seed,
                        uint32_t stream, void *out) {
     if (!rule) return ct_error(CT_ERR_INVALID_ARG, "ct_init_fill: rule is NULL");
@@ -195,8 +251,6 @@ ct_status ct_init_fill(const ct_init *rule, ct_shape shape, ct_dtype dtype, uint
                         ct_dtype_name(dtype));
     if (!out && n > 0) return ct_error(CT_ERR_INVALID_ARG, "init %s: out is NULL", name);
 
-    ct_status st;
-    double fan_in = 0, fan_out = 0;
     switch (rule->kind) {
     case CT_INIT_ZEROS: fill_const(out, dtype, n, 0.0); return CT_OK;
     case CT_INIT_ONES: fill_const(out, dtype, n, 1.0); return CT_OK;
@@ -221,52 +275,9 @@ ct_status ct_init_fill(const ct_init *rule, ct_shape shape, ct_dtype dtype, uint
         return CT_OK;
 
     case CT_INIT_XAVIER_UNIFORM:
-    case CT_INIT_XAVIER_NORMAL: {
-        /* 0 means "unset" so that a zeroed ct_init gets PyTorch's gain of 1. */
-        double gain = rule->gain == 0 ? 1.0 : rule->gain;
-        if ((st = check_gain(rule, gain)) != CT_OK) return st;
-        if ((st = fans(rule, shape, &fan_in, &fan_out)) != CT_OK) return st;
-        double fan_sum = fan_in + fan_out;
-        if (fan_sum == 0) {
-            char buf[96];
-            return ct_error(CT_ERR_INVALID_ARG, "init %s: fan_in + fan_out is 0 for shape %s",
-                            name, ct_shape_str(shape, buf, sizeof buf));
-        }
-        if (rule->kind == CT_INIT_XAVIER_UNIFORM) {
-            double b = gain * sqrt(6.0 / fan_sum);
-            fill_uniform(out, dtype, n, seed, stream, -b, b);
-        } else {
-            fill_normal(out, dtype, n, seed, stream, 0.0, gain * sqrt(2.0 / fan_sum));
-        }
-        return CT_OK;
-    }
-
+    case CT_INIT_XAVIER_NORMAL: return fill_xavier(rule, shape, dtype, n, seed, stream, out);
     case CT_INIT_KAIMING_UNIFORM:
-    case CT_INIT_KAIMING_NORMAL: {
-        if (rule->mode != CT_FAN_IN && rule->mode != CT_FAN_OUT)
-            return ct_error(CT_ERR_INVALID_ARG, "init %s: unknown fan mode %d", name,
-                            (int)rule->mode);
-        double gain = ct_init_gain(rule->nonlinearity, rule->a);
-        if (isnan(gain))
-            return ct_error(CT_ERR_INVALID_ARG, "init %s: unknown nonlinearity %d", name,
-                            (int)rule->nonlinearity);
-        if ((st = check_gain(rule, gain)) != CT_OK) return st; /* a = inf, say */
-        if ((st = fans(rule, shape, &fan_in, &fan_out)) != CT_OK) return st;
-        double fan = rule->mode == CT_FAN_IN ? fan_in : fan_out;
-        if (fan == 0) {
-            char buf[96];
-            return ct_error(CT_ERR_INVALID_ARG, "init %s: %s is 0 for shape %s", name,
-                            rule->mode == CT_FAN_IN ? "fan_in" : "fan_out",
-                            ct_shape_str(shape, buf, sizeof buf));
-        }
-        if (rule->kind == CT_INIT_KAIMING_UNIFORM) {
-            double b = gain * sqrt(3.0 / fan);
-            fill_uniform(out, dtype, n, seed, stream, -b, b);
-        } else {
-            fill_normal(out, dtype, n, seed, stream, 0.0, gain / sqrt(fan));
-        }
-        return CT_OK;
-    }
+    case CT_INIT_KAIMING_NORMAL: return fill_kaiming(rule, shape, dtype, n, seed, stream, out);
     }
     return ct_error(CT_ERR_INVALID_ARG, "ct_init_fill: unknown rule kind %d", (int)rule->kind);
 }

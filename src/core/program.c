@@ -1,64 +1,16 @@
 /* Compiling a graph into a program for one backend, and running it.
  *
  * Compilation picks the nodes the requested outputs (and gradients) need,
- * binds sources and parameter gradients to persistent buffers, plans every
- * other value into one arena, sizes one scratch area, and prepares each
- * kernel's arguments, so that a run only calls kernels. */
+ * binds sources and parameter gradients to persistent buffers
+ * (program_bind.c), plans every other value into one arena, sizes one
+ * scratch area, and prepares each kernel's arguments, so that a run only
+ * calls kernels. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/backend.h"
 #include "core/error.h"
 #include "core/planner.h"
-#include "core/program_internal.h"
-#include "ctrain/program.h"
-
-#define ARENA_ALIGN 256   /* what GPU kernels and vector loads like */
-#define PARAM_ALIGN 16    /* elements: 64 bytes of F32 */
-
-struct ct_program {
-    ct_graph *g;
-    const ct_backend *be;
-    ct_device device;
-    int n;               /* graph nodes at compile time */
-    void **data;         /* per node: its buffer on the device, or NULL */
-    bool *readable;
-    int n_exec;
-    ct_kargs *kargs;     /* per executed node, in order */
-    ct_attrs *attrs;     /* per executed node: a copy, since the graph's node
-                            array moves when nodes are added after compiling */
-    ct_node *exec;
-    ct_tview *views;     /* input views of all kargs */
-    void *arena, *scratch, *inputs, *consts;
-    size_t arena_bytes;
-    size_t scratch_bytes, inputs_bytes, consts_bytes; /* for ct_program_memory */
-    void **private_bufs; /* no_plan: one buffer per node */
-    void *params, *grads;
-    size_t *param_off;   /* per parameter index, in elements */
-    size_t param_numel;
-    ct_dtype param_dtype;
-    void *state;         /* buffers (running statistics), flat like the parameters */
-    size_t *buf_off;     /* per buffer index, in elements */
-    size_t state_numel;
-    ct_dtype state_dtype;
-    bool owns_params;
-    uint32_t step;
-    bool training;
-    /* Gradient-ready hook (program_internal.h): after executed step k, the
-     * parameters ready_param[ready_at[k] .. ready_at[k + 1]) have final
-     * gradients that no later step reads. */
-    int *ready_at, *ready_param;
-    bool grads_on;       /* compiled with opts.grads */
-    ct_grad_ready_fn hook;
-    void *hook_user;
-    uint64_t generation; /* bumped when the kernels' arguments change (program_internal.h) */
-};
-
-static size_t node_bytes(const ct_nodeinfo *nd) {
-    return (size_t)ct_shape_numel(nd->shape) * ct_dtype_size(nd->dtype);
-}
-
-static size_t round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+#include "core/program_impl.h"
 
 static ct_tview view_of(const ct_program *p, ct_node n) {
     const ct_nodeinfo *nd = &p->g->nodes[n];
@@ -103,74 +55,6 @@ static const ct_backend *backend_for(ct_device d) {
     return ct_cuda_backend(d.index);
 }
 
-/* Parameters: one flat buffer, each at a PARAM_ALIGN-element offset, and a
- * gradient buffer of the same layout; both zeroed, then the weights drawn on
- * the host (identical on every backend) and uploaded. */
-static ct_status setup_params(ct_program *p) {
-    ct_graph *g = p->g;
-    p->param_dtype = g->n_params ? g->nodes[g->params[0]].dtype : CT_F32;
-    size_t es = ct_dtype_size(p->param_dtype);
-    p->param_off = malloc((size_t)(g->n_params + 1) * sizeof *p->param_off);
-    if (!p->param_off) return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
-    size_t off = 0;
-    for (int i = 0; i < g->n_params; i++) {
-        p->param_off[i] = off;
-        off = round_up(off + (size_t)ct_shape_numel(g->nodes[g->params[i]].shape), PARAM_ALIGN);
-    }
-    p->param_numel = off;
-    p->owns_params = true;
-    if (off == 0) return CT_OK;
-    p->params = p->be->alloc(off * es);
-    p->grads = p->be->alloc(off * es);
-    if (!p->params || !p->grads)
-        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of parameters on %s: %s", 2 * off * es,
-                        p->be->name, ct_last_error());
-    unsigned char *host = calloc(off, es);
-    if (!host) return ct_error(CT_ERR_OOM, "ct_compile: out of memory (%zu bytes)", off * es);
-    ct_status st = CT_OK;
-    for (int i = 0; i < g->n_params && st == CT_OK; i++) {
-        const ct_nodeinfo *nd = &g->nodes[g->params[i]];
-        st = ct_init_fill(&nd->init, nd->shape, nd->dtype, g->seed, (uint32_t)i, host + p->param_off[i] * es);
-        if (st != CT_OK) ct_error(st, "ct_compile: initialising parameter '%s': %s", nd->name, ct_last_error());
-    }
-    if (st == CT_OK) st = p->be->upload(p->params, host, off * es);
-    if (st == CT_OK) st = p->be->zero(p->grads, off * es);
-    free(host);
-    return st;
-}
-
-/* Buffers: one flat buffer laid out like the parameters, filled from
- * their init rules (Philox streams after the parameters' ones). */
-static ct_status setup_buffers(ct_program *p) {
-    ct_graph *g = p->g;
-    p->state_dtype = g->n_buffers ? g->nodes[g->buffers[0]].dtype : CT_F32;
-    size_t es = ct_dtype_size(p->state_dtype);
-    p->buf_off = malloc((size_t)(g->n_buffers + 1) * sizeof *p->buf_off);
-    if (!p->buf_off) return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
-    size_t off = 0;
-    for (int i = 0; i < g->n_buffers; i++) {
-        p->buf_off[i] = off;
-        off = round_up(off + (size_t)ct_shape_numel(g->nodes[g->buffers[i]].shape), PARAM_ALIGN);
-    }
-    p->state_numel = off;
-    if (off == 0) return CT_OK;
-    if (!(p->state = p->be->alloc(off * es)))
-        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of buffers on %s: %s", off * es, p->be->name,
-                        ct_last_error());
-    unsigned char *host = calloc(off, es);
-    if (!host) return ct_error(CT_ERR_OOM, "ct_compile: out of memory (%zu bytes)", off * es);
-    ct_status st = CT_OK;
-    for (int i = 0; i < g->n_buffers && st == CT_OK; i++) {
-        const ct_nodeinfo *nd = &g->nodes[g->buffers[i]];
-        st = ct_init_fill(&nd->init, nd->shape, nd->dtype, g->seed, (uint32_t)(g->n_params + i),
-                          host + p->buf_off[i] * es);
-        if (st != CT_OK) ct_error(st, "ct_compile: initialising buffer '%s': %s", nd->name, ct_last_error());
-    }
-    if (st == CT_OK) st = p->be->upload(p->state, host, off * es);
-    free(host);
-    return st;
-}
-
 /* Marks the nodes the roots depend on (creation order is topological). */
 static void mark_live(const ct_graph *g, bool *live, int n) {
     for (int i = n - 1; i >= 0; i--)
@@ -180,39 +64,6 @@ static void mark_live(const ct_graph *g, bool *live, int n) {
 
 static bool is_source(ct_op op) {
     return op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER;
-}
-
-/* Programs may share parameters when their graphs declare the same ones
- * (names, shapes, dtype, order): a training graph and an evaluation graph
- * built for another batch size, say. */
-static bool same_params(const ct_graph *a, const ct_graph *b) {
-    if (a->n_params != b->n_params) {
-        ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params has %d parameters, this graph %d", a->n_params,
-                 b->n_params);
-        return false;
-    }
-    for (int i = 0; i < a->n_params; i++) {
-        const ct_nodeinfo *x = &a->nodes[a->params[i]], *y = &b->nodes[b->params[i]];
-        if (strcmp(x->name, y->name) != 0 || x->dtype != y->dtype || !ct_shape_equal(x->shape, y->shape)) {
-            ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params: parameter %d differs ('%s' vs '%s')", i,
-                     x->name, y->name);
-            return false;
-        }
-    }
-    if (a->n_buffers != b->n_buffers) {
-        ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params has %d buffers, this graph %d", a->n_buffers,
-                 b->n_buffers);
-        return false;
-    }
-    for (int i = 0; i < a->n_buffers; i++) {
-        const ct_nodeinfo *x = &a->nodes[a->buffers[i]], *y = &b->nodes[b->buffers[i]];
-        if (strcmp(x->name, y->name) != 0 || x->dtype != y->dtype || !ct_shape_equal(x->shape, y->shape)) {
-            ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params: buffer %d differs ('%s' vs '%s')", i, x->name,
-                     y->name);
-            return false;
-        }
-    }
-    return true;
 }
 
 /* For the gradient-ready hook: the last executed step that writes or reads
@@ -256,30 +107,39 @@ out:
     return st;
 }
 
-ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
-    ct_compile_opts o = opts ? *opts : (ct_compile_opts){0};
-    if (!g) return ct_error(CT_ERR_INVALID_ARG, "ct_compile: graph is NULL"), NULL;
-    if (g->status != CT_OK)
-        return ct_error(g->status, "ct_compile: the graph has an earlier error: %s", g->error), NULL;
-    if (o.grads && !g->backward_done)
-        return ct_error(CT_ERR_STATE, "ct_compile: grads requested but ct_graph_backward was not called"), NULL;
-    if (o.n_outputs < 0 || (o.n_outputs > 0 && !o.outputs))
-        return ct_error(CT_ERR_INVALID_ARG, "ct_compile: bad outputs list"), NULL;
-    for (int i = 0; i < o.n_outputs; i++)
-        if (!ct_graph_node(g, o.outputs[i]))
-            return ct_error(CT_ERR_INVALID_ARG, "ct_compile: output %d is not a node (%d)", i,
-                            (int)o.outputs[i]), NULL;
-    if (o.share_params && !same_params(o.share_params->g, g)) return NULL;
-    const ct_backend *be = backend_for(o.device);
-    if (!be) return NULL;
+/* Compile-time arrays: which nodes the program computes, and the plan of
+ * the values that go in the arena. */
+typedef struct {
+    bool *live, *root;     /* per node */
+    ct_plan_buf *plan;     /* per planned value */
+    int *plan_node;        /* per planned value: its node */
+    int n_plan;
+    int *pos;              /* per node: its plan entry, or -1 */
+} compile_work;
 
-    ct_program *p = calloc(1, sizeof *p);
-    int n = g->n;
-    bool *live = calloc((size_t)n, sizeof *live);
-    bool *root = calloc((size_t)n, sizeof *root);
-    ct_plan_buf *plan = malloc((size_t)n * sizeof *plan);
-    int *plan_node = malloc((size_t)n * sizeof *plan_node);
-    int *pos = malloc((size_t)n * sizeof *pos);
+/* What ct_compile checks before allocating anything. */
+static bool compile_args_ok(const ct_graph *g, const ct_compile_opts *o) {
+    if (!g) return ct_error(CT_ERR_INVALID_ARG, "ct_compile: graph is NULL"), false;
+    if (g->status != CT_OK)
+        return ct_error(g->status, "ct_compile: the graph has an earlier error: %s", g->error), false;
+    if (o->grads && !g->backward_done)
+        return ct_error(CT_ERR_STATE, "ct_compile: grads requested but ct_graph_backward was not called"), false;
+    if (o->n_outputs < 0 || (o->n_outputs > 0 && !o->outputs))
+        return ct_error(CT_ERR_INVALID_ARG, "ct_compile: bad outputs list"), false;
+    for (int i = 0; i < o->n_outputs; i++)
+        if (!ct_graph_node(g, o->outputs[i]))
+            return ct_error(CT_ERR_INVALID_ARG, "ct_compile: output %d is not a node (%d)", i,
+                            (int)o->outputs[i]), false;
+    return !o->share_params || ct_program_same_params(o->share_params->g, g);
+}
+
+/* The program's per-node arrays and the compile-time ones. */
+static ct_status alloc_arrays(ct_program *p, int n, compile_work *w) {
+    w->live = calloc((size_t)n, sizeof *w->live);
+    w->root = calloc((size_t)n, sizeof *w->root);
+    w->plan = malloc((size_t)n * sizeof *w->plan);
+    w->plan_node = malloc((size_t)n * sizeof *w->plan_node);
+    w->pos = malloc((size_t)n * sizeof *w->pos);
     if (p) {
         p->data = calloc((size_t)n, sizeof *p->data);
         p->readable = calloc((size_t)n, sizeof *p->readable);
@@ -287,169 +147,131 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         p->kargs = calloc((size_t)n, sizeof *p->kargs);
         p->attrs = calloc((size_t)n, sizeof *p->attrs);
     }
-    ct_status st = CT_OK;
-    if (!p || !live || !root || !plan || !plan_node || !pos || !p->data || !p->readable || !p->exec || !p->kargs ||
-        !p->attrs) {
-        st = ct_error(CT_ERR_OOM, "ct_compile: out of memory");
-        goto done;
-    }
-    p->g = g;
-    p->be = be;
-    p->device = o.device;
-    p->n = n;
-    p->training = true;
+    if (!p || !w->live || !w->root || !w->plan || !w->plan_node || !w->pos || !p->data || !p->readable ||
+        !p->exec || !p->kargs || !p->attrs)
+        return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
+    return CT_OK;
+}
 
-    /* Roots: outputs and, for training, every source's gradient. */
-    for (int i = 0; i < o.n_outputs; i++) root[o.outputs[i]] = true;
-    if (o.grads)
+static void free_work(compile_work *w) {
+    free(w->live);
+    free(w->root);
+    free(w->plan);
+    free(w->plan_node);
+    free(w->pos);
+}
+
+/* Roots: outputs and, for training, every source's gradient; live: the
+ * roots and every node they depend on. */
+static void find_live(const ct_graph *g, const ct_compile_opts *o, compile_work *w) {
+    for (int i = 0; i < o->n_outputs; i++) w->root[o->outputs[i]] = true;
+    if (o->grads)
         for (int i = 0; i < g->n_grad_of; i++)
-            if (g->grad_of[i] != CT_NO_NODE) root[g->grad_of[i]] = true;
-    memcpy(live, root, (size_t)n * sizeof *live);
-    mark_live(g, live, n);
+            if (g->grad_of[i] != CT_NO_NODE) w->root[g->grad_of[i]] = true;
+    memcpy(w->live, w->root, (size_t)g->n * sizeof *w->live);
+    mark_live(g, w->live, g->n);
+}
 
-    for (int i = 0; i < n; i++) {
-        const ct_nodeinfo *nd = &g->nodes[i];
-        if (live[i] && !is_source(nd->op) && !be->kernels[nd->op]) {
-            st = ct_error(CT_ERR_UNSUPPORTED, "ct_compile: the %s backend has no kernel for %s", be->name,
-                          ct_op_name(nd->op));
-            goto done;
-        }
+static ct_status check_kernels(const ct_program *p, const bool *live) {
+    for (int i = 0; i < p->n; i++) {
+        const ct_nodeinfo *nd = &p->g->nodes[i];
+        if (live[i] && !is_source(nd->op) && !p->be->kernels[nd->op])
+            return ct_error(CT_ERR_UNSUPPORTED, "ct_compile: the %s backend has no kernel for %s", p->be->name,
+                            ct_op_name(nd->op));
     }
+    return CT_OK;
+}
 
-    /* Parameters and their gradients. */
-    if (o.share_params) {
-        ct_program *q = o.share_params;
-        p->params = q->params;
-        p->grads = q->grads;
-        p->param_off = q->param_off;
-        p->param_numel = q->param_numel;
-        p->param_dtype = q->param_dtype;
-        p->state = q->state;
-        p->buf_off = q->buf_off;
-        p->state_numel = q->state_numel;
-        p->state_dtype = q->state_dtype;
-        if (q->be != be) {
-            st = ct_error(CT_ERR_INVALID_ARG, "ct_compile: share_params lives on another device");
-            goto done;
-        }
-    } else if ((st = setup_params(p)) != CT_OK || (st = setup_buffers(p)) != CT_OK) {
-        goto done;
-    }
-    for (int i = 0; i < g->n_buffers; i++) {
-        ct_node bn = g->buffers[i];
-        p->data[bn] = (char *)p->state + p->buf_off[i] * ct_dtype_size(p->state_dtype);
-        p->readable[bn] = true;
-    }
-    size_t pes = ct_dtype_size(p->param_dtype);
-    for (int i = 0; i < g->n_params; i++) {
-        ct_node pn = g->params[i];
-        p->data[pn] = (char *)p->params + p->param_off[i] * pes;
-        p->readable[pn] = true;
-        ct_node gn = o.grads ? g->grad_of[pn] : CT_NO_NODE;
-        if (gn != CT_NO_NODE) {
-            p->data[gn] = (char *)p->grads + p->param_off[i] * pes;
-            p->readable[gn] = true;
-        }
-    }
+/* Execution order: the live nodes that are not sources, in creation order. */
+static void list_exec(ct_program *p, const bool *live) {
+    for (int i = 0; i < p->n; i++)
+        if (live[i] && !is_source(p->g->nodes[i].op)) p->exec[p->n_exec++] = i;
+}
 
-    /* Inputs (all of them, so any can be fed) and live constants. */
-    size_t in_bytes = 0, const_bytes = 0;
-    for (int i = 0; i < n; i++) {
-        const ct_nodeinfo *nd = &g->nodes[i];
-        if (nd->op == CT_OP_INPUT) in_bytes += round_up(node_bytes(nd), ARENA_ALIGN);
-        if (nd->op == CT_OP_CONST && live[i]) const_bytes += round_up(node_bytes(nd), ARENA_ALIGN);
-    }
-    if ((in_bytes && !(p->inputs = be->alloc(in_bytes))) || (const_bytes && !(p->consts = be->alloc(const_bytes)))) {
-        st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of inputs and constants on %s: %s",
-                      in_bytes + const_bytes, be->name, ct_last_error());
-        goto done;
-    }
-    if (in_bytes) be->zero(p->inputs, in_bytes);
-    p->inputs_bytes = in_bytes;
-    p->consts_bytes = const_bytes;
-    size_t in_off = 0, const_off = 0;
-    for (int i = 0; i < n && st == CT_OK; i++) {
-        const ct_nodeinfo *nd = &g->nodes[i];
-        if (nd->op == CT_OP_INPUT) {
-            p->data[i] = (char *)p->inputs + in_off;
-            p->readable[i] = true;
-            in_off += round_up(node_bytes(nd), ARENA_ALIGN);
-        } else if (nd->op == CT_OP_CONST && live[i]) {
-            p->data[i] = (char *)p->consts + const_off;
-            p->readable[i] = true;
-            const_off += round_up(node_bytes(nd), ARENA_ALIGN);
-            st = be->upload(p->data[i], nd->const_data, node_bytes(nd));
-        }
-    }
-    if (st != CT_OK) goto done;
-
-    /* Execution order, and the step at which each value is last needed. */
-    for (int i = 0; i < n; i++)
-        if (live[i] && !is_source(g->nodes[i].op)) p->exec[p->n_exec++] = i;
-    p->grads_on = o.grads;
-    if ((st = setup_grad_ready(p, o.grads)) != CT_OK) goto done;
-    int n_plan = 0;
+/* The values the arena holds (every executed node not bound to a buffer of
+ * its own), each with the step that writes it and the last step that needs
+ * it: a root is needed to the end, since it stays readable. */
+static void plan_lifetimes(const ct_program *p, compile_work *w) {
+    const ct_graph *g = p->g;
+    w->n_plan = 0;
     for (int k = 0; k < p->n_exec; k++) {
         ct_node i = p->exec[k];
-        if (p->data[i]) continue; /* a parameter gradient, bound above */
-        plan_node[n_plan] = i;
-        plan[n_plan] = (ct_plan_buf){node_bytes(&g->nodes[i]), k, root[i] ? p->n_exec : k, 0};
-        n_plan++;
+        if (p->data[i]) continue; /* a parameter gradient, bound by ct_program_bind_params */
+        w->plan_node[w->n_plan] = i;
+        w->plan[w->n_plan] = (ct_plan_buf){node_bytes(&g->nodes[i]), k, w->root[i] ? p->n_exec : k, 0};
+        w->n_plan++;
     }
-    for (int i = 0; i < n; i++) pos[i] = -1; /* from here: node -> its plan entry */
-    for (int b = 0; b < n_plan; b++) pos[plan_node[b]] = b;
+    for (int i = 0; i < p->n; i++) w->pos[i] = -1; /* from here: node -> its plan entry */
+    for (int b = 0; b < w->n_plan; b++) w->pos[w->plan_node[b]] = b;
     for (int k = 0; k < p->n_exec; k++) {
         const ct_nodeinfo *nd = &g->nodes[p->exec[k]];
         for (int j = 0; j < nd->n_in; j++) {
-            int b = pos[nd->in[j]];
-            if (b >= 0 && plan[b].last < k) plan[b].last = k;
+            int b = w->pos[nd->in[j]];
+            if (b >= 0 && w->plan[b].last < k) w->plan[b].last = k;
         }
     }
-    if (o.no_plan) {
-        p->private_bufs = calloc((size_t)n, sizeof *p->private_bufs);
-        if (!p->private_bufs) {
-            st = ct_error(CT_ERR_OOM, "ct_compile: out of memory");
-            goto done;
-        }
-        for (int b = 0; b < n_plan; b++) {
-            ct_node i = plan_node[b];
-            p->private_bufs[i] = be->alloc(plan[b].bytes ? plan[b].bytes : 1);
-            if (!p->private_bufs[i]) {
-                st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes on %s: %s", plan[b].bytes, be->name,
-                              ct_last_error());
-                goto done;
-            }
-            p->data[i] = p->private_bufs[i];
-            p->arena_bytes += round_up(plan[b].bytes, ARENA_ALIGN);
-        }
-        for (int i = 0; i < n; i++)
-            if (p->data[i]) p->readable[i] = true;
-    } else {
-        size_t total = ct_plan_arena(plan, n_plan, ARENA_ALIGN);
-        if (total == (size_t)-1) {
-            st = ct_error(CT_ERR_OOM, "ct_compile: out of memory while planning");
-            goto done;
-        }
-        p->arena_bytes = total;
-        if (total && !(p->arena = be->alloc(total))) {
-            st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate a %zu-byte activation arena on %s: %s", total,
-                          be->name, ct_last_error());
-            goto done;
-        }
-        for (int b = 0; b < n_plan; b++) {
-            p->data[plan_node[b]] = (char *)p->arena + plan[b].offset;
-            if (root[plan_node[b]]) p->readable[plan_node[b]] = true;
-        }
-    }
+}
 
-    /* Kernel arguments, and one scratch area for the hungriest kernel. */
+/* opts.no_plan: a private buffer for every planned value instead of the
+ * arena, and every node with a buffer readable. */
+static ct_status place_private(ct_program *p, const compile_work *w) {
+    const ct_backend *be = p->be;
+    p->private_bufs = calloc((size_t)p->n, sizeof *p->private_bufs);
+    if (!p->private_bufs) return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
+    for (int b = 0; b < w->n_plan; b++) {
+        ct_node i = w->plan_node[b];
+        p->private_bufs[i] = be->alloc(w->plan[b].bytes ? w->plan[b].bytes : 1);
+        if (!p->private_bufs[i])
+            return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes on %s: %s", w->plan[b].bytes,
+                            be->name, ct_last_error());
+        p->data[i] = p->private_bufs[i];
+        p->arena_bytes += round_up(w->plan[b].bytes, ARENA_ALIGN);
+    }
+    for (int i = 0; i < p->n; i++)
+        if (p->data[i]) p->readable[i] = true;
+    return CT_OK;
+}
+
+/* The planned values in one arena, by lifetimes (planner.c). */
+static ct_status place_in_arena(ct_program *p, compile_work *w) {
+    size_t total = ct_plan_arena(w->plan, w->n_plan, ARENA_ALIGN);
+    if (total == (size_t)-1) return ct_error(CT_ERR_OOM, "ct_compile: out of memory while planning");
+    p->arena_bytes = total;
+    if (total && !(p->arena = p->be->alloc(total)))
+        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate a %zu-byte activation arena on %s: %s", total,
+                        p->be->name, ct_last_error());
+    for (int b = 0; b < w->n_plan; b++) {
+        p->data[w->plan_node[b]] = (char *)p->arena + w->plan[b].offset;
+        if (w->root[w->plan_node[b]]) p->readable[w->plan_node[b]] = true;
+    }
+    return CT_OK;
+}
+
+/* The scratch bytes ka's kernel needs, asked with no data pointers, as the
+ * interface promises. */
+static ct_status scratch_for(const ct_backend *be, const ct_kargs *ka, size_t *bytes) {
+    ct_kargs probe = *ka;
+    ct_tview *tmp = malloc((size_t)(ka->n_in ? ka->n_in : 1) * sizeof *tmp);
+    if (!tmp) return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
+    for (int j = 0; j < ka->n_in; j++) {
+        tmp[j] = ka->in[j];
+        tmp[j].data = NULL;
+    }
+    probe.in = tmp;
+    probe.out.data = NULL;
+    *bytes = be->scratch_bytes(&probe);
+    free(tmp);
+    return CT_OK;
+}
+
+/* Kernel arguments, and one scratch area for the hungriest kernel. */
+static ct_status prepare_kargs(ct_program *p) {
+    const ct_graph *g = p->g;
+    const ct_backend *be = p->be;
     int n_views = 0;
     for (int k = 0; k < p->n_exec; k++) n_views += g->nodes[p->exec[k]].n_in;
     p->views = malloc((size_t)(n_views ? n_views : 1) * sizeof *p->views);
-    if (!p->views) {
-        st = ct_error(CT_ERR_OOM, "ct_compile: out of memory");
-        goto done;
-    }
+    if (!p->views) return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
     size_t scratch = 0;
     for (int k = 0, v = 0; k < p->n_exec; k++) {
         ct_node i = p->exec[k];
@@ -464,38 +286,55 @@ ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
         ka->out = view_of(p, i);
         ka->seed = g->seed;
         if (be->scratch_bytes) {
-            /* asked with no data pointers, as the interface promises */
-            ct_kargs probe = *ka;
-            ct_tview *tmp = malloc((size_t)(nd->n_in ? nd->n_in : 1) * sizeof *tmp);
-            if (!tmp) {
-                st = ct_error(CT_ERR_OOM, "ct_compile: out of memory");
-                goto done;
-            }
-            for (int j = 0; j < nd->n_in; j++) {
-                tmp[j] = ka->in[j];
-                tmp[j].data = NULL;
-            }
-            probe.in = tmp;
-            probe.out.data = NULL;
-            size_t s = be->scratch_bytes(&probe);
-            free(tmp);
+            size_t s = 0;
+            ct_status st = scratch_for(be, ka, &s);
+            if (st != CT_OK) return st;
             if (s > scratch) scratch = s;
         }
     }
-    if (scratch && !(p->scratch = be->alloc(scratch))) {
-        st = ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of scratch on %s: %s", scratch, be->name,
-                      ct_last_error());
-        goto done;
-    }
+    if (scratch && !(p->scratch = be->alloc(scratch)))
+        return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate %zu bytes of scratch on %s: %s", scratch, be->name,
+                        ct_last_error());
     for (int k = 0; k < p->n_exec; k++) p->kargs[k].scratch = scratch ? p->scratch : NULL;
     p->scratch_bytes = scratch;
+    return CT_OK;
+}
 
-done:
-    free(live);
-    free(root);
-    free(plan);
-    free(plan_node);
-    free(pos);
+/* The steps of ct_compile after allocation, in order; each needs the ones
+ * before it (the arena plan, for one, skips what binding gave a buffer). */
+static ct_status compile_steps(ct_program *p, const ct_compile_opts *o, compile_work *w) {
+    ct_status st;
+    find_live(p->g, o, w);
+    if ((st = check_kernels(p, w->live)) != CT_OK) return st;
+    if ((st = ct_program_bind_params(p, o->share_params, o->grads)) != CT_OK) return st;
+    if ((st = ct_program_bind_inputs(p, w->live)) != CT_OK) return st;
+    list_exec(p, w->live);
+    p->grads_on = o->grads;
+    if ((st = setup_grad_ready(p, o->grads)) != CT_OK) return st;
+    plan_lifetimes(p, w);
+    st = o->no_plan ? place_private(p, w) : place_in_arena(p, w);
+    if (st != CT_OK) return st;
+    return prepare_kargs(p);
+}
+
+ct_program *ct_compile(ct_graph *g, const ct_compile_opts *opts) {
+    ct_compile_opts o = opts ? *opts : (ct_compile_opts){0};
+    if (!compile_args_ok(g, &o)) return NULL;
+    const ct_backend *be = backend_for(o.device);
+    if (!be) return NULL;
+
+    compile_work w = {0};
+    ct_program *p = calloc(1, sizeof *p);
+    ct_status st = alloc_arrays(p, g->n, &w);
+    if (st == CT_OK) {
+        p->g = g;
+        p->be = be;
+        p->device = o.device;
+        p->n = g->n;
+        p->training = true;
+        st = compile_steps(p, &o, &w);
+    }
+    free_work(&w);
     if (st != CT_OK) {
         ct_program_free(p);
         return NULL;

@@ -169,12 +169,19 @@ static ct_status parse_row(const fields *f, int label_col, int32_t num_classes, 
     return CT_OK;
 }
 
-ct_status ct_dataset_load_csv(const char *path, const ct_csv_opts *opts, ct_dataset **out) {
-    if (out) *out = NULL;
-    if (!path || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_csv: NULL argument");
-    const ct_csv_opts defaults = {0};
-    if (!opts) opts = &defaults;
-    const char delim = opts->delimiter ? opts->delimiter : ',';
+/* One read in progress: the column layout the first line fixed, and the
+ * rows so far. */
+typedef struct csv_read {
+    const char *path;
+    const ct_csv_opts *opts;
+    char delim;
+    fields f;             /* the line being read */
+    growing g;
+    int nf, label_col;    /* nf 0 until the first non-blank line */
+    long first_line, header_line;
+} csv_read;
+
+static ct_status check_opts(const ct_csv_opts *opts, char delim) {
     if (delim == '"' || delim == '\n' || delim == '\r')
         return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_csv: delimiter %d cannot be used",
                         (int)delim);
@@ -184,20 +191,57 @@ ct_status ct_dataset_load_csv(const char *path, const ct_csv_opts *opts, ct_data
     if (opts->num_classes < 0)
         return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_csv: num_classes %d < 0",
                         (int)opts->num_classes);
+    return CT_OK;
+}
 
-    unsigned char *data;
-    size_t len;
-    ct_status s = ct_data_read_file(path, &data, &len);
+/* The first non-blank line fixes the column count, the label column and
+ * whether it is a header (*header). */
+static ct_status first_fields(csv_read *r, long line, bool *header) {
+    const ct_csv_opts *opts = r->opts;
+    int nf = r->nf = r->f.n;
+    r->first_line = line;
+    if (nf < 2)
+        return ct_error(CT_ERR_FORMAT,
+                        "%s: line %ld has %d field; need at least 2 (features and a label; "
+                        "is the delimiter '%c' right?)",
+                        r->path, line, nf, r->delim);
+    int lc = opts->label_column;
+    r->label_col = lc == 0 ? nf - 1 : lc > 0 ? lc - 1 : nf + lc;
+    if (r->label_col < 0 || r->label_col >= nf)
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "%s: label column %d is outside the %d fields of line %ld", r->path,
+                        lc, nf, line);
+    *header = opts->header == CT_CSV_HEADER_YES;
+    if (opts->header == CT_CSV_HEADER_AUTO) {
+        double v;
+        for (int k = 0; k < nf && !*header; k++) *header = !parse_number(field(&r->f, k), &v);
+    }
+    if (*header) r->header_line = line;
+    return CT_OK;
+}
+
+/* One non-blank line [p, le): the layout (first line), or a data row. */
+static ct_status read_line(csv_read *r, const char *p, const char *le, long line) {
+    ct_status s = split_line(p, le, r->delim, &r->f, r->path, line);
     if (s != CT_OK) return s;
+    if (r->nf == 0) {
+        bool header = false;
+        if ((s = first_fields(r, line, &header)) != CT_OK || header) return s;
+    } else if (r->f.n != r->nf) {
+        return ct_error(CT_ERR_FORMAT, "%s: line %ld has %d fields, expected %d as on line %ld",
+                        r->path, line, r->f.n, r->nf, r->first_line);
+    }
+    s = grow(&r->g, r->nf - 1, r->path);
+    if (s == CT_OK) s = parse_row(&r->f, r->label_col, r->opts->num_classes, &r->g, r->path, line);
+    return s;
+}
 
-    fields f = {0};
-    growing g = {0};
-    int nf = 0, label_col = -1;
-    long line = 0, first_line = 0, header_line = 0;
-    const char *p = (const char *)data, *end = p + len;
+/* Every line of the file's bytes [p, end), blank ones skipped. */
+static ct_status read_lines(csv_read *r, const char *p, const char *end) {
+    ct_status s = CT_OK;
+    long line = 0;
     /* Spreadsheets on Windows start UTF-8 files with a byte order mark. */
-    if (len >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
-
+    if (end - p >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) p += 3;
     while (s == CT_OK && p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
@@ -206,65 +250,47 @@ ct_status ct_dataset_load_csv(const char *path, const ct_csv_opts *opts, ct_data
         if (le > p && le[-1] == '\r') le--;
         const char *q = p;
         while (q < le && isspace((unsigned char)*q)) q++;
-        if (q == le) { /* blank */
-            p = next;
-            continue;
-        }
-        s = split_line(p, le, delim, &f, path, line);
+        if (q != le) s = read_line(r, p, le, line); /* else blank */
         p = next;
-        if (s != CT_OK) break;
-        if (nf == 0) {
-            /* The first non-blank line fixes the column count, the label
-             * column and whether it is a header. */
-            nf = f.n;
-            first_line = line;
-            if (nf < 2) {
-                s = ct_error(CT_ERR_FORMAT,
-                             "%s: line %ld has %d field; need at least 2 (features and a label; "
-                             "is the delimiter '%c' right?)",
-                             path, line, nf, delim);
-                break;
-            }
-            int lc = opts->label_column;
-            label_col = lc == 0 ? nf - 1 : lc > 0 ? lc - 1 : nf + lc;
-            if (label_col < 0 || label_col >= nf) {
-                s = ct_error(CT_ERR_INVALID_ARG,
-                             "%s: label column %d is outside the %d fields of line %ld", path,
-                             lc, nf, line);
-                break;
-            }
-            bool header = opts->header == CT_CSV_HEADER_YES;
-            if (opts->header == CT_CSV_HEADER_AUTO) {
-                double v;
-                for (int k = 0; k < nf && !header; k++) header = !parse_number(field(&f, k), &v);
-            }
-            if (header) {
-                header_line = line;
-                continue;
-            }
-        } else if (f.n != nf) {
-            s = ct_error(CT_ERR_FORMAT, "%s: line %ld has %d fields, expected %d as on line %ld",
-                         path, line, f.n, nf, first_line);
-            break;
-        }
-        s = grow(&g, nf - 1, path);
-        if (s == CT_OK) s = parse_row(&f, label_col, opts->num_classes, &g, path, line);
     }
-    if (s == CT_OK && g.rows == 0)
-        s = ct_error(CT_ERR_FORMAT, "%s: %s", path,
-                     header_line ? "a header but no data rows" : "empty file, no data rows");
+    return s;
+}
+
+/* The dataset of the rows read. */
+static ct_status make_dataset(const csv_read *r, ct_dataset **out) {
+    const growing *g = &r->g;
+    if (g->rows == 0)
+        return ct_error(CT_ERR_FORMAT, "%s: %s", r->path,
+                        r->header_line ? "a header but no data rows" : "empty file, no data rows");
     ct_dataset *ds = NULL;
-    if (s == CT_OK) s = ct_data_alloc(g.rows, (ct_shape){1, {nf - 1}}, &ds);
-    if (s == CT_OK) {
-        memcpy(ds->x, g.x, (size_t)(g.rows * (nf - 1)) * sizeof(float));
-        memcpy(ds->y, g.y, (size_t)g.rows * sizeof(int32_t));
-        ds->num_classes =
-            opts->num_classes > 0 ? opts->num_classes : ct_data_count_classes(ds->y, ds->n);
-        *out = ds;
-    }
-    free(g.x);
-    free(g.y);
-    fields_free(&f);
+    ct_status s = ct_data_alloc(g->rows, (ct_shape){1, {r->nf - 1}}, &ds);
+    if (s != CT_OK) return s;
+    memcpy(ds->x, g->x, (size_t)(g->rows * (r->nf - 1)) * sizeof(float));
+    memcpy(ds->y, g->y, (size_t)g->rows * sizeof(int32_t));
+    ds->num_classes =
+        r->opts->num_classes > 0 ? r->opts->num_classes : ct_data_count_classes(ds->y, ds->n);
+    *out = ds;
+    return CT_OK;
+}
+
+ct_status ct_dataset_load_csv(const char *path, const ct_csv_opts *opts, ct_dataset **out) {
+    if (out) *out = NULL;
+    if (!path || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_csv: NULL argument");
+    const ct_csv_opts defaults = {0};
+    if (!opts) opts = &defaults;
+    const char delim = opts->delimiter ? opts->delimiter : ',';
+    ct_status s = check_opts(opts, delim);
+    if (s != CT_OK) return s;
+
+    unsigned char *data;
+    size_t len;
+    if ((s = ct_data_read_file(path, &data, &len)) != CT_OK) return s;
+    csv_read r = {.path = path, .opts = opts, .delim = delim};
+    s = read_lines(&r, (const char *)data, (const char *)data + len);
+    if (s == CT_OK) s = make_dataset(&r, out);
+    free(r.g.x);
+    free(r.g.y);
+    fields_free(&r.f);
     free(data);
     return s;
 }

@@ -127,39 +127,69 @@ static void *prefetch_main(void *arg) {
     return NULL;
 }
 
-ct_loader *ct_loader_new(const ct_dataset *ds, const ct_loader_opts *opts) {
-    if (!ds || !opts) {
-        ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: NULL %s", ds ? "options" : "dataset");
-        return NULL;
-    }
+static ct_status check_opts(const ct_dataset *ds, const ct_loader_opts *opts) {
+    if (!ds || !opts)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: NULL %s", ds ? "options" : "dataset");
     const int64_t n = ds->n;
-    if (opts->num_shards < 0) {
-        ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: num_shards %d < 0", opts->num_shards);
-        return NULL;
-    }
+    if (opts->num_shards < 0)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: num_shards %d < 0", opts->num_shards);
     const int shards = opts->num_shards > 1 ? opts->num_shards : 1;
-    if (opts->shard_index < 0 || opts->shard_index >= shards) {
-        ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: shard_index %d outside [0, %d)",
-                 opts->shard_index, shards);
-        return NULL;
-    }
-    if (n < shards) {
-        ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: %lld samples cannot feed %d shards",
-                 (long long)n, shards);
-        return NULL;
-    }
+    if (opts->shard_index < 0 || opts->shard_index >= shards)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: shard_index %d outside [0, %d)",
+                        opts->shard_index, shards);
+    if (n < shards)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_loader_new: %lld samples cannot feed %d shards",
+                        (long long)n, shards);
     if (opts->batch_size < 1 || opts->batch_size > n / shards) {
         if (shards > 1)
-            ct_error(CT_ERR_INVALID_ARG,
-                     "ct_loader_new: batch_size %lld x %d shards does not fit %lld samples "
-                     "(need 1 <= batch_size <= %lld)",
-                     (long long)opts->batch_size, shards, (long long)n, (long long)(n / shards));
-        else
-            ct_error(CT_ERR_INVALID_ARG,
-                     "ct_loader_new: batch_size %lld outside 1 .. %lld (the dataset size)",
-                     (long long)opts->batch_size, (long long)n);
-        return NULL;
+            return ct_error(CT_ERR_INVALID_ARG,
+                            "ct_loader_new: batch_size %lld x %d shards does not fit %lld samples "
+                            "(need 1 <= batch_size <= %lld)",
+                            (long long)opts->batch_size, shards, (long long)n, (long long)(n / shards));
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "ct_loader_new: batch_size %lld outside 1 .. %lld (the dataset size)",
+                        (long long)opts->batch_size, (long long)n);
     }
+    return CT_OK;
+}
+
+/* The permutation, the augmentation's scratch image and the batch slots;
+ * false when memory runs out. */
+static bool alloc_buffers(ct_loader *ld) {
+    const ct_dataset *ds = ld->ds;
+    ld->perm = malloc((size_t)ds->n * sizeof *ld->perm);
+    bool ok = ld->perm != NULL;
+    if (ok && ld->augment) ok = (ld->scratch = malloc((size_t)ds->numel * sizeof(float))) != NULL;
+    for (int s = 0; ok && ld->copy && s < (ld->threaded ? 2 : 1); s++) {
+        ld->sx[s] = malloc((size_t)(ld->o.batch_size * ds->numel) * sizeof(float));
+        ld->sy[s] = malloc((size_t)ld->o.batch_size * sizeof(int32_t));
+        ok = ld->sx[s] && ld->sy[s];
+    }
+    return ok;
+}
+
+/* The prefetch thread and what it synchronises with; 0 or an errno value,
+ * with nothing left to destroy. */
+static int start_prefetch(ct_loader *ld) {
+    int err = pthread_mutex_init(&ld->mu, NULL);
+    if (!err) {
+        err = pthread_cond_init(&ld->cv, NULL);
+        if (err) pthread_mutex_destroy(&ld->mu);
+    }
+    if (!err) {
+        err = pthread_create(&ld->thread, NULL, prefetch_main, ld);
+        if (err) {
+            pthread_cond_destroy(&ld->cv);
+            pthread_mutex_destroy(&ld->mu);
+        }
+    }
+    return err;
+}
+
+ct_loader *ct_loader_new(const ct_dataset *ds, const ct_loader_opts *opts) {
+    if (check_opts(ds, opts) != CT_OK) return NULL;
+    const int64_t n = ds->n;
+    const int shards = opts->num_shards > 1 ? opts->num_shards : 1;
     ct_loader *ld = calloc(1, sizeof *ld);
     if (!ld) {
         ct_error(CT_ERR_OOM, "ct_loader_new: out of memory");
@@ -181,15 +211,7 @@ ct_loader *ct_loader_new(const ct_dataset *ds, const ct_loader_opts *opts) {
     ld->nb = n / ld->global + (tail > 0 && !opts->drop_last && tail >= shards ? 1 : 0);
     ld->copy = opts->shuffle || ld->augment;
     ld->threaded = ld->copy && opts->prefetch;
-    ld->perm = malloc((size_t)n * sizeof *ld->perm);
-    bool ok = ld->perm != NULL;
-    if (ok && ld->augment) ok = (ld->scratch = malloc((size_t)ds->numel * sizeof(float))) != NULL;
-    for (int s = 0; ok && ld->copy && s < (ld->threaded ? 2 : 1); s++) {
-        ld->sx[s] = malloc((size_t)(opts->batch_size * ds->numel) * sizeof(float));
-        ld->sy[s] = malloc((size_t)opts->batch_size * sizeof(int32_t));
-        ok = ld->sx[s] && ld->sy[s];
-    }
-    if (!ok) {
+    if (!alloc_buffers(ld)) {
         ld->threaded = false; /* nothing to join */
         ct_loader_free(ld);
         ct_error(CT_ERR_OOM, "ct_loader_new: out of memory for batches of %lld x %lld floats",
@@ -200,26 +222,12 @@ ct_loader *ct_loader_new(const ct_dataset *ds, const ct_loader_opts *opts) {
         ct_data_permutation(opts->seed, CT_DATA_STREAM_SHUFFLE, 0, n, ld->perm);
     else
         for (int64_t i = 0; i < n; i++) ld->perm[i] = i;
-    if (ld->threaded) {
-        int err = pthread_mutex_init(&ld->mu, NULL);
-        if (!err) {
-            err = pthread_cond_init(&ld->cv, NULL);
-            if (err) pthread_mutex_destroy(&ld->mu);
-        }
-        if (!err) {
-            err = pthread_create(&ld->thread, NULL, prefetch_main, ld);
-            if (err) {
-                pthread_cond_destroy(&ld->cv);
-                pthread_mutex_destroy(&ld->mu);
-            }
-        }
-        if (err) {
-            ld->threaded = false;
-            ct_loader_free(ld);
-            ct_error(CT_ERR_OOM, "ct_loader_new: cannot start the prefetch thread: %s",
-                     strerror(err));
-            return NULL;
-        }
+    int err = ld->threaded ? start_prefetch(ld) : 0;
+    if (err) {
+        ld->threaded = false;
+        ct_loader_free(ld);
+        ct_error(CT_ERR_OOM, "ct_loader_new: cannot start the prefetch thread: %s", strerror(err));
+        return NULL;
     }
     return ld;
 }

@@ -177,25 +177,11 @@ done:
     return status;
 }
 
-/* One tensor entry: {"dtype": ..., "shape": [...], "data_offsets": [b, e]}.
- * Fields other than these three are ignored, as the reference does not
- * promise there will never be more. */
-static ct_status parse_tensor(ct_st_file *f, st_tensor *t, const cJSON *e, int64_t *dims,
-                              const char *path) {
+/* A tensor's shape, into t->dims (= dims) and t->ndim, with its element
+ * count and its size in bits (*nbits), neither of which may wrap. */
+static ct_status parse_shape(st_tensor *t, const cJSON *js, int64_t *dims, uint64_t *nbits, const char *name,
+                             const char *path) {
     ct_status status = CT_OK;
-    const char *name = e->string;
-    if (!cJSON_IsObject(e)) FAIL(CT_ERR_FORMAT, "tensor '%.200s': entry is not an object", name);
-    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-    const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
-    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
-    if (!jd || !js || !jo)
-        FAIL(CT_ERR_FORMAT, "tensor '%.200s': missing \"%s\"", name,
-             !jd ? "dtype" : !js ? "shape" : "data_offsets");
-    if (!cJSON_IsString(jd) || !jd->valuestring)
-        FAIL(CT_ERR_FORMAT, "tensor '%.200s': dtype is not a string", name);
-    t->dt = st_dtype_by_name(jd->valuestring);
-    if (!t->dt) FAIL(CT_ERR_FORMAT, "tensor '%.200s': unknown dtype '%.40s'", name, jd->valuestring);
-
     if (!cJSON_IsArray(js)) FAIL(CT_ERR_FORMAT, "tensor '%.200s': shape is not an array", name);
     t->dims = dims;
     t->ndim = 0;
@@ -230,12 +216,36 @@ static ct_status parse_tensor(ct_st_file *f, st_tensor *t, const cJSON *e, int64
         dims_str(dims, t->ndim, s, sizeof s);
         FAIL(CT_ERR_FORMAT, "tensor '%.200s': %s %s is too large", name, t->dt->name, s);
     }
-    uint64_t nbits = numel * (uint64_t)t->dt->bits;
-    if (nbits % 8 != 0) {
+    *nbits = numel * (uint64_t)t->dt->bits;
+    if (*nbits % 8 != 0) {
         char s[160];
         dims_str(dims, t->ndim, s, sizeof s);
         FAIL(CT_ERR_FORMAT, "tensor '%.200s': %s %s is not a whole number of bytes", name, t->dt->name, s);
     }
+done:
+    return status;
+}
+
+/* One tensor entry: {"dtype": ..., "shape": [...], "data_offsets": [b, e]}.
+ * Fields other than these three are ignored, as the reference does not
+ * promise there will never be more. */
+static ct_status parse_tensor(ct_st_file *f, st_tensor *t, const cJSON *e, int64_t *dims,
+                              const char *path) {
+    ct_status status = CT_OK;
+    const char *name = e->string;
+    if (!cJSON_IsObject(e)) FAIL(CT_ERR_FORMAT, "tensor '%.200s': entry is not an object", name);
+    const cJSON *jd = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(e, "shape");
+    const cJSON *jo = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
+    if (!jd || !js || !jo)
+        FAIL(CT_ERR_FORMAT, "tensor '%.200s': missing \"%s\"", name,
+             !jd ? "dtype" : !js ? "shape" : "data_offsets");
+    if (!cJSON_IsString(jd) || !jd->valuestring)
+        FAIL(CT_ERR_FORMAT, "tensor '%.200s': dtype is not a string", name);
+    t->dt = st_dtype_by_name(jd->valuestring);
+    if (!t->dt) FAIL(CT_ERR_FORMAT, "tensor '%.200s': unknown dtype '%.40s'", name, jd->valuestring);
+    uint64_t nbits = 0;
+    if ((status = parse_shape(t, js, dims, &nbits, name, path)) != CT_OK) goto done;
 
     if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2 || !json_uint(jo->child, &t->begin) ||
         !json_uint(jo->child->next, &t->end))
@@ -262,12 +272,11 @@ done:
     return status;
 }
 
-static ct_status parse(ct_st_file *f, const char *path) {
+/* The 8-byte header length, then the header: a private NUL-terminated copy
+ * (*hdr) parsed as a JSON object (*root); both are the caller's to free,
+ * also on failure. Sets f->data and f->data_size. */
+static ct_status parse_header(ct_st_file *f, const char *path, char **hdr_out, cJSON **root_out) {
     ct_status status = CT_OK;
-    cJSON *root = NULL;
-    char *hdr = NULL;
-    st_tensor **order = NULL;
-
     if (f->size < 8)
         FAIL(CT_ERR_FORMAT, "the file is %zu bytes, too short for the 8-byte header length", f->size);
     uint64_t n = 0;
@@ -283,7 +292,7 @@ static ct_status parse(ct_st_file *f, const char *path) {
     /* A private NUL-terminated copy: cJSON's strings then cannot run into
      * the tensor data, and embedded NULs are caught before they could cut
      * a name short. The JSON must be UTF-8, as for every other reader. */
-    hdr = malloc((size_t)n + 1);
+    char *hdr = *hdr_out = malloc((size_t)n + 1);
     if (!hdr) FAIL(CT_ERR_OOM, "out of memory for a header of %" PRIu64 " bytes", n);
     memcpy(hdr, f->buf + 8, (size_t)n);
     hdr[n] = '\0';
@@ -291,7 +300,7 @@ static ct_status parse(ct_st_file *f, const char *path) {
     if (memchr(hdr, '\0', (size_t)n)) FAIL(CT_ERR_FORMAT, "the header contains a NUL byte");
     if (!st_utf8_valid(hdr, (size_t)n)) FAIL(CT_ERR_FORMAT, "the header is not valid UTF-8");
     const char *end = NULL;
-    root = cJSON_ParseWithLengthOpts(hdr, (size_t)n, &end, 0);
+    cJSON *root = *root_out = cJSON_ParseWithLengthOpts(hdr, (size_t)n, &end, 0);
     if (!root)
         FAIL(CT_ERR_FORMAT, "the header is not valid JSON (error near byte %td of %" PRIu64 ")",
              end ? end - hdr : (ptrdiff_t)-1, n);
@@ -301,32 +310,41 @@ static ct_status parse(ct_st_file *f, const char *path) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
             FAIL(CT_ERR_FORMAT, "unexpected bytes after the header's JSON (at byte %td)", p - hdr);
     if (!cJSON_IsObject(root)) FAIL(CT_ERR_FORMAT, "the header is not a JSON object");
+done:
+    return status;
+}
 
-    int n_entries = 0;
-    size_t n_dims = 0;
-    const cJSON *meta = NULL;
+/* The tensor entries' count, the shape entries they hold in all (for one
+ * dims array), and the one __metadata__ entry, if any. */
+static ct_status count_entries(const cJSON *root, const char *path, int *n_entries, size_t *n_dims,
+                               const cJSON **meta) {
+    ct_status status = CT_OK;
     for (const cJSON *e = root->child; e; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
-            if (meta) FAIL(CT_ERR_FORMAT, "__metadata__ appears twice");
-            meta = e;
+            if (*meta) FAIL(CT_ERR_FORMAT, "__metadata__ appears twice");
+            *meta = e;
             continue;
         }
-        n_entries++;
+        (*n_entries)++;
         if (cJSON_IsObject(e)) {
             const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "shape");
-            if (cJSON_IsArray(s)) n_dims += (size_t)cJSON_GetArraySize(s);
+            if (cJSON_IsArray(s)) *n_dims += (size_t)cJSON_GetArraySize(s);
         }
     }
-    if (meta && parse_metadata(f, meta, path) != CT_OK) {
-        status = ct_last_status();
-        goto done;
-    }
+done:
+    return status;
+}
 
+/* Every tensor entry but meta, in the file's order; order gets room for
+ * the overlap check. */
+static ct_status parse_tensors(ct_st_file *f, const cJSON *root, const cJSON *meta, int n_entries, size_t n_dims,
+                               st_tensor ***order, const char *path) {
+    ct_status status = CT_OK;
     f->t = calloc((size_t)n_entries + 1, sizeof *f->t);
     f->by_name = malloc(((size_t)n_entries + 1) * sizeof *f->by_name);
-    order = malloc(((size_t)n_entries + 1) * sizeof *order);
+    *order = malloc(((size_t)n_entries + 1) * sizeof **order);
     f->dims = malloc((n_dims + 1) * sizeof *f->dims);
-    if (!f->t || !f->by_name || !order || !f->dims) FAIL(CT_ERR_OOM, "out of memory");
+    if (!f->t || !f->by_name || !*order || !f->dims) FAIL(CT_ERR_OOM, "out of memory");
     size_t used = 0;
     for (const cJSON *e = root->child; e; e = e->next) {
         if (e == meta) continue;
@@ -341,7 +359,13 @@ static ct_status parse(ct_st_file *f, const char *path) {
         f->by_name[f->n] = t;
         f->n++;
     }
+done:
+    return status;
+}
 
+/* Names unique (sorting by_name for ct_st_find), byte ranges disjoint. */
+static ct_status check_tensors(ct_st_file *f, st_tensor **order, const char *path) {
+    ct_status status = CT_OK;
     qsort(f->by_name, (size_t)f->n, sizeof *f->by_name, cmp_name);
     for (int i = 1; i < f->n; i++)
         if (strcmp(f->by_name[i - 1]->name, f->by_name[i]->name) == 0)
@@ -360,6 +384,21 @@ static ct_status parse(ct_st_file *f, const char *path) {
                  order[i - 1]->name, order[i - 1]->begin, order[i - 1]->end, order[i]->name,
                  order[i]->begin, order[i]->end);
 done:
+    return status;
+}
+
+static ct_status parse(ct_st_file *f, const char *path) {
+    cJSON *root = NULL;
+    char *hdr = NULL;
+    st_tensor **order = NULL;
+    const cJSON *meta = NULL;
+    int n_entries = 0;
+    size_t n_dims = 0;
+    ct_status status = parse_header(f, path, &hdr, &root);
+    if (status == CT_OK) status = count_entries(root, path, &n_entries, &n_dims, &meta);
+    if (status == CT_OK && meta && parse_metadata(f, meta, path) != CT_OK) status = ct_last_status();
+    if (status == CT_OK) status = parse_tensors(f, root, meta, n_entries, n_dims, &order, path);
+    if (status == CT_OK) status = check_tensors(f, order, path);
     free(order);
     free(hdr);
     cJSON_Delete(root);

@@ -114,9 +114,11 @@ static const char *namelist_str(namelist *l) {
     return l->text;
 }
 
-static ct_status load(ct_program *p, const char *path, const ct_load_opts *o, ct_st_file *f,
-                      pinfo *ps, pinfo **sorted, int n, int *n_loaded) {
-    /* Every tensor of the file against the parameters. */
+/* Every tensor of the file against the parameters: pi->tensor set for
+ * each match; without non_strict, a parameter with no tensor or a tensor
+ * with no parameter is an error naming them. */
+static ct_status match_tensors(const char *path, const ct_load_opts *o, ct_st_file *f, pinfo *ps,
+                               pinfo **sorted, int n) {
     size_t plen = o->strip_prefix ? strlen(o->strip_prefix) : 0;
     namelist extra = {0}, missing = {0};
     for (int i = 0; i < ct_st_count(f); i++) {
@@ -146,10 +148,13 @@ static ct_status load(ct_program *p, const char *path, const ct_load_opts *o, ct
                      namelist_count(&missing) ? "; " : "", namelist_count(&extra), namelist_str(&extra));
         return ct_error(CT_ERR_NOT_FOUND, "ct_load_weights '%s': %s%s", path, miss, ext);
     }
+    return CT_OK;
+}
 
-    /* Shapes and dtypes, before anything is converted. */
+/* Shapes and dtypes of the matched tensors, before anything is converted. */
+static ct_status check_tensors(const char *path, ct_st_file *f, const pinfo *ps, int n) {
     for (int j = 0; j < n; j++) {
-        pinfo *pi = &ps[j];
+        const pinfo *pi = &ps[j];
         if (pi->tensor < 0) continue;
         const char *fname = ct_st_name(f, pi->tensor);
         ct_dtype fdt;
@@ -169,8 +174,11 @@ static ct_status load(ct_program *p, const char *path, const ct_load_opts *o, ct
                             "(F16, BF16, F32 or F64)",
                             path, fname, ct_st_dtype_name(f, pi->tensor), pi->name);
     }
+    return CT_OK;
+}
 
-    /* Host copies: the converted values, and the current ones to undo with. */
+/* Host copies: the converted values, and the current ones to undo with. */
+static ct_status stage_values(ct_program *p, const char *path, ct_st_file *f, pinfo *ps, int n) {
     for (int j = 0; j < n; j++) {
         pinfo *pi = &ps[j];
         if (pi->tensor < 0) continue;
@@ -183,11 +191,14 @@ static ct_status load(ct_program *p, const char *path, const ct_load_opts *o, ct
         if (st == CT_OK) st = ct_program_get_param(p, pi->name, pi->backup, pi->bytes);
         if (st != CT_OK) return ct_error(st, "ct_load_weights '%s': %s", path, ct_last_error());
     }
+    return CT_OK;
+}
 
-    /* The writes. A failure here is the device's, after every check passed;
-     * undo what was written so the program is as it was. */
+/* The writes. A failure here is the device's, after every check passed;
+ * undo what was written so the program is as it was. */
+static ct_status write_values(ct_program *p, const char *path, const pinfo *ps, int n, int *n_loaded) {
     for (int j = 0; j < n; j++) {
-        pinfo *pi = &ps[j];
+        const pinfo *pi = &ps[j];
         if (pi->tensor < 0) continue;
         ct_status st = ct_program_set_param(p, pi->name, pi->staged, pi->bytes);
         if (st != CT_OK) {
@@ -203,6 +214,15 @@ static ct_status load(ct_program *p, const char *path, const ct_load_opts *o, ct
         (*n_loaded)++;
     }
     return CT_OK;
+}
+
+static ct_status load(ct_program *p, const char *path, const ct_load_opts *o, ct_st_file *f,
+                      pinfo *ps, pinfo **sorted, int n, int *n_loaded) {
+    ct_status st;
+    if ((st = match_tensors(path, o, f, ps, sorted, n)) != CT_OK || (st = check_tensors(path, f, ps, n)) != CT_OK ||
+        (st = stage_values(p, path, f, ps, n)) != CT_OK)
+        return st;
+    return write_values(p, path, ps, n, n_loaded);
 }
 
 ct_status ct_load_weights(const ct_graph *g, ct_program *p, const char *path, const ct_load_opts *opts) {

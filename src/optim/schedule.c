@@ -53,6 +53,80 @@ static ct_status need_count(int64_t x, const char *field, int64_t min) {
     return CT_OK;
 }
 
+/* multistep: gamma (default 0.1) and the milestones. */
+static ct_status resolve_multistep(ct_schedule *s) {
+    ct_status st;
+    if (s->gamma == 0) s->gamma = 0.1;
+    if ((st = need_positive(s->gamma, "gamma"))) return st;
+    if (s->n_milestones < 0 || s->n_milestones > CT_SCHED_MAX_MILESTONES)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: n_milestones must be in [0, %d], got %d",
+                        CT_SCHED_MAX_MILESTONES, s->n_milestones);
+    for (int i = 0; i < s->n_milestones; i++)
+        if (s->milestones[i] < 0)
+            return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: milestones[%d] must be >= 0, got %lld", i,
+                            (long long)s->milestones[i]);
+    return CT_OK;
+}
+
+/* cyclic: the rise and fall lengths (default 2000 steps each), max_lr,
+ * gamma and mode. */
+static ct_status resolve_cyclic(ct_schedule *s) {
+    ct_status st;
+    if (s->step_size_up == 0) s->step_size_up = 2000;
+    if (s->step_size_down == 0) s->step_size_down = s->step_size_up;
+    if (s->gamma == 0) s->gamma = 1.0;
+    if ((st = need_positive(s->max_lr, "max_lr (cyclic: required)")) ||
+        (st = need_count(s->step_size_up, "step_size_up", 1)) ||
+        (st = need_count(s->step_size_down, "step_size_down", 1)) || (st = need_positive(s->gamma, "gamma")))
+        return st;
+    if (s->mode < CT_CYCLIC_TRIANGULAR || s->mode > CT_CYCLIC_EXP_RANGE)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown cyclic mode %d", (int)s->mode);
+    return CT_OK;
+}
+
+/* one_cycle: PyTorch's defaults, and two phases of positive length. */
+static ct_status resolve_one_cycle(ct_schedule *s) {
+    ct_status st;
+    if (s->max_lr == 0) s->max_lr = s->lr;
+    if (s->pct_start == 0) s->pct_start = 0.3;
+    if (s->div_factor == 0) s->div_factor = 25;
+    if (s->final_div_factor == 0) s->final_div_factor = 1e4;
+    if ((st = need_positive(s->max_lr, "max_lr (one_cycle: or lr)")) ||
+        (st = need_count(s->total_steps, "total_steps", 2)) ||
+        (st = need_positive(s->div_factor, "div_factor")) ||
+        (st = need_positive(s->final_div_factor, "final_div_factor")))
+        return st;
+    if (s->anneal != CT_ANNEAL_COS && s->anneal != CT_ANNEAL_LINEAR)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown anneal strategy %d", (int)s->anneal);
+    /* Both phases need a positive length, or PyTorch's pct divides by
+     * zero: the rise ends at pct_start * total - 1 > 0, the fall at
+     * total - 1 beyond that. */
+    if (!(s->pct_start * (double)s->total_steps - 1 > 0 && s->pct_start < 1))
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "ct_schedule: one_cycle needs pct_start * total_steps > 1 and pct_start < 1 "
+                        "(pct_start %g, total_steps %lld)", s->pct_start, (long long)s->total_steps);
+    return CT_OK;
+}
+
+/* plateau: PyTorch's ReduceLROnPlateau defaults and modes. */
+static ct_status resolve_plateau(ct_schedule *s) {
+    ct_status st;
+    if (s->factor == 0) s->factor = 0.1;
+    if (s->threshold == 0) s->threshold = 1e-4;
+    if (s->plateau_eps == 0) s->plateau_eps = 1e-8;
+    if (!(s->factor > 0 && s->factor < 1))
+        return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: factor must be in (0, 1), got %g", s->factor);
+    if ((st = need_count(s->patience, "patience", 0)) || (st = need_count(s->cooldown, "cooldown", 0)) ||
+        (st = need_nonneg(s->threshold, "threshold")) || (st = need_nonneg(s->min_lr, "min_lr")) ||
+        (st = need_nonneg(s->plateau_eps, "plateau_eps")))
+        return st;
+    if (s->plateau_mode != CT_PLATEAU_MIN && s->plateau_mode != CT_PLATEAU_MAX)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown plateau mode %d", (int)s->plateau_mode);
+    if (s->threshold_mode != CT_THRESHOLD_REL && s->threshold_mode != CT_THRESHOLD_ABS)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown threshold mode %d", (int)s->threshold_mode);
+    return CT_OK;
+}
+
 /* Checks s and writes it with every zero-means-default field filled in. */
 static ct_status resolve(const ct_schedule *in, ct_schedule *s) {
     if (!in) return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: schedule is NULL");
@@ -71,69 +145,16 @@ static ct_status resolve(const ct_schedule *in, ct_schedule *s) {
         if (s->gamma == 0) s->gamma = 0.1;
         if ((st = need_count(s->step_size, "step_size", 1)) || (st = need_positive(s->gamma, "gamma"))) return st;
         break;
-    case CT_SCHED_MULTISTEP:
-        if (s->gamma == 0) s->gamma = 0.1;
-        if ((st = need_positive(s->gamma, "gamma"))) return st;
-        if (s->n_milestones < 0 || s->n_milestones > CT_SCHED_MAX_MILESTONES)
-            return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: n_milestones must be in [0, %d], got %d",
-                            CT_SCHED_MAX_MILESTONES, s->n_milestones);
-        for (int i = 0; i < s->n_milestones; i++)
-            if (s->milestones[i] < 0)
-                return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: milestones[%d] must be >= 0, got %lld", i,
-                                (long long)s->milestones[i]);
-        break;
+    case CT_SCHED_MULTISTEP: return resolve_multistep(s);
     case CT_SCHED_EXPONENTIAL:
         if ((st = need_positive(s->gamma, "gamma (exponential: required)"))) return st;
         break;
     case CT_SCHED_COSINE:
         if ((st = need_count(s->T_max, "T_max", 1)) || (st = need_nonneg(s->eta_min, "eta_min"))) return st;
         break;
-    case CT_SCHED_CYCLIC:
-        if (s->step_size_up == 0) s->step_size_up = 2000;
-        if (s->step_size_down == 0) s->step_size_down = s->step_size_up;
-        if (s->gamma == 0) s->gamma = 1.0;
-        if ((st = need_positive(s->max_lr, "max_lr (cyclic: required)")) ||
-            (st = need_count(s->step_size_up, "step_size_up", 1)) ||
-            (st = need_count(s->step_size_down, "step_size_down", 1)) || (st = need_positive(s->gamma, "gamma")))
-            return st;
-        if (s->mode < CT_CYCLIC_TRIANGULAR || s->mode > CT_CYCLIC_EXP_RANGE)
-            return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown cyclic mode %d", (int)s->mode);
-        break;
-    case CT_SCHED_ONE_CYCLE:
-        if (s->max_lr == 0) s->max_lr = s->lr;
-        if (s->pct_start == 0) s->pct_start = 0.3;
-        if (s->div_factor == 0) s->div_factor = 25;
-        if (s->final_div_factor == 0) s->final_div_factor = 1e4;
-        if ((st = need_positive(s->max_lr, "max_lr (one_cycle: or lr)")) ||
-            (st = need_count(s->total_steps, "total_steps", 2)) ||
-            (st = need_positive(s->div_factor, "div_factor")) ||
-            (st = need_positive(s->final_div_factor, "final_div_factor")))
-            return st;
-        if (s->anneal != CT_ANNEAL_COS && s->anneal != CT_ANNEAL_LINEAR)
-            return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown anneal strategy %d", (int)s->anneal);
-        /* Both phases need a positive length, or PyTorch's pct divides by
-         * zero: the rise ends at pct_start * total - 1 > 0, the fall at
-         * total - 1 beyond that. */
-        if (!(s->pct_start * (double)s->total_steps - 1 > 0 && s->pct_start < 1))
-            return ct_error(CT_ERR_INVALID_ARG,
-                            "ct_schedule: one_cycle needs pct_start * total_steps > 1 and pct_start < 1 "
-                            "(pct_start %g, total_steps %lld)", s->pct_start, (long long)s->total_steps);
-        break;
-    case CT_SCHED_PLATEAU:
-        if (s->factor == 0) s->factor = 0.1;
-        if (s->threshold == 0) s->threshold = 1e-4;
-        if (s->plateau_eps == 0) s->plateau_eps = 1e-8;
-        if (!(s->factor > 0 && s->factor < 1))
-            return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: factor must be in (0, 1), got %g", s->factor);
-        if ((st = need_count(s->patience, "patience", 0)) || (st = need_count(s->cooldown, "cooldown", 0)) ||
-            (st = need_nonneg(s->threshold, "threshold")) || (st = need_nonneg(s->min_lr, "min_lr")) ||
-            (st = need_nonneg(s->plateau_eps, "plateau_eps")))
-            return st;
-        if (s->plateau_mode != CT_PLATEAU_MIN && s->plateau_mode != CT_PLATEAU_MAX)
-            return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown plateau mode %d", (int)s->plateau_mode);
-        if (s->threshold_mode != CT_THRESHOLD_REL && s->threshold_mode != CT_THRESHOLD_ABS)
-            return ct_error(CT_ERR_INVALID_ARG, "ct_schedule: unknown threshold mode %d", (int)s->threshold_mode);
-        break;
+    case CT_SCHED_CYCLIC: return resolve_cyclic(s);
+    case CT_SCHED_ONE_CYCLE: return resolve_one_cycle(s);
+    case CT_SCHED_PLATEAU: return resolve_plateau(s);
     default: break;
     }
     return CT_OK;

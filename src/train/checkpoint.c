@@ -119,12 +119,11 @@ static ct_status amp_meta(ct_trainer *t, ct_st_writer *w) {
     return CT_OK;
 }
 
-static ct_status build(ct_trainer *t, ct_st_writer *w, void *flat, void *bufs) {
+/* The optimizer's state tensors, "optim.<state>.<parameter>", read
+ * through flat (a host buffer of the flat parameters' size). */
+static ct_status add_optim_states(ct_trainer *t, ct_st_writer *w, void *flat) {
     ct_graph *g = t->tr.g;
     ct_status st;
-    if ((st = ct_program_read_params(t->tr.p, flat, t->param_bytes)) != CT_OK ||
-        (st = ct_train_read_buffers(t, bufs)) != CT_OK || (st = add_weights(t, w, "", flat, bufs)) != CT_OK)
-        return st;
     size_t es = ct_dtype_size(ct_program_param_dtype(t->tr.p));
     char name[512];
     for (int s = 0; s < ct_optimizer_num_states(t->opt); s++) {
@@ -141,18 +140,14 @@ static ct_status build(ct_trainer *t, ct_st_writer *w, void *flat, void *bufs) {
                 return st;
         }
     }
-    /* The best weights matter to a resumed run only while they may still be
-     * put back; when they are the current ones a flag says so. */
-    const char *best = "none";
-    if (t->have_best && !t->restored_best) {
-        if (t->best_step == t->step) {
-            best = "current";
-        } else {
-            best = "saved";
-            if ((st = add_weights(t, w, "best.", t->best_params, t->best_bufs)) != CT_OK) return st;
-        }
-    }
+    return CT_OK;
+}
 
+/* The run's position and the state that decides what comes next, as
+ * metadata; best says where the best weights are ("none", "current",
+ * "saved"). */
+static ct_status add_run_meta(ct_trainer *t, ct_st_writer *w, const char *best) {
+    ct_status st;
     match_item m[N_MATCH];
     match_items(t, m);
     if ((st = ct_st_writer_meta(w, "format", FORMAT)) != CT_OK ||
@@ -193,6 +188,26 @@ static ct_status build(ct_trainer *t, ct_st_writer *w, void *flat, void *bufs) {
     for (int i = 0; i < t->o.n_meta; i++)
         if ((st = ct_st_writer_meta(w, t->meta[i].key, t->meta[i].value)) != CT_OK) return st;
     return CT_OK;
+}
+
+static ct_status build(ct_trainer *t, ct_st_writer *w, void *flat, void *bufs) {
+    ct_status st;
+    if ((st = ct_program_read_params(t->tr.p, flat, t->param_bytes)) != CT_OK ||
+        (st = ct_train_read_buffers(t, bufs)) != CT_OK || (st = add_weights(t, w, "", flat, bufs)) != CT_OK ||
+        (st = add_optim_states(t, w, flat)) != CT_OK)
+        return st;
+    /* The best weights matter to a resumed run only while they may still be
+     * put back; when they are the current ones a flag says so. */
+    const char *best = "none";
+    if (t->have_best && !t->restored_best) {
+        if (t->best_step == t->step) {
+            best = "current";
+        } else {
+            best = "saved";
+            if ((st = add_weights(t, w, "best.", t->best_params, t->best_bufs)) != CT_OK) return st;
+        }
+    }
+    return add_run_meta(t, w, best);
 }
 
 ct_status ct_trainer_save(ct_trainer *t, const char *path) {
@@ -335,7 +350,9 @@ static ct_status stage_amp(ct_trainer *t, const reader *r, staged *s) {
     return CT_OK;
 }
 
-static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
+/* That the file is a checkpoint of this model, written with the settings
+ * a resumed run must share. */
+static ct_status check_identity(const ct_trainer *t, const reader *r) {
     ct_status st;
     const char *v;
     const char *fmt = ct_st_meta(r->f, "format");
@@ -356,7 +373,13 @@ static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
             return ct_error(CT_ERR_INVALID_ARG, "'%s' was written with %s %.60s, this run has %s: they must match to resume",
                             r->path, m[i].what, v, m[i].value);
     }
-    if ((st = stage_amp(t, r, s)) != CT_OK) return st;
+    return CT_OK;
+}
+
+/* The position (epoch, micro-batch, step), the loss sums, early stopping
+ * and the plateau schedule's state. */
+static ct_status stage_position(const ct_trainer *t, const reader *r, staged *s) {
+    ct_status st;
     if ((st = get_i64(r, "ctrain.epoch", 0, INT64_MAX, &s->epoch)) != CT_OK ||
         (st = get_i64(r, "ctrain.batch_in_epoch", 0, t->batches - 1, &s->batch_in_epoch)) != CT_OK ||
         (st = get_i64(r, "ctrain.step", 0, INT64_MAX, &s->step)) != CT_OK ||
@@ -388,8 +411,13 @@ static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
         s->plateau.cooldown_counter = (int)cd;
         s->plateau.epochs = ep;
     }
+    return CT_OK;
+}
 
-    if ((st = read_weights(t, r, "", "weight", s->params, s->bufs)) != CT_OK) return st;
+/* The optimizer's state tensors into s->states, laid out like the flat
+ * parameters. */
+static ct_status stage_optim_states(const ct_trainer *t, const reader *r, staged *s) {
+    ct_status st;
     ct_graph *g = t->tr.g;
     size_t es = ct_dtype_size(ct_program_param_dtype(t->tr.p));
     char name[512];
@@ -405,6 +433,13 @@ static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
                 return st;
         }
     }
+    return CT_OK;
+}
+
+/* The best weights, where early stopping may still put them back. */
+static ct_status stage_best(ct_trainer *t, const reader *r, staged *s) {
+    ct_status st;
+    const char *v;
     if ((st = need_meta(r, "ctrain.best", &v)) != CT_OK) return st;
     if (t->o.early_stop_patience > 0) {
         if (strcmp(v, "saved") == 0) {
@@ -419,6 +454,18 @@ static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
         }
     }
     return CT_OK;
+}
+
+/* Everything of the checkpoint checked and staged in s; the trainer itself
+ * is not written until apply. */
+static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
+    ct_status st;
+    if ((st = check_identity(t, r)) != CT_OK || (st = stage_amp(t, r, s)) != CT_OK ||
+        (st = stage_position(t, r, s)) != CT_OK ||
+        (st = read_weights(t, r, "", "weight", s->params, s->bufs)) != CT_OK ||
+        (st = stage_optim_states(t, r, s)) != CT_OK)
+        return st;
+    return stage_best(t, r, s);
 }
 
 /* Writes the staged state into the trainer. Only device writes can fail

@@ -24,25 +24,18 @@ void ct_tgraph_free(ct_tgraph *tg) {
     memset(tg, 0, sizeof *tg);
 }
 
-ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool training,
-                          ct_program *share) {
-    memset(tg, 0, sizeof *tg);
-    tg->batch = batch;
-    if (!(tg->g = ct_graph_new())) return ct_error(CT_ERR_OOM, "out of memory");
+/* Into tg->g: the inputs, the model, its loss, and the backward pass when
+ * training. On failure the caller frees tg. */
+static ct_status build_graph(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool training) {
     ct_graph *g = tg->g;
     ct_graph_set_seed(g, b->seed);
     ct_status st = ct_graph_set_precision(g, b->precision);
     if (st == CT_OK) st = ct_graph_set_tf32(g, b->tf32);
-    if (st != CT_OK) {
-        ct_tgraph_free(tg);
-        return st;
-    }
+    if (st != CT_OK) return st;
     ct_shape xs = {b->sample.ndim + 1, {batch}};
-    if (xs.ndim > CT_MAX_DIMS) {
-        ct_tgraph_free(tg);
+    if (xs.ndim > CT_MAX_DIMS)
         return ct_error(CT_ERR_SHAPE, "a sample of %d dimensions leaves no room for the batch axis",
                         b->sample.ndim);
-    }
     for (int i = 0; i < b->sample.ndim; i++) xs.dim[i + 1] = b->sample.dim[i];
     tg->x = ct_input(g, "x", CT_F32, xs);
     tg->y = ct_input(g, "labels", CT_I32, (ct_shape){1, {batch}});
@@ -50,17 +43,14 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
     st = ct_graph_status(g);
     if (st != CT_OK || tg->logits == CT_NO_NODE) {
         st = st != CT_OK ? st : CT_ERR_INVALID_ARG;
-        ct_error(st, "building the model: %s",
-                 ct_graph_error(g)[0] ? ct_graph_error(g) : "the model function returned no node");
-        ct_tgraph_free(tg);
-        return st;
+        return ct_error(st, "building the model: %s",
+                        ct_graph_error(g)[0] ? ct_graph_error(g) : "the model function returned no node");
     }
     ct_shape ls = ct_node_shape(g, tg->logits);
     ct_dtype ld = ct_node_dtype(g, tg->logits);
     if (ls.ndim != 2 || ls.dim[0] != batch || ls.dim[1] < b->num_classes || ld != CT_F32) {
         char s[96];
         ct_shape_str(ls, s, sizeof s);
-        ct_tgraph_free(tg);
         return ct_error(CT_ERR_SHAPE,
                         "the model's output is %s %s; the trainer needs F32 logits [%lld, C] with C >= %d "
                         "(the number of classes)",
@@ -68,13 +58,19 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
     }
     tg->classes = ls.dim[1];
     tg->loss = ct_cross_entropy(g, tg->logits, tg->y, training ? b->label_smoothing : 0.0);
-    if ((st = ct_graph_status(g)) != CT_OK) {
-        ct_error(st, "building the loss: %s", ct_graph_error(g));
-        ct_tgraph_free(tg);
-        return st;
-    }
-    if (training && (st = b->scaled ? ct_graph_backward_scaled(g, tg->loss) : ct_graph_backward(g, tg->loss)) != CT_OK) {
-        ct_error(st, "building the backward pass: %s", ct_last_error());
+    if ((st = ct_graph_status(g)) != CT_OK) return ct_error(st, "building the loss: %s", ct_graph_error(g));
+    if (training && (st = b->scaled ? ct_graph_backward_scaled(g, tg->loss) : ct_graph_backward(g, tg->loss)) != CT_OK)
+        return ct_error(st, "building the backward pass: %s", ct_last_error());
+    return CT_OK;
+}
+
+ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool training,
+                          ct_program *share) {
+    memset(tg, 0, sizeof *tg);
+    tg->batch = batch;
+    if (!(tg->g = ct_graph_new())) return ct_error(CT_ERR_OOM, "out of memory");
+    ct_status st = build_graph(tg, b, batch, training);
+    if (st != CT_OK) {
         ct_tgraph_free(tg);
         return st;
     }
@@ -84,7 +80,7 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
                           .n_outputs = training ? 1 : 2,
                           .grads = training,
                           .share_params = share};
-    if (!(tg->p = ct_compile(g, &co))) {
+    if (!(tg->p = ct_compile(tg->g, &co))) {
         st = ct_last_status();
         ct_tgraph_free(tg);
         return st;

@@ -1,6 +1,6 @@
-/* Internal to src/train: the trainer's state, shared by the loop
- * (trainer.c), evaluation (evaluate.c), checkpoints (checkpoint.c) and
- * progress output (progress.c). */
+/* Internal to src/train: the trainer's state, shared by its making
+ * (trainer_setup.c), the loop (trainer.c), evaluation (evaluate.c),
+ * checkpoints (checkpoint.c) and progress output (progress.c). */
 #ifndef CT_TRAIN_INTERNAL_H
 #define CT_TRAIN_INTERNAL_H
 
