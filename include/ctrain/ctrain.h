@@ -24,5 +24,6 @@
 #include "ctrain/amp.h"
 #include "ctrain/dist.h"
 #include "ctrain/step_graph.h"
+#include "ctrain/gpt.h"
 
 #endif
