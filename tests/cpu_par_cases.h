@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/attention.h"
 #include "core/backend.h"
 #include "cpu/cpu_util.h"
 #include "ctrain/ops.h"
@@ -35,7 +36,7 @@ typedef struct cpc_case {
     ct_op op;
     ct_attrs attr;
     int n_in;
-    cpc_in in[3];
+    cpc_in in[4];
     ct_dtype out_dt;
     ct_shape out;
 } cpc_case;
@@ -106,6 +107,14 @@ static const cpc_case cpc_cases[] = {
     {"conv2d_grad_input 3x3 s2", CT_OP_CONV2D_GRAD_INPUT, {.win = WIN(3, 2, 1)}, 2, {IN(CT_F32, S4(7, 6, 9, 9), CPC_RANDOM), IN(CT_F32, S4(6, 4, 3, 3), CPC_RANDOM)}, CT_F32, S4(7, 4, 17, 17)},
     {"conv2d_grad_weight 5x5 p2", CT_OP_CONV2D_GRAD_WEIGHT, {.win = WIN(5, 1, 2)}, 2, {IN(CT_F32, S4(11, 3, 28, 28), CPC_RANDOM), IN(CT_F32, S4(11, 8, 28, 28), CPC_RANDOM)}, CT_F32, S4(8, 3, 5, 5)},
     {"conv2d f64 3x3 p1", CT_OP_CONV2D, {.win = WIN(3, 1, 1)}, 2, {IN(CT_F64, S4(3, 2, 9, 9), CPC_RANDOM), IN(CT_F64, S4(4, 2, 3, 3), CPC_RANDOM)}, CT_F64, S4(3, 4, 9, 9)},
+    /* attention: (b, h) pairs split across threads (6 and 9 of them: odd splits), causal and not */
+#define QKV(dt, s) IN(dt, s, CPC_RANDOM), IN(dt, s, CPC_RANDOM), IN(dt, s, CPC_RANDOM)
+    {"attention causal", CT_OP_ATTENTION, {.alpha = 0.3, .causal = true}, 3, {QKV(CT_F32, S4(2, 3, 17, 8))}, CT_F32, S4(2, 3, 17, 8)},
+    {"attention bf16", CT_OP_ATTENTION, {.alpha = 0.4}, 3, {QKV(CT_BF16, S4(3, 3, 13, 5))}, CT_BF16, S4(3, 3, 13, 5)},
+    {"attention_grad dq causal", CT_OP_ATTENTION_GRAD, {.alpha = 0.3, .causal = true, .which = CT_ATTN_GRAD_Q}, 4, {QKV(CT_F32, S4(2, 3, 17, 8)), IN(CT_F32, S4(2, 3, 17, 8), CPC_RANDOM)}, CT_F32, S4(2, 3, 17, 8)},
+    {"attention_grad dk f64", CT_OP_ATTENTION_GRAD, {.alpha = 0.3, .which = CT_ATTN_GRAD_K}, 4, {QKV(CT_F64, S4(3, 3, 13, 5)), IN(CT_F64, S4(3, 3, 13, 5), CPC_RANDOM)}, CT_F64, S4(3, 3, 13, 5)},
+    {"attention_grad dv causal", CT_OP_ATTENTION_GRAD, {.alpha = 0.3, .causal = true, .which = CT_ATTN_GRAD_V}, 4, {QKV(CT_F32, S4(2, 3, 17, 8)), IN(CT_F32, S4(2, 3, 17, 8), CPC_RANDOM)}, CT_F32, S4(2, 3, 17, 8)},
+#undef QKV
 };
 
 /* The fused optimizer updates: every algorithm in F32 (above and below the
@@ -210,7 +219,7 @@ static inline unsigned char *cpc_run(int i, int nthreads, unsigned char poison, 
         return out;
     }
     const cpc_case *c = &cpc_cases[i];
-    ct_tview in[3];
+    ct_tview in[4];
     for (int j = 0; j < c->n_in; j++) {
         const cpc_in *d = &c->in[j];
         int64_t n = cpc_numel(d->shape);

@@ -30,6 +30,8 @@ static const char *const COVERED[] = {
     "batch_norm", "layer_norm",
     /* checked in test_gradcheck_conv.c */
     "conv2d", "max_pool2d", "avg_pool2d", "dropout2d",
+    /* checked in test_gradcheck_attention.c */
+    "attention",
 };
 #define N_COVERED ((int)(sizeof COVERED / sizeof COVERED[0]))
 

@@ -25,5 +25,6 @@
 #include "ctrain/amp.h"
 #include "ctrain/dist.h"
 #include "ctrain/step_graph.h"
+#include "ctrain/gpt.h"
 
 #endif

@@ -91,6 +91,19 @@ ct_node ct_bce_with_logits(ct_graph *g, ct_node logits, ct_node target);
  * outside the integer range saturate and NaN becomes 0. */
 ct_node ct_cast(ct_graph *g, ct_node x, ct_dtype dtype);
 
+/* Scaled dot-product attention, fused: softmax(scale * q @ k^T) @ v over
+ * q, k, v of one shape [B, H, T, D] (batch, heads, positions, head size)
+ * and one float dtype; the output has that shape and dtype. With causal,
+ * query i attends only to keys j <= i. This is PyTorch's
+ * scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale)
+ * with equal query and key lengths. scale must be finite and > 0; PyTorch's
+ * default is ct_attention_default_scale(D). No T x T matrix is kept: the
+ * backward recomputes the softmax from q and k. */
+ct_node ct_attention(ct_graph *g, ct_node q, ct_node k, ct_node v, bool causal, double scale);
+/* 1 / sqrt(head_dim), PyTorch's default attention scale; 1 when head_dim
+ * < 1 (an empty head computes nothing with it). */
+double ct_attention_default_scale(int64_t head_dim);
+
 #ifdef __cplusplus
 }
 #endif

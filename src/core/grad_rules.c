@@ -3,6 +3,7 @@
  *
  * Builders may grow the node array, so rules copy what they need out of
  * the node before calling any builder. */
+#include "core/attention.h"
 #include "core/autocast.h"
 #include "core/autodiff.h"
 #include "core/error.h"
@@ -246,6 +247,9 @@ ct_status ct_grad_rule(ct_graph *g, ct_grad_acc *acc, ct_node y, ct_node gy) {
     case CT_OP_AVG_POOL2D:
     case CT_OP_DROPOUT2D:
         ok = ct_grad_conv(g, acc, nd, gy);
+        break;
+    case CT_OP_ATTENTION:
+        ok = ct_grad_attention(g, acc, nd, gy);
         break;
     default:
         return ct_error(CT_ERR_INTERNAL, "ct_graph_backward: no rule for %s", ct_op_name(nd.op));

@@ -49,10 +49,12 @@ typedef struct ct_attrs {
                          (BATCH_NORM's momentum is alpha) */
     bool has_weight;  /* BATCH_NORM(_GRAD), LAYER_NORM(_GRAD): a weight input is present */
     bool has_bias;    /* BATCH_NORM, LAYER_NORM: a bias input is present */
-    int which;        /* BATCH_NORM_GRAD, LAYER_NORM_GRAD: the gradient produced (ct_norm_grad) */
+    int which;        /* BATCH_NORM_GRAD, LAYER_NORM_GRAD: the gradient produced (ct_norm_grad);
+                         ATTENTION_GRAD: ct_attn_grad (core/attention.h) */
     bool tf32;        /* MATMUL: F32 operands may be rounded to TF32 (GPU tensor cores; no-op on the CPU) */
     ct_window2d win;  /* CONV2D*, MAX_POOL2D*, AVG_POOL2D* (CONV2D: has_bias too);
                          DROPOUT2D uses alpha (p) and stream as DROPOUT */
+    bool causal;      /* ATTENTION(_GRAD): key j > query i is masked (alpha is the scale) */
 } ct_attrs;
 
 /* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes
@@ -86,6 +88,8 @@ typedef enum ct_norm_grad { CT_NORM_GRAD_X = 0, CT_NORM_GRAD_WEIGHT, CT_NORM_GRA
  *   MAX_POOL2D, AVG_POOL2D, DROPOUT2D: x
  *   MAX_POOL2D_GRAD: x, dy (the argmax is recomputed from x)
  *   AVG_POOL2D_GRAD: dy (output: x's shape)
+ *   ATTENTION: q, k, v (one shape [B, H, T, D])
+ *   ATTENTION_GRAD: q, k, v, dy (output: the shape of q; softmax recomputed)
  */
 typedef struct ct_nodeinfo {
     ct_op op;

@@ -61,6 +61,8 @@ X(CONV2D,             "conv2d",             1, 0)
 X(MAX_POOL2D,         "max_pool2d",         1, 0)
 X(AVG_POOL2D,         "avg_pool2d",         1, 0)
 X(DROPOUT2D,          "dropout2d",          1, 0)
+/* fused scaled dot-product attention over [B, H, T, D] (inputs in core/node.h) */
+X(ATTENTION,          "attention",          1, 0)
 /* created by ct_graph_backward */
 X(UNARY_GRAD,         "unary_grad",         0, 1)
 X(SOFTMAX_GRAD,       "softmax_grad",       0, 1)
@@ -79,3 +81,4 @@ X(CONV2D_GRAD_WEIGHT, "conv2d_grad_weight", 0, 1)
 X(CONV2D_GRAD_BIAS,   "conv2d_grad_bias",   0, 1)
 X(MAX_POOL2D_GRAD,    "max_pool2d_grad",    0, 1)
 X(AVG_POOL2D_GRAD,    "avg_pool2d_grad",    0, 1)
+X(ATTENTION_GRAD,     "attention_grad",     0, 1)

@@ -1,0 +1,23 @@
+/* Internal: the fused scaled dot-product attention op (ops_attention.c)
+ * and its backward (grad_attention.c), shared with the kernels.
+ *
+ * ATTENTION takes q, k, v of one shape [B, H, T, D] and one float dtype;
+ * attr.alpha is the scale, attr.causal masks key j > query i. Its backward
+ * is one ATTENTION_GRAD node per gradient wanted, inputs q, k, v, dy and
+ * attr.which a ct_attn_grad: each recomputes the softmax from q and k (as
+ * the norms recompute their statistics), so no T x T matrix and no
+ * per-row statistics have to live from the forward pass to the backward.
+ */
+#ifndef CT_CORE_ATTENTION_H
+#define CT_CORE_ATTENTION_H
+
+#include "core/autodiff.h"
+
+/* Which gradient an ATTENTION_GRAD node produces (attr.which). */
+typedef enum ct_attn_grad { CT_ATTN_GRAD_Q = 0, CT_ATTN_GRAD_K, CT_ATTN_GRAD_V } ct_attn_grad;
+
+/* The backward of ATTENTION node nd: dq, dk, dv for the inputs that need
+ * one. False on error (recorded in g). */
+bool ct_grad_attention(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy);
+
+#endif
