@@ -51,6 +51,7 @@
 #include "ctrain/program.h"
 #include "ctrain/schedule.h"
 #include "ctrain/status.h"
+#include "ctrain/text.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -238,6 +239,46 @@ typedef struct ct_trainer ct_trainer;
  * (a graph error), or the device. */
 ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train,
                            const ct_dataset *val, const ct_dataset *test);
+/* ------------------------------------------------------ language models
+ *
+ * The same trainer over windows of tokens (ctrain/text.h) instead of a
+ * dataset of samples: every step trains on batch_size windows of
+ * block_size tokens, x = tokens[i : i+T] and y = tokens[i+1 : i+T+1]. The
+ * model callback then receives x as an I32 node [B, T] of token ids and
+ * returns F32 logits [B, T, V] with V >= the tokens' vocabulary size (e.g.
+ * ct_gpt, ctrain/gpt.h); the loss is the mean cross-entropy per token.
+ *
+ * Batches: micro-batch k of the run (counted over every epoch) is
+ * ct_tokens_batch(train, {batch_size, block_size, no_shuffle, data_seed},
+ * k): random windows drawn from Philox per (data_seed, k), or with
+ * no_shuffle consecutive windows in order. An epoch is
+ * ct_tokens_epoch_steps(train) micro-batches. Resuming continues at the
+ * next k, bit-exactly.
+ *
+ * Validation: the mean cross-entropy per token (nats) over eval_batches
+ * fixed batches of the validation tokens (ct_tokens_eval_batch), reported
+ * as val_loss at every evaluation and always once at the end of the run;
+ * val_acc and the test fields are NAN, and the metrics lines carry no
+ * accuracy fields. Early stopping and the plateau schedule observe
+ * val_loss as for classifiers. Options that only make sense for datasets
+ * (augment, drop_last, prefetch, label_smoothing) are refused. */
+typedef struct ct_lm_data {
+    const ct_tokens *train;   /* required; borrowed, must outlive the trainer */
+    const ct_tokens *val;     /* NULL: no validation */
+    int64_t block_size;       /* T, required: tokens per window */
+    int64_t eval_batches;     /* validation batches of batch_size windows; 0: 50 */
+} ct_lm_data;
+
+/* ct_trainer_new for a language model. NULL on error, naming the option at
+ * fault (e.g. a block_size longer than the training split allows). */
+ct_trainer *ct_trainer_new_lm(const ct_train_opts *opts, const ct_lm_data *data);
+
+/* The mean cross-entropy per token of the current weights over n_batches
+ * fixed batches of `tokens` (ct_tokens_eval_batch with the trainer's batch
+ * and block size), the model in evaluation mode. Only for a trainer made by
+ * ct_trainer_new_lm. */
+ct_status ct_trainer_evaluate_lm(ct_trainer *t, const ct_tokens *tokens, int64_t n_batches, double *loss);
+
 /* Frees the trainer with its graphs, programs, optimizer and loader (not
  * the datasets); NULL is ignored. */
 void ct_trainer_free(ct_trainer *t);
