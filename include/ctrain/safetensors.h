@@ -3,7 +3,7 @@
  * The format is 8 bytes of little-endian header length N, N bytes of JSON
  * naming each tensor's dtype, shape and byte range, then the raw
  * little-endian data. It is what ctrain writes weights and checkpoints as
- * (DESIGN.md, decision 8), so a PyTorch state_dict saved with
+ * (the interchange format with PyTorch), so a state_dict saved with
  * safetensors.torch.save_file loads here and ours load there.
  *
  * Writing builds the file in memory, then saves it atomically:

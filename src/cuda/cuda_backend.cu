@@ -3,7 +3,7 @@
 // whose entry is NULL is reported by ct_device_implements() as missing on
 // CUDA, so the table is the one place that says what the backend can run.
 //
-// One process drives one GPU (DESIGN.md, data parallel), so a single table
+// One process drives one GPU (docs/distributed.md), so a single table
 // and a single context serve whichever device ct_cuda_backend() selected.
 // Everything is queued on the context's one stream: kernels, cuBLAS, and
 // the copies, which keeps their order the program's order without any
