@@ -59,6 +59,9 @@ static const unary_spec unary_specs[] = {
     {CT_OP_TANH, -4, 4, {.alpha = 0}},
     {CT_OP_SIGMOID, -8, 8, {.alpha = 0}},
     {CT_OP_SILU, -6, 6, {.alpha = 0}},
+    {CT_OP_SOFTPLUS, -30, 30, {.alpha = 1, .threshold = 20}},
+    /* beta 2 crosses its threshold at x = 3: 2x is exact in float and double, so both take the same side */
+    {CT_OP_SOFTPLUS, -8, 8, {.alpha = 2, .threshold = 6}},
 };
 #define N_UNARY ((int)(sizeof unary_specs / sizeof unary_specs[0]))
 
@@ -69,7 +72,7 @@ static cp_in unary_input(const unary_spec *u, ct_dtype dt, ct_shape s) {
 }
 
 OP_TEST(cuda_parity, unary_forward, CT_OP_NEG, CT_OP_SCALE, CT_OP_EXP, CT_OP_LOG, CT_OP_SQRT, CT_OP_POW, CT_OP_ABS,
-        CT_OP_RELU, CT_OP_LEAKY_RELU, CT_OP_GELU, CT_OP_TANH, CT_OP_SIGMOID, CT_OP_SILU) {
+        CT_OP_RELU, CT_OP_LEAKY_RELU, CT_OP_GELU, CT_OP_TANH, CT_OP_SIGMOID, CT_OP_SILU, CT_OP_SOFTPLUS) {
     CP_NEED_GPU();
     for (int u = 0; u < N_UNARY; u++)
         for (int s = 0; s < 4; s++)

@@ -186,6 +186,32 @@ OP_TEST(gradcheck, tanh, CT_OP_TANH) { check_unary("tanh", 0, -2.5, 2.5, 0.01); 
 OP_TEST(gradcheck, sigmoid, CT_OP_SIGMOID) { check_unary("sigmoid", 0, -4, 4, 0.01); }
 OP_TEST(gradcheck, silu, CT_OP_SILU) { check_unary("silu", 0, -4, 4, 0.01); }
 
+typedef struct softplus_ctx {
+    double beta, threshold;
+} softplus_ctx;
+
+static ct_node b_softplus(ct_graph *g, const ct_node *x, const void *ctx) {
+    const softplus_ctx *s = ctx;
+    return ct_softplus(g, x[0], s->beta, s->threshold);
+}
+
+/* PyTorch's defaults, beta != 1, and each side of a low threshold (not
+ * across it: softplus jumps there, by log1p(exp(-threshold)) / beta). */
+OP_TEST(gradcheck, softplus, CT_OP_SOFTPLUS) {
+    static const struct {
+        softplus_ctx p;
+        double lo, hi;
+    } cases[] = {{{1, 20}, -4, 4}, {{2.5, 20}, -3, 3}, {{2, 3}, -3, 1.4}, {{2, 3}, 1.6, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "softplus(beta %g, threshold %g) on [%g, %g]", cases[i].p.beta,
+                 cases[i].p.threshold, cases[i].lo, cases[i].hi);
+        gc_case c = {.name = name, .op = "softplus", .n_in = 1, .build = b_softplus, .ctx = &cases[i].p};
+        c.in[0] = (gc_in){.shape = S3(3, 4, 5), .lo = cases[i].lo, .hi = cases[i].hi};
+        gc_check(&c);
+    }
+}
+
 /* ---- softmax ------------------------------------------------------------ */
 
 typedef struct ax_ctx {

@@ -47,8 +47,9 @@ typedef double ct_real;
  * to pass to a CUDA kernel by value. */
 typedef struct ct_ew_params {
     int op;        /* the unary op (for UNARY_GRAD: the forward op) */
-    double alpha;  /* SCALE: factor; POW: exponent; LEAKY_RELU: slope */
+    double alpha;  /* SCALE: factor; POW: exponent; LEAKY_RELU: slope; SOFTPLUS: beta */
     int approx;    /* GELU: ct_gelu_approx */
+    double threshold; /* SOFTPLUS */
 } ct_ew_params;
 
 static inline ct_ew_params ct_ew_params_of(int op, const ct_attrs *a) {
@@ -56,6 +57,7 @@ static inline ct_ew_params ct_ew_params_of(int op, const ct_attrs *a) {
     p.op = op;
     p.alpha = a->alpha;
     p.approx = a->approx;
+    p.threshold = a->threshold;
     return p;
 }
 
@@ -102,6 +104,21 @@ CT_EW_FN ct_real ct_ew_gelu_deriv(ct_real x, int approx) {
     return ct_ew_normal_cdf(x) + x * (ct_real)CT_INV_SQRT_2PI * exp((ct_real)-0.5 * x * x);
 }
 
+/* PyTorch's softplus: log(1 + exp(beta x)) / beta, and x itself where
+ * beta x > threshold. log1p(exp(-|z|)) + max(z, 0) is log(1 + exp(z)),
+ * PyTorch's log1p(exp(z)), in a form whose exp never overflows. */
+CT_EW_FN ct_real ct_ew_softplus(ct_real x, double beta, double threshold) {
+    ct_real z = (ct_real)beta * x;
+    if (z > (ct_real)threshold) return x;
+    return (log1p(exp(-fabs(z))) + (z > (ct_real)0 ? z : (ct_real)0)) / (ct_real)beta;
+}
+
+/* d softplus / dx = sigmoid(beta x), and 1 where x passes through. */
+CT_EW_FN ct_real ct_ew_softplus_deriv(ct_real x, double beta, double threshold) {
+    ct_real z = (ct_real)beta * x;
+    return z > (ct_real)threshold ? (ct_real)1 : ct_ew_sigmoid(z);
+}
+
 /* NaN must come out as NaN (as in PyTorch), not as 0; x != x is isnan(x)
  * in both languages. */
 CT_EW_FN ct_real ct_ew_relu(ct_real x) { return x != x ? x : (x > (ct_real)0 ? x : (ct_real)0); }
@@ -123,6 +140,7 @@ CT_EW_FN ct_real ct_ew_unary(const ct_ew_params *p, ct_real x) {
     case CT_OP_TANH: return tanh(x);
     case CT_OP_SIGMOID: return ct_ew_sigmoid(x);
     case CT_OP_SILU: return x * ct_ew_sigmoid(x);
+    case CT_OP_SOFTPLUS: return ct_ew_softplus(x, p->alpha, p->threshold);
     default: return (ct_real)NAN; /* not a unary op */
     }
 }
@@ -156,6 +174,7 @@ CT_EW_FN ct_real ct_ew_unary_deriv(const ct_ew_params *p, ct_real x) {
         ct_real s = ct_ew_sigmoid(x);
         return s * ((ct_real)1 + x * ((ct_real)1 - s));
     }
+    case CT_OP_SOFTPLUS: return ct_ew_softplus_deriv(x, p->alpha, p->threshold);
     default: return (ct_real)NAN; /* not a unary op */
     }
 }

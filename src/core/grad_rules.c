@@ -256,6 +256,7 @@ static const ct_grad_rule_fn rules[CT_OP_COUNT] = {
     [CT_OP_TANH] = grad_unary,
     [CT_OP_SIGMOID] = grad_unary,
     [CT_OP_SILU] = grad_unary,
+    [CT_OP_SOFTPLUS] = grad_unary,
     [CT_OP_SOFTMAX] = grad_softmax,
     [CT_OP_LOG_SOFTMAX] = grad_softmax,
     [CT_OP_SUM] = grad_sum_mean,

@@ -49,8 +49,10 @@ typedef struct ct_window2d {
 /* Every op's parameters in one struct; each op reads the fields it names. */
 typedef struct ct_attrs {
     double alpha;     /* SCALE: factor; POW: exponent; LEAKY_RELU: slope;
-                         DROPOUT: p; CROSS_ENTROPY(_GRAD): label smoothing;
+                         SOFTPLUS: beta; DROPOUT: p;
+                         CROSS_ENTROPY(_GRAD): label smoothing;
                          UNARY_GRAD: the forward op's alpha */
+    double threshold; /* SOFTPLUS (and its UNARY_GRAD): beta * x above it passes x through */
     int axis;         /* SOFTMAX*, SUM/MEAN/MAX (or CT_AXIS_ALL), MAX_GRAD,
                          CONCAT, SLICE, SLICE_GRAD (always non-negative) */
     bool keepdim;     /* SUM/MEAN/MAX, MAX_GRAD */
