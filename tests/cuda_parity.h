@@ -27,6 +27,10 @@
  * tests/test_cuda_parity_harness.c checks that a wrong, partial or
  * unwritten result fails these checks.
  *
+ * The tests of an op are OP_TESTs declaring it (op_tests.h), and a case
+ * run by cp_run counts for its op; tests/test_op_coverage.c reads the
+ * declarations of every parity file and fails when an op has none.
+ *
  * Header-only (static functions) because the test build compiles only
  * tests/test_*.c; internal headers come from src/ (tests/CMakeLists.txt). */
 #ifndef CTRAIN_TESTS_CUDA_PARITY_H
@@ -43,6 +47,7 @@
 
 #include "core/backend.h"
 #include "cpu/cpu_util.h"
+#include "op_tests.h"
 
 #define CP_MAX_IN 6
 
@@ -370,8 +375,10 @@ static inline bool cp_check(const cp_case *c, const ct_backend *ref, const ct_ba
     return ok;
 }
 
-/* Runs one case on both backends and asserts that they agree. */
+/* Runs one case on both backends and asserts that they agree; the case
+ * counts as a check of its op for the OP_TEST it runs in (op_tests.h). */
 static inline void cp_run(const cp_case *c) {
+    op_case_ran(c->op);
     cr_assert(cp_check(c, ct_cpu_backend(), cp_gpu()), "%s: the GPU differs from the CPU (see above)", c->name);
 }
 

@@ -23,6 +23,10 @@
  * mask is the same in every evaluation and finite differences see one
  * fixed (piecewise linear) function.
  *
+ * A case's op counts as checked for the OP_TEST it runs in (op_tests.h):
+ * the gradient checks of every differentiable op are declared there, and
+ * tests/test_op_coverage.c reads those declarations.
+ *
  * Header-only (static functions) because the test build compiles only
  * tests/test_*.c. */
 #ifndef CTRAIN_TESTS_GRADCHECK_H
@@ -35,6 +39,8 @@
 #include <string.h>
 
 #include <ctrain/ctrain.h>
+
+#include "op_tests.h"
 
 #define GC_MAX_IN 8
 #define GC_STEP 7u /* the program step of every run (keys dropout masks) */
@@ -51,7 +57,8 @@ typedef ct_node (*gc_build_fn)(ct_graph *g, const ct_node *x, const void *ctx);
 
 typedef struct gc_case {
     const char *name; /* for messages */
-    const char *op;   /* if set: the graph must contain a node of this op */
+    const char *op;   /* if set: the graph must contain a node of this op, and the case
+                         checks that op (op_tests.h) */
     int n_in;
     gc_in in[GC_MAX_IN];
     gc_build_fn build;
@@ -179,6 +186,13 @@ static bool gc_graph_has_op(const ct_graph *g, const char *op) {
     return false;
 }
 
+/* The op named (-1 for no op). */
+static int gc_op_of(const char *name) {
+    for (int op = 0; op < ct_op_count(); op++)
+        if (strcmp(ct_op_name(op), name) == 0) return op;
+    return -1;
+}
+
 /* Runs the check and returns the worst element (ratio <= 1: a pass).
  * Set-up failures (a graph that does not build, a run that fails) fail the
  * current test at once. */
@@ -216,7 +230,10 @@ static gc_worst gc_run(const gc_case *c) {
     cr_assert_neq(out, CT_NO_NODE, "%s: building the graph failed: %s", c->name, ct_graph_error(g));
     cr_assert_eq(ct_graph_status(g), CT_OK, "%s: %s", c->name, ct_graph_error(g));
     cr_assert_eq(ct_node_dtype(g, out), CT_F64, "%s: the output must be f64", c->name);
-    if (c->op) cr_assert(gc_graph_has_op(g, c->op), "%s: the graph has no %s node", c->name, c->op);
+    if (c->op) {
+        cr_assert(gc_graph_has_op(g, c->op), "%s: the graph has no %s node", c->name, c->op);
+        op_case_ran(gc_op_of(c->op));
+    }
 
     /* loss = sum(out * R), R fixed random with |R| >= 0.1 */
     ct_shape os = ct_node_shape(g, out);

@@ -34,17 +34,24 @@ static double ref_bin(ct_op op, double a, double b) {
 }
 
 /* The backend must expose exactly these kernels (no other register_* call
- * overwriting one of them). */
+ * overwriting one of them): every unary and binary op of the op list, the
+ * unary gradient, cast, copy, broadcast_to and sum_to (registered here),
+ * and the reductions and softmaxes (test_cpu_reduce_kernels.c). */
 Test(cpu_elementwise, backend_table_uses_these_kernels) {
     const ct_backend *b = ct_cpu_backend();
     cr_assert_not_null(b);
-    int n = 0;
+    int n = 0, want = 5 + 8; /* the five above; sum, mean, max, max_grad and the four softmax ops */
     for (int op = 0; op < CT_OP_COUNT; op++) {
+        ct_op_class c = ct_op_class_of(op);
+        if (c == CT_OPC_UNARY || c == CT_OPC_BINARY) {
+            cr_assert_not_null(table[op], "no kernel for %s", ct_op_name(op));
+            want++;
+        }
         if (!table[op]) continue;
         n++;
         cr_assert(b->kernels[op] == table[op], "op %d differs in ct_cpu_backend()", op);
     }
-    cr_assert_eq(n, 30, "registered %d ops", n);
+    cr_assert_eq(n, want, "registered %d ops", n);
 }
 
 /* ---- binary ------------------------------------------------------------- */
@@ -182,6 +189,7 @@ static double ref_unary(ct_op op, const ct_attrs *a, double x) {
     case CT_OP_TANH: return (exp(2 * x) - 1) / (exp(2 * x) + 1);
     case CT_OP_SIGMOID: return ref_sigmoid(x);
     case CT_OP_SILU: return x * ref_sigmoid(x);
+    case CT_OP_SOFTPLUS: return a->alpha * x > a->threshold ? x : log1p(exp(a->alpha * x)) / a->alpha;
     default: return NAN;
     }
 }
@@ -209,6 +217,7 @@ static unary_case unary_cases[] = {
     {CT_OP_TANH, {.alpha = 0}, false},
     {CT_OP_SIGMOID, {.alpha = 0}, false},
     {CT_OP_SILU, {.alpha = 0}, false},
+    {CT_OP_SOFTPLUS, {.alpha = 1.5, .threshold = 20}, false},
 };
 #define N_UNARY (int)(sizeof unary_cases / sizeof unary_cases[0])
 
@@ -284,6 +293,59 @@ Test(cpu_elementwise, sigmoid_silu_extremes) {
     ct_tview gin[2] = {in, view(dy, CT_F64, s)};
     RUN_OK(CT_OP_UNARY_GRAD, &g, gin, 2, view(out, CT_F64, s));
     for (int i = 0; i < 4; i++) cr_assert(out[i] >= 0 && out[i] < 1e-16, "sigmoid' = %g", out[i]);
+}
+
+/* softplus and its gradient against values of log1p(exp(beta x)) / beta
+ * and sigmoid(beta x) computed elsewhere (Python's math module): PyTorch's
+ * defaults (beta 1, threshold 20) and beta 2 with threshold 3, on both
+ * sides of the threshold (beta x = threshold itself is below it). */
+Test(cpu_elementwise, softplus_values_both_sides_of_the_threshold) {
+    static const struct {
+        double beta, threshold;
+        double x[6], y[6], dy[6];
+        int n;
+    } cases[] = {
+        {1, 20, {-30, -2, 0, 1, 20, 25},
+         {9.357622968839737e-14, 0.1269280110429725, 0.6931471805599453, 1.3132616875182228, 20.000000002061153, 25},
+         {9.357622968839299e-14, 0.11920292202211755, 0.5, 0.7310585786300049, 0.9999999979388463, 1}, 6},
+        {2, 3, {-1, 1, 1.5, 1.75, 2},
+         {0.06346400552148625, 1.0634640055214863, 1.524293675786871, 1.75, 2},
+         {0.11920292202211755, 0.8807970779778823, 0.9525741268224334, 1, 1}, 5},
+    };
+    for (int c = 0; c < 2; c++) {
+        int n = cases[c].n;
+        ct_shape s = {1, {n}};
+        ct_attrs a = {.alpha = cases[c].beta, .threshold = cases[c].threshold, .fwd_op = CT_OP_SOFTPLUS};
+        double out[6], ones[6] = {1, 1, 1, 1, 1, 1};
+        ct_tview in[2] = {view((void *)cases[c].x, CT_F64, s), view(ones, CT_F64, s)};
+        RUN_OK(CT_OP_SOFTPLUS, &a, in, 1, view(out, CT_F64, s));
+        expect_near(out, cases[c].y, n, 1e-15, "softplus");
+        for (int i = 0; i < n; i++) /* relative, where the value is tiny too */
+            cr_assert(fabs(out[i] - cases[c].y[i]) <= 1e-14 * fabs(cases[c].y[i]), "softplus(%g) = %.17g",
+                      cases[c].x[i], out[i]);
+        RUN_OK(CT_OP_UNARY_GRAD, &a, in, 2, view(out, CT_F64, s));
+        expect_near(out, cases[c].dy, n, 1e-15, "softplus'");
+
+        float xf[6], outf[6];
+        for (int i = 0; i < n; i++) xf[i] = (float)cases[c].x[i]; /* every x is a float */
+        ct_tview inf = view(xf, CT_F32, s);
+        RUN_OK(CT_OP_SOFTPLUS, &a, &inf, 1, view(outf, CT_F32, s));
+        expect_near_f32(outf, cases[c].y, n, 2e-7, "softplus f32");
+    }
+    /* No overflow where log1p(exp(beta x)) would give inf. */
+    double big[2] = {800, -800}, out[2];
+    ct_attrs a = {.alpha = 1, .threshold = INFINITY};
+    ct_tview in = view(big, CT_F64, (ct_shape){1, {2}});
+    RUN_OK(CT_OP_SOFTPLUS, &a, &in, 1, view(out, CT_F64, (ct_shape){1, {2}}));
+    cr_assert(out[0] == 800 && out[1] == 0, "softplus(+-800) = %g, %g", out[0], out[1]);
+
+    /* The builder refuses a beta the formula cannot divide by. */
+    ct_graph *g = ct_graph_new();
+    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){1, {2}});
+    cr_assert_eq(ct_softplus(g, x, 0.0, 20.0), CT_NO_NODE);
+    cr_assert_eq(ct_graph_status(g), CT_ERR_INVALID_ARG);
+    cr_assert(strstr(ct_graph_error(g), "softplus: beta 0"), "%s", ct_graph_error(g));
+    ct_graph_free(g);
 }
 
 Test(cpu_elementwise, relu_propagates_nan) {

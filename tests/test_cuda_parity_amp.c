@@ -213,7 +213,7 @@ Test(cuda_parity, optimizers_gated_by_the_loss_scaler) {
 
 /* ---- the mixed product -------------------------------------------------- */
 
-Test(cuda_parity, matmul_f16_bf16_operands_into_f32) {
+OP_TEST(cuda_parity, matmul_f16_bf16_operands_into_f32, CT_OP_MATMUL) {
     CP_NEED_GPU();
     const struct {
         ct_shape a, b, out;

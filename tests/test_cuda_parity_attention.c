@@ -106,22 +106,22 @@ static void att_run_all(int which) {
             }
 }
 
-Test(cuda_parity, attention) {
+OP_TEST(cuda_parity, attention, CT_OP_ATTENTION) {
     CP_NEED_GPU();
     att_run_all(-1);
 }
 
-Test(cuda_parity, attention_grad_q) {
+OP_TEST(cuda_parity, attention_grad_q, CT_OP_ATTENTION_GRAD) {
     CP_NEED_GPU();
     att_run_all(CT_ATTN_GRAD_Q);
 }
 
-Test(cuda_parity, attention_grad_k) {
+OP_TEST(cuda_parity, attention_grad_k, CT_OP_ATTENTION_GRAD) {
     CP_NEED_GPU();
     att_run_all(CT_ATTN_GRAD_K);
 }
 
-Test(cuda_parity, attention_grad_v) {
+OP_TEST(cuda_parity, attention_grad_v, CT_OP_ATTENTION_GRAD) {
     CP_NEED_GPU();
     att_run_all(CT_ATTN_GRAD_V);
 }
@@ -129,7 +129,7 @@ Test(cuda_parity, attention_grad_v) {
 /* 1024 * 513 (b, h) pairs of two positions: 525312 blocks, more than one
  * grid holds (65535 * 8), so every kernel's block loop takes a second
  * turn. D = 1: small tensors. */
-Test(cuda_parity, attention_more_blocks_than_a_grid) {
+OP_TEST(cuda_parity, attention_more_blocks_than_a_grid, CT_OP_ATTENTION, CT_OP_ATTENTION_GRAD) {
     CP_NEED_GPU();
     const att_spec s = {"525312 blocks", 1024, 513, 2, 1, 0.7};
     for (int which = -1; which <= CT_ATTN_GRAD_V; which++)

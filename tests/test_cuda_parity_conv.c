@@ -145,25 +145,25 @@ static void run_conv(int si, ct_dtype dt, int which, bool mixed) {
     cp_run(&c);
 }
 
-Test(cuda_parity, conv2d) {
+OP_TEST(cuda_parity, conv2d, CT_OP_CONV2D) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 0, false);
 }
 
-Test(cuda_parity, conv2d_grad_input) {
+OP_TEST(cuda_parity, conv2d_grad_input, CT_OP_CONV2D_GRAD_INPUT) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 1, false);
 }
 
-Test(cuda_parity, conv2d_grad_weight) {
+OP_TEST(cuda_parity, conv2d_grad_weight, CT_OP_CONV2D_GRAD_WEIGHT) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 2, false);
 }
 
-Test(cuda_parity, conv2d_grad_bias) {
+OP_TEST(cuda_parity, conv2d_grad_bias, CT_OP_CONV2D_GRAD_BIAS) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_conv(s, cp_float_dtype(d), 3, false);
@@ -171,7 +171,7 @@ Test(cuda_parity, conv2d_grad_bias) {
 
 /* The precision policy's forward: F16/BF16 x and weight, F32 bias (in the
  * specs that have one) and output, every geometry. */
-Test(cuda_parity, conv2d_mixed) {
+OP_TEST(cuda_parity, conv2d_mixed, CT_OP_CONV2D) {
     CP_NEED_GPU();
     for (int s = 0; s < N_CONV_SPECS; s++) {
         run_conv(s, CT_F16, 0, true);
@@ -365,13 +365,13 @@ static void run_pool(int si, ct_dtype dt, int which) {
     cp_run(&c);
 }
 
-Test(cuda_parity, max_pool2d) {
+OP_TEST(cuda_parity, max_pool2d, CT_OP_MAX_POOL2D) {
     CP_NEED_GPU();
     for (int s = 0; s < N_POOL_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_pool(s, cp_float_dtype(d), 0);
 }
 
-Test(cuda_parity, max_pool2d_grad) {
+OP_TEST(cuda_parity, max_pool2d_grad, CT_OP_MAX_POOL2D_GRAD) {
     CP_NEED_GPU();
     for (int s = 0; s < N_POOL_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_pool(s, cp_float_dtype(d), 1);
@@ -379,7 +379,7 @@ Test(cuda_parity, max_pool2d_grad) {
 
 /* Ties: values in [0, 0.05) rounded to bfloat16's 8 bits repeat within a
  * window, so the first-maximum rule decides where the gradient goes. */
-Test(cuda_parity, max_pool2d_grad_ties) {
+OP_TEST(cuda_parity, max_pool2d_grad_ties, CT_OP_MAX_POOL2D, CT_OP_MAX_POOL2D_GRAD) {
     CP_NEED_GPU();
     ct_shape xs = {4, {2, 3, 9, 9}}, ys = {4, {2, 3, 4, 4}};
     ct_window2d win = {.kernel = {3, 3}, .stride = {2, 2}, .pad = {0, 0}, .dilation = {1, 1}, .groups = 1};
@@ -392,13 +392,13 @@ Test(cuda_parity, max_pool2d_grad_ties) {
     }
 }
 
-Test(cuda_parity, avg_pool2d) {
+OP_TEST(cuda_parity, avg_pool2d, CT_OP_AVG_POOL2D) {
     CP_NEED_GPU();
     for (int s = 0; s < N_POOL_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_pool(s, cp_float_dtype(d), 2);
 }
 
-Test(cuda_parity, avg_pool2d_grad) {
+OP_TEST(cuda_parity, avg_pool2d_grad, CT_OP_AVG_POOL2D_GRAD) {
     CP_NEED_GPU();
     for (int s = 0; s < N_POOL_SPECS; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_pool(s, cp_float_dtype(d), 3);
@@ -406,7 +406,7 @@ Test(cuda_parity, avg_pool2d_grad) {
 
 /* ---- channel dropout ---------------------------------------------------- */
 
-Test(cuda_parity, dropout2d_same_mask) {
+OP_TEST(cuda_parity, dropout2d_same_mask, CT_OP_DROPOUT2D) {
     CP_NEED_GPU();
     const double ps[] = {0.1, 0.5, 0.9, 0.0, 1.0};
     /* channels of 25, 1 (a [N, C] input draws per element) and 143 elements */

@@ -21,7 +21,7 @@ static const ct_shape bin_shapes[][3] = {
     {{0, {0}}, {0, {0}}, {0, {0}}},
 };
 
-Test(cuda_parity, binary_broadcasting) {
+OP_TEST(cuda_parity, binary_broadcasting, CT_OP_ADD, CT_OP_SUB, CT_OP_MUL, CT_OP_DIV) {
     CP_NEED_GPU();
     for (int o = 0; o < 4; o++)
         for (int s = 0; s < (int)(sizeof bin_shapes / sizeof bin_shapes[0]); s++)
@@ -36,30 +36,32 @@ Test(cuda_parity, binary_broadcasting) {
             }
 }
 
-/* Each unary op with the attributes and input range it is checked on. */
+/* Each unary op with the input range and the attributes it is checked on. */
 typedef struct unary_spec {
     ct_op op;
-    double alpha;
-    int approx;
     double lo, hi; /* 0, 0: [-2, 2] away from 0 */
+    ct_attrs attr; /* unary_grad adds fwd_op */
 } unary_spec;
 
 static const unary_spec unary_specs[] = {
-    {CT_OP_NEG, 0, 0, 0, 0},
-    {CT_OP_SCALE, -1.75, 0, 0, 0},
-    {CT_OP_EXP, 0, 0, -4, 4},
-    {CT_OP_LOG, 0, 0, 0.05, 5},
-    {CT_OP_SQRT, 0, 0, 0.05, 5},
-    {CT_OP_POW, 2.5, 0, 0.1, 3},
-    {CT_OP_POW, -1.25, 0, 0.1, 3},
-    {CT_OP_ABS, 0, 0, 0, 0},
-    {CT_OP_RELU, 0, 0, 0, 0},
-    {CT_OP_LEAKY_RELU, 0.01, 0, 0, 0},
-    {CT_OP_GELU, 0, CT_GELU_EXACT, -5, 5},
-    {CT_OP_GELU, 0, CT_GELU_TANH, -5, 5},
-    {CT_OP_TANH, 0, 0, -4, 4},
-    {CT_OP_SIGMOID, 0, 0, -8, 8},
-    {CT_OP_SILU, 0, 0, -6, 6},
+    {CT_OP_NEG, 0, 0, {.alpha = 0}},
+    {CT_OP_SCALE, 0, 0, {.alpha = -1.75}},
+    {CT_OP_EXP, -4, 4, {.alpha = 0}},
+    {CT_OP_LOG, 0.05, 5, {.alpha = 0}},
+    {CT_OP_SQRT, 0.05, 5, {.alpha = 0}},
+    {CT_OP_POW, 0.1, 3, {.alpha = 2.5}},
+    {CT_OP_POW, 0.1, 3, {.alpha = -1.25}},
+    {CT_OP_ABS, 0, 0, {.alpha = 0}},
+    {CT_OP_RELU, 0, 0, {.alpha = 0}},
+    {CT_OP_LEAKY_RELU, 0, 0, {.alpha = 0.01}},
+    {CT_OP_GELU, -5, 5, {.approx = CT_GELU_EXACT}},
+    {CT_OP_GELU, -5, 5, {.approx = CT_GELU_TANH}},
+    {CT_OP_TANH, -4, 4, {.alpha = 0}},
+    {CT_OP_SIGMOID, -8, 8, {.alpha = 0}},
+    {CT_OP_SILU, -6, 6, {.alpha = 0}},
+    {CT_OP_SOFTPLUS, -30, 30, {.alpha = 1, .threshold = 20}},
+    /* beta 2 crosses its threshold at x = 3: 2x is exact in float and double, so both take the same side */
+    {CT_OP_SOFTPLUS, -8, 8, {.alpha = 2, .threshold = 6}},
 };
 #define N_UNARY ((int)(sizeof unary_specs / sizeof unary_specs[0]))
 
@@ -69,7 +71,8 @@ static cp_in unary_input(const unary_spec *u, ct_dtype dt, ct_shape s) {
     return u->lo == 0 && u->hi == 0 ? cp_f(dt, s) : cp_range(dt, s, u->lo, u->hi);
 }
 
-Test(cuda_parity, unary_forward) {
+OP_TEST(cuda_parity, unary_forward, CT_OP_NEG, CT_OP_SCALE, CT_OP_EXP, CT_OP_LOG, CT_OP_SQRT, CT_OP_POW, CT_OP_ABS,
+        CT_OP_RELU, CT_OP_LEAKY_RELU, CT_OP_GELU, CT_OP_TANH, CT_OP_SIGMOID, CT_OP_SILU, CT_OP_SOFTPLUS) {
     CP_NEED_GPU();
     for (int u = 0; u < N_UNARY; u++)
         for (int s = 0; s < 4; s++)
@@ -77,16 +80,15 @@ Test(cuda_parity, unary_forward) {
                 const unary_spec *us = &unary_specs[u];
                 ct_dtype dt = cp_float_dtype(d);
                 char name[96];
-                snprintf(name, sizeof name, "%s(alpha %g, approx %d) shape#%d %s", ct_op_name(us->op), us->alpha,
-                         us->approx, s, ct_dtype_name(dt));
-                cp_case c = {.name = name, .op = us->op, .attr = {.alpha = us->alpha, .approx = us->approx},
-                             .n_in = 1, .in = {unary_input(us, dt, unary_shapes[s])}, .out_dtype = dt,
+                snprintf(name, sizeof name, "%s(spec %d) shape#%d %s", ct_op_name(us->op), u, s, ct_dtype_name(dt));
+                cp_case c = {.name = name, .op = us->op, .attr = us->attr, .n_in = 1,
+                             .in = {unary_input(us, dt, unary_shapes[s])}, .out_dtype = dt,
                              .out_shape = unary_shapes[s]};
                 cp_run(&c);
             }
 }
 
-Test(cuda_parity, unary_grad) {
+OP_TEST(cuda_parity, unary_grad, CT_OP_UNARY_GRAD) {
     CP_NEED_GPU();
     for (int u = 0; u < N_UNARY; u++)
         for (int s = 0; s < 4; s++)
@@ -94,17 +96,17 @@ Test(cuda_parity, unary_grad) {
                 const unary_spec *us = &unary_specs[u];
                 ct_dtype dt = cp_float_dtype(d);
                 char name[96];
-                snprintf(name, sizeof name, "unary_grad of %s(alpha %g, approx %d) shape#%d %s", ct_op_name(us->op),
-                         us->alpha, us->approx, s, ct_dtype_name(dt));
-                cp_case c = {.name = name, .op = CT_OP_UNARY_GRAD,
-                             .attr = {.alpha = us->alpha, .approx = us->approx, .fwd_op = us->op}, .n_in = 2,
+                snprintf(name, sizeof name, "unary_grad of %s(spec %d) shape#%d %s", ct_op_name(us->op), u, s,
+                         ct_dtype_name(dt));
+                cp_case c = {.name = name, .op = CT_OP_UNARY_GRAD, .attr = us->attr, .n_in = 2,
                              .in = {unary_input(us, dt, unary_shapes[s]), cp_f(dt, unary_shapes[s])},
                              .out_dtype = dt, .out_shape = unary_shapes[s]};
+                c.attr.fwd_op = us->op;
                 cp_run(&c);
             }
 }
 
-Test(cuda_parity, cast_every_pair) {
+OP_TEST(cuda_parity, cast_every_pair, CT_OP_CAST) {
     CP_NEED_GPU();
     ct_shape s = {2, {19, 37}};
     for (int from = 0; from < CT_DTYPE_COUNT; from++)
@@ -121,7 +123,7 @@ Test(cuda_parity, cast_every_pair) {
         }
 }
 
-Test(cuda_parity, copy_keeps_bytes) {
+OP_TEST(cuda_parity, copy_keeps_bytes, CT_OP_COPY) {
     CP_NEED_GPU();
     const ct_dtype dts[] = {CT_F32, CT_F64, CT_F16, CT_I32};
     for (int d = 0; d < 4; d++) {
@@ -144,7 +146,7 @@ static const ct_shape bcast_pairs[][2] = {
 };
 #define N_BCAST ((int)(sizeof bcast_pairs / sizeof bcast_pairs[0]))
 
-Test(cuda_parity, broadcast_to) {
+OP_TEST(cuda_parity, broadcast_to, CT_OP_BROADCAST_TO) {
     CP_NEED_GPU();
     for (int p = 0; p < N_BCAST; p++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) {
@@ -157,7 +159,7 @@ Test(cuda_parity, broadcast_to) {
         }
 }
 
-Test(cuda_parity, sum_to) {
+OP_TEST(cuda_parity, sum_to, CT_OP_SUM_TO) {
     CP_NEED_GPU();
     for (int p = 0; p < N_BCAST; p++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) {

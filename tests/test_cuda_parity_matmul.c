@@ -59,22 +59,22 @@ static void run_matmul(ct_dtype dt, bool tf32) {
     }
 }
 
-Test(cuda_parity, matmul_f32) {
+OP_TEST(cuda_parity, matmul_f32, CT_OP_MATMUL) {
     CP_NEED_GPU();
     run_matmul(CT_F32, false);
 }
 
-Test(cuda_parity, matmul_tf32) {
+OP_TEST(cuda_parity, matmul_tf32, CT_OP_MATMUL) {
     CP_NEED_GPU();
     run_matmul(CT_F32, true);
 }
 
-Test(cuda_parity, matmul_f64) {
+OP_TEST(cuda_parity, matmul_f64, CT_OP_MATMUL) {
     CP_NEED_GPU();
     run_matmul(CT_F64, false);
 }
 
-Test(cuda_parity, matmul_f16_bf16) {
+OP_TEST(cuda_parity, matmul_f16_bf16, CT_OP_MATMUL) {
     CP_NEED_GPU();
     run_matmul(CT_F16, false);
     run_matmul(CT_BF16, false);
@@ -86,7 +86,7 @@ static cp_in any_dtype_input(ct_dtype dt, ct_shape s) { return dt == CT_I32 ? cp
 
 static const ct_dtype move_dtypes[] = {CT_F32, CT_F64, CT_F16, CT_I32};
 
-Test(cuda_parity, reshape) {
+OP_TEST(cuda_parity, reshape, CT_OP_RESHAPE) {
     CP_NEED_GPU();
     for (int d = 0; d < 4; d++) {
         cp_case c = {.name = "reshape", .op = CT_OP_RESHAPE, .n_in = 1,
@@ -96,7 +96,7 @@ Test(cuda_parity, reshape) {
     }
 }
 
-Test(cuda_parity, permute) {
+OP_TEST(cuda_parity, permute, CT_OP_PERMUTE) {
     CP_NEED_GPU();
     const struct {
         ct_shape in;
@@ -125,7 +125,7 @@ Test(cuda_parity, permute) {
         }
 }
 
-Test(cuda_parity, concat) {
+OP_TEST(cuda_parity, concat, CT_OP_CONCAT) {
     CP_NEED_GPU();
     for (int axis = 0; axis < 3; axis++)
         for (int d = 0; d < 4; d++) {
@@ -143,7 +143,7 @@ Test(cuda_parity, concat) {
         }
 }
 
-Test(cuda_parity, slice_and_slice_grad) {
+OP_TEST(cuda_parity, slice_and_slice_grad, CT_OP_SLICE, CT_OP_SLICE_GRAD) {
     CP_NEED_GPU();
     ct_shape big = {3, {4, 9, 13}};
     for (int axis = 0; axis < 3; axis++)

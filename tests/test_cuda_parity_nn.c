@@ -13,7 +13,7 @@
  * dtype's rounding plus looser bounds. */
 #include "cuda_parity.h"
 
-Test(cuda_parity, embedding) {
+OP_TEST(cuda_parity, embedding, CT_OP_EMBEDDING) {
     CP_NEED_GPU();
     for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) {
         ct_dtype dt = cp_float_dtype(d);
@@ -24,7 +24,7 @@ Test(cuda_parity, embedding) {
     }
 }
 
-Test(cuda_parity, embedding_grad) {
+OP_TEST(cuda_parity, embedding_grad, CT_OP_EMBEDDING_GRAD) {
     CP_NEED_GPU();
     /* Many positions per row (91 indices into 7 rows), rows never picked
      * (91 into 1000), and one row picked by everyone. */
@@ -47,7 +47,7 @@ Test(cuda_parity, embedding_grad) {
         }
 }
 
-Test(cuda_parity, dropout_same_mask) {
+OP_TEST(cuda_parity, dropout_same_mask, CT_OP_DROPOUT) {
     CP_NEED_GPU();
     const double ps[] = {0.1, 0.5, 0.9, 0.0, 1.0};
     const ct_shape shapes[] = {{1, {1}}, {1, {3}}, {2, {7, 13}}, {2, {64, 1025}}};
@@ -67,7 +67,7 @@ Test(cuda_parity, dropout_same_mask) {
                 }
 }
 
-Test(cuda_parity, cross_entropy) {
+OP_TEST(cuda_parity, cross_entropy, CT_OP_CROSS_ENTROPY, CT_OP_CROSS_ENTROPY_GRAD) {
     CP_NEED_GPU();
     /* 530001 rows: more than one grid of row blocks (65535 * 8) */
     const int64_t sizes[][2] = {{64, 10}, {1, 2}, {33, 1000}, {5, 30011}, {0, 10}, {530001, 3}};
@@ -105,7 +105,7 @@ Test(cuda_parity, cross_entropy) {
             }
 }
 
-Test(cuda_parity, mse_and_bce) {
+OP_TEST(cuda_parity, mse_and_bce, CT_OP_MSE, CT_OP_BCE_WITH_LOGITS) {
     CP_NEED_GPU();
     const ct_shape shapes[] = {{1, {1}}, {2, {7, 13}}, {2, {64, 1025}}, {1, {300007}}};
     const ct_op ops[] = {CT_OP_MSE, CT_OP_BCE_WITH_LOGITS};
@@ -134,7 +134,7 @@ static void norm_tol(cp_case *c, ct_dtype dt) {
 static const ct_shape bn_shapes[] = {{2, {64, 10}}, {4, {3, 5, 7, 9}}, {3, {2, 3, 1025}}, {2, {2, 1}}, {2, {2, 530001}}};
 #define N_BN ((int)(sizeof bn_shapes / sizeof bn_shapes[0]))
 
-Test(cuda_parity, batch_norm) {
+OP_TEST(cuda_parity, batch_norm, CT_OP_BATCH_NORM) {
     CP_NEED_GPU();
     for (int s = 0; s < N_BN; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++)
@@ -158,7 +158,7 @@ Test(cuda_parity, batch_norm) {
             }
 }
 
-Test(cuda_parity, batch_norm_grad) {
+OP_TEST(cuda_parity, batch_norm_grad, CT_OP_BATCH_NORM_GRAD) {
     CP_NEED_GPU();
     for (int s = 0; s < N_BN; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++)
@@ -189,7 +189,7 @@ static const ct_shape ln_shapes[] = {{2, {64, 10}}, {3, {3, 5, 257}}, {2, {7, 10
                                      {2, {3000, 3}}, {1, {33}},        {2, {530001, 3}}};
 #define N_LN ((int)(sizeof ln_shapes / sizeof ln_shapes[0]))
 
-Test(cuda_parity, layer_norm) {
+OP_TEST(cuda_parity, layer_norm, CT_OP_LAYER_NORM) {
     CP_NEED_GPU();
     for (int s = 0; s < N_LN; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++)
@@ -208,7 +208,7 @@ Test(cuda_parity, layer_norm) {
             }
 }
 
-Test(cuda_parity, layer_norm_grad) {
+OP_TEST(cuda_parity, layer_norm_grad, CT_OP_LAYER_NORM_GRAD) {
     CP_NEED_GPU();
     for (int s = 0; s < N_LN; s++)
         for (int d = 0; d < CP_N_FLOAT_DTYPES; d++)

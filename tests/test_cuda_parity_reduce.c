@@ -66,22 +66,22 @@ static void run_reduce(ct_op op, ct_dtype dt) {
     }
 }
 
-Test(cuda_parity, sum) {
+OP_TEST(cuda_parity, sum, CT_OP_SUM) {
     CP_NEED_GPU();
     for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_reduce(CT_OP_SUM, cp_float_dtype(d));
 }
 
-Test(cuda_parity, mean) {
+OP_TEST(cuda_parity, mean, CT_OP_MEAN) {
     CP_NEED_GPU();
     for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_reduce(CT_OP_MEAN, cp_float_dtype(d));
 }
 
-Test(cuda_parity, max) {
+OP_TEST(cuda_parity, max, CT_OP_MAX) {
     CP_NEED_GPU();
     for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_reduce(CT_OP_MAX, cp_float_dtype(d));
 }
 
-Test(cuda_parity, max_grad) {
+OP_TEST(cuda_parity, max_grad, CT_OP_MAX_GRAD) {
     CP_NEED_GPU();
     for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) {
         ct_dtype dt = cp_float_dtype(d);
@@ -146,29 +146,29 @@ static void run_softmax(ct_op op, bool grad) {
     }
 }
 
-Test(cuda_parity, softmax) {
+OP_TEST(cuda_parity, softmax, CT_OP_SOFTMAX) {
     CP_NEED_GPU();
     run_softmax(CT_OP_SOFTMAX, false);
 }
 
-Test(cuda_parity, log_softmax) {
+OP_TEST(cuda_parity, log_softmax, CT_OP_LOG_SOFTMAX) {
     CP_NEED_GPU();
     run_softmax(CT_OP_LOG_SOFTMAX, false);
 }
 
-Test(cuda_parity, softmax_grad) {
+OP_TEST(cuda_parity, softmax_grad, CT_OP_SOFTMAX_GRAD) {
     CP_NEED_GPU();
     run_softmax(CT_OP_SOFTMAX_GRAD, true);
 }
 
-Test(cuda_parity, log_softmax_grad) {
+OP_TEST(cuda_parity, log_softmax_grad, CT_OP_LOG_SOFTMAX_GRAD) {
     CP_NEED_GPU();
     run_softmax(CT_OP_LOG_SOFTMAX_GRAD, true);
 }
 
 /* A NaN anywhere in a row is the row's maximum and makes the row's
  * softmax NaN, on both backends; rows without one are unaffected. */
-Test(cuda_parity, nan_rows) {
+OP_TEST(cuda_parity, nan_rows, CT_OP_MAX, CT_OP_SOFTMAX, CT_OP_LOG_SOFTMAX) {
     CP_NEED_GPU();
     const ct_op ops[] = {CT_OP_MAX, CT_OP_SOFTMAX, CT_OP_LOG_SOFTMAX};
     ct_shape sh = {2, {5, 37}};

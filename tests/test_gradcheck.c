@@ -3,10 +3,11 @@
  * MLP checked with respect to its parameters, and a node with several
  * consumers (gradient accumulation).
  *
- * COVERED lists the op names this file checks; the `coverage` test fails
- * when ct_op_count() has a differentiable op missing from it, so a new op
- * cannot land without a gradient check. Each case also names the op it is
- * about, and the harness asserts that the graph really contains it. */
+ * Each op's checks are an OP_TEST declaring it (op_tests.h), and
+ * tests/test_op_coverage.c fails when a differentiable op has none, so a new
+ * op cannot land without a gradient check. Each case also names the op it is
+ * about, and the harness asserts that the graph really contains it and that
+ * its test declares it. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -21,39 +22,7 @@
 #define S4(a, b, c, d) ((ct_shape){4, {a, b, c, d}})
 #define SCALAR ((ct_shape){0, {0}})
 
-static const char *const COVERED[] = {
-    "matmul", "add",     "sub",         "mul",     "div",     "neg",       "scale",
-    "exp",    "log",     "sqrt",        "pow",     "abs",     "relu",      "leaky_relu",
-    "gelu",   "tanh",    "sigmoid",     "silu",    "softmax", "log_softmax", "sum",
-    "mean",   "max",     "reshape",     "permute", "concat",  "slice",     "embedding",
-    "dropout", "cross_entropy", "mse",  "bce_with_logits", "cast",
-    "batch_norm", "layer_norm",
-    /* checked in test_gradcheck_conv.c */
-    "conv2d", "max_pool2d", "avg_pool2d", "dropout2d",
-    /* checked in test_gradcheck_attention.c */
-    "attention",
-};
-#define N_COVERED ((int)(sizeof COVERED / sizeof COVERED[0]))
-
 TestSuite(gradcheck, .timeout = 120);
-
-Test(gradcheck, coverage) {
-    /* Every differentiable op is checked here ... */
-    for (int op = 0; op < ct_op_count(); op++) {
-        if (!ct_op_differentiable(op)) continue;
-        bool found = false;
-        for (int i = 0; i < N_COVERED && !found; i++) found = strcmp(COVERED[i], ct_op_name(op)) == 0;
-        cr_expect(found, "op '%s' is differentiable but has no gradient check in test_gradcheck.c",
-                  ct_op_name(op));
-    }
-    /* ... and every name here is a real differentiable op (no typos). */
-    for (int i = 0; i < N_COVERED; i++) {
-        bool found = false;
-        for (int op = 0; op < ct_op_count() && !found; op++)
-            found = strcmp(COVERED[i], ct_op_name(op)) == 0 && ct_op_differentiable(op);
-        cr_expect(found, "'%s' is not a differentiable op", COVERED[i]);
-    }
-}
 
 /* ---- matmul ------------------------------------------------------------- */
 
@@ -66,7 +35,7 @@ static ct_node b_matmul(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_matmul(g, x[0], x[1], m->ta, m->tb);
 }
 
-Test(gradcheck, matmul_transposes) {
+OP_TEST(gradcheck, matmul_transposes, CT_OP_MATMUL) {
     /* M = 3, K = 5, N = 7: odd and all different, so a swapped axis shows. */
     for (int t = 0; t < 4; t++) {
         mm_ctx m = {t & 1, (t >> 1) & 1};
@@ -79,7 +48,7 @@ Test(gradcheck, matmul_transposes) {
     }
 }
 
-Test(gradcheck, matmul_batched) {
+OP_TEST(gradcheck, matmul_batched, CT_OP_MATMUL) {
     static const struct {
         const char *name;
         ct_shape a, b;
@@ -145,10 +114,10 @@ static void check_binary(const char *op, binary_fn f, double b_margin) {
     }
 }
 
-Test(gradcheck, add) { check_binary("add", ct_add, 0); }
-Test(gradcheck, sub) { check_binary("sub", ct_sub, 0); }
-Test(gradcheck, mul) { check_binary("mul", ct_mul, 0); }
-Test(gradcheck, div) { check_binary("div", ct_div, 0.5); }
+OP_TEST(gradcheck, add, CT_OP_ADD) { check_binary("add", ct_add, 0); }
+OP_TEST(gradcheck, sub, CT_OP_SUB) { check_binary("sub", ct_sub, 0); }
+OP_TEST(gradcheck, mul, CT_OP_MUL) { check_binary("mul", ct_mul, 0); }
+OP_TEST(gradcheck, div, CT_OP_DIV) { check_binary("div", ct_div, 0.5); }
 
 /* ---- unary elementwise -------------------------------------------------- */
 
@@ -187,15 +156,15 @@ static void check_unary(const char *op, double arg, double lo, double hi, double
     gc_check(&c);
 }
 
-Test(gradcheck, neg) { check_unary("neg", 0, -2, 2, 0.01); }
-Test(gradcheck, scale) {
+OP_TEST(gradcheck, neg, CT_OP_NEG) { check_unary("neg", 0, -2, 2, 0.01); }
+OP_TEST(gradcheck, scale, CT_OP_SCALE) {
     check_unary("scale", -2.5, -2, 2, 0.01);
     check_unary("scale", 0.3, -2, 2, 0.01);
 }
-Test(gradcheck, exp) { check_unary("exp", 0, -2, 2, 0.01); }
-Test(gradcheck, log) { check_unary("log", 0, 0.2, 3, 0.2); }
-Test(gradcheck, sqrt) { check_unary("sqrt", 0, 0.2, 3, 0.2); }
-Test(gradcheck, pow) {
+OP_TEST(gradcheck, exp, CT_OP_EXP) { check_unary("exp", 0, -2, 2, 0.01); }
+OP_TEST(gradcheck, log, CT_OP_LOG) { check_unary("log", 0, 0.2, 3, 0.2); }
+OP_TEST(gradcheck, sqrt, CT_OP_SQRT) { check_unary("sqrt", 0, 0.2, 3, 0.2); }
+OP_TEST(gradcheck, pow, CT_OP_POW) {
     check_unary("pow", 2.0, -2, 2, 0.05);
     check_unary("pow", 3.0, -2, 2, 0.05);
     check_unary("pow", 0.5, 0.2, 3, 0.2);
@@ -203,19 +172,45 @@ Test(gradcheck, pow) {
     check_unary("pow", -1.0, 0.3, 2, 0.3);
 }
 /* Piecewise ops: inputs at least 0.1 away from the kink (h is 1e-6). */
-Test(gradcheck, abs) { check_unary("abs", 0, -2, 2, 0.1); }
-Test(gradcheck, relu) { check_unary("relu", 0, -2, 2, 0.1); }
-Test(gradcheck, leaky_relu) {
+OP_TEST(gradcheck, abs, CT_OP_ABS) { check_unary("abs", 0, -2, 2, 0.1); }
+OP_TEST(gradcheck, relu, CT_OP_RELU) { check_unary("relu", 0, -2, 2, 0.1); }
+OP_TEST(gradcheck, leaky_relu, CT_OP_LEAKY_RELU) {
     check_unary("leaky_relu", 0.01, -2, 2, 0.1);
     check_unary("leaky_relu", 0.2, -2, 2, 0.1);
 }
-Test(gradcheck, gelu) {
+OP_TEST(gradcheck, gelu, CT_OP_GELU) {
     check_unary("gelu", CT_GELU_EXACT, -3, 3, 0.01);
     check_unary("gelu", CT_GELU_TANH, -3, 3, 0.01);
 }
-Test(gradcheck, tanh) { check_unary("tanh", 0, -2.5, 2.5, 0.01); }
-Test(gradcheck, sigmoid) { check_unary("sigmoid", 0, -4, 4, 0.01); }
-Test(gradcheck, silu) { check_unary("silu", 0, -4, 4, 0.01); }
+OP_TEST(gradcheck, tanh, CT_OP_TANH) { check_unary("tanh", 0, -2.5, 2.5, 0.01); }
+OP_TEST(gradcheck, sigmoid, CT_OP_SIGMOID) { check_unary("sigmoid", 0, -4, 4, 0.01); }
+OP_TEST(gradcheck, silu, CT_OP_SILU) { check_unary("silu", 0, -4, 4, 0.01); }
+
+typedef struct softplus_ctx {
+    double beta, threshold;
+} softplus_ctx;
+
+static ct_node b_softplus(ct_graph *g, const ct_node *x, const void *ctx) {
+    const softplus_ctx *s = ctx;
+    return ct_softplus(g, x[0], s->beta, s->threshold);
+}
+
+/* PyTorch's defaults, beta != 1, and each side of a low threshold (not
+ * across it: softplus jumps there, by log1p(exp(-threshold)) / beta). */
+OP_TEST(gradcheck, softplus, CT_OP_SOFTPLUS) {
+    static const struct {
+        softplus_ctx p;
+        double lo, hi;
+    } cases[] = {{{1, 20}, -4, 4}, {{2.5, 20}, -3, 3}, {{2, 3}, -3, 1.4}, {{2, 3}, 1.6, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "softplus(beta %g, threshold %g) on [%g, %g]", cases[i].p.beta,
+                 cases[i].p.threshold, cases[i].lo, cases[i].hi);
+        gc_case c = {.name = name, .op = "softplus", .n_in = 1, .build = b_softplus, .ctx = &cases[i].p};
+        c.in[0] = (gc_in){.shape = S3(3, 4, 5), .lo = cases[i].lo, .hi = cases[i].hi};
+        gc_check(&c);
+    }
+}
 
 /* ---- softmax ------------------------------------------------------------ */
 
@@ -242,8 +237,8 @@ static void check_softmax(bool log) {
     }
 }
 
-Test(gradcheck, softmax) { check_softmax(false); }
-Test(gradcheck, log_softmax) { check_softmax(true); }
+OP_TEST(gradcheck, softmax, CT_OP_SOFTMAX) { check_softmax(false); }
+OP_TEST(gradcheck, log_softmax, CT_OP_LOG_SOFTMAX) { check_softmax(true); }
 
 /* ---- reductions --------------------------------------------------------- */
 
@@ -275,10 +270,10 @@ static void check_reduce(const char *op, reduce_fn f, bool distinct) {
     }
 }
 
-Test(gradcheck, sum) { check_reduce("sum", ct_sum, false); }
-Test(gradcheck, mean) { check_reduce("mean", ct_mean, false); }
+OP_TEST(gradcheck, sum, CT_OP_SUM) { check_reduce("sum", ct_sum, false); }
+OP_TEST(gradcheck, mean, CT_OP_MEAN) { check_reduce("mean", ct_mean, false); }
 /* Distinct values: the maximum is unique, with gaps much larger than h. */
-Test(gradcheck, max) { check_reduce("max", ct_max, true); }
+OP_TEST(gradcheck, max, CT_OP_MAX) { check_reduce("max", ct_max, true); }
 
 /* Ties: the gradient goes to the first maximal element only (ops.h). Not a
  * finite-difference check (max is not differentiable at a tie); the
@@ -320,7 +315,7 @@ static ct_node b_reshape(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_reshape(g, ct_tanh(g, x[0]), *s);
 }
 
-Test(gradcheck, reshape) {
+OP_TEST(gradcheck, reshape, CT_OP_RESHAPE) {
     static const ct_shape targets[] = {{2, {-1, 10}}, {3, {5, -1, 3}}, {1, {60}}, {4, {2, 3, 2, 5}}};
     for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
         char name[64], s[64];
@@ -335,7 +330,7 @@ static ct_node b_permute(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_permute(g, x[0], (const int *)ctx);
 }
 
-Test(gradcheck, permute) {
+OP_TEST(gradcheck, permute, CT_OP_PERMUTE) {
     static const int perms[][4] = {{2, 0, 1}, {1, 2, 0}, {0, 2, 1}, {2, 1, 0}};
     for (size_t i = 0; i < sizeof perms / sizeof perms[0]; i++) {
         char name[64];
@@ -356,7 +351,7 @@ static ct_node b_transpose(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_transpose(g, x[0], ax[0], ax[1]);
 }
 
-Test(gradcheck, transpose) {
+OP_TEST(gradcheck, transpose, CT_OP_PERMUTE) {
     static const int axes[][2] = {{0, 2}, {-1, -2}, {1, 0}};
     for (size_t i = 0; i < sizeof axes / sizeof axes[0]; i++) {
         char name[64];
@@ -371,7 +366,7 @@ static ct_node b_concat(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_concat(g, x, 3, *(const int *)ctx);
 }
 
-Test(gradcheck, concat) {
+OP_TEST(gradcheck, concat, CT_OP_CONCAT) {
     int axis = 1;
     gc_case c = {.name = "concat 3 inputs on axis 1", .op = "concat", .n_in = 3, .build = b_concat, .ctx = &axis};
     c.in[0].shape = S3(2, 3, 4);
@@ -396,7 +391,7 @@ static ct_node b_slice(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_slice(g, x[0], s->axis, s->start, s->end);
 }
 
-Test(gradcheck, slice) {
+OP_TEST(gradcheck, slice, CT_OP_SLICE) {
     static const slice_ctx cases[] = {{1, -4, -1}, {-1, 1, 3}, {0, -2, 3}, {2, 0, -3}, {1, 0, 6}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char name[64];
@@ -419,7 +414,7 @@ static ct_node b_embedding(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_embedding(g, x[0], ix);
 }
 
-Test(gradcheck, embedding) {
+OP_TEST(gradcheck, embedding, CT_OP_EMBEDDING) {
     gc_case c = {.name = "embedding [6,3] table, [2,4] indices with repeats", .op = "embedding", .n_in = 1,
                  .build = b_embedding};
     c.in[0].shape = S2(6, 3);
@@ -430,7 +425,7 @@ static ct_node b_dropout(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_dropout(g, x[0], *(const double *)ctx);
 }
 
-Test(gradcheck, dropout) {
+OP_TEST(gradcheck, dropout, CT_OP_DROPOUT) {
     /* The harness sets the same program step before every run, so the mask
      * is fixed and the function is linear in x. */
     double p = 0.3;
@@ -444,7 +439,7 @@ static ct_node b_cross_entropy(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_cross_entropy(g, x[0], ct_constant(g, CT_I32, S1(5), labels), *(const double *)ctx);
 }
 
-Test(gradcheck, cross_entropy) {
+OP_TEST(gradcheck, cross_entropy, CT_OP_CROSS_ENTROPY) {
     static const double eps[] = {0.0, 0.1, 0.35};
     for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++) {
         char name[64];
@@ -460,7 +455,7 @@ static ct_node b_mse(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_mse(g, x[0], x[1]);
 }
 
-Test(gradcheck, mse) {
+OP_TEST(gradcheck, mse, CT_OP_MSE) {
     gc_case c = {.name = "mse [4,5] both inputs", .op = "mse", .n_in = 2, .build = b_mse};
     c.in[0].shape = S2(4, 5);
     c.in[1].shape = S2(4, 5);
@@ -476,7 +471,7 @@ static ct_node b_bce(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_bce_with_logits(g, x[0], x[1]);
 }
 
-Test(gradcheck, bce_with_logits) {
+OP_TEST(gradcheck, bce_with_logits, CT_OP_BCE_WITH_LOGITS) {
     gc_case c = {.name = "bce_with_logits [4,5] both inputs", .op = "bce_with_logits", .n_in = 2, .build = b_bce};
     c.in[0] = (gc_in){.shape = S2(4, 5), .lo = -4, .hi = 4};
     c.in[1] = (gc_in){.shape = S2(4, 5), .lo = 0.02, .hi = 0.98};
@@ -498,7 +493,7 @@ static ct_node b_cast(ct_graph *g, const ct_node *x, const void *ctx) {
  * large h = 1e-2 costs no truncation error and leaves a rounding error of
  * ~6e-8 / 2e-2 ~ 3e-6 of the gradient; the analytic gradient itself is R
  * rounded to F32 (relative 6e-8). Hence the looser tolerance of 1e-4. */
-Test(gradcheck, cast) {
+OP_TEST(gradcheck, cast, CT_OP_CAST) {
     gc_case c = {.name = "cast f64 -> f32 -> f64", .op = "cast", .n_in = 1, .build = b_cast,
                  .h = 1e-2, .rtol = 1e-4, .atol = 1e-4};
     c.in[0] = (gc_in){.shape = S2(4, 6), .lo = -3, .hi = 3};
@@ -531,7 +526,7 @@ static void check_batch_norm(const char *name, ct_shape xs, norm_ctx n) {
     gc_check(&c);
 }
 
-Test(gradcheck, batch_norm_training) {
+OP_TEST(gradcheck, batch_norm_training, CT_OP_BATCH_NORM) {
     norm_ctx affine = {true, true};
     check_batch_norm("batch_norm training [6,4] (x, weight, bias)", S2(6, 4), affine);
     check_batch_norm("batch_norm training [3,4,5] (x, weight, bias)", S3(3, 4, 5), affine);
@@ -548,7 +543,7 @@ static ct_node b_batch_norm_layer(ct_graph *g, const ct_node *x, const void *ctx
     return ct_batch_norm(g, "bn", x[0], 0.0, 0.0);
 }
 
-Test(gradcheck, batch_norm_layer) {
+OP_TEST(gradcheck, batch_norm_layer, CT_OP_BATCH_NORM) {
     gc_case c = {.name = "ct_batch_norm layer [4,3,5]", .op = "batch_norm", .n_in = 1, .build = b_batch_norm_layer};
     c.in[0] = (gc_in){.shape = S3(4, 3, 5), .lo = -2, .hi = 2};
     gc_check(&c);
@@ -573,7 +568,7 @@ static void check_batch_norm_eval(const char *name, ct_shape xs) {
     gc_check(&c);
 }
 
-Test(gradcheck, batch_norm_eval) {
+OP_TEST(gradcheck, batch_norm_eval, CT_OP_BATCH_NORM) {
     check_batch_norm_eval("batch_norm eval [6,4]", S2(6, 4));
     check_batch_norm_eval("batch_norm eval [3,4,5]", S3(3, 4, 5));
 }
@@ -591,7 +586,7 @@ static void check_layer_norm(const char *name, ct_shape xs, norm_ctx n) {
     gc_check(&c);
 }
 
-Test(gradcheck, layer_norm) {
+OP_TEST(gradcheck, layer_norm, CT_OP_LAYER_NORM) {
     check_layer_norm("layer_norm [3,4,5] affine (x, weight, bias)", S3(3, 4, 5), (norm_ctx){true, true});
     check_layer_norm("layer_norm [6,4] affine (x, weight, bias)", S2(6, 4), (norm_ctx){true, true});
     check_layer_norm("layer_norm [3,4,5] no affine", S3(3, 4, 5), (norm_ctx){false, false});
@@ -603,7 +598,7 @@ static ct_node b_layer_norm_layer(ct_graph *g, const ct_node *x, const void *ctx
     return ct_layer_norm(g, "ln", x[0], 0.0, *(const bool *)ctx);
 }
 
-Test(gradcheck, layer_norm_layer) {
+OP_TEST(gradcheck, layer_norm_layer, CT_OP_LAYER_NORM) {
     bool affine = true;
     gc_case c = {.name = "ct_layer_norm layer [2,3,6] affine", .op = "layer_norm", .n_in = 1,
                  .build = b_layer_norm_layer, .ctx = &affine};

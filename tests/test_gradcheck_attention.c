@@ -34,37 +34,37 @@ static void check_attention(const char *name, ct_shape s, bool causal, double sc
     gc_check(&c);
 }
 
-Test(gradcheck_attention, plain_odd_lengths) {
+OP_TEST(gradcheck_attention, plain_odd_lengths, CT_OP_ATTENTION) {
     check_attention("attention [2, 3, 5, 4]", S4(2, 3, 5, 4), false, 0, 0, 0);
     check_attention("attention [1, 2, 7, 3]", S4(1, 2, 7, 3), false, 0, 0, 0);
 }
 
-Test(gradcheck_attention, causal_odd_lengths) {
+OP_TEST(gradcheck_attention, causal_odd_lengths, CT_OP_ATTENTION) {
     check_attention("causal attention [2, 3, 5, 4]", S4(2, 3, 5, 4), true, 0, 0, 0);
     check_attention("causal attention [1, 2, 7, 3]", S4(1, 2, 7, 3), true, 0, 0, 0);
 }
 
 /* One key per query: the softmax is 1 whatever the scores, so dq and dk
  * are exactly zero and dv is the upstream gradient. */
-Test(gradcheck_attention, one_position) {
+OP_TEST(gradcheck_attention, one_position, CT_OP_ATTENTION) {
     check_attention("attention T = 1", S4(2, 2, 1, 3), false, 0, 0, 0);
     check_attention("causal attention T = 1", S4(2, 2, 1, 3), true, 0, 0, 0);
 }
 
 /* Larger scores (values in [-2, 2], scale 0.9 over D = 6): a peaked
  * softmax, where a wrong max subtraction or a wrong delta shows. */
-Test(gradcheck_attention, explicit_scale_peaked) {
+OP_TEST(gradcheck_attention, explicit_scale_peaked, CT_OP_ATTENTION) {
     check_attention("attention scale 0.9", S4(1, 2, 6, 6), false, 0.9, -2, 2);
     check_attention("causal attention scale 0.9", S4(1, 2, 6, 6), true, 0.9, -2, 2);
 }
 
-Test(gradcheck_attention, head_size_one) {
+OP_TEST(gradcheck_attention, head_size_one, CT_OP_ATTENTION) {
     check_attention("attention D = 1", S4(1, 1, 4, 1), false, 0, 0, 0);
     check_attention("causal attention D = 1", S4(1, 1, 4, 1), true, 0, 0, 0);
 }
 
 /* Self-attention of one tensor: x's gradient is dq + dk + dv. */
-Test(gradcheck_attention, one_input_as_q_k_and_v) {
+OP_TEST(gradcheck_attention, one_input_as_q_k_and_v, CT_OP_ATTENTION) {
     for (int causal = 0; causal <= 1; causal++) {
         att_ctx ctx = {causal, 0, true};
         gc_case c = {.name = causal ? "causal attention(x, x, x)" : "attention(x, x, x)", .op = "attention",
@@ -80,7 +80,7 @@ static ct_node b_attention_const_qk(ct_graph *g, const ct_node *x, const void *c
     return ct_attention(g, x[0], x[1], x[2], true, 0.5);
 }
 
-Test(gradcheck_attention, gradient_of_v_only) {
+OP_TEST(gradcheck_attention, gradient_of_v_only, CT_OP_ATTENTION) {
     gc_case c = {.name = "attention, v only", .op = "attention", .n_in = 3, .build = b_attention_const_qk};
     for (int i = 0; i < 3; i++) c.in[i] = (gc_in){.shape = S4(1, 2, 5, 3), .no_grad = i < 2};
     gc_check(&c);

@@ -3,7 +3,8 @@
  * and groups with odd, unequal sizes, so that a swapped axis or an
  * off-by-one in a window shows; then the conveniences built from other ops
  * and a small CNN checked with respect to its layers' parameters.
- * test_gradcheck.c's coverage list names these ops and points here. */
+ * The ops' checks are OP_TESTs (op_tests.h), which tests/test_op_coverage.c
+ * reads. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -43,14 +44,14 @@ static ct_conv2d_geom geom2(int sh, int sw, int ph, int pw, int dh, int dw, int 
     return (ct_conv2d_geom){{sh, sw}, {ph, pw}, {dh, dw}, groups};
 }
 
-Test(gradcheck_conv, conv2d_plain) {
+OP_TEST(gradcheck_conv, conv2d_plain, CT_OP_CONV2D) {
     check_conv("conv2d [2,3,7,6] * [4,3,3,2] + bias", S4(2, 3, 7, 6), S4(4, 3, 3, 2), CT_CONV2D_DEFAULT, true);
     check_conv("conv2d [1,1,5,5] * [1,1,5,5] (kernel = input)", S4(1, 1, 5, 5), S4(1, 1, 5, 5), CT_CONV2D_DEFAULT,
                true);
     check_conv("conv2d 1x1 [3,3,5,5] * [2,3,1,1] no bias", S4(3, 3, 5, 5), S4(2, 3, 1, 1), CT_CONV2D_DEFAULT, false);
 }
 
-Test(gradcheck_conv, conv2d_stride_padding) {
+OP_TEST(gradcheck_conv, conv2d_stride_padding, CT_OP_CONV2D) {
     check_conv("conv2d stride 2 pad 1 [2,2,7,9] * [3,2,3,3]", S4(2, 2, 7, 9), S4(3, 2, 3, 3),
                geom2(2, 2, 1, 1, 1, 1, 1), true);
     check_conv("conv2d stride (1,3) pad (2,0) [1,2,6,8] * [2,2,3,2]", S4(1, 2, 6, 8), S4(2, 2, 3, 2),
@@ -59,14 +60,14 @@ Test(gradcheck_conv, conv2d_stride_padding) {
                geom2(3, 3, 1, 1, 1, 1, 1), false);
 }
 
-Test(gradcheck_conv, conv2d_dilation) {
+OP_TEST(gradcheck_conv, conv2d_dilation, CT_OP_CONV2D) {
     check_conv("conv2d dilation 2 pad 2 stride (2,1) [1,2,8,7] * [2,2,3,2]", S4(1, 2, 8, 7), S4(2, 2, 3, 2),
                geom2(2, 1, 2, 2, 2, 2, 1), true);
     check_conv("conv2d dilation (3,1) [2,2,9,5] * [3,2,2,3]", S4(2, 2, 9, 5), S4(3, 2, 2, 3),
                geom2(1, 1, 0, 1, 3, 1, 1), true);
 }
 
-Test(gradcheck_conv, conv2d_groups) {
+OP_TEST(gradcheck_conv, conv2d_groups, CT_OP_CONV2D) {
     check_conv("conv2d groups 2 pad 1 [2,4,5,5] * [6,2,3,3]", S4(2, 4, 5, 5), S4(6, 2, 3, 3),
                geom2(1, 1, 1, 1, 1, 1, 2), true);
     check_conv("conv2d depthwise groups 3 stride 2 [2,3,6,5] * [6,1,2,3] no bias", S4(2, 3, 6, 5), S4(6, 1, 2, 3),
@@ -100,7 +101,7 @@ static void check_pools(const char *what, ct_shape xs, ct_pool2d_geom geom) {
     }
 }
 
-Test(gradcheck_conv, pools) {
+OP_TEST(gradcheck_conv, pools, CT_OP_MAX_POOL2D, CT_OP_AVG_POOL2D) {
     check_pools("2x2 stride 2 [2,3,6,7]", S4(2, 3, 6, 7), ct_pool_geom(2, 0, 0));
     check_pools("3x3 stride 2 pad 1 [2,2,7,6]", S4(2, 2, 7, 6), ct_pool_geom(3, 2, 1));
     check_pools("3x3 stride 1 (overlapping) [1,2,6,5]", S4(1, 2, 6, 5), ct_pool_geom(3, 1, 0));
@@ -115,7 +116,7 @@ static ct_node b_dropout2d(ct_graph *g, const ct_node *x, const void *ctx) {
     return ct_dropout2d(g, x[0], *(const double *)ctx);
 }
 
-Test(gradcheck_conv, dropout2d) {
+OP_TEST(gradcheck_conv, dropout2d, CT_OP_DROPOUT2D) {
     /* The harness fixes the program step, so the channel mask is fixed. */
     double p = 0.4;
     gc_case c = {.name = "dropout2d p=0.4 [3,5,3,2]", .op = "dropout2d", .n_in = 1, .build = b_dropout2d, .ctx = &p};

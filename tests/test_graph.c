@@ -223,6 +223,21 @@ Test(graph, op_table) {
         if (!strcmp(name, "unary_grad") || !strcmp(name, "sum_to") || !strcmp(name, "embedding_grad"))
             cr_assert(ct_op_internal(i), "%s", name);
     }
+    /* Class and arity, by name. */
+    cr_assert_null(ct_op_class_name(-1));
+    cr_assert_null(ct_op_class_name(n));
+    cr_assert_eq(ct_op_arity(n), -1);
+    for (int i = 0; i < n; i++) {
+        const char *name = ct_op_name(i), *cls = ct_op_class_name(i);
+        cr_assert_not_null(cls, "%s has no class", name);
+        cr_assert_eq(ct_op_internal(i), strcmp(cls, "internal") == 0, "%s", name);
+        if (!strcmp(name, "add")) cr_assert(!strcmp(cls, "binary") && ct_op_arity(i) == 2);
+        if (!strcmp(name, "sigmoid")) cr_assert(!strcmp(cls, "unary") && ct_op_arity(i) == 1);
+        if (!strcmp(name, "input")) cr_assert(!strcmp(cls, "source") && ct_op_arity(i) == 0);
+        if (!strcmp(name, "concat") || !strcmp(name, "conv2d") || !strcmp(name, "batch_norm"))
+            cr_assert_eq(ct_op_arity(i), -1, "%s takes a varying number of inputs", name);
+        if (!strcmp(name, "cross_entropy_grad")) cr_assert(!strcmp(cls, "internal") && ct_op_arity(i) == 3);
+    }
     /* Node op names come from the same table. */
     ct_node x = in("x", CT_F32, S1(2));
     ct_node y = ct_sigmoid(g, x);

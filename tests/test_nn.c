@@ -250,13 +250,15 @@ static double act_ref(const char *kind, double x) {
     if (!strcmp(kind, "tanh")) return tanh(x);
     if (!strcmp(kind, "sigmoid")) return 1 / (1 + exp(-x));
     if (!strcmp(kind, "silu")) return x / (1 + exp(-x));
+    if (!strcmp(kind, "softplus")) return x > 20 ? x : log1p(exp(x));
     if (!strcmp(kind, "identity")) return x;
     cr_assert_fail("no reference for %s", kind);
     return 0;
 }
 
 Test(nn, every_activation_kind) {
-    static const char *const kinds[] = {"relu", "leaky_relu", "gelu", "gelu_tanh", "tanh", "sigmoid", "silu", "identity"};
+    static const char *const kinds[] = {"relu",    "leaky_relu", "gelu",     "gelu_tanh", "tanh",
+                                        "sigmoid", "silu",       "softplus", "identity"};
     double *xv = rand_new(40, 101, -4, 4);
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         cr_assert(ct_activation_valid(kinds[k]), "%s", kinds[k]);
@@ -383,7 +385,7 @@ Test(nn, errors_name_the_layer) {
     a = ct_input(g, "a", CT_F32, S1(3));
     expect_error(g, ct_activation(g, a, "swish"), CT_ERR_INVALID_ARG,
                  "activation: unknown kind 'swish'; valid kinds: relu, leaky_relu, gelu, gelu_tanh, tanh, sigmoid, "
-                 "silu, identity");
+                 "silu, softplus, identity");
     FRESH();
     a = ct_input(g, "a", CT_F32, S1(3));
     expect_error(g, ct_activation(g, a, NULL), CT_ERR_INVALID_ARG, "activation: kind is NULL");

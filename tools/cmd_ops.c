@@ -15,8 +15,11 @@ void cmd_ops_usage(FILE *out) {
             "usage: ctrain ops [--json]\n"
             "\n"
             "Lists every op of the op set: whether autodiff goes through it (backward:\n"
-            "yes, no, or \"internal\" for ops that only autodiff creates), and whether\n"
-            "the CPU and CUDA backends compiled into this library implement it.\n"
+            "yes, no, or \"internal\" for ops that only autodiff creates), whether\n"
+            "the CPU and CUDA backends compiled into this library implement it, its\n"
+            "class (source, unary, binary, linalg, reduce, shape, nn, internal) and\n"
+            "its number of inputs (\"var\", null in JSON, where optional inputs or a\n"
+            "list decide).\n"
             "\n"
             "options:\n"
             "  --json   one JSON array of objects instead of the table\n");
@@ -33,6 +36,19 @@ static const char *backward_word(int op) {
 }
 
 static const char *yes_no(bool b) { return b ? "yes" : "no"; }
+
+static const char *class_word(int op) {
+    const char *c = ct_op_class_name(op);
+    return c ? c : "?";
+}
+
+/* "2", or "var" for ops whose inputs depend on the call. */
+static const char *inputs_word(int op, char *buf, size_t cap) {
+    int n = ct_op_arity(op);
+    if (n < 0) return "var";
+    snprintf(buf, cap, "%d", n);
+    return buf;
+}
 
 /* Op names are identifiers today; escaping anyway keeps the output valid
  * JSON whatever the library returns. */
@@ -55,9 +71,11 @@ static void print_json(int n) {
     for (int op = 0; op < n; op++) {
         printf("%s\n  {\"name\": ", op ? "," : "");
         print_json_string(op_name(op));
-        printf(", \"backward\": \"%s\", \"cpu\": %s, \"cuda\": %s}", backward_word(op),
-               ct_device_implements(CT_DEVICE_CPU, op) ? "true" : "false",
-               ct_device_implements(CT_DEVICE_CUDA, op) ? "true" : "false");
+        char in[16];
+        printf(", \"backward\": \"%s\", \"cpu\": %s, \"cuda\": %s, \"class\": \"%s\", \"inputs\": %s}",
+               backward_word(op), ct_device_implements(CT_DEVICE_CPU, op) ? "true" : "false",
+               ct_device_implements(CT_DEVICE_CUDA, op) ? "true" : "false", class_word(op),
+               ct_op_arity(op) < 0 ? "null" : inputs_word(op, in, sizeof in));
     }
     printf("\n]\n");
 }
@@ -68,13 +86,14 @@ static void print_table(int n) {
         int len = (int)strlen(op_name(op));
         if (len > width) width = len;
     }
-    printf("%-*s  %-8s  %-3s  %s\n", width, "op", "backward", "cpu", "cuda");
+    printf("%-*s  %-8s  %-3s  %-4s  %-8s  %s\n", width, "op", "backward", "cpu", "cuda", "class", "inputs");
     int n_diff = 0, n_internal = 0, n_cpu = 0, n_cuda = 0;
     for (int op = 0; op < n; op++) {
         bool cpu = ct_device_implements(CT_DEVICE_CPU, op);
         bool cuda = ct_device_implements(CT_DEVICE_CUDA, op);
-        printf("%-*s  %-8s  %-3s  %s\n", width, op_name(op), backward_word(op), yes_no(cpu),
-               yes_no(cuda));
+        char in[16];
+        printf("%-*s  %-8s  %-3s  %-4s  %-8s  %s\n", width, op_name(op), backward_word(op), yes_no(cpu),
+               yes_no(cuda), class_word(op), inputs_word(op, in, sizeof in));
         n_internal += ct_op_internal(op);
         n_diff += !ct_op_internal(op) && ct_op_differentiable(op);
         n_cpu += cpu;

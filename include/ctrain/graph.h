@@ -115,6 +115,15 @@ const char *ct_op_name(int op);
 bool ct_op_differentiable(int op);
 /* True for ops only ct_graph_backward creates (no public builder). */
 bool ct_op_internal(int op);
+/* The op's class: "source" (inputs, parameters, constants, buffers),
+ * "unary" or "binary" (elementwise), "linalg", "reduce" (over an axis),
+ * "shape" (data movement, casts), "nn", or "internal"; NULL outside
+ * 0 .. ct_op_count() - 1. */
+const char *ct_op_class_name(int op);
+/* The number of inputs the op takes; -1 when it depends on the call
+ * (optional inputs such as a norm's weight, concat's list) or outside
+ * 0 .. ct_op_count() - 1. */
+int ct_op_arity(int op);
 
 #ifdef __cplusplus
 }

@@ -91,8 +91,9 @@ ct_node ct_embedding_layer(ct_graph *g, const char *name, ct_node indices, int64
 
 /* An activation by name: "relu", "leaky_relu" (slope 0.01, PyTorch's
  * default), "gelu" (exact, erf), "gelu_tanh" (tanh approximation), "tanh",
- * "sigmoid", "silu", "identity" (returns x itself). Another name is
- * CT_ERR_INVALID_ARG, with a message listing the valid ones. */
+ * "sigmoid", "silu", "softplus" (beta 1, threshold 20, PyTorch's defaults),
+ * "identity" (returns x itself). Another name is CT_ERR_INVALID_ARG, with
+ * a message listing the valid ones. */
 ct_node ct_activation(ct_graph *g, ct_node x, const char *kind);
 /* True if kind is one of the names ct_activation takes. */
 bool ct_activation_valid(const char *kind);

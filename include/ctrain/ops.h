@@ -45,6 +45,10 @@ ct_node ct_gelu(ct_graph *g, ct_node x, ct_gelu_approx approx);
 ct_node ct_tanh(ct_graph *g, ct_node x);
 ct_node ct_sigmoid(ct_graph *g, ct_node x);
 ct_node ct_silu(ct_graph *g, ct_node x);                  /* x * sigmoid(x) */
+/* PyTorch's softplus(x, beta, threshold): log(1 + exp(beta * x)) / beta,
+ * and x itself where beta * x > threshold (PyTorch's defaults: beta 1,
+ * threshold 20). beta must be finite and non-zero, threshold not NaN. */
+ct_node ct_softplus(ct_graph *g, ct_node x, double beta, double threshold);
 
 /* softmax and log(softmax) along one axis, computed stably (the maximum
  * subtracted first). */

@@ -16,8 +16,9 @@
 /* Which gradient an ATTENTION_GRAD node produces (attr.which). */
 typedef enum ct_attn_grad { CT_ATTN_GRAD_Q = 0, CT_ATTN_GRAD_K, CT_ATTN_GRAD_V } ct_attn_grad;
 
-/* The backward of ATTENTION node nd: dq, dk, dv for the inputs that need
- * one. False on error (recorded in g). */
-bool ct_grad_attention(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy);
+/* The backward of ATTENTION node nd (y, its output; a rule of the gradient
+ * table in grad_rules.c): dq, dk, dv for the inputs that need one. False on
+ * error (recorded in g). */
+bool ct_grad_attention(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
 
 #endif

@@ -56,7 +56,7 @@ static ct_status apply_rules(ct_graph *g, ct_grad_acc *acc, ct_node loss, bool s
     for (int i = loss; i >= 0 && st == CT_OK; i--) {
         if (acc->grad_of[i] == CT_NO_NODE || !acc->needs[i]) continue;
         ct_op op = g->nodes[i].op;
-        if (op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER) continue;
+        if (ct_op_class_of(op) == CT_OPC_SOURCE) continue;
         if (!ct_op_differentiable(op)) {
             st = ct_error(CT_ERR_UNSUPPORTED, "ct_graph_backward: %s has no backward rule",
                           ct_op_name(op));

@@ -1,6 +1,7 @@
 /* Internal: reverse-mode autodiff. The driver (autodiff.c) walks the graph
- * backwards from the loss and asks each op's rule (grad_rules.c) for the
- * vector-Jacobian products of its inputs, which it accumulates. */
+ * backwards from the loss and asks each op's rule (the gradient table of
+ * grad_rules.c) for the vector-Jacobian products of its inputs, which it
+ * accumulates. */
 #ifndef CT_CORE_AUTODIFF_H
 #define CT_CORE_AUTODIFF_H
 
@@ -14,15 +15,28 @@ typedef struct ct_grad_acc {
 /* Adds dx to the gradient of x (a no-op when x needs none). False on error. */
 bool ct_grad_accumulate(ct_graph *g, ct_grad_acc *acc, ct_node x, ct_node dx);
 
+/* A backward rule: for forward node y (nd is a copy of it, which stays valid
+ * while builders grow the node array) and its upstream gradient gy, appends
+ * the nodes computing its inputs' vector-Jacobian products and accumulates
+ * them (ct_grad_accumulate). False on error (the builders have recorded it). */
+typedef bool (*ct_grad_rule_fn)(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
+
+/* The op's rule from the gradient table (grad_rules.c); NULL when the op
+ * has none, which is what "not differentiable" means. */
+ct_grad_rule_fn ct_grad_rule_of(int op);
+
 /* Appends the backward of node y given its upstream gradient gy. */
 ct_status ct_grad_rule(ct_graph *g, ct_grad_acc *acc, ct_node y, ct_node gy);
 
 /* ct_graph_backward; with `scaled` the seed is the F32 scalar input
  * CT_LOSS_SCALE_INPUT (amp.h) instead of 1 (ct_graph_backward_scaled). */
 ct_status ct_graph_backward_ex(ct_graph *g, ct_node loss, bool scaled);
-/* The backward of CONV2D, MAX_POOL2D, AVG_POOL2D and DROPOUT2D node nd
- * (grad_conv.c). False on error. */
-bool ct_grad_conv(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo nd, ct_node gy);
+/* The rules of CONV2D, MAX_POOL2D, AVG_POOL2D and DROPOUT2D (grad_conv.c),
+ * rows of the gradient table. */
+bool ct_grad_conv2d(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
+bool ct_grad_max_pool2d(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
+bool ct_grad_avg_pool2d(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
+bool ct_grad_dropout2d(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
 
 /* The shape of x reduced over axis (resolved, or CT_AXIS_ALL). */
 ct_shape ct_reduced_shape(ct_shape x, int axis, bool keepdim);

@@ -117,7 +117,7 @@ bool ct_device_implements(ct_device_kind kind, int op) {
     if (op < 0 || op >= CT_OP_COUNT) return false;
     /* Sources have no kernel: a program binds their buffers itself, on any
      * backend that exists in this build. */
-    bool source = op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER;
+    bool source = ct_op_class_of(op) == CT_OPC_SOURCE;
     switch (kind) {
     case CT_DEVICE_CPU:
         if (source) return true;

@@ -1,6 +1,6 @@
 /* The graph: an append-only list of nodes, plus sources (inputs, parameters,
  * constants), naming and introspection. Op builders live in ops_*.c,
- * backward rules in grad_*.c. */
+ * backward rules in grad_*.c, the op set's data in op_table.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,27 +8,6 @@
 
 #include "core/error.h"
 #include "core/node.h"
-
-static const char *const op_names[] = {
-#define X(e, name, diff, internal) name,
-#include "core/op_list.h"
-#undef X
-};
-static const bool op_diff[] = {
-#define X(e, name, diff, internal) diff,
-#include "core/op_list.h"
-#undef X
-};
-static const bool op_internal[] = {
-#define X(e, name, diff, internal) internal,
-#include "core/op_list.h"
-#undef X
-};
-
-int ct_op_count(void) { return CT_OP_COUNT; }
-const char *ct_op_name(int op) { return op >= 0 && op < CT_OP_COUNT ? op_names[op] : NULL; }
-bool ct_op_differentiable(int op) { return op >= 0 && op < CT_OP_COUNT && op_diff[op]; }
-bool ct_op_internal(int op) { return op >= 0 && op < CT_OP_COUNT && op_internal[op]; }
 
 ct_graph *ct_graph_new(void) {
     ct_graph *g = calloc(1, sizeof *g);
@@ -94,10 +73,14 @@ bool ct_graph_inputs_ok(ct_graph *g, const char *op, const ct_node *in, int n) {
 
 ct_node ct_graph_add(ct_graph *g, ct_op op, ct_dtype dtype, ct_shape shape, const ct_node *in,
                      int n_in, const ct_attrs *attr) {
+    /* A builder or backward rule that passes the wrong number of inputs is
+     * a bug in the library: caught here, for every node, not in a kernel. */
+    if (ct_op_check_inputs("graph", op, n_in) != CT_OK)
+        return ct_graph_fail(g, CT_ERR_INTERNAL, "%s", ct_last_error());
     if (g->n == g->cap) {
         int cap = g->cap ? 2 * g->cap : 64;
         ct_nodeinfo *nodes = realloc(g->nodes, (size_t)cap * sizeof *nodes);
-        if (!nodes) return ct_graph_fail(g, CT_ERR_OOM, "%s: out of memory", op_names[op]);
+        if (!nodes) return ct_graph_fail(g, CT_ERR_OOM, "%s: out of memory", ct_op_name(op));
         g->nodes = nodes;
         g->cap = cap;
     }
@@ -105,7 +88,7 @@ ct_node ct_graph_add(ct_graph *g, ct_op op, ct_dtype dtype, ct_shape shape, cons
     memset(nd, 0, sizeof *nd);
     if (n_in > 0) {
         nd->in = malloc((size_t)n_in * sizeof *nd->in);
-        if (!nd->in) return ct_graph_fail(g, CT_ERR_OOM, "%s: out of memory", op_names[op]);
+        if (!nd->in) return ct_graph_fail(g, CT_ERR_OOM, "%s: out of memory", ct_op_name(op));
         memcpy(nd->in, in, (size_t)n_in * sizeof *in);
     }
     nd->op = op;
@@ -258,7 +241,7 @@ ct_status ct_set_requires_grad(ct_graph *g, ct_node input, bool requires_grad) {
     if (!nd) return ct_error(CT_ERR_INVALID_ARG, "ct_set_requires_grad: not a node (%d)", (int)input);
     if (nd->op != CT_OP_INPUT)
         return ct_error(CT_ERR_INVALID_ARG, "ct_set_requires_grad: node %d is a %s, not an input",
-                        (int)input, op_names[nd->op]);
+                        (int)input, ct_op_name(nd->op));
     if (!ct_dtype_is_float(nd->dtype))
         return ct_error(CT_ERR_DTYPE, "ct_set_requires_grad: input '%s' is %s; gradients need floats",
                         nd->name, ct_dtype_name(nd->dtype));
@@ -310,7 +293,7 @@ const char *ct_node_name(const ct_graph *g, ct_node n) {
 
 const char *ct_node_op(const ct_graph *g, ct_node n) {
     const ct_nodeinfo *nd = ct_graph_node(g, n);
-    return nd ? op_names[nd->op] : NULL;
+    return nd ? ct_op_name(nd->op) : NULL;
 }
 
 int ct_graph_num_params(const ct_graph *g) { return g ? g->n_params : 0; }
@@ -321,19 +304,4 @@ ct_node ct_graph_param(const ct_graph *g, int i) {
 ct_node ct_grad(const ct_graph *g, ct_node x) {
     if (!g || !g->backward_done || x < 0 || x >= g->n_grad_of) return CT_NO_NODE;
     return g->grad_of[x];
-}
-
-bool ct_op_is_unary_elementwise(ct_op op) {
-    switch (op) {
-    case CT_OP_NEG: case CT_OP_SCALE: case CT_OP_EXP: case CT_OP_LOG: case CT_OP_SQRT:
-    case CT_OP_POW: case CT_OP_ABS: case CT_OP_RELU: case CT_OP_LEAKY_RELU: case CT_OP_GELU:
-    case CT_OP_TANH: case CT_OP_SIGMOID: case CT_OP_SILU:
-        return true;
-    default:
-        return false;
-    }
-}
-
-bool ct_op_is_binary_elementwise(ct_op op) {
-    return op == CT_OP_ADD || op == CT_OP_SUB || op == CT_OP_MUL || op == CT_OP_DIV;
 }

@@ -13,11 +13,29 @@
 #include "ctrain/graph.h"
 
 typedef enum ct_op {
-#define X(e, name, diff, internal) CT_OP_##e,
+#define X(e, name, cls, arity) CT_OP_##e,
 #include "core/op_list.h"
 #undef X
     CT_OP_COUNT
 } ct_op;
+
+/* The CLASS column of core/op_list.h (what each class means is said there). */
+typedef enum ct_op_class {
+    CT_OPC_SOURCE, CT_OPC_UNARY, CT_OPC_BINARY, CT_OPC_LINALG, CT_OPC_REDUCE, CT_OPC_SHAPE, CT_OPC_NN,
+    CT_OPC_INTERNAL, CT_OPC_COUNT
+} ct_op_class;
+
+/* The ARITY column's VAR (ct_op_arity, graph.h): the number of inputs
+ * depends on the attributes or on the call. */
+#define CT_ARITY_VAR (-1)
+
+/* The op's class; CT_OPC_COUNT outside 0 .. CT_OP_COUNT - 1. */
+ct_op_class ct_op_class_of(int op);
+/* CT_ERR_INTERNAL with "<who> <op>: expected N inputs, got n_in" when op
+ * has a fixed arity other than n_in (VAR ops are the caller's to check). Every
+ * node is checked when it is added (ct_graph_add); kernels, which tests also
+ * call directly, check their arguments with it too. */
+ct_status ct_op_check_inputs(const char *who, int op, int n_in);
 
 /* The window of a 2-d convolution or pooling over [N, C, H, W]: index 0 is
  * the height axis, 1 the width axis. Pools have no dilation (always 1) nor
@@ -31,8 +49,10 @@ typedef struct ct_window2d {
 /* Every op's parameters in one struct; each op reads the fields it names. */
 typedef struct ct_attrs {
     double alpha;     /* SCALE: factor; POW: exponent; LEAKY_RELU: slope;
-                         DROPOUT: p; CROSS_ENTROPY(_GRAD): label smoothing;
+                         SOFTPLUS: beta; DROPOUT: p;
+                         CROSS_ENTROPY(_GRAD): label smoothing;
                          UNARY_GRAD: the forward op's alpha */
+    double threshold; /* SOFTPLUS (and its UNARY_GRAD): beta * x above it passes x through */
     int axis;         /* SOFTMAX*, SUM/MEAN/MAX (or CT_AXIS_ALL), MAX_GRAD,
                          CONCAT, SLICE, SLICE_GRAD (always non-negative) */
     bool keepdim;     /* SUM/MEAN/MAX, MAX_GRAD */
@@ -126,7 +146,8 @@ struct ct_graph {
 /* Internal helpers shared by the op builders and autodiff. */
 const ct_nodeinfo *ct_graph_node(const ct_graph *g, ct_node n);
 /* Appends a node; copies `in`. Infers nothing: callers set shape and dtype.
- * Returns CT_NO_NODE on OOM. */
+ * Returns CT_NO_NODE on OOM, or (an internal error) when n_in is not the
+ * op's arity. */
 ct_node ct_graph_add(ct_graph *g, ct_op op, ct_dtype dtype, ct_shape shape,
                      const ct_node *in, int n_in, const ct_attrs *attr);
 /* Records a build error (formatted) in the graph and ct_last_error. */
@@ -135,8 +156,5 @@ ct_node ct_graph_fail(ct_graph *g, ct_status s, const char *fmt, ...)
 /* True when every input is a valid node of g (an error is recorded for an
  * out-of-range handle; CT_NO_NODE passes through silently). */
 bool ct_graph_inputs_ok(ct_graph *g, const char *op, const ct_node *in, int n);
-
-bool ct_op_is_unary_elementwise(ct_op op);
-bool ct_op_is_binary_elementwise(ct_op op);
 
 #endif

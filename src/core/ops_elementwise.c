@@ -1,4 +1,6 @@
 /* Builders and shape rules of the elementwise ops and casts. */
+#include <math.h>
+
 #include "core/node.h"
 #include "core/shape_util.h"
 #include "ctrain/ops.h"
@@ -63,6 +65,12 @@ ct_node ct_gelu(ct_graph *g, ct_node x, ct_gelu_approx approx) {
 ct_node ct_tanh(ct_graph *g, ct_node x) { return unary(g, CT_OP_TANH, x, NULL); }
 ct_node ct_sigmoid(ct_graph *g, ct_node x) { return unary(g, CT_OP_SIGMOID, x, NULL); }
 ct_node ct_silu(ct_graph *g, ct_node x) { return unary(g, CT_OP_SILU, x, NULL); }
+ct_node ct_softplus(ct_graph *g, ct_node x, double beta, double threshold) {
+    if (g && (!isfinite(beta) || beta == 0.0 || isnan(threshold)))
+        return ct_graph_fail(g, CT_ERR_INVALID_ARG, "softplus: beta %g, threshold %g (beta must be finite and "
+                             "non-zero, threshold a number)", beta, threshold);
+    return unary(g, CT_OP_SOFTPLUS, x, &(ct_attrs){.alpha = beta, .threshold = threshold});
+}
 
 ct_node ct_cast(ct_graph *g, ct_node x, ct_dtype dtype) {
     if (!ct_graph_inputs_ok(g, "cast", &x, 1)) return CT_NO_NODE;

@@ -63,7 +63,7 @@ static void mark_live(const ct_graph *g, bool *live, int n) {
 }
 
 static bool is_source(ct_op op) {
-    return op == CT_OP_INPUT || op == CT_OP_PARAM || op == CT_OP_CONST || op == CT_OP_BUFFER;
+    return ct_op_class_of(op) == CT_OPC_SOURCE;
 }
 
 /* For the gradient-ready hook: the last executed step that writes or reads

@@ -41,15 +41,6 @@ typedef struct conv_dims {
     const ct_window2d *win;
 } conv_dims;
 
-static const char *op_name(ct_op op) {
-    switch (op) {
-    case CT_OP_CONV2D: return "conv2d";
-    case CT_OP_CONV2D_GRAD_INPUT: return "conv2d_grad_input";
-    case CT_OP_CONV2D_GRAD_WEIGHT: return "conv2d_grad_weight";
-    default: return "conv2d_grad_bias";
-    }
-}
-
 /* The views of x, weight and y for each op (one of them is the output). */
 static void roles(const ct_kargs *k, const ct_tview **x, const ct_tview **w, const ct_tview **y) {
     switch (k->op) {
@@ -61,10 +52,13 @@ static void roles(const ct_kargs *k, const ct_tview **x, const ct_tview **w, con
 
 /* Checks that the three shapes agree with the window and fills d. */
 static ct_status dims_of(const ct_kargs *k, conv_dims *d) {
-    const char *op = op_name(k->op);
+    const char *op = ct_op_name(k->op);
     if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
-    int want = k->op == CT_OP_CONV2D ? 2 + (k->attr->has_bias ? 1 : 0) : 2;
-    if (k->n_in != want) return ct_error(CT_ERR_INTERNAL, "cpu %s: expected %d inputs, got %d", op, want, k->n_in);
+    ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in); /* the gradients' fixed arity */
+    if (s != CT_OK) return s;
+    int want = 2 + (k->attr->has_bias ? 1 : 0); /* CONV2D's, which the bias decides */
+    if (k->op == CT_OP_CONV2D && k->n_in != want)
+        return ct_error(CT_ERR_INTERNAL, "cpu %s: expected %d inputs, got %d", op, want, k->n_in);
     const ct_tview *x, *w, *y;
     roles(k, &x, &w, &y);
     const ct_window2d *win = &k->attr->win;
@@ -109,7 +103,7 @@ static ct_status check_dtypes(const ct_kargs *k) {
         return ct_error(CT_ERR_DTYPE,
                         "cpu %s: inputs and output must share one float dtype, or be F16/BF16 x and weight with an "
                         "F32 output and bias (output %s, x %s)",
-                        op_name(k->op), ct_dtype_name(dt), ct_dtype_name(k->n_in ? k->in[0].dtype : dt));
+                        ct_op_name(k->op), ct_dtype_name(dt), ct_dtype_name(k->n_in ? k->in[0].dtype : dt));
     return CT_OK;
 }
 
@@ -298,7 +292,7 @@ static ct_status prepare(const ct_kargs *k, conv_dims *d) {
     if (s == CT_OK) s = dims_of(k, d);
     if (s != CT_OK) return s;
     if (!k->scratch && ct_cpu_conv_scratch(k) > 0)
-        return ct_error(CT_ERR_INTERNAL, "cpu %s: no scratch (%zu bytes needed)", op_name(k->op),
+        return ct_error(CT_ERR_INTERNAL, "cpu %s: no scratch (%zu bytes needed)", ct_op_name(k->op),
                         ct_cpu_conv_scratch(k));
     return CT_OK;
 }
@@ -380,11 +374,12 @@ static ct_status k_conv2d_grad_weight(const ct_kargs *k) {
 }
 
 static ct_status k_conv2d_grad_bias(const ct_kargs *k) {
-    ct_status s = check_dtypes(k);
+    ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in);
+    if (s == CT_OK) s = check_dtypes(k);
     if (s != CT_OK) return s;
     const ct_tview *dy = &k->in[0];
     char sy[96], so[96];
-    if (k->n_in != 1 || dy->shape.ndim != 4 || k->out.shape.ndim != 1 || k->out.shape.dim[0] != dy->shape.dim[1])
+    if (dy->shape.ndim != 4 || k->out.shape.ndim != 1 || k->out.shape.dim[0] != dy->shape.dim[1])
         return ct_error(CT_ERR_SHAPE, "cpu conv2d_grad_bias: dy %s and output %s (want [N, O, OH, OW] and [O])",
                         ct_shape_str(dy->shape, sy, sizeof sy), ct_shape_str(k->out.shape, so, sizeof so));
     int64_t n = dy->shape.dim[0], o = dy->shape.dim[1], p = dy->shape.dim[2] * dy->shape.dim[3];

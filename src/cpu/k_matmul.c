@@ -140,8 +140,8 @@ static void widen(const void *src, ct_dtype dt, int64_t n, float *dst) {
 }
 
 static ct_status k_matmul(const ct_kargs *k) {
-    if (k->n_in != 2)
-        return ct_error(CT_ERR_INTERNAL, "matmul: expected 2 inputs, got %d", k->n_in);
+    ct_status st = ct_op_check_inputs("cpu", CT_OP_MATMUL, k->n_in);
+    if (st != CT_OK) return st;
     ct_dtype dt = k->in[0].dtype, odt = k->out.dtype;
     if (k->in[1].dtype != dt || !ct_dtype_is_float(dt) || (odt != dt && !(is_half(dt) && odt == CT_F32)))
         return ct_error(CT_ERR_DTYPE,

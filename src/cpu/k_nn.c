@@ -73,6 +73,7 @@ static ct_status check_indices(const char *op, const int32_t *idx, int64_t n, in
 static ct_status k_embedding(const ct_kargs *k) {
     const ct_tview *w = &k->in[0], *ix = &k->in[1];
     ct_status s;
+    if ((s = ct_op_check_inputs("cpu", k->op, k->n_in)) != CT_OK) return s;
     if ((s = need_float("embedding", "weight", w->dtype)) != CT_OK) return s;
     if ((s = need_i32("embedding", "indices", ix->dtype)) != CT_OK) return s;
     if (w->shape.ndim != 2)
@@ -110,6 +111,7 @@ static ct_status k_embedding(const ct_kargs *k) {
 static ct_status k_embedding_grad(const ct_kargs *k) {
     const ct_tview *ix = &k->in[0], *dy = &k->in[1], *o = &k->out;
     ct_status s;
+    if ((s = ct_op_check_inputs("cpu", k->op, k->n_in)) != CT_OK) return s;
     if ((s = need_i32("embedding_grad", "indices", ix->dtype)) != CT_OK) return s;
     if ((s = need_float("embedding_grad", "dy", dy->dtype)) != CT_OK) return s;
     if ((s = need_float("embedding_grad", "output", o->dtype)) != CT_OK) return s;
@@ -146,8 +148,9 @@ static ct_status k_embedding_grad(const ct_kargs *k) {
 
 static ct_status k_dropout(const ct_kargs *k) {
     const ct_tview *x = &k->in[0], *o = &k->out;
-    double p = k->attr->alpha;
     ct_status s;
+    if ((s = ct_op_check_inputs("cpu", k->op, k->n_in)) != CT_OK) return s;
+    double p = k->attr->alpha;
     if ((s = need_float("dropout", "x", x->dtype)) != CT_OK) return s;
     if (x->dtype != o->dtype)
         return ct_error(CT_ERR_DTYPE, "dropout: input %s, output %s", ct_dtype_name(x->dtype),
@@ -205,6 +208,7 @@ static ct_status k_dropout(const ct_kargs *k) {
 static ct_status ce_check(const char *op, const ct_kargs *k, int64_t *n, int64_t *c) {
     const ct_tview *lg = &k->in[0], *lb = &k->in[1];
     ct_status s;
+    if ((s = ct_op_check_inputs("cpu", k->op, k->n_in)) != CT_OK) return s;
     if ((s = need_float(op, "logits", lg->dtype)) != CT_OK) return s;
     if ((s = need_i32(op, "labels", lb->dtype)) != CT_OK) return s;
     if ((s = need_float(op, "output", k->out.dtype)) != CT_OK) return s;
@@ -273,7 +277,7 @@ static ct_status k_cross_entropy_grad(const ct_kargs *k) {
     int64_t n, c;
     ct_status s = ce_check("cross_entropy_grad", k, &n, &c);
     if (s != CT_OK) return s;
-    if (k->n_in < 3 || numel_of(&k->in[2].shape) != 1)
+    if (numel_of(&k->in[2].shape) != 1)
         return ct_error(CT_ERR_SHAPE, "cross_entropy_grad: dloss must be a scalar");
     if (numel_of(&k->out.shape) != n * c)
         return ct_error(CT_ERR_SHAPE, "cross_entropy_grad: output has %lld elements, want %lld x %lld",
@@ -301,6 +305,7 @@ static ct_status k_cross_entropy_grad(const ct_kargs *k) {
 static ct_status pair_check(const char *op, const ct_kargs *k, int64_t *n) {
     const ct_tview *a = &k->in[0], *b = &k->in[1];
     ct_status s;
+    if ((s = ct_op_check_inputs("cpu", k->op, k->n_in)) != CT_OK) return s;
     if ((s = need_float(op, "first input", a->dtype)) != CT_OK) return s;
     if ((s = need_float(op, "second input", b->dtype)) != CT_OK) return s;
     if ((s = need_float(op, "output", k->out.dtype)) != CT_OK) return s;

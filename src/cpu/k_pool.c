@@ -129,10 +129,11 @@ size_t ct_cpu_pool_scratch(const ct_kargs *k) {
  * maximum (windows in row-major order), then each plane is rounded once
  * into dx. */
 static ct_status k_max_pool2d_grad(const ct_kargs *k) {
-    if (k->n_in != 2) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: expected 2 inputs, got %d", k->n_in);
+    ct_status s = ct_op_check_inputs("cpu", CT_OP_MAX_POOL2D_GRAD, k->n_in);
+    if (s != CT_OK) return s;
     const ct_tview *x = &k->in[0], *dy = &k->in[1], *dx = &k->out;
     pool_dims d;
-    ct_status s = pool_dims_of("max_pool2d_grad", k, x, dy, &d);
+    s = pool_dims_of("max_pool2d_grad", k, x, dy, &d);
     if (s != CT_OK) return s;
     if (dx->numel != x->numel) return ct_error(CT_ERR_SHAPE, "cpu max_pool2d_grad: dx and x differ in size");
     if (dx->numel == 0) return CT_OK; /* an empty batch asks for no scratch */
@@ -189,10 +190,11 @@ static ct_status k_avg_pool2d(const ct_kargs *k) {
 
 /* Input: dy; the output dx has x's shape. */
 static ct_status k_avg_pool2d_grad(const ct_kargs *k) {
-    if (k->n_in != 1) return ct_error(CT_ERR_INTERNAL, "cpu avg_pool2d_grad: expected 1 input, got %d", k->n_in);
+    ct_status s = ct_op_check_inputs("cpu", CT_OP_AVG_POOL2D_GRAD, k->n_in);
+    if (s != CT_OK) return s;
     const ct_tview *dy = &k->in[0], *dx = &k->out;
     pool_dims d;
-    ct_status s = pool_dims_of("avg_pool2d_grad", k, dx, dy, &d);
+    s = pool_dims_of("avg_pool2d_grad", k, dx, dy, &d);
     if (s != CT_OK) return s;
     const ct_window2d *win = d.win;
     double inv = 1.0 / ((double)win->kernel[0] * win->kernel[1]);

@@ -19,24 +19,13 @@
 #define PAR_MIN ((int64_t)1 << 15)
 #define PAR_MIN_EXP ((int64_t)1 << 12)
 
-static const char *const op_names[] = {
-#define X(e, name, diff, internal) name,
-#include "core/op_list.h"
-#undef X
-};
-
-static const char *op_name(int op) {
-    return op >= 0 && op < CT_OP_COUNT ? op_names[op] : "?";
-}
-
 /* Splits `in`'s shape around the axis in k->attr into outer * len * inner;
  * all_ok says whether CT_AXIS_ALL is allowed (the whole tensor as one row). */
-static ct_status split(const ct_kargs *k, ct_op op, int n_in, bool all_ok, int64_t *outer,
+static ct_status split(const ct_kargs *k, ct_op op, bool all_ok, int64_t *outer,
                        int64_t *len, int64_t *inner) {
-    if (k->n_in != n_in)
-        return ct_error(CT_ERR_INTERNAL, "cpu %s: expected %d inputs, got %d", op_name(op), n_in,
-                        k->n_in);
-    if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op_name(op));
+    ct_status s = ct_op_check_inputs("cpu", op, k->n_in);
+    if (s != CT_OK) return s;
+    if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", ct_op_name(op));
     const ct_tview *x = &k->in[0];
     int axis = k->attr->axis;
     if (all_ok && axis == CT_AXIS_ALL) {
@@ -46,14 +35,14 @@ static ct_status split(const ct_kargs *k, ct_op op, int n_in, bool all_ok, int64
         return CT_OK;
     }
     if (axis < 0 || axis >= x->shape.ndim)
-        return ct_error(CT_ERR_INTERNAL, "cpu %s: axis %d out of range for %d dims", op_name(op),
+        return ct_error(CT_ERR_INTERNAL, "cpu %s: axis %d out of range for %d dims", ct_op_name(op),
                         axis, x->shape.ndim);
     ct_axis_split(&x->shape, axis, outer, len, inner);
     return CT_OK;
 }
 
 static ct_status numel_error(ct_op op, const char *what, int64_t got, int64_t want) {
-    return ct_error(CT_ERR_SHAPE, "cpu %s: %s has %lld elements, expected %lld", op_name(op), what,
+    return ct_error(CT_ERR_SHAPE, "cpu %s: %s has %lld elements, expected %lld", ct_op_name(op), what,
                     (long long)got, (long long)want);
 }
 
@@ -82,7 +71,7 @@ static double row_max(const ct_tview *x, int64_t o, int64_t len, int64_t inner, 
 
 static ct_status reduce(const ct_kargs *k, ct_op op) {
     int64_t outer, len, inner;
-    ct_status s = split(k, op, 1, true, &outer, &len, &inner);
+    ct_status s = split(k, op, true, &outer, &len, &inner);
     if (s != CT_OK) return s;
     const ct_tview *x = &k->in[0], *out = &k->out;
     if (out->numel != outer * inner) return numel_error(op, "output", out->numel, outer * inner);
@@ -115,7 +104,7 @@ static ct_status k_max(const ct_kargs *k) { return reduce(k, CT_OP_MAX); }
 static ct_status k_max_grad(const ct_kargs *k) {
     const ct_op op = CT_OP_MAX_GRAD;
     int64_t outer, len, inner;
-    ct_status s = split(k, op, 2, true, &outer, &len, &inner);
+    ct_status s = split(k, op, true, &outer, &len, &inner);
     if (s != CT_OK) return s;
     const ct_tview *x = &k->in[0], *dy = &k->in[1], *out = &k->out;
     if (dy->numel != outer * inner) return numel_error(op, "dy", dy->numel, outer * inner);
@@ -138,7 +127,7 @@ static ct_status k_max_grad(const ct_kargs *k) {
 
 static ct_status softmax(const ct_kargs *k, ct_op op) {
     int64_t outer, len, inner;
-    ct_status s = split(k, op, 1, false, &outer, &len, &inner);
+    ct_status s = split(k, op, false, &outer, &len, &inner);
     if (s != CT_OK) return s;
     const ct_tview *x = &k->in[0], *out = &k->out;
     if (out->numel != x->numel) return numel_error(op, "output", out->numel, x->numel);
@@ -174,7 +163,7 @@ static ct_status k_log_softmax(const ct_kargs *k) { return softmax(k, CT_OP_LOG_
  *   log_softmax: dx = dy - exp(y) * sum(dy) */
 static ct_status softmax_grad(const ct_kargs *k, ct_op op) {
     int64_t outer, len, inner;
-    ct_status s = split(k, op, 2, false, &outer, &len, &inner);
+    ct_status s = split(k, op, false, &outer, &len, &inner);
     if (s != CT_OK) return s;
     const ct_tview *y = &k->in[0], *dy = &k->in[1], *out = &k->out;
     if (dy->numel != y->numel) return numel_error(op, "dy", dy->numel, y->numel);

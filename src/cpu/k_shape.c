@@ -24,7 +24,8 @@ static ct_status check_dtype(const char *op, const ct_tview *in, const ct_tview 
 }
 
 static ct_status k_reshape(const ct_kargs *k) {
-    ct_status s = check_dtype("reshape", &k->in[0], &k->out);
+    ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in);
+    if (s == CT_OK) s = check_dtype("reshape", &k->in[0], &k->out);
     if (s != CT_OK) return s;
     int64_t n = numel_of(&k->out.shape);
     if (numel_of(&k->in[0].shape) != n)
@@ -38,7 +39,8 @@ static ct_status k_reshape(const ct_kargs *k) {
 
 static ct_status k_permute(const ct_kargs *k) {
     const ct_tview *x = &k->in[0];
-    ct_status s = check_dtype("permute", x, &k->out);
+    ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in);
+    if (s == CT_OK) s = check_dtype("permute", x, &k->out);
     if (s != CT_OK) return s;
     const int *perm = k->attr->perm;
     int nd = x->shape.ndim;
@@ -152,7 +154,8 @@ static ct_status slice_geom(const char *op, const ct_kargs *k, const ct_shape *b
 
 static ct_status k_slice(const ct_kargs *k) {
     const ct_tview *x = &k->in[0];
-    ct_status s = check_dtype("slice", x, &k->out);
+    ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in);
+    if (s == CT_OK) s = check_dtype("slice", x, &k->out);
     if (s != CT_OK) return s;
     int64_t outer, blen, slen, inner;
     s = slice_geom("slice", k, &x->shape, &k->out.shape, &outer, &blen, &slen, &inner);
@@ -172,7 +175,8 @@ static ct_status k_slice(const ct_kargs *k) {
 
 static ct_status k_slice_grad(const ct_kargs *k) {
     const ct_tview *dy = &k->in[0];
-    ct_status s = check_dtype("slice_grad", dy, &k->out);
+    ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in);
+    if (s == CT_OK) s = check_dtype("slice_grad", dy, &k->out);
     if (s != CT_OK) return s;
     int64_t outer, blen, slen, inner;
     s = slice_geom("slice_grad", k, &k->out.shape, &dy->shape, &outer, &blen, &slen, &inner);

@@ -1,18 +1,11 @@
 // Turning CUDA, cuBLAS and cuDNN failures into ct_status values with messages a
 // user can act on, and the small host-side helpers every kernel file uses
-// (op names, broadcast strides).
+// (argument checks, broadcast strides).
 #include <cstdarg>
 #include <cstdio>
 
 #include "cuda/cuda_common.cuh"
 
-static const char *const op_names[] = {
-#define X(e, name, diff, internal) name,
-#include "core/op_list.h"
-#undef X
-};
-
-const char *ct_cuda_op_name(int op) { return op >= 0 && op < CT_OP_COUNT ? op_names[op] : "?"; }
 
 static int device_now(void) {
     int d = -1;
@@ -85,6 +78,12 @@ ct_status ct_cuda_arg_error(ct_status s, const char *op, const char *fmt, ...) {
     vsnprintf(details, sizeof details, fmt, ap);
     va_end(ap);
     return ct_error(s, "cuda %s: %s", op, details);
+}
+
+ct_status ct_cuda_check_args(const ct_kargs *k, bool need_attr) {
+    ct_status s = ct_op_check_inputs("cuda", k->op, k->n_in);
+    if (s == CT_OK && need_attr && !k->attr) s = ct_cuda_arg_error(CT_ERR_INTERNAL, ct_op_name(k->op), "no attributes");
+    return s;
 }
 
 bool ct_cuda_broadcasts_to(const ct_shape &in, const ct_shape &out) {

@@ -131,7 +131,10 @@ ct_status ct_cudnn_fail(cudnnStatus_t s, const char *call, const char *fmt, ...)
 ct_status ct_cuda_arg_error(ct_status s, const char *op, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-const char *ct_cuda_op_name(int op);
+// The checks every kernel starts with: the number of inputs the op list
+// gives the op (core/op_list.h; VAR ops check theirs against their
+// attributes), and, with need_attr, that there are attributes.
+ct_status ct_cuda_check_args(const ct_kargs *k, bool need_attr);
 
 // ---------------------------------------------------------------- launching
 

@@ -137,10 +137,12 @@ static bool is_mixed(const ct_kargs *k) {
 
 // The CPU kernels' checks (src/cpu/k_conv.c), and cuDNN's int limits.
 static ct_status check(const ct_kargs *k, conv_views *v) {
-    const char *op = ct_cuda_op_name(k->op);
-    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
-    int want = k->op == CT_OP_CONV2D ? 2 + (k->attr->has_bias ? 1 : 0) : 2;
-    if (k->n_in != want) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", want, k->n_in);
+    const char *op = ct_op_name(k->op);
+    ct_status s = ct_cuda_check_args(k, true); // the gradients' fixed arity
+    if (s != CT_OK) return s;
+    int want = 2 + (k->attr->has_bias ? 1 : 0); // CONV2D's, which the bias decides
+    if (k->op == CT_OP_CONV2D && k->n_in != want)
+        return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", want, k->n_in);
     // The CPU's rule: one float dtype, or the mixed forward (x and weight
     // in F16/BF16, output and bias in F32).
     ct_dtype dt = k->out.dtype, conv_dt = is_mixed(k) ? k->in[0].dtype : dt;
@@ -440,7 +442,8 @@ static ct_status finish_forward(const ct_kargs *k, const void *src, ct_dtype sdt
 
 static ct_status k_conv2d_grad_bias(const ct_kargs *k) {
     const char *op = "conv2d_grad_bias";
-    if (k->n_in != 1) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected 1 input, got %d", k->n_in);
+    ct_status s = ct_cuda_check_args(k, false);
+    if (s != CT_OK) return s;
     const ct_tview &dy = k->in[0], &db = k->out;
     if (!ct_dtype_is_float(db.dtype) || dy.dtype != db.dtype)
         return ct_cuda_arg_error(CT_ERR_DTYPE, op, "dy %s and output %s must share one float dtype",
@@ -458,7 +461,7 @@ static ct_status k_conv2d_grad_bias(const ct_kargs *k) {
 // ---------------------------------------------------------------- convolution
 
 static ct_status k_conv(const ct_kargs *k) {
-    const char *op = ct_cuda_op_name(k->op);
+    const char *op = ct_op_name(k->op);
     conv_views v;
     ct_status s = check(k, &v);
     if (s != CT_OK) return s;

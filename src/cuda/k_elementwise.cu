@@ -1,33 +1,20 @@
 // CUDA kernels: binary ops with broadcasting, unary ops and their fused
 // gradient (UNARY_GRAD), casts, copies and BROADCAST_TO.
 //
-// The formulas are the CPU reference's (src/cpu/k_elementwise.c), including
-// its conventions at kinks and for NaN, evaluated in float (double for
-// F64). Same-shape operands take a path without index arithmetic; anything
-// else computes each operand's offset from per-axis strides that are 0
-// along broadcast axes.
+// The formulas are the CPU reference's, from the one header both backends
+// use (core/ew_math.h), including its conventions at kinks and for NaN,
+// evaluated in float (double for F64). One kernel serves every op of class
+// UNARY, one every op of class BINARY (core/op_list.h). Same-shape operands
+// take a path without index arithmetic; anything else computes each
+// operand's offset from per-axis strides that are 0 along broadcast axes.
+#include "core/ew_math.h"
 #include "cuda/cuda_common.cuh"
-
-#define CT_SQRT1_2 0.70710678118654752440
-#define CT_SQRT_2_OVER_PI 0.79788456080286535588
-#define CT_INV_SQRT_2PI 0.39894228040143267794
-#define CT_GELU_TANH_C 0.044715
 
 // ---------------------------------------------------------------- binary
 
 template <typename C>
-__device__ __forceinline__ C binary_fn(int op, C a, C b) {
-    switch (op) {
-    case CT_OP_ADD: return a + b;
-    case CT_OP_SUB: return a - b;
-    case CT_OP_MUL: return a * b;
-    default: return a / b;
-    }
-}
-
-template <typename C>
 __global__ void binary_same(int op, const void *a, int adt, const void *b, int bdt, void *o, int odt, int64_t n) {
-    CT_GRID_STRIDE(i, n) ct_st<C>(o, odt, i, binary_fn<C>(op, ct_ld<C>(a, adt, i), ct_ld<C>(b, bdt, i)));
+    CT_GRID_STRIDE(i, n) ct_st<C>(o, odt, i, ct_ew_binary<C>(op, ct_ld<C>(a, adt, i), ct_ld<C>(b, bdt, i)));
 }
 
 template <typename C>
@@ -36,25 +23,18 @@ __global__ void binary_bcast(int op, ct_bcast g, const void *a, int adt, const v
     CT_GRID_STRIDE(i, n) {
         int64_t oa, ob;
         ct_bcast_offsets(g, i, &oa, &ob);
-        ct_st<C>(o, odt, i, binary_fn<C>(op, ct_ld<C>(a, adt, oa), ct_ld<C>(b, bdt, ob)));
+        ct_st<C>(o, odt, i, ct_ew_binary<C>(op, ct_ld<C>(a, adt, oa), ct_ld<C>(b, bdt, ob)));
     }
-}
-
-static ct_status check_arity(const ct_kargs *k, int n_in) {
-    if (k->n_in != n_in)
-        return ct_cuda_arg_error(CT_ERR_INTERNAL, ct_cuda_op_name(k->op), "expected %d inputs, got %d", n_in,
-                                 k->n_in);
-    return CT_OK;
 }
 
 static ct_status shape_error(const ct_kargs *k, const char *what, const ct_shape &a, const ct_shape &b) {
     char sa[96], sb[96];
-    return ct_cuda_arg_error(CT_ERR_SHAPE, ct_cuda_op_name(k->op), "%s %s vs %s", what, ct_shape_str(a, sa, sizeof sa),
+    return ct_cuda_arg_error(CT_ERR_SHAPE, ct_op_name(k->op), "%s %s vs %s", what, ct_shape_str(a, sa, sizeof sa),
                              ct_shape_str(b, sb, sizeof sb));
 }
 
 static ct_status k_binary(const ct_kargs *k) {
-    ct_status s = check_arity(k, 2);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s != CT_OK) return s;
     const ct_tview &a = k->in[0], &b = k->in[1], &o = k->out;
     if (!ct_cuda_broadcasts_to(a.shape, o.shape))
@@ -84,146 +64,53 @@ static ct_status k_binary(const ct_kargs *k) {
             binary_bcast<float><<<blocks, CT_CUDA_THREADS, 0, st>>>(k->op, g, a.data, a.dtype, b.data, b.dtype,
                                                                     o.data, o.dtype, o.numel);
     }
-    CT_CUDA_LAUNCHED("binary", "%s over %lld elements", ct_cuda_op_name(k->op), (long long)o.numel);
+    CT_CUDA_LAUNCHED("binary", "%s over %lld elements", ct_op_name(k->op), (long long)o.numel);
     return CT_OK;
 }
 
 // ---------------------------------------------------------------- unary
 
 template <typename C>
-__device__ __forceinline__ C sigmoid_of(C x) {
-    if (x >= (C)0) return (C)1 / ((C)1 + exp(-x));
-    C e = exp(x);
-    return e / ((C)1 + e);
+__global__ void unary_kernel(ct_ew_params a, const void *x, int xdt, void *o, int odt, int64_t n) {
+    CT_GRID_STRIDE(i, n) ct_st<C>(o, odt, i, ct_ew_unary<C>(&a, ct_ld<C>(x, xdt, i)));
 }
 
 template <typename C>
-__device__ __forceinline__ C normal_cdf(C x) {
-    return (C)0.5 * erfc(-x * (C)CT_SQRT1_2);
-}
-
-template <typename C>
-__device__ __forceinline__ C gelu_tanh_inner(C x) {
-    return (C)CT_SQRT_2_OVER_PI * (x + (C)CT_GELU_TANH_C * x * x * x);
-}
-
-// The attributes a unary op reads, passed by value.
-struct unary_attr {
-    int op;
-    double alpha;
-    int approx;
-};
-
-template <typename C>
-__device__ C unary_fn(const unary_attr &a, C x) {
-    switch (a.op) {
-    case CT_OP_NEG: return -x;
-    case CT_OP_SCALE: return (C)a.alpha * x;
-    case CT_OP_EXP: return exp(x);
-    case CT_OP_LOG: return log(x);
-    case CT_OP_SQRT: return sqrt(x);
-    case CT_OP_POW: return pow(x, (C)a.alpha);
-    case CT_OP_ABS: return fabs(x);
-    case CT_OP_RELU: return x != x ? x : (x > (C)0 ? x : (C)0);
-    case CT_OP_LEAKY_RELU: return x > (C)0 ? x : (C)a.alpha * x;
-    case CT_OP_GELU:
-        if (a.approx == CT_GELU_TANH) return (C)0.5 * x * ((C)1 + tanh(gelu_tanh_inner(x)));
-        return x * normal_cdf(x);
-    case CT_OP_TANH: return tanh(x);
-    case CT_OP_SIGMOID: return sigmoid_of(x);
-    case CT_OP_SILU: return x * sigmoid_of(x);
-    default: return (C)NAN;
-    }
-}
-
-template <typename C>
-__device__ C unary_deriv(const unary_attr &a, C x) {
-    switch (a.op) {
-    case CT_OP_NEG: return (C)-1;
-    case CT_OP_SCALE: return (C)a.alpha;
-    case CT_OP_EXP: return exp(x);
-    case CT_OP_LOG: return (C)1 / x;
-    case CT_OP_SQRT: return (C)0.5 / sqrt(x);
-    case CT_OP_POW:
-        if (a.alpha == 0.0) return (C)0;
-        return (C)a.alpha * pow(x, (C)(a.alpha - 1.0));
-    case CT_OP_ABS: return (C)((x > (C)0) - (x < (C)0));
-    case CT_OP_RELU: return x > (C)0 ? (C)1 : (C)0;
-    case CT_OP_LEAKY_RELU: return x > (C)0 ? (C)1 : (C)a.alpha;
-    case CT_OP_GELU:
-        if (a.approx == CT_GELU_TANH) {
-            C t = tanh(gelu_tanh_inner(x));
-            C dinner = (C)CT_SQRT_2_OVER_PI * ((C)1 + (C)3 * (C)CT_GELU_TANH_C * x * x);
-            return (C)0.5 * ((C)1 + t) + (C)0.5 * x * ((C)1 - t * t) * dinner;
-        }
-        return normal_cdf(x) + x * (C)CT_INV_SQRT_2PI * exp((C)-0.5 * x * x);
-    case CT_OP_TANH: {
-        C t = tanh(x);
-        return (C)1 - t * t;
-    }
-    case CT_OP_SIGMOID: {
-        C s = sigmoid_of(x);
-        return s * ((C)1 - s);
-    }
-    case CT_OP_SILU: {
-        C s = sigmoid_of(x);
-        return s * ((C)1 + x * ((C)1 - s));
-    }
-    default: return (C)NAN;
-    }
-}
-
-template <typename C>
-__global__ void unary_kernel(unary_attr a, const void *x, int xdt, void *o, int odt, int64_t n) {
-    CT_GRID_STRIDE(i, n) ct_st<C>(o, odt, i, unary_fn<C>(a, ct_ld<C>(x, xdt, i)));
-}
-
-template <typename C>
-__global__ void unary_grad_kernel(unary_attr a, const void *x, int xdt, const void *dy, int dydt, void *o, int odt,
+__global__ void unary_grad_kernel(ct_ew_params a, const void *x, int xdt, const void *dy, int dydt, void *o, int odt,
                                   int64_t n) {
-    CT_GRID_STRIDE(i, n) ct_st<C>(o, odt, i, ct_ld<C>(dy, dydt, i) * unary_deriv<C>(a, ct_ld<C>(x, xdt, i)));
-}
-
-static bool is_unary(int op) {
-    switch (op) {
-    case CT_OP_NEG: case CT_OP_SCALE: case CT_OP_EXP: case CT_OP_LOG: case CT_OP_SQRT:
-    case CT_OP_POW: case CT_OP_ABS: case CT_OP_RELU: case CT_OP_LEAKY_RELU: case CT_OP_GELU:
-    case CT_OP_TANH: case CT_OP_SIGMOID: case CT_OP_SILU:
-        return true;
-    default:
-        return false;
-    }
+    CT_GRID_STRIDE(i, n) ct_st<C>(o, odt, i, ct_ld<C>(dy, dydt, i) * ct_ew_unary_deriv<C>(&a, ct_ld<C>(x, xdt, i)));
 }
 
 static ct_status k_unary(const ct_kargs *k) {
-    ct_status s = check_arity(k, 1);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
     if (x.numel != o.numel) return shape_error(k, "input and output differ", x.shape, o.shape);
-    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, ct_cuda_op_name(k->op), "no attributes");
+    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, ct_op_name(k->op), "no attributes");
     if (o.numel == 0) return CT_OK;
-    unary_attr a = {k->op, k->attr->alpha, k->attr->approx};
+    ct_ew_params a = ct_ew_params_of(k->op, k->attr);
     cudaStream_t st = ct_cuda_stream(k);
     unsigned blocks = ct_cuda_blocks(o.numel);
     if (ct_cuda_is_f64(o.dtype))
         unary_kernel<double><<<blocks, CT_CUDA_THREADS, 0, st>>>(a, x.data, x.dtype, o.data, o.dtype, o.numel);
     else
         unary_kernel<float><<<blocks, CT_CUDA_THREADS, 0, st>>>(a, x.data, x.dtype, o.data, o.dtype, o.numel);
-    CT_CUDA_LAUNCHED("unary", "%s over %lld elements", ct_cuda_op_name(k->op), (long long)o.numel);
+    CT_CUDA_LAUNCHED("unary", "%s over %lld elements", ct_op_name(k->op), (long long)o.numel);
     return CT_OK;
 }
 
 static ct_status k_unary_grad(const ct_kargs *k) {
-    ct_status s = check_arity(k, 2);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &dy = k->in[1], &o = k->out;
     if (x.numel != o.numel || dy.numel != o.numel) return shape_error(k, "x and dy differ", x.shape, dy.shape);
     if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, "unary_grad", "no attributes");
-    if (!is_unary(k->attr->fwd_op))
-        return ct_cuda_arg_error(CT_ERR_INTERNAL, "unary_grad", "forward op %d (%s) is not unary", k->attr->fwd_op,
-                                 ct_cuda_op_name(k->attr->fwd_op));
+    const int fop = k->attr->fwd_op;
+    if (ct_op_class_of(fop) != CT_OPC_UNARY)
+        return ct_cuda_arg_error(CT_ERR_INTERNAL, "unary_grad", "forward op %d (%s) is not unary", fop,
+                                 ct_op_name(fop) ? ct_op_name(fop) : "?");
     if (o.numel == 0) return CT_OK;
-    unary_attr a = {k->attr->fwd_op, k->attr->alpha, k->attr->approx};
+    ct_ew_params a = ct_ew_params_of(fop, k->attr);
     cudaStream_t st = ct_cuda_stream(k);
     unsigned blocks = ct_cuda_blocks(o.numel);
     if (ct_cuda_is_f64(o.dtype))
@@ -232,7 +119,7 @@ static ct_status k_unary_grad(const ct_kargs *k) {
     else
         unary_grad_kernel<float><<<blocks, CT_CUDA_THREADS, 0, st>>>(a, x.data, x.dtype, dy.data, dy.dtype, o.data,
                                                                      o.dtype, o.numel);
-    CT_CUDA_LAUNCHED("unary_grad", "%s' over %lld elements", ct_cuda_op_name(k->attr->fwd_op), (long long)o.numel);
+    CT_CUDA_LAUNCHED("unary_grad", "%s' over %lld elements", ct_op_name(k->attr->fwd_op), (long long)o.numel);
     return CT_OK;
 }
 
@@ -245,7 +132,7 @@ __global__ void cast_kernel(const void *x, int xdt, void *o, int odt, int64_t n)
 }
 
 static ct_status k_cast(const ct_kargs *k) {
-    ct_status s = check_arity(k, 1);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
     if (x.numel != o.numel) return shape_error(k, "input and output differ", x.shape, o.shape);
@@ -258,7 +145,7 @@ static ct_status k_cast(const ct_kargs *k) {
 }
 
 static ct_status k_copy(const ct_kargs *k) {
-    ct_status s = check_arity(k, 1);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
     if (x.numel != o.numel) return shape_error(k, "input and output differ", x.shape, o.shape);
@@ -283,7 +170,7 @@ __global__ void broadcast_kernel(ct_bcast g, const void *x, int xdt, void *o, in
 }
 
 static ct_status k_broadcast_to(const ct_kargs *k) {
-    ct_status s = check_arity(k, 1);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
     if (!ct_cuda_broadcasts_to(x.shape, o.shape))
@@ -304,14 +191,10 @@ static ct_status k_broadcast_to(const ct_kargs *k) {
 }
 
 void ct_cuda_register_elementwise(ct_kernel_fn *t) {
-    t[CT_OP_ADD] = k_binary;
-    t[CT_OP_SUB] = k_binary;
-    t[CT_OP_MUL] = k_binary;
-    t[CT_OP_DIV] = k_binary;
-    const int unary_ops[] = {CT_OP_NEG, CT_OP_SCALE, CT_OP_EXP,        CT_OP_LOG,  CT_OP_SQRT,
-                             CT_OP_POW, CT_OP_ABS,   CT_OP_RELU,       CT_OP_LEAKY_RELU,
-                             CT_OP_GELU, CT_OP_TANH, CT_OP_SIGMOID,    CT_OP_SILU};
-    for (int op : unary_ops) t[op] = k_unary;
+    for (int op = 0; op < CT_OP_COUNT; op++) {
+        if (ct_op_class_of(op) == CT_OPC_BINARY) t[op] = k_binary;
+        if (ct_op_class_of(op) == CT_OPC_UNARY) t[op] = k_unary;
+    }
     t[CT_OP_UNARY_GRAD] = k_unary_grad;
     t[CT_OP_CAST] = k_cast;
     t[CT_OP_COPY] = k_copy;

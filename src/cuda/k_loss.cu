@@ -84,9 +84,9 @@ static ct_status need_float(const char *op, const char *what, ct_dtype dt) {
 }
 
 static ct_status ce_check(const char *op, const ct_kargs *k, int64_t *n, int64_t *c) {
-    if (k->n_in < 2 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "bad arguments");
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     const ct_tview &lg = k->in[0], &lb = k->in[1];
-    ct_status s;
     if ((s = need_float(op, "logits", lg.dtype)) != CT_OK) return s;
     if ((s = need_float(op, "output", k->out.dtype)) != CT_OK) return s;
     if (lb.dtype != CT_I32) return ct_cuda_arg_error(CT_ERR_DTYPE, op, "labels are %s, need i32", ct_dtype_name(lb.dtype));
@@ -132,7 +132,7 @@ static ct_status k_cross_entropy_grad(const ct_kargs *k) {
     int64_t n = 0, c = 0;
     ct_status s = ce_check("cross_entropy_grad", k, &n, &c);
     if (s != CT_OK) return s;
-    if (k->n_in < 3 || k->in[2].numel != 1)
+    if (k->in[2].numel != 1)
         return ct_cuda_arg_error(CT_ERR_SHAPE, "cross_entropy_grad", "dloss must be a scalar");
     const ct_tview &lg = k->in[0], &dl = k->in[2], &o = k->out;
     if (o.numel != n * c)
@@ -179,9 +179,9 @@ static unsigned pair_blocks(int64_t n) {
 
 static ct_status pair_loss(const ct_kargs *k, bool bce) {
     const char *op = bce ? "bce_with_logits" : "mse";
-    if (k->n_in != 2) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected 2 inputs, got %d", k->n_in);
+    ct_status s = ct_cuda_check_args(k, false);
+    if (s != CT_OK) return s;
     const ct_tview &a = k->in[0], &b = k->in[1], &o = k->out;
-    ct_status s;
     if ((s = need_float(op, "first input", a.dtype)) != CT_OK || (s = need_float(op, "second input", b.dtype)) != CT_OK ||
         (s = need_float(op, "output", o.dtype)) != CT_OK)
         return s;

@@ -103,7 +103,8 @@ static ct_status gemm(cublasHandle_t h, const mm_types &t, bool ta, bool tb, int
 }
 
 static ct_status k_matmul(const ct_kargs *k) {
-    if (k->n_in != 2 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, "matmul", "bad arguments");
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     ct_dtype dt = k->in[0].dtype, odt = k->out.dtype;
     bool mixed = (dt == CT_F16 || dt == CT_BF16) && odt == CT_F32;
     if (k->in[1].dtype != dt || (odt != dt && !mixed) || !ct_dtype_is_float(dt))
@@ -111,7 +112,7 @@ static ct_status k_matmul(const ct_kargs *k) {
                                  "operands %s and %s with output %s (need one float dtype, or F16/BF16 into F32)",
                                  ct_dtype_name(k->in[0].dtype), ct_dtype_name(k->in[1].dtype), ct_dtype_name(odt));
     mm_geom g;
-    ct_status s = mm_resolve(k, &g);
+    s = mm_resolve(k, &g);
     if (s != CT_OK) return s;
     if (g.m == 0 || g.n == 0 || g.batch == 0) return CT_OK;
     cudaStream_t st = ct_cuda_stream(k);

@@ -44,9 +44,9 @@ static ct_status need(bool ok, ct_status s, const char *op, const char *msg) {
 }
 
 static ct_status k_embedding(const ct_kargs *k) {
-    if (k->n_in != 2) return ct_cuda_arg_error(CT_ERR_INTERNAL, "embedding", "expected 2 inputs, got %d", k->n_in);
+    ct_status s = ct_cuda_check_args(k, false);
+    if (s != CT_OK) return s;
     const ct_tview &w = k->in[0], &ix = k->in[1], &o = k->out;
-    ct_status s;
     if ((s = need(ct_dtype_is_float(w.dtype), CT_ERR_DTYPE, "embedding", "weight must be a float dtype")) != CT_OK ||
         (s = need(ix.dtype == CT_I32, CT_ERR_DTYPE, "embedding", "indices must be i32")) != CT_OK ||
         (s = need(w.shape.ndim == 2, CT_ERR_SHAPE, "embedding", "weight must have 2 axes")) != CT_OK)
@@ -238,8 +238,9 @@ __global__ void dropout2d_kernel(const void *x, int xdt, void *o, int odt, int64
 }
 
 static ct_status k_dropout(const ct_kargs *k) {
-    const char *op = ct_cuda_op_name(k->op); // dropout or dropout2d, which shares these checks
-    if (k->n_in != 1 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "bad arguments");
+    const char *op = ct_op_name(k->op); // dropout or dropout2d, which shares these checks
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
     double p = k->attr->alpha;
     if (!ct_dtype_is_float(x.dtype) || x.dtype != o.dtype)

@@ -32,7 +32,7 @@ struct pool_geom {
 // The CPU kernels' checks: x is the forward's input (the output of
 // AVG_POOL2D_GRAD), y the forward's output or dy.
 static ct_status geom_of(const ct_kargs *k, const ct_tview &x, const ct_tview &y, pool_geom *g) {
-    const char *op = ct_cuda_op_name(k->op);
+    const char *op = ct_op_name(k->op);
     if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
     bool ok = ct_dtype_is_float(k->out.dtype);
     for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == k->out.dtype;
@@ -156,15 +156,9 @@ __global__ void avg_pool_grad_kernel(const void *dy, void *dx, int dt, pool_geom
 
 // ---------------------------------------------------------------- launchers
 
-static ct_status need_inputs(const ct_kargs *k, int n) {
-    if (k->n_in == n) return CT_OK;
-    return ct_cuda_arg_error(CT_ERR_INTERNAL, ct_cuda_op_name(k->op), "expected %d input%s, got %d", n,
-                             n == 1 ? "" : "s", k->n_in);
-}
-
 static ct_status k_max_pool2d(const ct_kargs *k) {
     pool_geom g;
-    ct_status s = need_inputs(k, 1);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s == CT_OK) s = geom_of(k, k->in[0], k->out, &g);
     if (s != CT_OK || k->out.numel == 0) return s;
     cudaStream_t st = ct_cuda_stream(k);
@@ -186,7 +180,7 @@ size_t ct_cuda_pool_scratch(const ct_kargs *k) {
 // Inputs: x, dy.
 static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     pool_geom g;
-    ct_status s = need_inputs(k, 2);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s == CT_OK) s = geom_of(k, k->in[0], k->in[1], &g);
     if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &dy = k->in[1], &dx = k->out;
@@ -217,7 +211,7 @@ static double inv_area(const pool_geom &g) { return 1.0 / ((double)g.kh * g.kw);
 
 static ct_status k_avg_pool2d(const ct_kargs *k) {
     pool_geom g;
-    ct_status s = need_inputs(k, 1);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s == CT_OK) s = geom_of(k, k->in[0], k->out, &g);
     if (s != CT_OK || k->out.numel == 0) return s;
     avg_pool_kernel<<<ct_cuda_blocks(k->out.numel), CT_CUDA_THREADS, 0, ct_cuda_stream(k)>>>(
@@ -229,7 +223,7 @@ static ct_status k_avg_pool2d(const ct_kargs *k) {
 // Input: dy; the output dx has x's shape.
 static ct_status k_avg_pool2d_grad(const ct_kargs *k) {
     pool_geom g;
-    ct_status s = need_inputs(k, 1);
+    ct_status s = ct_cuda_check_args(k, false);
     if (s == CT_OK) s = geom_of(k, k->out, k->in[0], &g);
     if (s != CT_OK || k->out.numel == 0) return s;
     avg_pool_grad_kernel<<<ct_cuda_blocks(k->out.numel), CT_CUDA_THREADS, 0, ct_cuda_stream(k)>>>(

@@ -175,10 +175,10 @@ __global__ void col_max_kernel(const void *x, int xdt, int64_t outer, int64_t le
 
 // ---------------------------------------------------------------- host side
 
-static ct_status split(const ct_kargs *k, int n_in, int64_t *outer, int64_t *len, int64_t *inner) {
-    const char *op = ct_cuda_op_name(k->op);
-    if (k->n_in != n_in) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", n_in, k->n_in);
-    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
+static ct_status split(const ct_kargs *k, int64_t *outer, int64_t *len, int64_t *inner) {
+    const char *op = ct_op_name(k->op);
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     const ct_tview &x = k->in[0];
     int axis = k->attr->axis;
     if (axis == CT_AXIS_ALL) {
@@ -197,18 +197,18 @@ static ct_status split(const ct_kargs *k, int n_in, int64_t *outer, int64_t *len
 size_t ct_cuda_reduce_scratch(const ct_kargs *k) {
     if (k->op != CT_OP_SUM && k->op != CT_OP_MEAN) return 0;
     int64_t outer = 0, len = 0, inner = 0;
-    if (split(k, 1, &outer, &len, &inner) != CT_OK || inner != 1) return 0;
+    if (split(k, &outer, &len, &inner) != CT_OK || inner != 1) return 0;
     int64_t parts = parts_for(len);
     return parts > 1 ? (size_t)(outer * parts) * sizeof(double) : 0;
 }
 
 static ct_status k_sum_mean(const ct_kargs *k) {
     int64_t outer = 0, len = 0, inner = 0;
-    ct_status s = split(k, 1, &outer, &len, &inner);
+    ct_status s = split(k, &outer, &len, &inner);
     if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
     if (o.numel != outer * inner)
-        return ct_cuda_arg_error(CT_ERR_SHAPE, ct_cuda_op_name(k->op), "output has %lld elements, expected %lld",
+        return ct_cuda_arg_error(CT_ERR_SHAPE, ct_op_name(k->op), "output has %lld elements, expected %lld",
                                  (long long)o.numel, (long long)(outer * inner));
     if (o.numel == 0) return CT_OK;
     // mean of nothing is 0 * inf = NaN, as 0/0 is on the CPU
@@ -219,7 +219,7 @@ static ct_status k_sum_mean(const ct_kargs *k) {
     if (inner == 1) {
         int64_t parts = parts_for(len);
         if (parts > 1 && !k->scratch)
-            return ct_cuda_arg_error(CT_ERR_INTERNAL, ct_cuda_op_name(k->op), "needs scratch, got none");
+            return ct_cuda_arg_error(CT_ERR_INTERNAL, ct_op_name(k->op), "needs scratch, got none");
         dim3 grid((unsigned)parts, (unsigned)(outer < 65535 ? outer : 65535));
         if (f64)
             row_sum_kernel<double><<<grid, CT_CUDA_THREADS, 0, st>>>(x.data, x.dtype, outer, len, parts, mul,
@@ -253,9 +253,9 @@ static ct_status k_sum_mean(const ct_kargs *k) {
 // MAX (grad false) and MAX_GRAD (grad true) share the arg-max search.
 static ct_status max_common(const ct_kargs *k, bool grad) {
     int64_t outer = 0, len = 0, inner = 0;
-    ct_status s = split(k, grad ? 2 : 1, &outer, &len, &inner);
+    ct_status s = split(k, &outer, &len, &inner);
     if (s != CT_OK) return s;
-    const char *op = ct_cuda_op_name(k->op);
+    const char *op = ct_op_name(k->op);
     const ct_tview &x = k->in[0], &o = k->out;
     const ct_tview *dy = grad ? &k->in[1] : nullptr;
     if (dy && dy->numel != outer * inner)
@@ -352,7 +352,8 @@ __global__ void sum_to_thread_kernel(sum_to_geom g, const void *x, int xdt, void
 }
 
 static ct_status k_sum_to(const ct_kargs *k) {
-    if (k->n_in != 1) return ct_cuda_arg_error(CT_ERR_INTERNAL, "sum_to", "expected 1 input, got %d", k->n_in);
+    ct_status s = ct_cuda_check_args(k, false);
+    if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
     sum_to_geom g = {};
     g.nd = x.shape.ndim > o.shape.ndim ? x.shape.ndim : o.shape.ndim;

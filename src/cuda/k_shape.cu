@@ -15,8 +15,8 @@ static ct_status check_dtype(const char *op, const ct_tview &in, const ct_tview 
 }
 
 static ct_status k_reshape(const ct_kargs *k) {
-    if (k->n_in != 1) return ct_cuda_arg_error(CT_ERR_INTERNAL, "reshape", "expected 1 input, got %d", k->n_in);
-    ct_status s = check_dtype("reshape", k->in[0], k->out);
+    ct_status s = ct_cuda_check_args(k, false);
+    if (s == CT_OK) s = check_dtype("reshape", k->in[0], k->out);
     if (s != CT_OK) return s;
     if (k->in[0].numel != k->out.numel)
         return ct_cuda_arg_error(CT_ERR_SHAPE, "reshape", "input has %lld elements, output %lld",
@@ -47,9 +47,10 @@ __global__ void permute_kernel(perm_geom g, const T *x, T *o, int64_t n) {
 }
 
 static ct_status k_permute(const ct_kargs *k) {
-    if (k->n_in != 1 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, "permute", "bad arguments");
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     const ct_tview &x = k->in[0], &o = k->out;
-    ct_status s = check_dtype("permute", x, o);
+    s = check_dtype("permute", x, o);
     if (s != CT_OK) return s;
     const int *perm = k->attr->perm;
     int nd = x.shape.ndim;
@@ -172,9 +173,10 @@ static ct_status slice_geom(const char *op, const ct_kargs *k, const ct_shape &b
 }
 
 static ct_status k_slice(const ct_kargs *k) {
-    if (k->n_in != 1 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, "slice", "bad arguments");
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     const ct_tview &x = k->in[0];
-    ct_status s = check_dtype("slice", x, k->out);
+    s = check_dtype("slice", x, k->out);
     if (s != CT_OK) return s;
     int64_t outer = 0, blen = 0, slen = 0, inner = 0;
     if ((s = slice_geom("slice", k, x.shape, k->out.shape, &outer, &blen, &slen, &inner)) != CT_OK) return s;
@@ -187,9 +189,10 @@ static ct_status k_slice(const ct_kargs *k) {
 }
 
 static ct_status k_slice_grad(const ct_kargs *k) {
-    if (k->n_in != 1 || !k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, "slice_grad", "bad arguments");
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     const ct_tview &dy = k->in[0];
-    ct_status s = check_dtype("slice_grad", dy, k->out);
+    s = check_dtype("slice_grad", dy, k->out);
     if (s != CT_OK) return s;
     int64_t outer = 0, blen = 0, slen = 0, inner = 0;
     if ((s = slice_geom("slice_grad", k, k->out.shape, dy.shape, &outer, &blen, &slen, &inner)) != CT_OK) return s;

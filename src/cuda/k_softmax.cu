@@ -84,16 +84,16 @@ __global__ void softmax_grad_cols(const void *y, int ydt, const void *dy, int dy
     }
 }
 
-static ct_status split(const ct_kargs *k, int n_in, int64_t *outer, int64_t *len, int64_t *inner) {
-    const char *op = ct_cuda_op_name(k->op);
-    if (k->n_in != n_in) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", n_in, k->n_in);
-    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
+static ct_status split(const ct_kargs *k, int64_t *outer, int64_t *len, int64_t *inner) {
+    const char *op = ct_op_name(k->op);
+    ct_status s = ct_cuda_check_args(k, true);
+    if (s != CT_OK) return s;
     const ct_tview &x = k->in[0];
     int axis = k->attr->axis;
     if (axis < 0 || axis >= x.shape.ndim)
         return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "axis %d out of range for %d dims", axis, x.shape.ndim);
     ct_cuda_axis_split(x.shape, axis, outer, len, inner);
-    for (int j = 1; j < n_in; j++)
+    for (int j = 1; j < k->n_in; j++)
         if (k->in[j].numel != x.numel)
             return ct_cuda_arg_error(CT_ERR_SHAPE, op, "input %d has %lld elements, expected %lld", j,
                                      (long long)k->in[j].numel, (long long)x.numel);
@@ -106,7 +106,7 @@ static ct_status split(const ct_kargs *k, int n_in, int64_t *outer, int64_t *len
 
 static ct_status softmax_fwd(const ct_kargs *k) {
     int64_t outer = 0, len = 0, inner = 0;
-    ct_status s = split(k, 1, &outer, &len, &inner);
+    ct_status s = split(k, &outer, &len, &inner);
     if (s != CT_OK) return s;
     if (k->out.numel == 0) return CT_OK;
     const ct_tview &x = k->in[0], &o = k->out;
@@ -127,14 +127,14 @@ static ct_status softmax_fwd(const ct_kargs *k) {
             softmax_cols<float><<<b, CT_CUDA_THREADS, 0, st>>>(x.data, x.dtype, o.data, o.dtype, outer, len, inner,
                                                                log_form);
     }
-    CT_CUDA_LAUNCHED("softmax", "%s over [%lld, %lld, %lld]", ct_cuda_op_name(k->op), (long long)outer, (long long)len,
+    CT_CUDA_LAUNCHED("softmax", "%s over [%lld, %lld, %lld]", ct_op_name(k->op), (long long)outer, (long long)len,
                      (long long)inner);
     return CT_OK;
 }
 
 static ct_status softmax_bwd(const ct_kargs *k) {
     int64_t outer = 0, len = 0, inner = 0;
-    ct_status s = split(k, 2, &outer, &len, &inner);
+    ct_status s = split(k, &outer, &len, &inner);
     if (s != CT_OK) return s;
     if (k->out.numel == 0) return CT_OK;
     const ct_tview &y = k->in[0], &dy = k->in[1], &o = k->out;
@@ -157,7 +157,7 @@ static ct_status softmax_bwd(const ct_kargs *k) {
             softmax_grad_cols<float><<<b, CT_CUDA_THREADS, 0, st>>>(y.data, y.dtype, dy.data, dy.dtype, o.data, o.dtype,
                                                                     outer, len, inner, log_form);
     }
-    CT_CUDA_LAUNCHED("softmax_grad", "%s over [%lld, %lld, %lld]", ct_cuda_op_name(k->op), (long long)outer,
+    CT_CUDA_LAUNCHED("softmax_grad", "%s over [%lld, %lld, %lld]", ct_op_name(k->op), (long long)outer,
                      (long long)len, (long long)inner);
     return CT_OK;
 }

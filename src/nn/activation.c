@@ -5,14 +5,15 @@
 #include "ctrain/ops.h"
 #include "nn/nn_internal.h"
 
-#define VALID_KINDS "relu, leaky_relu, gelu, gelu_tanh, tanh, sigmoid, silu, identity"
+#define VALID_KINDS "relu, leaky_relu, gelu, gelu_tanh, tanh, sigmoid, silu, softplus, identity"
 
 typedef enum act {
-    ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_GELU_TANH, ACT_TANH, ACT_SIGMOID, ACT_SILU, ACT_IDENTITY, ACT_NONE
+    ACT_RELU, ACT_LEAKY_RELU, ACT_GELU, ACT_GELU_TANH, ACT_TANH, ACT_SIGMOID, ACT_SILU, ACT_SOFTPLUS, ACT_IDENTITY,
+    ACT_NONE
 } act;
 
 static const char *const act_names[ACT_NONE] = {
-    "relu", "leaky_relu", "gelu", "gelu_tanh", "tanh", "sigmoid", "silu", "identity",
+    "relu", "leaky_relu", "gelu", "gelu_tanh", "tanh", "sigmoid", "silu", "softplus", "identity",
 };
 
 static act act_of(const char *kind) {
@@ -41,6 +42,7 @@ ct_node ct_activation(ct_graph *g, ct_node x, const char *kind) {
     case ACT_TANH: return ct_tanh(g, x);
     case ACT_SIGMOID: return ct_sigmoid(g, x);
     case ACT_SILU: return ct_silu(g, x);
+    case ACT_SOFTPLUS: return ct_softplus(g, x, 1.0, 20.0); /* torch.nn.Softplus's defaults */
     case ACT_IDENTITY:
         /* x itself, but an integer x is refused as the other kinds refuse it */
         if (!ct_dtype_is_float(g->nodes[x].dtype))
