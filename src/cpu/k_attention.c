@@ -46,7 +46,8 @@ size_t ct_cpu_attention_scratch(const ct_kargs *k) {
  * the first input of four axes; fills a. */
 static ct_status att_args(const ct_kargs *k, const char *op, int n_in, att *a) {
     if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
-    if (k->n_in != n_in) return ct_error(CT_ERR_INTERNAL, "cpu %s: expected %d inputs, got %d", op, n_in, k->n_in);
+    ct_status st = ct_op_check_inputs("cpu", k->op, k->n_in); /* the arity of op_list.h */
+    if (st != CT_OK) return st;
     const ct_shape *s = &k->in[0].shape;
     if (s->ndim != 4) return ct_error(CT_ERR_SHAPE, "cpu %s: q has %d axes, need [B, H, T, D]", op, s->ndim);
     static const char *const names[5] = {"q", "k", "v", "dy", "output"};

@@ -360,8 +360,8 @@ static ct_status att_launch(F *fn, int kind, const att_args &a, size_t csize, cu
 
 // The checks both kernels start with (the CPU's, as cuda errors); fills a.
 static ct_status att_args_of(const ct_kargs *k, const char *op, int n_in, att_args *a) {
-    if (!k->attr) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "no attributes");
-    if (k->n_in != n_in) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "expected %d inputs, got %d", n_in, k->n_in);
+    ct_status st = ct_cuda_check_args(k, true); // attributes, and the arity of op_list.h
+    if (st != CT_OK) return st;
     const ct_shape &s = k->in[0].shape;
     if (s.ndim != 4) return ct_cuda_arg_error(CT_ERR_SHAPE, op, "q has %d axes, need [B, H, T, D]", s.ndim);
     static const char *const names[5] = {"q", "k", "v", "dy", "output"};
