@@ -40,7 +40,9 @@ def rate(r):
     if r.get("status") != "ok":
         return None, ""
     if r["kind"] == "model":
-        return r.get("samples_per_s"), "samples/s"
+        # A language model's samples are tokens (records before the GPT
+        # workloads have no sample_unit: their samples are samples).
+        return r.get("samples_per_s"), f"{r.get('sample_unit') or 'samples'}/s"
     if r["metric"] == "flops":
         return r.get("gflops"), "GFLOP/s"
     return r.get("gbps"), "GB/s"

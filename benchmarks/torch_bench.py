@@ -8,8 +8,8 @@ GPU and by the monotonic clock on the CPU; median and spread), written to a JSON
 as `ctrain bench --json`, so that benchmarks/compare.py can put the two side
 by side. Each workload runs eagerly and, where it works, under torch.compile.
 
-The sizes below mirror tools/bench_model.c, bench_cnn.c, bench_matmul.c,
-bench_micro.c and bench_peak.c: a change there must be made here too
+The sizes below mirror tools/bench_model.c, bench_cnn.c, bench_gpt.c,
+bench_matmul.c, bench_micro.c and bench_peak.c: a change there must be made here too
 (compare.py refuses to compare rows whose configurations differ). In fp16 and
 bf16 the model workloads run under torch.autocast on the same device, with a
 GradScaler for fp16, as ctrain's mixed-precision step.
@@ -28,11 +28,13 @@ import sys
 import time
 import warnings
 
+from torch_gpt import GPT2_CPU_REFUSAL, GPTS, gpt_describe, gpt_flops_per_sequence, gpt_shape, make_gpt
+
 SCHEMA = "ctrain-bench/1"
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-WORKLOADS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "matmul-square", "matmul-skinny", "matmul-tall",
-             "optim-sgd", "optim-adamw", "softmax-xent")
-MODELS = ("mlp-mnist", "mlp-wide", "cnn-mnist")
+WORKLOADS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "matmul-square", "matmul-skinny",
+             "matmul-tall", "optim-sgd", "optim-adamw", "softmax-xent")
+MODELS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m")
 KINDS = {w: ("model" if w in MODELS else "micro") for w in WORKLOADS}
 
 # {M, K, N} per device, as in tools/bench_matmul.c.
@@ -228,41 +230,38 @@ def optimizer_state_bytes(opt):
                for st in opt.state.values())
 
 
-def make_adamw(torch, params, lr, wd, groups=None):
+def make_adamw(torch, params, lr, wd, groups=None, betas=(0.9, 0.999)):
     """Fused where this PyTorch has it on the device: ctrain's update is one
     fused pass too."""
-    kw = dict(lr=lr, weight_decay=wd)
+    kw = dict(lr=lr, weight_decay=wd, betas=betas)
     try:
         return torch.optim.AdamW(groups or params, fused=True, **kw), "fused"
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.AdamW(groups or params, foreach=True, **kw), "foreach"
 
 
-def setup_model(torch, name, a, dev, variant):
-    check_precision(a, dev)
-    F = torch.nn.functional
-    model, sample, desc, flops = build_model(torch, name, a, dev)
-    batch = a.batch_size or (8 if a.quick else 256 if name == "mlp-wide" else 128)
-    model = model.to(dev)
-    # As ctrain: decay the weight matrices, not the biases.
-    groups = [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": 0.01},
-              {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
-    opt, how = make_adamw(torch, None, 1e-3, 0.01, groups)
-    g = torch.Generator().manual_seed(a.seed)
-    xs = torch.randn(4, batch, *sample, generator=g)
-    ys = torch.randint(0, 10, (4, batch), generator=g)
+def decay_groups(model, wd):
+    """As ctrain's AdamW (and nanoGPT's configure_optimizers): decay the
+    parameters of two or more dimensions, not the biases and norm weights.
+    model.parameters() lists a tied weight once."""
+    return [{"params": [p for p in model.parameters() if p.dim() >= 2], "weight_decay": wd},
+            {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def training_step(torch, a, dev, variant, model, opt, loss_fn, xs, ys):
+    """One training step as ctrain's bench_model_step: copy batch k of the
+    pool xs/ys ([4, ...] in host memory) to the device, forward and loss
+    (compiled for the compile variant), backward, optimizer update. Returns
+    step, check and the note's precision part; runs one step first so the
+    optimizer's state exists and can be counted."""
     # ctrain's upload copies the batch into pinned memory and queues the DMA
     # without waiting; a copy from pageable memory would make the host wait
     # for the GPU every step, and the idle GPU would be timed.
     cuda = dev.type == "cuda"
     if cuda:
         xs, ys = xs.pin_memory(), ys.pin_memory()
-    x = torch.empty(batch, *sample, device=dev)
-    y = torch.empty(batch, dtype=torch.long, device=dev)
-
-    def loss_fn(x, y):
-        return F.cross_entropy(model(x), y)
-
+    x = torch.empty(xs.shape[1:], dtype=xs.dtype, device=dev)
+    y = torch.empty(ys.shape[1:], dtype=ys.dtype, device=dev)
     fn = torch.compile(loss_fn) if variant == "compile" else loss_fn
     # Mixed precision as ctrain's: autocast for the forward pass and the loss,
     # FP32 master weights, and for fp16 GradScaler's dynamic loss scale.
@@ -297,8 +296,26 @@ def setup_model(torch, name, a, dev, variant):
             raise
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise Unsupported(f"PyTorch {torch.__version__} refuses {a.precision} autocast on {dev.type}: {msg}")
-    params = list(model.parameters())
-    pbytes = tensor_bytes(params)
+    note = (f"; autocast {a.precision}" if half is not None else "") + ("; GradScaler" if scaler else "")
+    return step, check, note
+
+
+def setup_model(torch, name, a, dev, variant):
+    check_precision(a, dev)
+    F = torch.nn.functional
+    model, sample, desc, flops = build_model(torch, name, a, dev)
+    batch = a.batch_size or (8 if a.quick else 256 if name == "mlp-wide" else 128)
+    model = model.to(dev)
+    opt, how = make_adamw(torch, None, 1e-3, 0.01, decay_groups(model, 0.01))
+    g = torch.Generator().manual_seed(a.seed)
+    xs = torch.randn(4, batch, *sample, generator=g)
+    ys = torch.randint(0, 10, (4, batch), generator=g)
+
+    def loss_fn(x, y):
+        return F.cross_entropy(model(x), y)
+
+    step, check, note = training_step(torch, a, dev, variant, model, opt, loss_fn, xs, ys)
+    pbytes = tensor_bytes(list(model.parameters()))
     info = {
         "config": f"{desc} adamw",
         "batch_size": batch,
@@ -306,8 +323,44 @@ def setup_model(torch, name, a, dev, variant):
         "flops_per_step": flops * batch,
         "bytes_per_step": None,
         "metric": "flops",
-        "note": f"AdamW {how}" + (f"; autocast {a.precision}" if half is not None else "")
-                + ("; GradScaler" if scaler else ""),
+        "note": f"AdamW {how}" + note,
+        "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
+    }
+    return step, check, info
+
+
+def setup_gpt(torch, name, a, dev, variant):
+    """gpt-char and gpt2-124m (torch_gpt.py, tools/bench_gpt.c): a training
+    step on random tokens, the loss the mean over all B x T positions; rates
+    in tokens."""
+    check_precision(a, dev)
+    if name == "gpt2-124m" and dev.type == "cpu" and not a.quick:
+        raise Unsupported(GPT2_CPU_REFUSAL)
+    F = torch.nn.functional
+    shape = gpt_shape(name, a.quick)
+    T, V = shape[3], shape[4]
+    batch = a.batch_size or (8 if a.quick else GPTS[name]["batch"])
+    model = make_gpt(torch, shape).to(dev)
+    lr, betas, wd = GPTS[name]["adamw"]
+    opt, how = make_adamw(torch, None, lr, wd, decay_groups(model, wd), betas)
+    g = torch.Generator().manual_seed(a.seed)
+    xs = torch.randint(0, V, (4, batch, T), generator=g)
+    ys = torch.randint(0, V, (4, batch, T), generator=g)
+
+    def loss_fn(x, y):
+        return F.cross_entropy(model(x).view(-1, V), y.view(-1))
+
+    step, check, note = training_step(torch, a, dev, variant, model, opt, loss_fn, xs, ys)
+    pbytes = tensor_bytes(list(model.parameters()))
+    info = {
+        "config": f"{gpt_describe(shape)} adamw",
+        "batch_size": batch,
+        "samples_per_step": batch * T,
+        "sample_unit": "tokens",
+        "flops_per_step": gpt_flops_per_sequence(shape) * batch,
+        "bytes_per_step": None,
+        "metric": "flops",
+        "note": f"AdamW {how}" + note,
         "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
     }
     return step, check, info
@@ -427,6 +480,7 @@ def setup_xent(torch, name, a, dev, variant):
 
 
 SETUP = {"mlp-mnist": setup_model, "mlp-wide": setup_model, "cnn-mnist": setup_model,
+         "gpt-char": setup_gpt, "gpt2-124m": setup_gpt,
          "matmul-square": setup_matmul, "matmul-skinny": setup_matmul, "matmul-tall": setup_matmul,
          "optim-sgd": setup_optim, "optim-adamw": setup_optim, "softmax-xent": setup_xent}
 
@@ -521,6 +575,8 @@ def run_one(torch, name, a, dev, variant, peak):
              bytes_per_step=info["bytes_per_step"], metric=info["metric"], step_seconds=t,
              steps_per_s=rate)
     r["samples_per_s"] = info["samples_per_step"] * rate if info["samples_per_step"] else None
+    r["sample_unit"] = info.get("sample_unit", "samples") if info["samples_per_step"] else None
+    r["tokens_per_s"] = r["samples_per_s"] if r["sample_unit"] == "tokens" else None
     r["gflops"] = info["flops_per_step"] * rate / 1e9 if info["flops_per_step"] else None
     r["gbps"] = info["bytes_per_step"] * rate / 1e9 if info["bytes_per_step"] else None
     key = "gflops" if info["metric"] == "flops" else "gbps"
@@ -549,7 +605,9 @@ def print_row(r, peak):
     ach = f"{r['gflops']:.1f} GFLOP/s" if r["metric"] == "flops" else f"{r['gbps']:.2f} GB/s"
     frac = f"{100 * r['peak_fraction']:.0f}%" if r.get("peak_fraction") else "-"
     samples = rate_str(r["samples_per_s"]) if r.get("samples_per_s") else "-"
-    print(f"{name:<24} {r['config']:<24} {spread:>27} {rate_str(r['steps_per_s']):>9} {samples:>10} "
+    if r.get("sample_unit") == "tokens":
+        samples += " tok"
+    print(f"{name:<24} {r['config']:<30} {spread:>27} {rate_str(r['steps_per_s']):>9} {samples:>10} "
           f"{ach:>15} {frac:>6}", flush=True)
 
 

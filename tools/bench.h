@@ -56,6 +56,10 @@ typedef struct bench_setup {
     char config[128];       /* sizes, readable: "784-1024-1024-10 adamw" */
     long batch_size;        /* 0 where a batch means nothing */
     double samples_per_step; /* 0 likewise */
+    /* What a sample is: NULL for "samples"; "tokens" for a language model,
+     * whose samples_per_step is batch x sequence length (every position
+     * is one prediction with its own loss term). */
+    const char *sample_unit;
     double flops_per_step;  /* counted analytically (benchmarks/README.md) */
     double bytes_per_step;  /* the minimum traffic a step must make */
     bench_metric metric;    /* which of the two the step is bound by */
@@ -91,25 +95,39 @@ const bench_workload *bench_workload_find(const char *name);
 
 /* ---- workloads (bench_model.c, bench_matmul.c, bench_micro.c) ------------ */
 
-/* A classifier trained by AdamW: a model builder adds its layers to x. */
+/* A classifier or a language model trained by AdamW: a model builder adds
+ * its layers to x. */
 typedef struct bench_model {
-    /* The input of one batch: creates the graph input "x" and returns it. */
+    /* The input of one batch: creates the graph input "x" and returns it
+     * (F32 features, or I32 token ids [batch, T] for a language model). */
     ct_node (*input)(ct_graph *g, long batch, const bench_opts *o);
-    /* The layers from x to the logits [batch, classes]. */
+    /* The layers from x to the logits [batch, classes], or [batch, T,
+     * classes] for a language model. */
     ct_node (*build)(ct_graph *g, ct_node x, const bench_opts *o);
-    /* Floating-point operations of one training step per sample: the
-     * forward and backward passes, counted from the layer sizes. */
+    /* Floating-point operations of one training step per sample (per
+     * sequence for a language model): the forward and backward passes,
+     * counted from the layer sizes. */
     double (*flops_per_sample)(const bench_opts *o);
     /* The sizes, for the report. */
     void (*describe)(const bench_opts *o, char *buf, size_t cap);
-    int classes;
+    int classes;         /* the vocabulary of a language model */
     long default_batch;
     /* What fp16/bf16 leave in F32 in this model, for the report, or NULL. */
     const char *half_note;
+    /* Optional (NULL for a classifier): the sequence length T of a language
+     * model, whose labels are the next tokens [batch, T] and whose loss is
+     * the mean over all batch x T positions; its rates count tokens. */
+    long (*seq_len)(const bench_opts *o);
+    /* Optional: why this model cannot run with these options (a static
+     * string), beyond what every model shares, or NULL. */
+    const char *(*refuse)(const bench_opts *o);
+    /* Optional: the AdamW settings; NULL: lr 1e-3, weight decay 0.01. */
+    const ct_optim_opts *optim;
 } bench_model;
 
 extern const bench_model bench_model_mlp_mnist, bench_model_mlp_wide;
 extern const bench_model bench_model_cnn_mnist; /* bench_cnn.c */
+extern const bench_model bench_model_gpt_char, bench_model_gpt2_124m; /* bench_gpt.c */
 const char *bench_model_unsupported(const bench_workload *w, const bench_opts *o);
 ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out);
 ct_status bench_model_step(void *state);

@@ -76,6 +76,7 @@ static void cnn_describe(const bench_opts *o, char *buf, size_t cap) {
 }
 
 const bench_model bench_model_cnn_mnist = {
-    cnn_input, cnn_build, cnn_flops, cnn_describe, CLASSES, 128,
-    NULL, /* the precision policy casts convolutions as it does matrix products */
+    .input = cnn_input, .build = cnn_build, .flops_per_sample = cnn_flops, .describe = cnn_describe,
+    .classes = CLASSES, .default_batch = 128,
+    .half_note = NULL, /* the precision policy casts convolutions as it does matrix products */
 };

@@ -82,6 +82,10 @@ static cJSON *result_json(const bench_result *r, const bench_opts *o, const benc
     cJSON_AddStringToObject(j, "config", s->config);
     add_positive(j, "batch_size", (double)s->batch_size);
     add_positive(j, "samples_per_step", s->samples_per_step);
+    if (s->samples_per_step > 0)
+        cJSON_AddStringToObject(j, "sample_unit", s->sample_unit ? s->sample_unit : "samples");
+    else
+        cJSON_AddNullToObject(j, "sample_unit");
     add_positive(j, "flops_per_step", s->flops_per_step);
     add_positive(j, "bytes_per_step", s->bytes_per_step);
     cJSON_AddStringToObject(j, "metric", s->metric == BENCH_METRIC_FLOPS ? "flops" : "bytes");
@@ -96,6 +100,10 @@ static cJSON *result_json(const bench_result *r, const bench_opts *o, const benc
     cJSON_AddStringToObject(t, "timer", r->stats.timer ? r->stats.timer : "unknown");
     cJSON_AddNumberToObject(j, "steps_per_s", bench_steps_per_s(r));
     add_positive(j, "samples_per_s", bench_samples_per_s(r));
+    /* A language model's samples are its tokens: the rate it is judged by,
+     * under its own name too (null for the other workloads). */
+    bool tokens = s->sample_unit && strcmp(s->sample_unit, "tokens") == 0;
+    add_positive(j, "tokens_per_s", tokens ? bench_samples_per_s(r) : 0.0);
     add_positive(j, "gflops", bench_gflops(r));
     add_positive(j, "gbps", bench_gbps(r));
     add_positive(j, "peak_fraction", bench_peak_fraction(r, peak));

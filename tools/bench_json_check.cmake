@@ -1,14 +1,17 @@
 # Runs `ctrain bench` with ARGS plus --json, and checks the record it writes:
 # valid JSON (CMake's own strict parser), the schema's top-level fields, one
-# result for each workload of `ctrain bench --list`, and for each result that
-# ran, figures that make sense (positive rates, min <= median <= max) and
-# the timer that measured them (CUDA events on a GPU, the monotonic clock on
-# the CPU).
+# result for each workload of `ctrain bench --list` (or N_RESULTS), and for
+# each result that ran, figures that make sense (positive rates, min <=
+# median <= max), the timer that measured them (CUDA events on a GPU, the
+# monotonic clock on the CPU) and a language model's tokens per step and
+# tokens/s.
 #
 #   PROGRAM  the ctrain executable
 #   ARGS     arguments, separated by spaces
 #   JSON     where the record goes
 #   STATUS   regex every result's status must match (default "ok")
+#   N_RESULTS  how many results (default: one per workload of --list, as
+#              --workload all gives)
 #
 # Run as: cmake -DPROGRAM=... -DARGS=... -DJSON=... -P bench_json_check.cmake
 
@@ -80,6 +83,9 @@ json_get(v peak timer)
 expect(peak.timer "${v}" "^${timer}$")
 
 string(JSON n LENGTH "${text}" results)
+if(DEFINED N_RESULTS)
+  set(n_workloads ${N_RESULTS})
+endif()
 if(NOT n EQUAL n_workloads)
   message(FATAL_ERROR "${JSON}: ${n} results for ${n_workloads} workloads")
 endif()
@@ -115,5 +121,17 @@ foreach(i RANGE ${last})
   expect_positive("${name} peak_fraction" "${v}")
   json_get(v results ${i} memory device_total)
   expect_positive("${name} memory" "${v}")
+  # A language model counts tokens: batch x T of them per step, and its
+  # tokens/s under that name too.
+  json_get(unit results ${i} sample_unit)
+  if(unit STREQUAL "tokens")
+    json_get(v results ${i} tokens_per_s)
+    expect_positive("${name} tokens_per_s" "${v}")
+    json_get(per_step results ${i} samples_per_step)
+    json_get(batch results ${i} batch_size)
+    if(NOT per_step GREATER batch)
+      message(FATAL_ERROR "${JSON}: ${name}: ${per_step} tokens per step for a batch of ${batch} sequences")
+    endif()
+  endif()
 endforeach()
 message(STATUS "${JSON}: ${n} results, valid")

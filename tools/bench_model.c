@@ -1,5 +1,7 @@
-/* Model workloads: one training step of a classifier, as `ctrain train`
- * runs it - copy a batch from host memory, forward, backward, AdamW update.
+/* Model workloads: one training step of a classifier or a language model,
+ * as `ctrain train` runs it - copy a batch from host memory, forward,
+ * backward, AdamW update. (A language model's labels are a token per
+ * position and its rates count tokens; bench_gpt.c.)
  * In fp16 and bf16 the step is the trainer's mixed-precision step: the
  * graph is built under that precision policy (half-precision operands for
  * the matrix products, F32 accumulation and master weights), and fp16 adds
@@ -106,8 +108,10 @@ static void mlp_describe(const mlp_dims *m, char *buf, size_t cap) {
         mlp_dims m = dims(o);                                                                          \
         mlp_describe(&m, buf, cap);                                                                    \
     }                                                                                                  \
-    const bench_model bench_model_##prefix = {prefix##_input, prefix##_build, prefix##_flops,         \
-                                              prefix##_describe, 10, batch, NULL};
+    const bench_model bench_model_##prefix = {.input = prefix##_input, .build = prefix##_build,       \
+                                              .flops_per_sample = prefix##_flops,                      \
+                                              .describe = prefix##_describe, .classes = 10,            \
+                                              .default_batch = batch};
 
 MLP_MODEL(mlp_mnist, mnist_dims, 128)
 MLP_MODEL(mlp_wide, wide_dims, 256)
@@ -123,12 +127,14 @@ typedef struct model_state {
     void *xs;            /* POOL batches of inputs, host memory */
     int32_t *ys;         /* POOL batches of labels */
     size_t x_bytes, y_count;
+    double lr;
     int next;
 } model_state;
 
 const char *bench_model_unsupported(const bench_workload *w, const bench_opts *o) {
-    (void)w;
-    return bench_precision_unsupported(o);
+    const bench_model *m = w->params;
+    const char *why = bench_precision_unsupported(o);
+    return why || !m->refuse ? why : m->refuse(o);
 }
 
 void bench_model_teardown(void *state) {
@@ -175,45 +181,44 @@ static void describe_precision(const bench_model *m, const bench_opts *o, char *
     }
 }
 
-ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out) {
-    const bench_model *m = w->params;
-    long batch = o->batch_size ? o->batch_size : o->quick ? 8 : m->default_batch;
-    model_state *s = calloc(1, sizeof *s);
-    if (!s) return bench_oom(sizeof *s);
-    if (!(s->g = ct_graph_new())) return fail(s, bench_oom(0));
-    ct_graph_set_seed(s->g, o->seed);
-    ct_status st = set_precision(s->g, o);
-    if (st != CT_OK) return fail(s, st);
+/* Inputs, labels and the loss. A classifier's labels are [batch]; a
+ * language model's are the next tokens, [batch, T], and its loss is the
+ * mean over every position, as nanoGPT's: logits [batch, T, V] and labels
+ * are flattened to batch x T rows first. */
+static ct_status build_loss(model_state *s, const bench_model *m, long batch, long seq, const bench_opts *o) {
     s->x = m->input(s->g, batch, o);
-    s->y = ct_input(s->g, "y", CT_I32, (ct_shape){1, {batch}});
-    ct_node logits = m->build(s->g, s->x, o);
-    s->loss = ct_cross_entropy(s->g, logits, s->y, 0.0);
-    if (ct_graph_status(s->g) != CT_OK) return fail(s, ct_graph_status(s->g));
-    /* Loss scaling as the trainer's default: dynamic for fp16; bf16 has
-     * F32's exponent range and needs none. */
-    bool scaled = o->precision == BENCH_FP16;
-    st = scaled ? ct_graph_backward_scaled(s->g, s->loss) : ct_graph_backward(s->g, s->loss);
-    if (st != CT_OK) return fail(s, st);
-    ct_compile_opts co = {.device = o->device, .outputs = &s->loss, .n_outputs = 1, .grads = true};
-    if (!(s->p = ct_compile(s->g, &co))) return fail(s, ct_last_status());
-    ct_optim_opts oo = {.kind = CT_OPTIM_ADAMW, .lr = ADAMW_LR, .weight_decay = 0.01};
-    if (!(s->opt = ct_optimizer_new(s->g, s->p, &oo))) return fail(s, ct_last_status());
-    if (scaled && !(s->scaler = ct_scaler_new(s->p, &(ct_scaler_opts){.mode = CT_LOSS_SCALE_DYNAMIC})))
-        return fail(s, ct_last_status());
+    s->y = ct_input(s->g, "y", CT_I32, seq ? (ct_shape){2, {batch, seq}} : (ct_shape){1, {batch}});
+    ct_node logits = m->build(s->g, s->x, o), y = s->y;
+    if (seq) {
+        logits = ct_reshape(s->g, logits, (ct_shape){2, {(int64_t)batch * seq, m->classes}});
+        y = ct_reshape(s->g, y, (ct_shape){1, {(int64_t)batch * seq}});
+    }
+    s->loss = ct_cross_entropy(s->g, logits, y, 0.0);
+    return ct_graph_status(s->g);
+}
 
-    ct_shape xs = ct_node_shape(s->g, s->x);
-    size_t x_numel = (size_t)ct_shape_numel(xs);
-    s->x_bytes = x_numel * ct_dtype_size(ct_node_dtype(s->g, s->x));
-    s->y_count = (size_t)batch;
-    s->xs = bench_random_values(o->seed, 1, POOL * x_numel, ct_node_dtype(s->g, s->x));
+/* POOL batches of synthetic data: standard normal features, or token ids
+ * uniform over the vocabulary where the input is I32; uniform labels. */
+static ct_status make_data(model_state *s, const bench_model *m, const bench_opts *o) {
+    size_t x_numel = (size_t)ct_shape_numel(ct_node_shape(s->g, s->x));
+    ct_dtype xdt = ct_node_dtype(s->g, s->x);
+    s->x_bytes = x_numel * ct_dtype_size(xdt);
+    s->y_count = (size_t)ct_shape_numel(ct_node_shape(s->g, s->y));
+    s->xs = xdt == CT_I32 ? (void *)bench_random_labels(o->seed, 1, POOL * x_numel, m->classes)
+                          : bench_random_values(o->seed, 1, POOL * x_numel, xdt);
     s->ys = bench_random_labels(o->seed, 2, POOL * s->y_count, m->classes);
-    if (!s->xs || !s->ys) return fail(s, CT_ERR_OOM);
+    return s->xs && s->ys ? CT_OK : CT_ERR_OOM;
+}
 
+/* The figures of the report: sizes, work per step, memory. */
+static void describe_setup(const model_state *s, const bench_model *m, long batch, long seq, const bench_opts *o,
+                           bench_setup *out) {
     m->describe(o, out->config, sizeof out->config);
     size_t len = strlen(out->config);
     snprintf(out->config + len, sizeof out->config - len, " adamw");
     out->batch_size = batch;
-    out->samples_per_step = (double)batch;
+    out->samples_per_step = (double)batch * (double)(seq ? seq : 1);
+    out->sample_unit = seq ? "tokens" : NULL;
     out->flops_per_step = m->flops_per_sample(o) * (double)batch;
     out->metric = BENCH_METRIC_FLOPS;
     describe_precision(m, o, out->dtype_note, sizeof out->dtype_note);
@@ -222,6 +227,34 @@ ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void *
     /* Bytes are not the bound here; the parameters, gradients and state
      * touched once per step give a floor for the record. */
     out->bytes_per_step = (double)(out->mem.params + out->mem.grads + out->optim_bytes);
+}
+
+ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out) {
+    const bench_model *m = w->params;
+    long batch = o->batch_size ? o->batch_size : o->quick ? 8 : m->default_batch;
+    long seq = m->seq_len ? m->seq_len(o) : 0;
+    model_state *s = calloc(1, sizeof *s);
+    if (!s) return bench_oom(sizeof *s);
+    if (!(s->g = ct_graph_new())) return fail(s, bench_oom(0));
+    ct_graph_set_seed(s->g, o->seed);
+    ct_status st = set_precision(s->g, o);
+    if (st == CT_OK) st = build_loss(s, m, batch, seq, o);
+    if (st != CT_OK) return fail(s, st);
+    /* Loss scaling as the trainer's default: dynamic for fp16; bf16 has
+     * F32's exponent range and needs none. */
+    bool scaled = o->precision == BENCH_FP16;
+    st = scaled ? ct_graph_backward_scaled(s->g, s->loss) : ct_graph_backward(s->g, s->loss);
+    if (st != CT_OK) return fail(s, st);
+    ct_compile_opts co = {.device = o->device, .outputs = &s->loss, .n_outputs = 1, .grads = true};
+    if (!(s->p = ct_compile(s->g, &co))) return fail(s, ct_last_status());
+    ct_optim_opts oo = {.kind = CT_OPTIM_ADAMW, .lr = ADAMW_LR, .weight_decay = 0.01};
+    if (m->optim) oo = *m->optim;
+    s->lr = oo.lr;
+    if (!(s->opt = ct_optimizer_new(s->g, s->p, &oo))) return fail(s, ct_last_status());
+    if (scaled && !(s->scaler = ct_scaler_new(s->p, &(ct_scaler_opts){.mode = CT_LOSS_SCALE_DYNAMIC})))
+        return fail(s, ct_last_status());
+    if ((st = make_data(s, m, o)) != CT_OK) return fail(s, st);
+    describe_setup(s, m, batch, seq, o, out);
     *state = s;
     return CT_OK;
 }
@@ -235,9 +268,9 @@ ct_status bench_model_step(void *state) {
         st = ct_program_set_input_node(s->p, s->y, s->ys + (size_t)k * s->y_count, s->y_count * sizeof *s->ys);
     if (st == CT_OK) st = ct_program_run(s->p);
     if (st != CT_OK) return st;
-    if (!s->scaler) return ct_optimizer_step(s->opt, ADAMW_LR);
+    if (!s->scaler) return ct_optimizer_step(s->opt, s->lr);
     /* The trainer's fp16 update (src/train/train_amp.c), without clipping. */
-    if ((st = ct_scaler_unscale(s->scaler)) == CT_OK && (st = ct_scaler_step(s->scaler, s->opt, ADAMW_LR)) == CT_OK)
+    if ((st = ct_scaler_unscale(s->scaler)) == CT_OK && (st = ct_scaler_step(s->scaler, s->opt, s->lr)) == CT_OK)
         st = ct_scaler_update(s->scaler);
     return st;
 }

@@ -55,7 +55,7 @@ void bench_print_header(FILE *out, const bench_opts *o, const bench_peak *peak) 
     if (o->device.kind == CT_DEVICE_CPU && (!wait || strcmp(wait, "passive") != 0))
         fprintf(out, "note: OMP_WAIT_POLICY is not 'passive': on few cores the CPU figures may be up to 2x low\n");
     fprintf(out, "\n");
-    fprintf(out, "%-14s %-24s %6s %27s %9s %10s %15s %6s %8s\n", "workload", "config", "batch",
+    fprintf(out, "%-14s %-30s %6s %27s %9s %10s %15s %6s %8s\n", "workload", "config", "batch",
             "time/step [min - max]", "steps/s", "samples/s", "achieved", "%peak", "mem MiB");
 }
 
@@ -75,6 +75,11 @@ void bench_print_result(FILE *out, const bench_result *r, const bench_peak *peak
     char batch[16] = "-", samples[32] = "-", steps[32], spread[128], achieved[32], frac[16] = "-";
     if (s->batch_size) snprintf(batch, sizeof batch, "%ld", s->batch_size);
     if (s->samples_per_step > 0) rate_str(bench_samples_per_s(r), samples, sizeof samples);
+    /* A language model's samples are tokens: the column says so per row. */
+    if (s->samples_per_step > 0 && s->sample_unit && strcmp(s->sample_unit, "tokens") == 0) {
+        size_t len = strlen(samples);
+        snprintf(samples + len, sizeof samples - len, " tok");
+    }
     /* One unit for the median and its spread, chosen by the median. */
     double scale = r->stats.median >= 1.0 ? 1.0 : r->stats.median >= 1e-3 ? 1e3 : 1e6;
     const char *unit = scale == 1.0 ? "s" : scale == 1e3 ? "ms" : "us";
@@ -87,7 +92,7 @@ void bench_print_result(FILE *out, const bench_result *r, const bench_peak *peak
         snprintf(achieved, sizeof achieved, "%.2f GB/s", bench_gbps(r));
     double f = bench_peak_fraction(r, peak);
     if (f > 0) snprintf(frac, sizeof frac, "%.0f%%", 100.0 * f);
-    fprintf(out, "%-14s %-24s %6s %27s %9s %10s %15s %6s %8.1f\n", r->w->name, s->config, batch, spread,
+    fprintf(out, "%-14s %-30s %6s %27s %9s %10s %15s %6s %8.1f\n", r->w->name, s->config, batch, spread,
             rate_str(bench_steps_per_s(r), steps, sizeof steps), samples, achieved, frac, (double)bench_device_bytes(s) / MIB);
     if (s->dtype_note[0]) fprintf(out, "%-14s   (%s)\n", "", s->dtype_note);
 }

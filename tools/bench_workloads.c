@@ -3,7 +3,8 @@
  * out of host memory for synthetic data).
  *
  * A new model is one more line here, MODEL(bench_model_NAME), with
- * bench_model_NAME written beside the others (bench_model.c, bench_cnn.c).
+ * bench_model_NAME written beside the others (bench_model.c, bench_cnn.c,
+ * bench_gpt.c).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,6 +25,10 @@ static const bench_workload workloads[] = {
      MODEL(bench_model_mlp_wide)},
     {"cnn-mnist", "model", "CNN conv5x5(32)-pool-conv5x5(64)-pool-128-10 on 1x28x28, AdamW: one training step",
      MODEL(bench_model_cnn_mnist)},
+    {"gpt-char", "model", "GPT 4 layers x 128 (4 heads), block 64, vocab 65, AdamW: one step; tokens/s",
+     MODEL(bench_model_gpt_char)},
+    {"gpt2-124m", "model", "GPT-2 small, 12 layers x 768, block 1024, vocab 50257 (GPU): one step; tokens/s",
+     MODEL(bench_model_gpt2_124m)},
     {"matmul-square", "micro", "C = A @ B, square (M = K = N)", MATMUL(bench_matmul_square)},
     {"matmul-skinny", "micro", "C = A @ B, few rows (M small, K = N large)", MATMUL(bench_matmul_skinny)},
     {"matmul-tall", "micro", "C = A @ B, many rows, narrow (M large, K = N small)", MATMUL(bench_matmul_tall)},
