@@ -134,9 +134,6 @@ void ct_train_builtin_progress(const ct_train_progress *p, void *trainer) {
         break;
     case CT_TRAIN_DONE:
         begin_line(t);
-        /* A language model's loss of the final weights (classifiers report
-         * their test pass in the caller's summary). */
-        if (t->lm && !isnan(p->val_loss)) printf("step %lld  val_loss %.4f\n", (long long)p->step, p->val_loss);
         break;
     }
     fflush(stdout);
