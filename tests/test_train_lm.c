@@ -373,3 +373,33 @@ Test(train_lm, resume_checks_block_size_and_tokens) {
     ct_tokens_free(train2);
     ct_tokens_free(val2);
 }
+
+/* ------------------------------------------------------------ generation's padding */
+
+/* `ctrain generate` runs one window [1, T] over a context shorter than T
+ * padded after its end: with causal attention the logits up to the last
+ * real position do not depend on what the padding holds. */
+Test(train_lm, causal_logits_ignore_the_padding_after_them) {
+    ct_graph *g = ct_graph_new();
+    ct_graph_set_seed(g, 11);
+    ct_node idx = ct_input(g, "idx", CT_I32, (ct_shape){2, {1, T}});
+    ct_node logits = ct_gpt(g, &CFG, idx);
+    cr_assert_eq(ct_graph_status(g), CT_OK, "%s", ct_graph_error(g));
+    ct_compile_opts co = {.outputs = &logits, .n_outputs = 1};
+    ct_program *p = ct_compile(g, &co);
+    cr_assert_not_null(p, "%s", ct_last_error());
+    ct_program_set_training(p, false);
+    const int len = 3;
+    int32_t a[T] = {4, 1, 7, 0, 0, 0, 0, 0}, b[T] = {4, 1, 7, 11, 2, 9, 5, 3};
+    float la[T * V], lb[T * V];
+    cr_assert_eq(ct_program_set_input_node(p, idx, a, sizeof a), CT_OK);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_program_read(p, logits, la, sizeof la), CT_OK);
+    cr_assert_eq(ct_program_set_input_node(p, idx, b, sizeof b), CT_OK);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_program_read(p, logits, lb, sizeof lb), CT_OK);
+    cr_expect(memcmp(la, lb, (size_t)(len * V) * sizeof *la) == 0, "the padding changed the logits before it");
+    cr_expect(memcmp(la + len * V, lb + len * V, sizeof(float) * V) != 0, "the rows after differ (sanity)");
+    ct_program_free(p);
+    ct_graph_free(g);
+}
