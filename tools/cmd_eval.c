@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cli_options.h"
+#include "lm_cli.h"
 #include "train_opts.h"
 
 #define CMD "eval"
@@ -24,9 +25,11 @@ typedef struct eval_cfg {
     bool data_set;
     bool train_split; /* --split: 0 test, 1 train */
     int64_t batch;
+    bool batch_set;
     ct_device device;
     const char *hidden, *activation;
     bool batchnorm;
+    int64_t block_size, eval_batches; /* GPT checkpoints */
 } eval_cfg;
 
 #define T eval_cfg
@@ -45,12 +48,18 @@ static const cli_row options[] = {
     {ROW("split", CLI_ENUM, train_split), .choices = &splits,
      .help = "which set (default test; for csv: --test-file or --train-file)"},
     {ROW("test-file", CLI_STRING, data.test_file), .meta = "FILE", .help = "CSV data to evaluate"},
-    {ROW("train-file", CLI_STRING, data.train_file), .meta = "FILE", .help = "CSV data for --split train"},
+    {ROW("train-file", CLI_STRING, data.train_file), .meta = "FILE",
+     .help = "CSV data for --split train; text, tokens: the file trained on (its last 10% validates)"},
+    {ROW("val-file", CLI_STRING, data.val_file), .meta = "FILE", .help = "text, tokens: the validation file"},
+    {ROW("block-size", CLI_INT, block_size), .min = 1, .max = 1 << 30, .def = "the model's",
+     .help = "GPT checkpoints: tokens per window, at most the model's"},
+    {ROW("eval-batches", CLI_INT, eval_batches), .min = 1, .max = 1 << 30, .def = "50",
+     .help = "GPT checkpoints: the mean loss per token over N fixed batches of windows"},
     {ROW("label-column", CLI_INT, data.label_column), .min = -1000000, .max = 1000000,
      .help = "CSV field holding the label (default: the last)"},
     {ROW("limit", CLI_INT, data.test_limit), .min = 1, .max = (double)(1LL << 40), .help = "only the first N samples"},
-    {ROW("batch-size", CLI_INT, batch), .min = 1, .max = 1 << 30, .def = CLI_STR(EVAL_DEFAULT_BATCH),
-     .help = "evaluation batch"},
+    {ROW("batch-size", CLI_INT, batch), .min = 1, .max = 1 << 30, CLI_MARK(T, batch_set),
+     .def = CLI_STR(EVAL_DEFAULT_BATCH) "; GPT: the training batch", .help = "evaluation batch (GPT: windows)"},
     {ROW("device", CLI_DEVICE, device), .def = "auto: a GPU when there is one", .help = "where to evaluate"},
     /* Checked against the model record in pick_model(). */
     {ROW("hidden", CLI_STRING, hidden), .meta = "N,N,...",
@@ -65,7 +74,9 @@ const cli_table eval_table = {
     .about = "Evaluates the weights in FILE - a checkpoint written by 'ctrain train', or a\n"
              "safetensors weights file - on a dataset and prints the accuracy and the mean\n"
              "cross-entropy. A checkpoint knows its model, dataset and normalisation; for a\n"
-             "bare weights file give the model options (default: train's defaults).\n",
+             "bare weights file give the model options (default: train's defaults). A GPT\n"
+             "checkpoint (--data text or tokens) reports the validation loss per token\n"
+             "(docs/language_models.md).\n",
     .footer = "Prints one line: accuracy, correct/total, mean loss and the data used.\n"
               "Exits 0 on success, 1 when the file or the data cannot be used, 2 for a bad\n"
               "command line.\n",
@@ -168,6 +179,19 @@ int cmd_eval(int argc, char **argv) {
 
     ct_st_file *f = ct_st_open(c.checkpoint);
     if (!f) return cli_fail(CMD);
+    if (lm_is_gpt_checkpoint(f)) {
+        eval_lm_args a = {.checkpoint = c.checkpoint,
+                          .data = c.data,
+                          .train_split = c.train_split,
+                          .batch = c.batch_set ? c.batch : 0,
+                          .block_size = c.block_size,
+                          .eval_batches = c.eval_batches,
+                          .device = c.device};
+        if (!c.data_set) a.data.kind = NULL;
+        rc = eval_lm(&a, f);
+        ct_st_close(f);
+        return rc;
+    }
     rc = CLI_EXIT_FAIL;
     ct_dataset *ds = NULL;
     float *mean = NULL, *std = NULL;

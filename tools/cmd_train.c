@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lm_cli.h"
 #include "train_dist.h"
 #include "train_opts.h"
 
@@ -40,8 +41,7 @@ static int parse_args(int argc, char **argv, cli_parser *p, bool *done) {
     return rc;
 }
 
-/* The run's settings from the options. */
-static void trainer_opts(const train_cfg *c, ct_train_opts *o) {
+void train_trainer_opts(const train_cfg *c, ct_train_opts *o) {
     memset(o, 0, sizeof *o);
     o->model = model_build;
     o->model_user = (void *)&c->model;
@@ -183,8 +183,7 @@ static bool load_data(train_cfg *c, data_sets *d) {
     return true;
 }
 
-/* --resume or --init-from, if given. False after reporting. */
-static bool start_from(ct_trainer *t, const train_cfg *c) {
+bool train_start_from(ct_trainer *t, const train_cfg *c) {
     if (c->resume) {
         if (ct_trainer_resume(t, c->resume) != CT_OK) {
             cli_fail("train: --resume");
@@ -219,7 +218,7 @@ static int run(train_cfg *c, const cli_parser *p, ct_comm *comm, const char *who
     char *json[3] = {NULL, NULL, NULL};
     ct_trainer *t = NULL;
     ct_train_opts o;
-    trainer_opts(c, &o);
+    train_trainer_opts(c, &o);
     o.augment = data_augment(d);
     ct_train_meta meta[N_META];
     if (!checkpoint_meta(c, p, d, meta, json)) {
@@ -234,7 +233,7 @@ static int run(train_cfg *c, const cli_parser *p, ct_comm *comm, const char *who
         cli_fail(who);
         goto out;
     }
-    if (!start_from(t, c)) goto out;
+    if (!train_start_from(t, c)) goto out;
     if (!c->quiet) print_header(c, &o, d);
     if (!c->quiet && comm) train_dist_describe(c, comm);
     ct_train_result r;
@@ -259,6 +258,13 @@ int cmd_train(int argc, char **argv) {
     bool done;
     int rc = parse_args(argc, argv, &p, &done);
     if (done) {
+        cli_parser_free(&p);
+        return rc;
+    }
+    if (train_is_lm(&c)) {
+        /* Language models train in one process (the library refuses a
+         * communicator for them). */
+        rc = train_lm(&c, &p);
         cli_parser_free(&p);
         return rc;
     }

@@ -28,8 +28,9 @@ static const command commands[] = {
     {"info", cmd_info, cmd_info_usage, "version, build options and the devices found here", NULL},
     {"ops", cmd_ops, cmd_ops_usage, "the op set, with backward and device support", NULL},
     {"demo", cmd_demo, cmd_demo_usage, "train a tiny MLP on XOR to show the engine learning", NULL},
-    {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV)", &train_table},
+    {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV) or a GPT (text, tokens)", &train_table},
     {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset", &eval_table},
+    {"generate", cmd_generate, cmd_generate_usage, "sample text from a GPT checkpoint", &generate_table},
     {"bench", cmd_bench, cmd_bench_usage, "time named workloads (training steps, kernels) on a device", &bench_table},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))
@@ -43,7 +44,7 @@ static void usage(FILE *out) {
             "\n"
             "commands:\n");
     for (int i = 0; i < N_COMMANDS; i++)
-        fprintf(out, "  %-6s  %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-8s  %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'ctrain <command> --help' for the options of a command.\n");
 }
 

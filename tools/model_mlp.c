@@ -37,6 +37,10 @@ bool model_init_rule(const char *init, ct_init *out) {
 ct_node model_build(ct_graph *g, ct_node x, bool training, void *user) {
     (void)training; /* dropout and batch norm follow the program's mode */
     const model_cfg *m = user;
+    if (strcmp(m->model, "gpt") == 0) {
+        ct_gpt_config c = model_gpt_config(m);
+        return ct_gpt(g, &c, x);
+    }
     if (strcmp(m->model, "cnn") == 0) return model_build_cnn(g, x, m);
     if (strcmp(m->model, "resnet") == 0) return model_build_resnet(g, x, m);
     ct_shape s = ct_node_shape(g, x);
@@ -77,6 +81,10 @@ bool model_parse_hidden(const char *text, model_cfg *cfg) {
 }
 
 void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap) {
+    if (strcmp(cfg->model, "gpt") == 0) {
+        model_describe_gpt(cfg, buf, cap);
+        return;
+    }
     if (model_is_image(cfg)) {
         model_describe_image(cfg, inputs, buf, cap);
         return;
@@ -91,6 +99,11 @@ void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap)
 
 char *model_to_json(const model_cfg *cfg) {
     cJSON *o = cJSON_CreateObject();
+    if (o && strcmp(cfg->model, "gpt") == 0) {
+        char *text = model_gpt_to_json(cfg, o) ? cJSON_PrintUnformatted(o) : NULL;
+        cJSON_Delete(o);
+        return text;
+    }
     cJSON *h = cJSON_CreateArray();
     if (!o || !h) {
         cJSON_Delete(o);
@@ -122,6 +135,10 @@ bool model_from_json(const char *json, model_cfg *cfg, const char **why) {
     *why = "not a JSON object";
     if (!cJSON_IsObject(o)) goto out;
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
+    if (cJSON_IsString(model) && strcmp(model->valuestring, "gpt") == 0) {
+        ok = model_gpt_from_json(o, cfg, why);
+        goto out;
+    }
     const cJSON *hidden = cJSON_GetObjectItemCaseSensitive(o, "hidden");
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "activation");
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(o, "dropout");

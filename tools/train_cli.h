@@ -20,7 +20,7 @@
  * the classes. The names are those of a torch.nn module with attributes
  * fc1, bn1, fc2, ... so that weights move between the two. */
 typedef struct model_cfg {
-    char model[16];        /* "mlp", "cnn", "resnet" */
+    char model[16];        /* "mlp", "cnn", "resnet", "gpt" */
     int64_t hidden[MLP_MAX_HIDDEN];
     int n_hidden;
     char activation[16];
@@ -31,7 +31,25 @@ typedef struct model_cfg {
     int width;             /* cnn, resnet: base channels (0: the model's default) */
     int depth;             /* resnet: residual blocks per stage (0: the default) */
     bool hidden_given;     /* --hidden was given (else cnn takes its own default) */
+    bool model_given;      /* --model was given (else text and tokens take gpt) */
+    /* gpt (model_gpt.c): nanoGPT's GPTConfig; vocab_size is set from the
+     * data, block_size is also the training windows' length. */
+    int64_t n_layer, n_head, n_embd, block_size, vocab_size;
 } model_cfg;
+
+/* The GPT's defaults: a small model that trains on tinyshakespeare on a
+ * CPU in minutes (nanoGPT's "baby GPT" is 6 / 6 / 384 with block 256). */
+#define GPT_DEFAULT_N_LAYER 4
+#define GPT_DEFAULT_N_HEAD 4
+#define GPT_DEFAULT_N_EMBD 128
+#define GPT_DEFAULT_BLOCK 64
+#define GPT_MAX_SIZE (1 << 20)
+/* The ct_gpt_config of a gpt model_cfg. */
+ct_gpt_config model_gpt_config(const model_cfg *m);
+/* model_describe and the JSON record's fields for gpt. */
+void model_describe_gpt(const model_cfg *m, char *buf, size_t cap);
+bool model_gpt_to_json(const model_cfg *m, void *cjson_object);
+bool model_gpt_from_json(const void *cjson_object, model_cfg *m, const char **why);
 
 /* The image models (model_cnn.c, model_resnet.c) and their defaults. */
 #define CNN_DEFAULT_WIDTH 32
@@ -77,10 +95,12 @@ bool model_from_json(const char *json, model_cfg *cfg, const char **why);
 /* ---------------------------------------------------------------- data */
 
 typedef struct data_cfg {
-    const char *kind;       /* "mnist", "fashion-mnist", "cifar10", "csv" */
+    const char *kind;       /* "mnist", "fashion-mnist", "cifar10", "csv", "text", "tokens" */
     const char *dir;        /* --data-dir, or NULL to search */
     const char *train_file; /* csv */
     const char *test_file;  /* csv, optional */
+    const char *val_file;   /* text, tokens: optional (else 90/10 split of train_file) */
+    int64_t vocab_size;     /* tokens: ids must be below it (0: GPT-2's 50257) */
     int label_column;       /* csv, 0: the last */
     int64_t train_limit, test_limit; /* 0: all */
     double val_split;       /* 0: no validation set */

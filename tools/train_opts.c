@@ -22,6 +22,11 @@ void train_cfg_defaults(train_cfg *c) {
     snprintf(c->model.activation, sizeof c->model.activation, "relu");
     snprintf(c->model.init, sizeof c->model.init, "default");
     c->model.dropout = TRAIN_DEFAULT_DROPOUT;
+    c->model.n_layer = GPT_DEFAULT_N_LAYER;
+    c->model.n_head = GPT_DEFAULT_N_HEAD;
+    c->model.n_embd = GPT_DEFAULT_N_EMBD;
+    c->model.block_size = GPT_DEFAULT_BLOCK;
+    c->eval_batches = TRAIN_DEFAULT_EVAL_BATCHES;
     c->epochs = TRAIN_DEFAULT_EPOCHS;
     c->batch_size = TRAIN_DEFAULT_BATCH;
     c->eval_batch_size = TRAIN_DEFAULT_EVAL_BATCH;
@@ -71,10 +76,46 @@ static void augment_defaults(train_cfg *c) {
 
 /* ---------------------------------------------------------------- checks */
 
+bool train_is_lm(const train_cfg *c) {
+    return strcmp(c->data.kind, "text") == 0 || strcmp(c->data.kind, "tokens") == 0;
+}
+
+/* Language models: gpt on text or tokens, and none of the options that
+ * only mean something for datasets of samples. */
+static int check_lm(train_cfg *c) {
+    const data_cfg *d = &c->data;
+    bool gpt = strcmp(c->model.model, "gpt") == 0;
+    if (!train_is_lm(c)) {
+        if (gpt) return cli_usage_error(CMD, "--model gpt needs --data text or tokens");
+        if (d->val_file) return cli_usage_error(CMD, "--val-file is for --data text or tokens (csv: --val-split)");
+        return CLI_EXIT_OK;
+    }
+    if (!c->model.model_given) snprintf(c->model.model, sizeof c->model.model, "gpt");
+    else if (!gpt) return cli_usage_error(CMD, "--data %s needs --model gpt, not %s", d->kind, c->model.model);
+    if (!d->train_file) return cli_usage_error(CMD, "--data %s needs --train-file FILE", d->kind);
+    if (d->vocab_size && strcmp(d->kind, "tokens") != 0)
+        return cli_usage_error(CMD, "--vocab-size is for --data tokens (text takes its characters)");
+    if (c->model.n_embd % c->model.n_head != 0)
+        return cli_usage_error(CMD, "--n-embd %lld is not divisible by --n-head %lld", (long long)c->model.n_embd,
+                               (long long)c->model.n_head);
+    const struct { bool set; const char *flag; } other[] = {
+        {d->augment != 0, "--augment"},       {c->label_smoothing != 0, "--label-smoothing"},
+        {d->val_split > 0, "--val-split"},    {d->test_file != NULL, "--test-file"},
+        {c->drop_last, "--drop-last"},        {c->model.hidden_given, "--hidden"},
+        {c->model.batchnorm, "--batchnorm"},  {c->model.width != 0, "--width"},
+        {d->train_limit != 0, "--train-limit"}, {strcmp(c->model.init, "default") != 0, "--init"},
+    };
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++)
+        if (other[i].set)
+            return cli_usage_error(CMD, "%s is not for --data %s%s", other[i].flag, d->kind,
+                                   i == 2 ? " (give --val-file, or the last 10% of --train-file validates)" : "");
+    return CLI_EXIT_OK;
+}
+
 static int check_model_data(const train_cfg *c) {
     if (c->resume && c->init_from)
         return cli_usage_error(CMD, "--resume and --init-from exclude each other (a resumed run has its weights)");
-    if (c->early_stop && c->data.val_split <= 0)
+    if (c->early_stop && c->data.val_split <= 0 && !train_is_lm(c))
         return cli_usage_error(CMD, "--early-stop needs a validation set: add --val-split, e.g. 0.1");
     if (!model_is_image(&c->model) && c->model.width)
         return cli_usage_error(CMD, "--width is for --model cnn or resnet");
@@ -109,7 +150,8 @@ static int check_optim_schedule(const train_cfg *c) {
 }
 
 int train_check_options(train_cfg *c) {
-    int rc = check_model_data(c);
+    int rc = check_lm(c);
+    if (rc == CLI_EXIT_OK) rc = check_model_data(c);
     if (rc == CLI_EXIT_OK) rc = check_optim_schedule(c);
     if (rc == CLI_EXIT_OK) rc = check_augment(c);
     if (rc == CLI_EXIT_OK) augment_defaults(c);

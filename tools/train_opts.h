@@ -23,6 +23,7 @@
 #define TRAIN_DEFAULT_DROPOUT 0.0
 #define TRAIN_DEFAULT_VAL_SPLIT 0.0
 #define TRAIN_DEFAULT_SEED 1
+#define TRAIN_DEFAULT_EVAL_BATCHES 50 /* language models (ct_lm_data's default) */
 
 typedef struct train_cfg {
     data_cfg data;
@@ -31,6 +32,8 @@ typedef struct train_cfg {
     bool epochs_set;
     int64_t steps;
     int64_t batch_size, eval_batch_size;
+    bool eval_batch_set;    /* --eval-batch-size given (language models: else --batch-size) */
+    int64_t eval_batches;   /* language models: validation batches */
     int accum;
     ct_optim_opts optim;
     bool wd_set;
@@ -71,11 +74,19 @@ extern const char *const train_augment_names[];
 
 void train_cfg_defaults(train_cfg *c);
 
+/* --data text or tokens: a language model (train_lm.c). */
+bool train_is_lm(const train_cfg *c);
+
 /* After every option is in: the combinations the options cannot take,
  * said in terms of flags (a usage error and its exit code, else
  * CLI_EXIT_OK); then fills in the default of each --augment parameter not
  * given. */
 int train_check_options(train_cfg *c);
+
+/* The library's trainer options from the command's (cmd_train.c). */
+void train_trainer_opts(const train_cfg *c, ct_train_opts *o);
+/* --resume or --init-from, if given. False after reporting. */
+bool train_start_from(ct_trainer *t, const train_cfg *c);
 
 /* Applies the options a checkpoint recorded (its "cli.options"), if it
  * has any; a checkpoint that cannot be read is left for --resume to report. */

@@ -66,8 +66,8 @@ static const cli_choices precisions = {
 static const cli_choices activations = {.names = activation_names, .parse = activation_parse};
 
 const cli_choices train_data_choices = {
-    .names = (const char *const[]){"mnist", "fashion-mnist", "cifar10", "csv", NULL}};
-static const cli_choices models = {.names = (const char *const[]){"mlp", "cnn", "resnet", NULL}};
+    .names = (const char *const[]){"mnist", "fashion-mnist", "cifar10", "csv", "text", "tokens", NULL}};
+static const cli_choices models = {.names = (const char *const[]){"mlp", "cnn", "resnet", "gpt", NULL}};
 static const cli_choices inits = {.names = (const char *const[]){"default", "xavier", "kaiming", NULL}};
 /* In the order of ct_sched_unit, ct_cyclic_mode and ct_anneal. */
 static const cli_choices units = {.names = (const char *const[]){"step", "epoch", NULL}};
@@ -86,7 +86,7 @@ static const cli_choices augments = {.names = train_augment_names};
 static bool set_model(cli_parser *p, const cli_row *o, const char *text, const char *opt) {
     train_cfg *c = p->cfg;
     int k = cli_choice(o->choices, text);
-    if (k < 0) return cli_bad_value(p, opt, "one of mlp, cnn, resnet", text);
+    if (k < 0) return cli_bad_value(p, opt, "one of mlp, cnn, resnet, gpt", text);
     snprintf(c->model.model, sizeof c->model.model, "%s", cli_choice_name(o->choices, k));
     if (!c->model.hidden_given && strcmp(c->model.model, "cnn") == 0) {
         c->model.hidden[0] = CNN_DEFAULT_HIDDEN;
@@ -153,13 +153,19 @@ static const cli_section sections[] = {
 
 static const cli_row options[] = {
     /* data */
-    {ROW("data", "data", CLI_STRING, data.kind), .choices = &train_data_choices, .def = "mnist", .help = "dataset"},
+    {ROW("data", "data", CLI_STRING, data.kind), .choices = &train_data_choices, .def = "mnist",
+     .help = "dataset; text: a UTF-8 file, one token per character (docs/language_models.md); tokens: an llm.c "
+             "token file"},
     {ROW("data-dir", "data", CLI_STRING, data.dir), .meta = "DIR",
      .help = "MNIST or CIFAR-10 files (default: ../shared/data/<data>, from here or from the checkout holding this "
              "program)"},
     {FILE_ROW("train-file", "data", data.train_file),
-     .help = "CSV training data: numbers, one sample per line, a header line optional; features are standardised "
-             "with the training part's mean and std"},
+     .help = "csv: training data, numbers, one sample per line, a header line optional; features are standardised "
+             "with the training part's mean and std. text, tokens: the training text or token file (without "
+             "--val-file its first 90% trains, the rest validates)"},
+    {FILE_ROW("val-file", "data", data.val_file), .help = "text, tokens: the validation text or token file"},
+    {COUNT("vocab-size", "data", data.vocab_size, 1), .def = CLI_STR(CT_TOKENS_GPT2_VOCAB),
+     .help = "tokens: every id is below N (the model's vocabulary)"},
     {FILE_ROW("test-file", "data", data.test_file), .help = "CSV test data (optional)"},
     {ROW("label-column", "data", CLI_INT, data.label_column), .min = -1000000, .max = 1000000,
      .help = "CSV field holding the label, 1-based, -1 the last (default)"},
@@ -183,10 +189,11 @@ static const cli_row options[] = {
     {ROW("cutout-size", "augment", CLI_INT, data.cutout_size), .min = 1, .max = 1 << 20,
      .def = CLI_STR(AUG_DEFAULT_CUTOUT_SIZE), .help = "cutout: blank an N x N square"},
     /* model */
-    {ROW("model", "model", CLI_CUSTOM, model.model), .set = set_model, .choices = &models, .def = "mlp",
+    {ROW("model", "model", CLI_CUSTOM, model.model), .set = set_model, .choices = &models, CLI_MARK(T, model.model_given),
+     .def = "mlp; gpt for text and tokens",
      .help = "the model; cnn: two conv5x5 blocks (--width, 2x --width channels, relu, max pool 2) and a classifier "
              "(--hidden, default " CLI_STR(CNN_DEFAULT_HIDDEN) "); resnet: a CIFAR-style ResNet with batch norm "
-             "(docs/conv.md)"},
+             "(docs/conv.md); gpt: nanoGPT's GPT (docs/language_models.md)"},
     {ROW("width", "model", CLI_INT, model.width), .min = 1, .max = MODEL_MAX_WIDTH,
      .def = CLI_STR(CNN_DEFAULT_WIDTH) " cnn, " CLI_STR(RESNET_DEFAULT_WIDTH) " resnet",
      .help = "cnn, resnet: base channels"},
@@ -199,7 +206,15 @@ static const cli_row options[] = {
     {ROW("activation", "model", CLI_WORD, model.activation), .choices = &activations, .def = "relu",
      .help = "after each hidden layer"},
     {NUMBER("dropout", "model", model.dropout, 0, 1, CLI_OPEN_MAX), .meta = "P",
-     .def = CLI_STR(TRAIN_DEFAULT_DROPOUT), .help = "dropout after each hidden layer"},
+     .def = CLI_STR(TRAIN_DEFAULT_DROPOUT), .help = "dropout after each hidden layer (gpt: where nanoGPT drops)"},
+    {ROW("n-layer", "model", CLI_INT, model.n_layer), .min = 1, .max = GPT_MAX_SIZE,
+     .def = CLI_STR(GPT_DEFAULT_N_LAYER), .help = "gpt: transformer blocks"},
+    {ROW("n-head", "model", CLI_INT, model.n_head), .min = 1, .max = GPT_MAX_SIZE,
+     .def = CLI_STR(GPT_DEFAULT_N_HEAD), .help = "gpt: attention heads (must divide --n-embd)"},
+    {ROW("n-embd", "model", CLI_INT, model.n_embd), .min = 1, .max = GPT_MAX_SIZE,
+     .def = CLI_STR(GPT_DEFAULT_N_EMBD), .help = "gpt: width of the residual stream"},
+    {ROW("block-size", "model", CLI_INT, model.block_size), .min = 1, .max = GPT_MAX_SIZE,
+     .def = CLI_STR(GPT_DEFAULT_BLOCK), .help = "gpt: the context, and the length of the training windows"},
     {SWITCH("batchnorm", "model", model.batchnorm),
      .help = "batch norm after each hidden linear layer (cnn: after each conv)"},
     {ROW("init", "model", CLI_WORD, model.init), .choices = &inits,
@@ -209,12 +224,13 @@ static const cli_row options[] = {
      .help = "epochs"},
     {COUNT("steps", "training", steps, 1), .help = "stop after N optimizer steps (alone: no epoch limit)"},
     {COUNT("batch-size", "training", batch_size, 1), .def = CLI_STR(TRAIN_DEFAULT_BATCH), .help = "training batch"},
-    {COUNT("eval-batch-size", "training", eval_batch_size, 1), .def = CLI_STR(TRAIN_DEFAULT_EVAL_BATCH),
-     .help = "evaluation batch"},
+    {COUNT("eval-batch-size", "training", eval_batch_size, 1), CLI_MARK(T, eval_batch_set),
+     .def = CLI_STR(TRAIN_DEFAULT_EVAL_BATCH) "; text, tokens: --batch-size", .help = "evaluation batch"},
     {ROW("accum", "training", CLI_INT, accum), .min = 1, .max = 1 << 20,
      .help = "accumulate gradients over N batches per step"},
     {SWITCH("drop-last", "training", drop_last), .help = "drop a last training batch shorter than --batch-size"},
-    {SWITCH("no-shuffle", "training", no_shuffle), .help = "keep the training set's order"},
+    {SWITCH("no-shuffle", "training", no_shuffle),
+     .help = "keep the training set's order (text, tokens: consecutive windows instead of random ones)"},
     {NUMBER("label-smoothing", "training", label_smoothing, 0, 1, CLI_OPEN_MAX), .meta = "E", .def = "0",
      .help = "as nn.CrossEntropyLoss"},
     {NUMBER("clip-norm", "training", clip_norm, 0, INF, CLI_OPEN_MIN),
@@ -283,6 +299,8 @@ static const cli_row options[] = {
      .help = "warmup starts at F * lr"},
     /* evaluation */
     {COUNT("eval-every", "eval", eval_every, 1), .def = "every epoch", .help = "validate every N steps"},
+    {COUNT("eval-batches", "eval", eval_batches, 1), .def = CLI_STR(TRAIN_DEFAULT_EVAL_BATCHES),
+     .help = "text, tokens: the validation loss is the mean over N fixed batches of windows"},
     {ROW("early-stop", "eval", CLI_INT, early_stop), .min = 1, .max = 1 << 30, .meta = "P",
      .help = "stop after P validations without improvement of the validation loss, keeping the best weights "
              "(needs --val-split)"},

@@ -101,6 +101,8 @@ typedef struct ct_train_progress {
     const char *path;           /* SAVED: the checkpoint written */
     double loss_scale;          /* the loss scale for the next step (1 without loss scaling) */
     int64_t skipped_steps;      /* optimizer steps skipped for inf/NaN gradients so far */
+    double tokens_per_s;        /* language models: training tokens per second (samples_per_s counts
+                                 * windows); NAN for classifiers */
 } ct_train_progress;
 
 typedef void (*ct_progress_fn)(const ct_train_progress *p, void *user);
@@ -227,6 +229,7 @@ typedef struct ct_train_result {
     double samples_per_s;        /* training throughput of this run */
     double loss_scale;           /* the final loss scale (1 without loss scaling) */
     int64_t skipped_steps;       /* steps skipped for inf/NaN gradients, resumed runs included */
+    double tokens_per_s;         /* language models: training tokens per second of this run; else NAN */
 } ct_train_result;
 
 typedef struct ct_trainer ct_trainer;
@@ -256,12 +259,19 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train,
  * next k, bit-exactly.
  *
  * Validation: the mean cross-entropy per token (nats) over eval_batches
- * fixed batches of the validation tokens (ct_tokens_eval_batch), reported
- * as val_loss at every evaluation and always once at the end of the run;
- * val_acc and the test fields are NAN, and the metrics lines carry no
- * accuracy fields. Early stopping and the plateau schedule observe
+ * fixed batches of eval_batch_size (0: batch_size) windows of the
+ * validation tokens (ct_tokens_eval_batch, same seed and no_shuffle),
+ * reported as val_loss at every evaluation and once more at the end of the
+ * run when the last pass was not of the final weights (that last pass
+ * only reports: it feeds neither early stopping nor the plateau schedule,
+ * so a run cut in two and resumed stays bit-exact); val_acc and the test
+ * fields are NAN, and the metrics lines carry no accuracy or test fields
+ * but tokens_per_s. Early stopping and the plateau schedule observe
  * val_loss as for classifiers. Options that only make sense for datasets
- * (augment, drop_last, prefetch, label_smoothing) are refused. */
+ * (augment, drop_last, prefetch, label_smoothing) are refused, and so is a
+ * communicator (data parallelism is not implemented for language models).
+ * Checkpoints also record the block size and the training tokens' count,
+ * which a resumed run must share. */
 typedef struct ct_lm_data {
     const ct_tokens *train;   /* required; borrowed, must outlive the trainer */
     const ct_tokens *val;     /* NULL: no validation */
@@ -274,9 +284,10 @@ typedef struct ct_lm_data {
 ct_trainer *ct_trainer_new_lm(const ct_train_opts *opts, const ct_lm_data *data);
 
 /* The mean cross-entropy per token of the current weights over n_batches
- * fixed batches of `tokens` (ct_tokens_eval_batch with the trainer's batch
- * and block size), the model in evaluation mode. Only for a trainer made by
- * ct_trainer_new_lm. */
+ * (>= 1) fixed batches of `tokens` (ct_tokens_eval_batch with the trainer's
+ * evaluation batch size, block size, data_seed and no_shuffle), the model
+ * in evaluation mode. Only for a trainer made by ct_trainer_new_lm; tokens
+ * must fit one window and have ids below the model's vocabulary. */
 ct_status ct_trainer_evaluate_lm(ct_trainer *t, const ct_tokens *tokens, int64_t n_batches, double *loss);
 
 /* Frees the trainer with its graphs, programs, optimizer and loader (not

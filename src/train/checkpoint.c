@@ -59,9 +59,11 @@ typedef struct match_item {
     char value[64];
 } match_item;
 
-#define N_MATCH 7
+#define N_MATCH 8
 
-static void match_items(const ct_trainer *t, match_item m[N_MATCH]) {
+/* The items of this trainer (a language model has one more); returns how
+ * many. */
+static int match_items(const ct_trainer *t, match_item m[N_MATCH]) {
     m[0] = (match_item){"ctrain.batch_size", "batch size", ""};
     snprintf(m[0].value, sizeof m[0].value, "%lld", (long long)t->o.batch_size);
     m[1] = (match_item){"ctrain.accum_steps", "gradient accumulation", ""};
@@ -72,10 +74,15 @@ static void match_items(const ct_trainer *t, match_item m[N_MATCH]) {
     snprintf(m[3].value, sizeof m[3].value, "%d", t->o.no_shuffle ? 0 : 1);
     m[4] = (match_item){"ctrain.data_seed", "data seed", ""};
     snprintf(m[4].value, sizeof m[4].value, "%llu", (unsigned long long)t->o.data_seed);
-    m[5] = (match_item){"ctrain.train_size", "training set size", ""};
-    snprintf(m[5].value, sizeof m[5].value, "%lld", (long long)ct_dataset_size(t->train));
+    m[5] = (match_item){"ctrain.train_size", t->lm ? "training token count" : "training set size", ""};
+    snprintf(m[5].value, sizeof m[5].value, "%lld",
+             (long long)(t->lm ? ct_tokens_size(t->lm_train) : ct_dataset_size(t->train)));
     m[6] = (match_item){"ctrain.optimizer", "optimizer", ""};
     snprintf(m[6].value, sizeof m[6].value, "%s", ct_optim_kind_name(ct_optimizer_opts(t->opt)->kind));
+    if (!t->lm) return 7;
+    m[7] = (match_item){"ctrain.block_size", "block size", ""};
+    snprintf(m[7].value, sizeof m[7].value, "%lld", (long long)t->lm_bo.block_size);
+    return 8;
 }
 
 /* Adds every parameter (from a flat copy) and buffer (back to back) under
@@ -149,12 +156,12 @@ static ct_status add_optim_states(ct_trainer *t, ct_st_writer *w, void *flat) {
 static ct_status add_run_meta(ct_trainer *t, ct_st_writer *w, const char *best) {
     ct_status st;
     match_item m[N_MATCH];
-    match_items(t, m);
+    int nm = match_items(t, m);
     if ((st = ct_st_writer_meta(w, "format", FORMAT)) != CT_OK ||
         (st = ct_st_writer_meta(w, "ctrain.version", CTRAIN_VERSION_STRING)) != CT_OK ||
         (st = ct_st_writer_meta(w, "ctrain.fingerprint", t->fingerprint)) != CT_OK)
         return st;
-    for (int i = 0; i < N_MATCH; i++)
+    for (int i = 0; i < nm; i++)
         if ((st = ct_st_writer_meta(w, m[i].key, m[i].value)) != CT_OK) return st;
     if ((st = meta_i64(w, "ctrain.epoch", t->epoch)) != CT_OK ||
         (st = meta_i64(w, "ctrain.batch_in_epoch", t->batch_in_epoch)) != CT_OK ||
@@ -366,8 +373,8 @@ static ct_status check_identity(const ct_trainer *t, const reader *r) {
         return ct_error(CT_ERR_INVALID_ARG, "'%s' is a checkpoint of another model ('%.200s'; this one is '%.200s')",
                         r->path, v, t->fingerprint);
     match_item m[N_MATCH];
-    match_items(t, m);
-    for (int i = 0; i < N_MATCH; i++) {
+    int nm = match_items(t, m);
+    for (int i = 0; i < nm; i++) {
         if ((st = need_meta(r, m[i].key, &v)) != CT_OK) return st;
         if (strcmp(v, m[i].value) != 0)
             return ct_error(CT_ERR_INVALID_ARG, "'%s' was written with %s %.60s, this run has %s: they must match to resume",

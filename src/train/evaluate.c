@@ -24,14 +24,15 @@ void ct_tgraph_free(ct_tgraph *tg) {
     memset(tg, 0, sizeof *tg);
 }
 
-/* Into tg->g: the inputs, the model, its loss, and the backward pass when
- * training. On failure the caller frees tg. */
-static ct_status build_graph(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool training) {
+/* The inputs x and labels of a batch: samples and one label each, or for a
+ * language model token windows [batch, T] and one label per token. */
+static ct_status add_inputs(ct_tgraph *tg, const ct_tbuild *b, int64_t batch) {
     ct_graph *g = tg->g;
-    ct_graph_set_seed(g, b->seed);
-    ct_status st = ct_graph_set_precision(g, b->precision);
-    if (st == CT_OK) st = ct_graph_set_tf32(g, b->tf32);
-    if (st != CT_OK) return st;
+    if (b->block_size > 0) {
+        tg->x = ct_input(g, "x", CT_I32, (ct_shape){2, {batch, b->block_size}});
+        tg->y = ct_input(g, "labels", CT_I32, (ct_shape){1, {batch * b->block_size}});
+        return CT_OK;
+    }
     ct_shape xs = {b->sample.ndim + 1, {batch}};
     if (xs.ndim > CT_MAX_DIMS)
         return ct_error(CT_ERR_SHAPE, "a sample of %d dimensions leaves no room for the batch axis",
@@ -39,6 +40,46 @@ static ct_status build_graph(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, b
     for (int i = 0; i < b->sample.ndim; i++) xs.dim[i + 1] = b->sample.dim[i];
     tg->x = ct_input(g, "x", CT_F32, xs);
     tg->y = ct_input(g, "labels", CT_I32, (ct_shape){1, {batch}});
+    return CT_OK;
+}
+
+/* Checks the model's output: F32 logits [batch, C] (a language model's
+ * [batch, T, V], then viewed as [batch * T, V]), C >= num_classes. */
+static ct_status check_logits(ct_tgraph *tg, const ct_tbuild *b, int64_t batch) {
+    ct_graph *g = tg->g;
+    ct_shape ls = ct_node_shape(g, tg->logits);
+    ct_dtype ld = ct_node_dtype(g, tg->logits);
+    bool lm = b->block_size > 0;
+    int last = ls.ndim - 1;
+    bool ok = ls.ndim == (lm ? 3 : 2) && ls.dim[0] == batch && (!lm || ls.dim[1] == b->block_size) &&
+              ls.dim[last] >= b->num_classes && ld == CT_F32;
+    if (!ok) {
+        char s[96];
+        ct_shape_str(ls, s, sizeof s);
+        if (lm)
+            return ct_error(CT_ERR_SHAPE,
+                            "the model's output is %s %s; the trainer needs F32 logits [%lld, %lld, V] with V >= %d "
+                            "(the vocabulary size)",
+                            ct_dtype_name(ld), s, (long long)batch, (long long)b->block_size, (int)b->num_classes);
+        return ct_error(CT_ERR_SHAPE,
+                        "the model's output is %s %s; the trainer needs F32 logits [%lld, C] with C >= %d "
+                        "(the number of classes)",
+                        ct_dtype_name(ld), s, (long long)batch, (int)b->num_classes);
+    }
+    tg->classes = ls.dim[last];
+    if (lm) tg->logits = ct_reshape(g, tg->logits, (ct_shape){2, {batch * b->block_size, tg->classes}});
+    return CT_OK;
+}
+
+/* Into tg->g: the inputs, the model, its loss, and the backward pass when
+ * training. On failure the caller frees tg. */
+static ct_status build_graph(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool training) {
+    ct_graph *g = tg->g;
+    ct_graph_set_seed(g, b->seed);
+    ct_status st = ct_graph_set_precision(g, b->precision);
+    if (st == CT_OK) st = ct_graph_set_tf32(g, b->tf32);
+    if (st == CT_OK) st = add_inputs(tg, b, batch);
+    if (st != CT_OK) return st;
     tg->logits = b->model(g, tg->x, training, b->user);
     st = ct_graph_status(g);
     if (st != CT_OK || tg->logits == CT_NO_NODE) {
@@ -46,17 +87,7 @@ static ct_status build_graph(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, b
         return ct_error(st, "building the model: %s",
                         ct_graph_error(g)[0] ? ct_graph_error(g) : "the model function returned no node");
     }
-    ct_shape ls = ct_node_shape(g, tg->logits);
-    ct_dtype ld = ct_node_dtype(g, tg->logits);
-    if (ls.ndim != 2 || ls.dim[0] != batch || ls.dim[1] < b->num_classes || ld != CT_F32) {
-        char s[96];
-        ct_shape_str(ls, s, sizeof s);
-        return ct_error(CT_ERR_SHAPE,
-                        "the model's output is %s %s; the trainer needs F32 logits [%lld, C] with C >= %d "
-                        "(the number of classes)",
-                        ct_dtype_name(ld), s, (long long)batch, (int)b->num_classes);
-    }
-    tg->classes = ls.dim[1];
+    if ((st = check_logits(tg, b, batch)) != CT_OK) return st;
     tg->loss = ct_cross_entropy(g, tg->logits, tg->y, training ? b->label_smoothing : 0.0);
     if ((st = ct_graph_status(g)) != CT_OK) return ct_error(st, "building the loss: %s", ct_graph_error(g));
     if (training && (st = b->scaled ? ct_graph_backward_scaled(g, tg->loss) : ct_graph_backward(g, tg->loss)) != CT_OK)
@@ -77,7 +108,7 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
     ct_node outs[2] = {tg->loss, tg->logits};
     ct_compile_opts co = {.device = b->device,
                           .outputs = outs,
-                          .n_outputs = training ? 1 : 2,
+                          .n_outputs = training || b->block_size > 0 ? 1 : 2,
                           .grads = training,
                           .share_params = share};
     if (!(tg->p = ct_compile(tg->g, &co))) {
@@ -99,6 +130,7 @@ ct_status ct_evaluator_init(ct_evaluator *ev, const ct_tbuild *b, ct_program *sh
     ct_status st = ct_tgraph_build(&ev->main, b, batch, false, share);
     if (st != CT_OK) return st;
     if (!ev->share) ev->share = ev->main.p;
+    if (b->block_size > 0) return CT_OK; /* a language model's evaluation reads only the loss */
     ev->logits = malloc((size_t)(batch * ev->main.classes) * sizeof *ev->logits);
     if (!ev->logits) {
         ct_tgraph_free(&ev->main);

@@ -11,6 +11,8 @@
  * The metrics file is JSON lines, appended to (a resumed run continues the
  * same file), one object per validation pass or epoch and one at the end,
  * every object with the same keys; a value that does not exist yet is null.
+ * A language model's lines have no accuracy or test keys and add
+ * tokens_per_s.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -89,29 +91,36 @@ void ct_train_builtin_progress(const ct_train_progress *p, void *trainer) {
             for (int i = 0; i < BAR_WIDTH; i++) bar[i] = i < fill ? '#' : '.';
             bar[BAR_WIDTH] = 0;
             fmt_duration(p->eta_s, eta, sizeof eta);
-            fmt_rate(p->samples_per_s, rate, sizeof rate);
-            printf("\r%s [%s] %lld/%lld  loss %.4f  %s samples/s  ETA %s\033[K", ep, bar, (long long)p->batch,
-                   (long long)p->batches, p->loss, rate, eta);
+            fmt_rate(t->lm ? p->tokens_per_s : p->samples_per_s, rate, sizeof rate);
+            printf("\r%s [%s] %lld/%lld  loss %.4f  %s %s/s  ETA %s\033[K", ep, bar, (long long)p->batch,
+                   (long long)p->batches, p->loss, rate, t->lm ? "tokens" : "samples", eta);
         } else {
             /* The first line comes after LINE_EVERY_S, not at once. */
             if (t->last_line == 0) t->last_line = now;
             if (now - t->last_line < LINE_EVERY_S) return;
             t->last_line = now;
             fmt_duration(p->eta_s, eta, sizeof eta);
-            fmt_rate(p->samples_per_s, rate, sizeof rate);
-            printf("%s  batch %lld/%lld  step %lld/%lld  loss %.4f  %s samples/s  ETA %s\n", ep, (long long)p->batch,
-                   (long long)p->batches, (long long)p->step, (long long)p->total_steps, p->loss, rate, eta);
+            fmt_rate(t->lm ? p->tokens_per_s : p->samples_per_s, rate, sizeof rate);
+            printf("%s  batch %lld/%lld  step %lld/%lld  loss %.4f  %s %s/s  ETA %s\n", ep, (long long)p->batch,
+                   (long long)p->batches, (long long)p->step, (long long)p->total_steps, p->loss, rate,
+                   t->lm ? "tokens" : "samples", eta);
         }
         break;
     case CT_TRAIN_EVAL:
         begin_line(t);
-        printf("%s  step %lld  train_loss %.4f  val_loss %.4f  val_acc %.2f%%\n", ep, (long long)p->step,
-               p->train_loss, p->val_loss, 100 * p->val_acc);
+        printf("%s  step %lld  train_loss %.4f  val_loss %.4f", ep, (long long)p->step, p->train_loss, p->val_loss);
+        if (t->lm) {
+            fmt_rate(p->tokens_per_s, rate, sizeof rate);
+            printf("  %s tokens/s\n", rate);
+        } else {
+            printf("  val_acc %.2f%%\n", 100 * p->val_acc);
+        }
         break;
     case CT_TRAIN_EPOCH:
         begin_line(t);
         printf("%s  train_loss %.4f", ep, p->train_loss);
-        if (!isnan(p->val_loss)) printf("  val_loss %.4f  val_acc %.2f%%", p->val_loss, 100 * p->val_acc);
+        if (!isnan(p->val_loss)) printf("  val_loss %.4f", p->val_loss);
+        if (!isnan(p->val_loss) && !t->lm) printf("  val_acc %.2f%%", 100 * p->val_acc);
         printf("  lr %.3g  %.1f s\n", p->lr, p->epoch_s);
         break;
     case CT_TRAIN_SAVED:
@@ -156,11 +165,14 @@ ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train
     if (st == CT_OK) st = add_number(o, "step", (double)p->step);
     if (st == CT_OK) st = add_number(o, "train_loss", p->train_loss);
     if (st == CT_OK) st = add_number(o, "val_loss", p->val_loss);
-    if (st == CT_OK) st = add_number(o, "val_acc", p->val_acc);
-    if (st == CT_OK) st = add_number(o, "test_loss", p->test_loss);
-    if (st == CT_OK) st = add_number(o, "test_acc", p->test_acc);
+    /* A language model has neither accuracy nor test set; its throughput
+     * in tokens is the one that compares across block sizes. */
+    if (st == CT_OK && !t->lm) st = add_number(o, "val_acc", p->val_acc);
+    if (st == CT_OK && !t->lm) st = add_number(o, "test_loss", p->test_loss);
+    if (st == CT_OK && !t->lm) st = add_number(o, "test_acc", p->test_acc);
     if (st == CT_OK) st = add_number(o, "lr", p->lr);
     if (st == CT_OK) st = add_number(o, "samples_per_s", p->samples_per_s);
+    if (st == CT_OK && t->lm) st = add_number(o, "tokens_per_s", p->tokens_per_s);
     if (st == CT_OK) st = add_number(o, "elapsed_s", p->elapsed_s);
     if (st == CT_OK) st = add_number(o, "loss_scale", p->loss_scale);
     if (st == CT_OK) st = add_number(o, "skipped_steps", (double)p->skipped_steps);

@@ -44,12 +44,8 @@ ct_status ct_train_fused_begin(ct_trainer *t) {
 }
 
 ct_status ct_train_fused_step(ct_trainer *t, const ct_batch *b, double lr) {
-    ct_tgraph *tg = &t->tr;
-    size_t numel = (size_t)ct_dataset_sample_numel(t->train);
     ct_status st;
-    if ((st = ct_program_set_input_node(tg->p, tg->x, b->x, (size_t)b->count * numel * sizeof(float))) != CT_OK ||
-        (st = ct_program_set_input_node(tg->p, tg->y, b->y, (size_t)b->count * sizeof(int32_t))) != CT_OK ||
-        (st = ct_step_graph_run(t->sg, lr)) != CT_OK)
+    if ((st = ct_train_set_inputs(t, &t->tr, b)) != CT_OK || (st = ct_step_graph_run(t->sg, lr)) != CT_OK)
         return ct_error(st, "step %lld: %s", (long long)t->step + 1, ct_last_error());
     t->lr = lr;
     t->step++;

@@ -21,6 +21,10 @@ typedef struct ct_tbuild {
     ct_precision precision; /* mixed precision: the graphs' policy */
     bool tf32;
     bool scaled;          /* the training backward is seeded with the loss scale */
+    /* > 0: a language model (ct_trainer_new_lm): x is I32 [B, T] token ids,
+     * the labels I32 [B * T], the model's logits [B, T, V] are viewed as
+     * [B * T, V] for the loss, so the loss is the mean per token. */
+    int64_t block_size;
 } ct_tbuild;
 
 /* One graph compiled for one batch size. */
@@ -120,6 +124,16 @@ struct ct_trainer {
     ct_ddp *ddp;
     int rank, world;
 
+    /* language models (trainer_lm.c); datasets and loader are NULL then */
+    bool lm;
+    const ct_tokens *lm_train, *lm_val;
+    ct_tokens_batch_opts lm_bo;   /* training batches */
+    ct_tokens_batch_opts lm_ebo;  /* evaluation batches */
+    int64_t lm_eval_batches;
+    int32_t *lm_x, *lm_y;         /* one batch, room for the larger of the two sizes */
+    bool have_val;                /* a validation set (or validation tokens) */
+    int64_t val_step;             /* the step of the last validation pass (-1: none in this run) */
+
     /* built-in progress */
     bool tty;
     double last_draw, last_line;
@@ -144,6 +158,23 @@ ct_status ct_train_dist_loss(ct_trainer *t, float *loss, int64_t *count);
 /* Evaluation split across the ranks, the sums reduced: ct_evaluator_run's
  * result on every rank. */
 ct_status ct_train_evaluate(ct_trainer *t, const ct_dataset *ds, ct_eval_result *out);
+
+/* ---- language models (trainer_lm.c) */
+/* The checks of ct_trainer_new_lm's arguments that ct_trainer_new's do
+ * not make. */
+ct_status ct_train_lm_check(const ct_train_opts *o, const ct_lm_data *d);
+/* After the programs: the batch sizes, the host batch buffers, and the
+ * epoch's length (t->batches). */
+ct_status ct_train_lm_setup(ct_trainer *t, const ct_lm_data *d);
+/* The next training micro-batch (number epoch * batches + batch_in_epoch
+ * of the run) into t->lm_x, t->lm_y; b->count 0 at the end of the epoch. */
+ct_status ct_train_lm_next(ct_trainer *t, ct_batch *b);
+/* Mean loss per token over n fixed evaluation batches of tokens. */
+ct_status ct_train_lm_evaluate(ct_trainer *t, const ct_tokens *tokens, int64_t n, double *loss);
+
+/* The inputs of one batch into a training program: the batch's features and
+ * labels, or for a language model the tokens in t->lm_x, t->lm_y. */
+ct_status ct_train_set_inputs(ct_trainer *t, const ct_tgraph *tg, const ct_batch *b);
 
 /* Monotonic seconds. */
 double ct_train_now(void);

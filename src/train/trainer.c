@@ -98,6 +98,7 @@ static void fill_progress(const ct_trainer *t, const run_clock *c, ct_train_even
     p->train_loss = t->loss_count ? t->loss_sum / (double)t->loss_count : t->last_epoch_loss;
     p->lr = t->lr;
     p->samples_per_s = secs > 0 ? (double)c->samples / secs : NAN;
+    p->tokens_per_s = t->lm ? p->samples_per_s * (double)t->lm_bo.block_size : NAN;
     p->elapsed_s = t->elapsed_prev + secs;
     p->eta_s = NAN;
     p->epoch_s = NAN;
@@ -127,14 +128,30 @@ static void report(ct_trainer *t, const ct_train_progress *p) {
         ct_train_builtin_progress(p, t);
 }
 
+/* The validation loss (and accuracy) of the current weights, into
+ * t->val_loss and t->val_acc: the validation set, or a language model's
+ * fixed batches of validation tokens (no accuracy). */
+static ct_status val_pass(ct_trainer *t, ct_eval_result *r) {
+    ct_status st;
+    if (t->lm) {
+        r->accuracy = NAN;
+        st = ct_train_lm_evaluate(t, t->lm_val, t->lm_eval_batches, &r->loss);
+    } else {
+        st = ct_train_evaluate(t, t->val, r);
+    }
+    if (st != CT_OK) return ct_error(st, "validation at step %lld: %s", (long long)t->step, ct_last_error());
+    t->val_loss = r->loss;
+    t->val_acc = r->accuracy;
+    t->val_step = t->step;
+    return CT_OK;
+}
+
 /* A validation pass; updates the best weights and the early-stopping count.
  * *stop is set when patience runs out. */
 static ct_status validate(ct_trainer *t, bool *stop) {
     ct_eval_result r;
-    ct_status st = ct_train_evaluate(t, t->val, &r);
-    if (st != CT_OK) return ct_error(st, "validation at step %lld: %s", (long long)t->step, ct_last_error());
-    t->val_loss = r.loss;
-    t->val_acc = r.accuracy;
+    ct_status st = val_pass(t, &r);
+    if (st != CT_OK) return st;
     if (t->plateau_on) {
         ct_plateau_observe(&t->plateau, r.loss);
     }
@@ -173,6 +190,19 @@ static ct_status save_checkpoint(ct_trainer *t, run_clock *c) {
 
 /* Runs one micro-batch through the program of its size: loss into *loss,
  * gradients into the shared gradient buffer. */
+ct_status ct_train_set_inputs(ct_trainer *t, const ct_tgraph *tg, const ct_batch *b) {
+    ct_status st;
+    if (t->lm) {
+        size_t bytes = (size_t)(b->count * t->lm_bo.block_size) * sizeof(int32_t);
+        if ((st = ct_program_set_input_node(tg->p, tg->x, t->lm_x, bytes)) != CT_OK) return st;
+        return ct_program_set_input_node(tg->p, tg->y, t->lm_y, bytes);
+    }
+    size_t numel = (size_t)ct_dataset_sample_numel(t->train);
+    if ((st = ct_program_set_input_node(tg->p, tg->x, b->x, (size_t)b->count * numel * sizeof(float))) != CT_OK)
+        return st;
+    return ct_program_set_input_node(tg->p, tg->y, b->y, (size_t)b->count * sizeof(int32_t));
+}
+
 static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
     ct_tgraph *tg = &t->tr;
     if (b->count != t->tr.batch) {
@@ -186,11 +216,8 @@ static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
         /* One dropout counter for the run, whichever program draws. */
         ct_program_set_step(tg->p, ct_program_step(t->tr.p));
     }
-    size_t numel = (size_t)ct_dataset_sample_numel(t->train);
     ct_status st;
-    if ((st = ct_program_set_input_node(tg->p, tg->x, b->x, (size_t)b->count * numel * sizeof(float))) != CT_OK ||
-        (st = ct_program_set_input_node(tg->p, tg->y, b->y, (size_t)b->count * sizeof(int32_t))) != CT_OK ||
-        (st = ct_train_dist_run(t, tg->p, b, !t->acc)) != CT_OK ||
+    if ((st = ct_train_set_inputs(t, tg, b)) != CT_OK || (st = ct_train_dist_run(t, tg->p, b, !t->acc)) != CT_OK ||
         (st = ct_program_read(tg->p, tg->loss, loss, sizeof *loss)) != CT_OK)
         return st;
     if (tg != &t->tr) ct_program_set_step(t->tr.p, ct_program_step(tg->p));
@@ -240,6 +267,7 @@ static void result_of(const ct_trainer *t, const run_clock *c, ct_train_result *
     r->best_epoch = t->best_epoch;
     r->elapsed_s = t->elapsed_prev + secs;
     r->samples_per_s = secs > 0 ? (double)c->samples / secs : NAN;
+    r->tokens_per_s = t->lm ? r->samples_per_s * (double)t->lm_bo.block_size : NAN;
     r->s_per_epoch = c->full_epochs ? c->full_epoch_s / (double)c->full_epochs : NAN;
     ct_train_amp_report(t, &r->loss_scale, &r->skipped_steps);
 }
@@ -256,10 +284,10 @@ static ct_status epoch_end(ct_trainer *t, run_clock *c, bool *stop) {
     }
     double t0 = ct_train_now();
     bool validated = false;
-    if (st == CT_OK && t->val && t->o.eval_every == 0) {
+    if (st == CT_OK && t->have_val && t->o.eval_every == 0) {
         st = validate(t, stop);
         validated = true;
-    } else if (st == CT_OK && !t->val && t->plateau_on && t->loss_count) {
+    } else if (st == CT_OK && !t->have_val && t->plateau_on && t->loss_count) {
         ct_plateau_observe(&t->plateau, t->loss_sum / (double)t->loss_count);
     }
     t->epoch++;
@@ -370,12 +398,13 @@ static ct_status run_batches(ct_trainer *t, run_clock *c, bool *stop) {
     ct_status st;
     for (;;) {
         ct_batch b;
-        if ((st = ct_loader_next(t->ld, &b)) != CT_OK || b.count == 0) break;
+        st = t->lm ? ct_train_lm_next(t, &b) : ct_loader_next(t->ld, &b);
+        if (st != CT_OK || b.count == 0) break;
         bool fused = t->sg && b.count == t->tr.batch;
         if ((st = train_batch(t, &b, fused, c, &grp)) != CT_OK) break;
         if (grp.n < t->accum && t->batch_in_epoch < t->batches) continue;
         if ((st = finish_step(t, c, &grp, fused)) != CT_OK) break;
-        if (t->val && t->o.eval_every > 0 && t->step % t->o.eval_every == 0) {
+        if (t->have_val && t->o.eval_every > 0 && t->step % t->o.eval_every == 0) {
             if ((st = step_eval(t, c, stop)) != CT_OK || *stop) break;
         }
         if (t->o.max_steps > 0 && t->step >= t->o.max_steps) break;
@@ -393,7 +422,7 @@ static ct_status run_epochs(ct_trainer *t, run_clock *c, bool *stop) {
         c->epoch_start = ct_train_now();
         c->epoch_eval_s = 0;
         c->epoch_from_start = t->batch_in_epoch == 0;
-        if ((st = ct_loader_start_epoch_at(t->ld, (uint32_t)t->epoch, t->batch_in_epoch)) != CT_OK) break;
+        if (!t->lm && (st = ct_loader_start_epoch_at(t->ld, (uint32_t)t->epoch, t->batch_in_epoch)) != CT_OK) break;
         if ((st = run_batches(t, c, stop)) != CT_OK) break;
         if (t->batch_in_epoch == t->batches) st = epoch_end(t, c, stop);
         else break; /* the step budget, or early stopping, ended the run mid-epoch */
@@ -429,6 +458,17 @@ static ct_status test_pass(ct_trainer *t, run_clock *c, ct_train_result *res) {
     return st;
 }
 
+/* A language model's validation loss of the final weights, when the last
+ * pass was not of them. It only reports: early stopping and the plateau
+ * never see it, so that a run cut in two ends as the uninterrupted one. */
+static ct_status final_val(ct_trainer *t, run_clock *c) {
+    double t0 = ct_train_now();
+    ct_eval_result r;
+    ct_status st = val_pass(t, &r);
+    c->eval_s += ct_train_now() - t0;
+    return st;
+}
+
 /* After the loop (st its outcome): early stopping reported, the best
  * weights put back, the result filled, the test pass, the last checkpoint
  * and the DONE event. */
@@ -441,6 +481,7 @@ static ct_status finish_run(ct_trainer *t, run_clock *c, ct_status st, bool stop
     }
     if (st == CT_OK && t->have_best) st = restore_best(t, res);
     if (st == CT_OK) st = ct_train_fused_sync(t);
+    if (st == CT_OK && t->lm && t->have_val && (t->val_step != t->step || res->restored_best)) st = final_val(t, c);
     result_of(t, c, res);
     res->early_stopped = stop;
     if (st == CT_OK && t->test) st = test_pass(t, c, res);

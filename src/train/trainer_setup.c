@@ -53,14 +53,15 @@ void ct_trainer_free(ct_trainer *t) {
     free(t->save_path);
     free(t->best_params);
     free(t->best_bufs);
+    free(t->lm_x);
+    free(t->lm_y);
     free(t);
 }
 
 /* ------------------------------------------------------------ checks */
 
 /* The options' values, each on its own. */
-static ct_status check_values(const ct_train_opts *o, int64_t n, bool have_val) {
-    const char *fn = "ct_trainer_new";
+static ct_status check_values(const ct_train_opts *o, int64_t n, bool have_val, const char *fn) {
     if (o->batch_size < 1 || o->batch_size > n)
         return ct_error(CT_ERR_INVALID_ARG, "%s: batch_size %lld outside 1 .. %lld (the training set's size)", fn,
                         (long long)o->batch_size, (long long)n);
@@ -101,7 +102,7 @@ static ct_status check_opts(const ct_train_opts *o, const ct_dataset *train, con
     const char *fn = "ct_trainer_new";
     if (!o || !train) return ct_error(CT_ERR_INVALID_ARG, "%s: NULL options or training set", fn);
     if (!o->model) return ct_error(CT_ERR_INVALID_ARG, "%s: no model function", fn);
-    ct_status st = check_values(o, ct_dataset_size(train), val != NULL);
+    ct_status st = check_values(o, ct_dataset_size(train), val != NULL, fn);
     if (st != CT_OK) return st;
     const ct_dataset *other[2] = {val, test};
     const char *names[2] = {"validation", "test"};
@@ -150,8 +151,8 @@ static void setup_build(ct_trainer *t, const ct_train_opts *opts) {
                        .user = opts->model_user,
                        .seed = opts->seed,
                        .device = opts->device,
-                       .sample = ct_dataset_sample_shape(t->train),
-                       .num_classes = ct_dataset_num_classes(t->train),
+                       .sample = t->train ? ct_dataset_sample_shape(t->train) : (ct_shape){0},
+                       .num_classes = t->train ? ct_dataset_num_classes(t->train) : ct_tokens_vocab_size(t->lm_train),
                        .label_smoothing = opts->label_smoothing,
                        .precision = opts->precision,
                        .tf32 = opts->tf32};
@@ -165,12 +166,15 @@ static void setup_build(ct_trainer *t, const ct_train_opts *opts) {
         const ct_dataset *d = i ? t->test : t->val;
         if (d && ct_dataset_num_classes(d) > t->b.num_classes) t->b.num_classes = ct_dataset_num_classes(d);
     }
+    if (t->lm_val && ct_tokens_vocab_size(t->lm_val) > t->b.num_classes)
+        t->b.num_classes = ct_tokens_vocab_size(t->lm_val);
 }
 
 /* The evaluation batch size: the option's (or the training batch size),
  * no larger than the largest dataset. */
 static int64_t eval_batch(const ct_trainer *t, const ct_train_opts *opts) {
     int64_t eb = opts->eval_batch_size ? opts->eval_batch_size : opts->batch_size;
+    if (t->lm) return eb; /* windows are drawn, any number of them */
     int64_t largest = ct_dataset_size(t->train);
     if (t->val && ct_dataset_size(t->val) > largest) largest = ct_dataset_size(t->val);
     if (t->test && ct_dataset_size(t->test) > largest) largest = ct_dataset_size(t->test);
@@ -196,9 +200,27 @@ static bool build_programs(ct_trainer *t, const ct_train_opts *opts) {
     return true;
 }
 
-/* The loader of this rank's share of the training set, and the run's
- * length from its batch count: steps per epoch, planned steps and epochs. */
-static bool setup_loader(ct_trainer *t, const ct_train_opts *opts) {
+/* The run's length from the batch count: steps per epoch, planned steps
+ * and epochs. */
+static void plan_length(ct_trainer *t, const ct_train_opts *opts) {
+    t->steps_per_epoch = (t->batches + t->accum - 1) / t->accum;
+    if (opts->epochs > 0) {
+        t->total_steps = opts->epochs * t->steps_per_epoch;
+        if (opts->max_steps > 0 && opts->max_steps < t->total_steps) t->total_steps = opts->max_steps;
+    } else {
+        t->total_steps = opts->max_steps;
+    }
+    t->total_epochs = (t->total_steps + t->steps_per_epoch - 1) / t->steps_per_epoch;
+}
+
+/* The loader of this rank's share of the training set (a language model's
+ * batches instead), and the run's length. */
+static bool setup_loader(ct_trainer *t, const ct_train_opts *opts, const ct_lm_data *lm) {
+    if (lm) {
+        if (ct_train_lm_setup(t, lm) != CT_OK) return false;
+        plan_length(t, opts);
+        return true;
+    }
     ct_loader_opts lo = {.batch_size = opts->batch_size / t->world,
                          .shuffle = !opts->no_shuffle,
                          .drop_last = opts->drop_last,
@@ -212,14 +234,7 @@ static bool setup_loader(ct_trainer *t, const ct_train_opts *opts) {
     if (t->batches < 1)
         return ct_error(CT_ERR_INVALID_ARG, "ct_trainer_new: no batch of %lld samples in %lld with drop_last",
                         (long long)opts->batch_size, (long long)ct_dataset_size(t->train)), false;
-    t->steps_per_epoch = (t->batches + t->accum - 1) / t->accum;
-    if (opts->epochs > 0) {
-        t->total_steps = opts->epochs * t->steps_per_epoch;
-        if (opts->max_steps > 0 && opts->max_steps < t->total_steps) t->total_steps = opts->max_steps;
-    } else {
-        t->total_steps = opts->max_steps;
-    }
-    t->total_epochs = (t->total_steps + t->steps_per_epoch - 1) / t->steps_per_epoch;
+    plan_length(t, opts);
     return true;
 }
 
@@ -265,22 +280,30 @@ static bool setup_best(ct_trainer *t, const ct_train_opts *opts) {
     return true;
 }
 
-ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, const ct_dataset *val,
-                           const ct_dataset *test) {
-    if (check_opts(opts, train, val, test) != CT_OK) return NULL;
+/* ct_trainer_new and ct_trainer_new_lm after their checks: lm NULL for a
+ * classifier on datasets, else the tokens (train, val, test NULL). */
+static ct_trainer *make(const ct_train_opts *opts, const ct_dataset *train, const ct_dataset *val,
+                        const ct_dataset *test, const ct_lm_data *lm) {
     ct_trainer *t = calloc(1, sizeof *t);
     if (!t) return ct_error(CT_ERR_OOM, "ct_trainer_new: out of memory"), NULL;
     t->o = *opts;
     t->train = train;
     t->val = val;
     t->test = test;
+    t->lm = lm != NULL;
+    t->lm_train = lm ? lm->train : NULL;
+    t->lm_val = lm ? lm->val : NULL;
+    t->have_val = val || t->lm_val;
+    t->val_step = -1;
     t->best_val_loss = INFINITY;
     t->val_loss = t->val_acc = NAN;
     t->lr = NAN;
     t->last_epoch_loss = NAN;
     bool ok = copy_strings(t, opts);
     if (ok) setup_build(t, opts);
-    ok = ok && build_programs(t, opts) && setup_loader(t, opts) && setup_schedule(t) == CT_OK && setup_best(t, opts);
+    if (ok && lm) t->b.block_size = lm->block_size;
+    ok = ok && build_programs(t, opts) && setup_loader(t, opts, lm) && setup_schedule(t) == CT_OK &&
+         setup_best(t, opts);
     if (ok) {
         t->tty = isatty(fileno(stdout));
         return t;
@@ -292,6 +315,19 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, c
     ct_trainer_free(t);
     ct_error(st == CT_OK ? CT_ERR_INTERNAL : st, "%s", why);
     return NULL;
+}
+
+ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train, const ct_dataset *val,
+                           const ct_dataset *test) {
+    if (check_opts(opts, train, val, test) != CT_OK) return NULL;
+    return make(opts, train, val, test, NULL);
+}
+
+ct_trainer *ct_trainer_new_lm(const ct_train_opts *opts, const ct_lm_data *data) {
+    if (ct_train_lm_check(opts, data) != CT_OK) return NULL;
+    /* Windows are drawn at random, so any batch size >= 1 has batches. */
+    if (check_values(opts, INT64_MAX, data->val != NULL, "ct_trainer_new_lm") != CT_OK) return NULL;
+    return make(opts, NULL, NULL, NULL, data);
 }
 
 ct_status ct_trainer_init_from(ct_trainer *t, const char *path, const char *strip_prefix, int *loaded) {
@@ -312,5 +348,8 @@ ct_status ct_trainer_init_from(ct_trainer *t, const char *path, const char *stri
 
 ct_status ct_trainer_evaluate(ct_trainer *t, const ct_dataset *ds, ct_eval_result *out) {
     if (!t || !ds || !out) return ct_error(CT_ERR_INVALID_ARG, "ct_trainer_evaluate: NULL argument");
+    if (t->lm)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_trainer_evaluate: a language model's trainer takes tokens "
+                                            "(ct_trainer_evaluate_lm), not a dataset");
     return ct_train_evaluate(t, ds, out);
 }
