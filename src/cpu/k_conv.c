@@ -50,9 +50,15 @@ static void roles(const ct_kargs *k, const ct_tview **x, const ct_tview **w, con
     }
 }
 
+/* The ops whose views roles() reads: x, weight and y (or their gradients). */
+static bool is_conv(ct_op op) {
+    return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT;
+}
+
 /* Checks that the three shapes agree with the window and fills d. */
 static ct_status dims_of(const ct_kargs *k, conv_dims *d) {
     const char *op = ct_op_name(k->op);
+    if (!is_conv(k->op)) return ct_error(CT_ERR_INTERNAL, "cpu %s: not a convolution", op);
     if (!k->attr) return ct_error(CT_ERR_INTERNAL, "cpu %s: no attributes", op);
     ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in); /* the gradients' fixed arity */
     if (s != CT_OK) return s;
@@ -116,7 +122,7 @@ static bool needs_wbuf(const ct_kargs *k) {
 }
 
 size_t ct_cpu_conv_scratch(const ct_kargs *k) {
-    if (k->op == CT_OP_CONV2D_GRAD_BIAS) return 0;
+    if (!is_conv(k->op)) return 0; /* the bias gradient, pooling and dropout2d need none */
     conv_dims d = {0};
     if (dims_of(k, &d) != CT_OK) return 0; /* the run reports it */
     int64_t n = (d.k + d.o) * d.nb * d.p + (needs_wbuf(k) ? d.o * d.kg : 0);
