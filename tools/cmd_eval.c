@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "cli_options.h"
+#include "eval_checks.h"
 #include "lm_cli.h"
 #include "train_opts.h"
 
@@ -56,7 +57,10 @@ static const cli_row options[] = {
     {ROW("eval-batches", CLI_INT, eval_batches), .min = 1, .max = 1 << 30, .def = "50",
      .help = "GPT checkpoints: the mean loss per token over N fixed batches of windows"},
     {ROW("label-column", CLI_INT, data.label_column), .min = -1000000, .max = 1000000,
-     .help = "CSV field holding the label (default: the last)"},
+     CLI_MARK(T, data.label_column_set), .help = "CSV field holding the label (default: the last)"},
+    {ROW("num-classes", CLI_INT, data.num_classes), .min = 1, .max = (1 << 24),
+     .def = "the checkpoint's model's, else the largest label + 1",
+     .help = "csv: the number of classes; every label must be below it"},
     {ROW("limit", CLI_INT, data.test_limit), .min = 1, .max = (double)(1LL << 40), .help = "only the first N samples"},
     {ROW("batch-size", CLI_INT, batch), .min = 1, .max = 1 << 30, CLI_MARK(T, batch_set),
      .def = CLI_STR(EVAL_DEFAULT_BATCH) "; GPT: the training batch", .help = "evaluation batch (GPT: windows)"},
@@ -144,10 +148,12 @@ static bool pick_norm(const eval_cfg *c, const ct_st_file *f, float **mean, floa
     const char *rec_data = ct_st_meta(f, "cli.data"), *rec_norm = ct_st_meta(f, "cli.normalize");
     const char *kind = c->data.kind;
     if (rec_norm && rec_data && strcmp(rec_data, kind) == 0) {
-        if (norm_from_json(rec_norm, mean, std, n_norm)) return true;
-        fprintf(stderr, "ctrain: %s: '%s': its normalisation record (metadata cli.normalize) is unusable\n", CMD,
-                c->checkpoint);
-        return false;
+        if (!norm_from_json(rec_norm, mean, std, n_norm)) {
+            fprintf(stderr, "ctrain: %s: '%s': its normalisation record (metadata cli.normalize) is unusable\n",
+                    CMD, c->checkpoint);
+            return false;
+        }
+        return eval_norm_ok(CMD, c->checkpoint, *mean, *std, *n_norm);
     }
     static const float cm[3] = CT_CIFAR10_MEAN, cs[3] = CT_CIFAR10_STD;
     bool cifar = strcmp(kind, "cifar10") == 0;
@@ -166,6 +172,25 @@ static bool pick_norm(const eval_cfg *c, const ct_st_file *f, float **mean, floa
         **std = strcmp(kind, "mnist") == 0 ? 0.3081f : strcmp(kind, "fashion-mnist") == 0 ? 0.3530f : 1;
     }
     return true;
+}
+
+/* The data flags the dataset takes, and the number of classes: the
+ * model's, which --num-classes may only repeat, and which the CSV labels
+ * are then checked against as they are read. */
+static int pick_classes(eval_cfg *c, model_cfg *m) {
+    int rc = data_check_flags(CMD, &c->data);
+    if (rc != CLI_EXIT_OK) return rc;
+    if (c->data.num_classes && m->classes && c->data.num_classes != m->classes)
+        return cli_usage_error(CMD, "--num-classes %d: the model of '%s' has %lld classes", (int)c->data.num_classes,
+                               c->checkpoint, (long long)m->classes);
+    if (c->data.num_classes) m->classes = c->data.num_classes;
+    if (m->classes > (1 << 24)) {
+        fprintf(stderr, "ctrain: %s: '%s': its model record claims %lld classes\n", CMD, c->checkpoint,
+                (long long)m->classes);
+        return CLI_EXIT_FAIL;
+    }
+    c->data.num_classes = (int32_t)m->classes;
+    return CLI_EXIT_OK;
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -208,14 +233,24 @@ int cmd_eval(int argc, char **argv) {
                 c.checkpoint, c.data.kind);
         goto out;
     }
-    if (!pick_norm(&c, f, &mean, &std, &n_norm)) goto out;
+    if ((rc = pick_classes(&c, &m)) != CLI_EXIT_OK) goto out;
+    rc = CLI_EXIT_FAIL;
+    if (!pick_norm(&c, f, &mean, &std, &n_norm) || !eval_weights_finite(CMD, c.checkpoint, f)) goto out;
     char where[1024];
     if (!data_load_eval(CMD, &c.data, c.train_split, mean, std, n_norm, &ds, where, sizeof where)) goto out;
     if (m.classes == 0) m.classes = ct_dataset_num_classes(ds);
+    if (!eval_fit_classes(CMD, ds, where, m.classes)) goto out;
     ct_eval_opts eo = {.model = model_build, .model_user = &m, .device = c.device, .batch_size = c.batch};
     ct_eval_result r;
     if (ct_evaluate_file(&eo, c.checkpoint, ds, &r) != CT_OK) {
         cli_fail(CMD);
+        goto out;
+    }
+    /* The weights and the data were finite: what is left is the model
+     * overflowing on them, and a NaN accuracy is no result. */
+    if (!isfinite(r.loss)) {
+        fprintf(stderr, "ctrain: %s: the loss is not finite (%s) with the weights of '%s' on %s\n", CMD,
+                isnan(r.loss) ? "NaN" : "inf", c.checkpoint, where);
         goto out;
     }
     printf("accuracy %.2f%% (%lld/%lld)  loss %.4f  on %s %s set (%s)\n", 100 * r.accuracy, (long long)r.correct,

@@ -102,6 +102,8 @@ typedef struct data_cfg {
     const char *val_file;   /* text, tokens: optional (else 90/10 split of train_file) */
     int64_t vocab_size;     /* tokens: ids must be below it (0: GPT-2's 50257) */
     int label_column;       /* csv, 0: the last */
+    bool label_column_set;  /* --label-column given (refused for other data) */
+    int32_t num_classes;    /* csv: --num-classes, 0: the training labels' largest + 1 */
     int64_t train_limit, test_limit; /* 0: all */
     double val_split;       /* 0: no validation set */
     uint64_t split_seed;
@@ -146,6 +148,17 @@ bool data_load_train(const char *cmd, const data_cfg *cfg, data_sets *out);
 bool data_load_eval(const char *cmd, const data_cfg *cfg, bool train_split, const float *mean,
                     const float *std, int64_t n_norm, ct_dataset **out, char *where, size_t where_cap);
 void data_sets_free(data_sets *d);
+
+/* The data options given for a dataset they mean nothing to (--label-column
+ * with mnist, --data-dir with csv...): a usage error naming both, and its
+ * exit code; else CLI_EXIT_OK. */
+int data_check_flags(const char *cmd, const data_cfg *cfg);
+
+/* The first non-finite feature of a normalised dataset, reported as the
+ * normalisation statistic that made it ("ctrain: <cmd>: ... std[g] ... is
+ * degenerate"); false after reporting. */
+bool data_check_finite(const char *cmd, const ct_dataset *ds, const char *where, const float *mean,
+                       const float *std, int64_t n_norm);
 
 /* The record of the normalisation, as JSON {"mean": [...], "std": [...]},
  * malloc'ed, and its inverse (arrays malloc'ed). */

@@ -17,12 +17,14 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "train_cli.h"
 
 static bool is_dir(const char *path) {
@@ -161,16 +163,67 @@ static bool limit(const char *cmd, ct_dataset **ds, int64_t n, const char *what)
     return true;
 }
 
-static bool load_csv(const char *cmd, const char *path, const char *flag, int label_column, ct_dataset **out) {
+/* A CSV file whose labels must be below num_classes (0: any, the count
+ * then comes from them); `classes_from` says where a given count came from,
+ * for the message when a label is outside it. */
+static bool load_csv(const char *cmd, const char *path, const char *flag, int label_column, int32_t num_classes,
+                     const char *classes_from, ct_dataset **out) {
     if (!path) {
         fprintf(stderr, "ctrain: %s: --data csv needs %s FILE (see 'ctrain %s --help')\n", cmd, flag, cmd);
         return false;
     }
-    ct_csv_opts co = {.label_column = label_column};
+    ct_csv_opts co = {.label_column = label_column, .num_classes = num_classes};
     if (ct_dataset_load_csv(path, &co, out) != CT_OK) {
-        char what[64];
-        snprintf(what, sizeof what, "%s", flag);
-        return fail(cmd, what);
+        const char *why = ct_last_error();
+        bool classes = num_classes > 0 && strstr(why, "the number of classes");
+        fprintf(stderr, "ctrain: %s: %s: %s%s%s%s\n", cmd, flag, why, classes ? " (" : "",
+                classes ? classes_from : "", classes ? ")" : "");
+        return false;
+    }
+    return true;
+}
+
+int data_check_flags(const char *cmd, const data_cfg *cfg) {
+    static const char *const images = "mnist fashion-mnist cifar10";
+    const struct {
+        bool set;
+        const char *flag, *kinds, *say;
+    } rows[] = {
+        {cfg->dir != NULL, "--data-dir", images, "mnist, fashion-mnist or cifar10"},
+        {cfg->label_column_set, "--label-column", "csv", "csv"},
+        {cfg->num_classes != 0, "--num-classes", "csv", "csv"},
+        {cfg->test_file != NULL, "--test-file", "csv", "csv"},
+        {cfg->train_file != NULL, "--train-file", "csv text tokens", "csv, text or tokens"},
+        {cfg->val_file != NULL, "--val-file", "text tokens", "text or tokens"},
+        {cfg->vocab_size != 0, "--vocab-size", "tokens", "tokens"},
+    };
+    const size_t kl = strlen(cfg->kind);
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        if (!rows[i].set) continue;
+        /* kind as a whole word of the list */
+        bool ok = false;
+        for (const char *k = strstr(rows[i].kinds, cfg->kind); k && !ok; k = strstr(k + 1, cfg->kind))
+            ok = (k == rows[i].kinds || k[-1] == ' ') && (k[kl] == ' ' || k[kl] == 0);
+        if (!ok) return cli_usage_error(cmd, "%s is for --data %s, not %s", rows[i].flag, rows[i].say, cfg->kind);
+    }
+    return CLI_EXIT_OK;
+}
+
+bool data_check_finite(const char *cmd, const ct_dataset *ds, const char *where, const float *mean,
+                       const float *std, int64_t n_norm) {
+    const float *x = ct_dataset_features(ds);
+    const int64_t numel = ct_dataset_sample_numel(ds), n = ct_dataset_size(ds);
+    /* The statistic of feature j: one for all, one per feature, or one per channel. */
+    const int64_t per = n_norm == 1 ? numel : n_norm == numel ? 1 : numel / n_norm;
+    for (int64_t i = 0; i < n * numel; i++) {
+        if (isfinite(x[i])) continue;
+        int64_t j = i % numel, g = n_norm == 1 ? 0 : j / per;
+        fprintf(stderr,
+                "ctrain: %s: the normalisation makes feature %lld of record %lld of %s %s: mean[%lld] = %g, "
+                "std[%lld] = %g is degenerate\n",
+                cmd, (long long)j, (long long)(i / numel), where, isnan(x[i]) ? "NaN" : "infinite", (long long)g,
+                (double)mean[g], (long long)g, (double)std[g]);
+        return false;
     }
     return true;
 }
@@ -224,9 +277,16 @@ static bool augment_setup(const char *cmd, const data_cfg *cfg, data_sets *out) 
  * hold them. */
 static bool load_sets(const char *cmd, const data_cfg *cfg, bool csv, data_sets *out, ct_dataset **all) {
     if (csv) {
-        if (!load_csv(cmd, cfg->train_file, "--train-file", cfg->label_column, all)) return false;
+        if (!load_csv(cmd, cfg->train_file, "--train-file", cfg->label_column, cfg->num_classes, "--num-classes",
+                      all))
+            return false;
         snprintf(out->where, sizeof out->where, "%s", cfg->train_file);
-        if (cfg->test_file && !load_csv(cmd, cfg->test_file, "--test-file", cfg->label_column, &out->test))
+        /* The classes are the training set's: a test label beyond them
+         * would widen the model to classes it never trained on. */
+        const char *from = cfg->num_classes ? "--num-classes"
+                                            : "the classes come from the training labels; --num-classes N declares more";
+        if (cfg->test_file && !load_csv(cmd, cfg->test_file, "--test-file", cfg->label_column,
+                                        ct_dataset_num_classes(*all), from, &out->test))
             return false;
         return true;
     }
@@ -271,6 +331,7 @@ static bool normalize_sets(const char *cmd, const data_cfg *cfg, data_sets *out)
         if (i == 0 && cfg->augment) continue; /* the loader normalizes it */
         if (ct_dataset_normalize(sets[i], out->n_norm, out->mean, out->std) != CT_OK)
             return fail(cmd, names[i]);
+        if (!data_check_finite(cmd, sets[i], names[i], out->mean, out->std, out->n_norm)) return false;
     }
     return true;
 }
@@ -307,7 +368,9 @@ bool data_load_eval(const char *cmd, const data_cfg *cfg, bool train_split, cons
     *out = NULL;
     if (strcmp(cfg->kind, "csv") == 0) {
         const char *file = train_split ? cfg->train_file : cfg->test_file;
-        if (!load_csv(cmd, file, train_split ? "--train-file" : "--test-file", cfg->label_column, out)) return false;
+        if (!load_csv(cmd, file, train_split ? "--train-file" : "--test-file", cfg->label_column, cfg->num_classes,
+                      "the model's classes", out))
+            return false;
         snprintf(where, where_cap, "%s", file);
     } else {
         if (!idx_dir(cmd, cfg, where, where_cap)) return false;
@@ -324,6 +387,7 @@ bool data_load_eval(const char *cmd, const data_cfg *cfg, bool train_split, cons
         fail(cmd, "normalisation");
         goto fail;
     }
+    if (!data_check_finite(cmd, *out, where, mean, std, n_norm)) goto fail;
     return true;
 fail:
     ct_dataset_free(*out);

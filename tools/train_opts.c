@@ -154,6 +154,7 @@ int train_check_options(train_cfg *c) {
     if (rc == CLI_EXIT_OK) rc = check_model_data(c);
     if (rc == CLI_EXIT_OK) rc = check_optim_schedule(c);
     if (rc == CLI_EXIT_OK) rc = check_augment(c);
+    if (rc == CLI_EXIT_OK) rc = data_check_flags(CMD, &c->data);
     if (rc == CLI_EXIT_OK) augment_defaults(c);
     return rc;
 }

@@ -108,8 +108,9 @@ ct_status ct_dataset_set_num_classes(ct_dataset *ds, int32_t num_classes);
  * shape is [1, rows, cols], and num_classes is the largest label + 1.
  * *out is the caller's to free.
  * Errors, each naming the file: it cannot be opened or read (CT_ERR_IO);
- * a wrong magic, a file shorter than its header says, a corrupt or cut-off
- * gzip stream, an image count different from the label count (CT_ERR_FORMAT);
+ * a wrong magic, a file shorter than its header says, sizes whose product
+ * overflows (naming the dimension), a corrupt or cut-off gzip stream or bytes
+ * after it, an image count different from the label count (CT_ERR_FORMAT);
  * a gzipped file in a build without zlib (CT_ERR_UNSUPPORTED); CT_ERR_OOM. */
 ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
                               ct_dataset **out);
@@ -117,8 +118,11 @@ ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
 /* MNIST (or Fashion-MNIST, which uses the same names) from a directory:
  * train-images-idx3-ubyte and train-labels-idx1-ubyte for train, the t10k-
  * files otherwise, each either as named or with .gz appended (the plain file
- * is preferred when both exist). Errors: as ct_dataset_load_idx, and
- * CT_ERR_NOT_FOUND, naming the directory and file, when neither name exists. */
+ * is preferred when both exist). num_classes is 10, the range both
+ * datasets declare, whatever labels the files hold. Errors: as
+ * ct_dataset_load_idx; a label above 9, naming the file and the record
+ * (CT_ERR_FORMAT); CT_ERR_NOT_FOUND, naming the directory and file, when
+ * neither name exists. */
 ct_status ct_dataset_load_mnist(const char *dir, bool train, ct_dataset **out);
 
 /* CIFAR-10, binary version (https://www.cs.toronto.edu/~kriz/cifar.html,
@@ -150,7 +154,8 @@ ct_status ct_dataset_load_cifar10(const char *dir, bool train, ct_dataset **out)
 #define CT_CIFAR10_STD {0.2470f, 0.2435f, 0.2616f}
 
 typedef enum ct_csv_header {
-    CT_CSV_HEADER_AUTO = 0, /* the first line is a header if one of its fields is not a number */
+    CT_CSV_HEADER_AUTO = 0, /* the first line is a header if one of its fields is a name: text that is
+                               no number at all, so not "nan", "inf", "0x2" or "2.5.1" */
     CT_CSV_HEADER_YES,      /* the first line is a header, whatever it holds */
     CT_CSV_HEADER_NO        /* the first line is data */
 } ct_csv_header;
@@ -172,13 +177,17 @@ typedef struct ct_csv_opts {
  * non-negative integer ("3", and "3.0" as numpy.savetxt writes it). Blank
  * lines are skipped; CRLF line ends, spaces around fields and fields in
  * double quotes are accepted; a gzipped file (told by its first bytes) is
- * read too. Numbers are read with strtod, so the C locale's '.' is the
- * decimal point unless the program changed LC_NUMERIC. opts may be NULL.
+ * read too. Numbers are decimal (digits, sign, '.', exponent; no hexadecimal,
+ * nan or inf) and read with strtod, so the C locale's '.' is the decimal
+ * point unless the program changed LC_NUMERIC; a feature must be finite as a
+ * float (|x| below about 3.4e38). Labels are below 2^24. opts may be NULL.
  * *out is the caller's to free.
  * Errors, naming the file, line and (1-based) column: a row with a different
- * number of fields than the first, a field that is not a finite number, an
- * empty field, a label that is not an integer or is negative or >= the given
- * num_classes, fewer than two fields, no data rows (CT_ERR_FORMAT); a label
+ * number of fields than the first, a field that is not a finite decimal
+ * number or overflows a float, an empty field, a NUL byte, a label that is
+ * not an integer or is negative or >= the given num_classes (naming the data
+ * row too) or >= 2^24, fewer than two fields, no data rows, bytes after a
+ * gzip stream (CT_ERR_FORMAT); a label
  * column outside the row (CT_ERR_INVALID_ARG); the file cannot be read
  * (CT_ERR_IO); CT_ERR_OOM. */
 ct_status ct_dataset_load_csv(const char *path, const ct_csv_opts *opts, ct_dataset **out);

@@ -71,6 +71,9 @@ static ct_status split_line(const char *p, const char *end, char delim, fields *
                     p++;
                     break;
                 }
+                if (*p == '\0')
+                    return ct_error(CT_ERR_FORMAT, "%s: line %ld, column %d: a NUL byte (is this a binary file?)",
+                                    path, line, f->n);
                 f->text[w++] = *p++;
             }
             while (p < end && is_pad(*p, delim)) p++;
@@ -80,7 +83,13 @@ static ct_status split_line(const char *p, const char *end, char delim, fields *
                                 line, f->n);
         } else {
             size_t start = w;
-            while (p < end && *p != delim) f->text[w++] = *p++;
+            while (p < end && *p != delim) {
+                if (*p == '\0') break;
+                f->text[w++] = *p++;
+            }
+            if (p < end && *p == '\0')
+                return ct_error(CT_ERR_FORMAT, "%s: line %ld, column %d: a NUL byte (is this a binary file?)",
+                                path, line, f->n);
             while (w > start && is_pad(f->text[w - 1], delim)) w--;
         }
         f->text[w++] = '\0';
@@ -92,14 +101,45 @@ static ct_status split_line(const char *p, const char *end, char delim, fields *
 
 static const char *field(const fields *f, int k) { return f->text + f->off[k]; }
 
-/* A finite number filling the whole field. Non-finite values are refused:
- * "nan" in a table is almost always a missing value, and one NaN feature
- * silently turns every loss into NaN. */
+/* Labels are at most this: a model with more outputs than a float counts
+ * exactly is never what a CSV label column means, and a stray 2e9 must be
+ * reported as a bad label, not as a failed allocation of the model. */
+#define CSV_MAX_LABEL ((1 << 24) - 1)
+
+/* The characters of a decimal number. strtod also takes hexadecimal
+ * ("0x2"), "nan" and "inf": a table holding those is almost certainly not
+ * what its author meant, so they are not numbers here. */
+static bool decimal_chars(const char *s) {
+    return *s && s[strspn(s, "0123456789+-.eE")] == '\0';
+}
+
+/* A finite decimal number filling the whole field. Non-finite values are
+ * refused: "nan" in a table is almost always a missing value, and one NaN
+ * feature silently turns every loss into NaN. */
 static bool parse_number(const char *s, double *v) {
-    if (!*s) return false;
+    if (!decimal_chars(s)) return false;
     char *e;
     *v = strtod(s, &e);
     return *e == '\0' && isfinite(*v);
+}
+
+/* A field a header may have: a name, that is, text that strtod does not
+ * read as a whole (so not "nan", "inf" or "0x2") and that is not a mangled
+ * decimal number ("2.5.1", "1e"). A first row whose only odd fields are
+ * those is data, and its error names the field. */
+static bool is_name(const char *s) {
+    if (!*s || decimal_chars(s)) return false;
+    char *e;
+    (void)strtod(s, &e);
+    return *e != '\0';
+}
+
+/* Why a field is not a number, for the message. */
+static const char *not_number_why(const char *s) {
+    char *e;
+    (void)strtod(s, &e);
+    if (*e == '\0' && strpbrk(s, "xX")) return "is hexadecimal; only decimal numbers are read";
+    return "is not a finite number";
 }
 
 /* A field quoted in a message, cut short so one bad line stays one line. */
@@ -146,11 +186,17 @@ static ct_status parse_row(const fields *f, int label_col, int32_t num_classes, 
         if (!*t)
             return ct_error(CT_ERR_FORMAT, "%s: line %ld, column %d: empty field", path, line, k + 1);
         if (!parse_number(t, &v))
-            return ct_error(CT_ERR_FORMAT, "%s: line %ld, column %d: %s'%s' is not a finite number",
-                            path, line, k + 1, k == label_col ? "label " : "",
-                            quote(t, buf, sizeof buf));
+            return ct_error(CT_ERR_FORMAT, "%s: line %ld, column %d: %s'%s' %s", path, line, k + 1,
+                            k == label_col ? "label " : "", quote(t, buf, sizeof buf), not_number_why(t));
         if (k != label_col) {
-            *x++ = (float)v;
+            /* Finite as a double is not enough: 1e39 is inf as a float, and
+             * one inf feature makes every statistic and loss NaN. */
+            float fv = (float)v;
+            if (!isfinite(fv))
+                return ct_error(CT_ERR_FORMAT,
+                                "%s: line %ld, column %d: '%s' is beyond the float range (about 3.4e38)",
+                                path, line, k + 1, quote(t, buf, sizeof buf));
+            *x++ = fv;
             continue;
         }
         if (v != floor(v))
@@ -159,10 +205,16 @@ static ct_status parse_row(const fields *f, int label_col, int32_t num_classes, 
         if (v < 0)
             return ct_error(CT_ERR_FORMAT, "%s: line %ld, column %d: label %s is negative", path,
                             line, k + 1, quote(t, buf, sizeof buf));
-        if (v >= (double)INT32_MAX || (num_classes > 0 && v >= num_classes))
-            return ct_error(CT_ERR_FORMAT, "%s: line %ld, column %d: label %s is not below %d", path,
-                            line, k + 1, quote(t, buf, sizeof buf),
-                            num_classes > 0 ? (int)num_classes : INT32_MAX);
+        if (num_classes > 0 && v >= num_classes)
+            return ct_error(CT_ERR_FORMAT,
+                            "%s: line %ld, column %d (row %lld): label %s is not below %d, the number of classes",
+                            path, line, k + 1, (long long)g->rows + 1, quote(t, buf, sizeof buf),
+                            (int)num_classes);
+        if (v > CSV_MAX_LABEL)
+            return ct_error(CT_ERR_FORMAT,
+                            "%s: line %ld, column %d (row %lld): label %s is too large: labels are class "
+                            "numbers, at most %d",
+                            path, line, k + 1, (long long)g->rows + 1, quote(t, buf, sizeof buf), CSV_MAX_LABEL);
         g->y[g->rows] = (int32_t)v;
     }
     g->rows++;
@@ -213,8 +265,7 @@ static ct_status first_fields(csv_read *r, long line, bool *header) {
                         lc, nf, line);
     *header = opts->header == CT_CSV_HEADER_YES;
     if (opts->header == CT_CSV_HEADER_AUTO) {
-        double v;
-        for (int k = 0; k < nf && !*header; k++) *header = !parse_number(field(&r->f, k), &v);
+        for (int k = 0; k < nf && !*header; k++) *header = is_name(field(&r->f, k));
     }
     if (*header) r->header_line = line;
     return CT_OK;

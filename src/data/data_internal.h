@@ -77,7 +77,8 @@ void ct_data_permutation(uint64_t seed, uint32_t stream, uint32_t offset, int64_
 /* The whole content of a file, gunzipped when its first two bytes are the
  * gzip magic. *data (caller frees) has one extra NUL byte after *len bytes,
  * so text parsers may rely on a terminator. Errors name the path: cannot
- * open or read (CT_ERR_IO), corrupt or cut-off gzip (CT_ERR_FORMAT), gzip
+ * open or read (CT_ERR_IO), corrupt or cut-off gzip, bytes after the gzip
+ * stream that are not another gzip member (CT_ERR_FORMAT), gzip
  * without zlib (CT_ERR_UNSUPPORTED), CT_ERR_OOM. */
 ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len);
 

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -51,44 +52,64 @@ static ct_status read_plain(FILE *f, const char *path, size_t hint, unsigned cha
 }
 
 #ifdef CTRAIN_HAVE_ZLIB
-static ct_status read_gzip(const char *path, size_t hint, unsigned char **buf, size_t *cap,
-                           size_t *len) {
-    gzFile gz = gzopen(path, "rb");
-    if (!gz) return ct_error(CT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    gzbuffer(gz, 1 << 17);
+/* The bytes after a gzip member: nothing, or another member (gzip(1)
+ * concatenates them). Anything else is an error: zlib's gzread skips such
+ * trailing bytes without a word, and they mean a damaged or wrongly
+ * assembled file. */
+static ct_status after_member(const char *path, const unsigned char *next, size_t rest, bool *more) {
+    *more = rest > 0;
+    if (rest == 0 || (rest >= 2 && next[0] == 0x1f && next[1] == 0x8b)) return CT_OK;
+    return ct_error(CT_ERR_FORMAT, "%s: %zu bytes of trailing garbage after the gzip stream", path, rest);
+}
+
+/* zlib's status after inflate as this module's error. */
+static ct_status inflate_error(const char *path, int ret, const z_stream *z) {
+    if (ret == Z_MEM_ERROR) return ct_error(CT_ERR_OOM, "%s: out of memory in zlib", path);
+    return ct_error(CT_ERR_FORMAT, "%s: corrupt gzip stream: %s", path,
+                    z->msg && *z->msg ? z->msg : "unknown zlib error");
+}
+
+/* The compressed file in[0..in_len) gunzipped into *buf. inflate is fed
+ * the whole file, so that what follows the last member is seen. */
+static ct_status gunzip(const char *path, const unsigned char *in, size_t in_len, size_t hint,
+                        unsigned char **buf, size_t *cap, size_t *len) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 15 + 16) != Z_OK) return ct_error(CT_ERR_OOM, "%s: out of memory in zlib", path);
     ct_status s = reserve(buf, cap, hint, path);
+    size_t fed = 0; /* bytes of in handed to zlib so far */
     while (s == CT_OK) {
+        if (z.avail_in == 0 && fed < in_len) {
+            size_t n = in_len - fed > UINT_MAX ? UINT_MAX : in_len - fed;
+            z.next_in = (unsigned char *)(uintptr_t)(in + fed);
+            z.avail_in = (unsigned)n;
+            fed += n;
+        }
+        if (*cap - 1 == *len) {
+            s = reserve(buf, cap, *len + 1, path);
+            continue;
+        }
         size_t room = *cap - 1 - *len;
-        unsigned ask = room > (size_t)INT_MAX ? (unsigned)INT_MAX : (unsigned)room;
-        int got = gzread(gz, *buf + *len, ask);
-        if (got < 0) break; /* the error is read from gzerror below */
-        *len += (size_t)got;
-        if (got == 0) break;
-        if ((unsigned)got < ask) continue; /* ask again: 0 is the only sure end */
-        s = reserve(buf, cap, *len + 1, path);
-    }
-    if (s == CT_OK) {
-        int zerr = Z_OK;
-        const char *msg = gzerror(gz, &zerr);
-        /* Z_BUF_ERROR is zlib's "unexpected end of file": the stream stops
-         * before its end marker and checksum. Anything but Z_OK means the
-         * bytes read cannot be trusted, so both are errors. */
-        if (zerr == Z_ERRNO)
-            s = ct_error(CT_ERR_IO, "%s: read failed: %s", path, strerror(errno));
-        else if (zerr == Z_BUF_ERROR)
+        unsigned ask = room > UINT_MAX ? UINT_MAX : (unsigned)room;
+        z.next_out = *buf + *len;
+        z.avail_out = ask;
+        int ret = inflate(&z, Z_NO_FLUSH);
+        *len += ask - z.avail_out;
+        if (ret == Z_STREAM_END) {
+            bool more;
+            size_t rest = in_len - fed + z.avail_in;
+            s = after_member(path, z.avail_in ? z.next_in : in + fed, rest, &more);
+            if (s != CT_OK || !more) break;
+            inflateReset(&z);
+        } else if (ret == Z_BUF_ERROR && z.avail_in == 0 && fed == in_len) {
+            /* zlib's "unexpected end of file": the stream stops before its
+             * end marker and checksum, so the bytes cannot be trusted. */
             s = ct_error(CT_ERR_FORMAT, "%s: gzip stream cut off (unexpected end of file)", path);
-        else if (zerr == Z_MEM_ERROR)
-            s = ct_error(CT_ERR_OOM, "%s: out of memory in zlib", path);
-        else if (zerr != Z_OK) {
-            /* zlib's message starts with the path already; drop that copy. */
-            size_t pl = strlen(path);
-            if (msg && strncmp(msg, path, pl) == 0 && msg[pl] == ':') msg += pl + 1;
-            while (msg && *msg == ' ') msg++;
-            s = ct_error(CT_ERR_FORMAT, "%s: corrupt gzip stream: %s", path,
-                         msg && *msg ? msg : "unknown zlib error");
+        } else if (ret != Z_OK && ret != Z_BUF_ERROR) {
+            s = inflate_error(path, ret, &z);
         }
     }
-    gzclose(gz);
+    inflateEnd(&z);
     return s;
 }
 #endif
@@ -110,6 +131,7 @@ ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len)
         }
         if (S_ISREG(st.st_mode) && st.st_size > 0) hint = (size_t)st.st_size + 1;
     }
+    const size_t file_size = hint; /* + 1: the room read_plain wants for a terminator */
     unsigned char magic[2] = {0, 0};
     size_t nmagic = fread(magic, 1, 2, f);
     bool gzip = nmagic == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
@@ -136,10 +158,24 @@ ct_status ct_data_read_file(const char *path, unsigned char **data, size_t *len)
         }
         fclose(f);
     } else {
-        fclose(f);
 #ifdef CTRAIN_HAVE_ZLIB
-        s = read_gzip(path, hint, &buf, &cap, len);
+        unsigned char *comp = NULL;
+        size_t ccap = 0, clen = 0;
+        /* The trailer probe above moved the position (a pipe never gets
+         * that far): back to just after the magic, which is copied. */
+        s = reserve(&comp, &ccap, file_size > 3 ? file_size : 3, path);
+        if (s == CT_OK && file_size > 18 && fseek(f, 2, SEEK_SET) != 0)
+            s = ct_error(CT_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
+        if (s == CT_OK) {
+            memcpy(comp, magic, 2);
+            clen = 2;
+            s = read_plain(f, path, file_size, &comp, &ccap, &clen);
+        }
+        fclose(f);
+        if (s == CT_OK) s = gunzip(path, comp, clen, hint, &buf, &cap, len);
+        free(comp);
 #else
+        fclose(f);
         s = ct_error(CT_ERR_UNSUPPORTED,
                      "%s: gzip-compressed, but this ctrain was built without zlib; "
                      "gunzip it first", path);

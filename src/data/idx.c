@@ -11,6 +11,8 @@
 
 #define IDX_MAGIC_LABELS 0x00000801u
 #define IDX_MAGIC_IMAGES 0x00000803u
+/* MNIST's digits and Fashion-MNIST's ten kinds of clothing alike. */
+#define MNIST_CLASSES 10
 
 static uint32_t be32(const unsigned char *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
@@ -45,9 +47,14 @@ static ct_status parse_header(const char *path, const unsigned char *d, size_t l
         if (dims[k] == 0)
             return ct_error(CT_ERR_FORMAT, "%s: IDX dimension %d is 0, the file holds no %ss",
                             path, k, what);
-        need *= dims[k]; /* at most 2^96 in principle; checked below before it matters */
-        if (need > (uint64_t)SIZE_MAX)
-            return ct_error(CT_ERR_FORMAT, "%s: IDX header claims an impossible size", path);
+        /* Checked before multiplying: three 32-bit sizes can reach 2^96,
+         * and a product that wrapped would pass the size check below. */
+        if (need > (uint64_t)SIZE_MAX / dims[k])
+            return ct_error(CT_ERR_FORMAT,
+                            "%s: IDX dimension %d (%u) makes the %s data larger than memory can address; "
+                            "a corrupt header",
+                            path, k, (unsigned)dims[k], what);
+        need *= dims[k];
     }
     if (len - head < need) {
         if (ndim == 1)
@@ -66,11 +73,22 @@ static ct_status parse_header(const char *path, const unsigned char *d, size_t l
     return CT_OK;
 }
 
-ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
-                              ct_dataset **out) {
-    if (out) *out = NULL;
-    if (!images_path || !labels_path || !out)
-        return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_idx: NULL argument");
+/* Every label below num_classes (0: any byte), else an error naming the
+ * file and the record. */
+static ct_status check_labels(const char *path, const unsigned char *lbl, uint32_t n, int num_classes) {
+    if (num_classes <= 0) return CT_OK;
+    for (uint32_t i = 0; i < n; i++)
+        if (lbl[i] >= num_classes)
+            return ct_error(CT_ERR_FORMAT, "%s: record %u (byte offset %u) has label %d; the labels are 0 to %d",
+                            path, (unsigned)i, (unsigned)(8 + i), lbl[i], num_classes - 1);
+    return CT_OK;
+}
+
+/* ct_dataset_load_idx with the classes declared: num_classes > 0 is the
+ * dataset's own range (MNIST's 10), which every label must fall in, so a
+ * corrupt label byte is an error instead of a wider model. */
+static ct_status load_idx(const char *images_path, const char *labels_path, int num_classes,
+                          ct_dataset **out) {
     unsigned char *img = NULL, *lab = NULL;
     size_t img_len = 0, lab_len = 0;
     const unsigned char *pix = NULL, *lbl = NULL;
@@ -80,6 +98,7 @@ ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
     if (s == CT_OK) s = parse_header(images_path, img, img_len, 3, idim, &pix);
     if (s == CT_OK) s = ct_data_read_file(labels_path, &lab, &lab_len);
     if (s == CT_OK) s = parse_header(labels_path, lab, lab_len, 1, ldim, &lbl);
+    if (s == CT_OK) s = check_labels(labels_path, lbl, ldim[0], num_classes);
     if (s == CT_OK && idim[0] != ldim[0])
         s = ct_error(CT_ERR_FORMAT, "%s holds %u images but %s holds %u labels", images_path,
                      (unsigned)idim[0], labels_path, (unsigned)ldim[0]);
@@ -96,12 +115,20 @@ ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
         const size_t total = (size_t)ds->n * (size_t)ds->numel;
         for (size_t i = 0; i < total; i++) ds->x[i] = scale[pix[i]];
         for (int64_t i = 0; i < ds->n; i++) ds->y[i] = lbl[i];
-        ds->num_classes = ct_data_count_classes(ds->y, ds->n);
+        ds->num_classes = num_classes > 0 ? num_classes : ct_data_count_classes(ds->y, ds->n);
         *out = ds;
     }
     free(img);
     free(lab);
     return s;
+}
+
+ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
+                              ct_dataset **out) {
+    if (out) *out = NULL;
+    if (!images_path || !labels_path || !out)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_idx: NULL argument");
+    return load_idx(images_path, labels_path, 0, out);
 }
 
 /* dir/name or dir/name.gz; NULL with the error set when neither exists.
@@ -123,7 +150,7 @@ ct_status ct_dataset_load_mnist(const char *dir, bool train, ct_dataset **out) {
     char *labels = images ? find_file(dir, train ? "train-labels-idx1-ubyte"
                                                  : "t10k-labels-idx1-ubyte", &s)
                           : NULL;
-    if (images && labels) s = ct_dataset_load_idx(images, labels, out);
+    if (images && labels) s = load_idx(images, labels, MNIST_CLASSES, out);
     free(images);
     free(labels);
     return s;
