@@ -179,7 +179,7 @@ static ct_status save_checkpoint(ct_trainer *t, run_clock *c) {
     ct_status fs = ct_train_fused_sync(t); /* the loss sum is saved */
     if (fs != CT_OK) return fs;
     t->elapsed_now = t->elapsed_prev + train_seconds(c);
-    ct_status st = ct_trainer_save(t, t->save_path);
+    ct_status st = ct_train_save_or_rescue(t, t->save_path);
     if (st != CT_OK) return st;
     ct_train_progress p;
     fill_progress(t, c, CT_TRAIN_SAVED, &p);
@@ -485,6 +485,9 @@ static ct_status finish_run(ct_trainer *t, run_clock *c, ct_status st, bool stop
     result_of(t, c, res);
     res->early_stopped = stop;
     if (st == CT_OK && t->test) st = test_pass(t, c, res);
+    /* The results are complete: a caller may show them even if the save
+     * below fails. */
+    res->finished = st == CT_OK;
     if (st == CT_OK && t->save_path) st = save_checkpoint(t, c);
     if (st == CT_OK) {
         ct_train_progress p;
@@ -506,7 +509,9 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
     if (t->ran) return ct_error(CT_ERR_STATE, "ct_trainer_run: this trainer has run already");
     t->ran = true;
     run_clock c = {.start = ct_train_now()};
-    ct_status st = ct_train_dist_begin(t);
+    /* Before the first step, not after the last one. */
+    ct_status st = ct_train_check_save_path(t);
+    if (st == CT_OK) st = ct_train_dist_begin(t);
     if (st == CT_OK) st = ct_train_fused_begin(t);
     bool stop = false;
     if (st == CT_OK) st = run_epochs(t, &c, &stop);
