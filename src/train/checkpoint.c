@@ -281,7 +281,8 @@ static ct_status read_tensor(const reader *r, const char *name, const char *what
     int i = ct_st_find(r->f, name);
     if (i < 0) return ct_error(CT_ERR_NOT_FOUND, "'%s' has no %s '%s'", r->path, what, name);
     ct_status st = ct_st_read_param(r->f, i, name, shape, dt, dst, bytes);
-    if (st != CT_OK) return ct_error(st, "'%s': %s '%s': %s", r->path, what, name, ct_last_error());
+    /* The message names the tensor already. */
+    if (st != CT_OK) return ct_error(st, "'%s': %s", r->path, ct_last_error());
     return CT_OK;
 }
 

@@ -72,6 +72,16 @@ static double current_lr(const ct_trainer *t) {
     return lr;
 }
 
+/* A learning rate that is not finite. Schedules are checked when the
+ * trainer is made, so this is arithmetic overflowing on a huge base rate
+ * (1e308 with warmup or a cyclic peak): say that, not a stale error. */
+static ct_status bad_lr(const ct_trainer *t, double lr) {
+    return ct_error(CT_ERR_INVALID_ARG,
+                    "step %lld: the schedule gives lr %g from the base lr %g: the learning rate is too large to "
+                    "compute with",
+                    (long long)t->step + 1, lr, t->o.optim.lr);
+}
+
 typedef struct run_clock {
     double start;         /* this run */
     double eval_s;        /* spent in validation passes and checkpoints */
@@ -238,8 +248,7 @@ static ct_status update(ct_trainer *t) {
     }
     if (t->o.clip_value > 0 && !skip && (st = ct_clip_grad_value(t->tr.p, t->o.clip_value)) != CT_OK) return st;
     double lr = current_lr(t);
-    if (!isfinite(lr)) return ct_error(CT_ERR_INVALID_ARG, "step %lld: the schedule gives lr %g: %s",
-                                       (long long)t->step + 1, lr, ct_last_error());
+    if (!isfinite(lr)) return bad_lr(t, lr);
     if ((st = ct_train_amp_step(t, lr)) != CT_OK) return st;
     t->lr = lr;
     t->step++;
@@ -250,8 +259,7 @@ static ct_status update(ct_trainer *t) {
  * in one, the loss left on the device. */
 static ct_status fused_batch(ct_trainer *t, const ct_batch *b) {
     double lr = current_lr(t);
-    if (!isfinite(lr)) return ct_error(CT_ERR_INVALID_ARG, "step %lld: the schedule gives lr %g: %s",
-                                       (long long)t->step + 1, lr, ct_last_error());
+    if (!isfinite(lr)) return bad_lr(t, lr);
     return ct_train_fused_step(t, b, lr);
 }
 
