@@ -182,12 +182,23 @@ int cli_apply_config_file(cli_parser *p, const char *path) {
         fprintf(stderr, "ctrain: %s: --config '%s': %s\n", cmd, path, why);
         return CLI_EXIT_FAIL;
     }
-    cJSON *doc = cJSON_Parse(text);
-    free(text);
+    const char *end = NULL;
+    cJSON *doc = cJSON_ParseWithOpts(text, &end, false);
     if (!cJSON_IsObject(doc)) {
         cJSON_Delete(doc);
+        free(text);
         return cli_usage_error(cmd, "--config '%s': not a JSON object of option names and values", path);
     }
+    /* Text after the object is a second value or a slip of the editor:
+     * neither may be ignored (the options meant may be in it). */
+    end += strspn(end, " \t\r\n");
+    if (*end) {
+        long at = (long)(end - text);
+        cJSON_Delete(doc);
+        free(text);
+        return cli_usage_error(cmd, "--config '%s': unexpected text after the JSON object (at byte %ld)", path, at);
+    }
+    free(text);
     int rc = cli_apply_json(p, path, doc);
     cJSON_Delete(doc);
     return rc;

@@ -183,6 +183,30 @@ static bool load_data(train_cfg *c, data_sets *d) {
     return true;
 }
 
+/* --init-from: by name, every parameter required with --strict. The
+ * summary of what loaded survives --quiet (on stderr then): a partial load
+ * is worth knowing about whatever else is hidden. */
+static bool init_from(ct_trainer *t, const train_cfg *c) {
+    int loaded = 0;
+    ct_graph *g = ct_trainer_graph(t);
+    ct_status st;
+    if (c->strict) {
+        ct_load_opts lo = {.non_strict = true, .require_all = true, .loaded = &loaded};
+        st = ct_load_weights(g, ct_trainer_program(t), c->init_from, &lo);
+    } else {
+        st = ct_trainer_init_from(t, c->init_from, NULL, &loaded);
+    }
+    if (st != CT_OK) {
+        cli_fail("train: --init-from");
+        return false;
+    }
+    int total = ct_graph_num_params(g) + ct_graph_num_buffers(g);
+    if (!c->silent)
+        fprintf(c->quiet ? stderr : stdout, "initialised %d of %d tensors from %s%s\n", loaded, total, c->init_from,
+                loaded < total ? " (the others keep their initial values; --strict refuses that)" : "");
+    return true;
+}
+
 bool train_start_from(ct_trainer *t, const train_cfg *c) {
     if (c->resume) {
         if (ct_trainer_resume(t, c->resume) != CT_OK) {
@@ -197,15 +221,7 @@ bool train_start_from(ct_trainer *t, const train_cfg *c) {
         else if (!c->quiet)
             printf("resuming %s after epoch %lld (step %lld)\n", c->resume, (long long)epoch, (long long)step);
     } else if (c->init_from) {
-        int loaded = 0;
-        if (ct_trainer_init_from(t, c->init_from, NULL, &loaded) != CT_OK) {
-            cli_fail("train: --init-from");
-            return false;
-        }
-        ct_graph *g = ct_trainer_graph(t);
-        if (!c->quiet)
-            printf("initialised %d of %d tensors from %s\n", loaded, ct_graph_num_params(g) + ct_graph_num_buffers(g),
-                   c->init_from);
+        return init_from(t, c);
     }
     return true;
 }
@@ -238,6 +254,9 @@ static int run(train_cfg *c, const cli_parser *p, ct_comm *comm, const char *who
     if (!c->quiet && comm) train_dist_describe(c, comm);
     ct_train_result r;
     if (ct_trainer_run(t, &r) != CT_OK) {
+        /* Trained, but the last save failed: the results are real (and the
+         * error says where the state was rescued to). */
+        if (r.finished && ct_comm_rank(comm) == 0) print_summary(&r);
         cli_fail(who);
         goto out;
     }
@@ -279,7 +298,7 @@ int cmd_train(int argc, char **argv) {
     if (train_dist_open(&c, &comm)) {
         if (ct_comm_size(comm) > 1)
             snprintf(who, sizeof who, "%s: rank %d of %d", CMD, ct_comm_rank(comm), ct_comm_size(comm));
-        if (ct_comm_rank(comm) != 0) c.quiet = true;
+        if (ct_comm_rank(comm) != 0) c.quiet = c.silent = true;
         if (ct_device_check(c.device) != CT_OK)
             cli_fail(who);
         else if (load_data(&c, &d))

@@ -4,6 +4,8 @@
 #                  by add_test before it got here)
 #   RC             regex of the accepted exit codes, e.g. "2" or "0|1"
 #   STDOUT_IF_OK   regex stdout must match when the exit code is 0
+#   STDERR_IF_OK   regex stderr must match when the exit code is 0 (what
+#                  must be said even under --quiet)
 #   STDERR         regex stderr must match when the exit code is not 0; the
 #                  message must also be one line, as the CLI promises
 #
@@ -21,6 +23,9 @@ endif()
 if(rc STREQUAL "0")
   if(NOT STDOUT_IF_OK STREQUAL "" AND NOT out MATCHES "${STDOUT_IF_OK}")
     message(FATAL_ERROR "stdout does not match '${STDOUT_IF_OK}':\n${out}\nstderr:\n${err}")
+  endif()
+  if(NOT STDERR_IF_OK STREQUAL "" AND NOT err MATCHES "${STDERR_IF_OK}")
+    message(FATAL_ERROR "stderr does not match '${STDERR_IF_OK}':\n${err}\nstdout:\n${out}")
   endif()
   message(STATUS "exit 0\n${out}")
 else()

@@ -152,8 +152,22 @@ bool lm_record_read(const char *cmd, const ct_st_file *f, const char *path, lm_r
     }
     const char *b = ct_st_meta(f, "ctrain.batch_size"), *s = ct_st_meta(f, "ctrain.data_seed");
     const char *sh = ct_st_meta(f, "ctrain.shuffle");
-    r->batch_size = b ? strtoll(b, NULL, 10) : 0;
-    r->data_seed = s ? strtoull(s, NULL, 10) : 0;
+    /* Numbers read from the file: whole, in range, or the record is refused. */
+    char *end = NULL;
+    errno = 0;
+    r->batch_size = b ? strtoll(b, &end, 10) : 0;
+    if (b && (!*b || *end || errno || r->batch_size < 1 || r->batch_size > (1 << 30))) {
+        fprintf(stderr, "ctrain: %s: '%s': metadata 'ctrain.batch_size' is '%.40s', not a batch size\n", cmd, path, b);
+        lm_record_free(r);
+        return false;
+    }
+    errno = 0;
+    r->data_seed = s ? strtoull(s, &end, 10) : 0;
+    if (s && (!*s || *end || errno || *s == '-')) {
+        fprintf(stderr, "ctrain: %s: '%s': metadata 'ctrain.data_seed' is '%.40s', not a seed\n", cmd, path, s);
+        lm_record_free(r);
+        return false;
+    }
     r->shuffle = !sh || strcmp(sh, "0") != 0;
     return true;
 }

@@ -39,14 +39,13 @@ bool model_gpt_from_json(const void *object, model_cfg *m, const char **why) {
     const cJSON *o = object;
     const char *keys[] = {"vocab_size", "block_size", "n_layer", "n_head", "n_embd"};
     int64_t *dst[] = {&m->vocab_size, &m->block_size, &m->n_layer, &m->n_head, &m->n_embd};
-    *why = "a gpt field is missing or out of range";
-    for (int i = 0; i < 5; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
-        if (!cJSON_IsNumber(v) || v->valuedouble < 1 || v->valuedouble > (i == 0 ? 1 << 30 : GPT_MAX_SIZE)) return false;
-        *dst[i] = (int64_t)v->valuedouble;
-    }
+    for (int i = 0; i < 5; i++)
+        if (!model_json_count(o, keys[i], 1, i == 0 ? 1 << 30 : GPT_MAX_SIZE, dst[i], why)) return false;
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(o, "dropout");
-    if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0 && d->valuedouble < 1)) return false;
+    if (!cJSON_IsNumber(d) || !(d->valuedouble >= 0 && d->valuedouble < 1)) {
+        *why = "field 'dropout' is not a number in [0, 1)";
+        return false;
+    }
     m->dropout = d->valuedouble;
     m->classes = m->vocab_size;
     snprintf(m->model, sizeof m->model, "gpt");

@@ -11,6 +11,7 @@
  * what `ctrain eval` rebuilds the model from.
  */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
@@ -127,59 +128,100 @@ char *model_to_json(const model_cfg *cfg) {
     return text;
 }
 
-bool model_from_json(const char *json, model_cfg *cfg, const char **why) {
-    memset(cfg, 0, sizeof *cfg);
-    snprintf(cfg->init, sizeof cfg->init, "default");
-    cJSON *o = cJSON_Parse(json);
-    bool ok = false;
-    *why = "not a JSON object";
-    if (!cJSON_IsObject(o)) goto out;
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
-    if (cJSON_IsString(model) && strcmp(model->valuestring, "gpt") == 0) {
-        ok = model_gpt_from_json(o, cfg, why);
-        goto out;
+/* The reason a record is refused, naming the field: static, as the CLI
+ * reads one record at a time. */
+static char json_why[160];
+
+/* Field key of o as a count: a number, integral, in lo .. hi. A record is
+ * read from a file that anyone may have edited: 1e30 must not reach an
+ * int64 cast, nor 32.7 be cut to 32. */
+bool model_json_count(const void *object, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                      const char **why) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive((const cJSON *)object, key);
+    return model_json_count_item(v, key, lo, hi, out, why);
+}
+
+bool model_json_count_item(const void *item, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                           const char **why) {
+    const cJSON *v = item;
+    double d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d)) {
+        if (cJSON_IsNumber(v))
+            snprintf(json_why, sizeof json_why, "field '%s' is %.17g, not an integer in %lld .. %lld", key, d,
+                     (long long)lo, (long long)hi);
+        else
+            snprintf(json_why, sizeof json_why, "field '%s' is %s, not an integer", key, v ? "not a number" : "missing");
+        *why = json_why;
+        return false;
     }
+    *out = (int64_t)d;
+    return true;
+}
+
+static bool field_error(const char **why, const char *key, const char *what) {
+    snprintf(json_why, sizeof json_why, "field '%s' %s", key, what);
+    *why = json_why;
+    return false;
+}
+
+/* The image models' width and depth. */
+static bool image_from_json(const cJSON *o, model_cfg *cfg, const char **why) {
+    int64_t width, depth;
+    if (!model_json_count(o, "width", 1, MODEL_MAX_WIDTH, &width, why) ||
+        !model_json_count(o, "depth", 1, MODEL_MAX_DEPTH, &depth, why))
+        return false;
+    cfg->width = (int)width;
+    cfg->depth = (int)depth;
+    return true;
+}
+
+/* A parsed record of mlp, cnn or resnet. */
+static bool classifier_from_json(const cJSON *o, model_cfg *cfg, const char **why) {
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
     const cJSON *hidden = cJSON_GetObjectItemCaseSensitive(o, "hidden");
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(o, "activation");
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(o, "dropout");
     const cJSON *bn = cJSON_GetObjectItemCaseSensitive(o, "batchnorm");
-    const cJSON *classes = cJSON_GetObjectItemCaseSensitive(o, "classes");
-    *why = "a field is missing or has the wrong type";
-    if (!cJSON_IsString(model) || !cJSON_IsArray(hidden) || !cJSON_IsString(act) || !cJSON_IsNumber(drop) ||
-        !cJSON_IsBool(bn) || !cJSON_IsNumber(classes))
-        goto out;
-    *why = "unknown model";
-    if (strcmp(model->valuestring, "mlp") != 0 && strcmp(model->valuestring, "cnn") != 0 &&
-        strcmp(model->valuestring, "resnet") != 0)
-        goto out;
+    if (!cJSON_IsString(model) || (strcmp(model->valuestring, "mlp") != 0 && strcmp(model->valuestring, "cnn") != 0 &&
+                                   strcmp(model->valuestring, "resnet") != 0))
+        return field_error(why, "model", "is not mlp, cnn, resnet or gpt");
     snprintf(cfg->model, sizeof cfg->model, "%s", model->valuestring);
-    if (model_is_image(cfg)) {
-        const cJSON *width = cJSON_GetObjectItemCaseSensitive(o, "width");
-        const cJSON *depth = cJSON_GetObjectItemCaseSensitive(o, "depth");
-        *why = "bad width or depth";
-        if (!cJSON_IsNumber(width) || !cJSON_IsNumber(depth) || width->valuedouble < 1 ||
-            width->valuedouble > MODEL_MAX_WIDTH || depth->valuedouble < 1 || depth->valuedouble > MODEL_MAX_DEPTH)
-            goto out;
-        cfg->width = (int)width->valuedouble;
-        cfg->depth = (int)depth->valuedouble;
-    }
-    *why = "bad hidden sizes";
+    if (model_is_image(cfg) && !image_from_json(o, cfg, why)) return false;
+    if (!cJSON_IsArray(hidden)) return field_error(why, "hidden", "is not an array");
+    if (cJSON_GetArraySize(hidden) > MLP_MAX_HIDDEN) return field_error(why, "hidden", "has too many layers");
     const cJSON *e;
     cJSON_ArrayForEach(e, hidden) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 1 || e->valuedouble > (1 << 24) || cfg->n_hidden == MLP_MAX_HIDDEN)
-            goto out;
-        cfg->hidden[cfg->n_hidden++] = (int64_t)e->valuedouble;
+        if (!model_json_count_item(e, "hidden", 1, 1 << 24, &cfg->hidden[cfg->n_hidden], why)) return false;
+        cfg->n_hidden++;
     }
-    *why = "unknown activation";
-    if (!ct_activation_valid(act->valuestring) || strlen(act->valuestring) >= sizeof cfg->activation) goto out;
+    if (!cJSON_IsString(act) || !ct_activation_valid(act->valuestring) ||
+        strlen(act->valuestring) >= sizeof cfg->activation)
+        return field_error(why, "activation", "is not a known activation");
     snprintf(cfg->activation, sizeof cfg->activation, "%s", act->valuestring);
-    *why = "bad dropout or classes";
-    if (!(drop->valuedouble >= 0 && drop->valuedouble < 1) || classes->valuedouble < 1) goto out;
+    if (!cJSON_IsNumber(drop) || !(drop->valuedouble >= 0 && drop->valuedouble < 1))
+        return field_error(why, "dropout", "is not a number in [0, 1)");
+    if (!cJSON_IsBool(bn)) return field_error(why, "batchnorm", "is not true or false");
     cfg->dropout = drop->valuedouble;
     cfg->batchnorm = cJSON_IsTrue(bn);
-    cfg->classes = (int64_t)classes->valuedouble;
-    ok = true;
-out:
+    return model_json_count(o, "classes", 1, 1 << 24, &cfg->classes, why);
+}
+
+bool model_from_json(const char *json, model_cfg *cfg, const char **why) {
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->init, sizeof cfg->init, "default");
+    /* The whole string must be the one object: bytes after it mean the
+     * record is not what was written. */
+    const char *end = NULL;
+    cJSON *o = cJSON_ParseWithOpts(json, &end, true);
+    bool ok = false;
+    *why = "not one JSON object (or text follows it)";
+    if (cJSON_IsObject(o)) {
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
+        if (cJSON_IsString(model) && strcmp(model->valuestring, "gpt") == 0)
+            ok = model_gpt_from_json(o, cfg, why);
+        else
+            ok = classifier_from_json(o, cfg, why);
+    }
     cJSON_Delete(o);
     return ok;
 }

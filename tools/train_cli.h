@@ -50,6 +50,13 @@ ct_gpt_config model_gpt_config(const model_cfg *m);
 void model_describe_gpt(const model_cfg *m, char *buf, size_t cap);
 bool model_gpt_to_json(const model_cfg *m, void *cjson_object);
 bool model_gpt_from_json(const void *cjson_object, model_cfg *m, const char **why);
+/* Field key of a model record (a cJSON object) as a count: an integral
+ * number in lo .. hi; else false with *why naming the field and its value
+ * (static storage, valid until the next call). _item: the value itself. */
+bool model_json_count(const void *cjson_object, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                      const char **why);
+bool model_json_count_item(const void *cjson_item, const char *key, int64_t lo, int64_t hi, int64_t *out,
+                           const char **why);
 
 /* The image models (model_cnn.c, model_resnet.c) and their defaults. */
 #define CNN_DEFAULT_WIDTH 32
@@ -89,7 +96,9 @@ void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap)
 /* The JSON record of a model (its architecture, not its initialisation),
  * malloc'ed; also the fingerprint a resumed run must match. */
 char *model_to_json(const model_cfg *cfg);
-/* The inverse; false with *why set on a malformed record. */
+/* The inverse; false with *why naming the field at fault (static storage)
+ * on a malformed record: every count integral and in range, nothing after
+ * the JSON object. */
 bool model_from_json(const char *json, model_cfg *cfg, const char **why);
 
 /* ---------------------------------------------------------------- data */

@@ -86,15 +86,19 @@ static int run(train_cfg *c, const cli_parser *p, const lm_data *d, char *json[2
     ct_trainer *t = ct_trainer_new_lm(&o, &ld);
     if (!t) return cli_fail(CMD);
     int rc = CLI_EXIT_FAIL;
-    ct_train_result r;
+    ct_train_result r = {0};
     if (train_start_from(t, c)) {
         if (!c->quiet) print_header(c, &o, d);
-        if (ct_trainer_run(t, &r) != CT_OK)
-            cli_fail(CMD);
-        else
+        if (ct_trainer_run(t, &r) == CT_OK) {
             rc = CLI_EXIT_OK;
+            print_summary(&r);
+        } else {
+            /* Trained, but the last save failed: the results are real
+             * (and the error says where the state was rescued to). */
+            if (r.finished) print_summary(&r);
+            cli_fail(CMD);
+        }
     }
-    if (rc == CLI_EXIT_OK) print_summary(&r);
     ct_trainer_free(t);
     return rc;
 }

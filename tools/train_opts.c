@@ -115,6 +115,10 @@ static int check_lm(train_cfg *c) {
 static int check_model_data(const train_cfg *c) {
     if (c->resume && c->init_from)
         return cli_usage_error(CMD, "--resume and --init-from exclude each other (a resumed run has its weights)");
+    if (c->strict && !c->init_from) return cli_usage_error(CMD, "--strict is for --init-from");
+    /* Saving every N epochs to nowhere would be ignored silently. */
+    if (c->save_every && !c->save && !c->resume)
+        return cli_usage_error(CMD, "--save-every needs --save FILE (or --resume FILE, which saves back to FILE)");
     if (c->early_stop && c->data.val_split <= 0 && !train_is_lm(c))
         return cli_usage_error(CMD, "--early-stop needs a validation set: add --val-split, e.g. 0.1");
     if (!model_is_image(&c->model) && c->model.width)
@@ -167,7 +171,7 @@ int train_apply_checkpoint_options(cli_parser *p, const char *path) {
     const char *rec = ct_st_meta(f, "cli.options");
     int rc = CLI_EXIT_OK;
     if (rec) {
-        cJSON *doc = cJSON_Parse(rec);
+        cJSON *doc = cJSON_ParseWithOpts(rec, NULL, true); /* nothing after the object */
         char where[600];
         snprintf(where, sizeof where, "the checkpoint %s", path);
         if (!cJSON_IsObject(doc)) {

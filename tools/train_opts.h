@@ -50,6 +50,8 @@ typedef struct train_cfg {
     const char *save, *resume, *init_from, *metrics, *config;
     int64_t save_every;
     bool quiet, prefetch, drop_last, no_shuffle;
+    bool strict;            /* --init-from must load every parameter and buffer */
+    bool silent;            /* a rank other than 0: not even what survives --quiet */
     ct_precision precision; /* mixed precision (amp.h) */
     bool tf32;
     bool no_cuda_graph;     /* --no-cuda-graph: GPU steps not captured (docs/cuda.md) */

@@ -317,6 +317,8 @@ static const cli_row options[] = {
              "model, batch size, data and optimizer must stay), saving back to FILE unless --save says otherwise"},
     {FILE_ROW("init-from", "ckpt", init_from), .flags = CLI_NOT_RECORDED,
      .help = "start from the weights in FILE (by name, e.g. a PyTorch state_dict saved as safetensors)"},
+    {SWITCH("strict", "ckpt", strict), .flags = CLI_NOT_RECORDED,
+     .help = "--init-from: every parameter and buffer must be in FILE, else an error names the missing ones"},
     /* run */
     {ROW("device", "run", CLI_CUSTOM, device), .set = set_device, .meta = "cpu|cuda|cuda:N|auto",
      .def = "auto: the first GPU when this build and machine can use one, else the CPU", .help = "where to train"},

@@ -71,6 +71,10 @@ ct_status ct_st_writer_meta(ct_st_writer *w, const char *key, const char *value)
  * fsync'ed, and the temporary file is then renamed over path: a crash or a
  * failure never leaves a half-written file at path, and on failure the
  * previous file at path is untouched and the temporary file is removed.
+ * A symbolic link at path is followed (the file it points to is replaced,
+ * the link stays); anything but a regular file at path (a directory, a
+ * device node, a FIFO) is refused, never replaced. "<path>.tmp.<pid>" files
+ * left by processes that no longer run (killed mid-write) are removed.
  * The writer is unchanged and may be saved again. Errors: CT_ERR_IO naming
  * the path and the system's reason, CT_ERR_OOM. */
 ct_status ct_st_writer_save(const ct_st_writer *w, const char *path);
@@ -89,6 +93,8 @@ typedef struct ct_st_file ct_st_file;
  * Gaps between tensors' data are tolerated (the specification forbids them,
  * but they are harmless to a reader). */
 ct_st_file *ct_st_open(const char *path);
+/* (A FIFO, device or directory at path is refused at once, CT_ERR_IO: the
+ * open never waits for a writer.) */
 /* Frees the file's contents (every pointer taken from it); NULL is ignored. */
 void ct_st_close(ct_st_file *f);
 
@@ -149,6 +155,10 @@ typedef struct ct_load_opts {
      * (fine-tuning from a PyTorch state_dict holding buffers such as
      * running_mean or num_batches_tracked). */
     bool non_strict;
+    /* With non_strict: every parameter and buffer must still be in the
+     * file (an error names the missing ones); tensors that are no parameter
+     * are still skipped. Without non_strict it changes nothing. */
+    bool require_all;
     /* If not NULL, removed from the front of every file tensor name that
      * starts with it before matching ("model." turns "model.fc.weight" into
      * "fc.weight"); names without it are matched as they are. */
@@ -163,7 +173,9 @@ typedef struct ct_load_opts {
  * ANY error no parameter of p is modified. Errors: CT_ERR_NOT_FOUND naming
  * the missing parameters or (strict) the tensors that are not parameters;
  * CT_ERR_SHAPE naming the tensor and both shapes; CT_ERR_DTYPE for a
- * non-float tensor matching a parameter; CT_ERR_INVALID_ARG for two tensors
+ * non-float tensor matching a parameter (an integer tensor is never
+ * converted into weights); CT_ERR_NUMERIC naming a tensor that holds NaN or
+ * inf (after conversion to the parameter's dtype); CT_ERR_INVALID_ARG for two tensors
  * matching one parameter (after prefix stripping); plus those of
  * ct_st_open. */
 ct_status ct_load_weights(const ct_graph *g, ct_program *p, const char *path, const ct_load_opts *opts);

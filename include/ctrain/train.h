@@ -165,7 +165,13 @@ typedef struct ct_train_opts {
     double early_stop_min_delta;
 
     const char *metrics_path;   /* JSON lines appended here; NULL: none */
-    const char *save_path;      /* checkpoint written here; NULL: none */
+    /* Checkpoint written here; NULL: none. ct_trainer_run tries the path
+     * (creates and removes its temporary file) before the first step and
+     * fails at once if it cannot be written; a save that fails later puts
+     * the state in "$TMPDIR/ctrain-rescue-<pid>-<name>" and the error says
+     * so. Symbolic links are followed; anything but a regular file at the
+     * path is refused, never replaced. */
+    const char *save_path;
     int64_t save_every;         /* also every N epochs; 0: only at the end */
     const ct_train_meta *meta;  /* extra checkpoint metadata */
     int n_meta;
@@ -230,6 +236,11 @@ typedef struct ct_train_result {
     double loss_scale;           /* the final loss scale (1 without loss scaling) */
     int64_t skipped_steps;       /* steps skipped for inf/NaN gradients, resumed runs included */
     double tokens_per_s;         /* language models: training tokens per second of this run; else NAN */
+    /* Training and the final evaluation are done and the fields above are
+     * the run's results, even if ct_trainer_run then failed to write the
+     * last checkpoint or metrics line (its error says where the state was
+     * rescued to). */
+    bool finished;
 } ct_train_result;
 
 typedef struct ct_trainer ct_trainer;
@@ -309,7 +320,10 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out);
  * written. Errors: CT_ERR_IO / CT_ERR_FORMAT for an unreadable or corrupt
  * file or one that is no ctrain checkpoint; CT_ERR_INVALID_ARG naming the
  * option that differs; CT_ERR_NOT_FOUND / CT_ERR_SHAPE naming a missing or
- * mis-shaped weight or optimizer state tensor. */
+ * mis-shaped weight or optimizer state tensor; CT_ERR_DTYPE for one that is
+ * not a float, CT_ERR_NUMERIC for one holding NaN or inf (the checks of
+ * ct_load_weights); CT_ERR_FORMAT naming a position field (epoch, step,
+ * counters, lr) that is out of range or disagrees with the others. */
 ct_status ct_trainer_resume(ct_trainer *t, const char *path);
 
 /* Initialises the model from a weights file (e.g. a PyTorch state_dict saved

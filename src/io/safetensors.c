@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "ctrain/safetensors.h"
 #include "io/st_dtype.h"
+#include "io/st_target.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; this reader hands out the bytes as they are"
@@ -59,7 +60,9 @@ struct ct_st_file {
 static ct_status read_whole_file(const char *path, unsigned char **out, size_t *out_size) {
     *out = NULL;
     *out_size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever, before the check below could refuse it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return ct_error(CT_ERR_IO, "ct_st_open: cannot open '%s': %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -67,11 +70,18 @@ static ct_status read_whole_file(const char *path, unsigned char **out, size_t *
         close(fd);
         return ct_error(CT_ERR_IO, "ct_st_open: cannot stat '%s': %s", path, strerror(e));
     }
-    /* A directory opens fine on Linux and only fails at read(); a FIFO would
-     * block. Neither is a safetensors file. */
+    /* A directory opens fine on Linux and only fails at read(); a FIFO or a
+     * device would block or never end. None is a safetensors file. */
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return ct_error(CT_ERR_IO, "ct_st_open: '%s' is not a regular file", path);
+        return ct_error(CT_ERR_IO, "ct_st_open: '%s' is %s, not a regular file", path, ct_file_kind(st.st_mode));
+    }
+    /* Back to blocking reads for the regular file. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == -1) {
+        int e = errno;
+        close(fd);
+        return ct_error(CT_ERR_IO, "ct_st_open: '%s': %s", path, strerror(e));
     }
     if (st.st_size < 0 || (uintmax_t)st.st_size > (uintmax_t)SIZE_MAX - 1) {
         close(fd);

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "ctrain/safetensors.h"
 #include "io/st_dtype.h"
+#include "io/st_target.h"
 
 typedef struct st_wtensor {
     char *name;
@@ -302,6 +303,38 @@ static void sync_parent_dir(const char *path) {
 
 static bool write_all(FILE *fp, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, fp) == n; }
 
+/* Every byte of the file into tmp, flushed and fsync'ed; on failure tmp
+ * is removed again. */
+static ct_status write_temp(const ct_st_writer *w, st_wtensor **order, const strbuf *hdr, const char *tmp) {
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
+    FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!fp) {
+        ct_status st = ct_error(CT_ERR_IO, "ct_st_writer_save: cannot create '%s': %s", tmp, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        return st; /* nothing was left */
+    }
+    unsigned char len8[8];
+    uint64_t hl = hdr->n;
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(hl >> (8 * i));
+    const char *what = "write";
+    bool ok = write_all(fp, len8, 8) && write_all(fp, hdr->p, hdr->n);
+    for (int i = 0; ok && i < w->n; i++) ok = write_all(fp, order[i]->data, order[i]->bytes);
+    /* fflush hands the bytes to the kernel, fsync gets them to the disk:
+     * without both, a crash after the rename could leave a file of the
+     * right name holding zeros. */
+    if (ok && fflush(fp) != 0) what = "flush", ok = false;
+    if (ok && fsync(fileno(fp)) != 0) what = "fsync", ok = false;
+    int err = errno;
+    if (fclose(fp) != 0 && ok) what = "close", ok = false, err = errno;
+    if (ok) return CT_OK;
+    ct_status st = ct_error(CT_ERR_IO, "ct_st_writer_save: cannot %s '%s': %s", what, tmp, strerror(err));
+    unlink(tmp);
+    return st;
+}
+
 ct_status ct_st_writer_save(const ct_st_writer *w, const char *path) {
     if (!w || !path || !*path)
         return ct_error(CT_ERR_INVALID_ARG, "ct_st_writer_save: writer or path is NULL or empty");
@@ -312,49 +345,33 @@ ct_status ct_st_writer_save(const ct_st_writer *w, const char *path) {
         free(hdr.p);
         return st;
     }
-    size_t tmp_cap = strlen(path) + 32;
-    char *tmp = malloc(tmp_cap);
-    if (!tmp) {
-        free(hdr.p);
-        free(order);
-        return ct_error(CT_ERR_OOM, "ct_st_writer_save: out of memory");
+    /* Symbolic links are followed (the file they point to is the one
+     * meant) and anything but a regular file is refused: rename() would
+     * replace a device node or a FIFO as readily as a file. */
+    char *real = NULL, *tmp = NULL;
+    if ((st = ct_st_target_resolve(path, &real)) != CT_OK) {
+        st = ct_error(st, "ct_st_writer_save: %s", ct_last_error());
+        goto out;
     }
     /* Same directory as the target: rename() is atomic only within one
-     * filesystem. The pid keeps two processes saving the same path apart. */
-    snprintf(tmp, tmp_cap, "%s.tmp.%ld", path, (long)getpid());
-
-    FILE *fp = fopen(tmp, "wb");
-    if (!fp) {
-        st = ct_error(CT_ERR_IO, "ct_st_writer_save: cannot create '%s': %s", tmp, strerror(errno));
-        goto out; /* nothing was created */
+     * filesystem. The pid keeps two processes saving the same path apart,
+     * and tells a killed process's leftovers, which go now. */
+    ct_st_clean_stale_temps(real);
+    if (!(tmp = ct_st_temp_name(real))) {
+        st = ct_error(CT_ERR_OOM, "ct_st_writer_save: out of memory");
+        goto out;
     }
-    unsigned char len8[8];
-    uint64_t hl = hdr.n;
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(hl >> (8 * i));
-    const char *what = "write";
-    bool ok = write_all(fp, len8, 8) && write_all(fp, hdr.p, hdr.n);
-    for (int i = 0; ok && i < w->n; i++) ok = write_all(fp, order[i]->data, order[i]->bytes);
-    /* fflush hands the bytes to the kernel, fsync gets them to the disk:
-     * without both, a crash after the rename could leave a file of the
-     * right name holding zeros. */
-    if (ok && fflush(fp) != 0) what = "flush", ok = false;
-    if (ok && fsync(fileno(fp)) != 0) what = "fsync", ok = false;
-    int err = errno;
-    if (fclose(fp) != 0 && ok) what = "close", ok = false, err = errno;
-    if (!ok) {
-        st = ct_error(CT_ERR_IO, "ct_st_writer_save: cannot %s '%s': %s", what, tmp, strerror(err));
+    if ((st = write_temp(w, order, &hdr, tmp)) != CT_OK) goto out;
+    if (rename(tmp, real) != 0) {
+        int err = errno;
+        st = ct_error(CT_ERR_IO, "ct_st_writer_save: cannot rename '%s' to '%s': %s", tmp, real, strerror(err));
         unlink(tmp);
         goto out;
     }
-    if (rename(tmp, path) != 0) {
-        err = errno;
-        st = ct_error(CT_ERR_IO, "ct_st_writer_save: cannot rename '%s' to '%s': %s", tmp, path, strerror(err));
-        unlink(tmp);
-        goto out;
-    }
-    sync_parent_dir(path);
+    sync_parent_dir(real);
 out:
     free(tmp);
+    free(real);
     free(hdr.p);
     free(order);
     return st;

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "ctrain/safetensors.h"
+#include "io/st_param.h"
 
 /* The named state of a model, as in PyTorch's state_dict: the parameters,
  * then the buffers (running statistics). */
@@ -138,12 +139,15 @@ static ct_status match_tensors(const char *path, const ct_load_opts *o, ct_st_fi
     }
     for (int j = 0; j < n; j++)
         if (ps[j].tensor < 0) namelist_add(&missing, ps[j].name);
-    if (!o->non_strict && (namelist_count(&missing) || namelist_count(&extra))) {
+    /* require_all: the missing parameters are errors even when the extra
+     * tensors are not. */
+    bool extra_bad = !o->non_strict && namelist_count(&extra);
+    if (((!o->non_strict || o->require_all) && namelist_count(&missing)) || extra_bad) {
         char miss[520] = "", ext[520] = "";
         if (namelist_count(&missing))
             snprintf(miss, sizeof miss, "%d parameter(s) not in the file: %s", namelist_count(&missing),
                      namelist_str(&missing));
-        if (namelist_count(&extra))
+        if (extra_bad)
             snprintf(ext, sizeof ext, "%s%d tensor(s) that are not parameters: %s",
                      namelist_count(&missing) ? "; " : "", namelist_count(&extra), namelist_str(&extra));
         return ct_error(CT_ERR_NOT_FOUND, "ct_load_weights '%s': %s%s", path, miss, ext);
@@ -151,28 +155,14 @@ static ct_status match_tensors(const char *path, const ct_load_opts *o, ct_st_fi
     return CT_OK;
 }
 
-/* Shapes and dtypes of the matched tensors, before anything is converted. */
+/* Shapes and dtypes of the matched tensors, before anything is converted:
+ * the checks every loader of weights shares (io/st_param.h). */
 static ct_status check_tensors(const char *path, ct_st_file *f, const pinfo *ps, int n) {
     for (int j = 0; j < n; j++) {
         const pinfo *pi = &ps[j];
         if (pi->tensor < 0) continue;
-        const char *fname = ct_st_name(f, pi->tensor);
-        ct_dtype fdt;
-        ct_shape fshape;
-        char a[160], b[160];
-        if (ct_st_info(f, pi->tensor, &fdt, &fshape) != CT_OK)
-            return ct_error(CT_ERR_SHAPE, "ct_load_weights '%s': tensor '%.150s' for parameter '%.150s': %s", path,
-                            fname, pi->name, ct_last_error());
-        if (!ct_shape_equal(fshape, pi->shape))
-            return ct_error(CT_ERR_SHAPE,
-                            "ct_load_weights '%s': tensor '%.150s' has shape %s, parameter '%.150s' has shape %s",
-                            path, fname, ct_shape_str(fshape, a, sizeof a), pi->name,
-                            ct_shape_str(pi->shape, b, sizeof b));
-        if (fdt == CT_DTYPE_COUNT || !ct_dtype_is_float(fdt))
-            return ct_error(CT_ERR_DTYPE,
-                            "ct_load_weights '%s': tensor '%.150s' is %s; parameter '%.150s' needs a float "
-                            "(F16, BF16, F32 or F64)",
-                            path, fname, ct_st_dtype_name(f, pi->tensor), pi->name);
+        ct_status st = ct_st_check_param(f, pi->tensor, pi->name, pi->shape);
+        if (st != CT_OK) return ct_error(st, "ct_load_weights '%s': %s", path, ct_last_error());
     }
     return CT_OK;
 }
@@ -187,7 +177,7 @@ static ct_status stage_values(ct_program *p, const char *path, ct_st_file *f, pi
         if (!pi->staged || !pi->backup)
             return ct_error(CT_ERR_OOM, "ct_load_weights '%s': out of memory for '%.150s' (%zu bytes)", path,
                             pi->name, pi->bytes);
-        ct_status st = ct_st_read(f, pi->tensor, pi->dtype, pi->staged, pi->bytes);
+        ct_status st = ct_st_read_param(f, pi->tensor, pi->name, pi->shape, pi->dtype, pi->staged, pi->bytes);
         if (st == CT_OK) st = ct_program_get_param(p, pi->name, pi->backup, pi->bytes);
         if (st != CT_OK) return ct_error(st, "ct_load_weights '%s': %s", path, ct_last_error());
     }

@@ -24,6 +24,7 @@
 #include "core/error.h"
 #include "ctrain/safetensors.h"
 #include "ctrain/version.h"
+#include "io/st_param.h"
 #include "train/train_internal.h"
 
 #define FORMAT "ctrain-checkpoint"
@@ -272,19 +273,16 @@ static ct_status get_f64(const reader *r, const char *key, double *out) {
     return CT_OK;
 }
 
-/* Reads tensor `name` of the given shape into dst as dtype. */
+/* Reads tensor `name` of the given shape into dst as dtype, with the
+ * checks every loader of weights applies (io/st_param.h): the same shape, a
+ * float dtype, finite values. */
 static ct_status read_tensor(const reader *r, const char *name, const char *what, ct_shape shape, ct_dtype dt,
                              void *dst, size_t bytes) {
     int i = ct_st_find(r->f, name);
     if (i < 0) return ct_error(CT_ERR_NOT_FOUND, "'%s' has no %s '%s'", r->path, what, name);
-    ct_shape fs;
-    ct_dtype fdt;
-    char a[96], b[96];
-    if (ct_st_info(r->f, i, &fdt, &fs) != CT_OK || !ct_shape_equal(fs, shape))
-        return ct_error(CT_ERR_SHAPE, "'%s': %s '%s' has shape %s, the model's is %s", r->path, what, name,
-                        ct_shape_str(fs, a, sizeof a), ct_shape_str(shape, b, sizeof b));
-    ct_status st = ct_st_read(r->f, i, dt, dst, bytes);
-    if (st != CT_OK) return ct_error(st, "'%s': %s '%s': %s", r->path, what, name, ct_last_error());
+    ct_status st = ct_st_read_param(r->f, i, name, shape, dt, dst, bytes);
+    /* The message names the tensor already. */
+    if (st != CT_OK) return ct_error(st, "'%s': %s", r->path, ct_last_error());
     return CT_OK;
 }
 
@@ -383,11 +381,44 @@ static ct_status check_identity(const ct_trainer *t, const reader *r) {
     return CT_OK;
 }
 
+static ct_status bad_meta(const reader *r, const char *key, const char *why) {
+    return ct_error(CT_ERR_FORMAT, "'%s': metadata '%s' %s", r->path, key, why);
+}
+
+/* The position's numbers against each other and the run: a counter edited
+ * or corrupted on its own (an epoch of 2^32+1 would read as a finished
+ * run) is refused, not trained from. Every save happens at an optimizer
+ * step's boundary, so the step count follows from the epoch and the
+ * micro-batch. */
+static ct_status check_position(const ct_trainer *t, const reader *r, const staged *s) {
+    int64_t spe = t->steps_per_epoch;
+    int64_t want = s->epoch > (INT64_MAX - spe) / (spe ? spe : 1) ? -1
+                   : s->epoch * spe + (s->batch_in_epoch + t->accum - 1) / t->accum;
+    if (s->step != want)
+        return ct_error(CT_ERR_FORMAT,
+                        "'%s': metadata 'ctrain.step' is %lld, but epoch %lld and batch %lld (of %lld batches, %lld "
+                        "steps per epoch) make %lld steps: the position is corrupt",
+                        r->path, (long long)s->step, (long long)s->epoch, (long long)s->batch_in_epoch,
+                        (long long)t->batches, (long long)spe, (long long)want);
+    if (s->optim_step > s->step) return bad_meta(r, "ctrain.optim_step", "is more than 'ctrain.step'");
+    if (s->best_step > s->step) return bad_meta(r, "ctrain.best_step", "is more than 'ctrain.step'");
+    if (s->best_epoch > s->epoch + 1) return bad_meta(r, "ctrain.best_epoch", "is past 'ctrain.epoch'");
+    if (!isfinite(s->loss_sum)) return bad_meta(r, "ctrain.loss_sum", "is not finite");
+    if (!(s->lr >= 0) || !isfinite(s->lr)) return bad_meta(r, "ctrain.lr", "is not a finite number >= 0");
+    if (!(s->elapsed >= 0) || !isfinite(s->elapsed))
+        return bad_meta(r, "ctrain.elapsed_s", "is not a finite number >= 0");
+    if (isnan(s->best_val_loss)) return bad_meta(r, "ctrain.best_val_loss", "is NaN");
+    if (!isnan(s->val_acc) && !(s->val_acc >= 0 && s->val_acc <= 1))
+        return bad_meta(r, "ctrain.val_acc", "is not in 0 .. 1");
+    return CT_OK;
+}
+
 /* The position (epoch, micro-batch, step), the loss sums, early stopping
  * and the plateau schedule's state. */
 static ct_status stage_position(const ct_trainer *t, const reader *r, staged *s) {
     ct_status st;
-    if ((st = get_i64(r, "ctrain.epoch", 0, INT64_MAX, &s->epoch)) != CT_OK ||
+    /* The loader keys an epoch's shuffle by a 32-bit epoch number. */
+    if ((st = get_i64(r, "ctrain.epoch", 0, UINT32_MAX, &s->epoch)) != CT_OK ||
         (st = get_i64(r, "ctrain.batch_in_epoch", 0, t->batches - 1, &s->batch_in_epoch)) != CT_OK ||
         (st = get_i64(r, "ctrain.step", 0, INT64_MAX, &s->step)) != CT_OK ||
         (st = get_i64(r, "ctrain.optim_step", 0, INT64_MAX, &s->optim_step)) != CT_OK ||
@@ -402,7 +433,8 @@ static ct_status stage_position(const ct_trainer *t, const reader *r, staged *s)
         (st = get_f64(r, "ctrain.val_loss", &s->val_loss)) != CT_OK ||
         (st = get_f64(r, "ctrain.val_acc", &s->val_acc)) != CT_OK ||
         (st = get_f64(r, "ctrain.lr", &s->lr)) != CT_OK ||
-        (st = get_f64(r, "ctrain.elapsed_s", &s->elapsed)) != CT_OK)
+        (st = get_f64(r, "ctrain.elapsed_s", &s->elapsed)) != CT_OK ||
+        (st = check_position(t, r, s)) != CT_OK)
         return st;
     if (t->plateau_on) {
         int64_t nb, cd, ep;
@@ -414,6 +446,8 @@ static ct_status stage_position(const ct_trainer *t, const reader *r, staged *s)
             (st = get_i64(r, "ctrain.plateau.epochs", 0, INT64_MAX, &ep)) != CT_OK)
             return ct_error(st, "%s (resuming a plateau schedule needs a checkpoint written with one)",
                             ct_last_error());
+        if (!(s->plateau.lr >= 0) || !isfinite(s->plateau.lr))
+            return bad_meta(r, "ctrain.plateau.lr", "is not a finite number >= 0");
         s->plateau.num_bad_epochs = (int)nb;
         s->plateau.cooldown_counter = (int)cd;
         s->plateau.epochs = ep;

@@ -215,6 +215,12 @@ bool ct_train_step_shown(const ct_trainer *t, int64_t batch, int64_t batches);
 /* The built-in progress output. */
 void ct_train_builtin_progress(const ct_train_progress *p, void *trainer);
 
+/* save_guard.c: that the save path can be written (before the first step;
+ * rank 0 only), and a save that, failing, writes the state to a rescue file
+ * in the temporary directory and names it in the error. */
+ct_status ct_train_check_save_path(const ct_trainer *t);
+ct_status ct_train_save_or_rescue(ct_trainer *t, const char *path);
+
 /* One JSON line in the metrics file (opened on first use); NAN becomes null. */
 ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train_progress *p);
 

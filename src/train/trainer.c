@@ -72,6 +72,16 @@ static double current_lr(const ct_trainer *t) {
     return lr;
 }
 
+/* A learning rate that is not finite. Schedules are checked when the
+ * trainer is made, so this is arithmetic overflowing on a huge base rate
+ * (1e308 with warmup or a cyclic peak): say that, not a stale error. */
+static ct_status bad_lr(const ct_trainer *t, double lr) {
+    return ct_error(CT_ERR_INVALID_ARG,
+                    "step %lld: the schedule gives lr %g from the base lr %g: the learning rate is too large to "
+                    "compute with",
+                    (long long)t->step + 1, lr, t->o.optim.lr);
+}
+
 typedef struct run_clock {
     double start;         /* this run */
     double eval_s;        /* spent in validation passes and checkpoints */
@@ -179,7 +189,7 @@ static ct_status save_checkpoint(ct_trainer *t, run_clock *c) {
     ct_status fs = ct_train_fused_sync(t); /* the loss sum is saved */
     if (fs != CT_OK) return fs;
     t->elapsed_now = t->elapsed_prev + train_seconds(c);
-    ct_status st = ct_trainer_save(t, t->save_path);
+    ct_status st = ct_train_save_or_rescue(t, t->save_path);
     if (st != CT_OK) return st;
     ct_train_progress p;
     fill_progress(t, c, CT_TRAIN_SAVED, &p);
@@ -238,8 +248,7 @@ static ct_status update(ct_trainer *t) {
     }
     if (t->o.clip_value > 0 && !skip && (st = ct_clip_grad_value(t->tr.p, t->o.clip_value)) != CT_OK) return st;
     double lr = current_lr(t);
-    if (!isfinite(lr)) return ct_error(CT_ERR_INVALID_ARG, "step %lld: the schedule gives lr %g: %s",
-                                       (long long)t->step + 1, lr, ct_last_error());
+    if (!isfinite(lr)) return bad_lr(t, lr);
     if ((st = ct_train_amp_step(t, lr)) != CT_OK) return st;
     t->lr = lr;
     t->step++;
@@ -250,8 +259,7 @@ static ct_status update(ct_trainer *t) {
  * in one, the loss left on the device. */
 static ct_status fused_batch(ct_trainer *t, const ct_batch *b) {
     double lr = current_lr(t);
-    if (!isfinite(lr)) return ct_error(CT_ERR_INVALID_ARG, "step %lld: the schedule gives lr %g: %s",
-                                       (long long)t->step + 1, lr, ct_last_error());
+    if (!isfinite(lr)) return bad_lr(t, lr);
     return ct_train_fused_step(t, b, lr);
 }
 
@@ -485,6 +493,9 @@ static ct_status finish_run(ct_trainer *t, run_clock *c, ct_status st, bool stop
     result_of(t, c, res);
     res->early_stopped = stop;
     if (st == CT_OK && t->test) st = test_pass(t, c, res);
+    /* The results are complete: a caller may show them even if the save
+     * below fails. */
+    res->finished = st == CT_OK;
     if (st == CT_OK && t->save_path) st = save_checkpoint(t, c);
     if (st == CT_OK) {
         ct_train_progress p;
@@ -506,7 +517,9 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
     if (t->ran) return ct_error(CT_ERR_STATE, "ct_trainer_run: this trainer has run already");
     t->ran = true;
     run_clock c = {.start = ct_train_now()};
-    ct_status st = ct_train_dist_begin(t);
+    /* Before the first step, not after the last one. */
+    ct_status st = ct_train_check_save_path(t);
+    if (st == CT_OK) st = ct_train_dist_begin(t);
     if (st == CT_OK) st = ct_train_fused_begin(t);
     bool stop = false;
     if (st == CT_OK) st = run_epochs(t, &c, &stop);
