@@ -11,11 +11,12 @@
  *   dq_i = scale * sum_j p_ij (dy_i . v_j - delta_i) k_j
  *   dk_j = scale * sum_i p_ij (dy_i . v_j - delta_i) q_i,  dv_j = sum_i p_ij dy_i.
  *
- * The arithmetic, fixed (the CUDA kernels and tests/test_cpu_attention_kernels.c
- * hold the same): every dot product sums over d in order from 0.0, the max
- * and sum of exp over j in order, each p_ij is exp(s_ij - max_i) / sum_i,
- * and every output element sums its terms in order of j (y, dq) or of i
- * (dk, dv) from 0.0 before the final multiply. The loops are arranged for
+ * The arithmetic is fixed (tests/test_cpu_attention_kernels.c keeps the
+ * plain loops that first defined it): every dot product sums over d in
+ * order from 0.0, the max and sum of exp over j in order, each p_ij is
+ * exp(s_ij - max_i) / sum_i, and every output element sums its terms in
+ * order of j (y, dq) or of i (dk, dv) from 0.0 before the final multiply.
+ * (A NaN's sign and payload are left to the compiler, as C does.) The loops are arranged for
  * speed around that: each (b, h) first widens its keys (and values) to
  * double once, transposed, so that a row's scores (and dy_i . v_j) run
  * over contiguous keys, each key's own sum still in order of d; exp(s - max)
