@@ -360,6 +360,8 @@ const cli_table train_table = {
              CLI_STR(TRAIN_DEFAULT_WEIGHT_DECAY) "), cosine\n"
              "schedule, batch " CLI_STR(TRAIN_DEFAULT_BATCH) ", " CLI_STR(TRAIN_DEFAULT_EPOCHS)
              " epochs, on the first GPU if there is one, else the CPU.\n"
+             "With --data text|tokens it trains a GPT language model instead and reports\n"
+             "its validation loss per token (docs/language_models.md).\n"
              "Options may also come from a JSON file (--config) whose keys are the option\n"
              "names without dashes; flags win.\n",
     .footer = "Prints progress, then one line: test accuracy, loss, epochs and seconds per\n"
