@@ -193,6 +193,108 @@ static int gc_op_of(const char *name) {
     return -1;
 }
 
+/* Fresh random values for every parameter of pg, written there and
+ * returned (pnum elements; the alignment gaps stay zero). */
+static double *gc_random_params(const gc_case *c, ct_graph *g, ct_program *pg, uint64_t seed) {
+    size_t pnum = ct_program_param_numel(pg);
+    cr_assert_eq(ct_program_param_dtype(pg), CT_F64, "%s: parameters must be f64", c->name);
+    double *pv = calloc(pnum, sizeof *pv);
+    cr_assert_not_null(pv);
+    for (int i = 0; i < ct_graph_num_params(g); i++) {
+        ct_node pn = ct_graph_param(g, i);
+        size_t off = ct_program_param_offset(pg, pn);
+        int64_t pnel = ct_shape_numel(ct_node_shape(g, pn));
+        cr_assert_leq(off + (size_t)pnel, pnum);
+        gc_fill(pv + off, pnel, -1.0, 1.0, 0.01, seed, 100u + (uint32_t)i);
+    }
+    cr_assert_eq(ct_program_write_params(pg, pv, pnum * sizeof *pv), CT_OK, "%s", ct_last_error());
+    return pv;
+}
+
+/* The inputs' half of gc_run: each input's gradient node against central
+ * differences of the forward program pf, perturbing xv in place. */
+static void gc_check_inputs(const gc_case *c, ct_graph *g, const ct_node *x, double *const *xv, const int64_t *xn,
+                            char (*names)[16], ct_program *pg, ct_program *pf, ct_node loss, double h, double rtol,
+                            double atol, gc_worst *w) {
+    char what[64];
+    for (int i = 0; i < c->n_in; i++) {
+        if (c->in[i].no_grad) continue;
+        double *ga = calloc((size_t)xn[i], sizeof *ga);
+        cr_assert_not_null(ga);
+        ct_node gn = ct_grad(g, x[i]);
+        if (gn != CT_NO_NODE) {
+            cr_assert(ct_shape_equal(ct_node_shape(g, gn), c->in[i].shape), "%s: gradient of x%d has a wrong shape",
+                      c->name, i);
+            cr_assert_eq(ct_program_read(pg, gn, ga, (size_t)xn[i] * sizeof *ga), CT_OK, "%s: %s", c->name,
+                         ct_last_error());
+        }
+        snprintf(what, sizeof what, "input x%d", i);
+        for (int64_t j = 0; j < xn[i]; j++) {
+            double keep = xv[i][j];
+            xv[i][j] = keep + h;
+            ct_program_set_input(pf, names[i], xv[i], (size_t)xn[i] * sizeof(double));
+            double lp = gc_loss(pf, loss);
+            xv[i][j] = keep - h;
+            ct_program_set_input(pf, names[i], xv[i], (size_t)xn[i] * sizeof(double));
+            double lm = gc_loss(pf, loss);
+            xv[i][j] = keep;
+            gc_compare(w, what, c->in[i].shape, j, ga[j], (lp - lm) / (2 * h), rtol, atol);
+        }
+        ct_program_set_input(pf, names[i], xv[i], (size_t)xn[i] * sizeof(double));
+        free(ga);
+    }
+}
+
+/* The parameters' half of gc_run: each gradient node against the flat
+ * gradient buffer (same values at the same offset, and zeros in the
+ * alignment gaps: the buffer is read once), then against central
+ * differences of the forward program pf, perturbing pv in place. */
+static void gc_check_params(const gc_case *c, ct_graph *g, ct_program *pg, ct_program *pf, ct_node loss, double *pv,
+                            size_t pnum, double h, double rtol, double atol, gc_worst *w) {
+    int np = ct_graph_num_params(g);
+    double *flat = malloc(pnum * sizeof *flat);
+    bool *used = calloc(pnum, sizeof *used);
+    cr_assert(flat && used);
+    cr_assert_eq(ct_program_read_grads(pg, flat, pnum * sizeof *flat), CT_OK, "%s", ct_last_error());
+    char what[64];
+    for (int i = 0; i < np; i++) {
+        ct_node pn = ct_graph_param(g, i);
+        ct_shape ps = ct_node_shape(g, pn);
+        int64_t pnel = ct_shape_numel(ps);
+        size_t off = ct_program_param_offset(pg, pn);
+        double *ga = calloc((size_t)pnel, sizeof *ga);
+        cr_assert_not_null(ga);
+        ct_node gn = ct_grad(g, pn);
+        if (gn != CT_NO_NODE)
+            cr_assert_eq(ct_program_read(pg, gn, ga, (size_t)pnel * sizeof *ga), CT_OK, "%s: %s", c->name,
+                         ct_last_error());
+        /* The flat gradient buffer holds the same values at the same offset. */
+        cr_assert(memcmp(flat + off, ga, (size_t)pnel * sizeof *ga) == 0,
+                  "%s: ct_program_read_grads disagrees with the gradient node of '%s'", c->name,
+                  ct_node_name(g, pn));
+        for (int64_t j = 0; j < pnel; j++) used[off + (size_t)j] = true;
+        snprintf(what, sizeof what, "param '%s'", ct_node_name(g, pn));
+        for (int64_t j = 0; j < pnel; j++) {
+            double keep = pv[off + (size_t)j];
+            pv[off + (size_t)j] = keep + h;
+            ct_program_write_params(pf, pv, pnum * sizeof *pv);
+            double lp = gc_loss(pf, loss);
+            pv[off + (size_t)j] = keep - h;
+            ct_program_write_params(pf, pv, pnum * sizeof *pv);
+            double lm = gc_loss(pf, loss);
+            pv[off + (size_t)j] = keep;
+            gc_compare(w, what, ps, j, ga[j], (lp - lm) / (2 * h), rtol, atol);
+        }
+        ct_program_write_params(pf, pv, pnum * sizeof *pv);
+        free(ga);
+    }
+    /* the gradient buffer's alignment gaps are zero */
+    for (size_t k = 0; k < pnum; k++)
+        if (!used[k]) cr_assert_eq(flat[k], 0.0, "%s: gradient buffer gap element %zu is %g", c->name, k, flat[k]);
+    free(flat);
+    free(used);
+}
+
 /* Runs the check and returns the worst element (ratio <= 1: a pass).
  * Set-up failures (a graph that does not build, a run that fails) fail the
  * current test at once. */
@@ -272,22 +374,8 @@ static gc_worst gc_run(const gc_case *c) {
         if (bnum) memcpy(buf0, ct_program_buffers(pg), bnum * sizeof *buf0); /* CPU: host memory */
     }
 
-    /* Parameters: fresh random values (the alignment gaps stay zero). */
     size_t pnum = ct_program_param_numel(pg);
-    double *pv = NULL;
-    if (np > 0) {
-        cr_assert_eq(ct_program_param_dtype(pg), CT_F64, "%s: parameters must be f64", c->name);
-        pv = calloc(pnum, sizeof *pv);
-        cr_assert_not_null(pv);
-        for (int i = 0; i < np; i++) {
-            ct_node pn = ct_graph_param(g, i);
-            size_t off = ct_program_param_offset(pg, pn);
-            int64_t pnel = ct_shape_numel(ct_node_shape(g, pn));
-            cr_assert_leq(off + (size_t)pnel, pnum);
-            gc_fill(pv + off, pnel, -1.0, 1.0, 0.01, seed, 100u + (uint32_t)i);
-        }
-        cr_assert_eq(ct_program_write_params(pg, pv, pnum * sizeof *pv), CT_OK, "%s", ct_last_error());
-    }
+    double *pv = np > 0 ? gc_random_params(c, g, pg, seed) : NULL;
     for (int i = 0; i < c->n_in; i++) {
         size_t bytes = (size_t)xn[i] * sizeof(double);
         cr_assert_eq(ct_program_set_input(pg, names[i], xv[i], bytes), CT_OK, "%s", ct_last_error());
@@ -301,85 +389,8 @@ static gc_worst gc_run(const gc_case *c) {
               "%s: the forward program's loss %.17g differs from the training program's %.17g", c->name, l1, l0);
 
     gc_worst w = {0};
-    char what[64];
-    /* Inputs. */
-    for (int i = 0; i < c->n_in; i++) {
-        if (c->in[i].no_grad) continue;
-        double *ga = calloc((size_t)xn[i], sizeof *ga);
-        cr_assert_not_null(ga);
-        ct_node gn = ct_grad(g, x[i]);
-        if (gn != CT_NO_NODE) {
-            cr_assert(ct_shape_equal(ct_node_shape(g, gn), c->in[i].shape), "%s: gradient of x%d has a wrong shape",
-                      c->name, i);
-            cr_assert_eq(ct_program_read(pg, gn, ga, (size_t)xn[i] * sizeof *ga), CT_OK, "%s: %s", c->name,
-                         ct_last_error());
-        }
-        snprintf(what, sizeof what, "input x%d", i);
-        for (int64_t j = 0; j < xn[i]; j++) {
-            double keep = xv[i][j];
-            xv[i][j] = keep + h;
-            ct_program_set_input(pf, names[i], xv[i], (size_t)xn[i] * sizeof(double));
-            double lp = gc_loss(pf, loss);
-            xv[i][j] = keep - h;
-            ct_program_set_input(pf, names[i], xv[i], (size_t)xn[i] * sizeof(double));
-            double lm = gc_loss(pf, loss);
-            xv[i][j] = keep;
-            gc_compare(&w, what, c->in[i].shape, j, ga[j], (lp - lm) / (2 * h), rtol, atol);
-        }
-        ct_program_set_input(pf, names[i], xv[i], (size_t)xn[i] * sizeof(double));
-        free(ga);
-    }
-    /* Parameters. */
-    for (int i = 0; i < np; i++) {
-        ct_node pn = ct_graph_param(g, i);
-        ct_shape ps = ct_node_shape(g, pn);
-        int64_t pnel = ct_shape_numel(ps);
-        size_t off = ct_program_param_offset(pg, pn);
-        double *ga = calloc((size_t)pnel, sizeof *ga);
-        cr_assert_not_null(ga);
-        ct_node gn = ct_grad(g, pn);
-        if (gn != CT_NO_NODE)
-            cr_assert_eq(ct_program_read(pg, gn, ga, (size_t)pnel * sizeof *ga), CT_OK, "%s: %s", c->name,
-                         ct_last_error());
-        /* The flat gradient buffer holds the same values at the same offset. */
-        double *flat = malloc(pnum * sizeof *flat);
-        cr_assert_not_null(flat);
-        cr_assert_eq(ct_program_read_grads(pg, flat, pnum * sizeof *flat), CT_OK, "%s", ct_last_error());
-        cr_assert(memcmp(flat + off, ga, (size_t)pnel * sizeof *ga) == 0,
-                  "%s: ct_program_read_grads disagrees with the gradient node of '%s'", c->name,
-                  ct_node_name(g, pn));
-        free(flat);
-        snprintf(what, sizeof what, "param '%s'", ct_node_name(g, pn));
-        for (int64_t j = 0; j < pnel; j++) {
-            double keep = pv[off + (size_t)j];
-            pv[off + (size_t)j] = keep + h;
-            ct_program_write_params(pf, pv, pnum * sizeof *pv);
-            double lp = gc_loss(pf, loss);
-            pv[off + (size_t)j] = keep - h;
-            ct_program_write_params(pf, pv, pnum * sizeof *pv);
-            double lm = gc_loss(pf, loss);
-            pv[off + (size_t)j] = keep;
-            gc_compare(&w, what, ps, j, ga[j], (lp - lm) / (2 * h), rtol, atol);
-        }
-        ct_program_write_params(pf, pv, pnum * sizeof *pv);
-        free(ga);
-    }
-
-    if (np > 0) { /* the gradient buffer's alignment gaps are zero */
-        double *flat = malloc(pnum * sizeof *flat);
-        bool *used = calloc(pnum, sizeof *used);
-        cr_assert(flat && used);
-        cr_assert_eq(ct_program_read_grads(pg, flat, pnum * sizeof *flat), CT_OK, "%s", ct_last_error());
-        for (int i = 0; i < np; i++) {
-            ct_node pn = ct_graph_param(g, i);
-            size_t off = ct_program_param_offset(pg, pn);
-            for (int64_t j = 0; j < ct_shape_numel(ct_node_shape(g, pn)); j++) used[off + (size_t)j] = true;
-        }
-        for (size_t k = 0; k < pnum; k++)
-            if (!used[k]) cr_assert_eq(flat[k], 0.0, "%s: gradient buffer gap element %zu is %g", c->name, k, flat[k]);
-        free(flat);
-        free(used);
-    }
+    gc_check_inputs(c, g, x, xv, xn, names, pg, pf, loss, h, rtol, atol, &w);
+    if (np > 0) gc_check_params(c, g, pg, pf, loss, pv, pnum, h, rtol, atol, &w);
 
     if (c->eval) { /* out of training, buffers are read, never written */
         cr_assert(bnum == 0 || memcmp(buf0, ct_program_buffers(pg), bnum * sizeof *buf0) == 0,
