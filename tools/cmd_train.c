@@ -73,6 +73,8 @@ void train_trainer_opts(const train_cfg *c, ct_train_opts *o) {
     o->early_stop_patience = c->early_stop;
     o->early_stop_min_delta = c->min_delta;
     o->metrics_path = c->metrics;
+    o->tensorboard_dir = c->tensorboard;
+    o->tensorboard_histograms = c->tensorboard_histograms;
     o->save_path = c->save ? c->save : c->resume;
     o->save_every = c->save_every;
     o->quiet = c->quiet;

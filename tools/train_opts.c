@@ -119,6 +119,8 @@ static int check_model_data(const train_cfg *c) {
     /* Saving every N epochs to nowhere would be ignored silently. */
     if (c->save_every && !c->save && !c->resume)
         return cli_usage_error(CMD, "--save-every needs --save FILE (or --resume FILE, which saves back to FILE)");
+    if (c->tensorboard_histograms && !c->tensorboard)
+        return cli_usage_error(CMD, "--tensorboard-histograms needs --tensorboard DIR");
     if (c->early_stop && c->data.val_split <= 0 && !train_is_lm(c))
         return cli_usage_error(CMD, "--early-stop needs a validation set: add --val-split, e.g. 0.1");
     if (!model_is_image(&c->model) && c->model.width)

@@ -48,6 +48,8 @@ typedef struct train_cfg {
     uint64_t seed, data_seed;
     bool data_seed_set;
     const char *save, *resume, *init_from, *metrics, *config;
+    const char *tensorboard;        /* --tensorboard DIR */
+    int64_t tensorboard_histograms; /* every N epochs; 0: none */
     int64_t save_every;
     bool quiet, prefetch, drop_last, no_shuffle;
     bool strict;            /* --init-from must load every parameter and buffer */

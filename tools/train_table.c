@@ -309,6 +309,10 @@ static const cli_row options[] = {
              "(needs --val-split)"},
     {NUMBER("min-delta", "eval", min_delta, 0, INF, 0), .def = "0", .help = "smallest improvement that counts"},
     {FILE_ROW("metrics", "eval", metrics), .help = "append one JSON line per epoch/validation and at the end"},
+    {ROW("tensorboard", "eval", CLI_STRING, tensorboard), .meta = "DIR",
+     .help = "write the metrics lines' values to a TensorBoard event file in DIR (docs/tooling.md)"},
+    {COUNT("tensorboard-histograms", "eval", tensorboard_histograms, 1), .meta = "N",
+     .help = "--tensorboard: histograms of the weights every N epochs"},
     /* checkpoints */
     {FILE_ROW("save", "ckpt", save), .flags = CLI_NOT_RECORDED, .help = "write a checkpoint (safetensors) at the end"},
     {COUNT("save-every", "ckpt", save_every, 1), .help = "... and every N epochs"},

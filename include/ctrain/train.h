@@ -103,6 +103,8 @@ typedef struct ct_train_progress {
     int64_t skipped_steps;      /* optimizer steps skipped for inf/NaN gradients so far */
     double tokens_per_s;        /* language models: training tokens per second (samples_per_s counts
                                  * windows); NAN for classifiers */
+    double grad_norm;           /* clip_norm > 0: the total gradient norm of the last step, before
+                                 * clipping; else NAN (and NAN for a STEP event of a fused GPU step) */
 } ct_train_progress;
 
 typedef void (*ct_progress_fn)(const ct_train_progress *p, void *user);
@@ -165,6 +167,19 @@ typedef struct ct_train_opts {
     double early_stop_min_delta;
 
     const char *metrics_path;   /* JSON lines appended here; NULL: none */
+    /* TensorBoard: a new event file in this directory (created if missing;
+     * ctrain/tfevents.h), opened when ct_trainer_run starts (failing at once
+     * if it cannot be), holding the values of every metrics line as scalars
+     * at the optimizer step: train/loss, train/lr, train/samples_per_s,
+     * train/grad_norm (clip_norm), train/loss_scale (loss scaling),
+     * train/tokens_per_s (language models), val/loss, val/accuracy,
+     * test/loss, test/accuracy; a value already written for its tag at the
+     * same step is not repeated (docs/tooling.md). Rank 0 alone writes.
+     * NULL: none. */
+    const char *tensorboard_dir;
+    /* With tensorboard_dir: every N epochs, a histogram of every parameter
+     * (tag "weights/<name>") at the end of the epoch; 0: none. */
+    int64_t tensorboard_histograms;
     /* Checkpoint written here; NULL: none. ct_trainer_run tries the path
      * (creates and removes its temporary file) before the first step and
      * fails at once if it cannot be written; a save that fails later puts

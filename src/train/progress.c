@@ -12,7 +12,8 @@
  * same file), one object per validation pass or epoch and one at the end,
  * every object with the same keys; a value that does not exist yet is null.
  * A language model's lines have no accuracy or test keys and add
- * tokens_per_s.
+ * tokens_per_s; a run that clips by norm adds grad_norm. The TensorBoard
+ * file (tensorboard.c) gets the same values.
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -150,9 +151,7 @@ static ct_status add_number(cJSON *o, const char *key, double v) {
     return CT_OK;
 }
 
-ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train_progress *p) {
-    if (t->rank != 0) return CT_OK; /* one file for the job, written by rank 0 */
-    if (!t->metrics_path) return CT_OK;
+static ct_status json_line(ct_trainer *t, const char *event, const ct_train_progress *p) {
     if (!t->metrics && !(t->metrics = fopen(t->metrics_path, "a")))
         return ct_error(CT_ERR_IO, "cannot open the metrics file '%s': %s", t->metrics_path, strerror(errno));
     cJSON *o = cJSON_CreateObject();
@@ -176,6 +175,8 @@ ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train
     if (st == CT_OK) st = add_number(o, "elapsed_s", p->elapsed_s);
     if (st == CT_OK) st = add_number(o, "loss_scale", p->loss_scale);
     if (st == CT_OK) st = add_number(o, "skipped_steps", (double)p->skipped_steps);
+    /* Only where clipping computes it: without, the key would always be null. */
+    if (st == CT_OK && t->o.clip_norm > 0) st = add_number(o, "grad_norm", p->grad_norm);
     char *text = st == CT_OK ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (st != CT_OK) return st;
@@ -187,4 +188,11 @@ ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train
     if (w < 0 || fflush(t->metrics) != 0)
         return ct_error(CT_ERR_IO, "cannot write the metrics file '%s': %s", t->metrics_path, strerror(errno));
     return CT_OK;
+}
+
+ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train_progress *p) {
+    if (t->rank != 0) return CT_OK; /* one file for the job, written by rank 0 */
+    ct_status st = t->metrics_path ? json_line(t, event, p) : CT_OK;
+    if (st == CT_OK && t->tb) st = ct_train_tb_line(t, event, p);
+    return st;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "ctrain/step_graph.h"
+#include "ctrain/tfevents.h"
 #include "ctrain/train.h"
 
 /* How to build one of the model's graphs. */
@@ -47,6 +48,8 @@ void ct_tgraph_free(ct_tgraph *tg);
  * shorter last batches of the datasets seen, all sharing `share` (or the
  * first one's parameters when share is NULL). Built on first use. */
 #define CT_EVAL_EXTRA 4
+/* TensorBoard scalar tags (tensorboard.c) */
+#define CT_TB_TAGS 10
 typedef struct ct_evaluator {
     ct_tbuild b;
     ct_program *share;
@@ -67,7 +70,7 @@ void ct_evaluator_free(ct_evaluator *ev);
 
 struct ct_trainer {
     ct_train_opts o;          /* strings below are the trainer's own copies */
-    char *fingerprint, *metrics_path, *save_path;
+    char *fingerprint, *metrics_path, *save_path, *tb_dir;
     ct_train_meta *meta;
     const ct_dataset *train, *val, *test;
     ct_tbuild b;
@@ -138,6 +141,15 @@ struct ct_trainer {
     bool tty;
     double last_draw, last_line;
     FILE *metrics;
+
+    /* TensorBoard (tensorboard.c): the event file of this run (rank 0),
+     * and per tag the last step and float written, not to repeat them */
+    ct_tfevents *tb;
+    int64_t tb_step[CT_TB_TAGS];
+    float tb_value[CT_TB_TAGS];
+    bool tb_written[CT_TB_TAGS];
+    double grad_norm;         /* the last unfused step's norm (clip_norm), NAN before */
+    bool grad_norm_dev;       /* the last step was fused: its norm is on the device */
 };
 
 /* ---- data parallel (trainer_dist.c); each is the plain single-process
@@ -221,7 +233,14 @@ void ct_train_builtin_progress(const ct_train_progress *p, void *trainer);
 ct_status ct_train_check_save_path(const ct_trainer *t);
 ct_status ct_train_save_or_rescue(ct_trainer *t, const char *path);
 
-/* One JSON line in the metrics file (opened on first use); NAN becomes null. */
+/* One JSON line in the metrics file (opened on first use); NAN becomes null.
+ * The same values go to the TensorBoard file when there is one. */
 ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train_progress *p);
+
+/* ---- TensorBoard (tensorboard.c) */
+/* At the start of a run, on rank 0 with a tensorboard_dir: the event file. */
+ct_status ct_train_tb_open(ct_trainer *t);
+/* The scalars of one metrics line (and an epoch line's histograms when due). */
+ct_status ct_train_tb_line(ct_trainer *t, const char *event, const ct_train_progress *p);
 
 #endif

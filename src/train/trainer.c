@@ -122,6 +122,11 @@ static void fill_progress(const ct_trainer *t, const run_clock *c, ct_train_even
      * step's loss_scale (the built-in bar does not show it). */
     if (ev != CT_TRAIN_STEP || (t->o.progress && t->rank == 0))
         ct_train_amp_report(t, &p->loss_scale, &p->skipped_steps);
+    /* A fused step's norm is on the device: read only where the loss is
+     * read anyway (every event but STEP). */
+    p->grad_norm = t->grad_norm;
+    if (t->grad_norm_dev && (ev == CT_TRAIN_STEP || ct_step_graph_grad_norm(t->sg, &p->grad_norm) != CT_OK))
+        p->grad_norm = NAN;
     if (c->samples > 0 && secs > 0) {
         /* Steps of this run so far at this run's pace. */
         double per_step = secs / ((double)c->samples / (double)t->o.batch_size / t->accum);
@@ -245,6 +250,8 @@ static ct_status update(ct_trainer *t) {
         if ((st = ct_clip_grad_norm(t->tr.p, t->o.clip_norm, &norm)) != CT_OK)
             return ct_error(st, "step %lld: the gradient norm is %g; try a smaller learning rate",
                             (long long)t->step + 1, norm);
+        t->grad_norm = norm;
+        t->grad_norm_dev = false;
     }
     if (t->o.clip_value > 0 && !skip && (st = ct_clip_grad_value(t->tr.p, t->o.clip_value)) != CT_OK) return st;
     double lr = current_lr(t);
@@ -260,6 +267,7 @@ static ct_status update(ct_trainer *t) {
 static ct_status fused_batch(ct_trainer *t, const ct_batch *b) {
     double lr = current_lr(t);
     if (!isfinite(lr)) return bad_lr(t, lr);
+    t->grad_norm_dev = t->o.clip_norm > 0;
     return ct_train_fused_step(t, b, lr);
 }
 
@@ -519,6 +527,7 @@ ct_status ct_trainer_run(ct_trainer *t, ct_train_result *out) {
     run_clock c = {.start = ct_train_now()};
     /* Before the first step, not after the last one. */
     ct_status st = ct_train_check_save_path(t);
+    if (st == CT_OK) st = ct_train_tb_open(t);
     if (st == CT_OK) st = ct_train_dist_begin(t);
     if (st == CT_OK) st = ct_train_fused_begin(t);
     bool stop = false;

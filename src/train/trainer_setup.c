@@ -50,6 +50,8 @@ void ct_trainer_free(ct_trainer *t) {
     free(t->meta);
     free(t->fingerprint);
     free(t->metrics_path);
+    free(t->tb_dir);
+    ct_tfevents_close(t->tb);
     free(t->save_path);
     free(t->best_params);
     free(t->best_bufs);
@@ -80,6 +82,9 @@ static ct_status check_values(const ct_train_opts *o, int64_t n, bool have_val, 
     if (o->eval_every < 0 || o->save_every < 0)
         return ct_error(CT_ERR_INVALID_ARG, "%s: eval_every (%lld) and save_every (%lld) must be >= 0", fn,
                         (long long)o->eval_every, (long long)o->save_every);
+    if (o->tensorboard_histograms < 0)
+        return ct_error(CT_ERR_INVALID_ARG, "%s: tensorboard_histograms (%lld) must be >= 0", fn,
+                        (long long)o->tensorboard_histograms);
     if (o->early_stop_patience < 0 || !(o->early_stop_min_delta >= 0))
         return ct_error(CT_ERR_INVALID_ARG, "%s: early_stop_patience (%d) and min_delta (%g) must be >= 0", fn,
                         o->early_stop_patience, o->early_stop_min_delta);
@@ -129,7 +134,10 @@ static bool copy_strings(ct_trainer *t, const ct_train_opts *opts) {
     t->o.model_fingerprint = t->fingerprint;
     t->o.metrics_path = t->metrics_path;
     t->o.save_path = t->save_path;
-    bool oom = !t->fingerprint || (opts->metrics_path && !t->metrics_path) || (opts->save_path && !t->save_path);
+    t->tb_dir = dup_str(opts->tensorboard_dir);
+    t->o.tensorboard_dir = t->tb_dir;
+    bool oom = !t->fingerprint || (opts->metrics_path && !t->metrics_path) || (opts->save_path && !t->save_path) ||
+               (opts->tensorboard_dir && !t->tb_dir);
     if (opts->n_meta > 0) {
         t->meta = calloc((size_t)opts->n_meta, sizeof *t->meta);
         oom = oom || !t->meta;
@@ -299,6 +307,7 @@ static ct_trainer *make(const ct_train_opts *opts, const ct_dataset *train, cons
     t->val_loss = t->val_acc = NAN;
     t->lr = NAN;
     t->last_epoch_loss = NAN;
+    t->grad_norm = NAN;
     bool ok = copy_strings(t, opts);
     if (ok) setup_build(t, opts);
     if (ok && lm) t->b.block_size = lm->block_size;
