@@ -6,7 +6,7 @@ BUILD    ?= build
 CUDA     ?= AUTO
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 PACKAGES := cmake gcc pkg-config libopenblas-dev libcriterion-dev libcjson-dev zlib1g-dev \
-            libopenmpi-dev openmpi-bin
+            libopenmpi-dev openmpi-bin libcairo2-dev
 
 .PHONY: all deps build train test clean
 

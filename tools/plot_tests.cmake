@@ -1,0 +1,82 @@
+# `ctrain plot` (docs/tooling.md): images that decode with the right size
+# and are not blank, PNG and SVG, one and several runs, a real run's
+# metrics; bad input: one line each, the exit code, no image lost.
+# Included from tools/CMakeLists.txt inside if(CTRAIN_TESTS).
+set(PD ${CMAKE_CURRENT_BINARY_DIR}/plotdata)
+file(MAKE_DIRECTORY ${PD})
+# Two runs' metrics as `ctrain train --metrics --eval-every 10 --val-split`
+# writes them: eval lines, epoch lines (no validation), the final line.
+function(_ct_metrics_file path scale)
+  set(text "")
+  foreach(i RANGE 1 12)
+    math(EXPR step "${i} * 10")
+    math(EXPR epoch "(${step} - 1) / 40 + 1")
+    math(EXPR tl "2300 * ${scale} / (${i} + 2)")
+    math(EXPR vl "2000 * ${scale} / (${i} + 3) + 60")
+    math(EXPR va "9800 - 1000 * ${scale} / ${i}")
+    string(APPEND text "{\"event\":\"eval\",\"epoch\":${epoch},\"step\":${step},\"train_loss\":${tl}e-4,\"val_loss\":${vl}e-4,\"val_acc\":${va}e-4,\"test_loss\":null,\"test_acc\":null,\"lr\":${i}e-3,\"samples_per_s\":1000,\"elapsed_s\":${i},\"loss_scale\":1,\"skipped_steps\":0}\n")
+    if(step EQUAL 40 OR step EQUAL 80 OR step EQUAL 120)
+      string(APPEND text "{\"event\":\"epoch\",\"epoch\":${epoch},\"step\":${step},\"train_loss\":${tl}e-4,\"val_loss\":null,\"val_acc\":null,\"test_loss\":null,\"test_acc\":null,\"lr\":${i}e-3,\"samples_per_s\":1000,\"elapsed_s\":${i},\"loss_scale\":1,\"skipped_steps\":0}\n")
+    endif()
+  endforeach()
+  string(APPEND text "{\"event\":\"test\",\"epoch\":3,\"step\":120,\"train_loss\":${tl}e-4,\"val_loss\":${vl}e-4,\"val_acc\":${va}e-4,\"test_loss\":${vl}e-4,\"test_acc\":0.95,\"lr\":0.0012,\"samples_per_s\":1000,\"elapsed_s\":12,\"loss_scale\":1,\"skipped_steps\":0}\n")
+  file(WRITE ${path} "${text}")
+endfunction()
+_ct_metrics_file(${PD}/adam.jsonl 3)
+_ct_metrics_file(${PD}/sgd.jsonl 4)
+file(WRITE ${PD}/lm.jsonl "{\"event\":\"eval\",\"epoch\":1,\"step\":10,\"train_loss\":3.1,\"val_loss\":2.9,\"lr\":0.001,\"samples_per_s\":50,\"tokens_per_s\":800,\"elapsed_s\":1,\"loss_scale\":1,\"skipped_steps\":0}\n")
+file(WRITE ${PD}/broken.jsonl "{\"event\":\"eval\",\"step\":10,\"train_loss\":1.0}\n{\"event\": \n")
+file(WRITE ${PD}/empty.jsonl "")
+
+if(CT_CAIRO_FOUND)
+  add_executable(png_check ${CMAKE_CURRENT_SOURCE_DIR}/testdata/png_check.c)
+  target_link_libraries(png_check PRIVATE PkgConfig::CT_CAIRO)
+  function(ctrain_plot_test name args out w h)
+    add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:ctrain> "-DARGS=${args}" -DOUT=${out}
+      -DCHECK=$<TARGET_FILE:png_check> -DWIDTH=${w} -DHEIGHT=${h} -P ${CMAKE_CURRENT_SOURCE_DIR}/plot_check.cmake)
+    set_tests_properties(${name} PROPERTIES ${ARGN})
+  endfunction()
+  ctrain_plot_test(cli_plot_png "plot ${PD}/adam.jsonl -o ${PD}/one.png" ${PD}/one.png 1200 600 LABELS plot)
+  ctrain_plot_test(cli_plot_two_runs_log
+    "plot ${PD}/adam.jsonl ${PD}/sgd.jsonl -o ${PD}/two.png --log-y --y train_loss,val_loss,val_acc,lr --width 900 --height 700"
+    ${PD}/two.png 900 700 LABELS plot)
+  ctrain_plot_test(cli_plot_epoch "plot ${PD}/adam.jsonl ${PD}/sgd.jsonl -o ${PD}/epoch.png --x epoch --width 640 --height 400"
+    ${PD}/epoch.png 640 400 LABELS plot)
+  add_test(NAME cli_plot_svg COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:ctrain>
+    "-DARGS=plot ${PD}/adam.jsonl ${PD}/sgd.jsonl -o ${PD}/two.svg" -DOUT=${PD}/two.svg -DWIDTH=1200 -DHEIGHT=600
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/plot_check.cmake)
+  # A real run: train with --metrics, then plot it.
+  ctrain_cli_test(cli_plot_real_train
+    "train --data-dir ${TD}/good --hidden 16 --epochs 3 --batch-size 16 --optim sgd --lr 0.05 --val-split 0.2 --eval-every 5 --clip-norm 5 --metrics ${PD}/real.jsonl --quiet"
+    0 STDOUT "test accuracy" REQUIRES td SETUP plot_real)
+  ctrain_plot_test(cli_plot_real "plot ${PD}/real.jsonl -o ${PD}/real.png --y train_loss,val_loss,val_acc,grad_norm"
+    ${PD}/real.png 1200 600 FIXTURES_REQUIRED plot_real)
+  # A failing plot leaves the image that was there, and no temporary file.
+  add_test(NAME cli_plot_keeps_image COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:ctrain>
+    "-DARGS=plot ${PD}/adam.jsonl ${PD}/lm.jsonl -o ${PD}/kept.png --y val_acc" -DOUT=${PD}/kept.png -DKEEP=1 -DRC=1
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/plot_check.cmake)
+  # Bad input: one line naming the file, metric or flag.
+  ctrain_cli_test(cli_plot_missing_file "plot ${PD}/nope.jsonl -o ${PD}/x.png" 1
+    STDERR "^ctrain: plot: cannot read '.*/nope.jsonl': No such file or directory")
+  ctrain_cli_test(cli_plot_no_such_metric "plot ${PD}/adam.jsonl ${PD}/lm.jsonl -o ${PD}/x.png --y val_loss,val_acc" 1
+    STDERR "^ctrain: plot: .*/lm.jsonl has no val_acc values \\(it has train_loss, val_loss, lr, ")
+  ctrain_cli_test(cli_plot_unknown_key "plot ${PD}/adam.jsonl -o ${PD}/x.png --y train_loss,accuracy" 2
+    STDERR "^ctrain: plot: --y: unknown metric 'accuracy' \\(known: train_loss, ")
+  ctrain_cli_test(cli_plot_unwritable "plot ${PD}/adam.jsonl -o ${PD}/no/such/dir/x.png" 1
+    STDERR "^ctrain: plot: cannot write '.*/no/such/dir/x.png': No such file or directory")
+  ctrain_cli_test(cli_plot_broken_line "plot ${PD}/broken.jsonl -o ${PD}/x.png" 1
+    STDERR "^ctrain: plot: .*/broken.jsonl line 2 is not a metrics line")
+  ctrain_cli_test(cli_plot_empty_file "plot ${PD}/empty.jsonl -o ${PD}/x.png" 1
+    STDERR "^ctrain: plot: .*/empty.jsonl holds no metrics lines")
+  ctrain_cli_test(cli_plot_bad_extension "plot ${PD}/adam.jsonl -o ${PD}/x.jpg" 2
+    STDERR "^ctrain: plot: -o .*/x.jpg: the name must end in .png or .svg")
+  ctrain_cli_test(cli_plot_no_out "plot ${PD}/adam.jsonl" 2 STDERR "^ctrain: plot: -o FILE.png or FILE.svg is required")
+  ctrain_cli_test(cli_plot_no_file "plot -o ${PD}/x.png" 2 STDERR "^ctrain: plot: no metrics file given")
+  ctrain_cli_test(cli_plot_bad_x "plot ${PD}/adam.jsonl -o ${PD}/x.png --x time" 2
+    STDERR "^ctrain: plot: --x wants one of step, epoch, not 'time'")
+  ctrain_cli_test(cli_plot_bad_size "plot ${PD}/adam.jsonl -o ${PD}/x.png --width 10" 2
+    STDERR "^ctrain: plot: --width wants an integer from 200")
+else()
+  ctrain_cli_test(cli_plot_without_cairo "plot ${PD}/adam.jsonl -o ${PD}/x.png" 1
+    STDERR "^ctrain: plot: this ctrain was built without cairo")
+endif()
