@@ -1,7 +1,9 @@
 # `ctrain plot` (docs/tooling.md): images that decode with the right size
 # and are not blank, PNG and SVG, one and several runs, a real run's
-# metrics; bad input: one line each, the exit code, no image lost.
-# Included from tools/CMakeLists.txt inside if(CTRAIN_TESTS).
+# metrics; bad input: one line each, the exit code, no image lost. And the
+# command line of `ctrain train --tensorboard` (its files are checked by
+# tests/tensorboard_check.py). Included from tools/CMakeLists.txt inside
+# if(CTRAIN_TESTS).
 set(PD ${CMAKE_CURRENT_BINARY_DIR}/plotdata)
 file(MAKE_DIRECTORY ${PD})
 # Two runs' metrics as `ctrain train --metrics --eval-every 10 --val-split`
@@ -80,3 +82,14 @@ else()
   ctrain_cli_test(cli_plot_without_cairo "plot ${PD}/adam.jsonl -o ${PD}/x.png" 1
     STDERR "^ctrain: plot: this ctrain was built without cairo")
 endif()
+
+# --tensorboard: a path that cannot be a directory fails before training;
+# histograms without it are a usage error; the flags are recorded for --resume.
+file(WRITE ${PD}/not_a_dir "x")
+ctrain_cli_test(cli_train_tensorboard_not_dir
+  "train --data-dir ${TD}/good --hidden 16 --epochs 1 --batch-size 16 --tensorboard ${PD}/not_a_dir/runs --quiet" 1
+  STDERR "^ctrain: train: .*cannot use '.*/not_a_dir' as the TensorBoard directory: it is not a directory" REQUIRES td)
+ctrain_cli_test(cli_train_tensorboard_histograms_alone "train --tensorboard-histograms 2" 2
+  STDERR "^ctrain: train: --tensorboard-histograms needs --tensorboard DIR")
+ctrain_cli_test(cli_train_tensorboard_histograms_zero "train --tensorboard ${PD}/tb --tensorboard-histograms 0" 2
+  STDERR "^ctrain: train: --tensorboard-histograms wants an integer from 1")
