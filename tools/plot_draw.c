@@ -13,6 +13,7 @@
 #ifdef CTRAIN_HAVE_CAIRO
 #include <cairo-svg.h>
 #include <cairo.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -308,6 +309,11 @@ bool plot_draw(const plot_data *d, FILE *out, bool svg, int width, int height) {
     cairo_surface_finish(sf);
     if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_status(sf);
     cairo_surface_destroy(sf);
+    /* cairo keeps its font caches (and fontconfig's patterns) for the
+     * process; one plot per process: give them back, so leak checkers see
+     * none. */
+    cairo_debug_reset_static_data();
+    FcFini();
     if (st != CAIRO_STATUS_SUCCESS) fprintf(stderr, "ctrain: plot: drawing failed: %s\n", cairo_status_to_string(st));
     return st == CAIRO_STATUS_SUCCESS;
 }
