@@ -88,9 +88,11 @@ void cmd_search_usage(FILE *out) {
 
 /* The search's own options into s_argv, the train flags into *train (a
  * config object); usage errors name the flag. */
-static int split_args(int argc, char **argv, char **s_argv, int *s_argc, cJSON *train) {
+static int split_args(int argc, char **argv, char **s_argv, int *s_argc, char **t_argv, int *t_argc,
+                      cJSON *train) {
     static const char *const owned[] = {"metrics", "save", "resume", "config", "seed", "quiet", "dist", NULL};
     s_argv[(*s_argc)++] = argv[0];
+    t_argv[(*t_argc)++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) return cli_usage_error(CMD, "unexpected argument '%s'", a);
@@ -107,6 +109,8 @@ static int split_args(int argc, char **argv, char **s_argv, int *s_argc, cJSON *
         for (int k = 0; owned[k]; k++)
             if (strcmp(owned[k], name) == 0)
                 return cli_usage_error(CMD, "--%s: the search sets it for each trial (--search-seed seeds them)", name);
+        t_argv[(*t_argc)++] = argv[i];
+        if (!cli_is_switch(o) && !a[2 + len] && i + 1 < argc) t_argv[(*t_argc)++] = argv[i + 1];
         cJSON *v;
         if (cli_is_switch(o))
             v = cJSON_CreateTrue();
@@ -254,15 +258,23 @@ static int new_plan(const search_cfg *c, cJSON *train, search_plan *p) {
 static int parse(int argc, char **argv, search_cfg *c, cJSON *train) {
     *c = (search_cfg){.method = "random", .objective = "val_loss", .trials = 8, .parallel = 1, .seed = 1, .eta = 3,
                       .grid_points = 3, .min_epochs = 1};
-    char **s_argv = calloc((size_t)argc + 1, sizeof *s_argv);
-    int s_argc = 0;
-    if (!s_argv) return CLI_EXIT_FAIL;
-    int rc = split_args(argc, argv, s_argv, &s_argc, train);
+    char **s_argv = calloc((size_t)argc + 1, sizeof *s_argv), **t_argv = calloc((size_t)argc + 1, sizeof *t_argv);
+    int s_argc = 0, t_argc = 0, rc = CLI_EXIT_FAIL;
+    if (s_argv && t_argv) rc = split_args(argc, argv, s_argv, &s_argc, t_argv, &t_argc, train);
     cli_parser p;
     cli_parser_init(&p, &search_table, c, false);
     if (rc == CLI_EXIT_OK) rc = cli_parse_argv(&p, s_argc, s_argv);
     cli_parser_free(&p); /* the strings point into argv */
+    /* The train flags as `ctrain train` words its complaints about them. */
+    cli_table t = train_table;
+    t.cmd = CMD;
+    train_cfg tc;
+    train_cfg_defaults(&tc);
+    cli_parser_init(&p, &t, &tc, false);
+    if (rc == CLI_EXIT_OK) rc = cli_parse_argv(&p, t_argc, t_argv);
+    cli_parser_free(&p);
     free(s_argv);
+    free(t_argv);
     if (rc == CLI_EXIT_OK && c->resume) {
         int given = 0;
         for (int i = 1; i < argc; i++) given += strncmp(argv[i], "--", 2) == 0;

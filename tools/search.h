@@ -69,6 +69,7 @@ typedef struct trial {
     trial_status status;
     double val_loss, val_acc, test_loss, test_acc, time_s; /* NAN where absent */
     int exit_code;
+    int threads;         /* the trial's OMP/OpenBLAS threads: a rerun with as many is bit-identical */
     char error[256];
 } trial;
 

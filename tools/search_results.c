@@ -89,6 +89,7 @@ char *trial_to_json(const trial *t) {
     add_num(o, "test_loss", t->test_loss);
     add_num(o, "test_accuracy", t->test_acc);
     cJSON_AddNumberToObject(o, "time_s", t->time_s);
+    cJSON_AddNumberToObject(o, "threads", t->threads);
     if (t->status != TRIAL_OK) {
         cJSON_AddNumberToObject(o, "exit", t->exit_code);
         cJSON_AddStringToObject(o, "error", t->error);
@@ -120,6 +121,7 @@ static void take_line(const cJSON *line, trial *list, int n) {
         t->test_loss = get(line, "test_loss");
         t->test_acc = get(line, "test_accuracy");
         t->time_s = get(line, "time_s");
+        t->threads = (int)get(line, "threads");
         const char *err = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(line, "error"));
         if (err) snprintf(t->error, sizeof t->error, "%.255s", err);
         return;
@@ -237,7 +239,9 @@ bool results_report(const search_run *r, trial *list, int n, const search_space 
     bool ok = text && search_write_file(path, text);
     free(text);
     if (ok)
-        printf("best (%s): trial-%03d  val_loss %.4f  val_acc %.2f%%; rerun it: ctrain train --config %s\n",
-               objective_of(r->objective), best->id, best->val_loss, 100 * best->val_acc, path);
+        printf("best (%s): trial-%03d  val_loss %.4f  val_acc %.2f%%\nrerun it (bit-identically with as many "
+               "threads): OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d ctrain train --config %s\n",
+               objective_of(r->objective), best->id, best->val_loss, 100 * best->val_acc, best->threads, best->threads,
+               path);
     return ok;
 }

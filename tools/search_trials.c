@@ -183,6 +183,7 @@ static int start(const search_run *r, trial *t, int index, slot *s) {
     }
     if (pid == 0) exec_trial(r, t);
     *s = (slot){pid, index, now_s()};
+    t->threads = r->threads;
     return 0;
 }
 
