@@ -46,3 +46,14 @@ if(CTRAIN_TOOLING_PYTHON AND EXISTS "${PROJECT_SOURCE_DIR}/../shared/data/mnist"
       $<TARGET_FILE:ctrain> ${CMAKE_CURRENT_BINARY_DIR}/searchout ${case})
   endforeach()
 endif()
+
+# Transfer learning: --init-from with --reset-head and --freeze on a 5-class
+# task made from MNIST (transfer_check.py says what it checks).
+if(CTRAIN_TOOLING_PYTHON AND EXISTS "${PROJECT_SOURCE_DIR}/../shared/data/mnist")
+  add_test(NAME cli_train_transfer COMMAND ${CTRAIN_TOOLING_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/transfer_check.py
+    $<TARGET_FILE:ctrain> ${PROJECT_SOURCE_DIR}/../shared/data/mnist ${CMAKE_CURRENT_BINARY_DIR}/transferout)
+endif()
+ctrain_cli_test(cli_train_reset_head_alone "train --reset-head --epochs 1" 2
+  STDERR "^ctrain: train: --reset-head is for --init-from")
+ctrain_cli_test(cli_train_freeze_unknown "train --data-dir ${TD}/good --freeze nothing. --epochs 1" 1
+  STDERR "^ctrain: train: --freeze: no parameter's name starts with 'nothing.'" REQUIRES td)

@@ -67,7 +67,14 @@ static bool init_from(ct_trainer *t, const train_cfg *c, FILE *out) {
     }
     ct_load_opts lo = {.non_strict = true, .require_all = c->strict, .loaded = &loaded,
                        .skip_prefix = c->reset_head ? head : NULL};
-    if (ct_load_weights(g, ct_trainer_program(t), c->init_from, &lo) != CT_OK) {
+    ct_status st = ct_load_weights(g, ct_trainer_program(t), c->init_from, &lo);
+    if (st == CT_ERR_SHAPE && !c->reset_head) {
+        /* The usual cause: another class count. */
+        fprintf(stderr, "ctrain: %s: --init-from: %s (--reset-head starts the last layer afresh)\n", CMD,
+                ct_last_error());
+        return false;
+    }
+    if (st != CT_OK) {
         cli_fail("train: --init-from");
         return false;
     }
