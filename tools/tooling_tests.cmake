@@ -57,3 +57,19 @@ ctrain_cli_test(cli_train_reset_head_alone "train --reset-head --epochs 1" 2
   STDERR "^ctrain: train: --reset-head is for --init-from")
 ctrain_cli_test(cli_train_freeze_unknown "train --data-dir ${TD}/good --freeze nothing. --epochs 1" 1
   STDERR "^ctrain: train: --freeze: no parameter's name starts with 'nothing.'" REQUIRES td)
+
+# ctrain predict: probabilities against a reference computed from the
+# checkpoint's tensors, bad input, IDX against eval, a GPT's next token
+# (predict_check.py says what it checks).
+if(CTRAIN_TOOLING_PYTHON)
+  set(_mnist "")
+  if(EXISTS "${PROJECT_SOURCE_DIR}/../shared/data/mnist")
+    set(_mnist ${PROJECT_SOURCE_DIR}/../shared/data/mnist)
+  endif()
+  add_test(NAME cli_predict COMMAND ${CTRAIN_TOOLING_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/predict_check.py
+    $<TARGET_FILE:ctrain> ${CMAKE_CURRENT_BINARY_DIR}/predictout ${_mnist})
+endif()
+ctrain_cli_test(cli_predict_no_input "predict --checkpoint x.safetensors --out p.csv" 2
+  STDERR "^ctrain: predict: --input FILE is required")
+ctrain_cli_test(cli_predict_bad_format "predict --checkpoint x --input y --out z --format png" 2
+  STDERR "^ctrain: predict: --format")

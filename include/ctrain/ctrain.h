@@ -22,6 +22,7 @@
 #include "ctrain/data.h"
 #include "ctrain/text.h"
 #include "ctrain/train.h"
+#include "ctrain/predict.h"
 #include "ctrain/amp.h"
 #include "ctrain/dist.h"
 #include "ctrain/step_graph.h"
