@@ -98,14 +98,15 @@ int search_cores(void);
 int trial_compare(const char *objective, const trial *a, const trial *b);
 /* The record of a finished trial: one JSON line (malloc'ed). */
 char *trial_to_json(const trial *t);
-/* The finished trials DIR/trials.jsonl holds, by id (results[id] set,
- * status not TRIAL_PENDING) for ids < n; lines that do not parse (a line
- * cut by a kill) are dropped and the file rewritten without them. False
- * after reporting. */
+/* Marks the trials of list that DIR/trials.jsonl records as finished (a
+ * line with the trial's id and the very same options), with their
+ * results; lines that do not parse (a line cut by a kill) are dropped and
+ * the file rewritten without them. False after reporting. */
 bool results_load(const char *dir, trial *list, int n);
 /* The table of the trials sorted by the objective, and DIR/best.json from
- * the best of them among `from` (NULL: all). False if none finished well
- * or best.json cannot be written, after reporting. */
+ * the best of those at rung min_rung or above (halving: the last rung).
+ * False if none finished well or best.json cannot be written, after
+ * reporting. */
 bool results_report(const search_run *r, trial *list, int n, const search_space *s, int min_rung);
 
 /* Files: JSON of a whole file (NULL with a message on stderr naming it),
