@@ -238,10 +238,15 @@ bool results_report(const search_run *r, trial *list, int n, const search_space 
     snprintf(path, sizeof path, "%s/best.json", r->dir);
     bool ok = text && search_write_file(path, text);
     free(text);
-    if (ok)
-        printf("best (%s): trial-%03d  val_loss %.4f  val_acc %.2f%%\nrerun it (bit-identically with as many "
-               "threads): OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d ctrain train --config %s\n",
-               objective_of(r->objective), best->id, best->val_loss, 100 * best->val_acc, best->threads, best->threads,
-               path);
+    if (ok) {
+        printf("best (%s): trial-%03d  val_loss %.4f  val_acc %.2f%%\n", objective_of(r->objective), best->id,
+               best->val_loss, 100 * best->val_acc);
+        if (best->threads > 0)
+            printf("rerun it (bit-identically with as many threads): OMP_NUM_THREADS=%d OPENBLAS_NUM_THREADS=%d ", best->threads,
+                   best->threads);
+        else
+            printf("rerun it: ");
+        printf("ctrain train --config %s\n", path);
+    }
     return ok;
 }
