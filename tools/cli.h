@@ -24,6 +24,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_search(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 
 /* Each subcommand's help text, shared by `ctrain CMD --help` and
  * `ctrain help CMD`. */
@@ -35,11 +37,14 @@ void cmd_eval_usage(FILE *out);
 void cmd_bench_usage(FILE *out);
 void cmd_generate_usage(FILE *out);
 void cmd_plot_usage(FILE *out);
+void cmd_search_usage(FILE *out);
+void cmd_predict_usage(FILE *out);
 
 /* The option tables of the commands that have one (cli_options.h), for
  * `ctrain help --markdown`. */
 struct cli_table;
-extern const struct cli_table train_table, eval_table, bench_table, generate_table, plot_table;
+extern const struct cli_table train_table, eval_table, bench_table, generate_table, plot_table,
+    search_table, predict_table;
 
 /* "ctrain: <what>: <ct_last_error()>" on stderr; returns CLI_EXIT_FAIL so a
  * caller can write `return cli_fail("compile");`. */

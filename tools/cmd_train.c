@@ -185,30 +185,6 @@ static bool load_data(train_cfg *c, data_sets *d) {
     return true;
 }
 
-/* --init-from: by name, every parameter required with --strict. The
- * summary of what loaded survives --quiet (on stderr then): a partial load
- * is worth knowing about whatever else is hidden. */
-static bool init_from(ct_trainer *t, const train_cfg *c) {
-    int loaded = 0;
-    ct_graph *g = ct_trainer_graph(t);
-    ct_status st;
-    if (c->strict) {
-        ct_load_opts lo = {.non_strict = true, .require_all = true, .loaded = &loaded};
-        st = ct_load_weights(g, ct_trainer_program(t), c->init_from, &lo);
-    } else {
-        st = ct_trainer_init_from(t, c->init_from, NULL, &loaded);
-    }
-    if (st != CT_OK) {
-        cli_fail("train: --init-from");
-        return false;
-    }
-    int total = ct_graph_num_params(g) + ct_graph_num_buffers(g);
-    if (!c->silent)
-        fprintf(c->quiet ? stderr : stdout, "initialised %d of %d tensors from %s%s\n", loaded, total, c->init_from,
-                loaded < total ? " (the others keep their initial values; --strict refuses that)" : "");
-    return true;
-}
-
 bool train_start_from(ct_trainer *t, const train_cfg *c) {
     if (c->resume) {
         if (ct_trainer_resume(t, c->resume) != CT_OK) {
@@ -222,10 +198,8 @@ bool train_start_from(ct_trainer *t, const train_cfg *c) {
                    (long long)batch, (long long)step);
         else if (!c->quiet)
             printf("resuming %s after epoch %lld (step %lld)\n", c->resume, (long long)epoch, (long long)step);
-    } else if (c->init_from) {
-        return init_from(t, c);
     }
-    return true;
+    return train_transfer(t, c);
 }
 
 /* Sets up the trainer (*t, for the caller to free) on the data and runs

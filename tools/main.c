@@ -32,6 +32,8 @@ static const command commands[] = {
     {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset", &eval_table},
     {"generate", cmd_generate, cmd_generate_usage, "sample text from a GPT checkpoint", &generate_table},
     {"plot", cmd_plot, cmd_plot_usage, "draw loss and accuracy curves of runs from their metrics files (PNG, SVG)", &plot_table},
+    {"predict", cmd_predict, cmd_predict_usage, "class probabilities (or a GPT's next tokens) from a checkpoint", &predict_table},
+    {"search", cmd_search, cmd_search_usage, "hyperparameter search: many train runs, a table, the best config", &search_table},
     {"bench", cmd_bench, cmd_bench_usage, "time named workloads (training steps, kernels) on a device", &bench_table},
 };
 #define N_COMMANDS ((int)(sizeof commands / sizeof commands[0]))

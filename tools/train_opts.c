@@ -116,6 +116,12 @@ static int check_model_data(const train_cfg *c) {
     if (c->resume && c->init_from)
         return cli_usage_error(CMD, "--resume and --init-from exclude each other (a resumed run has its weights)");
     if (c->strict && !c->init_from) return cli_usage_error(CMD, "--strict is for --init-from");
+    if (c->reset_head && !c->init_from) return cli_usage_error(CMD, "--reset-head is for --init-from");
+    if (c->reset_head && c->strict)
+        return cli_usage_error(CMD, "--reset-head and --strict exclude each other (the head is not loaded)");
+    if (c->reset_head && train_is_lm(c))
+        return cli_usage_error(CMD, "--reset-head is for the classifiers, not --data %s", c->data.kind);
+    if (c->freeze && !c->freeze[0]) return cli_usage_error(CMD, "--freeze wants PREFIX[,PREFIX...], not ''");
     /* Saving every N epochs to nowhere would be ignored silently. */
     if (c->save_every && !c->save && !c->resume)
         return cli_usage_error(CMD, "--save-every needs --save FILE (or --resume FILE, which saves back to FILE)");

@@ -53,6 +53,8 @@ typedef struct train_cfg {
     int64_t save_every;
     bool quiet, prefetch, drop_last, no_shuffle;
     bool strict;            /* --init-from must load every parameter and buffer */
+    const char *freeze;     /* --freeze: comma list of parameter name prefixes not trained */
+    bool reset_head;        /* --init-from: the last layer keeps its fresh initialisation */
     bool silent;            /* a rank other than 0: not even what survives --quiet */
     ct_precision precision; /* mixed precision (amp.h) */
     bool tf32;
@@ -89,8 +91,11 @@ int train_check_options(train_cfg *c);
 
 /* The library's trainer options from the command's (cmd_train.c). */
 void train_trainer_opts(const train_cfg *c, ct_train_opts *o);
-/* --resume or --init-from, if given. False after reporting. */
+/* --resume or --init-from, if given, then --freeze. False after reporting. */
 bool train_start_from(ct_trainer *t, const train_cfg *c);
+/* --init-from (with --reset-head, --strict) and --freeze, each with its
+ * line of the header (train_transfer.c). False after reporting. */
+bool train_transfer(ct_trainer *t, const train_cfg *c);
 
 /* Applies the options a checkpoint recorded (its "cli.options"), if it
  * has any; a checkpoint that cannot be read is left for --resume to report. */

@@ -323,6 +323,12 @@ static const cli_row options[] = {
      .help = "start from the weights in FILE (by name, e.g. a PyTorch state_dict saved as safetensors)"},
     {SWITCH("strict", "ckpt", strict), .flags = CLI_NOT_RECORDED,
      .help = "--init-from: every parameter and buffer must be in FILE, else an error names the missing ones"},
+    {SWITCH("reset-head", "ckpt", reset_head), .flags = CLI_NOT_RECORDED,
+     .help = "--init-from: the last layer (classifier) is not loaded but freshly initialised, whatever its shape in "
+             "FILE (a new class count or task)"},
+    {ROW("freeze", "ckpt", CLI_STRING, freeze), .meta = "PREFIX[,PREFIX...]",
+     .help = "do not train the parameters whose names start with a PREFIX (\"fc1.\" or \"fc1\": fc1.weight, "
+             "fc1.bias); batch-norm running statistics still update"},
     /* run */
     {ROW("device", "run", CLI_CUSTOM, device), .set = set_device, .meta = "cpu|cuda|cuda:N|auto",
      .def = "auto: the first GPU when this build and machine can use one, else the CPU", .help = "where to train"},

@@ -23,6 +23,7 @@
 #include "ctrain/text.h"
 #include "ctrain/train.h"
 #include "ctrain/tfevents.h"
+#include "ctrain/predict.h"
 #include "ctrain/amp.h"
 #include "ctrain/dist.h"
 #include "ctrain/step_graph.h"

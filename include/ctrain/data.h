@@ -106,6 +106,7 @@ ct_status ct_dataset_set_num_classes(ct_dataset *ds, int32_t num_classes);
  * may be gzip-compressed; that is told from its first two bytes (1f 8b), not
  * from its name. Pixels become floats in [0, 1] (value / 255), the sample
  * shape is [1, rows, cols], and num_classes is the largest label + 1.
+ * labels_path may be NULL: images only (for predictions), every label 0.
  * *out is the caller's to free.
  * Errors, each naming the file: it cannot be opened or read (CT_ERR_IO);
  * a wrong magic, a file shorter than its header says, sizes whose product

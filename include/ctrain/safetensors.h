@@ -165,6 +165,11 @@ typedef struct ct_load_opts {
     const char *strip_prefix;
     /* If not NULL, set to the number of parameters loaded (0 on error). */
     int *loaded;
+    /* If not NULL: the parameters and buffers whose names start with it
+     * are not loaded (they keep their values, and are not missing even
+     * with require_all), and file tensors naming them are ignored whatever
+     * their shape: a fresh classifier head over loaded features. */
+    const char *skip_prefix;
 } ct_load_opts;
 
 /* Loads parameters of g into p (compiled from g) by name; opts may be NULL

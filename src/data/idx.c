@@ -96,9 +96,10 @@ static ct_status load_idx(const char *images_path, const char *labels_path, int 
     ct_dataset *ds = NULL;
     ct_status s = ct_data_read_file(images_path, &img, &img_len);
     if (s == CT_OK) s = parse_header(images_path, img, img_len, 3, idim, &pix);
-    if (s == CT_OK) s = ct_data_read_file(labels_path, &lab, &lab_len);
-    if (s == CT_OK) s = parse_header(labels_path, lab, lab_len, 1, ldim, &lbl);
-    if (s == CT_OK) s = check_labels(labels_path, lbl, ldim[0], num_classes);
+    if (s == CT_OK && labels_path) s = ct_data_read_file(labels_path, &lab, &lab_len);
+    if (s == CT_OK && labels_path) s = parse_header(labels_path, lab, lab_len, 1, ldim, &lbl);
+    if (s == CT_OK && labels_path) s = check_labels(labels_path, lbl, ldim[0], num_classes);
+    if (s == CT_OK && !labels_path) ldim[0] = idim[0]; /* images only: every label 0 */
     if (s == CT_OK && idim[0] != ldim[0])
         s = ct_error(CT_ERR_FORMAT, "%s holds %u images but %s holds %u labels", images_path,
                      (unsigned)idim[0], labels_path, (unsigned)ldim[0]);
@@ -114,7 +115,7 @@ static ct_status load_idx(const char *images_path, const char *labels_path, int 
         for (int b = 0; b < 256; b++) scale[b] = (float)b / 255.0f;
         const size_t total = (size_t)ds->n * (size_t)ds->numel;
         for (size_t i = 0; i < total; i++) ds->x[i] = scale[pix[i]];
-        for (int64_t i = 0; i < ds->n; i++) ds->y[i] = lbl[i];
+        for (int64_t i = 0; i < ds->n; i++) ds->y[i] = lbl ? lbl[i] : 0;
         ds->num_classes = num_classes > 0 ? num_classes : ct_data_count_classes(ds->y, ds->n);
         *out = ds;
     }
@@ -126,7 +127,7 @@ static ct_status load_idx(const char *images_path, const char *labels_path, int 
 ct_status ct_dataset_load_idx(const char *images_path, const char *labels_path,
                               ct_dataset **out) {
     if (out) *out = NULL;
-    if (!images_path || !labels_path || !out)
+    if (!images_path || !out)
         return ct_error(CT_ERR_INVALID_ARG, "ct_dataset_load_idx: NULL argument");
     return load_idx(images_path, labels_path, 0, out);
 }

@@ -121,11 +121,13 @@ static const char *namelist_str(namelist *l) {
 static ct_status match_tensors(const char *path, const ct_load_opts *o, ct_st_file *f, pinfo *ps,
                                pinfo **sorted, int n) {
     size_t plen = o->strip_prefix ? strlen(o->strip_prefix) : 0;
+    size_t slen = o->skip_prefix ? strlen(o->skip_prefix) : 0;
     namelist extra = {0}, missing = {0};
     for (int i = 0; i < ct_st_count(f); i++) {
         const char *fname = ct_st_name(f, i);
         const char *pname = fname;
         if (plen && strncmp(fname, o->strip_prefix, plen) == 0) pname = fname + plen;
+        if (slen && strncmp(pname, o->skip_prefix, slen) == 0) continue;
         pinfo *pi = find_param(sorted, n, pname);
         if (!pi) {
             namelist_add(&extra, fname);
@@ -138,7 +140,8 @@ static ct_status match_tensors(const char *path, const ct_load_opts *o, ct_st_fi
         pi->tensor = i;
     }
     for (int j = 0; j < n; j++)
-        if (ps[j].tensor < 0) namelist_add(&missing, ps[j].name);
+        if (ps[j].tensor < 0 && !(slen && strncmp(ps[j].name, o->skip_prefix, slen) == 0))
+            namelist_add(&missing, ps[j].name);
     /* require_all: the missing parameters are errors even when the extra
      * tensors are not. */
     bool extra_bad = !o->non_strict && namelist_count(&extra);

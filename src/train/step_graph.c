@@ -139,6 +139,9 @@ static ct_status issue(ct_step_graph *sg, double lr) {
     ct_scaler *sc = sg->o.scaler;
     ct_status st = ct_program_run_dev(sg->p, &sg->dev->step);
     if (st == CT_OK && sc) st = ct_scaler_unscale(sc);
+    /* Frozen parameters have no gradient in PyTorch: none in the norm (a
+     * memset per frozen parameter, captured with the rest). */
+    if (st == CT_OK && (sg->o.clip_norm > 0 || sg->o.clip_value > 0)) st = ct_optimizer_zero_frozen_grads(sg->opt);
     if (st == CT_OK && sg->o.clip_norm > 0) {
         ct_flat_grads fg;
         st = ct_optim_grads_of(sg->p, "ct_step_graph_run", &fg);

@@ -245,6 +245,9 @@ static ct_status update(ct_trainer *t) {
     ct_status st;
     bool skip; /* the loss scaler found inf/NaN gradients: no clipping, no update */
     if ((st = ct_train_amp_unscale(t, &skip)) != CT_OK) return st;
+    /* Frozen parameters have no gradient in PyTorch: none in the norm. */
+    if ((t->o.clip_norm > 0 || t->o.clip_value > 0) && !skip && (st = ct_optimizer_zero_frozen_grads(t->opt)) != CT_OK)
+        return st;
     if (t->o.clip_norm > 0 && !skip) {
         double norm;
         if ((st = ct_clip_grad_norm(t->tr.p, t->o.clip_norm, &norm)) != CT_OK)
