@@ -124,9 +124,9 @@ const cli_table bench_table = {
              "samples/s, GFLOP/s or GB/s, the fraction of the device's peak (measured\n"
              "first: a large matrix product and a large copy) and the device memory.\n"
              "benchmarks/README.md describes the workloads and how work is counted.\n",
-    .footer = "On a machine with few cores, run with OMP_WAIT_POLICY=passive (see\n"
-              "benchmarks/README.md). Exit status: 0, 1 if a workload failed (or a named one\n"
-              "is unsupported), 2 for a bad command line.\n",
+    .footer = "With OpenBLAS's pthread build (see `ctrain info`) on few cores, run with\n"
+              "OMP_WAIT_POLICY=passive (docs/cpu_backend.md). Exit status: 0, 1 if a\n"
+              "workload failed (or a named one is unsupported), 2 for a bad command line.\n",
     .sections = sections,
     .n_sections = (int)(sizeof sections / sizeof sections[0]),
     .options = options,

@@ -101,6 +101,8 @@ ct_status ct_cpu_optim_update(const ct_optim_args *a);
 ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
 ct_status ct_cpu_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
 ct_status ct_cpu_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
+/* The vectorised F32 updates (cpu_optim_fast.c): true when one ran. */
+bool ct_cpu_optim_fast(const ct_optim_args *a);
 /* The loss scaler's hooks (cpu_amp.c). */
 ct_status ct_cpu_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);
 ct_status ct_cpu_amp_update(ct_amp_state *st, double growth, double backoff, int32_t growth_interval);
