@@ -109,6 +109,58 @@ Test(cpu_fast, optimizer_updates_match_reference) {
             }
 }
 
+/* The flat-buffer hooks beside the update: the sum of squares behind
+ * clipping by norm, scale-and-clamp, and axpby (gradient accumulation). */
+Test(cpu_fast, flat_buffer_hooks_match_reference) {
+    const ct_backend *be = ct_cpu_backend();
+    const int64_t sizes[] = {1, 9, 17, 1001, 70001};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int64_t n = sizes[si];
+        float *x = cpc_fill(CT_F32, n, CPC_SPECIAL, 5 + (uint64_t)n, 0);
+        float *y0 = cpc_fill(CT_F32, n, CPC_RANDOM, 6 + (uint64_t)n, 0);
+        float *fin = cpc_fill(CT_F32, n, CPC_RANDOM, 7 + (uint64_t)n, 0);
+        for (int fast = 0; fast <= 1; fast++) {
+            double ss[2];
+            bool ok[2];
+            float *r[2][3];
+            for (int pass = 0; pass < 2; pass++) {
+                /* pass 0: the reference on 1 thread; pass 1: `fast` on 2 */
+                ct_cpu_set_fast_paths(pass == 1 && fast);
+                omp_set_num_threads(pass + 1);
+                cr_assert_eq(be->sumsq(fin, CT_F32, (size_t)n, &ss[pass], &ok[pass]), CT_OK);
+                for (int h = 0; h < 3; h++) r[pass][h] = malloc((size_t)n * 4);
+                memcpy(r[pass][0], x, (size_t)n * 4);
+                cr_assert_eq(be->scale_clamp(r[pass][0], CT_F32, (size_t)n, 0.37, 0.5), CT_OK);
+                memcpy(r[pass][1], y0, (size_t)n * 4);
+                cr_assert_eq(be->axpby(0.3, x, 0.7, r[pass][1], CT_F32, (size_t)n), CT_OK);
+                memcpy(r[pass][2], y0, (size_t)n * 4);
+                cr_assert_eq(be->axpby(1.5, x, 0.0, r[pass][2], CT_F32, (size_t)n), CT_OK);
+            }
+            ct_cpu_set_fast_paths(true);
+            cr_assert(memcmp(&ss[0], &ss[1], sizeof ss[0]) == 0 && ok[0] == ok[1] && ok[0],
+                      "sumsq, n %lld: %.17g vs %.17g", (long long)n, ss[0], ss[1]);
+            for (int h = 0; h < 3; h++) {
+                cr_assert(memcmp(r[0][h], r[1][h], (size_t)n * 4) == 0, "hook %d, n %lld, fast %d differs", h,
+                          (long long)n, fast);
+                free(r[0][h]);
+                free(r[1][h]);
+            }
+        }
+        /* and the non-finite buffer is seen as such by both */
+        for (int fast = 0; fast <= 1; fast++) {
+            double s;
+            bool f = true;
+            ct_cpu_set_fast_paths(fast);
+            cr_assert_eq(be->sumsq(x, CT_F32, (size_t)n, &s, &f), CT_OK);
+            cr_assert(n < 6 || !f, "n %lld: NaN/inf not reported", (long long)n);
+        }
+        ct_cpu_set_fast_paths(true);
+        free(x);
+        free(y0);
+        free(fin);
+    }
+}
+
 /* ---- every kernel case of cpu_par_cases.h -------------------------------- */
 
 Test(cpu_fast, kernel_cases_match_reference) {
