@@ -198,3 +198,13 @@ Test(cpu_fast, features_are_reported) {
     cr_assert_not_null(f);
     cr_assert(strstr(f, "fast paths: "), "'%s'", f);
 }
+
+Test(cpu_fast, set_threads) {
+    cr_assert_eq(ct_cpu_set_threads(0), CT_ERR_INVALID_ARG);
+    cr_assert(strstr(ct_last_error(), "ct_cpu_set_threads"), "%s", ct_last_error());
+    cr_assert_eq(ct_cpu_set_threads(4097), CT_ERR_INVALID_ARG);
+    cr_assert_eq(ct_cpu_set_threads(3), CT_OK);
+    cr_assert_eq(omp_get_max_threads(), 3);
+    cr_assert_eq(ct_cpu_set_threads(1), CT_OK);
+    cr_assert_eq(omp_get_max_threads(), 1);
+}

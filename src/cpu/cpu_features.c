@@ -2,11 +2,13 @@
  * (CPUID), the instruction set the fast paths picked, and the switch that
  * runs the reference loops instead (cpu_simd.h).
  */
+#include <cblas.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "cpu/cpu_simd.h"
 #include "ctrain/device.h"
 
@@ -87,4 +89,14 @@ const char *ct_cpu_features(void) {
     snprintf(info, sizeof info, "%s; fast paths: %s", units[0] ? units : "no vector extensions found",
              !ct_cpu_fast_paths_enabled() ? "off (CTRAIN_CPU_REFERENCE)" : ct_cpu_has_avx2() ? "AVX2" : "SSE2");
     return info;
+}
+
+ct_status ct_cpu_set_threads(int n) {
+    if (n < 1 || n > 4096)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_cpu_set_threads: %d threads, must be 1 to 4096", n);
+    omp_set_num_threads(n);
+    /* The OpenMP build of OpenBLAS follows omp_set_num_threads; its
+     * pthread build has its own count. */
+    openblas_set_num_threads(n);
+    return CT_OK;
 }
