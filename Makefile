@@ -5,8 +5,11 @@
 BUILD    ?= build
 CUDA     ?= AUTO
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
-PACKAGES := cmake gcc pkg-config libopenblas-dev libcriterion-dev libcjson-dev zlib1g-dev \
-            libopenmpi-dev openmpi-bin libcairo2-dev
+# libopenblas-openmp-dev: OpenBLAS's OpenMP build, whose threads are the
+# OpenMP pool the CPU kernels use (one pool; docs/cpu_backend.md).
+# libcairo2-dev: `ctrain plot` draws its PNG and SVG figures with cairo.
+PACKAGES := cmake gcc pkg-config libopenblas-dev libopenblas-openmp-dev libcriterion-dev \
+            libcjson-dev zlib1g-dev libopenmpi-dev openmpi-bin libcairo2-dev
 
 .PHONY: all deps build train test clean
 
@@ -34,11 +37,10 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCTRAIN_CUDA=$(CUDA)
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Passive OpenMP waiting: libgomp's spinning threads otherwise compete with
-# OpenBLAS's own threads for the cores (twice as fast on 2 cores; same
-# results, see benchmarks/results/mnist_mlp_cpu.md).
+# No OMP_WAIT_POLICY any more: with OpenBLAS's OpenMP build there is one
+# pool of threads, not two competing for the cores (docs/cpu_backend.md).
 train: build
-	OMP_WAIT_POLICY=passive ./$(BUILD)/tools/ctrain train
+	./$(BUILD)/tools/ctrain train
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure

@@ -94,6 +94,19 @@ static const cpc_case cpc_cases[] = {
     {"cross_entropy small", CT_OP_CROSS_ENTROPY, {.alpha = 0}, 2, {IN(CT_F64, S2(9, 10), CPC_RANDOM), IN(CT_I32, S1(9), CPC_LABELS)}, CT_F64, S1(1)},
     {"cross_entropy_grad", CT_OP_CROSS_ENTROPY_GRAD, {.alpha = 0.1}, 3, {IN(CT_F32, S2(1031, 1000), CPC_RANDOM), IN(CT_I32, S1(1031), CPC_LABELS), IN(CT_F32, S1(1), CPC_SCALAR)}, CT_F32, S2(1031, 1000)},
     {"dropout f32", CT_OP_DROPOUT, {.alpha = 0.3, .stream = 7}, 1, {IN(CT_F32, S1(70001), CPC_RANDOM)}, CT_F32, S1(70001)},
+    /* layer norm: with and without weight and bias, every gradient, rows above and below the threshold */
+#define LN(...) {.eps = 1e-5, __VA_ARGS__}
+    {"layer_norm w b", CT_OP_LAYER_NORM, LN(.has_weight = true, .has_bias = true), 3, {IN(CT_F32, S2(257, 129), CPC_SPECIAL), IN(CT_F32, S1(129), CPC_RANDOM), IN(CT_F32, S1(129), CPC_RANDOM)}, CT_F32, S2(257, 129)},
+    {"layer_norm w", CT_OP_LAYER_NORM, LN(.has_weight = true), 2, {IN(CT_F32, S2(9, 1031), CPC_RANDOM), IN(CT_F32, S1(1031), CPC_RANDOM)}, CT_F32, S2(9, 1031)},
+    {"layer_norm b", CT_OP_LAYER_NORM, LN(.has_bias = true), 2, {IN(CT_F32, S2(3, 17), CPC_RANDOM), IN(CT_F32, S1(17), CPC_RANDOM)}, CT_F32, S2(3, 17)},
+    {"layer_norm plain", CT_OP_LAYER_NORM, {.eps = 1e-3}, 1, {IN(CT_F32, S2(131, 65), CPC_RANDOM)}, CT_F32, S2(131, 65)},
+    {"layer_norm f64", CT_OP_LAYER_NORM, LN(.has_weight = true, .has_bias = true), 3, {IN(CT_F64, S2(33, 65), CPC_RANDOM), IN(CT_F64, S1(65), CPC_RANDOM), IN(CT_F64, S1(65), CPC_RANDOM)}, CT_F64, S2(33, 65)},
+    {"layer_norm_grad x w", CT_OP_LAYER_NORM_GRAD, LN(.which = CT_NORM_GRAD_X, .has_weight = true), 3, {IN(CT_F32, S2(257, 129), CPC_RANDOM), IN(CT_F32, S2(257, 129), CPC_SPECIAL), IN(CT_F32, S1(129), CPC_RANDOM)}, CT_F32, S2(257, 129)},
+    {"layer_norm_grad x", CT_OP_LAYER_NORM_GRAD, LN(.which = CT_NORM_GRAD_X), 2, {IN(CT_F32, S2(129, 67), CPC_RANDOM), IN(CT_F32, S2(129, 67), CPC_RANDOM)}, CT_F32, S2(129, 67)},
+    {"layer_norm_grad weight", CT_OP_LAYER_NORM_GRAD, LN(.which = CT_NORM_GRAD_WEIGHT, .has_weight = true), 2, {IN(CT_F32, S2(257, 129), CPC_RANDOM), IN(CT_F32, S2(257, 129), CPC_RANDOM)}, CT_F32, S1(129)},
+    {"layer_norm_grad bias", CT_OP_LAYER_NORM_GRAD, LN(.which = CT_NORM_GRAD_BIAS, .has_bias = true), 2, {IN(CT_F32, S2(257, 131), CPC_RANDOM), IN(CT_F32, S2(257, 131), CPC_SPECIAL)}, CT_F32, S1(131)},
+    {"layer_norm_grad bias wide", CT_OP_LAYER_NORM_GRAD, LN(.which = CT_NORM_GRAD_BIAS), 2, {IN(CT_F32, S2(3, 2101), CPC_RANDOM), IN(CT_F32, S2(3, 2101), CPC_RANDOM)}, CT_F32, S1(2101)},
+#undef LN
     /* pooling: non-overlapping (the models' 2x2) and overlapping windows */
     {"max_pool 2x2", CT_OP_MAX_POOL2D, {.win = WIN(2, 2, 0)}, 1, {IN(CT_F32, S4(9, 31, 28, 28), CPC_RANDOM)}, CT_F32, S4(9, 31, 14, 14)},
     {"max_pool 3x3 s2 p1", CT_OP_MAX_POOL2D, {.win = WIN(3, 2, 1)}, 1, {IN(CT_F32, S4(5, 17, 15, 15), CPC_SPECIAL)}, CT_F32, S4(5, 17, 8, 8)},

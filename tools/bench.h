@@ -41,6 +41,7 @@ typedef struct bench_opts {
     ct_device device;
     bench_precision precision;
     long batch_size;     /* model and softmax-cross-entropy workloads */
+    long threads;        /* --threads: 0 leaves OMP_NUM_THREADS (or every core) in charge */
     long hidden, layers; /* mlp-wide's width and depth */
     long warmup, steps, reps;
     uint64_t seed;

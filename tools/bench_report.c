@@ -51,9 +51,14 @@ void bench_print_header(FILE *out, const bench_opts *o, const bench_peak *peak) 
             o->warmup, o->reps, o->steps);
     if (peak->timer) fprintf(out, "; timed by %s", peak->timer);
     fprintf(out, "\n");
+    /* Only OpenBLAS's pthread build keeps a second pool of threads that
+     * competes with OpenMP's (docs/cpu_backend.md); with its OpenMP build
+     * there is one pool and nothing to set. */
     const char *wait = getenv("OMP_WAIT_POLICY");
-    if (o->device.kind == CT_DEVICE_CPU && (!wait || strcmp(wait, "passive") != 0))
-        fprintf(out, "note: OMP_WAIT_POLICY is not 'passive': on few cores the CPU figures may be up to 2x low\n");
+    bool one_pool = strstr(ct_blas_info(), "OpenMP's pool") != NULL;
+    if (o->device.kind == CT_DEVICE_CPU && !one_pool && (!wait || strcmp(wait, "passive") != 0))
+        fprintf(out, "note: OpenBLAS runs its own threads beside OpenMP's and OMP_WAIT_POLICY is not 'passive': "
+                     "on few cores the CPU figures may be up to 2x low\n");
     fprintf(out, "\n");
     fprintf(out, "%-14s %-30s %6s %27s %9s %10s %15s %6s %8s\n", "workload", "config", "batch",
             "time/step [min - max]", "steps/s", "samples/s", "achieved", "%peak", "mem MiB");

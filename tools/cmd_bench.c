@@ -108,6 +108,8 @@ static const cli_row options[] = {
     {COUNT("layers", o.layers, 1, 64), .def = "4", .help = "mlp-wide's hidden layers"},
     {ROW("seed", CLI_U64, o.seed), .meta = "S", .def = CLI_STR(DEFAULT_SEED),
      .help = "seed of the weights and the synthetic data"},
+    {COUNT("threads", o.threads, 1, 4096), .def = "OMP_NUM_THREADS, else every core",
+     .help = "CPU threads of the kernels and of OpenBLAS (docs/cpu_backend.md)"},
     {ROW("quick", CLI_FLAG, o.quick), .help = "tiny sizes and few steps: checks the runner, not the machine"},
     {ROW("json", CLI_CUSTOM, o.json_path), .set = set_json, .meta = "PATH",
      .help = "also write the results, machine and versions as JSON"},
@@ -117,16 +119,17 @@ const cli_table bench_table = {
     .cmd = "bench",
     .usage = "usage: ctrain bench [--workload NAME[,NAME...]|all] [--device D] [--precision P]\n"
              "                    [--batch-size N] [--warmup N] [--steps N] [--reps N]\n"
-             "                    [--hidden N] [--layers N] [--seed S] [--quick] [--json PATH]\n"
+             "                    [--hidden N] [--layers N] [--seed S] [--threads N] [--quick]\n"
+             "                    [--json PATH]\n"
              "       ctrain bench --list\n",
     .about = "Times named workloads on synthetic data: warm-up steps, then repetitions of\n"
              "timed steps; prints the median time per step with its spread, steps/s,\n"
              "samples/s, GFLOP/s or GB/s, the fraction of the device's peak (measured\n"
              "first: a large matrix product and a large copy) and the device memory.\n"
              "benchmarks/README.md describes the workloads and how work is counted.\n",
-    .footer = "On a machine with few cores, run with OMP_WAIT_POLICY=passive (see\n"
-              "benchmarks/README.md). Exit status: 0, 1 if a workload failed (or a named one\n"
-              "is unsupported), 2 for a bad command line.\n",
+    .footer = "With OpenBLAS's pthread build (see `ctrain info`) on few cores, run with\n"
+              "OMP_WAIT_POLICY=passive (docs/cpu_backend.md). Exit status: 0, 1 if a\n"
+              "workload failed (or a named one is unsupported), 2 for a bad command line.\n",
     .sections = sections,
     .n_sections = (int)(sizeof sections / sizeof sections[0]),
     .options = options,
@@ -187,6 +190,7 @@ int cmd_bench(int argc, char **argv) {
         return CLI_EXIT_OK;
     }
     bench_opts *o = &c.o;
+    if (o->threads > 0) (void)ct_cpu_set_threads((int)o->threads); /* range-checked by the table */
     /* --quick shortens the counts too, unless they were given. */
     if (o->warmup < 0) o->warmup = o->quick ? 1 : DEFAULT_WARMUP;
     if (o->steps < 0) o->steps = o->quick ? 2 : DEFAULT_STEPS;

@@ -21,7 +21,8 @@ void cmd_info_usage(FILE *out) {
             "usage: ctrain info\n"
             "\n"
             "Prints the library version, the options it was built with, and the\n"
-            "devices it can use here: the CPU, and each CUDA GPU with its memory and\n"
+            "devices it can use here: the CPU, with its vector units and the BLAS\n"
+            "build behind its matrix products, and each CUDA GPU with its memory and\n"
             "compute capability, or the reason there is none. Exits 0 whatever it finds.\n");
 }
 
@@ -31,6 +32,10 @@ static void print_cpu(void) {
         printf("  %-7s %ld core%s\n", "cpu", online, online == 1 ? "" : "s");
     else
         printf("  %-7s core count unknown\n", "cpu");
+    /* What the CPU backend runs on: the vector units and the BLAS build,
+     * the first things that explain a CPU speed figure. */
+    printf("  %-7s %s\n", "simd", ct_cpu_features());
+    printf("  %-7s %s\n", "blas", ct_blas_info());
 }
 
 /* A CUDA version, given as 1000 * major + 10 * minor, as "12.4". */

@@ -256,6 +256,9 @@ int cmd_train(int argc, char **argv) {
         cli_parser_free(&p);
         return rc;
     }
+    /* --threads: OpenMP's and OpenBLAS's count for this run (range-checked
+     * by the table, so this cannot fail) */
+    if (c.threads > 0) (void)ct_cpu_set_threads(c.threads);
     if (train_is_lm(&c)) {
         /* Language models train in one process (the library refuses a
          * communicator for them). */

@@ -47,6 +47,7 @@ typedef struct train_cfg {
     const char *device_text;
     uint64_t seed, data_seed;
     bool data_seed_set;
+    int threads; /* --threads: 0 leaves OMP_NUM_THREADS (or every core) in charge */
     const char *save, *resume, *init_from, *metrics, *config;
     const char *tensorboard;        /* --tensorboard DIR */
     int64_t tensorboard_histograms; /* every N epochs; 0: none */

@@ -338,6 +338,9 @@ static const cli_row options[] = {
      .help = "initial weights, dropout, shuffling"},
     {ROW("data-seed", "run", CLI_U64, data_seed), CLI_MARK(T, data_seed_set), .def = "--seed",
      .help = "shuffling and --val-split only"},
+    {ROW("threads", "run", CLI_INT, threads), .min = 1, .max = 4096, .flags = CLI_NOT_RECORDED,
+     .def = "OMP_NUM_THREADS, else every core",
+     .help = "CPU threads of the kernels and of OpenBLAS (docs/cpu_backend.md)"},
     {ROW("no-prefetch", "run", CLI_FLAG_OFF, prefetch), .help = "do not prepare batches on a second thread"},
     {SWITCH("prefetch", "run", prefetch)}, /* the default; here so that a config file can say false */
     {SWITCH("quiet", "run", quiet), .flags = CLI_NOT_RECORDED, .help = "print only the final line"},

@@ -47,6 +47,15 @@ const char *ct_build_commit(void);
  * "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64, 2 threads".
  * Static string, never NULL. */
 const char *ct_blas_info(void);
+/* The CPU's vector units (CPUID) and the instruction set of the CPU
+ * backend's fast paths, e.g. "AVX FMA F16C AVX2 AVX512F ... ; fast paths:
+ * AVX2". Static string, never NULL. */
+const char *ct_cpu_features(void);
+/* Sets the number of CPU threads of this thread's later kernels and of the
+ * OpenBLAS products (OpenMP's omp_set_num_threads, and OpenBLAS's own
+ * setting for its pthread build); n from 1 to 4096. Without a call, the
+ * OMP_NUM_THREADS environment variable decides, else every core. */
+ct_status ct_cpu_set_threads(int n);
 
 /* ---- device memory --------------------------------------------------------
  * Raw buffers on a device, for measuring it (a copy's bandwidth) and for

@@ -12,6 +12,7 @@
  */
 #include <math.h>
 
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "ctrain/optim.h"
 
@@ -184,6 +185,7 @@ static ct_status update(const ct_optim_args *a) {
     if ((need0 && !a->state0) || (need1 && !a->state1) || (need2 && !a->state2))
         return ct_error(CT_ERR_INTERNAL, "cpu optim_update: %s is missing a state buffer",
                         ct_optim_kind_name((ct_optim_kind)a->kind));
+    if (ct_cpu_optim_fast(a)) return CT_OK; /* the same bits, vectorised (cpu_optim_fast.c) */
     switch (a->kind) {
     case CT_OPTIM_SGD: sgd(a); break;
     case CT_OPTIM_ADAGRAD: adagrad(a); break;
@@ -216,16 +218,26 @@ ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, boo
     if (n && !x) return ct_error(CT_ERR_INVALID_ARG, "cpu sumsq: buffer is NULL");
     double part[SUMSQ_CHUNKS];
     bool ok[SUMSQ_CHUNKS];
+    const bool fast = dtype == CT_F32 && ct_cpu_fast_paths_enabled();
     const int64_t len = (int64_t)n, chunk = (len + SUMSQ_CHUNKS - 1) / SUMSQ_CHUNKS;
 #pragma omp parallel for schedule(static) if (len >= PAR_MIN)
     for (int c = 0; c < SUMSQ_CHUNKS; c++) {
         int64_t lo = c * chunk, hi = lo + chunk < len ? lo + chunk : len;
         double s = 0;
         bool fin = true;
-        for (int64_t i = lo; i < hi; i++) {
-            double v = ct_ld(x, dtype, i);
-            s += v * v;
-            fin = fin && isfinite(v);
+        if (fast) { /* F32, typed loads: the same sum in the same order */
+            const float *xf = x;
+            for (int64_t i = lo; i < hi; i++) {
+                double v = xf[i];
+                s += v * v;
+                fin = fin && isfinite(v);
+            }
+        } else {
+            for (int64_t i = lo; i < hi; i++) {
+                double v = ct_ld(x, dtype, i);
+                s += v * v;
+                fin = fin && isfinite(v);
+            }
         }
         part[c] = s;
         ok[c] = fin;
@@ -246,6 +258,16 @@ ct_status ct_cpu_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, do
     if (st != CT_OK) return st;
     if (n && !x) return ct_error(CT_ERR_INVALID_ARG, "cpu scale_clamp: buffer is NULL");
     const int64_t len = (int64_t)n;
+    if (dtype == CT_F32 && ct_cpu_fast_paths_enabled()) { /* typed: the same arithmetic, vectorised */
+        float *xf = x;
+#pragma omp parallel for schedule(static) if (len >= PAR_MIN)
+        for (int64_t i = 0; i < len; i++) {
+            double v = xf[i] * scale;
+            if (clamp > 0) v = v > clamp ? clamp : v < -clamp ? -clamp : v;
+            xf[i] = (float)v;
+        }
+        return CT_OK;
+    }
 #pragma omp parallel for schedule(static) if (len >= PAR_MIN)
     for (int64_t i = 0; i < len; i++) {
         double v = ct_ld(x, dtype, i) * scale;
@@ -262,6 +284,18 @@ ct_status ct_cpu_axpby(double a, const void *x, double b, void *y, ct_dtype dtyp
     if (st != CT_OK) return st;
     if (n && (!x || !y)) return ct_error(CT_ERR_INVALID_ARG, "cpu axpby: buffer is NULL");
     const int64_t len = (int64_t)n;
+    if (dtype == CT_F32 && ct_cpu_fast_paths_enabled()) { /* typed: the same arithmetic, vectorised */
+        const float *xf = x;
+        float *yf = y;
+        if (b != 0) {
+#pragma omp parallel for schedule(static) if (len >= PAR_MIN)
+            for (int64_t i = 0; i < len; i++) yf[i] = (float)(a * xf[i] + b * yf[i]);
+        } else {
+#pragma omp parallel for schedule(static) if (len >= PAR_MIN)
+            for (int64_t i = 0; i < len; i++) yf[i] = (float)(a * xf[i]);
+        }
+        return CT_OK;
+    }
 #pragma omp parallel for schedule(static) if (len >= PAR_MIN)
     for (int64_t i = 0; i < len; i++) {
         double v = a * ct_ld(x, dtype, i);

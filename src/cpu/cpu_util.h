@@ -101,6 +101,19 @@ ct_status ct_cpu_optim_update(const ct_optim_args *a);
 ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
 ct_status ct_cpu_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
 ct_status ct_cpu_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
+/* The vectorised F32 elementwise paths (cpu_fast_ew.c): true when one ran. */
+bool ct_cpu_fast_binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview *b, bool b_full,
+                             const ct_tview *o, int64_t m, int64_t rows);
+bool ct_cpu_fast_sum_rows(const ct_tview *x, const ct_tview *o, int64_t rows, int64_t m);
+/* Layer norm's F32 paths (cpu_fast_norm.c): true when one ran. */
+bool ct_cpu_fast_layer_norm(const ct_tview *x, const ct_tview *w, const ct_tview *b, const ct_tview *out,
+                            int64_t rows, int64_t dim, double eps);
+bool ct_cpu_fast_layer_norm_grad_x(const ct_tview *x, const ct_tview *dy, const ct_tview *w, const ct_tview *out,
+                                   int64_t rows, int64_t dim, double eps);
+bool ct_cpu_fast_layer_norm_grad_param(const ct_tview *x, const ct_tview *dy, const ct_tview *out, bool bias,
+                                       int64_t rows, int64_t dim, double eps);
+/* The vectorised F32 updates (cpu_optim_fast.c): true when one ran. */
+bool ct_cpu_optim_fast(const ct_optim_args *a);
 /* The loss scaler's hooks (cpu_amp.c). */
 ct_status ct_cpu_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);
 ct_status ct_cpu_amp_update(ct_amp_state *st, double growth, double backoff, int32_t growth_interval);

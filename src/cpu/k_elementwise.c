@@ -67,7 +67,9 @@ static int64_t row_period(const ct_shape *in, const ct_shape *out) {
 static void binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview *b, bool b_full,
                         const ct_tview *o, int64_t m) {
     const int64_t rows = m > 0 ? o->numel / m : 0;
-    if (a->dtype == CT_F32 && b->dtype == CT_F32 && o->dtype == CT_F32) {
+    if (ct_cpu_fast_binary_rows(op, a, a_full, b, b_full, o, m, rows)) {
+        /* vectorised, the same bits (cpu_fast_ew.c) */
+    } else if (a->dtype == CT_F32 && b->dtype == CT_F32 && o->dtype == CT_F32) {
         const float *pa = a->data, *pb = b->data;
         float *po = o->data;
 #pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
@@ -245,6 +247,17 @@ static void align_dims(const ct_shape *s, int nd, int64_t *dim) {
     for (int d = 0; d < nd; d++) dim[d] = d < shift ? 1 : s->dim[d - shift];
 }
 
+/* True when the output is x's trailing axes with its leading ones summed
+ * away: sizes 1 up to some axis, x's sizes from there on. x is then
+ * [rows, numel(out)], each output element a column. */
+static bool leading_only(const int64_t *odim, const int64_t *xdim, int nd) {
+    int d = 0;
+    while (d < nd && odim[d] == 1) d++;
+    for (; d < nd; d++)
+        if (odim[d] != xdim[d]) return false;
+    return true;
+}
+
 /* Each output element is the sum of the x elements that BROADCAST_TO would
  * have filled from it, visited in row-major order and summed in double; no
  * scratch, and the order does not depend on anything but the shapes. */
@@ -276,6 +289,11 @@ static ct_status k_sum_to(const ct_kargs *k) {
         }
     }
 
+    /* Summing over leading axes only (a bias gradient): the sums run
+     * across the columns, vectorised, each still in row order. */
+    if (o->numel > 0 && leading_only(odim, xdim, nd) &&
+        ct_cpu_fast_sum_rows(x, o, x->numel / o->numel, o->numel))
+        return CT_OK;
     /* Output elements are independent sums, each in its own fixed order. */
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t oi = 0; oi < o->numel; oi++) {

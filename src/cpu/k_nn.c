@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "ctrain/rng.h"
 
@@ -239,10 +240,24 @@ static double row_lse(const void *x, ct_dtype dt, int64_t off, int64_t c) {
     return m + log(sum);
 }
 
+/* row_lse() on a float row: the same double arithmetic, typed loads (the
+ * fast path; cpu_simd.h). */
+static double row_lse_f32(const float *x, int64_t c) {
+    double m = -INFINITY;
+    for (int64_t j = 0; j < c; j++) {
+        double v = x[j];
+        if (v > m) m = v;
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < c; j++) sum += exp(x[j] - m);
+    return m + log(sum);
+}
+
 /* The loss of row i (label y, smoothing eps). */
 static double ce_row_loss(const ct_tview *lg, int32_t y, int64_t i, int64_t c, double eps) {
     int64_t off = i * c;
-    double lse = row_lse(lg->data, lg->dtype, off, c);
+    double lse = lg->dtype == CT_F32 && ct_cpu_fast_paths_enabled() ? row_lse_f32((const float *)lg->data + off, c)
+                                                                     : row_lse(lg->data, lg->dtype, off, c);
     double loss = -(1.0 - eps) * (ct_ld(lg->data, lg->dtype, off + y) - lse);
     if (eps != 0.0) {
         double sum_logp = 0.0;
@@ -287,6 +302,23 @@ static ct_status k_cross_entropy_grad(const ct_kargs *k) {
     double eps = k->attr->alpha;
     double g = ct_ld(k->in[2].data, k->in[2].dtype, 0) / (double)n;
     double off_target = eps / (double)c, on_target = 1.0 - eps + off_target;
+    if (lg->dtype == CT_F32 && k->out.dtype == CT_F32 && ct_cpu_fast_paths_enabled()) {
+        /* typed loads and stores, the same arithmetic (cpu_simd.h) */
+        const float *x = lg->data;
+        float *o = k->out.data;
+#pragma omp parallel for schedule(static) if (n * c >= PAR_MIN_EXP)
+        for (int64_t i = 0; i < n; i++) {
+            const float *xr = x + i * c;
+            float *orow = o + i * c;
+            double lse = row_lse_f32(xr, c);
+            for (int64_t j = 0; j < c; j++) {
+                double p = exp(xr[j] - lse);
+                double t = j == y[i] ? on_target : off_target;
+                orow[j] = (float)(g * (p - t));
+            }
+        }
+        return CT_OK;
+    }
 #pragma omp parallel for schedule(static) if (n * c >= PAR_MIN_EXP)
     for (int64_t i = 0; i < n; i++) {
         int64_t off = i * c;

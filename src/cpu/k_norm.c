@@ -272,6 +272,7 @@ static ct_status k_layer_norm(const ct_kargs *k) {
         (b && (st = check_numel(op, "bias", b, dim)) != CT_OK))
         return st;
     double eps = k->attr->eps;
+    if (ct_cpu_fast_layer_norm(x, w, b, out, rows, dim, eps)) return CT_OK; /* cpu_fast_norm.c */
 
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
@@ -307,6 +308,11 @@ static ct_status k_layer_norm_grad(const ct_kargs *k) {
         return st;
     double eps = k->attr->eps;
 
+    /* the same bits, typed and vectorised (cpu_fast_norm.c) */
+    if (which == CT_NORM_GRAD_X ? ct_cpu_fast_layer_norm_grad_x(x, dy, w, out, rows, dim, eps)
+                                : ct_cpu_fast_layer_norm_grad_param(x, dy, out, which == CT_NORM_GRAD_BIAS, rows,
+                                                                    dim, eps))
+        return CT_OK;
     if (which == CT_NORM_GRAD_X) {
         double inv_dim = 1.0 / (double)dim;
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)

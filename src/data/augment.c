@@ -227,8 +227,11 @@ void ct_aug_run(const ct_augment_opts *o, ct_shape image, const ct_augment_param
         for (int64_t c = 0; c < C; c++) {
             float *x = dst + c * H * W;
             /* Subtract, then divide, as ct_dataset_normalize does, so that a
-             * loader that only normalizes gives the same floats. */
-            for (int64_t k = 0; k < H * W; k++) x[k] = (x[k] - o->mean[c]) / o->std[c];
+             * loader that only normalizes gives the same floats. The
+             * constants in locals: through o->mean the compiler must assume a
+             * store to x changes them, and would not vectorise. */
+            const float m = o->mean[c], s = o->std[c];
+            for (int64_t k = 0; k < H * W; k++) x[k] = (x[k] - m) / s;
         }
 }
 

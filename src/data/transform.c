@@ -85,8 +85,12 @@ ct_status ct_dataset_normalize(ct_dataset *ds, int64_t len, const float *mean, c
                             "ct_dataset_normalize: std[%lld] is %g, must be finite and >= 0",
                             (long long)g, (double)std[g]);
     }
-    for (int64_t i = 0; i < ds->n; i++) {
-        float *x = ds->x + i * ds->numel;
+    /* Samples are independent: shared out across OpenMP threads, each
+     * element computed as alone (the result does not depend on the count). */
+    const int64_t n = ds->n, numel = ds->numel;
+#pragma omp parallel for schedule(static) if (n * numel >= ((int64_t)1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        float *x = ds->x + i * numel;
         for (int64_t g = 0; g < len; g++) {
             const float m = mean[g], s = std[g] == 0.0f ? 1.0f : std[g];
             /* Subtract then divide, as torchvision's Normalize does, so the

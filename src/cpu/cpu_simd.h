@@ -1,0 +1,90 @@
+/* Internal: the CPU backend's fast paths, vectorised and threaded without
+ * changing a bit (docs/cpu_backend.md).
+ *
+ * A fast path is a loop over a range [lo, hi) of independent elements,
+ * written once as an always-inline body and compiled twice: for the
+ * baseline x86-64 (SSE2) the library is built for, and with AVX2 enabled,
+ * chosen at run time from CPUID. The arithmetic is the reference's, in the
+ * same order and precision (double per element where the reference
+ * computes in double): vector adds, multiplies, divides, square roots and
+ * conversions round exactly as their scalar forms do, and the library is
+ * compiled with -ffp-contract=off, so no multiply-add is fused. Only FMA
+ * would change results, and no clone enables it.
+ *
+ * ct_par_ranges() shares [0, n) out as one contiguous chunk per OpenMP
+ * thread (what schedule(static) does); every element is computed alone, so
+ * the result does not depend on the number of threads.
+ *
+ * ct_cpu_fast_paths_enabled() is the switch the tests use to run the kept
+ * reference loops instead (CTRAIN_CPU_REFERENCE=1 in the environment, or
+ * ct_cpu_set_fast_paths(false)), and compare the bytes.
+ */
+#ifndef CT_CPU_SIMD_H
+#define CT_CPU_SIMD_H
+
+#include <omp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define CT_SIMD_X86 1
+#define CT_TARGET_AVX2 __attribute__((target("avx2")))
+#else
+#define CT_SIMD_X86 0
+#define CT_TARGET_AVX2
+#endif
+#define CT_ALWAYS_INLINE inline __attribute__((always_inline))
+/* Before a fast path's loop: its iterations are independent (the loops
+ * touch element i only), which the compiler cannot always prove for five
+ * buffers; OpenMP's simd says so without changing any element's arithmetic.
+ * gcc only: clang warns (an error with -Werror) where it cannot vectorise
+ * a loop so marked, as in the -O1 sanitizer build; it still vectorises
+ * what it can prove. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CT_SIMD_LOOP _Pragma("omp simd")
+#else
+#define CT_SIMD_LOOP
+#endif
+
+/* A range worker: computes elements [lo, hi) of the job described by ctx. */
+typedef void (*ct_range_fn)(const void *ctx, int64_t lo, int64_t hi);
+
+/* Whether this CPU runs AVX2 code (CPUID, asked once), unless the tests
+ * asked for the baseline clones (ct_cpu_set_baseline_only). */
+bool ct_cpu_has_avx2(void);
+void ct_cpu_set_baseline_only(bool on);
+/* Whether the fast paths run (default) or the reference loops do. */
+bool ct_cpu_fast_paths_enabled(void);
+void ct_cpu_set_fast_paths(bool on);
+
+/* Defines `static ct_range_fn NAME(void)`, which returns the worker that
+ * runs BODY(const CTX *ctx, int64_t lo, int64_t hi) compiled for the best
+ * instruction set this CPU has. BODY must be static CT_ALWAYS_INLINE so
+ * each clone gets its own copy compiled for its target. */
+#define CT_RANGE_KERNEL(NAME, BODY, CTX)                                                           \
+    static void NAME##_base(const void *c, int64_t lo, int64_t hi) { BODY((const CTX *)c, lo, hi); } \
+    static CT_TARGET_AVX2 void NAME##_avx2(const void *c, int64_t lo, int64_t hi) {                 \
+        BODY((const CTX *)c, lo, hi);                                                              \
+    }                                                                                              \
+    static ct_range_fn NAME(void) { return CT_SIMD_X86 && ct_cpu_has_avx2() ? NAME##_avx2 : NAME##_base; }
+
+/* Runs fn over [0, n): on one thread below par_min elements, else one
+ * contiguous chunk per thread, chunk starts on 64-byte boundaries of
+ * 4-byte elements (so threads do not share a cache line of the output). */
+static inline void ct_par_ranges(int64_t n, int64_t par_min, ct_range_fn fn, const void *ctx) {
+    if (n <= 0) return;
+    if (n < par_min || omp_get_max_threads() == 1) {
+        fn(ctx, 0, n);
+        return;
+    }
+#pragma omp parallel
+    {
+        int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
+        int64_t per = (n + nt - 1) / nt;
+        per = (per + 15) / 16 * 16;
+        int64_t lo = t * per, hi = lo + per < n ? lo + per : n;
+        if (lo < hi) fn(ctx, lo, hi);
+    }
+}
+
+#endif
