@@ -236,6 +236,8 @@ static int run(train_cfg *c, const cli_parser *p, ct_comm *comm, const char *who
     ct_train_opts o;
     train_trainer_opts(c, &o);
     o.augment = data_augment(d);
+    if (!compress_prepare(&c->compress, CMD)) goto out; /* the teacher's model */
+    compress_trainer_opts(&c->compress, &o);
     ct_train_meta meta[N_META];
     if (!checkpoint_meta(c, p, d, meta, json)) {
         fprintf(stderr, "ctrain: %s: out of memory\n", CMD);

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "train/compress_internal.h"
 #include "train/train_internal.h"
 
 #define REDRAW_S 0.1
@@ -176,6 +177,7 @@ ct_status ct_train_metrics_line(ct_trainer *t, const char *event, const ct_train
     if (st == CT_OK) st = add_number(o, "elapsed_s", p->elapsed_s);
     if (st == CT_OK) st = add_number(o, "loss_scale", p->loss_scale);
     if (st == CT_OK) st = add_number(o, "skipped_steps", (double)p->skipped_steps);
+    if (st == CT_OK) st = ct_train_compress_metrics(t, o, event); /* sparsity, distillation terms */
     char *text = st == CT_OK ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (st != CT_OK) return st;
