@@ -13,9 +13,10 @@
 
 /* ---- pruning (prune.c) */
 /* After the programs, optimizer and run length exist: t->pruner from
- * t->o.prune (nothing without it). Errors: the options (ct_prune_check,
- * an end after the run's last step), a model with nothing to prune, a
- * backend without mask_apply. */
+ * t->o.prune (nothing without it). Errors: the options (ct_prune_check),
+ * a model with nothing to prune, a backend without mask_apply. An end
+ * after the run's last step is allowed: a run cut short by max_steps and
+ * resumed for the rest reaches it. */
 ct_status ct_train_prune_setup(ct_trainer *t);
 void ct_train_prune_free(ct_trainer *t);
 /* After optimizer step t->step: new masks on a pruning step, then the

@@ -98,9 +98,6 @@ ct_status ct_train_prune_setup(ct_trainer *t) {
     if (o.end == 0) o.end = t->total_steps > 0 ? t->total_steps : 1;
     ct_status st = ct_prune_check(&o);
     if (st != CT_OK) return st;
-    if (o.end > t->total_steps)
-        return ct_error(CT_ERR_INVALID_ARG, "prune: end step %lld is after the run's last step %lld: the final "
-                        "sparsity would never be reached", (long long)o.end, (long long)t->total_steps);
     ct_pruner *pr = pruner_new(t, &o);
     if (!pr || !pr->keys || !pr->sorted || !pr->host) {
         pruner_free(pr);
