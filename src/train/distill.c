@@ -67,9 +67,10 @@ static ct_status build_teacher(ct_distiller *d, ct_tgraph *tg, int64_t batch, in
     ct_status st = ct_tgraph_build(tg, &d->b, batch, false, NULL);
     if (st != CT_OK) return ct_error(st, "distill: the teacher: %s", ct_last_error());
     if (tg->classes != student_classes) {
+        int64_t classes = tg->classes;
         ct_tgraph_free(tg);
         return ct_error(CT_ERR_SHAPE, "distill: the teacher's output has %lld classes, the student's %lld: they "
-                        "must be equally wide", (long long)tg->classes, (long long)student_classes);
+                        "must be equally wide", (long long)classes, (long long)student_classes);
     }
     int loaded = 0;
     ct_load_opts lo = {.non_strict = true, .require_all = true, .loaded = &loaded};
