@@ -46,8 +46,13 @@ void compress_trainer_opts(compress_cfg *c, ct_train_opts *o);
 /* The pruning choices for the option tables: scope, structure, norm. */
 extern const cli_choices compress_scope_choices, compress_structure_choices, compress_norm_choices;
 
+/* `ctrain eval`'s sparsity line (compress_report.c): the share of exact
+ * zeros over the file's weights and per weight; nothing when none is 0. */
+void compress_print_sparsity(const ct_st_file *f);
+
 /* `ctrain prune` (cmd_prune.c). */
 int cmd_prune(int argc, char **argv);
 void cmd_prune_usage(FILE *out);
+extern const cli_table prune_table;
 
 #endif
