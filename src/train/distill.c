@@ -115,6 +115,7 @@ ct_status ct_train_distill_setup(ct_trainer *t) {
     d->b.user = d->o.teacher_user;
     d->b.distill = NULL;
     d->b.scaled = false;
+    d->b.num_classes = 1; /* any width builds; build_teacher compares it with the student's */
     int64_t batch = t->tr.batch;
     if ((st = build_teacher(d, &d->main, batch, t->tr.classes)) != CT_OK) {
         distiller_free(d);
