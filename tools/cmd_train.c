@@ -121,6 +121,7 @@ static void print_header(const train_cfg *c, const ct_train_opts *o, const data_
     if (o->accum_steps > 1) printf(" x %d", o->accum_steps);
     if (o->augment) print_augment(o->augment);
     if (o->precision != CT_PRECISION_FP32) printf(" | %s", ct_precision_name(o->precision));
+    compress_describe(&c->compress);
     char dev[32];
     printf(" | %s | %s\n", length, ct_device_str(c->device, dev, sizeof dev));
     fflush(stdout);

@@ -70,3 +70,16 @@ void compress_trainer_opts(compress_cfg *c, ct_train_opts *o) {
         o->distill = &c->distill;
     }
 }
+
+void compress_describe(const compress_cfg *c) {
+    if (c->prune_set) {
+        printf(" | prune to %g %s %s", c->prune.sparsity, compress_scope_choices.names[c->prune_scope],
+               compress_structure_choices.names[c->prune_structure]);
+        if (c->prune_end > 0)
+            printf(" steps %lld..%lld", (long long)c->prune_start, (long long)c->prune_end);
+        else
+            printf(" from step %lld", (long long)c->prune_start);
+        printf(" every %lld", (long long)c->prune_every);
+    }
+    if (c->distill_from) printf(" | distil T %g alpha %g", c->temperature, c->alpha);
+}

@@ -43,6 +43,9 @@ bool compress_prepare(compress_cfg *c, const char *cmd);
 /* The library's options into o (prune, distill), pointing into c. */
 void compress_trainer_opts(compress_cfg *c, ct_train_opts *o);
 
+/* " | prune to 0.9 global unstructured ..." for train's header line. */
+void compress_describe(const compress_cfg *c);
+
 /* The pruning choices for the option tables: scope, structure, norm. */
 extern const cli_choices compress_scope_choices, compress_structure_choices, compress_norm_choices;
 

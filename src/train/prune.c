@@ -94,6 +94,7 @@ static ct_status nothing_to_prune(ct_prune_structure s) {
 
 ct_status ct_train_prune_setup(ct_trainer *t) {
     if (!t->o.prune) return CT_OK;
+    if (t->lm) return ct_error(CT_ERR_INVALID_ARG, "prune: not implemented for language models");
     ct_prune_opts o = *t->o.prune;
     if (o.end == 0) o.end = t->total_steps > 0 ? t->total_steps : 1;
     ct_status st = ct_prune_check(&o);
