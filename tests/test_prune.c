@@ -32,6 +32,17 @@ static ct_node build_mlp(ct_graph *g, ct_node x, bool training, void *user) {
     return ct_linear(g, "out", h, CLASSES, true, NULL);
 }
 
+/* A small CNN: the 8 features as [2, 2, 2], a 1x1 conv to 6 channels,
+ * then a linear classifier. */
+static ct_node build_cnn(ct_graph *g, ct_node x, bool training, void *user) {
+    (void)training;
+    (void)user;
+    int64_t n = ct_node_shape(g, x).dim[0];
+    ct_node h = ct_reshape(g, x, (ct_shape){4, {n, 2, 2, 2}});
+    h = ct_activation(g, ct_conv2d_layer(g, "conv1", h, 6, 1, 1, CT_CONV2D_DEFAULT, true, NULL), "relu");
+    return ct_linear(g, "out", ct_flatten(g, h, 1), CLASSES, true, NULL);
+}
+
 static ct_dataset *blobs(int64_t n, uint64_t seed) {
     float *x = malloc((size_t)(n * FEAT) * sizeof *x);
     int32_t *y = malloc((size_t)n * sizeof *y);
@@ -278,5 +289,30 @@ Test(prune, nothing_to_prune_and_bad_options_refused) {
     po = (ct_prune_opts){.sparsity = 1.5};
     cr_assert_null(ct_trainer_new(&o, ds, NULL, NULL));
     cr_assert(strstr(ct_last_error(), "sparsity 1.5 is outside [0, 1)"), "%s", ct_last_error());
+    ct_dataset_free(ds);
+}
+
+Test(prune, channel_structure_removes_conv_filters) {
+    ct_dataset *ds = blobs(256, 12);
+    ct_prune_opts po = {.sparsity = 0.5, .end = 16, .every = 4, .scope = CT_PRUNE_LAYER,
+                        .structure = CT_PRUNE_CHANNEL};
+    ct_train_opts o = base_opts(&po);
+    o.model = build_cnn;
+    ct_trainer *t = ct_trainer_new(&o, ds, NULL, NULL);
+    cr_assert_not_null(t, "%s", ct_last_error());
+    cr_assert_eq(ct_trainer_run(t, NULL), CT_OK, "%s", ct_last_error());
+    int64_t n;
+    float *w = param(t, "conv1.weight", &n); /* [6, 2, 1, 1] */
+    cr_assert_eq(n, 12);
+    int dead = 0;
+    for (int c = 0; c < 6; c++) {
+        bool zero = w[2 * c] == 0.0f && w[2 * c + 1] == 0.0f;
+        cr_assert(zero || (w[2 * c] != 0.0f && w[2 * c + 1] != 0.0f), "channel %d is partly pruned", c);
+        dead += zero;
+    }
+    cr_assert_eq(dead, 3);
+    free(w);
+    cr_assert_eq(zeros_of(t, "out.weight", &n), 0, "linear weights are not channels");
+    ct_trainer_free(t);
     ct_dataset_free(ds);
 }
