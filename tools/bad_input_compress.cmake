@@ -63,6 +63,15 @@ if(CTRAIN_TESTS)
   ctrain_cli_test(compress_prune_dense "prune --checkpoint ${CMP}/small.safetensors --out ${CMP}/smaller.safetensors" 1
     STDERR "^ctrain: prune: '.*small.safetensors' has nothing to prune: no hidden neuron has all-zero weights"
     REQUIRES cmp_small)
+  # With batch norm: the neurons' statistics go too, the constant folded through them.
+  ctrain_cli_test(compress_train_neuron_bn
+    "train ${CMP_DATA} --hidden 32,16 --batchnorm --epochs 3 --prune-sparsity 0.5 --prune-structure neuron --prune-scope layer --prune-every 2 --save ${CMP}/neuron_bn.safetensors"
+    0 REQUIRES td SETUP cmp_neuron_bn)
+  ctrain_cli_test(compress_prune_neurons_bn
+    "prune --checkpoint ${CMP}/neuron_bn.safetensors --out ${CMP}/small_bn.safetensors" 0
+    STDOUT "^removed 24 hidden neurons \\(fc1 32 -> 16, fc2 16 -> 8\\); wrote " REQUIRES cmp_neuron_bn SETUP cmp_small_bn)
+  ctrain_cli_test(compress_eval_small_bn "eval --checkpoint ${CMP}/small_bn.safetensors --data-dir ${TD}/good" 0
+    STDOUT "^accuracy [0-9.]+% \\([0-9]+/32\\)" REQUIRES cmp_small_bn)
   ctrain_cli_test(compress_distill
     "train ${CMP_DATA} --hidden 8 --epochs 2 --distill-from ${CMP}/sparse.safetensors --distill-temperature 2 --distill-alpha 0.5 --metrics ${CMP}/distill.jsonl"
     0 REQUIRES cmp_sparse)

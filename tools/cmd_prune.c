@@ -7,9 +7,11 @@
  * columns of fc(K+1).weight. Such a neuron's output is a constant,
  * act(bias), which is folded into the next layer's bias first, so the
  * smaller model computes what the masked one did (exactly, for neurons
- * that were all zero). The output is a weights file with the model record
- * of the new widths, which `ctrain eval` and `ctrain train --init-from`
- * (with the new --hidden) take as that model (docs/compression.md).
+ * that were all zero; with batch norm, act(bn(bias)) in evaluation mode,
+ * and the neuron's batch-norm entries go too). The output is a weights
+ * file with the model record of the new widths, which `ctrain eval` and
+ * `ctrain train --init-from` (with the new --hidden) take as that model
+ * (docs/compression.md).
  */
 #include <math.h>
 #include <stdio.h>
@@ -59,14 +61,26 @@ const cli_table prune_table = {
 void cmd_prune_usage(FILE *out) { cli_print_help(out, &prune_table); }
 
 /* The MLP's linear layers fc1 .. fc(L): weights [out, in], biases [out]. */
+/* With --batchnorm, bnK's weight, bias, running_mean and running_var
+ * ([out] each) follow fcK. */
+#define BN_PARTS 4
+static const char *const bn_parts[BN_PARTS] = {"weight", "bias", "running_mean", "running_var"};
+#define BN_EPS 1e-5 /* ct_batch_norm's default, as the model builds it */
+
 typedef struct mlp_w {
     int L;
+    bool bn;
     int64_t out[MLP_MAX_HIDDEN + 1], in[MLP_MAX_HIDDEN + 1];
     float *w[MLP_MAX_HIDDEN + 1], *b[MLP_MAX_HIDDEN + 1];
+    float *norm[MLP_MAX_HIDDEN][BN_PARTS];
 } mlp_w;
 
 static void mlp_free(mlp_w *m) {
-    for (int k = 0; k < m->L; k++) free(m->w[k]), free(m->b[k]);
+    for (int k = 0; k < m->L; k++) {
+        free(m->w[k]);
+        free(m->b[k]);
+        for (int i = 0; m->bn && k < m->L - 1 && i < BN_PARTS; i++) free(m->norm[k][i]);
+    }
 }
 
 /* Tensor name of f as F32 [rows (, cols)]; false after reporting. */
@@ -93,6 +107,7 @@ static bool read_f32(const ct_st_file *f, const char *path, const char *name, in
 
 static bool load_mlp(const ct_st_file *f, const char *path, const model_cfg *mc, mlp_w *m) {
     m->L = mc->n_hidden + 1;
+    m->bn = mc->batchnorm;
     char name[32];
     for (int k = 0; k < m->L; k++) {
         int64_t rows;
@@ -100,6 +115,12 @@ static bool load_mlp(const ct_st_file *f, const char *path, const model_cfg *mc,
         if (!read_f32(f, path, name, 2, &m->w[k], &m->out[k], &m->in[k])) return false;
         snprintf(name, sizeof name, "fc%d.bias", k + 1);
         if (!read_f32(f, path, name, 1, &m->b[k], &rows, NULL)) return false;
+        for (int i = 0; m->bn && k < m->L - 1 && i < BN_PARTS; i++) {
+            int64_t len;
+            snprintf(name, sizeof name, "bn%d.%s", k + 1, bn_parts[i]);
+            if (!read_f32(f, path, name, 1, &m->norm[k][i], &len, NULL)) return false;
+            rows = len == m->out[k] ? rows : -1;
+        }
         bool chained = k == 0 || m->in[k] == m->out[k - 1];
         if (rows != m->out[k] || !chained || (k < mc->n_hidden && m->out[k] != mc->hidden[k])) {
             fprintf(stderr, "ctrain: %s: '%s': fc%d's shapes do not chain as its model record says\n", CMD, path, k + 1);
@@ -160,7 +181,13 @@ static bool remove_dead(mlp_w *m, int k, const uint8_t *dead, const char *act) {
     int64_t n = m->out[k], in = m->in[k], next = m->out[k + 1], keep = 0;
     double *c = malloc((size_t)n * sizeof *c + 1);
     if (!c) return false;
-    for (int64_t j = 0; j < n; j++) c[j] = m->b[k][j];
+    for (int64_t j = 0; j < n; j++) {
+        c[j] = m->b[k][j];
+        if (m->bn) { /* evaluation-mode batch norm of the constant */
+            float *const *bn = m->norm[k];
+            c[j] = (c[j] - bn[2][j]) / sqrt((double)bn[3][j] + BN_EPS) * bn[0][j] + bn[1][j];
+        }
+    }
     if (!activate(act, c, n)) return free(c), false;
     for (int64_t r = 0; r < next; r++) {
         double add = 0;
@@ -173,6 +200,7 @@ static bool remove_dead(mlp_w *m, int k, const uint8_t *dead, const char *act) {
         if (dead[j]) continue;
         memmove(m->w[k] + keep * in, m->w[k] + j * in, (size_t)in * sizeof(float));
         m->b[k][keep] = m->b[k][j];
+        for (int i = 0; m->bn && i < BN_PARTS; i++) m->norm[k][i][keep] = m->norm[k][i][j];
         keep++;
     }
     for (int64_t r = 0; r < next; r++) { /* in place: row r's kept columns move left */
@@ -202,6 +230,10 @@ static bool write_mlp(const mlp_w *m, const model_cfg *mc, const ct_st_file *f, 
         st = ct_st_writer_add(w, name, CT_F32, (ct_shape){2, {m->out[k], m->in[k]}}, m->w[k]);
         snprintf(name, sizeof name, "fc%d.bias", k + 1);
         if (st == CT_OK) st = ct_st_writer_add(w, name, CT_F32, (ct_shape){1, {m->out[k]}}, m->b[k]);
+        for (int i = 0; st == CT_OK && m->bn && k < m->L - 1 && i < BN_PARTS; i++) {
+            snprintf(name, sizeof name, "bn%d.%s", k + 1, bn_parts[i]);
+            st = ct_st_writer_add(w, name, CT_F32, (ct_shape){1, {m->out[k]}}, m->norm[k][i]);
+        }
     }
     if (st == CT_OK) st = ct_st_writer_meta(w, "cli.model", rec);
     const char *keys[] = {"cli.data", "cli.normalize"};
@@ -222,7 +254,6 @@ static bool mlp_record(const prune_cfg *c, const ct_st_file *f, model_cfg *mc) {
         return false;
     }
     why = strcmp(mc->model, "mlp") != 0 ? "only MLPs lose neurons here (conv channels stay masked)"
-          : mc->batchnorm                ? "an MLP with batch norm is not implemented"
           : mc->n_hidden == 0            ? "the model has nothing to prune: it has no hidden layer"
                                          : NULL;
     if (why) fprintf(stderr, "ctrain: %s: '%s' (--model %s): %s\n", CMD, c->checkpoint, mc->model, why);
