@@ -255,6 +255,7 @@ int cmd_eval(int argc, char **argv) {
     }
     printf("accuracy %.2f%% (%lld/%lld)  loss %.4f  on %s %s set (%s)\n", 100 * r.accuracy, (long long)r.correct,
            (long long)r.count, r.loss, c.data.kind, c.train_split ? "training" : "test", where);
+    compress_print_sparsity(f); /* pruned models: docs/compression.md */
     rc = CLI_EXIT_OK;
 out:
     ct_dataset_free(ds);

@@ -123,6 +123,7 @@ static void print_header(const train_cfg *c, const ct_train_opts *o, const data_
     if (o->accum_steps > 1) printf(" x %d", o->accum_steps);
     if (o->augment) print_augment(o->augment);
     if (o->precision != CT_PRECISION_FP32) printf(" | %s", ct_precision_name(o->precision));
+    compress_describe(&c->compress);
     char dev[32];
     printf(" | %s | %s\n", length, ct_device_str(c->device, dev, sizeof dev));
     fflush(stdout);
@@ -212,6 +213,8 @@ static int run(train_cfg *c, const cli_parser *p, ct_comm *comm, const char *who
     ct_train_opts o;
     train_trainer_opts(c, &o);
     o.augment = data_augment(d);
+    if (!compress_prepare(&c->compress, CMD)) goto out; /* the teacher's model */
+    compress_trainer_opts(&c->compress, &o);
     ct_train_meta meta[N_META];
     if (!checkpoint_meta(c, p, d, meta, json)) {
         fprintf(stderr, "ctrain: %s: out of memory\n", CMD);

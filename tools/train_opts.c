@@ -41,6 +41,7 @@ void train_cfg_defaults(train_cfg *c) {
     c->device_text = "auto";
     ct_device_parse("auto", &c->device);
     c->bucket_kb = CT_DDP_DEFAULT_BUCKET / 1024;
+    compress_defaults(&c->compress);
 }
 
 /* ---------------------------------------------------------------- augmentation */
@@ -167,6 +168,7 @@ int train_check_options(train_cfg *c) {
     if (rc == CLI_EXIT_OK) rc = check_optim_schedule(c);
     if (rc == CLI_EXIT_OK) rc = check_augment(c);
     if (rc == CLI_EXIT_OK) rc = data_check_flags(CMD, &c->data);
+    if (rc == CLI_EXIT_OK) rc = compress_check_options(&c->compress, train_is_lm(c));
     if (rc == CLI_EXIT_OK) augment_defaults(c);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <ctrain/nn.h>
 
 #include "cli_options.h"
+#include "compress_cli.h"
 #include "train_cli.h"
 
 /* The defaults train an MLP 784-512-256-10 on MNIST to >= 98% test
@@ -65,6 +66,7 @@ typedef struct train_cfg {
     size_t bucket_kb;       /* all-reduce buckets */
     bool no_overlap;
     double dist_timeout;    /* 0: the library's default */
+    compress_cfg compress;  /* --prune-*, --distill-* (compress_cli.h) */
 } train_cfg;
 
 /* The options of `ctrain train` (train_table.c), for the option engine:

@@ -143,6 +143,7 @@ static const cli_section sections[] = {
     {"run", "run"},
     {"amp", "mixed precision (docs/mixed_precision.md)"},
     {"dist", "data parallel (under mpirun or srun, docs/distributed.md)"},
+    {"compress", "compression (docs/compression.md)"},
 };
 
 #define ROW(n, sec, k, member) .name = n, .section = sec, .kind = k, CLI_FIELD(T, member)
@@ -363,6 +364,33 @@ static const cli_row options[] = {
      .help = "one all-reduce after backward, not buckets during it"},
     {NUMBER("dist-timeout", "dist", dist_timeout, 0, INF, CLI_OPEN_MIN), .meta = "S", .flags = CLI_NOT_RECORDED,
      .def = "600", .help = "seconds a rank waits for the others"},
+    /* compression (compress_cli.c) */
+    {NUMBER("prune-sparsity", "compress", compress.prune.sparsity, 0, 1, CLI_OPEN_MAX), .meta = "S",
+     CLI_MARK(T, compress.prune_set),
+     .help = "magnitude pruning: the fraction of weights (or units) pruned by --prune-end (Zhu & Gupta's cubic "
+             "schedule; pruned weights stay exactly zero)"},
+    {COUNT("prune-start", "compress", compress.prune_start, 0), CLI_MARK(T, compress.prune_flag_set), .def = "0",
+     .help = "the first optimizer step that prunes"},
+    {COUNT("prune-end", "compress", compress.prune_end, 1), CLI_MARK(T, compress.prune_flag_set),
+     .def = "the run's last step", .help = "the step by which --prune-sparsity is reached"},
+    {COUNT("prune-every", "compress", compress.prune_every, 1), CLI_MARK(T, compress.prune_flag_set),
+     .def = CLI_STR(COMPRESS_DEFAULT_PRUNE_EVERY), .help = "steps between pruning steps"},
+    {ROW("prune-scope", "compress", CLI_ENUM, compress.prune_scope), .choices = &compress_scope_choices,
+     CLI_MARK(T, compress.prune_flag_set), .def = "global",
+     .help = "rank the weights of each layer apart, or of all layers together"},
+    {ROW("prune-structure", "compress", CLI_ENUM, compress.prune_structure),
+     .choices = &compress_structure_choices, CLI_MARK(T, compress.prune_flag_set), .def = "unstructured",
+     .help = "single weights, whole hidden neurons (rows), or conv output channels"},
+    {ROW("prune-norm", "compress", CLI_ENUM, compress.prune_norm), .choices = &compress_norm_choices,
+     CLI_MARK(T, compress.prune_flag_set), .def = "l1", .help = "neuron, channel: how units are ranked"},
+    {FILE_ROW("distill-from", "compress", compress.distill_from),
+     .help = "distil from the teacher in this checkpoint of 'ctrain train' (forward only, frozen)"},
+    {NUMBER("distill-temperature", "compress", compress.temperature, 0, INF, CLI_OPEN_MIN), .meta = "T",
+     CLI_MARK(T, compress.temperature_set), .def = CLI_STR(COMPRESS_DEFAULT_TEMPERATURE),
+     .help = "softmax temperature of both models' logits in the KL term"},
+    {NUMBER("distill-alpha", "compress", compress.alpha, 0, 1, 0), .meta = "A", CLI_MARK(T, compress.alpha_set),
+     .def = CLI_STR(COMPRESS_DEFAULT_ALPHA),
+     .help = "loss = A * T^2 * KL(teacher || student) + (1 - A) * cross-entropy"},
 };
 
 const cli_table train_table = {

@@ -28,5 +28,7 @@
 #include "ctrain/dist.h"
 #include "ctrain/step_graph.h"
 #include "ctrain/gpt.h"
+#include "ctrain/prune.h"
+#include "ctrain/distill.h"
 
 #endif

@@ -90,6 +90,12 @@ ct_node ct_mse(ct_graph *g, ct_node pred, ct_node target);
 /* Mean binary cross-entropy of logits against float targets in [0, 1], in
  * the numerically stable form; same shapes. Scalar. */
 ct_node ct_bce_with_logits(ct_graph *g, ct_node logits, ct_node target);
+/* Kullback-Leibler divergence KL(target || exp(input)) as PyTorch's
+ * F.kl_div(input, target, reduction='batchmean'): input holds
+ * log-probabilities, target probabilities, same float dtype and shape
+ * [N, ...]; the result is sum(target * (log(target) - input)) / N, a term
+ * with target 0 counting 0. Scalar. Differentiable in both inputs. */
+ct_node ct_kl_div(ct_graph *g, ct_node input, ct_node target);
 
 /* Element type conversion. Float to integer truncates toward zero; values
  * outside the integer range saturate and NaN becomes 0. */

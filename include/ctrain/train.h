@@ -45,10 +45,12 @@
 #include "ctrain/amp.h"
 #include "ctrain/data.h"
 #include "ctrain/device.h"
+#include "ctrain/distill.h"
 #include "ctrain/dist.h"
 #include "ctrain/graph.h"
 #include "ctrain/optim.h"
 #include "ctrain/program.h"
+#include "ctrain/prune.h"
 #include "ctrain/schedule.h"
 #include "ctrain/status.h"
 #include "ctrain/text.h"
@@ -226,6 +228,13 @@ typedef struct ct_train_opts {
      * and the loss reaches the host only when it is shown (docs/cuda.md).
      * This turns the capture off (same results, one launch per kernel). */
     bool no_cuda_graph;
+    /* Model compression (docs/compression.md): magnitude pruning during
+     * training (ctrain/prune.h) and knowledge distillation from a teacher
+     * (ctrain/distill.h). NULL: none. Copied by ct_trainer_new (the
+     * teacher's path too). Either turns the fused GPU step off; neither
+     * is implemented for language models. */
+    const ct_prune_opts *prune;
+    const ct_distill_opts *distill;
 } ct_train_opts;
 
 typedef struct ct_eval_result {

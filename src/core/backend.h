@@ -166,6 +166,11 @@ typedef struct ct_backend {
      * read (as BLAS's beta = 0), so y may hold garbage or NaN: that is how a
      * gradient accumulator starts without a separate zeroing pass. */
     ct_status (*axpby)(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
+    /* optional: x[i] = +0 wherever mask[i] == 0 (F32 or F64 x, one byte of
+     * mask per element), the rest untouched: the mask pass of pruning
+     * (src/train/prune.c). NULL: a trainer asked to prune fails with
+     * CT_ERR_UNSUPPORTED naming the backend. */
+    ct_status (*mask_apply)(void *x, const uint8_t *mask, ct_dtype dtype, size_t n);
     /* The fused step's helpers (src/train/step_graph.c), each optional,
      * required with graph capture (host work cannot be captured). NULL: the
      * step graph does the same on the host, through sumsq / scale_clamp

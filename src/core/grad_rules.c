@@ -237,6 +237,18 @@ RULE(grad_bce_with_logits) {
     return !acc->needs[t] || ct_grad_accumulate(g, acc, t, ct_mul(g, ct_scale(g, x, -k), gy));
 }
 
+/* kl_div = sum(t * (log t - x)) / N: d/dx = -t / N, d/dt = (log t + 1 - x) / N
+ * (PyTorch's rule; a zero target's log is -inf there too). */
+RULE(grad_kl_div) {
+    ct_node x = nd->in[0], t = nd->in[1];
+    double k = 1.0 / (double)shape_of(g, x).dim[0];
+    if (acc->needs[x] && !ct_grad_accumulate(g, acc, x, ct_mul(g, ct_scale(g, t, -k), gy))) return false;
+    if (!acc->needs[t]) return true;
+    /* log t + 1 as log(e t): no constant node of t's dtype needed. */
+    ct_node d = ct_sub(g, ct_log(g, ct_scale(g, t, 2.718281828459045)), x);
+    return ct_grad_accumulate(g, acc, t, ct_mul(g, ct_scale(g, d, k), gy));
+}
+
 RULE(grad_cast) { return ct_grad_accumulate(g, acc, nd->in[0], ct_cast(g, gy, g->nodes[nd->in[0]].dtype)); }
 
 static const ct_grad_rule_fn rules[CT_OP_COUNT] = {
@@ -273,6 +285,7 @@ static const ct_grad_rule_fn rules[CT_OP_COUNT] = {
     [CT_OP_CROSS_ENTROPY] = grad_cross_entropy,
     [CT_OP_MSE] = grad_mse,
     [CT_OP_BCE_WITH_LOGITS] = grad_bce_with_logits,
+    [CT_OP_KL_DIV] = grad_kl_div,
     [CT_OP_CAST] = grad_cast,
     [CT_OP_BATCH_NORM] = grad_norm,
     [CT_OP_LAYER_NORM] = grad_norm,

@@ -87,6 +87,7 @@ typedef enum ct_norm_grad { CT_NORM_GRAD_X = 0, CT_NORM_GRAD_WEIGHT, CT_NORM_GRA
  *   unary ops, SUM/MEAN/MAX, data movement, DROPOUT, CAST, COPY: x
  *   CONCAT: x0..xn-1                     EMBEDDING: weight, indices
  *   CROSS_ENTROPY: logits, labels        MSE, BCE_WITH_LOGITS: a, b
+ *   KL_DIV: input (log-probabilities), target (probabilities)
  *   UNARY_GRAD: x, dy   (dx = dy * f'(x); for SQRT/EXP/TANH/SIGMOID x is the input)
  *   SOFTMAX_GRAD, LOG_SOFTMAX_GRAD: y (the forward output), dy
  *   SUM_TO: x (reduces broadcast axes down to the output shape)

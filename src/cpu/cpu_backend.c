@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cpu/cpu_compress.h"
 #include "cpu/cpu_util.h"
 
 static void *cpu_alloc(size_t bytes) {
@@ -67,6 +68,7 @@ static void cpu_fill(void) {
         .sumsq = ct_cpu_sumsq,
         .scale_clamp = ct_cpu_scale_clamp,
         .axpby = ct_cpu_axpby,
+        .mask_apply = ct_cpu_mask_apply,
         /* mixed precision */
         .amp_unscale = ct_cpu_amp_unscale,
         .amp_update = ct_cpu_amp_update,
@@ -80,6 +82,7 @@ static void cpu_fill(void) {
     ct_cpu_register_conv(b.kernels);
     ct_cpu_register_pool(b.kernels);
     ct_cpu_register_attention(b.kernels);
+    ct_cpu_register_kl(b.kernels);
     cpu_backend = b;
     cpu_valid = ct_backend_valid(&b, cpu_fault, sizeof cpu_fault);
 }

@@ -14,6 +14,7 @@
 
 #include "core/cuda_query.h"
 #include "cuda/cuda_common.cuh"
+#include "cuda/cuda_compress.cuh"
 
 // cuBLAS's workspace, set once so that matrix products never allocate
 // (which graph capture forbids). 32 MiB covers Hopper's largest kernels.
@@ -252,11 +253,13 @@ static ct_backend make_table(void) {
     ct_cuda_register_conv(b.kernels);
     ct_cuda_register_pool(b.kernels);
     ct_cuda_register_attention(b.kernels);
+    ct_cuda_register_kl(b.kernels);
     // flat-buffer and optimizer updates (optim.cu)
     b.optim_update = ct_cuda_optim_update;
     b.sumsq = ct_cuda_sumsq;
     b.scale_clamp = ct_cuda_scale_clamp;
     b.axpby = ct_cuda_axpby;
+    b.mask_apply = ct_cuda_mask_apply; // k_mask.cu
     b.clip_norm = ct_cuda_clip_norm;
     b.loss_acc = ct_cuda_loss_acc;
     // mixed precision (amp.cu)

@@ -88,7 +88,14 @@ static ct_status build_graph(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, b
                         ct_graph_error(g)[0] ? ct_graph_error(g) : "the model function returned no node");
     }
     if ((st = check_logits(tg, b, batch)) != CT_OK) return st;
-    tg->loss = ct_cross_entropy(g, tg->logits, tg->y, training ? b->label_smoothing : 0.0);
+    if (training && b->distill) {
+        /* The teacher's logits come in as an input each step (distill.c). */
+        tg->teacher = ct_input(g, "teacher_logits", CT_F32, (ct_shape){2, {batch, tg->classes}});
+        ct_distill_loss(g, tg->logits, tg->teacher, tg->y, b->distill->temperature, b->distill->alpha,
+                        b->label_smoothing, &tg->loss, &tg->kl, &tg->ce);
+    } else {
+        tg->loss = ct_cross_entropy(g, tg->logits, tg->y, training ? b->label_smoothing : 0.0);
+    }
     if ((st = ct_graph_status(g)) != CT_OK) return ct_error(st, "building the loss: %s", ct_graph_error(g));
     if (training && (st = b->scaled ? ct_graph_backward_scaled(g, tg->loss) : ct_graph_backward(g, tg->loss)) != CT_OK)
         return ct_error(st, "building the backward pass: %s", ct_last_error());
@@ -105,10 +112,16 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
         ct_tgraph_free(tg);
         return st;
     }
-    ct_node outs[2] = {tg->loss, tg->logits};
+    ct_node outs[3] = {tg->loss, tg->logits};
+    int n_out = training || b->block_size > 0 ? 1 : 2;
+    if (training && b->distill) {
+        outs[1] = tg->kl; /* the metrics read both terms */
+        outs[2] = tg->ce;
+        n_out = 3;
+    }
     ct_compile_opts co = {.device = b->device,
                           .outputs = outs,
-                          .n_outputs = training || b->block_size > 0 ? 1 : 2,
+                          .n_outputs = n_out,
                           .grads = training,
                           .share_params = share};
     if (!(tg->p = ct_compile(tg->g, &co))) {

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "train/compress_internal.h"
 #include "train/train_internal.h"
 
 #define REDRAW_S 0.1
@@ -177,6 +178,7 @@ static ct_status json_line(ct_trainer *t, const char *event, const ct_train_prog
     if (st == CT_OK) st = add_number(o, "skipped_steps", (double)p->skipped_steps);
     /* Only where clipping computes it: without, the key would always be null. */
     if (st == CT_OK && t->o.clip_norm > 0) st = add_number(o, "grad_norm", p->grad_norm);
+    if (st == CT_OK) st = ct_train_compress_metrics(t, o, event); /* sparsity, distillation terms */
     char *text = st == CT_OK ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (st != CT_OK) return st;

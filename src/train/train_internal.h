@@ -6,9 +6,13 @@
 
 #include <stdio.h>
 
+#include "ctrain/distill.h"
 #include "ctrain/step_graph.h"
 #include "ctrain/tfevents.h"
 #include "ctrain/train.h"
+
+typedef struct ct_pruner ct_pruner;     /* prune.c */
+typedef struct ct_distiller ct_distiller; /* distill.c */
 
 /* How to build one of the model's graphs. */
 typedef struct ct_tbuild {
@@ -26,6 +30,10 @@ typedef struct ct_tbuild {
      * the labels I32 [B * T], the model's logits [B, T, V] are viewed as
      * [B * T, V] for the loss, so the loss is the mean per token. */
     int64_t block_size;
+    /* Distillation (distill.c): the training graph takes the teacher's
+     * logits as input "teacher_logits" and its loss is ct_distill_loss.
+     * NULL: none. Evaluation graphs never distill. */
+    const ct_distill_opts *distill;
 } ct_tbuild;
 
 /* One graph compiled for one batch size. */
@@ -34,6 +42,7 @@ typedef struct ct_tgraph {
     ct_graph *g;
     ct_program *p;
     ct_node x, y, logits, loss;
+    ct_node teacher, kl, ce;  /* distillation: the teacher's logits (input), the two loss terms */
     int64_t classes;      /* logits width */
 } ct_tgraph;
 
@@ -136,6 +145,11 @@ struct ct_trainer {
     int32_t *lm_x, *lm_y;         /* one batch, room for the larger of the two sizes */
     bool have_val;                /* a validation set (or validation tokens) */
     int64_t val_step;             /* the step of the last validation pass (-1: none in this run) */
+
+    /* compression (docs/compression.md): NULL when not used */
+    ct_pruner *pruner;
+    ct_distiller *distill;
+    ct_distill_opts distill_res; /* the options, temperature resolved (b.distill points here) */
 
     /* built-in progress */
     bool tty;

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "train/compress_internal.h"
 #include "train/train_internal.h"
 
 double ct_train_now(void) {
@@ -213,9 +214,10 @@ ct_status ct_train_set_inputs(ct_trainer *t, const ct_tgraph *tg, const ct_batch
         return ct_program_set_input_node(tg->p, tg->y, t->lm_y, bytes);
     }
     size_t numel = (size_t)ct_dataset_sample_numel(t->train);
-    if ((st = ct_program_set_input_node(tg->p, tg->x, b->x, (size_t)b->count * numel * sizeof(float))) != CT_OK)
+    if ((st = ct_program_set_input_node(tg->p, tg->x, b->x, (size_t)b->count * numel * sizeof(float))) != CT_OK ||
+        (st = ct_program_set_input_node(tg->p, tg->y, b->y, (size_t)b->count * sizeof(int32_t))) != CT_OK)
         return st;
-    return ct_program_set_input_node(tg->p, tg->y, b->y, (size_t)b->count * sizeof(int32_t));
+    return ct_train_distill_feed(t, tg, b); /* the teacher's logits, when distilling */
 }
 
 static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
@@ -233,7 +235,8 @@ static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
     }
     ct_status st;
     if ((st = ct_train_set_inputs(t, tg, b)) != CT_OK || (st = ct_train_dist_run(t, tg->p, b, !t->acc)) != CT_OK ||
-        (st = ct_program_read(tg->p, tg->loss, loss, sizeof *loss)) != CT_OK)
+        (st = ct_program_read(tg->p, tg->loss, loss, sizeof *loss)) != CT_OK ||
+        (st = ct_train_distill_account(t, tg, b->count)) != CT_OK)
         return st;
     if (tg != &t->tr) ct_program_set_step(t->tr.p, ct_program_step(tg->p));
     return CT_OK;
@@ -262,7 +265,7 @@ static ct_status update(ct_trainer *t) {
     if ((st = ct_train_amp_step(t, lr)) != CT_OK) return st;
     t->lr = lr;
     t->step++;
-    return CT_OK;
+    return ct_train_prune_after_step(t); /* pruned weights back to zero, when pruning */
 }
 
 /* A full batch as one fused step (train_fused.c): micro_batch and update

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "ctrain/safetensors.h"
+#include "train/compress_internal.h"
 #include "train/train_internal.h"
 
 static char *dup_str(const char *s) {
@@ -38,6 +39,8 @@ void ct_trainer_free(ct_trainer *t) {
     ct_step_graph_free(t->sg);
     ct_scaler_free(t->scaler);
     ct_optimizer_free(t->opt);
+    ct_train_prune_free(t);
+    ct_train_distill_free(t);
     ct_evaluator_free(&t->ev);
     /* Programs that share the training program's parameters go first. */
     ct_tgraph_free(&t->tr_short);
@@ -176,6 +179,11 @@ static void setup_build(ct_trainer *t, const ct_train_opts *opts) {
     }
     if (t->lm_val && ct_tokens_vocab_size(t->lm_val) > t->b.num_classes)
         t->b.num_classes = ct_tokens_vocab_size(t->lm_val);
+    if (opts->distill) {
+        t->distill_res = *opts->distill;
+        if (t->distill_res.temperature == 0) t->distill_res.temperature = 4.0;
+        t->b.distill = &t->distill_res;
+    }
 }
 
 /* The evaluation batch size: the option's (or the training batch size),
@@ -193,7 +201,7 @@ static int64_t eval_batch(const ct_trainer *t, const ct_train_opts *opts) {
 /* The programs and what works on them: training and evaluation programs,
  * optimizer, loss scaler, gradient accumulator, data-parallel reducer. */
 static bool build_programs(ct_trainer *t, const ct_train_opts *opts) {
-    if (ct_train_dist_setup(t) != CT_OK) return false;
+    if (ct_train_distill_check(t) != CT_OK || ct_train_dist_setup(t) != CT_OK) return false;
     /* With data parallelism, the training program takes this rank's shard. */
     if (ct_tgraph_build(&t->tr, &t->b, opts->batch_size / t->world, true, NULL) != CT_OK)
         return ct_error(ct_last_status(), "ct_trainer_new: %s", ct_last_error()), false;
@@ -312,7 +320,7 @@ static ct_trainer *make(const ct_train_opts *opts, const ct_dataset *train, cons
     if (ok) setup_build(t, opts);
     if (ok && lm) t->b.block_size = lm->block_size;
     ok = ok && build_programs(t, opts) && setup_loader(t, opts, lm) && setup_schedule(t) == CT_OK &&
-         setup_best(t, opts);
+         setup_best(t, opts) && ct_train_prune_setup(t) == CT_OK && ct_train_distill_setup(t) == CT_OK;
     if (ok) {
         t->tty = isatty(fileno(stdout));
         return t;
