@@ -1,15 +1,20 @@
 /* CPU reference kernels of the fused recurrent op and its backward (the op:
  * core/rnn.h; each unit's arithmetic: core/rnn_cell.h).
  *
- * The recurrence as written, in double: W_hh is widened to double once per
- * call, and each step's hidden product hp = h_prev W_hh^T + b_hh (forward)
- * or W_hh^T dhp (backward) is one OpenBLAS dgemm over the batch, whose
- * sums are double. Everything else is a plain loop over (batch row, unit)
- * with the state read from the record as stored, which is what the CUDA
- * kernels do, so both run one recurrence.
+ * The recurrence as written: each step's hidden product h_prev W_hh^T
+ * (forward) or dhp W_hh (backward) is one OpenBLAS product over the batch,
+ * as the matmul op's are: dgemm for F64 (double sums), sgemm for the other
+ * dtypes (float sums over H or G*H terms, W_hh rounded to float once per
+ * call). That product is the whole cost of a step, and sgemm runs it about
+ * twice as fast; the F64 gradient checks and the PyTorch reference run the
+ * dgemm path. Everything else (biases, gates, the cell, the carried
+ * gradients) is a plain loop over (batch row, unit) in double, with the
+ * state read from the record as stored, which is what the CUDA kernels do,
+ * so both run one recurrence.
  *
- * Scratch, in doubles: W_hh [GH, H], then per batch row h_prev and c_prev
- * [H], hp [GH], the carried dh and dc [H], dx and dhp [GH]. */
+ * Scratch, in doubles: W_hh [GH, H], then h_prev and c_prev [B, H], hp
+ * [B, GH], the carried dh and dc [B, H], dx and dhp [B, GH]; then for the
+ * float path W_hh [GH, H], one [B, H] and one [B, GH] in float. */
 #include <cblas.h>
 #include <string.h>
 
@@ -23,9 +28,13 @@ typedef struct rk {
     int64_t B, T, H, GH;
     const ct_tview *xp, *r, *dr, *w, *b, *h0, *c0;
     double *wd, *hprev, *cprev, *hp, *dh, *dc, *dx, *dhp;
+    bool f64;             /* the products in double (F64 operands) or float */
+    float *wf, *bh, *bgh; /* the float path's W_hh, [B, H] and [B, GH] */
 } rk;
 
-static size_t scratch_doubles(int64_t B, int64_t H, int64_t GH) { return (size_t)(GH * H + 4 * B * H + 3 * B * GH); }
+static size_t scratch_doubles(int64_t B, int64_t H, int64_t GH) {
+    return (size_t)(GH * H + 4 * B * H + 3 * B * GH) + (size_t)(GH * H + B * H + B * GH + 2) / 2;
+}
 
 size_t ct_cpu_rnn_scratch(const ct_kargs *k) {
     if ((k->op != CT_OP_RNN && k->op != CT_OP_RNN_GRAD) || k->n_in < 4) return 0;
@@ -68,7 +77,9 @@ static ct_status rk_args(const ct_kargs *k, const char *op, rk *r) {
     r->dh = p, p += r->B * r->H;
     r->dc = p, p += r->B * r->H;
     r->dx = p, p += r->B * r->GH;
-    r->dhp = p;
+    r->dhp = p, p += r->B * r->GH;
+    r->f64 = w->dtype == CT_F64;
+    r->wf = (float *)p, r->bh = r->wf + r->GH * r->H, r->bgh = r->bh + r->B * r->H;
     return CT_OK;
 }
 
@@ -89,6 +100,32 @@ static void load_prev(const rk *r, const ct_tview *rec, int64_t s) {
 
 static void widen_w(const rk *r) {
     for (int64_t i = 0; i < r->GH * r->H; i++) r->wd[i] = ct_ld(r->w->data, r->w->dtype, i);
+    if (!r->f64)
+        for (int64_t i = 0; i < r->GH * r->H; i++) r->wf[i] = (float)r->wd[i];
+}
+
+/* hp [B, GH] = h_prev [B, H] W_hh^T. */
+static void product_fwd(const rk *r) {
+    int B = (int)r->B, H = (int)r->H, GH = (int)r->GH;
+    if (r->f64) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0, r->hprev, H, r->wd, H, 0.0, r->hp, GH);
+        return;
+    }
+    for (int64_t i = 0; i < r->B * r->H; i++) r->bh[i] = (float)r->hprev[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, r->bh, H, r->wf, H, 0.0f, r->bgh, GH);
+    for (int64_t i = 0; i < r->B * r->GH; i++) r->hp[i] = r->bgh[i];
+}
+
+/* dh [B, H] += dhp [B, GH] W_hh. */
+static void product_bwd(const rk *r) {
+    int B = (int)r->B, H = (int)r->H, GH = (int)r->GH;
+    if (r->f64) {
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0, r->dhp, GH, r->wd, H, 1.0, r->dh, H);
+        return;
+    }
+    for (int64_t i = 0; i < r->B * r->GH; i++) r->bgh[i] = (float)r->dhp[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, r->bgh, GH, r->wf, H, 0.0f, r->bh, H);
+    for (int64_t i = 0; i < r->B * r->H; i++) r->dh[i] += r->bh[i];
 }
 
 static ct_status k_rnn(const ct_kargs *k) {
@@ -101,8 +138,7 @@ static ct_status k_rnn(const ct_kargs *k) {
     for (int64_t s = 0; s < r.T; s++) {
         int64_t t = step_t(&r, s);
         load_prev(&r, out, s);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r.B, (int)GH, (int)H, 1.0, r.hprev, (int)H, r.wd,
-                    (int)H, 0.0, r.hp, (int)GH);
+        product_fwd(&r);
         for (int64_t b = 0; b < r.B; b++)
             for (int64_t u = 0; u < H; u++) {
                 double x[4], hp[4], rec[6];
@@ -120,7 +156,7 @@ static ct_status k_rnn(const ct_kargs *k) {
 
 /* One step of the backward, the s-th walked: dx and dhp of every unit from
  * the carried dh, dc and dR at this step; then the carries for step s - 1
- * (dc_prev; dh_direct + W_hh^T dhp, one dgemm). dx goes to out when it is
+ * (dc_prev; dh_direct + W_hh^T dhp, one product). dx goes to out when it is
  * the gates' gradient. */
 static void grad_step(const rk *r, int64_t s, const ct_tview *out, bool store_dx) {
     int64_t t = step_t(r, s), H = r->H, GH = r->GH, WH = r->W * H;
@@ -142,8 +178,7 @@ static void grad_step(const rk *r, int64_t s, const ct_tview *out, bool store_dx
             r->dc[i] = dcp;
             r->dh[i] = dhd;
         }
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r->B, (int)H, (int)GH, 1.0, r->dhp, (int)GH, r->wd,
-                (int)H, 1.0, r->dh, (int)H);
+    product_bwd(r);
 }
 
 static ct_status k_rnn_grad(const ct_kargs *k) {
