@@ -8,7 +8,8 @@
  * call). That product is the whole cost of a step, and sgemm runs it about
  * twice as fast; the F64 gradient checks and the PyTorch reference run the
  * dgemm path. Everything else (biases, gates, the cell, the carried
- * gradients) is a plain loop over (batch row, unit) in double, with the
+ * gradients) is a plain loop over (batch row, unit) in double (rows split
+ * across threads), with the
  * state read from the record as stored, which is what the CUDA kernels do,
  * so both run one recurrence.
  *
@@ -21,6 +22,10 @@
 #include "core/rnn.h"
 #include "core/rnn_cell.h"
 #include "cpu/cpu_util.h"
+
+/* Batch rows are independent in a step's cell loop: they split across
+ * OpenMP threads above this many record values, without changing a bit. */
+#define PAR_MIN 8192
 
 typedef struct rk {
     int cell, G, W;
@@ -139,6 +144,7 @@ static ct_status k_rnn(const ct_kargs *k) {
         int64_t t = step_t(&r, s);
         load_prev(&r, out, s);
         product_fwd(&r);
+#pragma omp parallel for schedule(static) if (r.B > 1 && r.B * H * r.W >= PAR_MIN)
         for (int64_t b = 0; b < r.B; b++)
             for (int64_t u = 0; u < H; u++) {
                 double x[4], hp[4], rec[6];
@@ -161,6 +167,7 @@ static ct_status k_rnn(const ct_kargs *k) {
 static void grad_step(const rk *r, int64_t s, const ct_tview *out, bool store_dx) {
     int64_t t = step_t(r, s), H = r->H, GH = r->GH, WH = r->W * H;
     load_prev(r, r->r, s);
+#pragma omp parallel for schedule(static) if (r->B > 1 && r->B * H * r->W >= PAR_MIN)
     for (int64_t b = 0; b < r->B; b++)
         for (int64_t u = 0; u < H; u++) {
             double rec[6], drec[6], dx[4], dhp[4], dcp, dhd;
