@@ -123,3 +123,32 @@ Test(rnn, f32_matches_f64_and_the_plan_changes_no_bit) {
     cr_assert_gt(nz / (double)n, 0.05, "the outputs are all near zero");
     free(a), free(b), free(d);
 }
+
+/* Under a BF16 policy the input projections are BF16 products and the
+ * recurrence stays F32: every rnn node is F32, and the outputs stay close
+ * to the F32 model's (one rounding of x and W_ih to BF16). */
+Test(rnn, bf16_policy_keeps_the_recurrence_f32) {
+    double out[2][5 * 2 * 16];
+    for (int half = 0; half <= 1; half++) {
+        ct_rnn_config c = {.input_size = 4, .hidden_size = 16, .num_layers = 2};
+        ct_graph *g = ct_graph_new();
+        ct_graph_set_seed(g, 3);
+        if (half) cr_assert_eq(ct_graph_set_precision(g, CT_PRECISION_BF16), CT_OK);
+        ct_node x = ct_input(g, "x", CT_F32, (ct_shape){3, {5, 2, 4}});
+        ct_node y = ct_lstm(g, "lstm", &c, x, CT_NO_NODE, CT_NO_NODE, NULL);
+        cr_assert_neq(y, CT_NO_NODE, "%s", ct_last_error());
+        cr_assert_eq(ct_node_dtype(g, y), CT_F32);
+        y = ct_cast(g, y, CT_F64);
+        ct_program *p = ct_compile(g, &(ct_compile_opts){.outputs = &y, .n_outputs = 1});
+        cr_assert_not_null(p, "%s", ct_last_error());
+        float xv[5 * 2 * 4];
+        for (int i = 0; i < 40; i++) xv[i] = (float)cos(0.7 * i);
+        cr_assert_eq(ct_program_set_input(p, "x", xv, sizeof xv), CT_OK);
+        cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+        cr_assert_eq(ct_program_read(p, y, out[half], sizeof out[half]), CT_OK);
+        ct_program_free(p);
+        ct_graph_free(g);
+    }
+    for (int i = 0; i < 5 * 2 * 16; i++)
+        cr_assert(fabs(out[0][i] - out[1][i]) < 0.03, "y[%d]: f32 %g, bf16 policy %g", i, out[0][i], out[1][i]);
+}
