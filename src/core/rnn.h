@@ -20,11 +20,13 @@
  * The state a step starts from is the previous step's h (and c) as stored
  * in R (or h0, c0), on both backends, so they run the same recurrence.
  *
- * RNN_GRAD (internal) reads R, dR (R's gradient: dy in the h columns, the
- * final states' gradients at the last step), w_hh, h0 (and c0) and walks
- * the steps backwards. attr.which says what it writes: CT_RNN_GRAD_GATES,
- * the gradient of xp [B, T, G*H] (the gates' pre-activations on the input
- * side; the hidden side's is the same except the GRU's n gate, times r),
+ * RNN_GRAD (internal) reads R, dR (R's gradient: from a layer, dy in the h
+ * columns and the final states' gradients at the last step; every column
+ * is differentiable), w_hh, h0 (and c0) and walks the steps backwards.
+ * attr.which says what it writes: CT_RNN_GRAD_GATES, the gradient of xp
+ * [B, T, G*H] (the gates' pre-activations on the input side; the hidden
+ * side's is the same except the GRU's n gate: times r, plus the gradient
+ * of the record's W_hn h + b_hn column),
  * from which the rule builds dw_hh and db_hh as products in the graph; or
  * CT_RNN_GRAD_H0 / CT_RNN_GRAD_C0 [B, H]. Each node runs the backward
  * recurrence itself (one per gradient wanted, as attention's backward), so
