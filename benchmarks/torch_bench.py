@@ -8,7 +8,7 @@ GPU and by the monotonic clock on the CPU; median and spread), written to a JSON
 as `ctrain bench --json`, so that benchmarks/compare.py can put the two side
 by side. Each workload runs eagerly and, where it works, under torch.compile.
 
-The sizes below mirror tools/bench_model.c, bench_cnn.c, bench_gpt.c,
+The sizes below mirror tools/bench_model.c, bench_cnn.c, bench_gpt.c, bench_rnn.c,
 bench_matmul.c, bench_micro.c and bench_peak.c: a change there must be made here too
 (compare.py refuses to compare rows whose configurations differ). In fp16 and
 bf16 the model workloads run under torch.autocast on the same device, with a
@@ -29,12 +29,13 @@ import time
 import warnings
 
 from torch_gpt import GPT2_CPU_REFUSAL, GPTS, gpt_describe, gpt_flops_per_sequence, gpt_shape, make_gpt
+from torch_rnn import RNNS, make_rnn, rnn_describe, rnn_flops_per_sequence, rnn_shape
 
 SCHEMA = "ctrain-bench/1"
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-WORKLOADS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "matmul-square", "matmul-skinny",
+WORKLOADS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "lstm-char", "gru-char", "matmul-square", "matmul-skinny",
              "matmul-tall", "optim-sgd", "optim-adamw", "softmax-xent")
-MODELS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m")
+MODELS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "lstm-char", "gru-char")
 KINDS = {w: ("model" if w in MODELS else "micro") for w in WORKLOADS}
 
 # {M, K, N} per device, as in tools/bench_matmul.c.
@@ -366,6 +367,41 @@ def setup_gpt(torch, name, a, dev, variant):
     return step, check, info
 
 
+def setup_rnn(torch, name, a, dev, variant):
+    """lstm-char and gru-char (torch_rnn.py, tools/bench_rnn.c): a training
+    step on random tokens, the loss the mean over all B x T positions; rates
+    in tokens. cuDNN's RNN on a GPU, PyTorch's own cells on a CPU."""
+    check_precision(a, dev)
+    F = torch.nn.functional
+    shape = rnn_shape(name, a.quick)
+    T, V = shape[3], shape[4]
+    batch = a.batch_size or (8 if a.quick else RNNS[name]["batch"])
+    model = make_rnn(torch, shape).to(dev)
+    lr, betas, wd = RNNS[name]["adamw"]
+    opt, how = make_adamw(torch, None, lr, wd, decay_groups(model, wd), betas)
+    g = torch.Generator().manual_seed(a.seed)
+    xs = torch.randint(0, V, (4, batch, T), generator=g)
+    ys = torch.randint(0, V, (4, batch, T), generator=g)
+
+    def loss_fn(x, y):
+        return F.cross_entropy(model(x).view(-1, V), y.view(-1))
+
+    step, check, note = training_step(torch, a, dev, variant, model, opt, loss_fn, xs, ys)
+    pbytes = tensor_bytes(list(model.parameters()))
+    info = {
+        "config": f"{rnn_describe(shape)} adamw",
+        "batch_size": batch,
+        "samples_per_step": batch * T,
+        "sample_unit": "tokens",
+        "flops_per_step": rnn_flops_per_sequence(shape) * batch,
+        "bytes_per_step": None,
+        "metric": "flops",
+        "note": f"AdamW {how}" + note,
+        "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
+    }
+    return step, check, info
+
+
 def quick_mkn(m, k, n):
     m = 4 if m <= 16 else 512 if m >= 16384 else 64
     k = 128 if k >= 4096 else 64 if k >= 1024 else 32
@@ -480,7 +516,7 @@ def setup_xent(torch, name, a, dev, variant):
 
 
 SETUP = {"mlp-mnist": setup_model, "mlp-wide": setup_model, "cnn-mnist": setup_model,
-         "gpt-char": setup_gpt, "gpt2-124m": setup_gpt,
+         "gpt-char": setup_gpt, "gpt2-124m": setup_gpt, "lstm-char": setup_rnn, "gru-char": setup_rnn,
          "matmul-square": setup_matmul, "matmul-skinny": setup_matmul, "matmul-tall": setup_matmul,
          "optim-sgd": setup_optim, "optim-adamw": setup_optim, "softmax-xent": setup_xent}
 

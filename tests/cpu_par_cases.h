@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/attention.h"
+#include "core/rnn.h"
 #include "core/backend.h"
 #include "cpu/cpu_util.h"
 #include "ctrain/ops.h"
@@ -36,7 +37,7 @@ typedef struct cpc_case {
     ct_op op;
     ct_attrs attr;
     int n_in;
-    cpc_in in[4];
+    cpc_in in[5];
     ct_dtype out_dt;
     ct_shape out;
 } cpc_case;
@@ -128,6 +129,11 @@ static const cpc_case cpc_cases[] = {
     {"attention_grad dk f64", CT_OP_ATTENTION_GRAD, {.alpha = 0.3, .which = CT_ATTN_GRAD_K}, 4, {QKV(CT_F64, S4(3, 3, 13, 5)), IN(CT_F64, S4(3, 3, 13, 5), CPC_RANDOM)}, CT_F64, S4(3, 3, 13, 5)},
     {"attention_grad dv causal", CT_OP_ATTENTION_GRAD, {.alpha = 0.3, .causal = true, .which = CT_ATTN_GRAD_V}, 4, {QKV(CT_F32, S4(2, 3, 17, 8)), IN(CT_F32, S4(2, 3, 17, 8), CPC_RANDOM)}, CT_F32, S4(2, 3, 17, 8)},
 #undef QKV
+    /* the recurrent op: batch rows of each step split across threads (7: odd splits) */
+    {"rnn gru", CT_OP_RNN, {.cell = CT_GRU}, 4, {IN(CT_F32, S3(7, 5, 900), CPC_RANDOM), IN(CT_F32, S2(900, 300), CPC_RANDOM), IN(CT_F32, S1(900), CPC_RANDOM), IN(CT_F32, S2(7, 300), CPC_RANDOM)}, CT_F32, S3(7, 5, 1500)},
+    {"rnn lstm reverse", CT_OP_RNN, {.cell = CT_LSTM, .reverse = true}, 5, {IN(CT_F32, S3(7, 4, 800), CPC_RANDOM), IN(CT_F32, S2(800, 200), CPC_RANDOM), IN(CT_F32, S1(800), CPC_RANDOM), IN(CT_F32, S2(7, 200), CPC_RANDOM), IN(CT_F32, S2(7, 200), CPC_RANDOM)}, CT_F32, S3(7, 4, 1200)},
+    {"rnn_grad gru gates", CT_OP_RNN_GRAD, {.cell = CT_GRU, .which = CT_RNN_GRAD_GATES}, 4, {IN(CT_F32, S3(7, 5, 1500), CPC_RANDOM), IN(CT_F32, S3(7, 5, 1500), CPC_RANDOM), IN(CT_F32, S2(900, 300), CPC_RANDOM), IN(CT_F32, S2(7, 300), CPC_RANDOM)}, CT_F32, S3(7, 5, 900)},
+    {"rnn_grad lstm dc0 f64", CT_OP_RNN_GRAD, {.cell = CT_LSTM, .which = CT_RNN_GRAD_C0}, 5, {IN(CT_F64, S3(7, 4, 1200), CPC_RANDOM), IN(CT_F64, S3(7, 4, 1200), CPC_RANDOM), IN(CT_F64, S2(800, 200), CPC_RANDOM), IN(CT_F64, S2(7, 200), CPC_RANDOM), IN(CT_F64, S2(7, 200), CPC_RANDOM)}, CT_F64, S2(7, 200)},
 };
 
 /* The fused optimizer updates: every algorithm in F32 (above and below the
@@ -232,7 +238,7 @@ static inline unsigned char *cpc_run(int i, int nthreads, unsigned char poison, 
         return out;
     }
     const cpc_case *c = &cpc_cases[i];
-    ct_tview in[4];
+    ct_tview in[5];
     for (int j = 0; j < c->n_in; j++) {
         const cpc_in *d = &c->in[j];
         int64_t n = cpc_numel(d->shape);

@@ -129,6 +129,7 @@ typedef struct bench_model {
 extern const bench_model bench_model_mlp_mnist, bench_model_mlp_wide;
 extern const bench_model bench_model_cnn_mnist; /* bench_cnn.c */
 extern const bench_model bench_model_gpt_char, bench_model_gpt2_124m; /* bench_gpt.c */
+extern const bench_model bench_model_lstm_char, bench_model_gru_char;  /* bench_rnn.c */
 const char *bench_model_unsupported(const bench_workload *w, const bench_opts *o);
 ct_status bench_model_setup(const bench_workload *w, const bench_opts *o, void **state, bench_setup *out);
 ct_status bench_model_step(void *state);

@@ -4,7 +4,7 @@
  *
  * A new model is one more line here, MODEL(bench_model_NAME), with
  * bench_model_NAME written beside the others (bench_model.c, bench_cnn.c,
- * bench_gpt.c).
+ * bench_gpt.c, bench_rnn.c).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +29,10 @@ static const bench_workload workloads[] = {
      MODEL(bench_model_gpt_char)},
     {"gpt2-124m", "model", "GPT-2 small, 12 layers x 768, block 1024, vocab 50257 (GPU): one step; tokens/s",
      MODEL(bench_model_gpt2_124m)},
+    {"lstm-char", "model", "LSTM 2 layers x 256, block 64, vocab 65, batch 32, AdamW: one step; tokens/s",
+     MODEL(bench_model_lstm_char)},
+    {"gru-char", "model", "GRU 2 layers x 256, block 64, vocab 65, batch 32, AdamW: one step; tokens/s",
+     MODEL(bench_model_gru_char)},
     {"matmul-square", "micro", "C = A @ B, square (M = K = N)", MATMUL(bench_matmul_square)},
     {"matmul-skinny", "micro", "C = A @ B, few rows (M small, K = N large)", MATMUL(bench_matmul_skinny)},
     {"matmul-tall", "micro", "C = A @ B, many rows, narrow (M large, K = N small)", MATMUL(bench_matmul_tall)},

@@ -204,7 +204,7 @@ int cmd_eval(int argc, char **argv) {
 
     ct_st_file *f = ct_st_open(c.checkpoint);
     if (!f) return cli_fail(CMD);
-    if (lm_is_gpt_checkpoint(f)) {
+    if (lm_is_checkpoint(f)) {
         eval_lm_args a = {.checkpoint = c.checkpoint,
                           .data = c.data,
                           .train_split = c.train_split,

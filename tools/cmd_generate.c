@@ -60,9 +60,9 @@ static const cli_row options[] = {
 const cli_table generate_table = {
     .cmd = CMD,
     .usage = "usage: ctrain generate --checkpoint FILE [options]\n",
-    .about = "Samples text from a GPT trained by 'ctrain train --data text' (or token ids\n"
-             "from one trained on --data tokens), one token at a time over a context of the\n"
-             "model's block size (docs/language_models.md).\n",
+    .about = "Samples text from a language model (gpt, lstm, gru, rnn) trained by 'ctrain\n"
+             "train --data text' (or token ids from one trained on --data tokens), one token\n"
+             "at a time over a context of the model's block size (docs/language_models.md).\n",
     .footer = "Prints the prompt and what follows it. Exits 0 on success, 1 when the\n"
               "checkpoint cannot be used, 2 for a bad command line or prompt.\n",
     .sections = sections,
@@ -84,13 +84,12 @@ typedef struct gen_model {
 } gen_model;
 
 static bool model_open(gen_model *m, const gen_cfg *c, const lm_record *r) {
-    ct_gpt_config gc = model_gpt_config(&r->model);
-    m->T = c->block_size ? c->block_size : gc.block_size;
-    m->V = gc.vocab_size;
+    m->T = c->block_size ? c->block_size : r->model.block_size;
+    m->V = r->model.vocab_size;
     m->g = ct_graph_new();
     if (!m->g) return cli_fail(CMD), false;
     m->idx = ct_input(m->g, "idx", CT_I32, (ct_shape){2, {1, m->T}});
-    m->logits = ct_gpt(m->g, &gc, m->idx);
+    m->logits = model_build(m->g, m->idx, false, (void *)&r->model); /* gpt, lstm, gru or rnn */
     if (ct_graph_status(m->g) != CT_OK) {
         fprintf(stderr, "ctrain: %s: building the model: %s\n", CMD, ct_graph_error(m->g));
         return false;

@@ -39,7 +39,7 @@ static const cli_row options[] = {
     {ROW("top-k", CLI_INT, top_k), .min = 1, .max = 1 << 24, .meta = "K",
      .def = "every class's probability", .help = "only the K most probable classes, with their probabilities"},
     {ROW("prompt", CLI_STRING, prompt), .meta = "TEXT",
-     .help = "GPT checkpoints: the text whose next token is predicted (instead of --input)"},
+     .help = "language models (gpt, lstm, gru, rnn): the text whose next token is predicted (instead of --input)"},
     {ROW("batch-size", CLI_INT, batch), .min = 1, .max = 1 << 30, .def = "256", .help = "samples per batch"},
     {ROW("device", CLI_DEVICE, device), .def = "auto: a GPU when there is one", .help = "where to run the model"},
 };
@@ -47,12 +47,12 @@ static const cli_row options[] = {
 const cli_table predict_table = {
     .cmd = CMD,
     .usage = "usage: ctrain predict --checkpoint FILE --input FILE --out PRED.csv [options]\n"
-             "       ctrain predict --checkpoint GPT.safetensors --prompt TEXT --out PRED.csv [--top-k K]\n",
+             "       ctrain predict --checkpoint LM.safetensors --prompt TEXT --out PRED.csv [--top-k K]\n",
     .about = "Writes the predicted class and the class probabilities (softmax of the\n"
              "logits) of every sample of --input under the model of a checkpoint, whose\n"
              "record says how to rebuild the model and normalise the input. CSV columns:\n"
              "sample,class,p0,p1,... or, with --top-k K, sample,class,top1,p_top1,...\n"
-             "For a GPT checkpoint: the next token's K most likely values after --prompt.\n",
+             "For a language model (gpt, lstm, gru, rnn): the next token's K most likely values after --prompt.\n",
     .footer = "Exits 0 on success, 1 when a file cannot be used (an input of another width\n"
               "than the model's, an unreadable checkpoint, an --out that cannot be written),\n"
               "2 for a bad command line.\n",
@@ -181,13 +181,13 @@ int cmd_predict(int argc, char **argv) {
     predict_model pm = {0};
     rc = CLI_EXIT_FAIL;
     int64_t count = 0;
-    if (lm_is_gpt_checkpoint(f)) {
+    if (lm_is_checkpoint(f)) {
         if (!c.prompt)
-            rc = cli_usage_error(CMD, "'%s' is a GPT checkpoint: give --prompt TEXT", c.checkpoint);
+            rc = cli_usage_error(CMD, "'%s' holds a language model: give --prompt TEXT", c.checkpoint);
         else if ((out = open_out(c.out, tmp, sizeof tmp)))
             rc = predict_next_token(&c, f, out);
     } else if (c.prompt) {
-        rc = cli_usage_error(CMD, "--prompt is for GPT checkpoints; '%s' holds a classifier", c.checkpoint);
+        rc = cli_usage_error(CMD, "--prompt is for language models; '%s' holds a classifier", c.checkpoint);
     } else if (predict_model_read(c.checkpoint, f, &pm) && (out = open_out(c.out, tmp, sizeof tmp))) {
         rc = classify(&c, &pm, out, &count);
     }

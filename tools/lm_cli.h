@@ -30,7 +30,7 @@ typedef struct lm_data {
 bool lm_data_load(const char *cmd, const data_cfg *d, const ct_text_vocab *vocab, lm_data *out);
 void lm_data_free(lm_data *d);
 
-/* What a GPT checkpoint of `ctrain train` records. */
+/* What a language model checkpoint of `ctrain train` records. */
 typedef struct lm_record {
     model_cfg model;
     char kind[16];        /* "text" or "tokens" */
@@ -40,8 +40,8 @@ typedef struct lm_record {
     bool shuffle;
 } lm_record;
 
-/* True if the open checkpoint records a gpt model. */
-bool lm_is_gpt_checkpoint(const ct_st_file *f);
+/* True if the open checkpoint records a language model (gpt, lstm, gru, rnn). */
+bool lm_is_checkpoint(const ct_st_file *f);
 /* Reads the record; false after printing "ctrain: <cmd>: '<path>': ...". */
 bool lm_record_read(const char *cmd, const ct_st_file *f, const char *path, lm_record *r);
 void lm_record_free(lm_record *r);

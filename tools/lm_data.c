@@ -114,9 +114,15 @@ bool lm_data_load(const char *cmd, const data_cfg *d, const ct_text_vocab *vocab
 
 /* ---------------------------------------------------------------- checkpoint record */
 
-bool lm_is_gpt_checkpoint(const ct_st_file *f) {
+bool lm_is_checkpoint(const ct_st_file *f) {
     const char *rec = ct_st_meta(f, "cli.model");
-    return rec && strstr(rec, "\"model\":\"gpt\"") != NULL;
+    static const char *const kinds[] = {"gpt", "lstm", "gru", "rnn"};
+    char key[32];
+    for (size_t i = 0; rec && i < sizeof kinds / sizeof kinds[0]; i++) {
+        snprintf(key, sizeof key, "\"model\":\"%s\"", kinds[i]);
+        if (strstr(rec, key)) return true;
+    }
+    return false;
 }
 
 void lm_record_free(lm_record *r) {
@@ -128,8 +134,8 @@ bool lm_record_read(const char *cmd, const ct_st_file *f, const char *path, lm_r
     memset(r, 0, sizeof *r);
     const char *rec = ct_st_meta(f, "cli.model"), *kind = ct_st_meta(f, "cli.data");
     const char *why = "it has no record of its model (metadata cli.model)";
-    if (!rec || !model_from_json(rec, &r->model, &why) || strcmp(r->model.model, "gpt") != 0) {
-        fprintf(stderr, "ctrain: %s: '%s' is not a GPT checkpoint of 'ctrain train': %s\n", cmd, path,
+    if (!rec || !model_from_json(rec, &r->model, &why) || !model_is_lm(&r->model)) {
+        fprintf(stderr, "ctrain: %s: '%s' is not a language model checkpoint of 'ctrain train': %s\n", cmd, path,
                 rec ? why : "it has no record of its model (metadata cli.model)");
         return false;
     }

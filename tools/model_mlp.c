@@ -42,6 +42,7 @@ ct_node model_build(ct_graph *g, ct_node x, bool training, void *user) {
         ct_gpt_config c = model_gpt_config(m);
         return ct_gpt(g, &c, x);
     }
+    if (model_is_recurrent(m)) return model_build_rnn(g, x, m);
     if (strcmp(m->model, "cnn") == 0) return model_build_cnn(g, x, m);
     if (strcmp(m->model, "resnet") == 0) return model_build_resnet(g, x, m);
     ct_shape s = ct_node_shape(g, x);
@@ -86,6 +87,10 @@ void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap)
         model_describe_gpt(cfg, buf, cap);
         return;
     }
+    if (model_is_recurrent(cfg)) {
+        model_describe_rnn(cfg, buf, cap);
+        return;
+    }
     if (model_is_image(cfg)) {
         model_describe_image(cfg, inputs, buf, cap);
         return;
@@ -100,8 +105,9 @@ void model_describe(const model_cfg *cfg, int64_t inputs, char *buf, size_t cap)
 
 char *model_to_json(const model_cfg *cfg) {
     cJSON *o = cJSON_CreateObject();
-    if (o && strcmp(cfg->model, "gpt") == 0) {
-        char *text = model_gpt_to_json(cfg, o) ? cJSON_PrintUnformatted(o) : NULL;
+    if (o && model_is_lm(cfg)) {
+        bool ok = model_is_recurrent(cfg) ? model_rnn_to_json(cfg, o) : model_gpt_to_json(cfg, o);
+        char *text = ok ? cJSON_PrintUnformatted(o) : NULL;
         cJSON_Delete(o);
         return text;
     }
@@ -184,7 +190,7 @@ static bool classifier_from_json(const cJSON *o, model_cfg *cfg, const char **wh
     const cJSON *bn = cJSON_GetObjectItemCaseSensitive(o, "batchnorm");
     if (!cJSON_IsString(model) || (strcmp(model->valuestring, "mlp") != 0 && strcmp(model->valuestring, "cnn") != 0 &&
                                    strcmp(model->valuestring, "resnet") != 0))
-        return field_error(why, "model", "is not mlp, cnn, resnet or gpt");
+        return field_error(why, "model", "is not mlp, cnn, resnet, gpt, lstm, gru or rnn");
     snprintf(cfg->model, sizeof cfg->model, "%s", model->valuestring);
     if (model_is_image(cfg) && !image_from_json(o, cfg, why)) return false;
     if (!cJSON_IsArray(hidden)) return field_error(why, "hidden", "is not an array");
@@ -217,8 +223,11 @@ bool model_from_json(const char *json, model_cfg *cfg, const char **why) {
     *why = "not one JSON object (or text follows it)";
     if (cJSON_IsObject(o)) {
         const cJSON *model = cJSON_GetObjectItemCaseSensitive(o, "model");
-        if (cJSON_IsString(model) && strcmp(model->valuestring, "gpt") == 0)
+        const char *k = cJSON_IsString(model) ? model->valuestring : "";
+        if (strcmp(k, "gpt") == 0)
             ok = model_gpt_from_json(o, cfg, why);
+        else if (strcmp(k, "lstm") == 0 || strcmp(k, "gru") == 0 || strcmp(k, "rnn") == 0)
+            ok = model_rnn_from_json(o, k, cfg, why);
         else
             ok = classifier_from_json(o, cfg, why);
     }

@@ -13,7 +13,7 @@ bad:   an input of another width, a line that is no number, an unreadable
        an existing --out is left as it was.
 mnist: (with MNIST_DIR) the classes predicted for the gzipped IDX test
        images agree with `ctrain eval`'s accuracy on the same checkpoint.
-gpt:   a tiny character GPT: the most probable next token is the one
+gpt, lstm: tiny character models: the most probable next token is the one
        `ctrain generate --temperature 0` picks, and the probabilities of
        every token sum to 1.
 """
@@ -155,13 +155,12 @@ def check_mnist():
         fail("predict got %d of 10000 right, eval says %s" % (correct, p.stdout))
 
 
-def check_gpt():
+def check_lm(name, model_flags):
     with open(path("tiny.txt"), "w") as f:
         f.write("the quick brown fox jumps over the lazy dog. " * 30)
-    ckpt = path("gpt.safetensors")
-    ctrain(["train", "--data", "text", "--train-file", path("tiny.txt"), "--n-layer", "1", "--n-head", "2",
-            "--n-embd", "16", "--block-size", "8", "--steps", "30", "--batch-size", "8", "--lr", "0.01",
-            "--save", ckpt, "--quiet"])
+    ckpt = path(name + ".safetensors")
+    ctrain(["train", "--data", "text", "--train-file", path("tiny.txt")] + model_flags +
+           ["--block-size", "8", "--steps", "30", "--batch-size", "8", "--lr", "0.01", "--save", ckpt, "--quiet"])
     ctrain(["predict", "--checkpoint", ckpt, "--prompt", "the qu", "--out", path("next.csv"), "--top-k", "28"])
     with open(path("next.csv")) as f:
         lines = f.read().splitlines()
@@ -178,5 +177,6 @@ ckpt = check_csv()
 check_bad(ckpt)
 if MNIST:
     check_mnist()
-check_gpt()
+check_lm("gpt", ["--n-layer", "1", "--n-head", "2", "--n-embd", "16"])
+check_lm("lstm", ["--model", "lstm", "--hidden-size", "16", "--num-layers", "1"])
 print("ok")

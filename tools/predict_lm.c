@@ -1,5 +1,5 @@
-/* `ctrain predict` of a GPT checkpoint (predict_cli.h): the distribution of
- * the token after --prompt, its K most likely values as CSV rows
+/* `ctrain predict` of a language model checkpoint (gpt, lstm, gru, rnn;
+ * predict_cli.h): the distribution of the token after --prompt, its K most likely values as CSV rows
  * rank,token,text,probability (softmax in double of the logits at the
  * prompt's last position; text models spell the token, token models leave
  * the text empty). A prompt longer than the context keeps its last
@@ -43,15 +43,17 @@ static bool prompt_ids(const char *prompt, const lm_record *r, int32_t *ids, int
 
 /* The logits after the prompt (V of them) into last. */
 static bool run_model(const predict_cfg *c, const lm_record *r, const int32_t *ids, int64_t n, float *last) {
-    ct_gpt_config gc = model_gpt_config(&r->model);
-    int64_t T = gc.block_size, V = gc.vocab_size, len = n < T ? n : T;
+    int64_t T = r->model.block_size, V = r->model.vocab_size, len = n < T ? n : T;
     ct_graph *g = ct_graph_new();
     ct_program *p = NULL;
     int32_t *win = calloc((size_t)T, sizeof *win);
     float *logits = malloc((size_t)(T * V) * sizeof *logits);
     bool ok = g && win && logits;
     ct_node idx = ok ? ct_input(g, "idx", CT_I32, (ct_shape){2, {1, T}}) : CT_NO_NODE;
-    ct_node out = ok ? ct_gpt(g, &gc, idx) : CT_NO_NODE;
+    /* gpt, lstm, gru or rnn. The window is zero-padded after the prompt:
+     * causal models never read the padding for the prompt's last token; a
+     * bidirectional recurrent model does, as in generate's short windows. */
+    ct_node out = ok ? model_build(g, idx, false, (void *)&r->model) : CT_NO_NODE;
     ct_compile_opts co = {.device = c->device, .outputs = &out, .n_outputs = 1};
     ct_load_opts lo = {.non_strict = true, .require_all = true}; /* the optimizer state is skipped */
     if (ok && ct_graph_status(g) == CT_OK) memcpy(win, ids + n - len, (size_t)len * sizeof *win);

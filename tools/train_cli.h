@@ -20,7 +20,7 @@
  * the classes. The names are those of a torch.nn module with attributes
  * fc1, bn1, fc2, ... so that weights move between the two. */
 typedef struct model_cfg {
-    char model[16];        /* "mlp", "cnn", "resnet", "gpt" */
+    char model[16];        /* "mlp", "cnn", "resnet", "gpt", "lstm", "gru", "rnn" */
     int64_t hidden[MLP_MAX_HIDDEN];
     int n_hidden;
     char activation[16];
@@ -35,6 +35,10 @@ typedef struct model_cfg {
     /* gpt (model_gpt.c): nanoGPT's GPTConfig; vocab_size is set from the
      * data, block_size is also the training windows' length. */
     int64_t n_layer, n_head, n_embd, block_size, vocab_size;
+    /* lstm, gru, rnn (model_rnn.c): the recurrent stack; block_size and
+     * vocab_size as for gpt. */
+    int64_t hidden_size, num_layers;
+    bool bidirectional;
 } model_cfg;
 
 /* The GPT's defaults: a small model that trains on tinyshakespeare on a
@@ -50,6 +54,22 @@ ct_gpt_config model_gpt_config(const model_cfg *m);
 void model_describe_gpt(const model_cfg *m, char *buf, size_t cap);
 bool model_gpt_to_json(const model_cfg *m, void *cjson_object);
 bool model_gpt_from_json(const void *cjson_object, model_cfg *m, const char **why);
+/* The recurrent language models (model_rnn.c): embedding -> nn.LSTM /
+ * GRU / RNN (tanh) -> linear head. Their defaults: */
+#define RNN_DEFAULT_HIDDEN 128
+#define RNN_DEFAULT_LAYERS 1
+/* lstm, gru or rnn. */
+bool model_is_recurrent(const model_cfg *m);
+/* gpt or a recurrent model: the models of --data text and tokens. */
+bool model_is_lm(const model_cfg *m);
+ct_rnn_config model_rnn_config(const model_cfg *m);
+/* Checks the shape (ct_rnn_config_check); false with ct_last_error set. */
+bool model_rnn_check(const model_cfg *m);
+void model_describe_rnn(const model_cfg *m, char *buf, size_t cap);
+bool model_rnn_to_json(const model_cfg *m, void *cjson_object);
+bool model_rnn_from_json(const void *cjson_object, const char *kind, model_cfg *m, const char **why);
+/* x I32 [B, T] -> logits [B, T, V]. */
+ct_node model_build_rnn(ct_graph *g, ct_node x, const model_cfg *m);
 /* Field key of a model record (a cJSON object) as a count: an integral
  * number in lo .. hi; else false with *why naming the field and its value
  * (static storage, valid until the next call). _item: the value itself. */

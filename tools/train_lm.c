@@ -1,7 +1,8 @@
-/* `ctrain train --data text|tokens`: a GPT trained by the library's
+/* `ctrain train --data text|tokens`: a GPT or a recurrent model (lstm,
+ * gru, rnn) trained by the library's
  * language-model trainer (ct_trainer_new_lm). The options are train's (the
  * same table); here the data become token sequences, the model's vocabulary
- * comes from them, and the checkpoint records the GPT's shape ("cli.model",
+ * comes from them, and the checkpoint records the model's shape ("cli.model",
  * also the fingerprint), the data kind and, for text, the vocabulary
  * (LM_VOCAB_KEY), so that eval, generate and --resume need only the file. */
 #include <math.h>
@@ -23,7 +24,7 @@ static bool check_resume_shape(const train_cfg *c) {
     if (!f) return true; /* --resume reports it */
     lm_record r;
     bool ok = true;
-    if (lm_is_gpt_checkpoint(f) && lm_record_read(CMD, f, c->resume, &r)) {
+    if (lm_is_checkpoint(f) && lm_record_read(CMD, f, c->resume, &r)) {
         if (r.model.block_size != c->model.block_size) {
             fprintf(stderr, "ctrain: %s: --block-size %lld: '%s' holds a model of block size %lld; a resumed run "
                             "keeps its model\n",
@@ -111,8 +112,9 @@ int train_lm(train_cfg *c, const cli_parser *p) {
     if (!lm_data_load(CMD, &c->data, NULL, &d)) return CLI_EXIT_FAIL;
     c->model.vocab_size = c->model.classes = d.vocab_size;
     ct_gpt_config gc = model_gpt_config(&c->model);
+    bool ok = model_is_recurrent(&c->model) ? model_rnn_check(&c->model) : ct_gpt_config_check(&gc) == CT_OK;
     int rc;
-    if (ct_gpt_config_check(&gc) != CT_OK) {
+    if (!ok) {
         rc = cli_fail(CMD);
     } else {
         char *json[2] = {NULL, NULL};

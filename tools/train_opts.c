@@ -26,6 +26,8 @@ void train_cfg_defaults(train_cfg *c) {
     c->model.n_head = GPT_DEFAULT_N_HEAD;
     c->model.n_embd = GPT_DEFAULT_N_EMBD;
     c->model.block_size = GPT_DEFAULT_BLOCK;
+    c->model.hidden_size = RNN_DEFAULT_HIDDEN;
+    c->model.num_layers = RNN_DEFAULT_LAYERS;
     c->eval_batches = TRAIN_DEFAULT_EVAL_BATCHES;
     c->epochs = TRAIN_DEFAULT_EPOCHS;
     c->batch_size = TRAIN_DEFAULT_BATCH;
@@ -81,18 +83,19 @@ bool train_is_lm(const train_cfg *c) {
     return strcmp(c->data.kind, "text") == 0 || strcmp(c->data.kind, "tokens") == 0;
 }
 
-/* Language models: gpt on text or tokens, and none of the options that
- * only mean something for datasets of samples. */
+/* Language models: gpt, lstm, gru or rnn on text or tokens, and none of
+ * the options that only mean something for datasets of samples. */
 static int check_lm(train_cfg *c) {
     const data_cfg *d = &c->data;
-    bool gpt = strcmp(c->model.model, "gpt") == 0;
+    bool lm = model_is_lm(&c->model);
     if (!train_is_lm(c)) {
-        if (gpt) return cli_usage_error(CMD, "--model gpt needs --data text or tokens");
+        if (lm) return cli_usage_error(CMD, "--model %s needs --data text or tokens", c->model.model);
         if (d->val_file) return cli_usage_error(CMD, "--val-file is for --data text or tokens (csv: --val-split)");
         return CLI_EXIT_OK;
     }
     if (!c->model.model_given) snprintf(c->model.model, sizeof c->model.model, "gpt");
-    else if (!gpt) return cli_usage_error(CMD, "--data %s needs --model gpt, not %s", d->kind, c->model.model);
+    else if (!lm)
+        return cli_usage_error(CMD, "--data %s needs --model gpt, lstm, gru or rnn, not %s", d->kind, c->model.model);
     if (!d->train_file) return cli_usage_error(CMD, "--data %s needs --train-file FILE", d->kind);
     if (d->vocab_size && strcmp(d->kind, "tokens") != 0)
         return cli_usage_error(CMD, "--vocab-size is for --data tokens (text takes its characters)");

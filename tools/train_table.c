@@ -67,7 +67,8 @@ static const cli_choices activations = {.names = activation_names, .parse = acti
 
 const cli_choices train_data_choices = {
     .names = (const char *const[]){"mnist", "fashion-mnist", "cifar10", "csv", "text", "tokens", NULL}};
-static const cli_choices models = {.names = (const char *const[]){"mlp", "cnn", "resnet", "gpt", NULL}};
+static const cli_choices models = {
+    .names = (const char *const[]){"mlp", "cnn", "resnet", "gpt", "lstm", "gru", "rnn", NULL}};
 static const cli_choices inits = {.names = (const char *const[]){"default", "xavier", "kaiming", NULL}};
 /* In the order of ct_sched_unit, ct_cyclic_mode and ct_anneal. */
 static const cli_choices units = {.names = (const char *const[]){"step", "epoch", NULL}};
@@ -86,7 +87,7 @@ static const cli_choices augments = {.names = train_augment_names};
 static bool set_model(cli_parser *p, const cli_row *o, const char *text, const char *opt) {
     train_cfg *c = p->cfg;
     int k = cli_choice(o->choices, text);
-    if (k < 0) return cli_bad_value(p, opt, "one of mlp, cnn, resnet, gpt", text);
+    if (k < 0) return cli_bad_value(p, opt, "one of mlp, cnn, resnet, gpt, lstm, gru, rnn", text);
     snprintf(c->model.model, sizeof c->model.model, "%s", cli_choice_name(o->choices, k));
     if (!c->model.hidden_given && strcmp(c->model.model, "cnn") == 0) {
         c->model.hidden[0] = CNN_DEFAULT_HIDDEN;
@@ -197,7 +198,8 @@ static const cli_row options[] = {
      .def = "mlp; gpt for text and tokens",
      .help = "the model; cnn: two conv5x5 blocks (--width, 2x --width channels, relu, max pool 2) and a classifier "
              "(--hidden, default " CLI_STR(CNN_DEFAULT_HIDDEN) "); resnet: a CIFAR-style ResNet with batch norm "
-             "(docs/conv.md); gpt: nanoGPT's GPT (docs/language_models.md)"},
+             "(docs/conv.md); gpt: nanoGPT's GPT; lstm, gru, rnn (tanh): embedding, recurrent stack, linear "
+             "head (docs/language_models.md)"},
     {ROW("width", "model", CLI_INT, model.width), .min = 1, .max = MODEL_MAX_WIDTH,
      .def = CLI_STR(CNN_DEFAULT_WIDTH) " cnn, " CLI_STR(RESNET_DEFAULT_WIDTH) " resnet",
      .help = "cnn, resnet: base channels"},
@@ -219,6 +221,12 @@ static const cli_row options[] = {
      .def = CLI_STR(GPT_DEFAULT_N_EMBD), .help = "gpt: width of the residual stream"},
     {ROW("block-size", "model", CLI_INT, model.block_size), .min = 1, .max = GPT_MAX_SIZE,
      .def = CLI_STR(GPT_DEFAULT_BLOCK), .help = "gpt: the context, and the length of the training windows"},
+    {ROW("hidden-size", "model", CLI_INT, model.hidden_size), .min = 1, .max = GPT_MAX_SIZE,
+     .def = CLI_STR(RNN_DEFAULT_HIDDEN), .help = "lstm, gru, rnn: hidden size (also the embedding's width)"},
+    {ROW("num-layers", "model", CLI_INT, model.num_layers), .min = 1, .max = 1024,
+     .def = CLI_STR(RNN_DEFAULT_LAYERS), .help = "lstm, gru, rnn: stacked recurrent layers (--dropout between them)"},
+    {SWITCH("bidirectional", "model", model.bidirectional),
+     .help = "lstm, gru, rnn: a reverse direction per layer (it sees the future: not for generation)"},
     {SWITCH("batchnorm", "model", model.batchnorm),
      .help = "batch norm after each hidden linear layer (cnn: after each conv)"},
     {ROW("init", "model", CLI_WORD, model.init), .choices = &inits,

@@ -30,5 +30,6 @@
 #include "ctrain/gpt.h"
 #include "ctrain/prune.h"
 #include "ctrain/distill.h"
+#include "ctrain/rnn.h"
 
 #endif

@@ -9,6 +9,7 @@
  * The rules of convolution and pooling are in grad_conv.c, attention's in
  * grad_attention.c. */
 #include "core/attention.h"
+#include "core/rnn.h"
 #include "core/autocast.h"
 #include "core/autodiff.h"
 #include "core/error.h"
@@ -294,6 +295,7 @@ static const ct_grad_rule_fn rules[CT_OP_COUNT] = {
     [CT_OP_AVG_POOL2D] = ct_grad_avg_pool2d,
     [CT_OP_DROPOUT2D] = ct_grad_dropout2d,
     [CT_OP_ATTENTION] = ct_grad_attention,
+    [CT_OP_RNN] = ct_grad_rnn,
 };
 
 ct_grad_rule_fn ct_grad_rule_of(int op) { return op >= 0 && op < CT_OP_COUNT ? rules[op] : NULL; }

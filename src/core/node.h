@@ -75,6 +75,8 @@ typedef struct ct_attrs {
     ct_window2d win;  /* CONV2D*, MAX_POOL2D*, AVG_POOL2D* (CONV2D: has_bias too);
                          DROPOUT2D uses alpha (p) and stream as DROPOUT */
     bool causal;      /* ATTENTION(_GRAD): key j > query i is masked (alpha is the scale) */
+    int cell;         /* RNN(_GRAD): a ct_rnn_cell (core/rnn.h); `which` picks RNN_GRAD's output */
+    bool reverse;     /* RNN(_GRAD): the steps run from T-1 down to 0 */
 } ct_attrs;
 
 /* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes
@@ -111,6 +113,9 @@ typedef enum ct_norm_grad { CT_NORM_GRAD_X = 0, CT_NORM_GRAD_WEIGHT, CT_NORM_GRA
  *   AVG_POOL2D_GRAD: dy (output: x's shape)
  *   ATTENTION: q, k, v (one shape [B, H, T, D])
  *   ATTENTION_GRAD: q, k, v, dy (output: the shape of q; softmax recomputed)
+ *   RNN: xp [B, T, G*H], w_hh [G*H, H], b_hh [G*H], h0 [B, H], then c0 [B, H]
+ *     for an LSTM (output: the record [B, T, W], core/rnn.h)
+ *   RNN_GRAD: R, dR, w_hh, h0, then c0 for an LSTM
  */
 typedef struct ct_nodeinfo {
     ct_op op;

@@ -35,6 +35,7 @@ static size_t cpu_scratch_bytes(const ct_kargs *k) {
         return ct_cpu_conv_scratch(k);
     if (k->op == CT_OP_MAX_POOL2D_GRAD) return ct_cpu_pool_scratch(k);
     if (k->op == CT_OP_ATTENTION || k->op == CT_OP_ATTENTION_GRAD) return ct_cpu_attention_scratch(k);
+    if (k->op == CT_OP_RNN || k->op == CT_OP_RNN_GRAD) return ct_cpu_rnn_scratch(k);
     return 0;
 }
 
@@ -83,6 +84,7 @@ static void cpu_fill(void) {
     ct_cpu_register_pool(b.kernels);
     ct_cpu_register_attention(b.kernels);
     ct_cpu_register_kl(b.kernels);
+    ct_cpu_register_rnn(b.kernels);
     cpu_backend = b;
     cpu_valid = ct_backend_valid(&b, cpu_fault, sizeof cpu_fault);
 }

@@ -91,11 +91,13 @@ void ct_cpu_register_norm(ct_kernel_fn *t);
 void ct_cpu_register_conv(ct_kernel_fn *t);
 void ct_cpu_register_pool(ct_kernel_fn *t);
 void ct_cpu_register_attention(ct_kernel_fn *t);
+void ct_cpu_register_rnn(ct_kernel_fn *t);
 /* Scratch needs (bytes) of the ops that have any; 0 otherwise. */
 size_t ct_cpu_matmul_scratch(const ct_kargs *k);
 size_t ct_cpu_conv_scratch(const ct_kargs *k);
 size_t ct_cpu_pool_scratch(const ct_kargs *k);
 size_t ct_cpu_attention_scratch(const ct_kargs *k);
+size_t ct_cpu_rnn_scratch(const ct_kargs *k);
 /* The flat-buffer hooks of the backend (cpu_optim.c). */
 ct_status ct_cpu_optim_update(const ct_optim_args *a);
 ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);

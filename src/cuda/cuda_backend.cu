@@ -215,6 +215,8 @@ static size_t cuda_scratch_bytes(const ct_kargs *k) {
     if (t > s) s = t;
     t = ct_cuda_attention_scratch(k);
     if (t > s) s = t;
+    t = ct_cuda_rnn_scratch(k);
+    if (t > s) s = t;
     return s;
 }
 
@@ -254,6 +256,7 @@ static ct_backend make_table(void) {
     ct_cuda_register_pool(b.kernels);
     ct_cuda_register_attention(b.kernels);
     ct_cuda_register_kl(b.kernels);
+    ct_cuda_register_rnn(b.kernels);
     // flat-buffer and optimizer updates (optim.cu)
     b.optim_update = ct_cuda_optim_update;
     b.sumsq = ct_cuda_sumsq;

@@ -333,6 +333,7 @@ void ct_cuda_register_nn(ct_kernel_fn *t);
 void ct_cuda_register_conv(ct_kernel_fn *t);
 void ct_cuda_register_pool(ct_kernel_fn *t);
 void ct_cuda_register_attention(ct_kernel_fn *t);
+void ct_cuda_register_rnn(ct_kernel_fn *t);
 
 // Scratch needs of the ops that have any (bytes; 0 otherwise).
 size_t ct_cuda_loss_scratch(const ct_kargs *k);
@@ -342,6 +343,7 @@ size_t ct_cuda_reduce_scratch(const ct_kargs *k);
 size_t ct_cuda_conv_scratch(const ct_kargs *k);
 size_t ct_cuda_pool_scratch(const ct_kargs *k);
 size_t ct_cuda_attention_scratch(const ct_kargs *k);
+size_t ct_cuda_rnn_scratch(const ct_kargs *k);
 
 // The flat-buffer hooks (optim.cu).
 ct_status ct_cuda_optim_update(const ct_optim_args *a);
