@@ -330,76 +330,58 @@ def setup_model(torch, name, a, dev, variant):
     return step, check, info
 
 
+def token_model_step(torch, a, dev, variant, model, opt_spec, shape, batch, flops, describe):
+    """The training step of a language model on random tokens (gpt-char,
+    gpt2-124m, lstm-char, gru-char): AdamW, the loss the mean over all B x T
+    positions, rates in tokens."""
+    F = torch.nn.functional
+    T, V = shape[3], shape[4]
+    lr, betas, wd = opt_spec
+    opt, how = make_adamw(torch, None, lr, wd, decay_groups(model, wd), betas)
+    g = torch.Generator().manual_seed(a.seed)
+    xs = torch.randint(0, V, (4, batch, T), generator=g)
+    ys = torch.randint(0, V, (4, batch, T), generator=g)
+
+    def loss_fn(x, y):
+        return F.cross_entropy(model(x).view(-1, V), y.view(-1))
+
+    step, check, note = training_step(torch, a, dev, variant, model, opt, loss_fn, xs, ys)
+    pbytes = tensor_bytes(list(model.parameters()))
+    info = {
+        "config": f"{describe} adamw",
+        "batch_size": batch,
+        "samples_per_step": batch * T,
+        "sample_unit": "tokens",
+        "flops_per_step": flops * batch,
+        "bytes_per_step": None,
+        "metric": "flops",
+        "note": f"AdamW {how}" + note,
+        "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
+    }
+    return step, check, info
+
+
 def setup_gpt(torch, name, a, dev, variant):
-    """gpt-char and gpt2-124m (torch_gpt.py, tools/bench_gpt.c): a training
-    step on random tokens, the loss the mean over all B x T positions; rates
-    in tokens."""
+    """gpt-char and gpt2-124m (torch_gpt.py, tools/bench_gpt.c)."""
     check_precision(a, dev)
     if name == "gpt2-124m" and dev.type == "cpu" and not a.quick:
         raise Unsupported(GPT2_CPU_REFUSAL)
-    F = torch.nn.functional
     shape = gpt_shape(name, a.quick)
-    T, V = shape[3], shape[4]
     batch = a.batch_size or (8 if a.quick else GPTS[name]["batch"])
     model = make_gpt(torch, shape).to(dev)
-    lr, betas, wd = GPTS[name]["adamw"]
-    opt, how = make_adamw(torch, None, lr, wd, decay_groups(model, wd), betas)
-    g = torch.Generator().manual_seed(a.seed)
-    xs = torch.randint(0, V, (4, batch, T), generator=g)
-    ys = torch.randint(0, V, (4, batch, T), generator=g)
-
-    def loss_fn(x, y):
-        return F.cross_entropy(model(x).view(-1, V), y.view(-1))
-
-    step, check, note = training_step(torch, a, dev, variant, model, opt, loss_fn, xs, ys)
-    pbytes = tensor_bytes(list(model.parameters()))
-    info = {
-        "config": f"{gpt_describe(shape)} adamw",
-        "batch_size": batch,
-        "samples_per_step": batch * T,
-        "sample_unit": "tokens",
-        "flops_per_step": gpt_flops_per_sequence(shape) * batch,
-        "bytes_per_step": None,
-        "metric": "flops",
-        "note": f"AdamW {how}" + note,
-        "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
-    }
-    return step, check, info
+    return token_model_step(torch, a, dev, variant, model, GPTS[name]["adamw"], shape, batch,
+                            gpt_flops_per_sequence(shape), gpt_describe(shape))
 
 
 def setup_rnn(torch, name, a, dev, variant):
-    """lstm-char and gru-char (torch_rnn.py, tools/bench_rnn.c): a training
-    step on random tokens, the loss the mean over all B x T positions; rates
-    in tokens. cuDNN's RNN on a GPU, PyTorch's own cells on a CPU."""
+    """lstm-char and gru-char (torch_rnn.py, tools/bench_rnn.c): cuDNN's RNN
+    on a GPU, PyTorch's own cells on a CPU."""
     check_precision(a, dev)
-    F = torch.nn.functional
     shape = rnn_shape(name, a.quick)
-    T, V = shape[3], shape[4]
     batch = a.batch_size or (8 if a.quick else RNNS[name]["batch"])
     model = make_rnn(torch, shape).to(dev)
-    lr, betas, wd = RNNS[name]["adamw"]
-    opt, how = make_adamw(torch, None, lr, wd, decay_groups(model, wd), betas)
-    g = torch.Generator().manual_seed(a.seed)
-    xs = torch.randint(0, V, (4, batch, T), generator=g)
-    ys = torch.randint(0, V, (4, batch, T), generator=g)
-
-    def loss_fn(x, y):
-        return F.cross_entropy(model(x).view(-1, V), y.view(-1))
-
-    step, check, note = training_step(torch, a, dev, variant, model, opt, loss_fn, xs, ys)
-    pbytes = tensor_bytes(list(model.parameters()))
-    info = {
-        "config": f"{rnn_describe(shape)} adamw",
-        "batch_size": batch,
-        "samples_per_step": batch * T,
-        "sample_unit": "tokens",
-        "flops_per_step": rnn_flops_per_sequence(shape) * batch,
-        "bytes_per_step": None,
-        "metric": "flops",
-        "note": f"AdamW {how}" + note,
-        "memory": {"params": pbytes, "grads": pbytes, "optimizer_state": optimizer_state_bytes(opt)},
-    }
-    return step, check, info
+    return token_model_step(torch, a, dev, variant, model, RNNS[name]["adamw"], shape, batch,
+                            rnn_flops_per_sequence(shape), rnn_describe(shape))
 
 
 def quick_mkn(m, k, n):
