@@ -161,6 +161,18 @@ static const cpc_optim cpc_optims[] = {
 #define CPC_N_OPTIMS ((int)(sizeof cpc_optims / sizeof cpc_optims[0]))
 #define CPC_COUNT (CPC_N_KERNELS + CPC_N_OPTIMS)
 
+/* Whether case i's work is a BLAS product (convolutions through im2col,
+ * the recurrence's per-step product). OpenBLAS's OpenMP build runs on as
+ * many threads as OpenMP offers, and its single-threaded path blocks the
+ * inner dimension differently: such cases are compared from 2 threads up
+ * (test_cpu_parallel.c says more). */
+static inline bool cpc_blas_backed(int i) {
+    if (i >= CPC_N_KERNELS) return false;
+    ct_op op = cpc_cases[i].op;
+    return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT ||
+           op == CT_OP_RNN || op == CT_OP_RNN_GRAD;
+}
+
 static inline const char *cpc_name(int i) {
     return i < CPC_N_KERNELS ? cpc_cases[i].name : cpc_optims[i - CPC_N_KERNELS].name;
 }

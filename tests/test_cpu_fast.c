@@ -167,9 +167,7 @@ Test(cpu_fast, kernel_cases_match_reference) {
     for (int i = 0; i < CPC_COUNT; i++) {
         /* BLAS products run on OpenMP's threads: compare at one count
          * (test_cpu_parallel.c says why) */
-        bool blas = i < CPC_N_KERNELS && (cpc_cases[i].op == CT_OP_CONV2D ||
-                                         cpc_cases[i].op == CT_OP_CONV2D_GRAD_INPUT ||
-                                         cpc_cases[i].op == CT_OP_CONV2D_GRAD_WEIGHT);
+        bool blas = cpc_blas_backed(i);
         size_t nr, nf;
         ct_status sr, sf;
         ct_cpu_set_fast_paths(false);

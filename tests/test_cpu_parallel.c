@@ -20,11 +20,7 @@
  * bits between 1 thread and several (as it did before, with the pthread
  * build, between a 1-core and a multi-core machine); from 2 threads up it
  * does not (docs/cpu_backend.md). */
-static int base_threads(int i) {
-    if (i >= CPC_N_KERNELS) return 1;
-    ct_op op = cpc_cases[i].op;
-    return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT ? 2 : 1;
-}
+static int base_threads(int i) { return cpc_blas_backed(i) ? 2 : 1; }
 
 static void check_case(int i) {
     size_t n1, nt;
