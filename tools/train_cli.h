@@ -87,6 +87,10 @@ bool model_init_rule(const char *init, ct_init *out);
 
 /* The ct_model_fn for a model_cfg (user = the cfg). */
 ct_node model_build(ct_graph *g, ct_node x, bool training, void *user);
+/* The MLP of model_build; taps (NULL, or n_hidden + 1 entries) receives the
+ * input node of each linear layer fc1, fc2, ... (the activations that
+ * `ctrain quantize` calibrates). */
+ct_node model_build_mlp(ct_graph *g, ct_node x, const model_cfg *m, ct_node *taps);
 
 /* Parses "512,256" (or "" / "none" for no hidden layer) into cfg. Returns
  * false on a bad list (an entry not a positive integer, too many). */

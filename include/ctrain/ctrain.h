@@ -26,5 +26,6 @@
 #include "ctrain/dist.h"
 #include "ctrain/step_graph.h"
 #include "ctrain/gpt.h"
+#include "ctrain/quant.h"
 
 #endif

@@ -60,6 +60,13 @@ void ct_st_writer_free(ct_st_writer *w);
 ct_status ct_st_writer_add(ct_st_writer *w, const char *name, ct_dtype dtype, ct_shape shape,
                            const void *data);
 
+/* As ct_st_writer_add for an integer dtype of the file format that ctrain
+ * does not compute in, named as the file spells it ("I8", "I16", "U32",
+ * "I64", ...; not BOOL): data holds numel little-endian values of that
+ * width. This is how int8 weights are stored (docs/compression.md). */
+ct_status ct_st_writer_add_int(ct_st_writer *w, const char *name, const char *file_dtype, ct_shape shape,
+                               const void *data);
+
 /* Sets a "__metadata__" entry (both UTF-8 strings, copied). Setting a key
  * again replaces its value. */
 ct_status ct_st_writer_meta(ct_st_writer *w, const char *key, const char *value);

@@ -1,0 +1,65 @@
+/* `ctrain quantize` and the int8 side of `ctrain eval` (docs/compression.md,
+ * "Quantization"). The quantized file is a safetensors file whose metadata
+ * "quant.format" is QUANT_FORMAT; its tensors per linear layer fcK:
+ *
+ *   fcK.qweight           I8  [out, in]  weights, symmetric per output channel
+ *   fcK.weight_scale      F32 [out]      their scales
+ *   fcK.bias              F32 [out]      as trained
+ *   fcK.input_scale       F32 [1]        the calibrated parameters of the
+ *   fcK.input_zero_point  I32 [1]        layer's input (uint8, affine)
+ *
+ * plus every batch-norm tensor as it was (F32), and the model and data
+ * records ("cli.model", "cli.data", "cli.normalize") that eval needs.
+ */
+#ifndef CTRAIN_TOOLS_QUANT_CLI_H
+#define CTRAIN_TOOLS_QUANT_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include <ctrain/ctrain.h>
+
+#include "train_cli.h"
+
+#define QUANT_FORMAT "ctrain-int8-v1"
+
+struct cli_table;
+extern const struct cli_table quantize_table;
+int cmd_quantize(int argc, char **argv);
+void cmd_quantize_usage(FILE *out);
+
+/* True if f is a file `ctrain quantize` wrote. */
+bool quant_is_file(const ct_st_file *f);
+
+/* For train's --resume and --init-from: CLI_EXIT_FAIL after one line on
+ * stderr if path is a quantized file (for evaluation only), else
+ * CLI_EXIT_OK (other problems with the file are reported later, as
+ * before). path may be NULL. */
+int quant_refuse_for_training(const char *cmd, const char *flag, const char *path);
+
+/* Tensor name of f as F32 [rows, cols] (cols 0: a vector [rows]),
+ * malloc'ed; NULL after one line on stderr naming it. */
+float *quant_read_f32(const char *cmd, const char *path, const ct_st_file *f, const char *name, int64_t rows,
+                      int64_t cols);
+
+/* Why model m cannot be quantized (a static string), NULL if it can: only
+ * the MLP, whose products are all linear layers. */
+const char *quant_model_unsupported(const model_cfg *m);
+
+/* `ctrain eval` of a quantized file f (at path) on ds: the int8 model's
+ * accuracy, loss and samples/s, and the same for the F32 checkpoint
+ * `compare` (NULL: the file it was made from, when it is still there) in
+ * the same run. batch: the evaluation batch; device: for the F32 model.
+ * Returns the exit code. */
+typedef struct eval_int8_args {
+    const char *path, *compare, *data_kind, *where;
+    const ct_st_file *f;
+    const model_cfg *m;
+    const ct_dataset *ds;
+    int64_t batch;
+    ct_device device;
+    bool train_split;
+} eval_int8_args;
+int eval_int8(const eval_int8_args *a);
+
+#endif
