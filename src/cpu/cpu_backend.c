@@ -80,6 +80,7 @@ static void cpu_fill(void) {
     ct_cpu_register_conv(b.kernels);
     ct_cpu_register_pool(b.kernels);
     ct_cpu_register_attention(b.kernels);
+    ct_cpu_register_fakequant(b.kernels);
     cpu_backend = b;
     cpu_valid = ct_backend_valid(&b, cpu_fault, sizeof cpu_fault);
 }

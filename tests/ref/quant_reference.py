@@ -47,6 +47,24 @@ out["p_hi"] = torch.quantile(v.double(), 0.9999).float().reshape(1)
 out["p_lo"] = torch.quantile(v.double(), 0.0001).float().reshape(1)
 out["p_mid"] = torch.quantile(v.double(), 0.5).float().reshape(1)
 
+# Fake quantization (quantization-aware training): forward values and the
+# straight-through gradient of torch.fake_quantize_per_*_affine.
+x = torch.randn(3, 10, dtype=torch.float32) * 1.5
+x[0] = torch.arange(-5, 5, dtype=torch.float32) * 0.25 + 0.125  # x / 0.25 exact halves
+x.requires_grad_(True)
+gy = torch.randn(3, 10)
+y = torch.fake_quantize_per_tensor_affine(x, 0.25, 3, 0, 255)
+y.backward(gy)
+out["fq_x"], out["fq_gy"] = x.detach().clone(), gy
+out["fq_t_y"], out["fq_t_dx"] = y.detach().clone(), x.grad.clone()
+x.grad = None
+sc = torch.tensor([0.05, 0.02, 0.1])
+zp = torch.tensor([0, 1, -2], dtype=torch.int32)
+y = torch.fake_quantize_per_channel_affine(x, sc, zp, 0, -127, 127)
+y.backward(gy)
+out["fq_c_scale"], out["fq_c_zp"] = sc, zp.float()
+out["fq_c_y"], out["fq_c_dx"] = y.detach().clone(), x.grad.clone()
+
 save_file({k: t.contiguous() for k, t in out.items()},
           os.path.join(os.path.dirname(os.path.abspath(__file__)), "quant_ref.safetensors"))
 print("wrote quant_ref.safetensors:", ", ".join(sorted(out)))
