@@ -322,3 +322,60 @@ Test(quant_file, int8_tensors_round_trip) {
     ct_st_close(f);
     unlink(path);
 }
+
+/* ------------------------------------------------------------ QAT layer */
+
+/* ct_linear_qat's in-graph parameters are the ones `ctrain quantize`
+ * computes (ct_quant_weights, ct_quant_act_params on the batch's range):
+ * its output is the product of the dequantised input and weights. */
+Test(qlinear, qat_layer_sees_the_ptq_rounding) {
+    enum { B = 4, IN = 6, OUT = 5 };
+    float x[B * IN], w[OUT * IN], b[OUT], y[B * OUT], s[OUT], in_s, lo = INFINITY, hi = -INFINITY;
+    int8_t q[OUT * IN];
+    uint8_t qx[B * IN];
+    int32_t zp;
+    for (int i = 0; i < B * IN; i++) x[i] = uniform(-0.7f, 2.0f), lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
+    for (int i = 0; i < OUT * IN; i++) w[i] = uniform(-0.4f, 0.4f);
+    for (int i = 0; i < OUT; i++) b[i] = uniform(-0.1f, 0.1f);
+    ct_graph *g = ct_graph_new();
+    ct_node xn = ct_input(g, "x", CT_F32, (ct_shape){2, {B, IN}});
+    ct_node yn = ct_linear_qat(g, "fc", xn, OUT, true, NULL);
+    cr_assert_eq(ct_graph_status(g), CT_OK, "%s", ct_graph_error(g));
+    ct_node lossn = ct_sum(g, yn, CT_AXIS_ALL, false);
+    cr_assert_eq(ct_graph_backward(g, lossn), CT_OK, "%s", ct_last_error()); /* scales take no gradient */
+    ct_compile_opts co = {.outputs = &yn, .n_outputs = 1, .grads = true};
+    ct_program *p = ct_compile(g, &co);
+    cr_assert(p, "%s", ct_last_error());
+    cr_assert_eq(ct_program_set_param(p, "fc.weight", w, sizeof w), CT_OK);
+    cr_assert_eq(ct_program_set_param(p, "fc.bias", b, sizeof b), CT_OK);
+    cr_assert_eq(ct_program_set_input(p, "x", x, sizeof x), CT_OK);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_program_read(p, yn, y, sizeof y), CT_OK);
+    cr_assert_eq(ct_quant_weights(w, OUT, IN, q, s), CT_OK);
+    cr_assert_eq(ct_quant_act_params(lo, hi, &in_s, &zp), CT_OK);
+    ct_quant_act(x, B * IN, in_s, zp, qx);
+    for (int i = 0; i < B; i++)
+        for (int o = 0; o < OUT; o++) {
+            double want = b[o];
+            for (int k = 0; k < IN; k++)
+                want += (double)(((float)qx[i * IN + k] - (float)zp) * in_s) * (double)((float)q[o * IN + k] * s[o]);
+            cr_expect(fabs(y[i * OUT + o] - want) <= 1e-5, "y[%d, %d] %.9g, dequantised product %.9g", i, o,
+                      y[i * OUT + o], want);
+        }
+    /* d sum(y) / dw[o, k] through the straight-through estimator: the
+     * batch's sum of the fake-quantized input (every weight is inside its
+     * symmetric range, so none is cut). */
+    size_t np = ct_program_param_numel(p);
+    float *grads = malloc(np * sizeof *grads);
+    cr_assert_eq(ct_program_read_grads(p, grads, np * sizeof *grads), CT_OK);
+    const float *gw = grads + ct_program_param_offset(p, ct_find(g, "fc.weight"));
+    for (int k = 0; k < IN; k++) {
+        double want = 0;
+        for (int i = 0; i < B; i++) want += ((float)qx[i * IN + k] - (float)zp) * in_s;
+        for (int o = 0; o < OUT; o++)
+            cr_expect(fabs(gw[o * IN + k] - want) <= 1e-5, "dw[%d, %d] %.9g, want %.9g", o, k, gw[o * IN + k], want);
+    }
+    free(grads);
+    ct_program_free(p);
+    ct_graph_free(g);
+}

@@ -57,7 +57,7 @@ ct_node model_build_mlp(ct_graph *g, ct_node x, const model_cfg *m, ct_node *tap
     for (int i = 0; i < m->n_hidden; i++) {
         snprintf(name, sizeof name, "fc%d", i + 1);
         if (taps) taps[i] = h;
-        h = ct_linear(g, name, h, m->hidden[i], true, w_init);
+        h = (m->qat ? ct_linear_qat : ct_linear)(g, name, h, m->hidden[i], true, w_init);
         if (m->batchnorm) {
             snprintf(name, sizeof name, "bn%d", i + 1);
             h = ct_batch_norm(g, name, h, 0, 0);
@@ -67,7 +67,7 @@ ct_node model_build_mlp(ct_graph *g, ct_node x, const model_cfg *m, ct_node *tap
     }
     snprintf(name, sizeof name, "fc%d", m->n_hidden + 1);
     if (taps) taps[m->n_hidden] = h;
-    return ct_linear(g, name, h, m->classes, true, w_init);
+    return (m->qat ? ct_linear_qat : ct_linear)(g, name, h, m->classes, true, w_init);
 }
 
 bool model_parse_hidden(const char *text, model_cfg *cfg) {

@@ -27,6 +27,15 @@ if(CTRAIN_TESTS)
   quant_test(quant_small_eval_compare_missing "eval --checkpoint ${TQ}/good_q.safetensors --data-dir ${TD}/good --compare ${TQ}/none.safetensors"
     1 "^ctrain: eval: .*none.safetensors" REQUIRES "quant_small;td")
 
+  # Quantization-aware training, then quantize and the int8 eval.
+  quant_test(quant_qat_train "train ${CK_DATA} --epochs 2 --qat --save ${TQ}/qat.safetensors --quiet"
+    0 "test accuracy" REQUIRES td SETUP quant_qat)
+  quant_test(quant_qat_ptq "quantize --checkpoint ${TQ}/qat.safetensors --out ${TQ}/qat_q.safetensors --data-dir ${TD}/good --batch-size 16"
+    0 "^quantized 2 linear layers" REQUIRES "quant_qat;td" SETUP quant_qat_q)
+  quant_test(quant_qat_eval "eval --checkpoint ${TQ}/qat_q.safetensors --data-dir ${TD}/good"
+    0 "int8 +accuracy .*\nf32 +accuracy " REQUIRES "quant_qat_q;td")
+  quant_test(quant_bad_qat_cnn "train --model cnn --qat" 2 "^ctrain: train: --qat is for --model mlp")
+
   # Refused: one line, exit 1 (2 for the command line), nothing written.
   quant_test(quant_bad_calib_zero "quantize --checkpoint ${CK}/good.safetensors --out ${TQ}/zero.safetensors --calib-batches 0"
     2 "^ctrain: quantize: --calib-batches 0: calibration needs at least one batch")

@@ -31,11 +31,11 @@ void cmd_quantize_usage(FILE *out);
 /* True if f is a file `ctrain quantize` wrote. */
 bool quant_is_file(const ct_st_file *f);
 
-/* For train's --resume and --init-from: CLI_EXIT_FAIL after one line on
- * stderr if path is a quantized file (for evaluation only), else
- * CLI_EXIT_OK (other problems with the file are reported later, as
- * before). path may be NULL. */
-int quant_refuse_for_training(const char *cmd, const char *flag, const char *path);
+/* train's options as quantization sees them: --resume and --init-from
+ * must not name an int8 model (for evaluation only), --qat is for the MLP.
+ * CLI_EXIT_OK, or the exit code after one line on stderr. */
+struct train_cfg;
+int quant_check_train(const char *cmd, const struct train_cfg *c);
 
 /* Tensor name of f as F32 [rows, cols] (cols 0: a vector [rows]),
  * malloc'ed; NULL after one line on stderr naming it. */

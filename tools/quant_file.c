@@ -9,13 +9,14 @@
 #include "cli.h"
 #include "quant_calib.h"
 #include "quant_cli.h"
+#include "train_opts.h"
 
 bool quant_is_file(const ct_st_file *f) {
     const char *v = ct_st_meta(f, "quant.format");
     return v != NULL;
 }
 
-int quant_refuse_for_training(const char *cmd, const char *flag, const char *path) {
+static int refuse_for_training(const char *cmd, const char *flag, const char *path) {
     if (!path) return CLI_EXIT_OK;
     ct_st_file *f = ct_st_open(path);
     if (!f) return CLI_EXIT_OK; /* reported where the file is used, as before */
@@ -27,6 +28,14 @@ int quant_refuse_for_training(const char *cmd, const char *flag, const char *pat
             "give the F32 checkpoint it was made from\n",
             cmd, flag, path);
     return CLI_EXIT_FAIL;
+}
+
+int quant_check_train(const char *cmd, const struct train_cfg *c) {
+    int rc = refuse_for_training(cmd, "--resume", c->resume);
+    if (rc == CLI_EXIT_OK) rc = refuse_for_training(cmd, "--init-from", c->init_from);
+    if (rc == CLI_EXIT_OK && c->model.qat && strcmp(c->model.model, "mlp") != 0)
+        rc = cli_usage_error(cmd, "--qat is for --model mlp (its linear layers), not %s", c->model.model);
+    return rc;
 }
 
 const char *quant_model_unsupported(const model_cfg *m) {

@@ -32,6 +32,7 @@ typedef struct model_cfg {
     int depth;             /* resnet: residual blocks per stage (0: the default) */
     bool hidden_given;     /* --hidden was given (else cnn takes its own default) */
     bool model_given;      /* --model was given (else text and tokens take gpt) */
+    bool qat;              /* mlp: quantization-aware training (ct_linear_qat); not in the record */
     /* gpt (model_gpt.c): nanoGPT's GPTConfig; vocab_size is set from the
      * data, block_size is also the training windows' length. */
     int64_t n_layer, n_head, n_embd, block_size, vocab_size;

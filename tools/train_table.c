@@ -220,6 +220,8 @@ static const cli_row options[] = {
      .def = CLI_STR(GPT_DEFAULT_BLOCK), .help = "gpt: the context, and the length of the training windows"},
     {SWITCH("batchnorm", "model", model.batchnorm),
      .help = "batch norm after each hidden linear layer (cnn: after each conv)"},
+    {SWITCH("qat", "model", model.qat),
+     .help = "mlp: quantization-aware training, fake int8 on weights and layer inputs (ctrain quantize)"},
     {ROW("init", "model", CLI_WORD, model.init), .choices = &inits,
      .help = "weight initialisation (default: each layer's PyTorch default)"},
     /* training */
