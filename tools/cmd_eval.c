@@ -85,7 +85,9 @@ const cli_table eval_table = {
              "bare weights file give the model options (default: train's defaults). A GPT\n"
              "checkpoint (--data text or tokens) reports the validation loss per token\n"
              "(docs/language_models.md).\n",
-    .footer = "Prints one line: accuracy, correct/total, mean loss and the data used.\n"
+    .footer = "Prints one line: accuracy, correct/total, mean loss and the data used. An int8\n"
+              "model (ctrain quantize) prints its accuracy and samples/s, then the F32 model's\n"
+              "(--compare), and the difference.\n"
               "Exits 0 on success, 1 when the file or the data cannot be used, 2 for a bad\n"
               "command line.\n",
     .sections = sections,
