@@ -81,9 +81,30 @@ static bool load_linear(const eval_int8_args *a, qmodel *q, int k, int64_t in, i
     return ok;
 }
 
+/* The file's format version, and the data's width against the first layer's. */
+static bool file_fits(const eval_int8_args *a) {
+    const char *fmt = ct_st_meta(a->f, "quant.format");
+    if (strcmp(fmt, QUANT_FORMAT) != 0) {
+        fprintf(stderr, "ctrain: eval: '%s' is an int8 model of format '%.40s'; this ctrain reads '%s'\n", a->path,
+                fmt, QUANT_FORMAT);
+        return false;
+    }
+    int i = ct_st_find(a->f, "fc1.qweight");
+    ct_shape s = {0};
+    if (i >= 0) ct_st_info(a->f, i, NULL, &s);
+    int64_t feat = ct_dataset_sample_numel(a->ds);
+    if (i >= 0 && s.ndim == 2 && s.dim[1] != feat) {
+        fprintf(stderr, "ctrain: eval: '%s' takes %lld features per sample; the samples of %s have %lld\n", a->path,
+                (long long)s.dim[1], a->where, (long long)feat);
+        return false;
+    }
+    return true;
+}
+
 static bool qmodel_load(const eval_int8_args *a, qmodel *q) {
     memset(q, 0, sizeof *q);
     q->m = a->m;
+    if (!file_fits(a)) return false;
     static const char *const parts[] = {"weight", "bias", "running_mean", "running_var"};
     int64_t in = ct_dataset_sample_numel(a->ds);
     for (int k = 0; k <= a->m->n_hidden; k++) {

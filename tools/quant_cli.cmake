@@ -52,6 +52,9 @@ if(CTRAIN_TESTS)
     1 "^ctrain: train: --init-from '.*good_q.safetensors': this is an int8 model" REQUIRES "quant_small;td")
   quant_test(quant_bad_data_shape "quantize --checkpoint ${CK}/good.safetensors --out ${TQ}/shape_q.safetensors --data csv --train-file ${TD}/good.csv"
     1 "^ctrain: quantize: " REQUIRES "ckpt_good;td")
+  quant_test(quant_bad_eval_data_shape "eval --checkpoint ${TQ}/good_q.safetensors --data csv --test-file ${TD}/good.csv"
+    1 "^ctrain: eval: '.*good_q.safetensors' takes 64 features per sample; the samples of .*good.csv have 2"
+    REQUIRES "quant_small;td")
   # A failed quantize leaves the file at --out as it was.
   add_test(NAME quant_bad_keeps_out COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:ctrain>
     "-DARGS=quantize --checkpoint ${TQ}/good_q.safetensors --out ${TQ}/kept.safetensors --data-dir ${TD}/good"
