@@ -379,3 +379,54 @@ Test(qlinear, qat_layer_sees_the_ptq_rounding) {
     ct_program_free(p);
     ct_graph_free(g);
 }
+
+/* ------------------------------------------------------------ the convolution */
+
+/* ct_qconv2d_forward against the same layer applied to patches unfolded
+ * here (padding as the value 0) by ct_qlinear_forward: equal bit for bit,
+ * with stride 2, padding 1 and several channels. */
+Test(qlinear, conv2d_is_the_layer_on_patches) {
+    enum { N = 2, C = 3, H = 7, W = 6, KH = 3, KW = 2, O = 5, S = 2, P = 1 };
+    enum { OH = (H + 2 * P - KH) / S + 1, OW = (W + 2 * P - KW) / S + 1, K = C * KH * KW };
+    float x[N * C * H * W], w[O * K], b[O], s[O], in_s, y[N * O * OH * OW];
+    float patches[N * OH * OW * K], rows[N * OH * OW * O];
+    int8_t q[O * K];
+    int32_t zp;
+    for (int i = 0; i < N * C * H * W; i++) x[i] = uniform(-0.5f, 1.5f);
+    for (int i = 0; i < O * K; i++) w[i] = uniform(-0.3f, 0.3f);
+    for (int i = 0; i < O; i++) b[i] = uniform(-0.1f, 0.1f);
+    cr_assert_eq(ct_quant_weights(w, O, K, q, s), CT_OK);
+    cr_assert_eq(ct_quant_act_params(-0.5f, 1.5f, &in_s, &zp), CT_OK);
+    ct_qlinear l;
+    cr_assert_eq(ct_qlinear_init(&l, q, s, b, O, K, in_s, zp), CT_OK);
+    ct_qconv2d_geom g = {C, H, W, KH, KW, S, P};
+    void *scratch = malloc(ct_qconv2d_scratch(&l, &g, N));
+    cr_assert_eq(ct_qconv2d_forward(&l, &g, x, N, y, scratch), CT_OK, "%s", ct_last_error());
+    for (int n = 0; n < N; n++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++)
+                for (int c = 0; c < C; c++)
+                    for (int ky = 0; ky < KH; ky++)
+                        for (int kx = 0; kx < KW; kx++) {
+                            int iy = oy * S - P + ky, ix = ox * S - P + kx;
+                            bool in = iy >= 0 && iy < H && ix >= 0 && ix < W;
+                            patches[((n * OH + oy) * OW + ox) * K + (c * KH + ky) * KW + kx] =
+                                in ? x[((n * C + c) * H + iy) * W + ix] : 0.0f;
+                        }
+    void *scratch2 = malloc(ct_qlinear_scratch(&l, N * OH * OW));
+    cr_assert_eq(ct_qlinear_forward(&l, patches, N * OH * OW, rows, scratch2), CT_OK);
+    int differ = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < O; o++)
+            for (int p = 0; p < OH * OW; p++) {
+                float got = y[(n * O + o) * OH * OW + p], want = rows[(n * OH * OW + p) * O + o];
+                cr_expect_eq(got, want, "y[%d, %d, %d] %.9g vs %.9g", n, o, p, got, want);
+                differ += got != b[o];
+            }
+    cr_expect_gt(differ, N * O * OH * OW / 2);
+    ct_qconv2d_geom big = {C, 2, 2, KH, KW, 1, 0};
+    cr_expect_eq(ct_qconv2d_forward(&l, &big, x, N, y, scratch), CT_ERR_SHAPE, "a kernel larger than the input");
+    free(scratch);
+    free(scratch2);
+    ct_qlinear_free(&l);
+}

@@ -1,4 +1,4 @@
-/* `ctrain quantize`: post-training int8 quantization of an MLP checkpoint.
+/* `ctrain quantize`: post-training int8 quantization of an MLP or CNN checkpoint.
  *
  * Weights become int8 per output channel, each layer's input gets uint8
  * parameters calibrated on a few batches of data, and the result is one
@@ -38,7 +38,7 @@ static const cli_choices calib_kinds = {.names = (const char *const[]){"minmax",
 static const cli_choices splits = {.names = (const char *const[]){"train", "test", NULL}};
 
 static const cli_row options[] = {
-    {ROW("checkpoint", CLI_STRING, checkpoint), .meta = "FILE", .help = "the F32 MLP checkpoint (required)"},
+    {ROW("checkpoint", CLI_STRING, checkpoint), .meta = "FILE", .help = "the F32 MLP or CNN checkpoint (required)"},
     {ROW("out", CLI_STRING, out), .meta = "FILE", .help = "the int8 model to write (required)"},
     {ROW("data", CLI_STRING, data.kind), .choices = &train_data_choices, CLI_MARK(T, data_set),
      .help = "calibration dataset (default: the checkpoint's)"},
@@ -58,8 +58,8 @@ static const cli_row options[] = {
 const cli_table quantize_table = {
     .cmd = CMD,
     .usage = "usage: ctrain quantize --checkpoint FILE --out FILE [options]\n",
-    .about = "Quantizes the MLP checkpoint FILE to int8 (post-training): weights per output\n"
-             "channel, symmetric; each linear layer's input per tensor, uint8, from ranges\n"
+    .about = "Quantizes the MLP or CNN checkpoint FILE to int8 (post-training): weights per\n"
+             "output channel, symmetric; each layer's input per tensor, uint8, from ranges\n"
              "calibrated on the first batches of the data. 'ctrain eval --checkpoint' on the\n"
              "result runs the products in int8 and compares with the F32 model\n"
              "(docs/compression.md).\n",

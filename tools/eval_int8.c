@@ -13,14 +13,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "quant_cli.h"
-
-typedef struct qmodel {
-    int n_lin;
-    ct_qlinear lin[MLP_MAX_HIDDEN + 1];
-    float *bn[MLP_MAX_HIDDEN][4]; /* weight, bias, running_mean, running_var */
-    const model_cfg *m;
-} qmodel;
+#include "quant_model.h"
 
 typedef struct score {
     int64_t correct, count;
@@ -31,140 +24,6 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void qmodel_free(qmodel *q) {
-    for (int k = 0; k < q->n_lin; k++) ct_qlinear_free(&q->lin[k]);
-    for (int k = 0; k < MLP_MAX_HIDDEN; k++)
-        for (int p = 0; p < 4; p++) free(q->bn[k][p]);
-}
-
-/* An integer tensor's bytes, checked to be dtype [n] (or [rows, cols]). */
-static const void *int_tensor(const eval_int8_args *a, const char *name, const char *dtype, int64_t rows,
-                              int64_t cols) {
-    int i = ct_st_find(a->f, name);
-    ct_shape s = {0};
-    if (i >= 0) ct_st_info(a->f, i, NULL, &s);
-    bool ok = i >= 0 && strcmp(ct_st_dtype_name(a->f, i), dtype) == 0 &&
-              (cols ? s.ndim == 2 && s.dim[0] == rows && s.dim[1] == cols : s.ndim == 1 && s.dim[0] == rows);
-    if (ok) return ct_st_data(a->f, i);
-    fprintf(stderr, "ctrain: eval: '%s': tensor '%s' is %s, not %s [%lld%s%lld]\n", a->path, name,
-            i < 0 ? "missing" : ct_st_dtype_name(a->f, i), dtype, (long long)rows, cols ? ", " : "",
-            (long long)cols);
-    return NULL;
-}
-
-static bool load_linear(const eval_int8_args *a, qmodel *q, int k, int64_t in, int64_t out) {
-    char name[64];
-    snprintf(name, sizeof name, "fc%d.qweight", k + 1);
-    const int8_t *w = int_tensor(a, name, "I8", out, in);
-    snprintf(name, sizeof name, "fc%d.input_zero_point", k + 1);
-    const void *zp_bytes = w ? int_tensor(a, name, "I32", 1, 0) : NULL;
-    float *scale = NULL, *bias = NULL, *in_scale = NULL;
-    snprintf(name, sizeof name, "fc%d.weight_scale", k + 1);
-    if (zp_bytes) scale = quant_read_f32("eval", a->path, a->f, name, out, 0);
-    snprintf(name, sizeof name, "fc%d.bias", k + 1);
-    if (scale) bias = quant_read_f32("eval", a->path, a->f, name, out, 0);
-    snprintf(name, sizeof name, "fc%d.input_scale", k + 1);
-    if (bias) in_scale = quant_read_f32("eval", a->path, a->f, name, 1, 0);
-    bool ok = in_scale != NULL;
-    if (ok) {
-        int32_t zp;
-        memcpy(&zp, zp_bytes, sizeof zp); /* the bytes may be unaligned in another writer's file */
-        ok = ct_qlinear_init(&q->lin[k], w, scale, bias, out, in, *in_scale, zp) == CT_OK;
-        if (!ok) fprintf(stderr, "ctrain: eval: '%s': layer fc%d: %s\n", a->path, k + 1, ct_last_error());
-        q->n_lin = k + 1;
-    }
-    free(scale);
-    free(bias);
-    free(in_scale);
-    return ok;
-}
-
-/* The file's format version, and the data's width against the first layer's. */
-static bool file_fits(const eval_int8_args *a) {
-    const char *fmt = ct_st_meta(a->f, "quant.format");
-    if (strcmp(fmt, QUANT_FORMAT) != 0) {
-        fprintf(stderr, "ctrain: eval: '%s' is an int8 model of format '%.40s'; this ctrain reads '%s'\n", a->path,
-                fmt, QUANT_FORMAT);
-        return false;
-    }
-    int i = ct_st_find(a->f, "fc1.qweight");
-    ct_shape s = {0};
-    if (i >= 0) ct_st_info(a->f, i, NULL, &s);
-    int64_t feat = ct_dataset_sample_numel(a->ds);
-    if (i >= 0 && s.ndim == 2 && s.dim[1] != feat) {
-        fprintf(stderr, "ctrain: eval: '%s' takes %lld features per sample; the samples of %s have %lld\n", a->path,
-                (long long)s.dim[1], a->where, (long long)feat);
-        return false;
-    }
-    return true;
-}
-
-static bool qmodel_load(const eval_int8_args *a, qmodel *q) {
-    memset(q, 0, sizeof *q);
-    q->m = a->m;
-    if (!file_fits(a)) return false;
-    static const char *const parts[] = {"weight", "bias", "running_mean", "running_var"};
-    int64_t in = ct_dataset_sample_numel(a->ds);
-    for (int k = 0; k <= a->m->n_hidden; k++) {
-        int64_t out = k < a->m->n_hidden ? a->m->hidden[k] : a->m->classes;
-        if (!load_linear(a, q, k, in, out)) return false;
-        for (int p = 0; k < a->m->n_hidden && a->m->batchnorm && p < 4; p++) {
-            char name[64];
-            snprintf(name, sizeof name, "bn%d.%s", k + 1, parts[p]);
-            if (!(q->bn[k][p] = quant_read_f32("eval", a->path, a->f, name, out, 0))) return false;
-        }
-        in = out;
-    }
-    return true;
-}
-
-/* The activations of ct_activation, in float on the host (the F32 parts
- * of the int8 model); the kinds are those model_from_json accepts. */
-static float act1(const char *k, float x) {
-    if (strcmp(k, "relu") == 0) return x > 0 ? x : 0;
-    if (strcmp(k, "leaky_relu") == 0) return x > 0 ? x : 0.01f * x;
-    if (strcmp(k, "gelu") == 0) return 0.5f * x * (1 + erff(x / sqrtf(2)));
-    if (strcmp(k, "gelu_tanh") == 0) return 0.5f * x * (1 + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
-    if (strcmp(k, "tanh") == 0) return tanhf(x);
-    if (strcmp(k, "sigmoid") == 0) return 1 / (1 + expf(-x));
-    if (strcmp(k, "silu") == 0) return x / (1 + expf(-x));
-    if (strcmp(k, "softplus") == 0) return x > 20 ? x : log1pf(expf(x));
-    return x; /* identity */
-}
-
-static void activate(const char *kind, float *x, int64_t n) {
-    if (strcmp(kind, "relu") == 0) {
-        for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0 ? x[i] : 0;
-        return;
-    }
-    for (int64_t i = 0; i < n; i++) x[i] = act1(kind, x[i]);
-}
-
-/* Batch norm in evaluation: the running statistics, eps as ct_batch_norm's. */
-static void normalize(float *const bn[4], float *x, int64_t b, int64_t n) {
-    for (int64_t j = 0; j < n; j++) {
-        float s = bn[0][j] / sqrtf(bn[3][j] + 1e-5f), t = bn[1][j] - bn[2][j] * s;
-        for (int64_t i = 0; i < b; i++) x[i * n + j] = x[i * n + j] * s + t;
-    }
-}
-
-/* logits [b, classes] of x [b, in]; h0, h1: [b, widest] each. */
-static bool qmodel_forward(const qmodel *q, const float *x, int64_t b, float *h0, float *h1, void *scratch) {
-    const float *in = x;
-    float *out = h0;
-    for (int k = 0; k < q->n_lin; k++) {
-        if (ct_qlinear_forward(&q->lin[k], in, b, out, scratch) != CT_OK) return false;
-        if (k < q->m->n_hidden) {
-            if (q->m->batchnorm) normalize(q->bn[k], out, b, q->lin[k].out);
-            activate(q->m->activation, out, b * q->lin[k].out);
-        }
-        in = out;
-        out = out == h0 ? h1 : h0;
-    }
-    if (in != h0) memcpy(h0, in, (size_t)(b * q->lin[q->n_lin - 1].out) * sizeof *h0);
-    return true;
 }
 
 /* Accuracy (first maximal logit) and cross-entropy of a batch. */
@@ -183,14 +42,9 @@ static void add_score(score *s, const float *logits, const int32_t *labels, int6
 }
 
 static bool run_int8(const eval_int8_args *a, const qmodel *q, score *s) {
-    int64_t n = ct_dataset_size(a->ds), feat = ct_dataset_sample_numel(a->ds), widest = 0;
-    for (int k = 0; k < q->n_lin; k++) widest = q->lin[k].out > widest ? q->lin[k].out : widest;
-    size_t scratch_bytes = 0;
-    for (int k = 0; k < q->n_lin; k++) {
-        size_t b = ct_qlinear_scratch(&q->lin[k], a->batch);
-        scratch_bytes = b > scratch_bytes ? b : scratch_bytes;
-    }
-    float *h0 = malloc((size_t)(a->batch * widest) * sizeof *h0), *h1 = malloc((size_t)(a->batch * widest) * sizeof *h1);
+    int64_t n = ct_dataset_size(a->ds), feat = ct_dataset_sample_numel(a->ds);
+    size_t scratch_bytes = qmodel_scratch(q, a->batch), act = (size_t)(a->batch * q->widest) * sizeof(float);
+    float *h0 = malloc(act), *h1 = malloc(act);
     void *scratch = aligned_alloc(64, (scratch_bytes + 63) / 64 * 64);
     bool ok = h0 && h1 && scratch;
     if (!ok) fprintf(stderr, "ctrain: eval: out of memory for batches of %lld\n", (long long)a->batch);
@@ -281,7 +135,7 @@ static void print_score(const char *what, const score *s, const char *note) {
 int eval_int8(const eval_int8_args *a) {
     qmodel q;
     score si = {0}, sf = {0};
-    bool ok = qmodel_load(a, &q) && run_int8(a, &q, &si);
+    bool ok = qmodel_load(&q, a->path, a->f, a->m, ct_dataset_sample_shape(a->ds), a->where) && run_int8(a, &q, &si);
     qmodel_free(&q);
     if (!ok) return CLI_EXIT_FAIL;
     char note[600];

@@ -31,7 +31,7 @@ static const command commands[] = {
     {"demo", cmd_demo, cmd_demo_usage, "train a tiny MLP on XOR to show the engine learning", NULL},
     {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV) or a GPT (text, tokens)", &train_table},
     {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset", &eval_table},
-    {"quantize", cmd_quantize, cmd_quantize_usage, "int8 post-training quantization of an MLP checkpoint", &quantize_table},
+    {"quantize", cmd_quantize, cmd_quantize_usage, "int8 post-training quantization of an MLP or CNN checkpoint", &quantize_table},
     {"generate", cmd_generate, cmd_generate_usage, "sample text from a GPT checkpoint", &generate_table},
     {"bench", cmd_bench, cmd_bench_usage, "time named workloads (training steps, kernels) on a device", &bench_table},
 };

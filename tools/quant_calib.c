@@ -11,13 +11,14 @@
 
 #include "cli.h"
 #include "quant_calib.h"
+#include "quant_cli.h"
 
 typedef struct calib_run {
     ct_graph *g;
     ct_program *p;
-    ct_node x, taps[MLP_MAX_HIDDEN + 1];
+    ct_node x, taps[QUANT_MAX_LAYERS];
     int n_taps;
-    int64_t width[MLP_MAX_HIDDEN + 1];
+    int64_t width[QUANT_MAX_LAYERS];
 } calib_run;
 
 static void run_free(calib_run *r) {
@@ -25,16 +26,19 @@ static void run_free(calib_run *r) {
     ct_graph_free(r->g);
 }
 
-/* The MLP for batches of b samples, its layer inputs as outputs, with the
- * checkpoint's weights. */
+/* The model for batches of b samples, its layer inputs as outputs, with
+ * the checkpoint's weights. */
 static bool run_build(calib_run *r, const calib_args *a, int64_t b) {
     memset(r, 0, sizeof *r);
     ct_shape sample = ct_dataset_sample_shape(a->ds), xs = {sample.ndim + 1, {b}};
     for (int i = 0; i < sample.ndim; i++) xs.dim[i + 1] = sample.dim[i];
     if (!(r->g = ct_graph_new())) return false;
     r->x = ct_input(r->g, "x", CT_F32, xs);
-    r->n_taps = a->m->n_hidden + 1;
-    model_build_mlp(r->g, r->x, a->m, r->taps);
+    r->n_taps = quant_layers(a->m);
+    if (strcmp(a->m->model, "cnn") == 0)
+        model_build_cnn_taps(r->g, r->x, a->m, r->taps);
+    else
+        model_build_mlp(r->g, r->x, a->m, r->taps);
     if (ct_graph_status(r->g) != CT_OK) {
         fprintf(stderr, "ctrain: %s: building the model of '%s': %s\n", a->cmd, a->path, ct_graph_error(r->g));
         return false;
@@ -87,7 +91,9 @@ static bool run_batches(calib_run *r, const calib_args *a, calib_out *o, int64_t
     free(buf);
     for (int t = 0; ok && t < r->n_taps; t++) {
         if (!isfinite(o->lo[t]) || !isfinite(o->hi[t])) {
-            fprintf(stderr, "ctrain: %s: the input of fc%d is not finite on the calibration data\n", a->cmd, t + 1);
+            char name[16];
+            quant_layer_name(a->m, t, name, sizeof name);
+            fprintf(stderr, "ctrain: %s: the input of %s is not finite on the calibration data\n", a->cmd, name);
             return false;
         }
         if (a->percentile > 0) {
@@ -111,7 +117,7 @@ bool quant_calibrate(const calib_args *a, calib_out *o) {
                 a->where);
         return false;
     }
-    for (int t = 0; t <= a->m->n_hidden; t++) o->lo[t] = INFINITY, o->hi[t] = -INFINITY;
+    for (int t = 0; t < quant_layers(a->m); t++) o->lo[t] = INFINITY, o->hi[t] = -INFINITY;
     calib_run r;
     bool ok = run_build(&r, a, b) && run_batches(&r, a, o, b);
     run_free(&r);
@@ -119,6 +125,6 @@ bool quant_calibrate(const calib_args *a, calib_out *o) {
 }
 
 void calib_out_free(calib_out *o) {
-    for (int t = 0; t <= MLP_MAX_HIDDEN; t++) free(o->values[t]);
+    for (int t = 0; t < QUANT_MAX_LAYERS; t++) free(o->values[t]);
     memset(o->values, 0, sizeof o->values);
 }

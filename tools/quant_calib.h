@@ -10,7 +10,7 @@
 
 typedef struct calib_args {
     const char *cmd, *path, *where; /* the checkpoint, and the data for messages */
-    const model_cfg *m;             /* an MLP */
+    const model_cfg *m;             /* an MLP or a CNN */
     const ct_dataset *ds;           /* normalised as the model was trained */
     int64_t batches, batch;         /* at most `batches` whole batches of `batch` */
     double percentile;              /* 0: min/max; else p in (50, 100] */
@@ -18,9 +18,9 @@ typedef struct calib_args {
 } calib_args;
 
 typedef struct calib_out {
-    float lo[MLP_MAX_HIDDEN + 1], hi[MLP_MAX_HIDDEN + 1]; /* per linear layer's input */
+    float lo[MLP_MAX_HIDDEN + 3], hi[MLP_MAX_HIDDEN + 3]; /* per layer's input (quant_layers) */
     int64_t batches, batch;                               /* what was used */
-    float *values[MLP_MAX_HIDDEN + 1];                    /* percentile: the values seen */
+    float *values[MLP_MAX_HIDDEN + 3];                    /* percentile: the values seen */
 } calib_out;
 
 /* Runs the F32 model on the first batches of ds and sets every layer

@@ -61,10 +61,16 @@ if(CTRAIN_TESTS)
     -DKEEP=${TQ}/kept.safetensors -P ${CMAKE_CURRENT_SOURCE_DIR}/quant_keep.cmake)
   set_tests_properties(quant_bad_keeps_out PROPERTIES FIXTURES_REQUIRED "quant_small;td")
 
+  # A model that cannot be quantized: the ResNet.
+  quant_test(quant_bad_resnet "quantize --checkpoint ${TD}/resnet.safetensors --out ${TQ}/resnet_q.safetensors --data-dir ${TD}/good"
+    1 "^ctrain: quantize: '.*resnet.safetensors' cannot be quantized: only MLP and CNN models" REQUIRES "resnet_ckpt;td")
+
   if(EXISTS "${PROJECT_SOURCE_DIR}/../shared/data/mnist")
-    # A model that cannot be quantized: the CNN (convolutions stay F32).
-    quant_test(quant_bad_cnn "quantize --checkpoint ${TD}/cnn.safetensors --out ${TQ}/cnn_q.safetensors"
-      1 "^ctrain: quantize: '.*cnn.safetensors' cannot be quantized: only MLP models" REQUIRES cnn_ckpt)
+    # The CNN (30 steps on 2,000 images, about 80%): int8 convolutions too.
+    add_test(NAME quant_cnn_ptq COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:ctrain>
+      -DCHECKPOINT=${TD}/cnn.safetensors -DOUT=${TQ}/cnn_q.safetensors "-DQARGS=--calib-batches 5"
+      "-DEARGS=--limit 1000" -DMAX_RATIO=0.3 -DMAX_PP=0.5 -P ${CMAKE_CURRENT_SOURCE_DIR}/quant_check.cmake)
+    set_tests_properties(quant_cnn_ptq PROPERTIES FIXTURES_REQUIRED cnn_ckpt)
     # The target on a small MNIST MLP: within 0.3 pp of F32, file <= 0.3x.
     ctrain_cli_test(quant_mnist_train "train --hidden 128,64 --train-limit 10000 --epochs 2 --save ${TQ}/mnist.safetensors --quiet"
       0 STDOUT "^test accuracy 9[0-9]\\.[0-9]+%" SETUP quant_mnist)

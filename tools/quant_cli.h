@@ -1,6 +1,7 @@
 /* `ctrain quantize` and the int8 side of `ctrain eval` (docs/compression.md,
  * "Quantization"). The quantized file is a safetensors file whose metadata
- * "quant.format" is QUANT_FORMAT; its tensors per linear layer fcK:
+ * "quant.format" is QUANT_FORMAT; its tensors per linear layer fcK (and
+ * per convolution convK, whose qweight is [out, C, KH, KW]):
  *
  *   fcK.qweight           I8  [out, in]  weights, symmetric per output channel
  *   fcK.weight_scale      F32 [out]      their scales
@@ -42,8 +43,19 @@ int quant_check_train(const char *cmd, const struct train_cfg *c);
 float *quant_read_f32(const char *cmd, const char *path, const ct_st_file *f, const char *name, int64_t rows,
                       int64_t cols);
 
-/* Why model m cannot be quantized (a static string), NULL if it can: only
- * the MLP, whose products are all linear layers. */
+/* The products quantized, in order: the MLP's fc1 .. fcL; the CNN's conv1,
+ * conv2, then fc1 .. fcL. */
+#define QUANT_MAX_LAYERS (MLP_MAX_HIDDEN + 3)
+int quant_layers(const model_cfg *m);
+/* Layer k's name ("conv1", "fc2"), and the name of the batch norm after it
+ * (false when there is none). */
+void quant_layer_name(const model_cfg *m, int k, char *buf, size_t cap);
+bool quant_norm_name(const model_cfg *m, int k, char *buf, size_t cap);
+/* True if layer k is a convolution. */
+bool quant_layer_is_conv(const model_cfg *m, int k);
+
+/* Why model m cannot be quantized (a static string), NULL if it can: the
+ * MLP and the CNN. */
 const char *quant_model_unsupported(const model_cfg *m);
 
 /* `ctrain eval` of a quantized file f (at path) on ds: the int8 model's

@@ -39,10 +39,31 @@ int quant_check_train(const char *cmd, const struct train_cfg *c) {
 }
 
 const char *quant_model_unsupported(const model_cfg *m) {
-    if (strcmp(m->model, "mlp") != 0)
-        return strcmp(m->model, "gpt") == 0 ? "only MLP models are quantized, and this is a GPT"
-                                            : "only MLP models are quantized (int8 convolutions are not implemented)";
+    if (strcmp(m->model, "gpt") == 0) return "only MLP and CNN models are quantized, and this is a GPT";
+    if (strcmp(m->model, "mlp") != 0 && strcmp(m->model, "cnn") != 0)
+        return "only MLP and CNN models are quantized (not the ResNet: its residual additions and strided "
+               "convolutions have no int8 path)";
     return NULL;
+}
+
+static bool is_cnn(const model_cfg *m) { return strcmp(m->model, "cnn") == 0; }
+
+int quant_layers(const model_cfg *m) { return (is_cnn(m) ? 2 : 0) + m->n_hidden + 1; }
+
+bool quant_layer_is_conv(const model_cfg *m, int k) { return is_cnn(m) && k < 2; }
+
+void quant_layer_name(const model_cfg *m, int k, char *buf, size_t cap) {
+    if (quant_layer_is_conv(m, k))
+        snprintf(buf, cap, "conv%d", k + 1);
+    else
+        snprintf(buf, cap, "fc%d", k + 1 - (is_cnn(m) ? 2 : 0));
+}
+
+/* The MLP's batch norms follow its hidden layers, the CNN's its convolutions. */
+bool quant_norm_name(const model_cfg *m, int k, char *buf, size_t cap) {
+    if (!m->batchnorm || k >= (is_cnn(m) ? 2 : m->n_hidden)) return false;
+    snprintf(buf, cap, "bn%d", k + 1);
+    return true;
 }
 
 /* Reads tensor name of f as F32 [rows, cols] (cols 0: a vector), malloc'ed. */
@@ -66,31 +87,42 @@ float *quant_read_f32(const char *cmd, const char *path, const ct_st_file *f, co
     return NULL;
 }
 
-/* Layer k's (0-based) tensors into w: int8 weights, their scales, the
- * bias and the input parameters. *in: the layer's input width. */
-static bool add_linear(const quant_write_args *a, ct_st_writer *w, int k, int64_t *in) {
-    const model_cfg *m = a->m;
-    int64_t out = k < m->n_hidden ? m->hidden[k] : m->classes;
-    char name[64], base[16];
-    snprintf(base, sizeof base, "fc%d", k + 1);
-    snprintf(name, sizeof name, "%s.weight", base);
-    if (k == 0) { /* the input width is the data's: read it off the weights */
-        ct_shape s = {0};
-        int i = ct_st_find(a->f, name);
-        if (i >= 0) ct_st_info(a->f, i, NULL, &s);
-        *in = s.ndim == 2 ? s.dim[1] : 1;
+/* Layer k's F32 weights, [out, in] or [out, C, KH, KW], malloc'ed. */
+static float *read_weight(const quant_write_args *a, const char *name, ct_shape *s) {
+    int i = ct_st_find(a->f, name);
+    ct_dtype dt;
+    bool conv = quant_layer_is_conv(a->m, 0) && strncmp(name, "conv", 4) == 0;
+    if (i < 0 || ct_st_info(a->f, i, &dt, s) != CT_OK || s->ndim != (conv ? 4 : 2) || ct_shape_numel(*s) < 1) {
+        fprintf(stderr, "ctrain: %s: '%s': %s '%s'%s\n", a->cmd, a->path, i < 0 ? "no tensor" : "tensor", name,
+                i < 0 ? "" : conv ? " is not [out, C, KH, KW]" : " is not [out, in]");
+        return NULL;
     }
-    float *wt = quant_read_f32(a->cmd, a->path, a->f, name, out, *in);
+    size_t bytes = (size_t)ct_shape_numel(*s) * sizeof(float);
+    float *v = malloc(bytes);
+    if (v && ct_st_read(a->f, i, CT_F32, v, bytes) == CT_OK) return v;
+    fprintf(stderr, "ctrain: %s: '%s': tensor '%s': %s\n", a->cmd, a->path, name, v ? ct_last_error() : "out of memory");
+    free(v);
+    return NULL;
+}
+
+/* Layer k's tensors into w: int8 weights (in their own shape), their
+ * scales, the bias and the input parameters; *f32 += the F32 bytes. */
+static bool add_layer(const quant_write_args *a, ct_st_writer *w, int k, long long *f32, int64_t *out_k) {
+    char name[64], base[16];
+    quant_layer_name(a->m, k, base, sizeof base);
+    snprintf(name, sizeof name, "%s.weight", base);
+    ct_shape ws;
+    float *wt = read_weight(a, name, &ws);
+    int64_t out = wt ? ws.dim[0] : 0, in = wt ? ct_shape_numel(ws) / out : 0;
     snprintf(name, sizeof name, "%s.bias", base);
     float *bias = wt ? quant_read_f32(a->cmd, a->path, a->f, name, out, 0) : NULL;
-    int8_t *q = malloc((size_t)(out * *in));
-    float *scale = malloc((size_t)out * sizeof *scale), in_scale;
+    int8_t *q = wt ? malloc((size_t)(out * in)) : NULL;
+    float *scale = wt ? malloc((size_t)out * sizeof *scale) : NULL, in_scale;
     int32_t zp;
-    bool ok = wt && bias && q && scale && ct_quant_weights(wt, out, *in, q, scale) == CT_OK &&
+    bool ok = wt && bias && q && scale && ct_quant_weights(wt, out, in, q, scale) == CT_OK &&
               ct_quant_act_params(a->co->lo[k], a->co->hi[k], &in_scale, &zp) == CT_OK;
-#define ADD(suffix, call)                                          \
-    (snprintf(name, sizeof name, "%s.%s", base, suffix), (call) == CT_OK)
-    ok = ok && ADD("qweight", ct_st_writer_add_int(w, name, "I8", (ct_shape){2, {out, *in}}, q)) &&
+#define ADD(suffix, call) (snprintf(name, sizeof name, "%s.%s", base, suffix), (call) == CT_OK)
+    ok = ok && ADD("qweight", ct_st_writer_add_int(w, name, "I8", ws, q)) &&
          ADD("weight_scale", ct_st_writer_add(w, name, CT_F32, (ct_shape){1, {out}}, scale)) &&
          ADD("bias", ct_st_writer_add(w, name, CT_F32, (ct_shape){1, {out}}, bias)) &&
          ADD("input_scale", ct_st_writer_add(w, name, CT_F32, (ct_shape){1, {1}}, &in_scale)) &&
@@ -101,22 +133,25 @@ static bool add_linear(const quant_write_args *a, ct_st_writer *w, int k, int64_
     free(bias);
     free(q);
     free(scale);
-    *in = out;
+    *f32 += 4LL * (out * in + out);
+    *out_k = out;
     return ok;
 }
 
-/* Batch norm k's parameters and running statistics, as they are. */
-static bool add_norm(const quant_write_args *a, ct_st_writer *w, int k) {
+/* The batch norm after layer k (of n channels), as it is. */
+static bool add_norm(const quant_write_args *a, ct_st_writer *w, int k, int64_t n, long long *f32) {
     static const char *const parts[] = {"weight", "bias", "running_mean", "running_var"};
-    int64_t n = a->m->hidden[k];
+    char bn[16];
+    if (!quant_norm_name(a->m, k, bn, sizeof bn)) return true;
     for (int p = 0; p < 4; p++) {
         char name[64];
-        snprintf(name, sizeof name, "bn%d.%s", k + 1, parts[p]);
+        snprintf(name, sizeof name, "%s.%s", bn, parts[p]);
         float *v = quant_read_f32(a->cmd, a->path, a->f, name, n, 0);
         bool ok = v && ct_st_writer_add(w, name, CT_F32, (ct_shape){1, {n}}, v) == CT_OK;
         free(v);
         if (!ok) return false;
     }
+    *f32 += 16LL * n;
     return true;
 }
 
@@ -137,24 +172,13 @@ static bool add_meta(const quant_write_args *a, ct_st_writer *w) {
     return ok;
 }
 
-/* The bytes of the F32 model: every tensor the int8 file replaces or keeps. */
-static long long f32_bytes(const model_cfg *m, int64_t inputs) {
-    long long n = 0, in = inputs;
-    for (int k = 0; k <= m->n_hidden; k++) {
-        long long out = k < m->n_hidden ? m->hidden[k] : m->classes;
-        n += out * in + out + (k < m->n_hidden && m->batchnorm ? 4 * out : 0);
-        in = out;
-    }
-    return 4 * n;
-}
-
 int quant_write(const quant_write_args *a) {
     ct_st_writer *w = ct_st_writer_new();
     bool ok = w != NULL;
-    int64_t in = 0;
-    for (int k = 0; ok && k <= a->m->n_hidden; k++) {
-        ok = add_linear(a, w, k, &in);
-        if (ok && k < a->m->n_hidden && a->m->batchnorm) ok = add_norm(a, w, k);
+    long long f32 = 0;
+    for (int k = 0; ok && k < quant_layers(a->m); k++) {
+        int64_t out;
+        ok = add_layer(a, w, k, &f32, &out) && add_norm(a, w, k, out, &f32);
     }
     if (ok && !add_meta(a, w)) {
         ok = false;
@@ -168,12 +192,8 @@ int quant_write(const quant_write_args *a) {
     if (!ok) return CLI_EXIT_FAIL;
     struct stat st;
     long long size = stat(a->out, &st) == 0 ? (long long)st.st_size : -1;
-    int i = ct_st_find(a->f, "fc1.weight");
-    ct_shape s = {0};
-    if (i >= 0) ct_st_info(a->f, i, NULL, &s);
-    long long f32 = f32_bytes(a->m, s.ndim == 2 ? s.dim[1] : 0);
-    printf("quantized %d linear layers to int8 (calibration: %s); F32 weights %lld bytes, int8 file %lld bytes "
-           "(%.3fx): %s\n",
-           a->m->n_hidden + 1, a->calibration, f32, size, f32 > 0 ? (double)size / (double)f32 : 0.0, a->out);
+    printf("quantized %d %s to int8 (calibration: %s); F32 weights %lld bytes, int8 file %lld bytes (%.3fx): %s\n",
+           quant_layers(a->m), strcmp(a->m->model, "cnn") == 0 ? "layers (2 convolutions)" : "linear layers",
+           a->calibration, f32, size, f32 > 0 ? (double)size / (double)f32 : 0.0, a->out);
     return CLI_EXIT_OK;
 }

@@ -67,6 +67,9 @@ bool model_json_count_item(const void *cjson_item, const char *key, int64_t lo, 
 #define MODEL_MAX_WIDTH 4096
 #define MODEL_MAX_DEPTH 64
 ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m);
+/* The CNN with the input node of each product (conv1, conv2, fc1, ...) in
+ * taps (NULL, or n_hidden + 3 entries), as model_build_mlp's. */
+ct_node model_build_cnn_taps(ct_graph *g, ct_node x, const model_cfg *m, ct_node *taps);
 ct_node model_build_resnet(ct_graph *g, ct_node x, const model_cfg *m);
 /* The width and depth a cfg means (its own, or the model's default). */
 int model_width(const model_cfg *m);

@@ -120,6 +120,26 @@ size_t ct_qlinear_scratch(const ct_qlinear *l, int64_t m);
  * y = in_scale * w_scale[o] * (acc - zp * rowsum[o]) + bias[o]. */
 ct_status ct_qlinear_forward(const ct_qlinear *l, const float *x, int64_t m, float *y, void *scratch);
 
+/* --------------------------------------------- quantized convolution */
+
+/* A 2-d convolution's geometry for ct_qconv2d_forward: input channels and
+ * size, kernel size, and one stride and zero padding for both axes. */
+typedef struct ct_qconv2d_geom {
+    int64_t c, h, w, kh, kw;
+    int stride, pad;
+} ct_qconv2d_geom;
+
+/* Scratch bytes ct_qconv2d_forward needs for a batch of n. */
+size_t ct_qconv2d_scratch(const ct_qlinear *l, const ct_qconv2d_geom *g, int64_t n);
+/* torch.nn.Conv2d (dilation 1, groups 1) in int8: l holds the weights
+ * [out, C, KH, KW] flattened to [out, C * KH * KW] (l->in must be that) and
+ * the input's parameters. x [n, C, H, W] is quantized, unfolded into patches
+ * (padding reads as the zero point: an exact 0), multiplied in int8 and
+ * dequantised as ct_qlinear_forward's; y is [n, out, OH, OW] (F32).
+ * CT_ERR_SHAPE when the kernel does not fit or l->in differs. */
+ct_status ct_qconv2d_forward(const ct_qlinear *l, const ct_qconv2d_geom *g, const float *x, int64_t n, float *y,
+                             void *scratch);
+
 #ifdef __cplusplus
 }
 #endif
