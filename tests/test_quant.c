@@ -430,3 +430,36 @@ Test(qlinear, conv2d_is_the_layer_on_patches) {
     free(scratch2);
     ct_qlinear_free(&l);
 }
+
+/* An int8 model is refused by ct_load_weights, naming what it is, and the
+ * parameters are left as they were. */
+Test(quant_file, load_weights_refuses_an_int8_model) {
+    char path[] = "/tmp/ctrain_quant_load_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(fd >= 0);
+    close(fd);
+    int8_t q[6] = {1, 2, 3, 4, 5, 6};
+    float bias[3] = {0.5f, 0.25f, 2.0f};
+    ct_st_writer *w = ct_st_writer_new();
+    cr_assert_eq(ct_st_writer_add_int(w, "fc.qweight", "I8", (ct_shape){2, {3, 2}}, q), CT_OK);
+    cr_assert_eq(ct_st_writer_add(w, "fc.bias", CT_F32, (ct_shape){1, {3}}, bias), CT_OK);
+    cr_assert_eq(ct_st_writer_meta(w, "quant.format", "ctrain-int8-v1"), CT_OK);
+    cr_assert_eq(ct_st_writer_save(w, path), CT_OK);
+    ct_st_writer_free(w);
+    ct_graph *g = ct_graph_new();
+    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {1, 2}});
+    ct_node y = ct_linear(g, "fc", x, 3, true, NULL);
+    ct_compile_opts co = {.outputs = &y, .n_outputs = 1};
+    ct_program *p = ct_compile(g, &co);
+    cr_assert(p);
+    float before[3], after[3];
+    cr_assert_eq(ct_program_get_param(p, "fc.bias", before, sizeof before), CT_OK);
+    ct_load_opts lo = {.non_strict = true};
+    cr_expect_eq(ct_load_weights(g, p, path, &lo), CT_ERR_FORMAT);
+    cr_expect(strstr(ct_last_error(), "an int8 model") != NULL, "%s", ct_last_error());
+    cr_assert_eq(ct_program_get_param(p, "fc.bias", after, sizeof after), CT_OK);
+    cr_expect_eq(memcmp(before, after, sizeof before), 0);
+    ct_program_free(p);
+    ct_graph_free(g);
+    unlink(path);
+}

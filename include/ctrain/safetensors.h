@@ -183,8 +183,9 @@ typedef struct ct_load_opts {
  * non-float tensor matching a parameter (an integer tensor is never
  * converted into weights); CT_ERR_NUMERIC naming a tensor that holds NaN or
  * inf (after conversion to the parameter's dtype); CT_ERR_INVALID_ARG for two tensors
- * matching one parameter (after prefix stripping); plus those of
- * ct_st_open. */
+ * matching one parameter (after prefix stripping); CT_ERR_FORMAT for an
+ * int8 model written by `ctrain quantize` (metadata "quant.format"), which
+ * holds no float weights; plus those of ct_st_open. */
 ct_status ct_load_weights(const ct_graph *g, ct_program *p, const char *path, const ct_load_opts *opts);
 
 #ifdef __cplusplus
