@@ -463,3 +463,32 @@ Test(quant_file, load_weights_refuses_an_int8_model) {
     ct_graph_free(g);
     unlink(path);
 }
+
+/* The AVX-512 quantization of activations gives the scalar loop's bytes,
+ * ties, saturation, infinities and NaN included. */
+Test(quant_params, act_vectorized_matches_scalar) {
+    enum { N = 1000 };
+    float x[N];
+    uint8_t a[N], b[N];
+    for (int i = 0; i < N; i++) x[i] = uniform(-3.0f, 5.0f);
+    const float edge[] = {0.5f * 0.0625f, 1.5f * 0.0625f, 2.5f * 0.0625f, -0.5f * 0.0625f, 1e30f, -1e30f,
+                          INFINITY, -INFINITY, NAN, 3e9f, -3e9f, 0.0f, -0.0f};
+    memcpy(x, edge, sizeof edge);
+    cr_assert_eq(ct_int8_set_kernel(CT_INT8_PORTABLE), CT_OK);
+    ct_quant_act(x, N - 3, 0.0625f, 17, a); /* N - 3: a tail shorter than a vector */
+    if (ct_int8_set_kernel(CT_INT8_VNNI) != CT_OK) {
+        ct_int8_set_kernel(CT_INT8_AUTO);
+        cr_skip_test("no AVX-512 VNNI here: %s", ct_last_error());
+    }
+    memset(b, 0xee, sizeof b);
+    ct_quant_act(x, N - 3, 0.0625f, 17, b);
+    ct_int8_set_kernel(CT_INT8_AUTO);
+    for (int i = 0; i < N - 3; i++) cr_expect_eq(a[i], b[i], "x[%d] = %g: scalar %d, avx512 %d", i, x[i], a[i], b[i]);
+    cr_expect_eq(b[N - 3], 0xee, "nothing written past n");
+    cr_expect_eq(a[0], 17, "0.5 steps round to 0");
+    cr_expect_eq(a[1], 19, "1.5 rounds to 2");
+    cr_expect_eq(a[2], 19, "2.5 rounds to 2");
+    cr_expect_eq(a[4], 255);
+    cr_expect_eq(a[5], 0);
+    cr_expect_eq(a[8], 0, "NaN becomes 0");
+}

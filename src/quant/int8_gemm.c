@@ -24,9 +24,18 @@ ct_status ct_int8_set_kernel(ct_int8_kernel k) {
     return CT_OK;
 }
 
-static bool use_vnni(void) {
-    return chosen == CT_INT8_VNNI || (chosen == CT_INT8_AUTO && ct_int8_vnni_available());
+/* The CPUID answer, asked once. */
+static bool vnni_here(void) {
+    static int known = -1;
+    if (known < 0) known = ct_int8_vnni_available();
+    return known;
 }
+
+static bool use_vnni(void) {
+    return chosen == CT_INT8_VNNI || (chosen == CT_INT8_AUTO && vnni_here());
+}
+
+bool ct_int8_use_vnni(void) { return use_vnni(); }
 
 const char *ct_int8_kernel_name(void) {
     return use_vnni() ? "avx512-vnni" : "portable";

@@ -32,6 +32,10 @@ struct ct_int8_matrix {
 void ct_int8_gemm_vnni(const struct ct_int8_matrix *w, const uint8_t *a, int64_t m, int64_t lda, int32_t *c);
 /* True if this CPU and build can run ct_int8_gemm_vnni. */
 bool ct_int8_vnni_available(void);
+/* ct_quant_act with AVX-512 (inv = 1 / scale), the same bytes; and whether
+ * the selected kernel (ct_int8_set_kernel) is the VNNI one. */
+void ct_quant_act_avx512(const float *x, int64_t n, float inv, int32_t zero_point, uint8_t *q);
+bool ct_int8_use_vnni(void);
 
 /* The s8 x s8 -> s32 product on CUDA device `ordinal` (host pointers in
  * and out). CT_ERR_UNSUPPORTED without CUDA. */

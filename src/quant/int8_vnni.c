@@ -79,8 +79,30 @@ VNNI_TARGET void ct_int8_gemm_vnni(const struct ct_int8_matrix *w, const uint8_t
         }
 }
 
+/* ct_quant_act 16 values at a time, bit for bit the scalar loop: the
+ * product in float, rounding by the default MXCSR mode (half to even, as
+ * rintf), and x * inv clamped to +-1024 first so that a huge value or inf
+ * saturates instead of converting to INT_MIN (NaN becomes -1024: the max's
+ * second operand, then 0, as the scalar loop's NaN). */
+VNNI_TARGET void ct_quant_act_avx512(const float *x, int64_t n, float inv, int32_t zero_point, uint8_t *q) {
+    const __m512 vinv = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-1024.0f), hi = _mm512_set1_ps(1024.0f);
+    const __m512i zp = _mm512_set1_epi32(zero_point), zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(255);
+    for (int64_t i = 0; i < n; i += 16) {
+        int64_t left = n - i;
+        __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), vinv);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        __m512i r = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+        r = _mm512_min_epi32(_mm512_max_epi32(r, zero), top);
+        _mm512_mask_cvtepi32_storeu_epi8(q + i, m, r);
+    }
+}
+
 #else
 bool ct_int8_vnni_available(void) { return false; }
+void ct_quant_act_avx512(const float *x, int64_t n, float inv, int32_t zero_point, uint8_t *q) {
+    (void)x, (void)n, (void)inv, (void)zero_point, (void)q;
+}
 void ct_int8_gemm_vnni(const struct ct_int8_matrix *w, const uint8_t *a, int64_t m, int64_t lda, int32_t *c) {
     (void)w, (void)a, (void)m, (void)lda, (void)c;
 }

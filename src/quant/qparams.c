@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "ctrain/quant.h"
+#include "quant/int8_internal.h"
 
 float ct_quant_round(float x) {
     return nearbyintf(x); /* the default rounding mode: half to even */
@@ -54,9 +55,14 @@ ct_status ct_quant_act_params(float lo, float hi, float *scale, int32_t *zero_po
 
 void ct_quant_act(const float *x, int64_t n, float scale, int32_t zero_point, uint8_t *q) {
     float inv = 1.0f / scale;
+    if (ct_int8_use_vnni()) {
+        ct_quant_act_avx512(x, n, inv, zero_point, q);
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
-        float v = ct_quant_round(x[i] * inv) + (float)zero_point;
-        q[i] = (uint8_t)fminf(fmaxf(v, 0), CT_QUANT_AMAX);
+        float v = rintf(x[i] * inv) + (float)zero_point;
+        /* comparisons, not fminf/fmaxf: a NaN fails both and gives 0 */
+        q[i] = v > (float)CT_QUANT_AMAX ? (uint8_t)CT_QUANT_AMAX : v >= 0 ? (uint8_t)v : 0;
     }
 }
 
