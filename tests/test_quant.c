@@ -180,9 +180,11 @@ static void check_product(ct_int8_kernel kernel, int64_t m, int64_t n, int64_t k
 }
 
 /* Sizes off every block edge: k not a multiple of 4, n not of 16 or 64,
- * m not of 4; a row stride longer than k; one large enough to thread. */
+ * m not of 4; a row stride longer than k; one large enough to thread; full
+ * 4 x 64 tiles whose last block is partial ({8, 60, ...}, {12, 500, ...}). */
 static const int64_t sizes[][4] = {{1, 1, 1, 1},   {3, 5, 7, 9},     {4, 16, 4, 4},     {5, 17, 13, 13},
-                                   {9, 70, 33, 40}, {8, 64, 784, 784}, {130, 100, 257, 260}, {64, 512, 784, 784}};
+                                   {9, 70, 33, 40}, {8, 64, 784, 784}, {130, 100, 257, 260}, {64, 512, 784, 784},
+                                   {8, 60, 37, 37}, {12, 500, 30, 33}};
 
 Test(int8_matmul, portable_matches_reference) {
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)

@@ -5,7 +5,8 @@
  * a build flag), and nothing here runs unless CPUID says the CPU has them:
  * the same binary runs on any x86-64 and falls back to the portable loops.
  * Tile: 4 rows of a x 4 blocks of 16 output channels = 16 accumulators,
- * per step of 4 k: 4 weight loads, 4 broadcasts of a, 16 vpdpbusd.
+ * per step of 4 k: 4 weight loads, 4 broadcasts of a, 16 vpdpbusd (edge
+ * tiles, with fewer rows or blocks, take a generic loop).
  */
 #include <string.h>
 
@@ -63,6 +64,60 @@ VNNI_TARGET static inline void tile(const struct ct_int8_matrix *w, const uint8_
         }
 }
 
+/* The full tile, written out: 16 accumulators that stay in registers (the
+ * generic tile's arrays with run-time bounds end up on the stack). */
+#define DP4(r, a)                                                  \
+    do {                                                           \
+        __m512i av_ = _mm512_set1_epi32(a);                        \
+        c##r##0 = _mm512_dpbusd_epi32(c##r##0, av_, w0);           \
+        c##r##1 = _mm512_dpbusd_epi32(c##r##1, av_, w1);           \
+        c##r##2 = _mm512_dpbusd_epi32(c##r##2, av_, w2);           \
+        c##r##3 = _mm512_dpbusd_epi32(c##r##3, av_, w3);           \
+    } while (0)
+#define STORE4(r)                                                  \
+    do {                                                           \
+        int32_t *row_ = c + (i + r) * w->n + j * CT_INT8_NB;       \
+        _mm512_mask_storeu_epi32(row_, mask[0], c##r##0);          \
+        _mm512_mask_storeu_epi32(row_ + 16, mask[1], c##r##1);     \
+        _mm512_mask_storeu_epi32(row_ + 32, mask[2], c##r##2);     \
+        _mm512_mask_storeu_epi32(row_ + 48, mask[3], c##r##3);     \
+    } while (0)
+
+VNNI_TARGET static void tile_full(const struct ct_int8_matrix *w, const uint8_t *a, int64_t lda, int64_t i, int64_t j,
+                                  int32_t *c) {
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00,
+            c13 = c00, c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    int64_t groups = w->kp / 4, full = w->k / 4, bstride = groups * CT_INT8_NB * 4;
+    const int8_t *wp = w->packed + j * bstride;
+    const uint8_t *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+    for (int64_t g = 0; g < groups; g++) {
+        const int8_t *wg = wp + g * CT_INT8_NB * 4;
+        __m512i w0 = _mm512_load_si512((const void *)wg), w1 = _mm512_load_si512((const void *)(wg + bstride)),
+                w2 = _mm512_load_si512((const void *)(wg + 2 * bstride)),
+                w3 = _mm512_load_si512((const void *)(wg + 3 * bstride));
+        int32_t v0, v1, v2, v3;
+        if (g < full) {
+            memcpy(&v0, a0 + g * 4, 4), memcpy(&v1, a1 + g * 4, 4);
+            memcpy(&v2, a2 + g * 4, 4), memcpy(&v3, a3 + g * 4, 4);
+        } else {
+            v0 = group(a0, g, w->k), v1 = group(a1, g, w->k), v2 = group(a2, g, w->k), v3 = group(a3, g, w->k);
+        }
+        DP4(0, v0);
+        DP4(1, v1);
+        DP4(2, v2);
+        DP4(3, v3);
+    }
+    __mmask16 mask[NR];
+    for (int b = 0; b < NR; b++) {
+        int64_t left = w->n - (j + b) * CT_INT8_NB;
+        mask[b] = left >= CT_INT8_NB ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+    }
+    STORE4(0);
+    STORE4(1);
+    STORE4(2);
+    STORE4(3);
+}
+
 VNNI_TARGET void ct_int8_gemm_vnni(const struct ct_int8_matrix *w, const uint8_t *a, int64_t m, int64_t lda,
                                    int32_t *c) {
     int64_t mt = (m + MR - 1) / MR, nt = (w->nblocks + NR - 1) / NR;
@@ -73,7 +128,7 @@ VNNI_TARGET void ct_int8_gemm_vnni(const struct ct_int8_matrix *w, const uint8_t
             int mr = m - i < MR ? (int)(m - i) : MR;
             int nb = w->nblocks - j < NR ? (int)(w->nblocks - j) : NR;
             if (mr == MR && nb == NR)
-                tile(w, a, lda, i, MR, j, NR, c); /* constant bounds: the compiler unrolls */
+                tile_full(w, a, lda, i, j, c);
             else
                 tile(w, a, lda, i, mr, j, nb, c);
         }
