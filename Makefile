@@ -5,7 +5,7 @@
 BUILD    ?= build
 CUDA     ?= AUTO
 JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
-PACKAGES := cmake gcc pkg-config libopenblas-dev libcriterion-dev libcjson-dev zlib1g-dev \
+PACKAGES := cmake gcc pkg-config libopenblas-dev libcriterion-dev libcjson-dev zlib1g-dev libdnnl-dev \
             libopenmpi-dev openmpi-bin
 
 .PHONY: all deps build train test clean

@@ -200,6 +200,17 @@ Test(int8_matmul, vnni_matches_reference) {
         check_product(CT_INT8_VNNI, sizes[s][0], sizes[s][1], sizes[s][2], sizes[s][3], false);
 }
 
+Test(int8_matmul, onednn_matches_reference) {
+    if (ct_int8_set_kernel(CT_INT8_ONEDNN) != CT_OK) {
+        cr_expect_eq(ct_last_status(), CT_ERR_UNSUPPORTED);
+        cr_skip_test("this build has no oneDNN: %s", ct_last_error());
+    }
+    cr_expect_str_eq(ct_int8_kernel_name(), "onednn");
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+        check_product(CT_INT8_ONEDNN, sizes[s][0], sizes[s][1], sizes[s][2], sizes[s][3], false);
+    check_product(CT_INT8_ONEDNN, 5, 18, 4096, 4096, true);
+}
+
 /* 255 x +-127 over k = 4096: sums far beyond int16, exact in int32. */
 Test(int8_matmul, extreme_values_are_exact) {
     check_product(CT_INT8_PORTABLE, 5, 18, 4096, 4096, true);

@@ -60,14 +60,18 @@ float ct_quant_percentile(float *v, int64_t n, double p);
 
 /* -------------------------------------------------------- int8 products */
 
-/* Which CPU kernel ct_int8_matmul uses. AUTO: AVX-512 VNNI where the CPU has
- * it (checked at run time with CPUID), else the portable C loops. */
-typedef enum ct_int8_kernel { CT_INT8_AUTO = 0, CT_INT8_PORTABLE, CT_INT8_VNNI } ct_int8_kernel;
+/* Which CPU kernel ct_int8_matmul uses. AUTO: oneDNN's matmul in a build
+ * with oneDNN (its own choice of AMX or VNNI kernels for the CPU), else
+ * ctrain's AVX-512 VNNI kernel where the CPU has it (checked at run time
+ * with CPUID), else the portable C loops. All give the same int32 sums. */
+typedef enum ct_int8_kernel { CT_INT8_AUTO = 0, CT_INT8_PORTABLE, CT_INT8_VNNI, CT_INT8_ONEDNN } ct_int8_kernel;
 
 /* Selects the kernel for the whole process (tests compare them). VNNI on a
- * CPU without it, or in a build for another architecture: CT_ERR_UNSUPPORTED. */
+ * CPU without it (or a build for another architecture), ONEDNN in a build
+ * without oneDNN: CT_ERR_UNSUPPORTED. */
 ct_status ct_int8_set_kernel(ct_int8_kernel k);
-/* "avx512-vnni" or "portable": the kernel the next product will use. */
+/* "onednn", "avx512-vnni" or "portable": the kernel the next product will
+ * use (a matrix oneDNN could not take falls back to the next). */
 const char *ct_int8_kernel_name(void);
 
 /* Int8 weights [n, k], packed once for the products (padded, interleaved). */

@@ -18,7 +18,9 @@ static ct_int8_kernel chosen = CT_INT8_AUTO;
 ct_status ct_int8_set_kernel(ct_int8_kernel k) {
     if (k == CT_INT8_VNNI && !ct_int8_vnni_available())
         return ct_error(CT_ERR_UNSUPPORTED, "int8 kernel avx512-vnni: this CPU (or build) has no AVX-512 VNNI");
-    if (k != CT_INT8_AUTO && k != CT_INT8_PORTABLE && k != CT_INT8_VNNI)
+    if (k == CT_INT8_ONEDNN && !ct_int8_onednn_available())
+        return ct_error(CT_ERR_UNSUPPORTED, "int8 kernel onednn: this build has no oneDNN (libdnnl-dev)");
+    if (k != CT_INT8_AUTO && k != CT_INT8_PORTABLE && k != CT_INT8_VNNI && k != CT_INT8_ONEDNN)
         return ct_error(CT_ERR_INVALID_ARG, "int8 kernel %d does not exist", (int)k);
     chosen = k;
     return CT_OK;
@@ -31,14 +33,18 @@ static bool vnni_here(void) {
     return known;
 }
 
-static bool use_vnni(void) {
-    return chosen == CT_INT8_VNNI || (chosen == CT_INT8_AUTO && vnni_here());
+static bool use_onednn(void) {
+    return chosen == CT_INT8_ONEDNN || (chosen == CT_INT8_AUTO && ct_int8_onednn_available());
 }
 
-bool ct_int8_use_vnni(void) { return use_vnni(); }
+static bool use_vnni(void) {
+    return chosen == CT_INT8_VNNI || ((chosen == CT_INT8_AUTO || chosen == CT_INT8_ONEDNN) && vnni_here());
+}
+
+bool ct_int8_use_avx512(void) { return chosen != CT_INT8_PORTABLE && vnni_here(); }
 
 const char *ct_int8_kernel_name(void) {
-    return use_vnni() ? "avx512-vnni" : "portable";
+    return use_onednn() ? "onednn" : use_vnni() ? "avx512-vnni" : "portable";
 }
 
 ct_int8_matrix *ct_int8_pack(const int8_t *w, int64_t n, int64_t k) {
@@ -55,6 +61,7 @@ ct_int8_matrix *ct_int8_pack(const int8_t *w, int64_t n, int64_t k) {
     p->packed = aligned_alloc(64, (pbytes + 63) / 64 * 64);
     if (!p->rows || !p->packed) goto oom;
     memcpy(p->rows, w, (size_t)(n * k));
+    p->onednn = ct_int8_onednn_prepare(w, n, k); /* NULL without oneDNN, or if it cannot take these */
     memset(p->packed, 0, pbytes);
     for (int64_t o = 0; o < n; o++) {
         int64_t j = o / CT_INT8_NB, c = o % CT_INT8_NB;
@@ -74,6 +81,7 @@ void ct_int8_matrix_free(ct_int8_matrix *w) {
     if (!w) return;
     free(w->rows);
     free(w->packed);
+    ct_int8_onednn_free(w->onednn);
     free(w);
 }
 
@@ -100,6 +108,7 @@ ct_status ct_int8_matmul(const ct_int8_matrix *w, const uint8_t *a, int64_t m, i
     if (!w || !a || !c || m < 0 || lda < w->k)
         return ct_error(CT_ERR_INVALID_ARG, "ct_int8_matmul: NULL operand, m < 0 or lda < k");
     if (m == 0) return CT_OK;
+    if (use_onednn() && w->onednn) return ct_int8_onednn_run(w->onednn, a, m, lda, c);
     if (use_vnni())
         ct_int8_gemm_vnni(w, a, m, lda, c);
     else

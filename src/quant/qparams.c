@@ -55,7 +55,7 @@ ct_status ct_quant_act_params(float lo, float hi, float *scale, int32_t *zero_po
 
 void ct_quant_act(const float *x, int64_t n, float scale, int32_t zero_point, uint8_t *q) {
     float inv = 1.0f / scale;
-    if (ct_int8_use_vnni()) {
+    if (ct_int8_use_avx512()) {
         ct_quant_act_avx512(x, n, inv, zero_point, q);
         return;
     }
