@@ -8,8 +8,10 @@ JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 # libopenblas-openmp-dev: OpenBLAS's OpenMP build, whose threads are the
 # OpenMP pool the CPU kernels use (one pool; docs/cpu_backend.md).
 # libcairo2-dev: `ctrain plot` draws its PNG and SVG figures with cairo.
+# libdnnl-dev: oneDNN's int8 matrix products for quantized models
+# (docs/compression.md).
 PACKAGES := cmake gcc pkg-config libopenblas-dev libopenblas-openmp-dev libcriterion-dev \
-            libcjson-dev zlib1g-dev libopenmpi-dev openmpi-bin libcairo2-dev
+            libcjson-dev zlib1g-dev libopenmpi-dev openmpi-bin libcairo2-dev libdnnl-dev
 
 .PHONY: all deps build train test clean
 

@@ -15,6 +15,7 @@
 #include "cli_options.h"
 #include "eval_checks.h"
 #include "lm_cli.h"
+#include "quant_cli.h"
 #include "train_opts.h"
 
 #define CMD "eval"
@@ -31,6 +32,7 @@ typedef struct eval_cfg {
     const char *hidden, *activation;
     bool batchnorm;
     int64_t block_size, eval_batches; /* GPT checkpoints */
+    const char *compare;              /* int8 models: the F32 checkpoint to compare with */
 } eval_cfg;
 
 #define T eval_cfg
@@ -70,6 +72,8 @@ static const cli_row options[] = {
      .help = "the model of a bare weights file: hidden layer sizes"},
     {ROW("activation", CLI_STRING, activation), .meta = "NAME", .help = "... its activation"},
     {ROW("batchnorm", CLI_FLAG, batchnorm), .help = "... with batch norm"},
+    {ROW("compare", CLI_STRING, compare), .meta = "FILE", .def = "the checkpoint it was made from",
+     .help = "an int8 model (ctrain quantize): the F32 checkpoint evaluated beside it"},
 };
 
 const cli_table eval_table = {
@@ -81,7 +85,9 @@ const cli_table eval_table = {
              "bare weights file give the model options (default: train's defaults). A GPT\n"
              "checkpoint (--data text or tokens) reports the validation loss per token\n"
              "(docs/language_models.md).\n",
-    .footer = "Prints one line: accuracy, correct/total, mean loss and the data used.\n"
+    .footer = "Prints one line: accuracy, correct/total, mean loss and the data used. An int8\n"
+              "model (ctrain quantize) prints its accuracy and samples/s, then the F32 model's\n"
+              "(--compare), and the difference.\n"
               "Exits 0 on success, 1 when the file or the data cannot be used, 2 for a bad\n"
               "command line.\n",
     .sections = sections,
@@ -240,6 +246,13 @@ int cmd_eval(int argc, char **argv) {
     if (!data_load_eval(CMD, &c.data, c.train_split, mean, std, n_norm, &ds, where, sizeof where)) goto out;
     if (m.classes == 0) m.classes = ct_dataset_num_classes(ds);
     if (!eval_fit_classes(CMD, ds, where, m.classes)) goto out;
+    if (quant_is_file(f)) {
+        eval_int8_args qa = {.path = c.checkpoint, .compare = c.compare, .data_kind = c.data.kind, .where = where,
+                             .f = f, .m = &m, .ds = ds, .batch = c.batch, .device = c.device,
+                             .train_split = c.train_split};
+        rc = eval_int8(&qa);
+        goto out;
+    }
     ct_eval_opts eo = {.model = model_build, .model_user = &m, .device = c.device, .batch_size = c.batch};
     ct_eval_result r;
     if (ct_evaluate_file(&eo, c.checkpoint, ds, &r) != CT_OK) {

@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "lm_cli.h"
 #include "train_dist.h"
+#include "quant_cli.h"
 #include "train_opts.h"
 
 #define CMD "train"
@@ -37,6 +38,7 @@ static int parse_args(int argc, char **argv, cli_parser *p, bool *done) {
     if (rc == CLI_EXIT_OK) rc = cli_scan(p, argc, argv, "config", cli_apply_config_file);
     if (rc == CLI_EXIT_OK) rc = cli_parse_argv(p, argc, argv);
     if (rc == CLI_EXIT_OK) rc = train_check_options(p->cfg);
+    if (rc == CLI_EXIT_OK) rc = quant_check_train(CMD, p->cfg);
     *done = rc != CLI_EXIT_OK;
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "cli.h"
 #include "cli_options.h"
 #include "compress_cli.h"
+#include "quant_cli.h"
 
 typedef struct command {
     const char *name;
@@ -32,6 +33,7 @@ static const command commands[] = {
     {"train", cmd_train, cmd_train_usage, "train a classifier (MNIST, Fashion-MNIST, CSV) or a GPT (text, tokens)", &train_table},
     {"eval", cmd_eval, cmd_eval_usage, "evaluate a checkpoint or weights file on a dataset", &eval_table},
     {"prune", cmd_prune, cmd_prune_usage, "remove an MLP's pruned neurons: a physically smaller model", &prune_table},
+    {"quantize", cmd_quantize, cmd_quantize_usage, "int8 post-training quantization of an MLP or CNN checkpoint", &quantize_table},
     {"generate", cmd_generate, cmd_generate_usage, "sample text from a GPT checkpoint", &generate_table},
     {"plot", cmd_plot, cmd_plot_usage, "draw loss and accuracy curves of runs from their metrics files (PNG, SVG)", &plot_table},
     {"predict", cmd_predict, cmd_predict_usage, "class probabilities (or a GPT's next tokens) from a checkpoint", &predict_table},

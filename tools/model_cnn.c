@@ -54,7 +54,9 @@ ct_node model_image_input(ct_graph *g, ct_node x) {
     return ct_reshape(g, x, (ct_shape){4, {s.dim[0], 1, side, side}});
 }
 
-ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m) {
+ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m) { return model_build_cnn_taps(g, x, m, NULL); }
+
+ct_node model_build_cnn_taps(ct_graph *g, ct_node x, const model_cfg *m, ct_node *taps) {
     ct_node h = model_image_input(g, x);
     ct_init rule;
     const ct_init *w_init = model_init_rule(m->init, &rule) ? &rule : NULL;
@@ -62,6 +64,7 @@ ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m) {
     char name[32];
     for (int i = 1; i <= 2; i++) {
         snprintf(name, sizeof name, "conv%d", i);
+        if (taps) taps[i - 1] = h;
         h = ct_conv2d_layer(g, name, h, (int64_t)width * i, 5, 5, CT_CONV2D_DEFAULT, true, w_init);
         if (m->batchnorm) {
             snprintf(name, sizeof name, "bn%d", i);
@@ -72,10 +75,12 @@ ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m) {
     h = ct_flatten(g, h, 1);
     for (int i = 0; i < m->n_hidden; i++) {
         snprintf(name, sizeof name, "fc%d", i + 1);
+        if (taps) taps[2 + i] = h;
         h = ct_activation(g, ct_linear(g, name, h, m->hidden[i], true, w_init), m->activation);
         if (m->dropout > 0) h = ct_dropout(g, h, m->dropout);
     }
     snprintf(name, sizeof name, "fc%d", m->n_hidden + 1);
+    if (taps) taps[2 + m->n_hidden] = h;
     return ct_linear(g, name, h, m->classes, true, w_init);
 }
 

@@ -45,6 +45,10 @@ ct_node model_build(ct_graph *g, ct_node x, bool training, void *user) {
     if (model_is_recurrent(m)) return model_build_rnn(g, x, m);
     if (strcmp(m->model, "cnn") == 0) return model_build_cnn(g, x, m);
     if (strcmp(m->model, "resnet") == 0) return model_build_resnet(g, x, m);
+    return model_build_mlp(g, x, m, NULL);
+}
+
+ct_node model_build_mlp(ct_graph *g, ct_node x, const model_cfg *m, ct_node *taps) {
     ct_shape s = ct_node_shape(g, x);
     if (s.ndim < 1) return CT_NO_NODE;
     ct_node h = s.ndim == 2 ? x : ct_reshape(g, x, (ct_shape){2, {s.dim[0], -1}});
@@ -53,7 +57,8 @@ ct_node model_build(ct_graph *g, ct_node x, bool training, void *user) {
     char name[32];
     for (int i = 0; i < m->n_hidden; i++) {
         snprintf(name, sizeof name, "fc%d", i + 1);
-        h = ct_linear(g, name, h, m->hidden[i], true, w_init);
+        if (taps) taps[i] = h;
+        h = (m->qat ? ct_linear_qat : ct_linear)(g, name, h, m->hidden[i], true, w_init);
         if (m->batchnorm) {
             snprintf(name, sizeof name, "bn%d", i + 1);
             h = ct_batch_norm(g, name, h, 0, 0);
@@ -62,7 +67,8 @@ ct_node model_build(ct_graph *g, ct_node x, bool training, void *user) {
         if (m->dropout > 0) h = ct_dropout(g, h, m->dropout);
     }
     snprintf(name, sizeof name, "fc%d", m->n_hidden + 1);
-    return ct_linear(g, name, h, m->classes, true, w_init);
+    if (taps) taps[m->n_hidden] = h;
+    return (m->qat ? ct_linear_qat : ct_linear)(g, name, h, m->classes, true, w_init);
 }
 
 bool model_parse_hidden(const char *text, model_cfg *cfg) {

@@ -32,6 +32,7 @@ typedef struct model_cfg {
     int depth;             /* resnet: residual blocks per stage (0: the default) */
     bool hidden_given;     /* --hidden was given (else cnn takes its own default) */
     bool model_given;      /* --model was given (else text and tokens take gpt) */
+    bool qat;              /* mlp: quantization-aware training (ct_linear_qat); not in the record */
     /* gpt (model_gpt.c): nanoGPT's GPTConfig; vocab_size is set from the
      * data, block_size is also the training windows' length. */
     int64_t n_layer, n_head, n_embd, block_size, vocab_size;
@@ -86,6 +87,9 @@ bool model_json_count_item(const void *cjson_item, const char *key, int64_t lo, 
 #define MODEL_MAX_WIDTH 4096
 #define MODEL_MAX_DEPTH 64
 ct_node model_build_cnn(ct_graph *g, ct_node x, const model_cfg *m);
+/* The CNN with the input node of each product (conv1, conv2, fc1, ...) in
+ * taps (NULL, or n_hidden + 3 entries), as model_build_mlp's. */
+ct_node model_build_cnn_taps(ct_graph *g, ct_node x, const model_cfg *m, ct_node *taps);
 ct_node model_build_resnet(ct_graph *g, ct_node x, const model_cfg *m);
 /* The width and depth a cfg means (its own, or the model's default). */
 int model_width(const model_cfg *m);
@@ -107,6 +111,10 @@ bool model_init_rule(const char *init, ct_init *out);
 
 /* The ct_model_fn for a model_cfg (user = the cfg). */
 ct_node model_build(ct_graph *g, ct_node x, bool training, void *user);
+/* The MLP of model_build; taps (NULL, or n_hidden + 1 entries) receives the
+ * input node of each linear layer fc1, fc2, ... (the activations that
+ * `ctrain quantize` calibrates). */
+ct_node model_build_mlp(ct_graph *g, ct_node x, const model_cfg *m, ct_node *taps);
 
 /* Parses "512,256" (or "" / "none" for no hidden layer) into cfg. Returns
  * false on a bad list (an entry not a positive integer, too many). */

@@ -229,6 +229,8 @@ static const cli_row options[] = {
      .help = "lstm, gru, rnn: a reverse direction per layer (it sees the future: not for generation)"},
     {SWITCH("batchnorm", "model", model.batchnorm),
      .help = "batch norm after each hidden linear layer (cnn: after each conv)"},
+    {SWITCH("qat", "model", model.qat),
+     .help = "mlp: quantization-aware training, fake int8 on weights and layer inputs (ctrain quantize)"},
     {ROW("init", "model", CLI_WORD, model.init), .choices = &inits,
      .help = "weight initialisation (default: each layer's PyTorch default)"},
     /* training */

@@ -31,5 +31,6 @@
 #include "ctrain/prune.h"
 #include "ctrain/distill.h"
 #include "ctrain/rnn.h"
+#include "ctrain/quant.h"
 
 #endif

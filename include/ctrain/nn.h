@@ -51,6 +51,16 @@ extern "C" {
 ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
                   const ct_init *weight_init);
 
+/* ct_linear for quantization-aware training: the same parameters, with
+ * fake quantization (ct_fake_quantize) on the weight, int8 symmetric per
+ * output channel ([-127, 127], scale max|w_row| / 127), and on the input,
+ * uint8 affine per tensor from the batch's min and max (the range always
+ * holding 0), so that training sees the rounding `ctrain quantize` will
+ * apply; gradients pass straight through. The scales are recomputed at
+ * every step from the current values and take no gradient. */
+ct_node ct_linear_qat(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
+                      const ct_init *weight_init);
+
 /* torch.nn.Conv2d: x [N, C, H, W] -> [N, out_channels, OH, OW] (ct_conv2d
  * in conv.h has the geometry; CT_CONV2D_DEFAULT is PyTorch's stride 1, no
  * padding, dilation 1, groups 1). Parameters "<name>.weight" [out_channels,

@@ -114,6 +114,17 @@ ct_node ct_attention(ct_graph *g, ct_node q, ct_node k, ct_node v, bool causal, 
  * < 1 (an empty head computes nothing with it). */
 double ct_attention_default_scale(int64_t head_dim);
 
+/* Fake quantization, PyTorch's fake_quantize_per_tensor_affine (axis -1;
+ * scale and zero_point [1]) and fake_quantize_per_channel_affine (scale and
+ * zero_point [C], C = x's size along axis): x rounded to the integer grid
+ * of scale, clamped to [quant_min, quant_max] and mapped back, computed in
+ * float (double for F64) with round-half-to-even. zero_point holds integers
+ * (it is rounded). Backward: the straight-through estimator, dx = dy where
+ * round(x / scale) + zero_point lies in the range, 0 outside; scale and
+ * zero_point get no gradient. scale and zero_point have x's dtype. */
+ct_node ct_fake_quantize(ct_graph *g, ct_node x, ct_node scale, ct_node zero_point, int axis, int64_t quant_min,
+                         int64_t quant_max);
+
 #ifdef __cplusplus
 }
 #endif

@@ -60,6 +60,13 @@ void ct_st_writer_free(ct_st_writer *w);
 ct_status ct_st_writer_add(ct_st_writer *w, const char *name, ct_dtype dtype, ct_shape shape,
                            const void *data);
 
+/* As ct_st_writer_add for an integer dtype of the file format that ctrain
+ * does not compute in, named as the file spells it ("I8", "I16", "U32",
+ * "I64", ...; not BOOL): data holds numel little-endian values of that
+ * width. This is how int8 weights are stored (docs/compression.md). */
+ct_status ct_st_writer_add_int(ct_st_writer *w, const char *name, const char *file_dtype, ct_shape shape,
+                               const void *data);
+
 /* Sets a "__metadata__" entry (both UTF-8 strings, copied). Setting a key
  * again replaces its value. */
 ct_status ct_st_writer_meta(ct_st_writer *w, const char *key, const char *value);
@@ -181,8 +188,9 @@ typedef struct ct_load_opts {
  * non-float tensor matching a parameter (an integer tensor is never
  * converted into weights); CT_ERR_NUMERIC naming a tensor that holds NaN or
  * inf (after conversion to the parameter's dtype); CT_ERR_INVALID_ARG for two tensors
- * matching one parameter (after prefix stripping); plus those of
- * ct_st_open. */
+ * matching one parameter (after prefix stripping); CT_ERR_FORMAT for an
+ * int8 model written by `ctrain quantize` (metadata "quant.format"), which
+ * holds no float weights; plus those of ct_st_open. */
 ct_status ct_load_weights(const ct_graph *g, ct_program *p, const char *path, const ct_load_opts *opts);
 
 #ifdef __cplusplus

@@ -13,6 +13,7 @@
 #include "core/autocast.h"
 #include "core/autodiff.h"
 #include "core/error.h"
+#include "core/fakequant.h"
 #include "ctrain/ops.h"
 
 /* Every rule has the signature of ct_grad_rule_fn; few need y. */
@@ -296,6 +297,7 @@ static const ct_grad_rule_fn rules[CT_OP_COUNT] = {
     [CT_OP_DROPOUT2D] = ct_grad_dropout2d,
     [CT_OP_ATTENTION] = ct_grad_attention,
     [CT_OP_RNN] = ct_grad_rnn,
+    [CT_OP_FAKE_QUANT] = ct_grad_fake_quant,
 };
 
 ct_grad_rule_fn ct_grad_rule_of(int op) { return op >= 0 && op < CT_OP_COUNT ? rules[op] : NULL; }

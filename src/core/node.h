@@ -77,6 +77,8 @@ typedef struct ct_attrs {
     bool causal;      /* ATTENTION(_GRAD): key j > query i is masked (alpha is the scale) */
     int cell;         /* RNN(_GRAD): a ct_rnn_cell (core/rnn.h); `which` picks RNN_GRAD's output */
     bool reverse;     /* RNN(_GRAD): the steps run from T-1 down to 0 */
+    int64_t quant_min, quant_max; /* FAKE_QUANT(_GRAD): the integer range (axis: the channel
+                                     axis, -1 for one scale for the whole tensor) */
 } ct_attrs;
 
 /* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes
@@ -108,6 +110,8 @@ typedef enum ct_norm_grad { CT_NORM_GRAD_X = 0, CT_NORM_GRAD_WEIGHT, CT_NORM_GRA
  *   CONV2D_GRAD_INPUT: dy, weight (output: x's shape)
  *   CONV2D_GRAD_WEIGHT: x, dy (output: the weight's shape)
  *   CONV2D_GRAD_BIAS: dy (output [O])
+ *   FAKE_QUANT: x, scale, zero_point ([1], or [C] along attr.axis)
+ *   FAKE_QUANT_GRAD: x, scale, zero_point, dy (dx = dy where x is inside the range)
  *   MAX_POOL2D, AVG_POOL2D, DROPOUT2D: x
  *   MAX_POOL2D_GRAD: x, dy (the argmax is recomputed from x)
  *   AVG_POOL2D_GRAD: dy (output: x's shape)

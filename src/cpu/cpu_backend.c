@@ -85,6 +85,7 @@ static void cpu_fill(void) {
     ct_cpu_register_attention(b.kernels);
     ct_cpu_register_kl(b.kernels);
     ct_cpu_register_rnn(b.kernels);
+    ct_cpu_register_fakequant(b.kernels);
     cpu_backend = b;
     cpu_valid = ct_backend_valid(&b, cpu_fault, sizeof cpu_fault);
 }

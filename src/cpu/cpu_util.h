@@ -92,6 +92,7 @@ void ct_cpu_register_conv(ct_kernel_fn *t);
 void ct_cpu_register_pool(ct_kernel_fn *t);
 void ct_cpu_register_attention(ct_kernel_fn *t);
 void ct_cpu_register_rnn(ct_kernel_fn *t);
+void ct_cpu_register_fakequant(ct_kernel_fn *t);
 /* Scratch needs (bytes) of the ops that have any; 0 otherwise. */
 size_t ct_cpu_matmul_scratch(const ct_kargs *k);
 size_t ct_cpu_conv_scratch(const ct_kargs *k);

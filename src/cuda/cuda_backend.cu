@@ -257,6 +257,7 @@ static ct_backend make_table(void) {
     ct_cuda_register_attention(b.kernels);
     ct_cuda_register_kl(b.kernels);
     ct_cuda_register_rnn(b.kernels);
+    ct_cuda_register_fakequant(b.kernels);
     // flat-buffer and optimizer updates (optim.cu)
     b.optim_update = ct_cuda_optim_update;
     b.sumsq = ct_cuda_sumsq;

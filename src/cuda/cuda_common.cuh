@@ -331,6 +331,7 @@ void ct_cuda_register_shape(ct_kernel_fn *t);
 void ct_cuda_register_matmul(ct_kernel_fn *t);
 void ct_cuda_register_nn(ct_kernel_fn *t);
 void ct_cuda_register_conv(ct_kernel_fn *t);
+void ct_cuda_register_fakequant(ct_kernel_fn *t);
 void ct_cuda_register_pool(ct_kernel_fn *t);
 void ct_cuda_register_attention(ct_kernel_fn *t);
 void ct_cuda_register_rnn(ct_kernel_fn *t);

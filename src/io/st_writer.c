@@ -56,8 +56,32 @@ void ct_st_writer_free(ct_st_writer *w) {
     free(w);
 }
 
+static ct_status add_tensor(ct_st_writer *w, const char *name, const st_dtype_info *dt, ct_shape shape,
+                            const void *data);
+
 ct_status ct_st_writer_add(ct_st_writer *w, const char *name, ct_dtype dtype, ct_shape shape,
                            const void *data) {
+    const st_dtype_info *dt = st_dtype_by_ct(dtype);
+    if (!dt)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_st_writer_add '%.200s': invalid dtype %d", name ? name : "(null)",
+                        (int)dtype);
+    return add_tensor(w, name, dt, shape, data);
+}
+
+/* The integer dtypes ctrain stores but does not compute in (I8 for int8
+ * weights): whole bytes per element, so the layout rules hold unchanged. */
+ct_status ct_st_writer_add_int(ct_st_writer *w, const char *name, const char *file_dtype, ct_shape shape,
+                               const void *data) {
+    const st_dtype_info *dt = st_dtype_by_name(file_dtype);
+    if (!dt || (dt->kind != ST_KIND_SINT && dt->kind != ST_KIND_UINT) || dt->bits % 8 != 0 ||
+        strcmp(dt->name, "BOOL") == 0)
+        return ct_error(CT_ERR_INVALID_ARG, "ct_st_writer_add_int '%.200s': '%.20s' is not an integer dtype",
+                        name ? name : "(null)", file_dtype ? file_dtype : "(null)");
+    return add_tensor(w, name, dt, shape, data);
+}
+
+static ct_status add_tensor(ct_st_writer *w, const char *name, const st_dtype_info *dt, ct_shape shape,
+                            const void *data) {
     if (!w || !name) return ct_error(CT_ERR_INVALID_ARG, "ct_st_writer_add: writer or name is NULL");
     size_t len = strlen(name);
     if (len == 0 || !st_utf8_valid(name, len))
@@ -66,12 +90,10 @@ ct_status ct_st_writer_add(ct_st_writer *w, const char *name, ct_dtype dtype, ct
      * back as metadata. */
     if (strcmp(name, "__metadata__") == 0)
         return ct_error(CT_ERR_INVALID_ARG, "ct_st_writer_add: '__metadata__' is reserved, not a tensor name");
-    const st_dtype_info *dt = st_dtype_by_ct(dtype);
-    if (!dt) return ct_error(CT_ERR_INVALID_ARG, "ct_st_writer_add '%.200s': invalid dtype %d", name, (int)dtype);
     if (shape.ndim < 0 || shape.ndim > CT_MAX_DIMS)
         return ct_error(CT_ERR_INVALID_ARG, "ct_st_writer_add '%.200s': ndim %d is not in [0, %d]", name,
                         shape.ndim, CT_MAX_DIMS);
-    size_t esize = ct_dtype_size(dtype), numel = 1;
+    size_t esize = (size_t)dt->bits / 8, numel = 1;
     bool overflow = false, empty = false;
     for (int i = 0; i < shape.ndim; i++) {
         int64_t d = shape.dim[i];

@@ -212,6 +212,13 @@ static ct_status write_values(ct_program *p, const char *path, const pinfo *ps, 
 static ct_status load(ct_program *p, const char *path, const ct_load_opts *o, ct_st_file *f,
                       pinfo *ps, pinfo **sorted, int n, int *n_loaded) {
     ct_status st;
+    /* An int8 model (ctrain quantize, docs/compression.md) holds no F32
+     * weights: say so rather than list its tensors as strangers. */
+    if (ct_st_meta(f, "quant.format"))
+        return ct_error(CT_ERR_FORMAT,
+                        "ct_load_weights '%s': an int8 model (metadata quant.format), for int8 evaluation only; it "
+                        "holds no float weights to load",
+                        path);
     if ((st = match_tensors(path, o, f, ps, sorted, n)) != CT_OK || (st = check_tensors(path, f, ps, n)) != CT_OK ||
         (st = stage_values(p, path, f, ps, n)) != CT_OK)
         return st;

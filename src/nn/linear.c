@@ -6,8 +6,9 @@
 #include "ctrain/ops.h"
 #include "nn/nn_internal.h"
 
-ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
-                  const ct_init *weight_init) {
+/* qat: fake quantization on the weight and the input (linear_qat.c). */
+static ct_node linear(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
+                      const ct_init *weight_init, bool qat) {
     const char *kind = "linear";
     if (!ct_nn_begin(g, kind, name, x, true)) return CT_NO_NODE;
     ct_shape xs = g->nodes[x].shape;
@@ -50,10 +51,24 @@ ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features
     /* A single vector [in] is a batch of one for the product (matmul wants
      * two axes) and comes back as [out], as in PyTorch. */
     ct_node x2 = xs.ndim == 1 ? ct_reshape(g, x, (ct_shape){2, {1, in}}) : x;
+    if (qat) {
+        w = ct_nn_fake_quant_weight(g, w);
+        x2 = ct_nn_fake_quant_input(g, x2);
+    }
     ct_node y = ct_matmul(g, x2, w, false, true);
     /* Under a mixed-precision policy the product comes out F32 (FP32
      * accumulation), and the bias is added in that dtype. */
     if (bias && y != CT_NO_NODE) y = ct_add(g, y, ct_cast_folded(g, b, g->nodes[y].dtype));
     if (xs.ndim == 1) y = ct_reshape(g, y, (ct_shape){1, {out_features}});
     return y;
+}
+
+ct_node ct_linear(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
+                  const ct_init *weight_init) {
+    return linear(g, name, x, out_features, bias, weight_init, false);
+}
+
+ct_node ct_linear_qat(ct_graph *g, const char *name, ct_node x, int64_t out_features, bool bias,
+                      const ct_init *weight_init) {
+    return linear(g, name, x, out_features, bias, weight_init, true);
 }

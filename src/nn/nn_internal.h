@@ -38,4 +38,10 @@ ct_node ct_nn_state(ct_graph *g, const char *kind, const char *name, const char 
  * "<name>.<suffix>" (the layer was built before). */
 bool ct_nn_exists(const ct_graph *g, const char *name, const char *suffix);
 
+/* ct_linear_qat's fake quantization of a weight [out, in] (per output
+ * channel, int8 symmetric) and of an input (per tensor, uint8 affine),
+ * parameters from the current values (linear_qat.c). */
+ct_node ct_nn_fake_quant_weight(ct_graph *g, ct_node w);
+ct_node ct_nn_fake_quant_input(ct_graph *g, ct_node x);
+
 #endif

@@ -502,6 +502,9 @@ static ct_status stage_best(ct_trainer *t, const reader *r, staged *s) {
  * is not written until apply. */
 static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
     ct_status st;
+    if (ct_st_meta(r->f, "quant.format")) /* docs/compression.md */
+        return ct_error(CT_ERR_FORMAT, "resuming from '%s': an int8 model (ctrain quantize), not a checkpoint",
+                        r->path);
     if ((st = check_identity(t, r)) != CT_OK || (st = stage_amp(t, r, s)) != CT_OK ||
         (st = stage_position(t, r, s)) != CT_OK ||
         (st = read_weights(t, r, "", "weight", s->params, s->bufs)) != CT_OK ||
