@@ -98,6 +98,35 @@ def table(ct, pt):
     return lines, notes
 
 
+def cpu_ms(r):
+    """CPU time per step in ms (every thread, user + system), or '-'."""
+    if not r or r.get("status") != "ok":
+        return "-"
+    c = r.get("step_seconds", {}).get("cpu_median")
+    return f"{1e3 * c:.3g}" if c else "-"
+
+
+def cpu_table(ct, pt):
+    """Markdown lines: wall and CPU time per step of each side; CPU time
+    above wall time x cores means threads spinning or waiting."""
+    variants = []
+    for r in (pt["results"] if pt else []):
+        if r["variant"] not in variants:
+            variants.append(r["variant"])
+    head = ["workload", "ctrain wall ms", "ctrain CPU ms"]
+    for v in variants:
+        head += [f"torch {v} wall ms", f"torch {v} CPU ms"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in ct["results"]:
+        row = [r["workload"]]
+        for x in [r] + [next((t for t in pt["results"] if t["workload"] == r["workload"] and t["variant"] == v),
+                             None) for v in variants]:
+            ok = x and x.get("status") == "ok"
+            row += [f"{1e3 * x['step_seconds']['median']:.3g}" if ok else "-", cpu_ms(x)]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
 def describe(rec):
     m, v, p = rec["machine"], rec["versions"], rec["peak"]
     peak = f"{fmt(p.get('gflops'))} GFLOP/s ({p.get('gflops_what')}), {fmt(p.get('gbps'))} GB/s ({p.get('gbps_what')})"
@@ -127,7 +156,10 @@ def report(ct, pt, torch_missing, commands):
     if notes:
         out += [""] + [f"- {n}" for n in notes]
     out += ["", "Rates are medians over the repetitions (the JSON records hold the spread); "
-            "the ratio is ctrain's rate over PyTorch's, so above 1 ctrain is faster."]
+            "the ratio is ctrain's rate over PyTorch's, so above 1 ctrain is faster.", "",
+            "Time per step, wall and CPU (the process's user + system time over all its threads; "
+            "medians over the repetitions):", ""]
+    out += cpu_table(ct, pt)
     return "\n".join(out) + "\n"
 
 

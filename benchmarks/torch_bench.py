@@ -107,7 +107,7 @@ def measure(torch, device, step, warmup, steps, reps):
     monotonic clock (perf_counter)."""
     for _ in range(warmup):
         step()
-    per_step = []
+    per_step, cpu = [], []  # cpu: the process's CPU seconds per step (CPU runs)
     if device.type == "cuda":
         stream = torch.cuda.current_stream(device)
         start = torch.cuda.Event(enable_timing=True)
@@ -122,14 +122,17 @@ def measure(torch, device, step, warmup, steps, reps):
         timer = "cuda events"
     else:
         for _ in range(reps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(steps):
                 step()
             per_step.append((time.perf_counter() - t0) / steps)
+            cpu.append((time.process_time() - c0) / steps)
         timer = "monotonic clock"
     per_step.sort()
+    cpu.sort()
     return {"median": quantile(per_step, 0.5), "min": per_step[0], "max": per_step[-1],
-            "q1": quantile(per_step, 0.25), "q3": quantile(per_step, 0.75), "reps": reps,
+            "q1": quantile(per_step, 0.25), "q3": quantile(per_step, 0.75),
+            "cpu_median": quantile(cpu, 0.5) if cpu else None, "reps": reps,
             "steps_per_rep": steps, "timer": timer}
 
 

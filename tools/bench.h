@@ -193,6 +193,10 @@ const char *bench_precision_unsupported_for(const bench_workload *w, const bench
 /* Seconds per step over the repetitions. */
 typedef struct bench_stats {
     double median, min, max, q1, q3;
+    /* The process's CPU time (user + system, every thread) per step, the
+     * median over the repetitions: beside the wall time it shows threads
+     * spinning or waiting (a busy machine raises wall time, not this). */
+    double cpu_median;
     int reps;
     const char *timer; /* how: "cuda events", "monotonic clock" (ct_device_timer_method) */
 } bench_stats;

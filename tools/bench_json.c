@@ -95,6 +95,7 @@ static cJSON *result_json(const bench_result *r, const bench_opts *o, const benc
     cJSON_AddNumberToObject(t, "max", r->stats.max);
     cJSON_AddNumberToObject(t, "q1", r->stats.q1);
     cJSON_AddNumberToObject(t, "q3", r->stats.q3);
+    cJSON_AddNumberToObject(t, "cpu_median", r->stats.cpu_median);
     cJSON_AddNumberToObject(t, "reps", r->stats.reps);
     cJSON_AddNumberToObject(t, "steps_per_rep", (double)o->steps);
     cJSON_AddStringToObject(t, "timer", r->stats.timer ? r->stats.timer : "unknown");

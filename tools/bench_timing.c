@@ -16,8 +16,16 @@
  * exact there. Which one measured is recorded with the figures.
  */
 #include <stdlib.h>
+#include <time.h>
 
 #include "bench.h"
+
+/* The process's CPU time so far (every thread, user + system), seconds. */
+static double cpu_seconds(void) {
+    struct timespec ts;
+    if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0) return 0.0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -41,22 +49,26 @@ ct_status bench_measure(ct_device d, ct_status (*step)(void *), void *state, lon
     if (st != CT_OK) return st;
     ct_device_timer *timer = ct_device_timer_new(d);
     if (!timer) return ct_last_status();
-    double *per_step = malloc((size_t)reps * sizeof *per_step);
+    double *per_step = malloc(2 * (size_t)reps * sizeof *per_step);
     if (!per_step) {
         ct_device_timer_free(timer);
-        return bench_oom((size_t)reps * sizeof *per_step);
+        return bench_oom(2 * (size_t)reps * sizeof *per_step);
     }
+    double *cpu_per_step = per_step + reps;
     for (long r = 0; r < reps && st == CT_OK; r++) {
-        double seconds = 0.0;
+        double seconds = 0.0, cpu0 = cpu_seconds();
         st = ct_device_timer_start(timer);
         for (long i = 0; i < steps && st == CT_OK; i++) st = step(state);
         if (st == CT_OK) st = ct_device_timer_stop(timer, &seconds);
         per_step[r] = seconds / (double)steps;
+        cpu_per_step[r] = (cpu_seconds() - cpu0) / (double)steps;
     }
     if (st == CT_OK) {
         qsort(per_step, (size_t)reps, sizeof *per_step, cmp_double);
+        qsort(cpu_per_step, (size_t)reps, sizeof *cpu_per_step, cmp_double);
         int n = (int)reps;
         *out = (bench_stats){.median = quantile(per_step, n, 0.5),
+                             .cpu_median = quantile(cpu_per_step, n, 0.5),
                              .min = per_step[0],
                              .max = per_step[n - 1],
                              .q1 = quantile(per_step, n, 0.25),
