@@ -6,6 +6,8 @@
  * both). One primitive per weight matrix, created when the matrix is packed,
  * with the batch size left to run time and the weights reordered once into
  * the layout the primitive prefers. */
+#include <stddef.h>
+
 #include "quant/int8_internal.h"
 
 #ifdef CTRAIN_HAVE_DNNL
