@@ -200,7 +200,7 @@ bool qmodel_forward(const qmodel *q, const float *x, int64_t b, float *h0, float
     for (int k = 0; k < q->n_layers; k++) {
         const ct_qlinear *l = &q->lin[k];
         bool conv = quant_layer_is_conv(q->m, k), last = k == q->n_layers - 1;
-        const ct_qconv2d_geom *g = &q->geom[k];
+        const ct_qconv2d_geom *g = conv ? &q->geom[k] : NULL; /* geom has a row per conv layer only */
         int64_t spatial = conv ? (g->h - g->kh + 1) * (g->w - g->kw + 1) : 1;
         ct_status st = conv ? ct_qconv2d_forward(l, g, in, b, out, scratch) : ct_qlinear_forward(l, in, b, out, scratch);
         if (st != CT_OK) return false;
