@@ -289,7 +289,8 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train,
  * Batches: micro-batch k of the run (counted over every epoch) is
  * ct_tokens_batch(train, {batch_size, block_size, no_shuffle, data_seed},
  * k): random windows drawn from Philox per (data_seed, k), or with
- * no_shuffle consecutive windows in order. An epoch is
+ * no_shuffle consecutive windows in order, or with carried states
+ * (ct_lm_data.states) the streams layout. An epoch is
  * ct_tokens_epoch_steps(train) micro-batches. Resuming continues at the
  * next k, bit-exactly.
  *

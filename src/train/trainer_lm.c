@@ -11,6 +11,10 @@
  * a resumed run continues bit-exactly, with no sampler state to save. Every
  * batch is full (windows are drawn, not used up), so there is never a short
  * last batch.
+ *
+ * Stateful training (ct_lm_data.states, lm_state.c) takes the streams
+ * layout instead, whose batch k is also a function of k alone; the states
+ * carried between batches are in the checkpoint.
  */
 #include <math.h>
 #include <stdlib.h>
