@@ -325,7 +325,8 @@ Test(train_lm_stateful, bad_states_are_refused_with_messages) {
     lstm_cfg wrong = {.states = true, .wrong_h0_shape = true};
     o.model_user = &wrong;
     d.states = PAIRS;
-    expect_refused(&o, &d, CT_ERR_SHAPE, "the carried state 'h_n' is f32 [1, 3, 6], the input 'h0' it feeds f32 [1, 3, 7]");
+    expect_refused(&o, &d, CT_ERR_SHAPE,
+                   "the carried state 'h_n' is f32 [1, 3, 6], the input 'h0' it feeds f32 [1, 3, 7]");
     /* 270 training tokens: streams of 269 / 40 = 6 tokens, short of T = 8. */
     o.model_user = &STATEFUL;
     o.batch_size = 40;
