@@ -5,7 +5,8 @@
  * "optim.<state>.<name>" shaped like the parameter (PyTorch keeps its
  * optimizer state per parameter too, under the same keys), and, while early
  * stopping holds best weights that differ from the current ones,
- * "best.<name>". Metadata: the position, counters and statistics as decimal
+ * "best.<name>"; a stateful language model's carried states as
+ * "state.<input>" (lm_state.c). Metadata: the position, counters and statistics as decimal
  * strings ("%.17g" for doubles, which reads back to the same bits), and the
  * options a resumed run must share.
  *
