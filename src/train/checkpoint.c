@@ -6,9 +6,9 @@
  * optimizer state per parameter too, under the same keys), and, while early
  * stopping holds best weights that differ from the current ones,
  * "best.<name>"; a stateful language model's carried states as
- * "state.<input>" (lm_state.c). Metadata: the position, counters and statistics as decimal
- * strings ("%.17g" for doubles, which reads back to the same bits), and the
- * options a resumed run must share.
+ * "state.<input>" (lm_state.c). Metadata: the position, counters and
+ * statistics as decimal strings ("%.17g" for doubles, which reads back to
+ * the same bits), and the options a resumed run must share.
  *
  * Writing goes through ct_st_writer_save, which writes a temporary file and
  * renames it, so a failed or interrupted save leaves the previous checkpoint
