@@ -243,9 +243,10 @@ int64_t ct_tokens_epoch_steps(const ct_tokens *t, const ct_tokens_batch_opts *o)
  *   of batch k starts at r * S + (k mod W) * T. So row r of batch k + 1 is
  *   the window right after row r of batch k (the next T tokens of the same
  *   stream), and batch k with k mod W = 0 starts every stream again from
- *   its beginning. No window reads past its stream's last target token
- *   (r * S + W * T <= (r + 1) * S), nor past the sequence's. The tokens
- *   after a stream's last whole window are never seen.
+ *   its beginning. The last target a stream's windows read is token
+ *   r * S + W * T <= (r + 1) * S: at most the token right after the
+ *   stream, and never past the sequence (B * S <= n - 1). The tokens after
+ *   a stream's last whole window are never seen.
  * Errors: as ct_tokens_check_batch; k < 0, NULL starts (CT_ERR_INVALID_ARG). */
 ct_status ct_tokens_batch_starts(const ct_tokens *t, const ct_tokens_batch_opts *o, int64_t k,
                                  int64_t *starts);
