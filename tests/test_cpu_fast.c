@@ -169,7 +169,8 @@ Test(cpu_fast, kernel_cases_match_reference) {
          * (test_cpu_parallel.c says why) */
         bool blas = i < CPC_N_KERNELS && (cpc_cases[i].op == CT_OP_CONV2D ||
                                          cpc_cases[i].op == CT_OP_CONV2D_GRAD_INPUT ||
-                                         cpc_cases[i].op == CT_OP_CONV2D_GRAD_WEIGHT);
+                                         cpc_cases[i].op == CT_OP_CONV2D_GRAD_WEIGHT ||
+                                         cpc_cases[i].op == CT_OP_RNN || cpc_cases[i].op == CT_OP_RNN_GRAD);
         size_t nr, nf;
         ct_status sr, sf;
         ct_cpu_set_fast_paths(false);

@@ -23,7 +23,11 @@
 static int base_threads(int i) {
     if (i >= CPC_N_KERNELS) return 1;
     ct_op op = cpc_cases[i].op;
-    return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT ? 2 : 1;
+    /* The recurrent op's steps are BLAS products too (k_rnn.c). */
+    return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT ||
+                   op == CT_OP_RNN || op == CT_OP_RNN_GRAD
+               ? 2
+               : 1;
 }
 
 static void check_case(int i) {
