@@ -2,7 +2,8 @@
  * of damage, and the batches of windows cut from a sequence - x/y shifted
  * by one, sequential windows at k * T with the wrap-around, random starts
  * in range, reproducible per (seed, batch) and drawn from the documented
- * Philox stream, and the fixed evaluation batches. Text: test_text_data.c. */
+ * Philox stream, streams (row r of consecutive batches walking stream r),
+ * and the fixed evaluation batches. Text: test_text_data.c. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,5 +344,57 @@ Test(windows, bad_options) {
     o.batch_size = INT64_MAX / 4;
     cr_expect_eq(ct_tokens_check_batch(t, &o), CT_ERR_INVALID_ARG);
     expect_msg_has("too large");
+    ct_tokens_free(t);
+}
+
+/* Streams: n = 100, B = 3: S = 99 / 3 = 33 tokens per stream (streams at 0,
+ * 33, 66), T = 8: W = 33 / 8 = 4 windows per stream; row r of batch k at
+ * 33 r + 8 (k mod 4). */
+Test(windows, streams_walk_each_row_through_its_stream) {
+    ct_tokens *t = iota(100);
+    ct_tokens_batch_opts o = {.batch_size = 3, .block_size = 8, .streams = true, .seed = 7};
+    cr_expect_eq(ct_tokens_epoch_steps(t, &o), 4);
+    static const int64_t want[4][3] = {{0, 33, 66}, {8, 41, 74}, {16, 49, 82}, {24, 57, 90}};
+    int64_t starts[3], prev[3] = {0};
+    int32_t x[24], y[24];
+    for (int64_t k = 0; k < 9; k++) {
+        cr_assert_eq(ct_tokens_batch_starts(t, &o, k, starts), CT_OK, "%s", ct_last_error());
+        for (int r = 0; r < 3; r++) {
+            cr_expect_eq(starts[r], want[k % 4][r], "batch %lld row %d", (long long)k, r);
+            /* Consecutive: the next window of the same stream, until the
+             * stream starts again at k mod W = 0. */
+            if (k % 4) cr_expect_eq(starts[r], prev[r] + 8, "batch %lld row %d", (long long)k, r);
+            /* The last target is at most the token after the stream. */
+            cr_expect_leq(starts[r] + 8, 33 * (r + 1), "batch %lld row %d", (long long)k, r);
+            prev[r] = starts[r];
+        }
+        cr_assert_eq(ct_tokens_batch(t, &o, k, x, y), CT_OK);
+        expect_windows(x, y, starts, 3, 8);
+    }
+    /* The evaluation batches are the training ones, from the start. */
+    cr_assert_eq(ct_tokens_eval_starts(t, &o, 2, starts), CT_OK);
+    for (int r = 0; r < 3; r++) cr_expect_eq(starts[r], want[2][r]);
+    /* The tightest fit: n = B * T + 1 = 25 gives one window per stream, the
+     * last target being the last token. */
+    ct_tokens *u = iota(25);
+    cr_expect_eq(ct_tokens_epoch_steps(u, &o), 1);
+    cr_assert_eq(ct_tokens_batch(u, &o, 5, x, y), CT_OK, "%s", ct_last_error());
+    cr_expect(x[0] == 0 && x[8] == 8 && x[16] == 16 && y[23] == 24);
+    ct_tokens_free(u);
+    ct_tokens_free(t);
+}
+
+Test(windows, streams_too_short_or_with_sequential_are_refused) {
+    ct_tokens *t = iota(24); /* B * T + 1 = 25 needed */
+    ct_tokens_batch_opts o = {.batch_size = 3, .block_size = 8, .streams = true};
+    int32_t x[24], y[24];
+    cr_expect_eq(ct_tokens_batch(t, &o, 0, x, y), CT_ERR_INVALID_ARG);
+    expect_msg_has("tokens: 24 tokens make 3 streams of 7 tokens, too few for one window of block size 8 each "
+                   "(streams need batch size x block size + 1 = 25 tokens)");
+    cr_expect_eq(ct_tokens_epoch_steps(t, &o), 0);
+    o.sequential = true;
+    o.block_size = 2;
+    cr_expect_eq(ct_tokens_check_batch(t, &o), CT_ERR_INVALID_ARG);
+    expect_msg_has("sequential and streams are two layouts; set one");
     ct_tokens_free(t);
 }

@@ -57,7 +57,7 @@ static const char rnn_half_note[] = "the recurrences, the embedding and the loss
     }                                                                                                          \
     static ct_node prefix##_build(ct_graph *g, ct_node x, const bench_opts *o) {                               \
         model_cfg m = rnn_cfg(kind, o);                                                                        \
-        return model_build_rnn(g, x, &m);                                                                      \
+        return model_build_rnn(g, x, false, &m); /* never stateful */                                  \
     }                                                                                                          \
     static double prefix##_flops(const bench_opts *o) {                                                        \
         model_cfg m = rnn_cfg(kind, o);                                                                        \

@@ -36,13 +36,14 @@ bool model_init_rule(const char *init, ct_init *out) {
 }
 
 ct_node model_build(ct_graph *g, ct_node x, bool training, void *user) {
-    (void)training; /* dropout and batch norm follow the program's mode */
+    /* Dropout and batch norm follow the program's mode; training only
+     * tells a stateful recurrent model to take its states as inputs. */
     const model_cfg *m = user;
     if (strcmp(m->model, "gpt") == 0) {
         ct_gpt_config c = model_gpt_config(m);
         return ct_gpt(g, &c, x);
     }
-    if (model_is_recurrent(m)) return model_build_rnn(g, x, m);
+    if (model_is_recurrent(m)) return model_build_rnn(g, x, training, m);
     if (strcmp(m->model, "cnn") == 0) return model_build_cnn(g, x, m);
     if (strcmp(m->model, "resnet") == 0) return model_build_resnet(g, x, m);
     return model_build_mlp(g, x, m, NULL);

@@ -87,9 +87,31 @@ bool model_rnn_from_json(const void *object, const char *kind, model_cfg *m, con
     return true;
 }
 
-ct_node model_build_rnn(ct_graph *g, ct_node x, const model_cfg *m) {
+int model_rnn_states(const model_cfg *m, ct_lm_state out[2]) {
+    out[0] = (ct_lm_state){"rnn.h0", "rnn.h_n"};
+    out[1] = (ct_lm_state){"rnn.c0", "rnn.c_n"};
+    return model_rnn_config(m).cell == CT_LSTM ? 2 : 1;
+}
+
+ct_node model_build_rnn(ct_graph *g, ct_node x, bool training, const model_cfg *m) {
     ct_rnn_config c = model_rnn_config(m);
     ct_node e = ct_embedding_layer(g, "embed", x, m->vocab_size, c.hidden_size);
-    ct_node y = ct_recurrent(g, "rnn", &c, e, CT_NO_NODE, CT_NO_NODE, NULL);
+    ct_node h0 = CT_NO_NODE, c0 = CT_NO_NODE;
+    bool carry = m->stateful && training;
+    if (carry) {
+        /* The states the trainer carries from the last window (zero at the
+         * start of an epoch); an input has no gradient, so they arrive
+         * detached. */
+        ct_shape xs = ct_node_shape(g, x);
+        ct_shape hs = {3, {c.num_layers * (c.bidirectional ? 2 : 1), xs.dim[0], c.hidden_size}};
+        h0 = ct_input(g, "rnn.h0", CT_F32, hs);
+        if (c.cell == CT_LSTM) c0 = ct_input(g, "rnn.c0", CT_F32, hs);
+    }
+    ct_rnn_out out;
+    ct_node y = ct_recurrent(g, "rnn", &c, e, h0, c0, &out);
+    if (carry && y != CT_NO_NODE) {
+        ct_set_name(g, out.h_n, "rnn.h_n");
+        if (c.cell == CT_LSTM) ct_set_name(g, out.c_n, "rnn.c_n");
+    }
     return ct_linear(g, "head", y, m->vocab_size, true, NULL);
 }

@@ -41,3 +41,27 @@ if(CTRAIN_TESTS)
     -DABSENT=${LMD}/never.safetensors -P ${CMAKE_CURRENT_SOURCE_DIR}/rnn_expect_absent.cmake)
   set_tests_properties(cli_rnn_wrong_shapes PROPERTIES FIXTURES_REQUIRED rnn_ckpt)
 endif()
+
+# Stateful training (--stateful, truncated backpropagation through time).
+if(CTRAIN_TESTS)
+  ctrain_cli_test(cli_rnn_stateful_header "train ${RNN_TEXT} --model lstm --stateful ${RNN_TINY} --steps 2"
+    0 STDOUT "lstm 1 layer x 16, .* \\| batch 4 x 16 tokens \\| stateful \\| 2 steps")
+  ctrain_cli_test(cli_rnn_stateful_gru "train ${RNN_TEXT} --model gru --stateful --num-layers 2 ${RNN_TINY} --steps 3 --quiet"
+    0 STDOUT "${RNN_OK} 3 steps")
+  add_test(NAME cli_rnn_stateful_resume COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:ctrain>
+    "-DARGS=train ${RNN_TEXT} --model lstm --stateful ${RNN_TINY} --eval-every 4 --schedule constant" -DDIR=${LMD} -DFIRST=5 -DSTEPS=9
+    -P ${CMAKE_CURRENT_SOURCE_DIR}/rnn_stateful_resume.cmake)
+  # Bad input: usage errors (exit 2), and streams that do not fit (exit 1).
+  ctrain_cli_test(cli_rnn_stateful_gpt "train ${RNN_TEXT} --model gpt --stateful" 2
+    STDERR "^ctrain: train: --stateful is for --model lstm, gru or rnn, not gpt \\(a GPT has no state to carry\\)")
+  ctrain_cli_test(cli_rnn_stateful_default_gpt "train ${RNN_TEXT} --stateful" 2
+    STDERR "^ctrain: train: --stateful is for --model lstm, gru or rnn, not gpt")
+  ctrain_cli_test(cli_rnn_stateful_bidirectional "train ${RNN_TEXT} --model lstm --stateful --bidirectional" 2
+    STDERR "^ctrain: train: --stateful and --bidirectional exclude each other")
+  ctrain_cli_test(cli_rnn_stateful_not_text "train --model mlp --stateful" 2
+    STDERR "^ctrain: train: --stateful is for --data text or tokens")
+  add_test(NAME cli_rnn_stateful_short_streams COMMAND ${CMAKE_COMMAND} -DPROGRAM=$<TARGET_FILE:ctrain>
+    "-DARGS=train ${RNN_TEXT} --model rnn --stateful --hidden-size 8 --block-size 16 --batch-size 200 --steps 1 --device cpu --save ${LMD}/never_sf.safetensors"
+    -DRC=1 "-DSTDERR=^ctrain: train: ct_trainer_new_lm: .*tiny.txt \\(training split\\): 1836 tokens make 200 streams of 9 tokens, too few for one window of block size 16 each"
+    -DABSENT=${LMD}/never_sf.safetensors -P ${CMAKE_CURRENT_SOURCE_DIR}/rnn_expect_absent.cmake)
+endif()

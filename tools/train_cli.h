@@ -40,6 +40,12 @@ typedef struct model_cfg {
      * vocab_size as for gpt. */
     int64_t hidden_size, num_layers;
     bool bidirectional;
+    /* --stateful: the training graph takes the initial states as inputs
+     * and names its final states (MODEL_RNN_STATES), which the trainer
+     * carries from window to window. A training option, not the model's
+     * shape: not in the JSON record, so eval and generate see the plain
+     * model (zero initial states). */
+    bool stateful;
 } model_cfg;
 
 /* The GPT's defaults: a small model that trains on tinyshakespeare on a
@@ -69,8 +75,13 @@ bool model_rnn_check(const model_cfg *m);
 void model_describe_rnn(const model_cfg *m, char *buf, size_t cap);
 bool model_rnn_to_json(const model_cfg *m, void *cjson_object);
 bool model_rnn_from_json(const void *cjson_object, const char *kind, model_cfg *m, const char **why);
-/* x I32 [B, T] -> logits [B, T, V]. */
-ct_node model_build_rnn(ct_graph *g, ct_node x, const model_cfg *m);
+/* x I32 [B, T] -> logits [B, T, V]. With m->stateful, a training graph
+ * (training true) starts from inputs "rnn.h0" (and "rnn.c0" for an LSTM)
+ * [L, B, H] and names its final states "rnn.h_n" ("rnn.c_n"). */
+ct_node model_build_rnn(ct_graph *g, ct_node x, bool training, const model_cfg *m);
+/* The pairs a stateful model's trainer carries (ct_lm_data.states): how
+ * many for m (2 for an LSTM, else 1), into out[0..2). */
+int model_rnn_states(const model_cfg *m, ct_lm_state out[2]);
 /* Field key of a model record (a cJSON object) as a count: an integral
  * number in lo .. hi; else false with *why naming the field and its value
  * (static storage, valid until the next call). _item: the value itself. */

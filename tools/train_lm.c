@@ -48,6 +48,7 @@ static void print_header(const train_cfg *c, const ct_train_opts *o, const lm_da
     if (o->schedule.warmup_steps) printf(" warmup %lld", (long long)o->schedule.warmup_steps);
     printf(" | batch %lld x %lld tokens", (long long)o->batch_size, (long long)c->model.block_size);
     if (o->accum_steps > 1) printf(" x %d", o->accum_steps);
+    if (c->model.stateful) printf(" | stateful");
     if (o->precision != CT_PRECISION_FP32) printf(" | %s", ct_precision_name(o->precision));
     char dev[32];
     if (o->max_steps > 0) printf(" | %lld steps", (long long)o->max_steps);
@@ -84,6 +85,11 @@ static int run(train_cfg *c, const cli_parser *p, const lm_data *d, char *json[2
     o.model_fingerprint = json[0];
     ct_lm_data ld = {.train = d->train, .val = d->val, .block_size = c->model.block_size,
                      .eval_batches = c->eval_batches};
+    ct_lm_state states[2];
+    if (c->model.stateful) {
+        ld.states = states;
+        ld.n_states = model_rnn_states(&c->model, states);
+    }
     ct_trainer *t = ct_trainer_new_lm(&o, &ld);
     if (!t) return cli_fail(CMD);
     int rc = CLI_EXIT_FAIL;

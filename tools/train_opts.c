@@ -90,6 +90,7 @@ static int check_lm(train_cfg *c) {
     bool lm = model_is_lm(&c->model);
     if (!train_is_lm(c)) {
         if (lm) return cli_usage_error(CMD, "--model %s needs --data text or tokens", c->model.model);
+        if (c->model.stateful) return cli_usage_error(CMD, "--stateful is for --data text or tokens");
         if (d->val_file) return cli_usage_error(CMD, "--val-file is for --data text or tokens (csv: --val-split)");
         return CLI_EXIT_OK;
     }
@@ -99,6 +100,12 @@ static int check_lm(train_cfg *c) {
     if (!d->train_file) return cli_usage_error(CMD, "--data %s needs --train-file FILE", d->kind);
     if (d->vocab_size && strcmp(d->kind, "tokens") != 0)
         return cli_usage_error(CMD, "--vocab-size is for --data tokens (text takes its characters)");
+    if (c->model.stateful && !model_is_recurrent(&c->model))
+        return cli_usage_error(CMD, "--stateful is for --model lstm, gru or rnn, not %s (a GPT has no state to carry)",
+                               c->model.model);
+    if (c->model.stateful && c->model.bidirectional)
+        return cli_usage_error(CMD, "--stateful and --bidirectional exclude each other (the reverse direction's final "
+                                    "state is that of the window's start)");
     if (c->model.n_embd % c->model.n_head != 0)
         return cli_usage_error(CMD, "--n-embd %lld is not divisible by --n-head %lld", (long long)c->model.n_embd,
                                (long long)c->model.n_head);

@@ -245,6 +245,9 @@ static const cli_row options[] = {
     {SWITCH("drop-last", "training", drop_last), .help = "drop a last training batch shorter than --batch-size"},
     {SWITCH("no-shuffle", "training", no_shuffle),
      .help = "keep the training set's order (text, tokens: consecutive windows instead of random ones)"},
+    {SWITCH("stateful", "training", model.stateful),
+     .help = "lstm, gru, rnn: truncated backpropagation through time; each window starts from the final states "
+             "of the one before it in its stream (docs/language_models.md)"},
     {NUMBER("label-smoothing", "training", label_smoothing, 0, 1, CLI_OPEN_MAX), .meta = "E", .def = "0",
      .help = "as nn.CrossEntropyLoss"},
     {NUMBER("clip-norm", "training", clip_norm, 0, INF, CLI_OPEN_MIN),

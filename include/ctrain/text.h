@@ -199,17 +199,26 @@ typedef struct ct_tokens_batch_opts {
      * target's last token). true: consecutive non-overlapping windows from
      * the start of the sequence (--no-shuffle). */
     bool sequential;
-    uint64_t seed; /* keys the random starts; unused when sequential */
+    uint64_t seed; /* keys the random starts; unused when sequential or streams */
+    /* true: the third layout, for truncated backpropagation through time
+     * (a recurrent model whose final states seed the next batch's): the
+     * sequence is cut into B contiguous streams and row r of consecutive
+     * batches walks stream r window by window (ct_tokens_batch_starts).
+     * Excludes sequential. */
+    bool streams;
 } ct_tokens_batch_opts;
 
 /* CT_OK if the options can cut batches from t: B >= 1, T >= 1, and at least
- * one window, T + 1 tokens. Errors (CT_ERR_INVALID_ARG): B or T < 1; t
- * shorter than T + 1 tokens, naming t (the file and split) and both sizes;
- * NULL arguments. */
+ * one window, T + 1 tokens (streams: one window per stream, B * T + 1
+ * tokens). Errors (CT_ERR_INVALID_ARG): B or T < 1; t shorter than T + 1
+ * tokens (streams: B * T + 1), naming t (the file and split) and the sizes;
+ * both sequential and streams set; NULL arguments. */
 ct_status ct_tokens_check_batch(const ct_tokens *t, const ct_tokens_batch_opts *o);
 
 /* Optimizer steps per epoch: n / (B * T) in integer division, at least 1
- * (an epoch sees about every token once). 0 if ct_tokens_check_batch fails. */
+ * (an epoch sees about every token once); streams: W, the windows per
+ * stream (each batch advances every stream by one window). 0 if
+ * ct_tokens_check_batch fails. */
 int64_t ct_tokens_epoch_steps(const ct_tokens *t, const ct_tokens_batch_opts *o);
 
 /* The start of each of the B windows of training batch k (k >= 0) into
@@ -229,6 +238,15 @@ int64_t ct_tokens_epoch_steps(const ct_tokens *t, const ct_tokens_batch_opts *o)
  *   k is window (k * B + r) mod W, so the sequence is walked from its start
  *   and wraps around to window 0 when it runs out, a wrap possibly falling
  *   inside a batch. The tokens after the last whole window are never seen.
+ *   Streams: the sequence is cut into B streams of S = (n - 1) / B tokens,
+ *   stream r starting at r * S, each holding W = S / T whole windows; row r
+ *   of batch k starts at r * S + (k mod W) * T. So row r of batch k + 1 is
+ *   the window right after row r of batch k (the next T tokens of the same
+ *   stream), and batch k with k mod W = 0 starts every stream again from
+ *   its beginning. The last target a stream's windows read is token
+ *   r * S + W * T <= (r + 1) * S: at most the token right after the
+ *   stream, and never past the sequence (B * S <= n - 1). The tokens after
+ *   a stream's last whole window are never seen.
  * Errors: as ct_tokens_check_batch; k < 0, NULL starts (CT_ERR_INVALID_ARG). */
 ct_status ct_tokens_batch_starts(const ct_tokens *t, const ct_tokens_batch_opts *o, int64_t k,
                                  int64_t *starts);
@@ -245,8 +263,8 @@ ct_status ct_tokens_batch(const ct_tokens *t, const ct_tokens_batch_opts *o, int
  * cross-entropy per token over batches 0 .. n-1. Random: as
  * ct_tokens_batch_starts with the stream 0xDA7A0005 in place of 0xDA7A0004
  * and offset j, so they differ from every training batch of the same seed.
- * Sequential: training batch j's windows (the sequence walked from its
- * start). Errors: as ct_tokens_batch_starts. */
+ * Sequential and streams: training batch j's windows (the sequence walked
+ * from its start). Errors: as ct_tokens_batch_starts. */
 ct_status ct_tokens_eval_starts(const ct_tokens *t, const ct_tokens_batch_opts *o, int64_t j,
                                 int64_t *starts);
 

@@ -289,7 +289,8 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train,
  * Batches: micro-batch k of the run (counted over every epoch) is
  * ct_tokens_batch(train, {batch_size, block_size, no_shuffle, data_seed},
  * k): random windows drawn from Philox per (data_seed, k), or with
- * no_shuffle consecutive windows in order. An epoch is
+ * no_shuffle consecutive windows in order, or with carried states
+ * (ct_lm_data.states) the streams layout. An epoch is
  * ct_tokens_epoch_steps(train) micro-batches. Resuming continues at the
  * next k, bit-exactly.
  *
@@ -307,11 +308,40 @@ ct_trainer *ct_trainer_new(const ct_train_opts *opts, const ct_dataset *train,
  * communicator (data parallelism is not implemented for language models).
  * Checkpoints also record the block size and the training tokens' count,
  * which a resumed run must share. */
+/* A state carried from one training window to the next, for truncated
+ * backpropagation through time (a recurrent model trained "stateful", as
+ * char-rnn): the model's training graph has an input named `input` and a
+ * node named `output` (ct_set_name) of the same dtype and shape, e.g. an
+ * LSTM's h0 and its h_n (ctrain/rnn.h). */
+typedef struct ct_lm_state {
+    const char *input;
+    const char *output;
+} ct_lm_state;
+
 typedef struct ct_lm_data {
     const ct_tokens *train;   /* required; borrowed, must outlive the trainer */
     const ct_tokens *val;     /* NULL: no validation */
     int64_t block_size;       /* T, required: tokens per window */
     int64_t eval_batches;     /* validation batches of batch_size windows; 0: 50 */
+    /* Stateful training: n_states carried states (0: none; the names are
+     * copied). With any, the training batches are ct_tokens_batch's
+     * `streams` layout (row r of consecutive micro-batches walks stream r
+     * window by window; no_shuffle has no effect on them) and an epoch is
+     * one pass over the streams. Every micro-batch's `input` takes the
+     * value `output` had after the micro-batch before it (with gradient
+     * accumulation too: the state follows the stream, not the optimizer
+     * step), and is zero at the start of every epoch. An input has no
+     * gradient, so the states are detached between windows: backpropagation
+     * is truncated to the window. The training graph keeps the outputs
+     * (ct_compile_opts.outputs), and the states are read back to the host
+     * after every micro-batch and fed in before the next: this turns the
+     * fused GPU step off. Evaluation graphs never get them (their inputs
+     * stay zero), so val_loss is that of windows starting from zero
+     * states. Checkpoints hold the carried values ("state.<input>") and the
+     * list of pairs, which a resumed run must share, so a run cut in two
+     * continues bit-exactly. */
+    const ct_lm_state *states;
+    int n_states;
 } ct_lm_data;
 
 /* ct_trainer_new for a language model. NULL on error, naming the option at
@@ -407,6 +437,9 @@ ct_status ct_evaluate_file(const ct_eval_opts *opts, const char *path, const ct_
  *   best.<name>               the best validation pass's weights, while
  *                             early stopping is on and they differ from the
  *                             current ones
+ *   state.<input>             a language model's carried states
+ *                             (ct_lm_data.states), the values the next
+ *                             micro-batch starts from
  * and metadata (strings): "format" = "ctrain-checkpoint", and under
  * "ctrain.": the precision, the loss scaler's mode and state, the position (epoch, batch_in_epoch, step, optim_step,
  * dropout_step), the schedule and plateau state, early-stopping state, the

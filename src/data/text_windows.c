@@ -24,11 +24,21 @@ ct_status ct_tokens_check_batch(const ct_tokens *t, const ct_tokens_batch_opts *
     if (o->batch_size > INT64_MAX / o->block_size)
         return ct_error(CT_ERR_INVALID_ARG, "token batches: batch size %lld times block size %lld is too large",
                         (long long)o->batch_size, (long long)o->block_size);
+    if (o->streams && o->sequential)
+        return ct_error(CT_ERR_INVALID_ARG, "token batches: sequential and streams are two layouts; set one");
+    if (o->streams && (t->n - 1) / o->batch_size < o->block_size)
+        return ct_error(CT_ERR_INVALID_ARG,
+                        "%s: %lld tokens make %lld streams of %lld tokens, too few for one window of block size "
+                        "%lld each (streams need batch size x block size + 1 = %lld tokens)",
+                        t->name, (long long)t->n, (long long)o->batch_size,
+                        (long long)((t->n - 1) / o->batch_size), (long long)o->block_size,
+                        (long long)(o->batch_size * o->block_size + 1));
     return CT_OK;
 }
 
 int64_t ct_tokens_epoch_steps(const ct_tokens *t, const ct_tokens_batch_opts *o) {
     if (ct_tokens_check_batch(t, o) != CT_OK) return 0;
+    if (o->streams) return (t->n - 1) / o->batch_size / o->block_size;
     /* n / T / B is n / (B * T) without the product, which may overflow. */
     int64_t steps = t->n / o->block_size / o->batch_size;
     return steps > 0 ? steps : 1;
@@ -39,8 +49,9 @@ typedef struct start_iter {
     const ct_tokens_batch_opts *o;
     ct_word_stream w;   /* random: the batch's own Philox stream */
     uint32_t range;     /* random: starts are in [0, range), range = n - T */
-    int64_t windows;    /* sequential: W, the whole windows in the sequence */
-    int64_t base;       /* sequential: k * B mod W */
+    int64_t windows;    /* sequential: W, the whole windows in the sequence; streams: per stream */
+    int64_t base;       /* sequential: k * B mod W; streams: (k mod W) * T */
+    int64_t stride;     /* streams: S, the tokens of a stream */
 } start_iter;
 
 static void iter_init(start_iter *it, const ct_tokens *t, const ct_tokens_batch_opts *o, uint32_t stream,
@@ -49,6 +60,12 @@ static void iter_init(start_iter *it, const ct_tokens *t, const ct_tokens_batch_
     ct_data_ws_init(&it->w, o->seed, stream, (uint32_t)k);
     /* n - T fits 32 bits: n <= CT_TOKENS_MAX. */
     it->range = (uint32_t)(t->n - o->block_size);
+    if (o->streams) {
+        it->stride = (t->n - 1) / o->batch_size;
+        it->windows = it->stride / o->block_size;
+        it->base = (k % it->windows) * o->block_size;
+        return;
+    }
     it->windows = (t->n - 1) / o->block_size;
     /* Residues keep k * B from overflowing. */
     it->base = (k % it->windows) * (o->batch_size % it->windows) % it->windows;
@@ -57,6 +74,7 @@ static void iter_init(start_iter *it, const ct_tokens *t, const ct_tokens_batch_
 /* The start of row r; rows are asked for in order 0, 1, ... (the random
  * draws of a row follow those of the rows before it). */
 static int64_t iter_start(start_iter *it, int64_t r) {
+    if (it->o->streams) return r * it->stride + it->base;
     if (it->o->sequential) return (it->base + r % it->windows) % it->windows * it->o->block_size;
     return (int64_t)ct_data_ws_below(&it->w, it->range);
 }

@@ -5,9 +5,10 @@
  * "optim.<state>.<name>" shaped like the parameter (PyTorch keeps its
  * optimizer state per parameter too, under the same keys), and, while early
  * stopping holds best weights that differ from the current ones,
- * "best.<name>". Metadata: the position, counters and statistics as decimal
- * strings ("%.17g" for doubles, which reads back to the same bits), and the
- * options a resumed run must share.
+ * "best.<name>"; a stateful language model's carried states as
+ * "state.<input>" (lm_state.c). Metadata: the position, counters and
+ * statistics as decimal strings ("%.17g" for doubles, which reads back to
+ * the same bits), and the options a resumed run must share.
  *
  * Writing goes through ct_st_writer_save, which writes a temporary file and
  * renames it, so a failed or interrupted save leaves the previous checkpoint
@@ -203,7 +204,8 @@ static ct_status build(ct_trainer *t, ct_st_writer *w, void *flat, void *bufs) {
     ct_status st;
     if ((st = ct_program_read_params(t->tr.p, flat, t->param_bytes)) != CT_OK ||
         (st = ct_train_read_buffers(t, bufs)) != CT_OK || (st = add_weights(t, w, "", flat, bufs)) != CT_OK ||
-        (st = add_optim_states(t, w, flat)) != CT_OK || (st = ct_train_prune_save(t, w)) != CT_OK)
+        (st = add_optim_states(t, w, flat)) != CT_OK || (st = ct_train_prune_save(t, w)) != CT_OK ||
+        (st = ct_train_state_save(t, w)) != CT_OK)
         return st;
     /* The best weights matter to a resumed run only while they may still be
      * put back; when they are the current ones a flag says so. */
@@ -508,7 +510,8 @@ static ct_status stage(ct_trainer *t, const reader *r, staged *s) {
     if ((st = check_identity(t, r)) != CT_OK || (st = stage_amp(t, r, s)) != CT_OK ||
         (st = stage_position(t, r, s)) != CT_OK ||
         (st = read_weights(t, r, "", "weight", s->params, s->bufs)) != CT_OK ||
-        (st = stage_optim_states(t, r, s)) != CT_OK || (st = ct_train_prune_stage(t, r->f, r->path)) != CT_OK)
+        (st = stage_optim_states(t, r, s)) != CT_OK || (st = ct_train_prune_stage(t, r->f, r->path)) != CT_OK ||
+        (st = ct_train_state_stage(t, r->f, r->path)) != CT_OK)
         return st;
     return stage_best(t, r, s);
 }
@@ -530,6 +533,7 @@ static ct_status apply(ct_trainer *t, staged *s) {
         return st;
     if (t->scaler && (st = ct_scaler_set_state(t->scaler, &s->amp)) != CT_OK) return st;
     ct_program_set_step(t->tr.p, (uint32_t)s->dropout_step);
+    ct_train_state_commit(t);
     t->epoch = s->epoch;
     t->batch_in_epoch = s->batch_in_epoch;
     t->step = s->step;

@@ -102,6 +102,22 @@ static ct_status build_graph(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, b
     return CT_OK;
 }
 
+/* The named nodes a training graph keeps (b->keep) after outs[*n]. */
+static ct_status add_kept(const ct_tgraph *tg, const ct_tbuild *b, ct_node *outs, int *n) {
+    if (b->n_keep > CT_TBUILD_MAX_KEEP)
+        return ct_error(CT_ERR_INVALID_ARG, "%d carried states; at most %d", b->n_keep, CT_TBUILD_MAX_KEEP);
+    for (int i = 0; i < b->n_keep; i++) {
+        ct_node k = ct_find(tg->g, b->keep[i]);
+        if (k == CT_NO_NODE)
+            return ct_error(CT_ERR_NOT_FOUND,
+                            "the model's training graph has no node named '%s' (a carried state: name it with "
+                            "ct_set_name)",
+                            b->keep[i]);
+        outs[(*n)++] = k;
+    }
+    return CT_OK;
+}
+
 ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool training,
                           ct_program *share) {
     memset(tg, 0, sizeof *tg);
@@ -112,12 +128,16 @@ ct_status ct_tgraph_build(ct_tgraph *tg, const ct_tbuild *b, int64_t batch, bool
         ct_tgraph_free(tg);
         return st;
     }
-    ct_node outs[3] = {tg->loss, tg->logits};
+    ct_node outs[3 + CT_TBUILD_MAX_KEEP] = {tg->loss, tg->logits};
     int n_out = training || b->block_size > 0 ? 1 : 2;
     if (training && b->distill) {
         outs[1] = tg->kl; /* the metrics read both terms */
         outs[2] = tg->ce;
         n_out = 3;
+    }
+    if (training && (st = add_kept(tg, b, outs, &n_out)) != CT_OK) {
+        ct_tgraph_free(tg);
+        return st;
     }
     ct_compile_opts co = {.device = b->device,
                           .outputs = outs,

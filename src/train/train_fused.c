@@ -26,7 +26,8 @@
 bool ct_train_fused_wanted(const ct_trainer *t) {
     const ct_backend *be = ct_program_backend(t->tr.p);
     /* Pruning masks and the teacher run between steps: not in the graph. */
-    return be && be->graph_begin && !t->o.comm && t->accum == 1 && !t->o.prune && !t->o.distill;
+    return be && be->graph_begin && !t->o.comm && t->accum == 1 && !t->o.prune && !t->o.distill &&
+           !t->n_carry; /* carried states go through the host between steps */
 }
 
 ct_status ct_train_fused_begin(ct_trainer *t) {

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "ctrain/distill.h"
+#include "ctrain/safetensors.h"
 #include "ctrain/step_graph.h"
 #include "ctrain/tfevents.h"
 #include "ctrain/train.h"
@@ -34,7 +35,12 @@ typedef struct ct_tbuild {
      * logits as input "teacher_logits" and its loss is ct_distill_loss.
      * NULL: none. Evaluation graphs never distill. */
     const ct_distill_opts *distill;
+    /* Named nodes a training graph keeps readable besides the loss (the
+     * outputs of carried states, lm_state.c); NULL: none. */
+    const char *const *keep;
+    int n_keep;           /* <= CT_TBUILD_MAX_KEEP */
 } ct_tbuild;
+#define CT_TBUILD_MAX_KEEP 16
 
 /* One graph compiled for one batch size. */
 typedef struct ct_tgraph {
@@ -144,6 +150,10 @@ struct ct_trainer {
     int64_t lm_eval_batches;
     int32_t *lm_x, *lm_y;         /* one batch, room for the larger of the two sizes */
     bool have_val;                /* a validation set (or validation tokens) */
+    /* carried states (lm_state.c): n_carry of them, else NULL and 0 */
+    struct ct_carry *carry;
+    int n_carry;
+    const char **carry_keep;      /* the outputs' names, t->b.keep */
     int64_t val_step;             /* the step of the last validation pass (-1: none in this run) */
 
     /* compression (docs/compression.md): NULL when not used */
@@ -197,6 +207,25 @@ ct_status ct_train_lm_setup(ct_trainer *t, const ct_lm_data *d);
 ct_status ct_train_lm_next(ct_trainer *t, ct_batch *b);
 /* Mean loss per token over n fixed evaluation batches of tokens. */
 ct_status ct_train_lm_evaluate(ct_trainer *t, const ct_tokens *tokens, int64_t n, double *loss);
+
+/* ---- carried states (lm_state.c), for stateful language models */
+/* Before the programs: checks d's pairs and copies their names; the
+ * outputs go into t->b.keep so the training graph keeps them. */
+ct_status ct_train_state_init(ct_trainer *t, const ct_lm_data *d);
+/* After the programs: finds each pair in the training graph (an input, a
+ * node of its dtype and shape) and makes its zero host value. */
+ct_status ct_train_state_setup(ct_trainer *t);
+/* Before a micro-batch: the states into tg's inputs (zero at the start
+ * of an epoch). After it: the outputs read back as the next values. */
+ct_status ct_train_state_feed(ct_trainer *t, const ct_tgraph *tg);
+ct_status ct_train_state_take(ct_trainer *t, const ct_tgraph *tg);
+/* Checkpoints: the values as "state.<input>" and the list of pairs as
+ * "ctrain.carried_states"; staging checks the list against this trainer's
+ * and reads the values, commit makes them the trainer's. */
+ct_status ct_train_state_save(ct_trainer *t, ct_st_writer *w);
+ct_status ct_train_state_stage(ct_trainer *t, const ct_st_file *f, const char *path);
+void ct_train_state_commit(ct_trainer *t);
+void ct_train_state_free(ct_trainer *t);
 
 /* The inputs of one batch into a training program: the batch's features and
  * labels, or for a language model the tokens in t->lm_x, t->lm_y. */

@@ -211,7 +211,8 @@ ct_status ct_train_set_inputs(ct_trainer *t, const ct_tgraph *tg, const ct_batch
     if (t->lm) {
         size_t bytes = (size_t)(b->count * t->lm_bo.block_size) * sizeof(int32_t);
         if ((st = ct_program_set_input_node(tg->p, tg->x, t->lm_x, bytes)) != CT_OK) return st;
-        return ct_program_set_input_node(tg->p, tg->y, t->lm_y, bytes);
+        if ((st = ct_program_set_input_node(tg->p, tg->y, t->lm_y, bytes)) != CT_OK) return st;
+        return ct_train_state_feed(t, tg); /* stateful: the states the last window left */
     }
     size_t numel = (size_t)ct_dataset_sample_numel(t->train);
     if ((st = ct_program_set_input_node(tg->p, tg->x, b->x, (size_t)b->count * numel * sizeof(float))) != CT_OK ||
@@ -236,7 +237,7 @@ static ct_status micro_batch(ct_trainer *t, const ct_batch *b, float *loss) {
     ct_status st;
     if ((st = ct_train_set_inputs(t, tg, b)) != CT_OK || (st = ct_train_dist_run(t, tg->p, b, !t->acc)) != CT_OK ||
         (st = ct_program_read(tg->p, tg->loss, loss, sizeof *loss)) != CT_OK ||
-        (st = ct_train_distill_account(t, tg, b->count)) != CT_OK)
+        (st = ct_train_state_take(t, tg)) != CT_OK || (st = ct_train_distill_account(t, tg, b->count)) != CT_OK)
         return st;
     if (tg != &t->tr) ct_program_set_step(t->tr.p, ct_program_step(tg->p));
     return CT_OK;

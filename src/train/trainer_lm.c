@@ -11,6 +11,10 @@
  * a resumed run continues bit-exactly, with no sampler state to save. Every
  * batch is full (windows are drawn, not used up), so there is never a short
  * last batch.
+ *
+ * Stateful training (ct_lm_data.states, lm_state.c) takes the streams
+ * layout instead, whose batch k is also a function of k alone; the states
+ * carried between batches are in the checkpoint.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -45,9 +49,11 @@ ct_status ct_train_lm_check(const ct_train_opts *o, const ct_lm_data *d) {
         return ct_error(CT_ERR_UNSUPPORTED, FN ": data-parallel training (comm) is not implemented for language "
                                             "models");
     /* The windows must fit each split: the message names the split. */
-    ct_tokens_batch_opts bo = {.batch_size = o->batch_size, .block_size = d->block_size};
+    ct_tokens_batch_opts bo = {.batch_size = o->batch_size, .block_size = d->block_size,
+                               .streams = d->n_states > 0};
     ct_status st = ct_tokens_check_batch(d->train, &bo);
     if (st == CT_OK && d->val) {
+        bo.streams = false; /* evaluation windows start from zero states: any layout */
         bo.batch_size = o->eval_batch_size ? o->eval_batch_size : o->batch_size;
         st = ct_tokens_check_batch(d->val, &bo);
     }
@@ -62,6 +68,14 @@ ct_status ct_train_lm_setup(ct_trainer *t, const ct_lm_data *d) {
                                       .seed = t->o.data_seed};
     t->lm_ebo = t->lm_bo;
     t->lm_ebo.batch_size = t->ev.batch;
+    if (t->n_carry) {
+        /* Stateful: row r of consecutive batches walks stream r. Evaluation
+         * keeps the batches of the run without states. */
+        t->lm_bo.streams = true;
+        t->lm_bo.sequential = false;
+        ct_status st = ct_train_state_setup(t);
+        if (st != CT_OK) return st;
+    }
     t->lm_eval_batches = d->eval_batches ? d->eval_batches : DEFAULT_EVAL_BATCHES;
     int64_t rows = t->lm_bo.batch_size > t->lm_ebo.batch_size ? t->lm_bo.batch_size : t->lm_ebo.batch_size;
     size_t n = (size_t)rows * (size_t)d->block_size;

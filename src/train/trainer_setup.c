@@ -41,6 +41,7 @@ void ct_trainer_free(ct_trainer *t) {
     ct_optimizer_free(t->opt);
     ct_train_prune_free(t);
     ct_train_distill_free(t);
+    ct_train_state_free(t);
     ct_evaluator_free(&t->ev);
     /* Programs that share the training program's parameters go first. */
     ct_tgraph_free(&t->tr_short);
@@ -319,6 +320,7 @@ static ct_trainer *make(const ct_train_opts *opts, const ct_dataset *train, cons
     bool ok = copy_strings(t, opts);
     if (ok) setup_build(t, opts);
     if (ok && lm) t->b.block_size = lm->block_size;
+    if (ok && lm) ok = ct_train_state_init(t, lm) == CT_OK; /* before the programs, which keep the states */
     ok = ok && build_programs(t, opts) && setup_loader(t, opts, lm) && setup_schedule(t) == CT_OK &&
          setup_best(t, opts) && ct_train_prune_setup(t) == CT_OK && ct_train_distill_setup(t) == CT_OK;
     if (ok) {
