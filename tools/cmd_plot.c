@@ -101,6 +101,7 @@ static int parse_keys(const char *text, int *keys, int *n) {
     }
 }
 
+#ifdef CTRAIN_HAVE_CAIRO /* the drawing; without cairo cmd_plot says so */
 static bool is_svg(const char *out) {
     const char *dot = strrchr(out, '.');
     return dot && strcmp(dot, ".svg") == 0;
@@ -131,6 +132,7 @@ static int write_image(const plot_data *d, const plot_cfg *c) {
     free(tmp);
     return rc;
 }
+#endif
 
 static int check_cfg(const plot_cfg *c, int n_files, bool too_many) {
     if (too_many) return cli_usage_error(CMD, "at most %d metrics files in one plot", PLOT_MAX_RUNS);
