@@ -298,20 +298,10 @@ static void gc_check_params(const gc_case *c, ct_graph *g, ct_program *pg, ct_pr
 /* Runs the check and returns the worst element (ratio <= 1: a pass).
  * Set-up failures (a graph that does not build, a run that fails) fail the
  * current test at once. */
-static gc_worst gc_run(const gc_case *c) {
-    double h = c->h > 0 ? c->h : 1e-6;
-    double rtol = c->rtol > 0 ? c->rtol : 1e-5;
-    double atol = c->atol > 0 ? c->atol : 1e-6;
-    uint64_t seed = c->seed ? c->seed : gc_hash(c->name);
-    cr_assert(c->n_in >= 0 && c->n_in <= GC_MAX_IN);
-
-    ct_graph *g = ct_graph_new();
-    cr_assert_not_null(g);
-    ct_graph_set_seed(g, seed);
-    ct_node x[GC_MAX_IN];
-    char names[GC_MAX_IN][16];
-    double *xv[GC_MAX_IN];
-    int64_t xn[GC_MAX_IN];
+/* The case's inputs x0, x1, ... as F64 graph inputs, with their random
+ * values (xv, xn elements each). */
+static void gc_make_inputs(const gc_case *c, ct_graph *g, uint64_t seed, ct_node *x, char (*names)[16], double **xv,
+                           int64_t *xn) {
     for (int i = 0; i < c->n_in; i++) {
         const gc_in *in = &c->in[i];
         snprintf(names[i], sizeof names[i], "x%d", i);
@@ -327,6 +317,45 @@ static gc_worst gc_run(const gc_case *c) {
         else
             gc_fill(xv[i], xn[i], in->lo, in->hi, in->margin > 0 ? in->margin : 0.01, seed, 10u + (uint32_t)i);
     }
+}
+
+/* The training program (loss and every gradient) and a forward program
+ * sharing its parameters. */
+static ct_program *gc_compile_pair(const gc_case *c, ct_graph *g, const ct_node *x, ct_node loss, int np,
+                                   ct_program **forward) {
+    ct_node *outs = malloc((size_t)(1 + c->n_in + np) * sizeof *outs);
+    cr_assert_not_null(outs);
+    int n_out = 0;
+    outs[n_out++] = loss;
+    for (int i = 0; i < c->n_in; i++)
+        if (!c->in[i].no_grad && ct_grad(g, x[i]) != CT_NO_NODE) outs[n_out++] = ct_grad(g, x[i]);
+    for (int i = 0; i < np; i++)
+        if (ct_grad(g, ct_graph_param(g, i)) != CT_NO_NODE) outs[n_out++] = ct_grad(g, ct_graph_param(g, i));
+
+    ct_program *pg = ct_compile(g, &(ct_compile_opts){.outputs = outs, .n_outputs = n_out, .grads = true});
+    cr_assert_not_null(pg, "%s: ct_compile (grads): %s", c->name, ct_last_error());
+    ct_program *pf = ct_compile(g, &(ct_compile_opts){.outputs = &loss, .n_outputs = 1, .share_params = pg});
+    cr_assert_not_null(pf, "%s: ct_compile (forward): %s", c->name, ct_last_error());
+    free(outs);
+    *forward = pf;
+    return pg;
+}
+
+static gc_worst gc_run(const gc_case *c) {
+    double h = c->h > 0 ? c->h : 1e-6;
+    double rtol = c->rtol > 0 ? c->rtol : 1e-5;
+    double atol = c->atol > 0 ? c->atol : 1e-6;
+    uint64_t seed = c->seed ? c->seed : gc_hash(c->name);
+    cr_assert(c->n_in >= 0 && c->n_in <= GC_MAX_IN);
+
+    ct_graph *g = ct_graph_new();
+    cr_assert_not_null(g);
+    ct_graph_set_seed(g, seed);
+    ct_node x[GC_MAX_IN];
+    char names[GC_MAX_IN][16];
+    double *xv[GC_MAX_IN];
+    int64_t xn[GC_MAX_IN];
+    gc_make_inputs(c, g, seed, x, names, xv, xn);
 
     ct_node out = c->build(g, x, c->ctx);
     cr_assert_neq(out, CT_NO_NODE, "%s: building the graph failed: %s", c->name, ct_graph_error(g));
@@ -350,20 +379,8 @@ static gc_worst gc_run(const gc_case *c) {
     cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s: ct_graph_backward: %s", c->name, ct_last_error());
 
     int np = ct_graph_num_params(g);
-    ct_node *outs = malloc((size_t)(1 + c->n_in + np) * sizeof *outs);
-    cr_assert_not_null(outs);
-    int n_out = 0;
-    outs[n_out++] = loss;
-    for (int i = 0; i < c->n_in; i++)
-        if (!c->in[i].no_grad && ct_grad(g, x[i]) != CT_NO_NODE) outs[n_out++] = ct_grad(g, x[i]);
-    for (int i = 0; i < np; i++)
-        if (ct_grad(g, ct_graph_param(g, i)) != CT_NO_NODE) outs[n_out++] = ct_grad(g, ct_graph_param(g, i));
-
-    ct_program *pg = ct_compile(g, &(ct_compile_opts){.outputs = outs, .n_outputs = n_out, .grads = true});
-    cr_assert_not_null(pg, "%s: ct_compile (grads): %s", c->name, ct_last_error());
-    ct_program *pf = ct_compile(g, &(ct_compile_opts){.outputs = &loss, .n_outputs = 1, .share_params = pg});
-    cr_assert_not_null(pf, "%s: ct_compile (forward): %s", c->name, ct_last_error());
-    free(outs);
+    ct_program *pf = NULL;
+    ct_program *pg = gc_compile_pair(c, g, x, loss, np, &pf);
     size_t bnum = ct_program_buffer_numel(pg);
     double *buf0 = NULL;
     if (c->eval) {
