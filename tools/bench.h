@@ -46,6 +46,7 @@ typedef struct bench_opts {
     long warmup, steps, reps;
     uint64_t seed;
     bool quick;          /* smoke-test sizes: checks the runner, not the machine */
+    bool profile;        /* --profile: after the timing, one more pass with every op timed */
     const char *workload; /* a name, a comma-separated list, or "all" */
     const char *json_path;
 } bench_opts;

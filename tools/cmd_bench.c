@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "bench.h"
 #include "cli.h"
@@ -111,6 +112,9 @@ static const cli_row options[] = {
     {COUNT("threads", o.threads, 1, 4096), .def = "OMP_NUM_THREADS, else every core",
      .help = "CPU threads of the kernels and of OpenBLAS (docs/cpu_backend.md)"},
     {ROW("quick", CLI_FLAG, o.quick), .help = "tiny sizes and few steps: checks the runner, not the machine"},
+    {ROW("profile", CLI_FLAG, o.profile),
+     .help = "after the timing, run the timed steps once more with every op timed (the device "
+             "synchronised around each) and print milliseconds per step by op"},
     {ROW("json", CLI_CUSTOM, o.json_path), .set = set_json, .meta = "PATH",
      .help = "also write the results, machine and versions as JSON"},
 };
@@ -120,7 +124,7 @@ const cli_table bench_table = {
     .usage = "usage: ctrain bench [--workload NAME[,NAME...]|all] [--device D] [--precision P]\n"
              "                    [--batch-size N] [--warmup N] [--steps N] [--reps N]\n"
              "                    [--hidden N] [--layers N] [--seed S] [--threads N] [--quick]\n"
-             "                    [--json PATH]\n"
+             "                    [--profile] [--json PATH]\n"
              "       ctrain bench --list\n",
     .about = "Times named workloads on synthetic data: warm-up steps, then repetitions of\n"
              "timed steps; prints the median time per step with its spread, steps/s,\n"
@@ -156,6 +160,30 @@ static int parse_args(int argc, char **argv, bench_cli *c, bool *done) {
 }
 
 /* Sets up, times, checks and tears down one workload. */
+/* --profile: o->steps more steps with the op profiler on, reported per step
+ * with the time outside the graph's kernels (the optimizer, the host). */
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static ct_status profile_pass(const bench_workload *w, const bench_opts *o, void *state) {
+    ct_op_profile_reset();
+    ct_op_profile_enable(true);
+    ct_status st = ct_device_sync(o->device);
+    double t0 = now_seconds();
+    for (long i = 0; st == CT_OK && i < o->steps; i++) st = w->step(state);
+    if (st == CT_OK) st = ct_device_sync(o->device);
+    double secs = now_seconds() - t0;
+    ct_op_profile_enable(false);
+    if (st != CT_OK) return st;
+    printf("\n%s: time per step by op (%ld steps, synchronised)\n", w->name, o->steps);
+    ct_op_profile_report(stdout, (double)o->steps);
+    printf("  %-20s %10.3f\n\n", "whole step", 1e3 * secs / (double)o->steps);
+    return CT_OK;
+}
+
 static void run_one(const bench_workload *w, const bench_opts *o, bench_result *r) {
     memset(r, 0, sizeof *r);
     r->w = w;
@@ -169,6 +197,7 @@ static void run_one(const bench_workload *w, const bench_opts *o, bench_result *
     void *state = NULL;
     ct_status st = w->setup(w, o, &state, &r->setup);
     if (st == CT_OK) st = bench_measure(o->device, w->step, state, o->warmup, o->steps, o->reps, &r->stats);
+    if (st == CT_OK && o->profile) st = profile_pass(w, o, state);
     if (st == CT_OK && w->check) st = w->check(state);
     if (st != CT_OK) {
         /* The engine refusing the workload on this device (an op without a

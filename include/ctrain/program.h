@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ctrain/device.h"
 #include "ctrain/graph.h"
@@ -115,6 +116,16 @@ ct_status ct_program_set_param(ct_program *p, const char *name, const void *src,
 ct_status ct_program_read_params(const ct_program *p, void *dst, size_t bytes);
 ct_status ct_program_write_params(ct_program *p, const void *src, size_t bytes);
 ct_status ct_program_read_grads(const ct_program *p, void *dst, size_t bytes);
+
+/* Op profiler: with it on, every kernel of every program run is timed
+ * (the backend synchronised around it) and added to one table by op type;
+ * ct_op_profile_report prints that table, largest first, to f with the times
+ * divided by `per` (e.g. the number of runs: milliseconds per run).
+ * `ctrain bench --profile` uses it. Off by default; not for concurrent runs
+ * from several threads. */
+void ct_op_profile_enable(bool on);
+void ct_op_profile_reset(void);
+void ct_op_profile_report(FILE *f, double per);
 
 #ifdef __cplusplus
 }

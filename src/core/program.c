@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/op_profile.h"
 #include "core/planner.h"
 #include "core/program_impl.h"
 
@@ -364,6 +365,17 @@ ct_status ct_program_set_input(ct_program *p, const char *name, const void *data
     return ct_program_set_input_node(p, n, data, bytes);
 }
 
+/* One kernel between two syncs of its backend, its time added to the op
+ * profile. */
+static ct_status run_timed(const ct_backend *be, ct_kargs *ka) {
+    ct_status st = be->sync();
+    double t0 = ct_op_profile_now();
+    if (st == CT_OK) st = be->kernels[ka->op](ka);
+    if (st == CT_OK) st = be->sync();
+    ct_op_profile_add(ka->op, ct_op_profile_now() - t0);
+    return st;
+}
+
 ct_status ct_program_run(ct_program *p) { return ct_program_run_dev(p, NULL); }
 
 ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev) {
@@ -375,7 +387,7 @@ ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev) {
         ct_kargs *ka = &p->kargs[k];
         ka->step = p->step;
         ka->training = p->training;
-        ct_status st = p->be->kernels[ka->op](ka);
+        ct_status st = ct_op_profile_enabled() ? run_timed(p->be, ka) : p->be->kernels[ka->op](ka);
         if (st != CT_OK) {
             if (step_source) step_source(NULL);
             const ct_nodeinfo *nd = &p->g->nodes[p->exec[k]];

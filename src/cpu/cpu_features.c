@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "cpu/cpu_simd.h"
+#include "cpu/cpu_vmath.h"
 #include "ctrain/device.h"
 
 #if CT_SIMD_X86
@@ -64,7 +65,7 @@ static void feature(char *buf, size_t cap, unsigned reg, int bit, const char *na
 #endif
 
 const char *ct_cpu_features(void) {
-    static char info[256];
+    static char info[320];
     if (info[0]) return info;
     char units[192] = "";
 #if CT_SIMD_X86
@@ -86,8 +87,11 @@ const char *ct_cpu_features(void) {
         feature(units, sizeof units, a, 5, "AVX512_BF16");
     }
 #endif
-    snprintf(info, sizeof info, "%s; fast paths: %s", units[0] ? units : "no vector extensions found",
-             !ct_cpu_fast_paths_enabled() ? "off (CTRAIN_CPU_REFERENCE)" : ct_cpu_has_avx2() ? "AVX2" : "SSE2");
+    bool fast = ct_cpu_fast_paths_enabled();
+    snprintf(info, sizeof info, "%s; fast paths: %s; float math: %s%s",
+             units[0] ? units : "no vector extensions found",
+             !fast ? "off (CTRAIN_CPU_REFERENCE)" : ct_cpu_has_avx2() ? "AVX2" : "SSE2",
+             ct_cpu_float_math() ? "SLEEF " : "off", ct_cpu_float_math() ? ct_cpu_vmath_isa() : "");
     return info;
 }
 
