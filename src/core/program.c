@@ -192,18 +192,27 @@ static void list_exec(ct_program *p, const bool *live) {
 /* The values the arena holds (every executed node not bound to a buffer of
  * its own), each with the step that writes it and the last step that needs
  * it: a root is needed to the end, since it stays readable. */
-static void plan_lifetimes(const ct_program *p, compile_work *w) {
+static void plan_lifetimes(const ct_program *p, compile_work *w, bool alias) {
     const ct_graph *g = p->g;
     w->n_plan = 0;
+    for (int i = 0; i < p->n; i++) w->pos[i] = -1; /* node -> its plan entry */
     for (int k = 0; k < p->n_exec; k++) {
         ct_node i = p->exec[k];
         if (p->data[i]) continue; /* a parameter gradient, bound by ct_program_bind_params */
+        const ct_nodeinfo *nd = &g->nodes[i];
+        /* A reshape of a planned value is that value: the same bytes in the
+         * same order, so it shares its entry (whose lifetime then covers the
+         * reshape's uses) and its kernel finds out == in and copies nothing.
+         * Sources keep their own buffers (an input may be rebound later). */
+        if (alias && nd->op == CT_OP_RESHAPE && w->pos[nd->in[0]] >= 0) {
+            w->pos[i] = w->pos[nd->in[0]];
+            if (w->root[i]) w->plan[w->pos[i]].last = p->n_exec;
+            continue;
+        }
         w->plan_node[w->n_plan] = i;
-        w->plan[w->n_plan] = (ct_plan_buf){node_bytes(&g->nodes[i]), k, w->root[i] ? p->n_exec : k, 0};
-        w->n_plan++;
+        w->plan[w->n_plan] = (ct_plan_buf){node_bytes(nd), k, w->root[i] ? p->n_exec : k, 0};
+        w->pos[i] = w->n_plan++;
     }
-    for (int i = 0; i < p->n; i++) w->pos[i] = -1; /* from here: node -> its plan entry */
-    for (int b = 0; b < w->n_plan; b++) w->pos[w->plan_node[b]] = b;
     for (int k = 0; k < p->n_exec; k++) {
         const ct_nodeinfo *nd = &g->nodes[p->exec[k]];
         for (int j = 0; j < nd->n_in; j++) {
@@ -241,9 +250,12 @@ static ct_status place_in_arena(ct_program *p, compile_work *w) {
     if (total && !(p->arena = p->be->alloc(total)))
         return ct_error(CT_ERR_OOM, "ct_compile: cannot allocate a %zu-byte activation arena on %s: %s", total,
                         p->be->name, ct_last_error());
-    for (int b = 0; b < w->n_plan; b++) {
-        p->data[w->plan_node[b]] = (char *)p->arena + w->plan[b].offset;
-        if (w->root[w->plan_node[b]]) p->readable[w->plan_node[b]] = true;
+    for (int k = 0; k < p->n_exec; k++) { /* every planned node, aliased reshapes included */
+        ct_node i = p->exec[k];
+        int b = w->pos[i];
+        if (b < 0 || p->data[i]) continue;
+        p->data[i] = (char *)p->arena + w->plan[b].offset;
+        if (w->root[i]) p->readable[i] = true;
     }
     return CT_OK;
 }
@@ -312,7 +324,7 @@ static ct_status compile_steps(ct_program *p, const ct_compile_opts *o, compile_
     list_exec(p, w->live);
     p->grads_on = o->grads;
     if ((st = setup_grad_ready(p, o->grads)) != CT_OK) return st;
-    plan_lifetimes(p, w);
+    plan_lifetimes(p, w, !o->no_plan);
     st = o->no_plan ? place_private(p, w) : place_in_arena(p, w);
     if (st != CT_OK) return st;
     return prepare_kargs(p);
