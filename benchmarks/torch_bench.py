@@ -33,9 +33,9 @@ from torch_rnn import RNNS, make_rnn, rnn_describe, rnn_flops_per_sequence, rnn_
 
 SCHEMA = "ctrain-bench/1"
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-WORKLOADS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "lstm-char", "gru-char", "matmul-square", "matmul-skinny",
+WORKLOADS = ("mlp-mnist", "mlp-small", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "lstm-char", "gru-char", "matmul-square", "matmul-skinny",
              "matmul-tall", "optim-sgd", "optim-adamw", "softmax-xent")
-MODELS = ("mlp-mnist", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "lstm-char", "gru-char")
+MODELS = ("mlp-mnist", "mlp-small", "mlp-wide", "cnn-mnist", "gpt-char", "gpt2-124m", "lstm-char", "gru-char")
 KINDS = {w: ("model" if w in MODELS else "micro") for w in WORKLOADS}
 
 # {M, K, N} per device, as in tools/bench_matmul.c.
@@ -155,6 +155,8 @@ def check_precision(a, dev):
 def mlp_dims(name, a, dev):
     if name == "mlp-mnist":
         return [784, 1024, 1024, 10]
+    if name == "mlp-small":
+        return [784, 128, 10]
     h = a.hidden or (64 if a.quick else 1024 if dev.type == "cpu" else 4096)
     layers = a.layers or (2 if a.quick else 4)
     return [h] * (layers + 1) + [10]
@@ -308,7 +310,7 @@ def setup_model(torch, name, a, dev, variant):
     check_precision(a, dev)
     F = torch.nn.functional
     model, sample, desc, flops = build_model(torch, name, a, dev)
-    batch = a.batch_size or (8 if a.quick else 256 if name == "mlp-wide" else 128)
+    batch = a.batch_size or (8 if a.quick else 256 if name == "mlp-wide" else 32 if name == "mlp-small" else 128)
     model = model.to(dev)
     opt, how = make_adamw(torch, None, 1e-3, 0.01, decay_groups(model, 0.01))
     g = torch.Generator().manual_seed(a.seed)
@@ -500,7 +502,7 @@ def setup_xent(torch, name, a, dev, variant):
     return step, check, info
 
 
-SETUP = {"mlp-mnist": setup_model, "mlp-wide": setup_model, "cnn-mnist": setup_model,
+SETUP = {"mlp-mnist": setup_model, "mlp-small": setup_model, "mlp-wide": setup_model, "cnn-mnist": setup_model,
          "gpt-char": setup_gpt, "gpt2-124m": setup_gpt, "lstm-char": setup_rnn, "gru-char": setup_rnn,
          "matmul-square": setup_matmul, "matmul-skinny": setup_matmul, "matmul-tall": setup_matmul,
          "optim-sgd": setup_optim, "optim-adamw": setup_optim, "softmax-xent": setup_xent}

@@ -127,7 +127,7 @@ typedef struct bench_model {
     const ct_optim_opts *optim;
 } bench_model;
 
-extern const bench_model bench_model_mlp_mnist, bench_model_mlp_wide;
+extern const bench_model bench_model_mlp_mnist, bench_model_mlp_wide, bench_model_mlp_small;
 extern const bench_model bench_model_cnn_mnist; /* bench_cnn.c */
 extern const bench_model bench_model_gpt_char, bench_model_gpt2_124m; /* bench_gpt.c */
 extern const bench_model bench_model_lstm_char, bench_model_gru_char;  /* bench_rnn.c */

@@ -40,6 +40,14 @@ static mlp_dims mnist_dims(const bench_opts *o) {
     return (mlp_dims){3, {784, 1024, 1024, 10}};
 }
 
+/* mlp-small: the per-step overhead case (issue: a C engine with a planned
+ * arena should pay no dispatch cost), the MLP of ctrain's quick start
+ * shrunk to one hidden layer of 128 at batch 32. */
+static mlp_dims small_dims(const bench_opts *o) {
+    (void)o;
+    return (mlp_dims){2, {784, 128, 10}};
+}
+
 /* mlp-wide: `layers` linear layers hidden -> hidden on an input as wide as
  * they are, and a 10-class head. The default width suits the device: 4096
  * keeps a GPU busy, 1024 keeps a CPU step under a second. */
@@ -115,6 +123,7 @@ static void mlp_describe(const mlp_dims *m, char *buf, size_t cap) {
 
 MLP_MODEL(mlp_mnist, mnist_dims, 128)
 MLP_MODEL(mlp_wide, wide_dims, 256)
+MLP_MODEL(mlp_small, small_dims, 32)
 
 /* ---- the training step ---------------------------------------------------- */
 

@@ -21,6 +21,8 @@
 static const bench_workload workloads[] = {
     {"mlp-mnist", "model", "MLP 784-1024-1024-10 (ReLU), cross-entropy, AdamW: one training step",
      MODEL(bench_model_mlp_mnist)},
+    {"mlp-small", "model", "MLP 784-128-10 (ReLU), batch 32, cross-entropy, AdamW: per-step overhead",
+     MODEL(bench_model_mlp_small)},
     {"mlp-wide", "model", "wide MLP, --layers x --hidden (ReLU), matmul-bound: one training step",
      MODEL(bench_model_mlp_wide)},
     {"cnn-mnist", "model", "CNN conv5x5(32)-pool-conv5x5(64)-pool-128-10 on 1x28x28, AdamW: one training step",
