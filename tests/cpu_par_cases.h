@@ -75,6 +75,9 @@ static const cpc_case cpc_cases[] = {
     {"tanh grad f32", CT_OP_UNARY_GRAD, UG(CT_OP_TANH), 2, {IN(CT_F32, S1(70001), CPC_RANDOM), IN(CT_F32, S1(70001), CPC_RANDOM)}, CT_F32, S1(70001)},
     {"sigmoid grad f64", CT_OP_UNARY_GRAD, UG(CT_OP_SIGMOID), 2, {IN(CT_F64, S1(70001), CPC_RANDOM), IN(CT_F64, S1(70001), CPC_RANDOM)}, CT_F64, S1(70001)},
     {"cast f32 to bf16", CT_OP_CAST, {.dtype = CT_BF16}, 1, {IN(CT_F32, S1(70001), CPC_SPECIAL)}, CT_BF16, S1(70001)},
+    {"cast bf16 to f32", CT_OP_CAST, {.dtype = CT_F32}, 1, {IN(CT_BF16, S1(70001), CPC_SPECIAL)}, CT_F32, S1(70001)},
+    {"cast f32 to f16", CT_OP_CAST, {.dtype = CT_F16}, 1, {IN(CT_F32, S1(70001), CPC_SPECIAL)}, CT_F16, S1(70001)},
+    {"cast f16 to f32", CT_OP_CAST, {.dtype = CT_F32}, 1, {IN(CT_F16, S1(70001), CPC_SPECIAL)}, CT_F32, S1(70001)},
     /* broadcasting's pair */
     {"broadcast_to", CT_OP_BROADCAST_TO, {.alpha = 0}, 1, {IN(CT_F32, S1(517), CPC_RANDOM)}, CT_F32, S2(129, 517)},
     {"sum_to rows", CT_OP_SUM_TO, {.alpha = 0}, 1, {IN(CT_F32, S2(129, 517), CPC_RANDOM)}, CT_F32, S1(517)},

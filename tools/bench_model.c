@@ -181,7 +181,10 @@ static void describe_precision(const bench_model *m, const bench_opts *o, char *
     case BENCH_FP16:
     case BENCH_BF16:
         snprintf(buf, cap, "%s matrix-product operands%s, F32 accumulation and master weights%s%s%s",
-                 bench_precision_name(o->precision), cpu ? " (widened to F32 for sgemm on the CPU)" : "",
+                 bench_precision_name(o->precision),
+                 !cpu                                                  ? ""
+                 : o->precision == BENCH_BF16 && ct_cpu_bf16_native() ? " (oneDNN's bf16 matmul on the CPU)"
+                                                                       : " (widened to F32 for sgemm on the CPU)",
                  o->precision == BENCH_FP16 ? ", dynamic loss scale" : "", m->half_note ? "; " : "",
                  m->half_note ? m->half_note : "");
         break;

@@ -47,10 +47,14 @@ const char *ct_build_commit(void);
  * "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Haswell MAX_THREADS=64, 2 threads".
  * Static string, never NULL. */
 const char *ct_blas_info(void);
-/* The CPU's vector units (CPUID) and the instruction set of the CPU
- * backend's fast paths, e.g. "AVX FMA F16C AVX2 AVX512F ... ; fast paths:
- * AVX2". Static string, never NULL. */
+/* The CPU's vector units (CPUID) and what the CPU backend's fast paths run
+ * on, e.g. "AVX FMA F16C AVX2 AVX512F ... ; fast paths: AVX2; float math:
+ * SLEEF AVX-512; bf16 products: oneDNN". Static string, never NULL. */
 const char *ct_cpu_features(void);
+/* Whether the CPU multiplies BF16 operands natively (oneDNN's bf16 matmul,
+ * on the CPU's bf16 units where it has them) rather than widening them to
+ * F32 for sgemm: oneDNN built in and the fast paths on. */
+bool ct_cpu_bf16_native(void);
 /* Sets the number of CPU threads of this thread's later kernels and of the
  * OpenBLAS products (OpenMP's omp_set_num_threads, and OpenBLAS's own
  * setting for its pthread build); n from 1 to 4096. Without a call, the

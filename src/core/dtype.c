@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/bf16_bits.h"
 #include "ctrain/dtype.h"
 
 size_t ct_dtype_size(ct_dtype dt) {
@@ -113,26 +114,9 @@ float ct_f16_to_f32(uint16_t h) {
     return bits_f32(sign | ((exp + 127 - 15) << 23) | (mant << 13));
 }
 
-uint16_t ct_f32_to_bf16(float x) {
-    uint32_t u = f32_bits(x);
-    if ((u & 0x7f800000) == 0x7f800000 && (u & 0x7fffff)) {
-        /* NaN: truncate and force the quiet bit, so a payload held only in
-         * the dropped low bits cannot turn into inf. */
-        return (uint16_t)((u >> 16) | 0x0040);
-    }
-    /* Round to nearest even on the dropped 16 bits. Adding 0x7fff (+1 when
-     * the kept part is odd) carries exactly when the discarded half is above
-     * the midpoint (or at it with an odd kept part); the largest finite
-     * values carry into 0x7f80, inf, as they should. Infs pass unchanged. */
-    u += UINT32_C(0x7fff) + ((u >> 16) & 1);
-    return (uint16_t)(u >> 16);
-}
+uint16_t ct_f32_to_bf16(float x) { return ct_bf16_from_bits(f32_bits(x)); }
 
-float ct_bf16_to_f32(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    if ((u & 0x7f800000) == 0x7f800000 && (u & 0x7fffff)) u |= 0x00400000; /* quiet */
-    return bits_f32(u);
-}
+float ct_bf16_to_f32(uint16_t h) { return bits_f32(ct_bf16_to_bits(h)); }
 
 static bool shape_valid(const ct_shape *s) {
     if (s->ndim < 0 || s->ndim > CT_MAX_DIMS) return false;

@@ -15,6 +15,9 @@
  * SUM_TO keeps the reference's double sums, each column's in row order; the
  * loop runs across columns, so it vectorises without reordering any sum.
  */
+#include <string.h>
+
+#include "core/bf16_bits.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "ctrain/ops.h"
@@ -104,5 +107,57 @@ bool ct_cpu_fast_sum_rows(const ct_tview *x, const ct_tview *o, int64_t rows, in
     if (x->dtype != CT_F32 || o->dtype != CT_F32 || !ct_cpu_fast_paths_enabled()) return false;
     const sum_job k = {x->data, o->data, rows, m};
     ct_par_ranges(m, x->numel >= PAR_MIN ? 1 : INT64_MAX, sum_worker(), &k);
+    return true;
+}
+
+/* ---- CAST between F32 and the half types ----------------------------------- */
+
+typedef struct cast_job {
+    const void *x;
+    void *o;
+    ct_dtype from, to;
+} cast_job;
+
+/* Elements [lo, hi): the reference's ct_ld / ct_st go through double, which
+ * is exact for these pairs (a half widens exactly; double -> float of a
+ * float is the identity), so converting directly is the same function. */
+static CT_ALWAYS_INLINE void cast_body(const cast_job *k, int64_t lo, int64_t hi) {
+    if (k->from == CT_F32 && k->to == CT_BF16) {
+        const float *x = k->x; /* bits read through memcpy: no type punning */
+        uint16_t *o = k->o;
+        CT_SIMD_LOOP
+        for (int64_t i = lo; i < hi; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], sizeof u);
+            o[i] = ct_bf16_from_bits(u);
+        }
+    } else if (k->from == CT_BF16 && k->to == CT_F32) {
+        const uint16_t *x = k->x;
+        float *o = k->o;
+        CT_SIMD_LOOP
+        for (int64_t i = lo; i < hi; i++) {
+            uint32_t u = ct_bf16_to_bits(x[i]);
+            memcpy(&o[i], &u, sizeof u);
+        }
+    } else if (k->from == CT_F32) { /* to F16 */
+        const float *x = k->x;
+        uint16_t *o = k->o;
+        for (int64_t i = lo; i < hi; i++) o[i] = ct_f32_to_f16(x[i]);
+    } else { /* F16 to F32 */
+        const uint16_t *x = k->x;
+        float *o = k->o;
+        for (int64_t i = lo; i < hi; i++) o[i] = ct_f16_to_f32(x[i]);
+    }
+}
+CT_RANGE_KERNEL(cast_worker, cast_body, cast_job)
+
+/* CAST between F32 and F16 or BF16 (either way), threaded and vectorised;
+ * false for other pairs (or switched off). */
+bool ct_cpu_fast_cast(const ct_tview *x, const ct_tview *o) {
+    ct_dtype f = x->dtype, t = o->dtype;
+    bool half_f = f == CT_F16 || f == CT_BF16, half_t = t == CT_F16 || t == CT_BF16;
+    if (!ct_cpu_fast_paths_enabled() || !((f == CT_F32 && half_t) || (half_f && t == CT_F32))) return false;
+    const cast_job k = {x->data, o->data, f, t};
+    ct_par_ranges(o->numel, PAR_MIN, cast_worker(), &k);
     return true;
 }

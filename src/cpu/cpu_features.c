@@ -88,10 +88,11 @@ const char *ct_cpu_features(void) {
     }
 #endif
     bool fast = ct_cpu_fast_paths_enabled();
-    snprintf(info, sizeof info, "%s; fast paths: %s; float math: %s%s",
+    snprintf(info, sizeof info, "%s; fast paths: %s; float math: %s%s; bf16 products: %s",
              units[0] ? units : "no vector extensions found",
              !fast ? "off (CTRAIN_CPU_REFERENCE)" : ct_cpu_has_avx2() ? "AVX2" : "SSE2",
-             ct_cpu_float_math() ? "SLEEF " : "off", ct_cpu_float_math() ? ct_cpu_vmath_isa() : "");
+             ct_cpu_float_math() ? "SLEEF " : "off", ct_cpu_float_math() ? ct_cpu_vmath_isa() : "",
+             ct_cpu_bf16_native() ? "oneDNN" : "widened to F32");
     return info;
 }
 

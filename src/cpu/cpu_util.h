@@ -108,6 +108,7 @@ ct_status ct_cpu_axpby(double a, const void *x, double b, void *y, ct_dtype dtyp
 bool ct_cpu_fast_binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview *b, bool b_full,
                              const ct_tview *o, int64_t m, int64_t rows);
 bool ct_cpu_fast_sum_rows(const ct_tview *x, const ct_tview *o, int64_t rows, int64_t m);
+bool ct_cpu_fast_cast(const ct_tview *x, const ct_tview *o);
 /* Layer norm's F32 paths (cpu_fast_norm.c): true when one ran. */
 bool ct_cpu_fast_layer_norm(const ct_tview *x, const ct_tview *w, const ct_tview *b, const ct_tview *out,
                             int64_t rows, int64_t dim, double eps);

@@ -207,6 +207,7 @@ static ct_status k_cast(const ct_kargs *k) {
     if (s == CT_OK) s = same_numel(CT_OP_CAST, &k->in[0], &k->out);
     if (s != CT_OK) return s;
     const ct_tview *x = &k->in[0], *o = &k->out;
+    if (ct_cpu_fast_cast(x, o)) return CT_OK;
 #pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
     for (int64_t i = 0; i < o->numel; i++)
         ct_st(o->data, o->dtype, i, ct_ld(x->data, x->dtype, i));

@@ -4,13 +4,15 @@
  * widened to F32 in the scratch area (exact), multiplied in F32 and rounded
  * once into the output; with an F32 output (the mixed-precision policy's
  * products) the F32 result is the output: half-precision operands, F32
- * accumulation and result.
+ * accumulation and result. Where oneDNN is built in, BF16 operands go to
+ * its bf16 matmul instead (k_matmul_dnnl.c), on the CPU's bf16 units.
  */
 #include <cblas.h>
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu/cpu_matmul.h"
 #include "cpu/cpu_util.h"
 
 /* The geometry of one (possibly batched) product, resolved from the views. */
@@ -93,6 +95,12 @@ static void gemm(bool dbl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
                     c, ldc);
 }
 
+/* A weight without batch axes applied to [B.., M, K]: the batch rows are
+ * contiguous, so they form one tall GEMM instead of B small ones. */
+static bool folds(const ct_kargs *k, const mm_geom *g) {
+    return !k->attr->trans_a && numel_of(&g->batch_b) == 1 && g->batch * g->m <= INT_MAX;
+}
+
 /* The product on operands already in F32 (dbl false) or F64 (dbl true). */
 static void mm_run(const ct_kargs *k, const mm_geom *g, bool dbl, const void *a, const void *b,
                    void *c) {
@@ -104,9 +112,7 @@ static void mm_run(const ct_kargs *k, const mm_geom *g, bool dbl, const void *a,
         memset(c, 0, (size_t)(g->batch * g->m * g->n) * es);
         return;
     }
-    /* A weight without batch axes applied to [B.., M, K]: the batch rows are
-     * contiguous, so they form one tall GEMM instead of B small ones. */
-    if (!ta && numel_of(&g->batch_b) == 1 && g->batch * g->m <= INT_MAX) {
+    if (folds(k, g)) {
         gemm(dbl, ta, tb, g->batch * g->m, g->n, g->k, a, b, c);
         return;
     }
@@ -121,11 +127,41 @@ static void mm_run(const ct_kargs *k, const mm_geom *g, bool dbl, const void *a,
 
 static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
 
+/* BF16 operands: oneDNN's product for this geometry (cpu_matmul.h), or NULL
+ * for the widening path. The same answer at compile time (scratch) and at
+ * run time: entries are created once and never dropped. */
+static const ct_dnnl_mm *bf16_product(const ct_kargs *k, const mm_geom *g) {
+    if (k->in[0].dtype != CT_BF16 || k->in[1].dtype != CT_BF16 || g->batch == 0) return NULL;
+    int64_t m = folds(k, g) ? g->batch * g->m : g->m;
+    return ct_cpu_dnnl_mm_get(m, g->n, g->k, k->attr->trans_a, k->attr->trans_b, k->out.dtype);
+}
+
+/* The BF16 product with oneDNN, over the batch as mm_run goes. */
+static ct_status mm_run_dnnl(const ct_kargs *k, const mm_geom *g, const ct_dnnl_mm *e) {
+    const char *a = k->in[0].data, *b = k->in[1].data;
+    char *c = k->out.data;
+    if (folds(k, g)) return ct_cpu_dnnl_mm_run(e, a, b, c, k->scratch);
+    size_t es = sizeof(uint16_t), os = ct_dtype_size(k->out.dtype);
+    int64_t sa = g->m * g->k, sb = g->k * g->n, sc = g->m * g->n;
+    for (int64_t i = 0; i < g->batch; i++) {
+        int64_t oa = ct_bcast_offset(&g->batch_out, &g->batch_a, i) * sa;
+        int64_t ob = ct_bcast_offset(&g->batch_out, &g->batch_b, i) * sb;
+        ct_status st = ct_cpu_dnnl_mm_run(e, a + (size_t)oa * es, b + (size_t)ob * es, c + (size_t)(i * sc) * os,
+                                          k->scratch);
+        if (st != CT_OK) return st;
+    }
+    return CT_OK;
+}
+
 /* Half operands are widened into scratch; a half result is also gathered
  * there in F32 before rounding, while an F32 one (the mixed-precision case)
- * is written by BLAS straight into the output. */
+ * is written by BLAS straight into the output. BF16 products that oneDNN
+ * runs need its scratchpad instead. */
 size_t ct_cpu_matmul_scratch(const ct_kargs *k) {
     if (k->n_in < 2 || !is_half(k->in[0].dtype)) return 0;
+    mm_geom g;
+    const ct_dnnl_mm *e = mm_resolve(k, &g) == CT_OK ? bf16_product(k, &g) : NULL;
+    if (e) return ct_cpu_dnnl_mm_scratch(e);
     int64_t n = numel_of(&k->in[0].shape) + numel_of(&k->in[1].shape);
     if (is_half(k->out.dtype)) n += numel_of(&k->out.shape);
     return (size_t)n * sizeof(float);
@@ -155,6 +191,8 @@ static ct_status k_matmul(const ct_kargs *k) {
         mm_run(k, &g, dt == CT_F64, k->in[0].data, k->in[1].data, k->out.data);
         return CT_OK;
     }
+    const ct_dnnl_mm *e = bf16_product(k, &g);
+    if (e) return mm_run_dnnl(k, &g, e);
     if (k->scratch == NULL && ct_cpu_matmul_scratch(k) > 0)
         return ct_error(CT_ERR_INTERNAL, "matmul: %s operands need %zu bytes of scratch, got none",
                         ct_dtype_name(dt), ct_cpu_matmul_scratch(k));
