@@ -14,6 +14,11 @@
  * F32 operands, the common case, are read and written through typed
  * pointers, so the dtype switch of ct_ld/ct_st leaves the inner loop; the
  * arithmetic stays the double arithmetic of the generic loop.
+ *
+ * The exception: F32 unary ops whose math is a transcendental function
+ * (exp, tanh, GELU, the sigmoid...) and their gradient compute in float
+ * with vector math where SLEEF is built in, as the CUDA kernels do
+ * (cpu_fast_unary.c, docs/cpu_backend.md "Float math").
  */
 #include <math.h>
 #include <stdbool.h>

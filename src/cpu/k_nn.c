@@ -6,6 +6,9 @@
  * these kernels are the reference the CUDA ones are compared against.
  * Cross-entropy shares its rows out across OpenMP threads; its one sum
  * across rows is still taken serially, in row order.
+ * F32 cross-entropy takes its rows' log-sum-exp and its gradient in float
+ * with vector exp where SLEEF is built in, as the CUDA kernels do
+ * (cpu_fast_softmax.c).
  * Errors in the data (an index or label out of range) are found here, at run
  * time, and reported naming the position and the value.
  */

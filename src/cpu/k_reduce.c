@@ -7,6 +7,8 @@
  * results deterministic and accurate enough to check GPU kernels against.
  * Rows (o, j) are independent, so large tensors share them out across
  * OpenMP threads; a row is never split, so no sum changes its order.
+ * F32 softmax over the last axis computes in float with vector exp where
+ * SLEEF is built in, as the CUDA kernel does (cpu_fast_softmax.c).
  */
 #include <math.h>
 #include <stdbool.h>
