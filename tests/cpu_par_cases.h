@@ -174,10 +174,11 @@ static inline bool cpc_blas_backed(int i) {
            op == CT_OP_RNN || op == CT_OP_RNN_GRAD;
 }
 
-/* Whether case i runs a float-math F32 path (cpu_vmath.h: the
- * transcendental unary ops and their gradient, softmax over the last axis,
- * cross-entropy): those are near the reference, not identical to it
- * (test_ew_float.c checks them with a tolerance); their bytes still do not
+/* Whether case i runs a near-reference F32 path (float math with
+ * cpu_vmath.h: the transcendental unary ops and their gradient, softmax
+ * over the last axis, cross-entropy; layer norm's row sums in lanes):
+ * those are near the reference, not identical to it (test_ew_float.c
+ * checks them with a tolerance); their bytes still do not
  * depend on the number of threads. */
 static inline bool cpc_float_math(int i) {
     if (i >= CPC_N_KERNELS || !ct_cpu_float_math()) return false;
@@ -190,6 +191,9 @@ static inline bool cpc_float_math(int i) {
     case CT_OP_LOG: return !grad;
     case CT_OP_SOFTMAX: case CT_OP_LOG_SOFTMAX: case CT_OP_SOFTMAX_GRAD: case CT_OP_LOG_SOFTMAX_GRAD:
         return c->attr.axis == c->in[0].shape.ndim - 1;
+    /* row sums in fixed lanes (cpu_fast_norm.c); the bias gradient's are the reference's */
+    case CT_OP_LAYER_NORM: return true;
+    case CT_OP_LAYER_NORM_GRAD: return c->attr.which != CT_NORM_GRAD_BIAS;
     default: return false;
     }
 }

@@ -1,4 +1,5 @@
-/* The float-math F32 fast paths (cpu_fast_unary.c, cpu_fast_softmax.c)
+/* The near-reference F32 fast paths: float math (cpu_fast_unary.c,
+ * cpu_fast_softmax.c) and layer norm's row sums in lanes (cpu_fast_norm.c),
  * against the CPU reference loops (ct_cpu_set_fast_paths(false): double
  * arithmetic, libm), on fresh random non-zero inputs over many magnitudes,
  * NaN and the infinities, and sizes around the vector widths and the
@@ -30,6 +31,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/node.h"
 #include "ctrain/ops.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
@@ -45,6 +47,7 @@ static void setup(void) {
     ct_cpu_register_elementwise(table);
     ct_cpu_register_reduce(table);
     ct_cpu_register_nn(table);
+    ct_cpu_register_norm(table);
 }
 
 static void teardown(void) {
@@ -379,5 +382,63 @@ Test(ew_float, cross_entropy_near_reference) {
         int64_t rows = lens[l] < 64 ? 301 : 37;
         check_xent(rows, lens[l], 0.0, 11 * l);
         check_xent(rows, lens[l], 0.1, 13 * l + 1);
+    }
+}
+
+/* ---- layer norm: double arithmetic, row sums in 8 lanes ------------------------ */
+
+/* Tolerance: a float ULP of the element (the reference's double result and
+ * ours may round to neighbouring floats) plus 1e-9 of the output's largest
+ * value: reordering a double sum of dim terms moves it by about
+ * dim * 2^-53 of the terms' magnitude, which only shows where the result
+ * cancels, and then stays far under a float ULP of the largest output. */
+static void check_ln(ct_op op, int which, bool has_w, bool has_b, int64_t rows, int64_t dim, uint64_t seed) {
+    uint64_t s = seed;
+    const int64_t n = rows * dim;
+    float *x = malloc((size_t)n * sizeof(float)), *dy = malloc((size_t)n * sizeof(float));
+    float *w = malloc((size_t)dim * sizeof(float)), *b = malloc((size_t)dim * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        double off = r % 4 == 3 ? 100 * (unit(&s) - 0.5) : 0; /* a mean large next to the spread */
+        for (int64_t j = 0; j < dim; j++) {
+            x[r * dim + j] = (float)(off + draw(&s, -3, 1, false));
+            dy[r * dim + j] = draw(&s, -3, 1, false);
+        }
+    }
+    for (int64_t j = 0; j < dim; j++) w[j] = draw(&s, -1, 0.5, false), b[j] = draw(&s, -2, 0, false);
+    ct_attrs a = {.eps = 1e-5, .has_weight = has_w, .has_bias = has_b, .which = which};
+    ct_shape sh = {2, {rows, dim}}, sv = {1, {dim}};
+    ct_tview in[3];
+    int n_in = 0;
+    in[n_in++] = view(x, sh);
+    if (op == CT_OP_LAYER_NORM_GRAD) in[n_in++] = view(dy, sh);
+    if (has_w && (op == CT_OP_LAYER_NORM || which == CT_NORM_GRAD_X)) in[n_in++] = view(w, sv);
+    if (has_b && op == CT_OP_LAYER_NORM) in[n_in++] = view(b, sv);
+    ct_shape os = op == CT_OP_LAYER_NORM || which == CT_NORM_GRAD_X ? sh : sv;
+    const int64_t on = os.ndim == 2 ? n : dim;
+    float *ref = run(op, &a, in, n_in, os, false, 1);
+    float *got = run_threads(op, &a, in, n_in, os, on, "layer norm");
+    double big = 0;
+    for (int64_t i = 0; i < on; i++) big = fmax(big, fabs(ref[i]));
+    for (int64_t i = 0; i < on; i++)
+        if (!close_to(got[i], ref[i], EPS * fabs(ref[i]) + 1e-9 * big)) {
+            cr_expect(false, "layer norm op %d which %d [%lld x %lld] [%lld]: got %a want %a", (int)op, which,
+                      (long long)rows, (long long)dim, (long long)i, (double)got[i], (double)ref[i]);
+            break;
+        }
+    free(x), free(dy), free(w), free(b), free(ref), free(got);
+}
+
+Test(ew_float, layer_norm_near_reference) {
+    if (!ct_cpu_float_math()) cr_skip_test("no SLEEF: the near-reference paths are off");
+    static const int64_t dims[] = {1, 7, 8, 9, 31, 128, 129, 1031};
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        const int64_t dim = dims[d], rows = dim < 64 ? 997 : 67;
+        const uint64_t sd = 100 * d;
+        check_ln(CT_OP_LAYER_NORM, 0, true, true, rows, dim, sd + 1);
+        check_ln(CT_OP_LAYER_NORM, 0, false, false, rows, dim, sd + 2);
+        check_ln(CT_OP_LAYER_NORM_GRAD, CT_NORM_GRAD_X, true, false, rows, dim, sd + 3);
+        check_ln(CT_OP_LAYER_NORM_GRAD, CT_NORM_GRAD_X, false, false, rows, dim, sd + 4);
+        check_ln(CT_OP_LAYER_NORM_GRAD, CT_NORM_GRAD_WEIGHT, true, false, rows, dim, sd + 5);
+        check_ln(CT_OP_LAYER_NORM_GRAD, CT_NORM_GRAD_BIAS, false, true, rows, dim, sd + 6);
     }
 }
