@@ -189,19 +189,22 @@ typedef struct xg_job {
     float g, on, off; /* dloss / N, the target's weight on and off the label */
 } xg_job;
 
-/* Rows [lo, hi): g (softmax(x) - t), softmax as exp(x - lse). o may be x. */
+/* Rows [lo, hi): g (softmax(x) - t), softmax as exp((x - m) - log(sum)),
+ * as the CUDA kernel has it (not x - (m + log(sum)): rounding m + log(sum)
+ * to float would cost half an ULP of the largest logit in every p). o may
+ * be x. */
 static CT_ALWAYS_INLINE void xg_body(const xg_job *k, int64_t lo, int64_t hi) {
     const int64_t c = k->c;
     float p[BLK];
     for (int64_t r = lo; r < hi; r++) {
         const float *x = k->x + r * c;
         float *o = k->o + r * c;
-        const float lse = row_lse(x, c);
+        const float m = row_max(x, c), ls = logf1(row_sumexp(x, m, c, NULL));
         const int64_t at = k->y[r];
         for (int64_t j0 = 0; j0 < c; j0 += BLK) {
             const int64_t n = c - j0 < BLK ? c - j0 : BLK;
             CT_SIMD_LOOP
-            for (int64_t j = 0; j < n; j++) p[j] = x[j0 + j] - lse;
+            for (int64_t j = 0; j < n; j++) p[j] = (x[j0 + j] - m) - ls;
             ct_vexpf(p, p, n);
             CT_SIMD_LOOP
             for (int64_t j = 0; j < n; j++) o[j0 + j] = k->g * (p[j] - (j0 + j == at ? k->on : k->off));
