@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/ew_math.h"
 #include "core/node.h"
 #include "ctrain/ops.h"
 #include "cpu/cpu_simd.h"
@@ -202,6 +203,31 @@ Test(ew_float, unary_ops_and_gradients_near_reference) {
     for (size_t c = 0; c < sizeof ucases / sizeof ucases[0]; c++)
         for (size_t z = 0; z < sizeof usizes / sizeof usizes[0]; z++)
             check_unary(&ucases[c], usizes[z], 1000 * c + z + 1, z % 2 == 0);
+}
+
+/* The float paths do run for these ops (the comparisons above would also
+ * pass if they silently fell back to the reference), and not for F64. */
+Test(ew_float, paths_are_taken) {
+    if (!ct_cpu_float_math()) cr_skip_test("no SLEEF: the float paths are off");
+    float x[40], o[40];
+    for (int i = 0; i < 40; i++) x[i] = 0.1f * (float)(i - 20);
+    ct_tview v = view(x, (ct_shape){1, {40}}), out = view(o, (ct_shape){1, {40}});
+    for (size_t c = 0; c < sizeof ucases / sizeof ucases[0]; c++) {
+        const ucase *u = &ucases[c];
+        ct_ew_params p = {.op = u->op, .alpha = u->alpha, .approx = u->approx, .threshold = u->threshold};
+        bool ran = u->grad ? ct_cpu_fast_unary_grad(&p, &v, &v, &out) : ct_cpu_fast_unary(&p, &v, &out);
+        cr_expect(ran, "%s: no float path", u->name);
+    }
+    ct_ew_params relu = {.op = CT_OP_RELU};
+    cr_expect(!ct_cpu_fast_unary(&relu, &v, &out), "relu has its bit-identical loop");
+    cr_expect(ct_cpu_fast_softmax(&v, &out, 4, 10, false) && ct_cpu_fast_softmax_grad(&v, &v, &out, 4, 10, true));
+    double d[4] = {0};
+    ct_tview v64 = {.data = d, .dtype = CT_F64, .shape = {1, {4}}, .numel = 4};
+    ct_ew_params ex = {.op = CT_OP_EXP};
+    cr_expect(!ct_cpu_fast_unary(&ex, &v64, &v64) && !ct_cpu_fast_softmax(&v64, &v64, 1, 4, false));
+    ct_cpu_set_fast_paths(false);
+    cr_expect(!ct_cpu_fast_unary(&ex, &v, &out), "CTRAIN_CPU_REFERENCE's switch turns them off");
+    ct_cpu_set_fast_paths(true);
 }
 
 /* The SSE2 build of the arithmetic and of the vector functions: the same
