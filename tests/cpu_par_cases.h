@@ -21,6 +21,7 @@
 #include "core/rnn.h"
 #include "core/backend.h"
 #include "cpu/cpu_util.h"
+#include "cpu/cpu_vmath.h"
 #include "ctrain/ops.h"
 #include "ctrain/optim.h"
 
@@ -174,6 +175,30 @@ static inline bool cpc_blas_backed(int i) {
     ct_op op = cpc_cases[i].op;
     return op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT ||
            op == CT_OP_RNN || op == CT_OP_RNN_GRAD;
+}
+
+/* Whether case i runs a near-reference F32 path (float math with
+ * cpu_vmath.h: the transcendental unary ops and their gradient, softmax
+ * over the last axis, cross-entropy; layer norm's row sums in lanes):
+ * those are near the reference, not identical to it (test_ew_float.c
+ * checks them with a tolerance); their bytes still do not
+ * depend on the number of threads. */
+static inline bool cpc_float_math(int i) {
+    if (i >= CPC_N_KERNELS || !ct_cpu_float_math()) return false;
+    const cpc_case *c = &cpc_cases[i];
+    if (c->out_dt != CT_F32 || c->in[0].dt != CT_F32) return false;
+    bool grad = c->op == CT_OP_UNARY_GRAD;
+    switch (grad ? c->attr.fwd_op : (int)c->op) {
+    case CT_OP_EXP: case CT_OP_TANH: case CT_OP_SIGMOID: case CT_OP_SILU: case CT_OP_SOFTPLUS: case CT_OP_GELU:
+    case CT_OP_CROSS_ENTROPY: case CT_OP_CROSS_ENTROPY_GRAD: return true;
+    case CT_OP_LOG: return !grad;
+    case CT_OP_SOFTMAX: case CT_OP_LOG_SOFTMAX: case CT_OP_SOFTMAX_GRAD: case CT_OP_LOG_SOFTMAX_GRAD:
+        return c->attr.axis == c->in[0].shape.ndim - 1;
+    /* row sums in fixed lanes (cpu_fast_norm.c); the bias gradient's are the reference's */
+    case CT_OP_LAYER_NORM: return true;
+    case CT_OP_LAYER_NORM_GRAD: return c->attr.which != CT_NORM_GRAD_BIAS;
+    default: return false;
+    }
 }
 
 static inline const char *cpc_name(int i) {

@@ -3,8 +3,9 @@
  * (1.0 ULP; erfc 1.5; sigmoid, two roundings after exp, 2.5), identical
  * whatever an element's position in its array (vector body or padded
  * tail), and with IEEE's answers at NaN, the infinities and signed zeros.
- * Where SLEEF is not built in the functions are libm's float ones and the
- * bounds hold all the more. */
+ * Where SLEEF is not built in the functions are libm's float ones (which
+ * no fast path then uses): glibc's tanhf, for one, is not within 1 ULP, so
+ * there the bounds are one ULP wider. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -14,6 +15,12 @@
 #include "cpu/cpu_vmath.h"
 
 typedef void (*vfn)(const float *, float *, int64_t);
+
+#ifdef CTRAIN_HAVE_SLEEF
+#define SLACK 0.0
+#else
+#define SLACK 1.0
+#endif
 
 static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
 
@@ -65,7 +72,7 @@ Test(cpu_vmath, within_bounds_everywhere) {
             double e = ulps(y[i], k->ref((double)x[i]));
             if (e > worst) worst = e, at = i;
         }
-        cr_expect(worst <= k->max_ulp, "%s: %.2f ULP at x = %a (got %a, want %a)", k->name, worst, (double)x[at],
+        cr_expect(worst <= k->max_ulp + SLACK, "%s: %.2f ULP at x = %a (got %a, want %a)", k->name, worst, (double)x[at],
                   (double)y[at], k->ref((double)x[at]));
         /* each element alone: the same value at every offset and length */
         for (int off = 1; off < 20; off += 3) {
@@ -104,7 +111,7 @@ Test(cpu_vmath, baseline_functions_within_bounds) {
         k->f(x, y, N);
         for (int i = 0; i < N; i++)
             if (!(k->f == ct_vlogf && x[i] <= 0))
-                cr_expect(ulps(y[i], k->ref((double)x[i])) <= k->max_ulp, "%s (SSE2) at %a", k->name, (double)x[i]);
+                cr_expect(ulps(y[i], k->ref((double)x[i])) <= k->max_ulp + SLACK, "%s (SSE2) at %a", k->name, (double)x[i]);
     }
     ct_cpu_set_baseline_only(false);
 }

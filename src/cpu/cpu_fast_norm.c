@@ -6,28 +6,119 @@
  * (normalise, the input gradient's last pass, the parameter gradients'
  * accumulation across a row) vectorise. tests/test_cpu_fast.c compares
  * them with the reference loops.
+ *
+ * Where the near-reference paths run (ct_cpu_float_math(): with the float
+ * math of the transcendental ops, under the same switch), a row's sums
+ * (its mean, its squared deviations, the input gradient's two sums) are
+ * taken in LANES fixed partial sums instead of one sequential chain, which
+ * waits on one double addition per element; the arithmetic stays double,
+ * the order depends only on the row length, so results still do not depend
+ * on threads, and they stay within a float ULP or so of the reference's
+ * (tests/test_ew_float.c); the CUDA kernel sums in a block-reduction order
+ * of its own. The weight gradient then shares its columns out across
+ * threads too.
  */
 #include <math.h>
 #include <omp.h>
 
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
+#include "cpu/cpu_vmath.h"
 #include "ctrain/ops.h"
 
 #define PAR_MIN 4096 /* as k_norm.c's */
 #define LN_COLS 2048 /* as k_norm.c's NORM_BLOCK: doubles of stack */
 
-/* ln_row_stats() of k_norm.c on a float row. */
-static void row_stats(const float *x, int64_t dim, double eps, double *mean, double *rstd) {
-    double sum = 0.0;
-    for (int64_t j = 0; j < dim; j++) sum += x[j];
-    double m = sum / (double)dim, sq = 0.0;
-    for (int64_t j = 0; j < dim; j++) {
-        double t = x[j] - m;
-        sq += t * t;
+#define LANES 8 /* partial sums of a row, when the sums may be reordered */
+
+/* The lanes' total, pairwise in a fixed order. */
+static inline double lane_total(double *acc) {
+    for (int w = LANES / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) acc[l] += acc[l + w];
+    return acc[0];
+}
+
+/* The sums of x[j] and of (x[j] - m)^2 over a row in LANES fixed partial
+ * sums (element j into lane j mod LANES): the same double arithmetic per
+ * element as the sequential sums, in an order that does not wait on one
+ * addition per element, and still depends on nothing but the row length. */
+static double lane_sum(const float *x, int64_t dim) {
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= dim; j += LANES) {
+        CT_SIMD_LOOP
+        for (int l = 0; l < LANES; l++) acc[l] += x[j + l];
+    }
+    for (int l = 0; j + l < dim; l++) acc[l] += x[j + l];
+    return lane_total(acc);
+}
+
+static double lane_sq(const float *x, int64_t dim, double m) {
+    double acc[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= dim; j += LANES) {
+        CT_SIMD_LOOP
+        for (int l = 0; l < LANES; l++) {
+            double t = x[j + l] - m;
+            acc[l] += t * t;
+        }
+    }
+    for (int l = 0; j + l < dim; l++) {
+        double t = x[j + l] - m;
+        acc[l] += t * t;
+    }
+    return lane_total(acc);
+}
+
+/* ln_row_stats() of k_norm.c on a float row; with lanes, its sums in
+ * LANES partial sums (the near-reference mode, below). */
+static void row_stats(const float *x, int64_t dim, double eps, bool lanes, double *mean, double *rstd) {
+    double sum = 0.0, m, sq = 0.0;
+    if (lanes) {
+        m = lane_sum(x, dim) / (double)dim;
+        sq = lane_sq(x, dim, m);
+    } else {
+        for (int64_t j = 0; j < dim; j++) sum += x[j];
+        m = sum / (double)dim;
+        for (int64_t j = 0; j < dim; j++) {
+            double t = x[j] - m;
+            sq += t * t;
+        }
     }
     *mean = m;
     *rstd = 1.0 / sqrt(sq / (double)dim + eps);
+}
+
+/* sum of g and of g * xhat over a row, g = dy [* w], xhat = (x - mean) rstd;
+ * sequential (the reference's order) or in lanes. */
+static void row_grad_sums(const float *x, const float *dy, const float *w, int64_t dim, double mean, double rstd,
+                          bool lanes, double *sum_g, double *sum_g_xhat) {
+    if (!lanes) {
+        double sg = 0.0, sgx = 0.0;
+        for (int64_t j = 0; j < dim; j++) {
+            double g = (double)dy[j] * (w ? (double)w[j] : 1.0);
+            sg += g;
+            sgx += g * (x[j] - mean) * rstd;
+        }
+        *sum_g = sg, *sum_g_xhat = sgx;
+        return;
+    }
+    double ag[LANES] = {0}, agx[LANES] = {0};
+    int64_t j = 0;
+    for (; j + LANES <= dim; j += LANES) {
+        CT_SIMD_LOOP
+        for (int l = 0; l < LANES; l++) {
+            double g = (double)dy[j + l] * (w ? (double)w[j + l] : 1.0);
+            ag[l] += g;
+            agx[l] += g * (x[j + l] - mean) * rstd;
+        }
+    }
+    for (int l = 0; j + l < dim; l++) {
+        double g = (double)dy[j + l] * (w ? (double)w[j + l] : 1.0);
+        ag[l] += g;
+        agx[l] += g * (x[j + l] - mean) * rstd;
+    }
+    *sum_g = lane_total(ag), *sum_g_xhat = lane_total(agx);
 }
 
 /* y = (x - mean) * rstd [* w] [+ b], row by row, rows across threads. */
@@ -38,12 +129,13 @@ bool ct_cpu_fast_layer_norm(const ct_tview *x, const ct_tview *w, const ct_tview
         return false;
     const float *xs = x->data, *ws = w ? w->data : NULL, *bs = b ? b->data : NULL;
     float *os = out->data;
+    const bool lanes = ct_cpu_float_math();
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = xs + r * dim;
         float *orow = os + r * dim;
         double mean, rstd;
-        row_stats(xr, dim, eps, &mean, &rstd);
+        row_stats(xr, dim, eps, lanes, &mean, &rstd);
         if (ws && bs)
             for (int64_t j = 0; j < dim; j++) orow[j] = (float)((xr[j] - mean) * rstd * ws[j] + bs[j]);
         else if (ws)
@@ -65,18 +157,14 @@ bool ct_cpu_fast_layer_norm_grad_x(const ct_tview *x, const ct_tview *dy, const 
     const float *xs = x->data, *dys = dy->data, *ws = w ? w->data : NULL;
     float *os = out->data;
     const double inv_dim = 1.0 / (double)dim;
+    const bool lanes = ct_cpu_float_math();
 #pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = xs + r * dim, *dyr = dys + r * dim;
         float *orow = os + r * dim;
-        double mean, rstd;
-        row_stats(xr, dim, eps, &mean, &rstd);
-        double sum_g = 0.0, sum_g_xhat = 0.0;
-        for (int64_t j = 0; j < dim; j++) {
-            double g = (double)dyr[j] * (ws ? (double)ws[j] : 1.0);
-            sum_g += g;
-            sum_g_xhat += g * (xr[j] - mean) * rstd;
-        }
+        double mean, rstd, sum_g, sum_g_xhat;
+        row_stats(xr, dim, eps, lanes, &mean, &rstd);
+        row_grad_sums(xr, dyr, ws, dim, mean, rstd, lanes, &sum_g, &sum_g_xhat);
         const double mean_g = sum_g * inv_dim, mean_g_xhat = sum_g_xhat * inv_dim;
         if (ws)
             for (int64_t j = 0; j < dim; j++) {
@@ -104,7 +192,9 @@ bool ct_cpu_fast_layer_norm_grad_param(const ct_tview *x, const ct_tview *dy, co
         return false;
     const float *xs = x->data, *dys = dy->data;
     float *os = out->data;
-    const bool par = bias && x->numel >= PAR_MIN;
+    /* the weight gradient's threads each recompute every row's statistics:
+     * worth it only once those are cheap (in lanes) */
+    const bool lanes = ct_cpu_float_math(), par = (bias || lanes) && x->numel >= PAR_MIN;
 #pragma omp parallel if (par)
     {
         const int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();
@@ -120,7 +210,7 @@ bool ct_cpu_fast_layer_norm_grad_param(const ct_tview *x, const ct_tview *dy, co
                 } else {
                     const float *xr = xs + r * dim;
                     double mean, rstd;
-                    row_stats(xr, dim, eps, &mean, &rstd);
+                    row_stats(xr, dim, eps, lanes, &mean, &rstd);
                     for (int64_t j = 0; j < len; j++) acc[j] += dyr[j] * (xr[j0 + j] - mean) * rstd;
                 }
             }

@@ -109,6 +109,20 @@ bool ct_cpu_fast_binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_
                              const ct_tview *o, int64_t m, int64_t rows);
 bool ct_cpu_fast_sum_rows(const ct_tview *x, const ct_tview *o, int64_t rows, int64_t m);
 bool ct_cpu_fast_cast(const ct_tview *x, const ct_tview *o);
+/* The float-math F32 paths of the transcendental unary ops and their
+ * gradient (cpu_fast_unary.c): true when one ran. */
+struct ct_ew_params;
+bool ct_cpu_fast_unary(const struct ct_ew_params *p, const ct_tview *x, const ct_tview *o);
+bool ct_cpu_fast_unary_grad(const struct ct_ew_params *p, const ct_tview *x, const ct_tview *dy, const ct_tview *o);
+/* Softmax, log-softmax (last axis, rows of len) and their gradients, and
+ * cross-entropy's gradient, in float math (cpu_fast_softmax.c): true when
+ * one ran. ct_cpu_row_lse_vf: log-sum-exp of a row of c > 0 floats. */
+bool ct_cpu_fast_softmax(const ct_tview *x, const ct_tview *o, int64_t rows, int64_t len, bool log_form);
+bool ct_cpu_fast_softmax_grad(const ct_tview *y, const ct_tview *dy, const ct_tview *o, int64_t rows, int64_t len,
+                              bool log_form);
+float ct_cpu_row_lse_vf(const float *x, int64_t c);
+bool ct_cpu_fast_xent_grad(const ct_tview *lg, const int32_t *labels, const ct_tview *o, int64_t n, int64_t c,
+                           double g, double on, double off);
 /* Layer norm's F32 paths (cpu_fast_norm.c): true when one ran. */
 bool ct_cpu_fast_layer_norm(const ct_tview *x, const ct_tview *w, const ct_tview *b, const ct_tview *out,
                             int64_t rows, int64_t dim, double eps);

@@ -18,10 +18,13 @@
  * unit itself is compiled for those units (__AVX__, __AVX512F__); the
  * library is built for baseline x86-64 and picks at run time, so the ones
  * used are declared here, as sleef.h would. */
-#define SLEEF_DECL(f, v) v f(v);
+/* Each with the target of its vector type: clang rejects (-Werror) a
+ * declaration passing __m512 or __m256 in a function without those units. */
+#define SLEEF_DECL(f, v, tgt) tgt v f(v);
 #define SLEEF_FOR(fn, u) \
-    SLEEF_DECL(Sleef_##fn##f16_##u##avx512f, __m512) SLEEF_DECL(Sleef_##fn##f8_##u##avx2, __m256) \
-    SLEEF_DECL(Sleef_##fn##f4_##u##sse2, __m128)
+    SLEEF_DECL(Sleef_##fn##f16_##u##avx512f, __m512, __attribute__((target("avx512f")))) \
+    SLEEF_DECL(Sleef_##fn##f8_##u##avx2, __m256, __attribute__((target("avx2,fma")))) \
+    SLEEF_DECL(Sleef_##fn##f4_##u##sse2, __m128, )
 SLEEF_FOR(exp, u10)
 SLEEF_FOR(expm1, u10)
 SLEEF_FOR(log, u10)

@@ -14,6 +14,11 @@
  * F32 operands, the common case, are read and written through typed
  * pointers, so the dtype switch of ct_ld/ct_st leaves the inner loop; the
  * arithmetic stays the double arithmetic of the generic loop.
+ *
+ * The exception: F32 unary ops whose math is a transcendental function
+ * (exp, tanh, GELU, the sigmoid...) and their gradient compute in float
+ * with vector math where SLEEF is built in, as the CUDA kernels do
+ * (cpu_fast_unary.c, docs/cpu_backend.md "Float math").
  */
 #include <math.h>
 #include <stdbool.h>
@@ -145,6 +150,7 @@ static ct_status k_unary(const ct_kargs *k) {
     const ct_tview *x = &k->in[0], *o = &k->out;
     const ct_ew_params p = ct_ew_params_of(op, k->attr);
     const int64_t n = o->numel;
+    if (ct_cpu_fast_unary(&p, x, o)) return CT_OK; /* float math (cpu_fast_unary.c) */
     if (x->dtype == CT_F32 && o->dtype == CT_F32) {
         const float *xs = x->data;
         float *os = o->data;
@@ -177,6 +183,7 @@ static ct_status k_unary_grad(const ct_kargs *k) {
                         ct_op_name(fop) ? ct_op_name(fop) : "?");
     const ct_ew_params p = ct_ew_params_of(fop, k->attr);
     const int64_t n = o->numel;
+    if (ct_cpu_fast_unary_grad(&p, x, dy, o)) return CT_OK; /* float math (cpu_fast_unary.c) */
     if (x->dtype == CT_F32 && dy->dtype == CT_F32 && o->dtype == CT_F32) {
         const float *xs = x->data, *dys = dy->data;
         float *os = o->data;

@@ -6,6 +6,9 @@
  * these kernels are the reference the CUDA ones are compared against.
  * Cross-entropy shares its rows out across OpenMP threads; its one sum
  * across rows is still taken serially, in row order.
+ * F32 cross-entropy takes its rows' log-sum-exp and its gradient in float
+ * with vector exp where SLEEF is built in, as the CUDA kernels do
+ * (cpu_fast_softmax.c).
  * Errors in the data (an index or label out of range) are found here, at run
  * time, and reported naming the position and the value.
  */
@@ -15,6 +18,7 @@
 
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
+#include "cpu/cpu_vmath.h"
 #include "ctrain/rng.h"
 
 /* Logits below which the loss kernels stay on one thread (they call exp
@@ -256,8 +260,11 @@ static double row_lse_f32(const float *x, int64_t c) {
 /* The loss of row i (label y, smoothing eps). */
 static double ce_row_loss(const ct_tview *lg, int32_t y, int64_t i, int64_t c, double eps) {
     int64_t off = i * c;
-    double lse = lg->dtype == CT_F32 && ct_cpu_fast_paths_enabled() ? row_lse_f32((const float *)lg->data + off, c)
-                                                                     : row_lse(lg->data, lg->dtype, off, c);
+    const float *xf = (const float *)lg->data + off;
+    double lse = lg->dtype != CT_F32         ? row_lse(lg->data, lg->dtype, off, c)
+                 : ct_cpu_float_math()       ? (double)ct_cpu_row_lse_vf(xf, c) /* cpu_fast_softmax.c */
+                 : ct_cpu_fast_paths_enabled() ? row_lse_f32(xf, c)
+                                             : row_lse(lg->data, lg->dtype, off, c);
     double loss = -(1.0 - eps) * (ct_ld(lg->data, lg->dtype, off + y) - lse);
     if (eps != 0.0) {
         double sum_logp = 0.0;
@@ -302,6 +309,8 @@ static ct_status k_cross_entropy_grad(const ct_kargs *k) {
     double eps = k->attr->alpha;
     double g = ct_ld(k->in[2].data, k->in[2].dtype, 0) / (double)n;
     double off_target = eps / (double)c, on_target = 1.0 - eps + off_target;
+    if (c > 0 && ct_cpu_fast_xent_grad(lg, y, &k->out, n, c, g, on_target, off_target))
+        return CT_OK; /* float math (cpu_fast_softmax.c) */
     if (lg->dtype == CT_F32 && k->out.dtype == CT_F32 && ct_cpu_fast_paths_enabled()) {
         /* typed loads and stores, the same arithmetic (cpu_simd.h) */
         const float *x = lg->data;

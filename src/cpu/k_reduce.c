@@ -7,6 +7,8 @@
  * results deterministic and accurate enough to check GPU kernels against.
  * Rows (o, j) are independent, so large tensors share them out across
  * OpenMP threads; a row is never split, so no sum changes its order.
+ * F32 softmax over the last axis computes in float with vector exp where
+ * SLEEF is built in, as the CUDA kernel does (cpu_fast_softmax.c).
  */
 #include <math.h>
 #include <stdbool.h>
@@ -132,6 +134,8 @@ static ct_status softmax(const ct_kargs *k, ct_op op) {
     const ct_tview *x = &k->in[0], *out = &k->out;
     if (out->numel != x->numel) return numel_error(op, "output", out->numel, x->numel);
     if (len == 0) return CT_OK;
+    /* F32 over the last axis: float math (cpu_fast_softmax.c) */
+    if (inner == 1 && ct_cpu_fast_softmax(x, out, outer, len, op == CT_OP_LOG_SOFTMAX)) return CT_OK;
 
 #pragma omp parallel for collapse(2) schedule(static) if (x->numel >= PAR_MIN_EXP)
     for (int64_t o = 0; o < outer; o++) {
@@ -169,6 +173,7 @@ static ct_status softmax_grad(const ct_kargs *k, ct_op op) {
     if (dy->numel != y->numel) return numel_error(op, "dy", dy->numel, y->numel);
     if (out->numel != y->numel) return numel_error(op, "output", out->numel, y->numel);
     bool log_form = op == CT_OP_LOG_SOFTMAX_GRAD;
+    if (len > 0 && inner == 1 && ct_cpu_fast_softmax_grad(y, dy, out, outer, len, log_form)) return CT_OK;
 
 #pragma omp parallel for collapse(2) schedule(static) if (y->numel >= PAR_MIN_EXP)
     for (int64_t o = 0; o < outer; o++) {
