@@ -173,6 +173,20 @@ static inline bool cpc_blas_backed(int i) {
            op == CT_OP_RNN || op == CT_OP_RNN_GRAD;
 }
 
+/* Whether case i runs an F32 float-math fast path (docs/cpu_backend.md,
+ * "float math") while ct_cpu_float_math(): its bytes are not the
+ * reference's, so test_cpu_fast.c leaves it out and its own test compares
+ * it within a tolerance (attention: test_attention_fast.c). Its results
+ * must still not depend on the thread count (test_cpu_parallel.c). */
+static inline bool cpc_float_math_path(int i) {
+    if (i >= CPC_N_KERNELS) return false;
+    const cpc_case *c = &cpc_cases[i];
+    if (c->op != CT_OP_ATTENTION && c->op != CT_OP_ATTENTION_GRAD) return false;
+    for (int j = 0; j < c->n_in; j++)
+        if (c->in[j].dt != CT_F32) return false;
+    return c->out_dt == CT_F32;
+}
+
 static inline const char *cpc_name(int i) {
     return i < CPC_N_KERNELS ? cpc_cases[i].name : cpc_optims[i - CPC_N_KERNELS].name;
 }
