@@ -112,17 +112,23 @@ static CT_ALWAYS_INLINE float row_dot(const float *restrict x, const float *rest
 }
 
 /* The rows of a block [m, n] of scores from query row i0 -> probabilities
- * over the keys each sees (nk: i0 + r + 1 when causal); what is beyond is
- * never read (the products run over the keys seen only). A NaN
- * score makes its row NaN (its exp and so the sum are NaN), as in the
- * reference. */
+ * over the keys each sees (nk: i0 + r + 1 when causal; the others become
+ * exp(-inf) = 0 and are never read: the products run over the keys seen
+ * only). One ct_vexpf call for the whole block rather than one per short
+ * row. A NaN score makes its row NaN (its exp and so the sum are NaN), as
+ * in the reference. */
 static CT_ALWAYS_INLINE void softmax_body(float *s, int64_t m, int64_t n, int64_t i0, bool causal) {
     for (int64_t r = 0; r < m; r++) {
         float *restrict x = s + r * n;
         int64_t nk = causal ? i0 + r + 1 : n;
         float mx = row_max(x, nk);
         for (int64_t j = 0; j < nk; j++) x[j] -= mx;
-        ct_vexpf(x, x, nk);
+        for (int64_t j = nk; j < n; j++) x[j] = -INFINITY; /* exp: 0 */
+    }
+    ct_vexpf(s, s, m * n); /* one call for the block: each element is computed alone */
+    for (int64_t r = 0; r < m; r++) {
+        float *restrict x = s + r * n;
+        int64_t nk = causal ? i0 + r + 1 : n;
         float inv = 1.0f / row_dot(x, NULL, nk);
         for (int64_t j = 0; j < nk; j++) x[j] *= inv;
     }
