@@ -51,9 +51,7 @@
 #include "cpu/cpu_util.h"
 #include "cpu/cpu_vmath.h"
 
-#ifndef QB
-#define QB 32 /* query rows per block: fixed, so the arithmetic never depends on threads */
-#endif
+#define QB 32        /* query rows per block: fixed, so the arithmetic never depends on threads */
 #define MIN_SLOTS 16 /* per-thread slots the scratch always has room for */
 #define LANES 8      /* partial sums and maxima per row */
 #define CH 32        /* columns of a diagonal product held in registers */
