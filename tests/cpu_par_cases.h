@@ -179,7 +179,8 @@ static inline bool cpc_blas_backed(int i) {
 
 /* Whether case i runs a near-reference F32 path (float math with
  * cpu_vmath.h: the transcendental unary ops and their gradient, softmax
- * over the last axis, cross-entropy; layer norm's row sums in lanes):
+ * over the last axis, cross-entropy; attention, test_attention_fast.c;
+ * layer norm's row sums in lanes):
  * those are near the reference, not identical to it (test_ew_float.c
  * checks them with a tolerance); their bytes still do not
  * depend on the number of threads. */
@@ -191,6 +192,10 @@ static inline bool cpc_float_math(int i) {
     switch (grad ? c->attr.fwd_op : (int)c->op) {
     case CT_OP_EXP: case CT_OP_TANH: case CT_OP_SIGMOID: case CT_OP_SILU: case CT_OP_SOFTPLUS: case CT_OP_GELU:
     case CT_OP_CROSS_ENTROPY: case CT_OP_CROSS_ENTROPY_GRAD: return true;
+    case CT_OP_ATTENTION: case CT_OP_ATTENTION_GRAD:
+        for (int j = 0; j < c->n_in; j++)
+            if (c->in[j].dt != CT_F32) return false;
+        return true;
     case CT_OP_LOG: return !grad;
     case CT_OP_SOFTMAX: case CT_OP_LOG_SOFTMAX: case CT_OP_SOFTMAX_GRAD: case CT_OP_LOG_SOFTMAX_GRAD:
         return c->attr.axis == c->in[0].shape.ndim - 1;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/attention.h"
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "graph_fixture.h"
 
@@ -153,10 +154,12 @@ Test(attention, one_position_is_v) {
 
 /* ---- storage dtypes ------------------------------------------------------ */
 
-/* The kernel in F32, F16 and BF16 computes in double and rounds once: its
- * output is the F64 kernel's on the same (rounded) inputs, stored in the
- * dtype, bit for bit. Forward and the three gradients, causal and not. */
+/* The reference kernel in F32, F16 and BF16 computes in double and rounds
+ * once: its output is the F64 kernel's on the same (rounded) inputs, stored
+ * in the dtype, bit for bit. Forward and the three gradients, causal and
+ * not. (F32's float fast path is off here: test_attention_fast.c.) */
 Test(attention, storage_dtypes_round_the_f64_result_once) {
+    ct_cpu_set_fast_paths(false);
     ct_kernel_fn table[CT_OP_COUNT] = {0};
     ct_cpu_register_attention(table);
     ct_shape s = S4(2, 2, 9, 6);
@@ -195,6 +198,7 @@ Test(attention, storage_dtypes_round_the_f64_result_once) {
             }
     }
     free(x64), free(o64), free(scratch), free(xd), free(od), free(want);
+    ct_cpu_set_fast_paths(true);
 }
 
 /* ---- the backward's nodes -------------------------------------------------- */

@@ -17,16 +17,22 @@
 #include <string.h>
 
 #include "core/attention.h"
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 
 static ct_kernel_fn table[CT_OP_COUNT];
 
+/* The reference loops: F32 would otherwise take the float fast path
+ * (k_attention_fast.c, tested in test_attention_fast.c). */
 static void fill_table(void) {
     memset(table, 0, sizeof table);
     ct_cpu_register_attention(table);
+    ct_cpu_set_fast_paths(false);
 }
 
-TestSuite(cpu_attention_kernels, .init = fill_table);
+static void restore(void) { ct_cpu_set_fast_paths(true); }
+
+TestSuite(cpu_attention_kernels, .init = fill_table, .fini = restore);
 
 /* ---- the plain loops (the oracle) ---------------------------------------- */
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "cpu/cpu_simd.h"
+#include "cpu/cpu_vmath.h"
 #include "ctrain/device.h"
 #include "cpu_par_cases.h"
 

@@ -99,6 +99,13 @@ size_t ct_cpu_conv_scratch(const ct_kargs *k);
 size_t ct_cpu_pool_scratch(const ct_kargs *k);
 size_t ct_cpu_attention_scratch(const ct_kargs *k);
 size_t ct_cpu_rnn_scratch(const ct_kargs *k);
+/* The F32 fast path of attention (k_attention_fast.c): the scratch it needs
+ * for T positions (ct_cpu_attention_scratch declares at least this much for
+ * F32), and the kernel, for the forward (which < 0) or gradient `which` of
+ * checked arguments; false, doing nothing, unless every operand is F32 and
+ * ct_cpu_float_math(). */
+size_t ct_cpu_attention_fast_scratch(int64_t t);
+bool ct_cpu_attention_f32(const ct_kargs *k, int which);
 /* The flat-buffer hooks of the backend (cpu_optim.c). */
 ct_status ct_cpu_optim_update(const ct_optim_args *a);
 ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);

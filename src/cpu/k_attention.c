@@ -57,7 +57,9 @@ size_t ct_cpu_attention_scratch(const ct_kargs *k) {
     if (k->n_in < 1 || k->in[0].shape.ndim != 4) return 0;
     const ct_shape *s = &k->in[0].shape;
     if (s->dim[0] * s->dim[1] * s->dim[2] == 0) return 0;
-    return (size_t)(s->dim[0] * s->dim[1] * att_scratch(s->dim[2], s->dim[3])) * sizeof(double);
+    size_t ref = (size_t)(s->dim[0] * s->dim[1] * att_scratch(s->dim[2], s->dim[3])) * sizeof(double);
+    size_t fast = k->in[0].dtype == CT_F32 ? ct_cpu_attention_fast_scratch(s->dim[2]) : 0;
+    return ref > fast ? ref : fast; /* the F32 fast path uses the same area */
 }
 
 static bh_scratch scratch_of(const att *a, double *scratch, int64_t bh) {
@@ -205,7 +207,7 @@ static void scatter(const double *restrict wt, int64_t n, const double *restrict
 static ct_status k_attention(const ct_kargs *k) {
     att a;
     ct_status st = att_args(k, "attention", 3, &a);
-    if (st != CT_OK) return st;
+    if (st != CT_OK || ct_cpu_attention_f32(k, -1)) return st;
     double *scratch = k->scratch;
     const ct_tview *out = &k->out;
 #pragma omp parallel for schedule(static) if (a.bh > 1 && out->numel * a.t >= PAR_MIN)
@@ -257,6 +259,7 @@ static ct_status k_attention_grad(const ct_kargs *k) {
     int which = k->attr->which;
     if (which != CT_ATTN_GRAD_Q && which != CT_ATTN_GRAD_K && which != CT_ATTN_GRAD_V)
         return ct_error(CT_ERR_INTERNAL, "cpu attention_grad: unknown gradient %d", which);
+    if (ct_cpu_attention_f32(k, which)) return CT_OK;
     double *scratch = k->scratch;
     const ct_tview *out = &k->out;
 #pragma omp parallel for schedule(static) if (a.bh > 1 && out->numel * a.t >= PAR_MIN)
