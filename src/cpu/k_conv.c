@@ -24,6 +24,8 @@
 #include <string.h>
 
 #include "core/conv_geom.h"
+#include "cpu/conv_onednn.h"
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 
 /* Compute elements of scratch one chunk may use (the weight buffer comes
@@ -121,7 +123,8 @@ static bool needs_wbuf(const ct_kargs *k) {
     return k->op == CT_OP_CONV2D_GRAD_WEIGHT || (k->n_in >= 2 && is_half(k->in[1].dtype));
 }
 
-size_t ct_cpu_conv_scratch(const ct_kargs *k) {
+/* The reference path's scratch. */
+static size_t ref_scratch(const ct_kargs *k) {
     if (!is_conv(k->op)) return 0; /* the bias gradient, pooling and dropout2d need none */
     conv_dims d = {0};
     if (dims_of(k, &d) != CT_OK) return 0; /* the run reports it */
@@ -129,6 +132,15 @@ size_t ct_cpu_conv_scratch(const ct_kargs *k) {
     /* grad input: col2im's double accumulators, after the rest */
     size_t acc = k->op == CT_OP_CONV2D_GRAD_INPUT ? (size_t)(d.nb * d.c * d.h * d.w) * sizeof(double) + 8 : 0;
     return (size_t)n * compute_size(k->out.dtype) + acc;
+}
+
+static size_t fast_scratch(const ct_kargs *k);
+
+/* The larger of the two paths' needs: the fast paths can be switched off
+ * between compiling and running (tests/test_conv_fast.c does). */
+size_t ct_cpu_conv_scratch(const ct_kargs *k) {
+    size_t r = ref_scratch(k), f = fast_scratch(k);
+    return r > f ? r : f;
 }
 
 /* ---- element movement in the compute type ------------------------------- */
@@ -169,44 +181,51 @@ static void valid_range(int64_t len, int64_t off, int stride, int64_t outs, int6
     if (*lo > *hi) *lo = *hi;
 }
 
-/* col [K, nb * P] from samples n0 .. n0 + nb - 1 of x. */
-static void im2col(const ct_tview *x, const conv_dims *d, int64_t n0, int64_t nb, void *col, bool dbl) {
+/* Row r of col [K, nb * P] from samples n0 .. n0 + nb - 1 of x. */
+static void im2col_row(const ct_tview *x, const conv_dims *d, int64_t n0, int64_t nb, void *col, bool dbl, int64_t r) {
     size_t es = dbl ? sizeof(double) : sizeof(float);
     int64_t ncols = nb * d->p;
     const ct_window2d *win = d->win;
-#pragma omp parallel for schedule(static) if (d->k * ncols >= PAR_MIN)
-    for (int64_t r = 0; r < d->k; r++) {
-        int64_t c = r / (d->kh * d->kw), i = r / d->kw % d->kh, j = r % d->kw;
-        int64_t offh = i * win->dilation[0] - win->pad[0], offw = j * win->dilation[1] - win->pad[1];
-        int64_t lo, hi;
-        valid_range(d->w, offw, win->stride[1], d->ow, &lo, &hi);
-        char *row = (char *)col + (size_t)(r * ncols) * es;
-        for (int64_t s = 0; s < nb; s++) {
-            for (int64_t oh = 0; oh < d->oh; oh++) {
-                char *dst = row + (size_t)(s * d->p + oh * d->ow) * es;
-                int64_t ih = oh * win->stride[0] + offh;
-                if (ih < 0 || ih >= d->h) {
-                    zero(dst, dbl, d->ow);
-                    continue;
-                }
-                int64_t base = (((n0 + s) * d->c + c) * d->h + ih) * d->w + offw;
-                zero(dst, dbl, lo);
-                gather(dst + (size_t)lo * es, dbl, x->data, x->dtype, base + lo * win->stride[1], win->stride[1],
-                       hi - lo);
-                zero(dst + (size_t)hi * es, dbl, d->ow - hi);
+    int64_t c = r / (d->kh * d->kw), i = r / d->kw % d->kh, j = r % d->kw;
+    int64_t offh = i * win->dilation[0] - win->pad[0], offw = j * win->dilation[1] - win->pad[1];
+    int64_t lo, hi;
+    valid_range(d->w, offw, win->stride[1], d->ow, &lo, &hi);
+    char *row = (char *)col + (size_t)(r * ncols) * es;
+    for (int64_t s = 0; s < nb; s++) {
+        for (int64_t oh = 0; oh < d->oh; oh++) {
+            char *dst = row + (size_t)(s * d->p + oh * d->ow) * es;
+            int64_t ih = oh * win->stride[0] + offh;
+            if (ih < 0 || ih >= d->h) {
+                zero(dst, dbl, d->ow);
+                continue;
             }
+            int64_t base = (((n0 + s) * d->c + c) * d->h + ih) * d->w + offw;
+            zero(dst, dbl, lo);
+            gather(dst + (size_t)lo * es, dbl, x->data, x->dtype, base + lo * win->stride[1], win->stride[1], hi - lo);
+            zero(dst + (size_t)hi * es, dbl, d->ow - hi);
         }
     }
 }
 
+/* col [K, nb * P] from samples n0 .. n0 + nb - 1 of x. */
+static void im2col(const ct_tview *x, const conv_dims *d, int64_t n0, int64_t nb, void *col, bool dbl) {
+#pragma omp parallel for schedule(static) if (d->k * nb * d->p >= PAR_MIN)
+    for (int64_t r = 0; r < d->k; r++) im2col_row(x, d, n0, nb, col, dbl, r);
+}
+
+/* Row o of mat [O, nb * P] from samples n0 .. of y [N, O, OH, OW] (dy). */
+static void y_to_mat_row(const ct_tview *y, const conv_dims *d, int64_t n0, int64_t nb, void *mat, bool dbl,
+                         int64_t o) {
+    size_t es = dbl ? sizeof(double) : sizeof(float);
+    for (int64_t s = 0; s < nb; s++)
+        gather((char *)mat + (size_t)((o * nb + s) * d->p) * es, dbl, y->data, y->dtype, ((n0 + s) * d->o + o) * d->p,
+               1, d->p);
+}
+
 /* mat [O, nb * P] from samples n0 .. of y [N, O, OH, OW] (dy). */
 static void y_to_mat(const ct_tview *y, const conv_dims *d, int64_t n0, int64_t nb, void *mat, bool dbl) {
-    size_t es = dbl ? sizeof(double) : sizeof(float);
 #pragma omp parallel for schedule(static) if (d->o * nb * d->p >= PAR_MIN)
-    for (int64_t o = 0; o < d->o; o++)
-        for (int64_t s = 0; s < nb; s++)
-            gather((char *)mat + (size_t)((o * nb + s) * d->p) * es, dbl, y->data, y->dtype,
-                   ((n0 + s) * d->o + o) * d->p, 1, d->p);
+    for (int64_t o = 0; o < d->o; o++) y_to_mat_row(y, d, n0, nb, mat, dbl, o);
 }
 
 /* The converse, into the output y, adding the bias. */
@@ -293,13 +312,124 @@ static const void *weight_compute(const ct_tview *w, const conv_dims *d, void *w
     return wbuf;
 }
 
+/* ---- F32 fast paths (docs/cpu_backend.md) ---------------------------------
+ *
+ * Forward and input gradient: oneDNN's direct convolution where the build
+ * has it (conv_onednn.c). Weight gradient: the batch cut into chunks whose
+ * size depends on the shapes only, each chunk's im2col and product on one
+ * thread (the threads share the chunks, not a product), one partial
+ * gradient per chunk, then the partials summed in chunk order, in double.
+ * Every element is therefore the same arithmetic whatever the number of
+ * threads; the reference instead lets OpenBLAS split one large product,
+ * which computes differently on one thread than on several. */
+
+#define WG_COLS 512             /* columns (samples x pixels) of a chunk's product, at least */
+#define WG_PARTIALS ((int64_t)1 << 21) /* floats of partial gradients, at most (8 MiB) */
+#define WG_MIN_SLOTS 4          /* chunk buffers, at least (up to the chunk count) */
+
+static bool all_f32(const ct_kargs *k) {
+    bool ok = k->out.dtype == CT_F32;
+    for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == CT_F32;
+    return ok;
+}
+
+/* The oneDNN cache's key (zeroed first: it is compared as bytes). */
+static void shape_of(const ct_kargs *k, const conv_dims *d, ct_conv_shape *s) {
+    memset(s, 0, sizeof *s);
+    const ct_window2d *win = d->win;
+    s->op = k->op, s->n = d->n, s->c = d->c, s->h = d->h, s->w = d->w, s->o = d->o, s->oh = d->oh, s->ow = d->ow;
+    s->kh = d->kh, s->kw = d->kw, s->groups = d->groups;
+    for (int i = 0; i < 2; i++) s->stride[i] = win->stride[i], s->pad[i] = win->pad[i], s->dil[i] = win->dilation[i];
+    s->bias = k->op == CT_OP_CONV2D && k->attr->has_bias;
+}
+
+/* The weight gradient's chunks: samples per chunk, chunks, and buffer
+ * slots (a fixed number: the scratch is declared before the thread count
+ * of a run is known). */
+typedef struct wg_plan {
+    int64_t cs, chunks, slots;
+} wg_plan;
+
+static wg_plan wg_plan_of(const conv_dims *d) {
+    wg_plan w = {.cs = d->p > 0 ? (WG_COLS + d->p - 1) / d->p : 1};
+    if (w.cs > d->n) w.cs = d->n > 0 ? d->n : 1;
+    for (;;) {
+        w.chunks = (d->n + w.cs - 1) / w.cs;
+        if (w.chunks * d->o * d->kg <= WG_PARTIALS || w.cs >= d->n) break;
+        w.cs = 2 * w.cs < d->n ? 2 * w.cs : d->n;
+    }
+    int procs = omp_get_num_procs();
+    w.slots = procs > WG_MIN_SLOTS ? procs : WG_MIN_SLOTS;
+    if (w.slots > w.chunks) w.slots = w.chunks;
+    return w;
+}
+
+static int64_t wg_slot_floats(const conv_dims *d, const wg_plan *w) { return (d->k + d->o) * w->cs * d->p; }
+
+static size_t fast_scratch(const ct_kargs *k) {
+    conv_dims d = {0};
+    if (!is_conv(k->op) || !all_f32(k) || dims_of(k, &d) != CT_OK) return 0;
+    if (k->op == CT_OP_CONV2D_GRAD_WEIGHT) {
+        wg_plan w = wg_plan_of(&d);
+        return (size_t)(w.chunks * d.o * d.kg + w.slots * wg_slot_floats(&d, &w)) * sizeof(float);
+    }
+    ct_conv_shape s;
+    shape_of(k, &d, &s);
+    size_t bytes = 0;
+    return ct_conv_onednn_declare(&s, &bytes) ? bytes : 0;
+}
+
+/* The forward or the input gradient through oneDNN; false when it did not run. */
+static bool fast_onednn(const ct_kargs *k, const conv_dims *d, ct_status *st) {
+    if (!all_f32(k) || !ct_cpu_fast_paths_enabled()) return false;
+    ct_conv_shape s;
+    shape_of(k, d, &s);
+    const float *b = s.bias ? k->in[2].data : NULL;
+    return ct_conv_onednn_run(&s, k->in[0].data, k->in[1].data, b, k->out.data, k->scratch, st);
+}
+
+/* Chunk ch's gradient [O, K/G] per group into part, on this thread. */
+static void wg_chunk(const ct_kargs *k, const conv_dims *d, const wg_plan *w, int64_t ch, float *slot, float *part) {
+    int64_t n0 = ch * w->cs, nb = d->n - n0 < w->cs ? d->n - n0 : w->cs, ncols = nb * d->p;
+    float *col = slot, *mat = slot + d->k * ncols;
+    for (int64_t r = 0; r < d->k; r++) im2col_row(&k->in[0], d, n0, nb, col, false, r);
+    for (int64_t o = 0; o < d->o; o++) y_to_mat_row(&k->in[1], d, n0, nb, mat, false, o);
+    for (int g = 0; g < d->groups; g++)
+        gemm(false, false, true, d->og, d->kg, ncols, mat + g * d->og * ncols, ncols, col + g * d->kg * ncols, ncols,
+             false, part + g * d->og * d->kg, d->kg);
+}
+
+static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d) {
+    if (!all_f32(k) || !ct_cpu_fast_paths_enabled() || d->n == 0 || !k->scratch) return false;
+    wg_plan w = wg_plan_of(d);
+    int64_t wn = d->o * d->kg;
+    float *part = k->scratch, *slots = part + w.chunks * wn;
+    int nt = omp_get_max_threads() < w.slots ? omp_get_max_threads() : (int)w.slots;
+#pragma omp parallel num_threads(nt)
+    {
+        /* This thread's products run on it alone: OpenBLAS's OpenMP build
+         * reads the count, and its one-thread path is the same on any team. */
+        omp_set_num_threads(1);
+        float *slot = slots + omp_get_thread_num() * wg_slot_floats(d, &w);
+#pragma omp for schedule(static)
+        for (int64_t ch = 0; ch < w.chunks; ch++) wg_chunk(k, d, &w, ch, slot, part + ch * wn);
+    }
+    float *out = k->out.data;
+#pragma omp parallel for schedule(static) if (wn * w.chunks >= PAR_MIN)
+    for (int64_t i = 0; i < wn; i++) {
+        double acc = 0.0;
+        for (int64_t ch = 0; ch < w.chunks; ch++) acc += part[ch * wn + i];
+        out[i] = (float)acc;
+    }
+    return true;
+}
+
 static ct_status prepare(const ct_kargs *k, conv_dims *d) {
     ct_status s = check_dtypes(k);
     if (s == CT_OK) s = dims_of(k, d);
     if (s != CT_OK) return s;
-    if (!k->scratch && ct_cpu_conv_scratch(k) > 0)
-        return ct_error(CT_ERR_INTERNAL, "cpu %s: no scratch (%zu bytes needed)", ct_op_name(k->op),
-                        ct_cpu_conv_scratch(k));
+    if (!k->scratch && ref_scratch(k) > 0)
+        return ct_error(CT_ERR_INTERNAL, "cpu %s: no scratch (%zu bytes needed)", ct_op_name(k->op), ref_scratch(k));
     return CT_OK;
 }
 
@@ -317,7 +447,7 @@ static double *scratch_parts(const ct_kargs *k, const conv_dims *d, void **col, 
 static ct_status k_conv2d(const ct_kargs *k) {
     conv_dims d = {0};
     ct_status s = prepare(k, &d);
-    if (s != CT_OK || d.n * d.o * d.p == 0) return s;
+    if (s != CT_OK || d.n * d.o * d.p == 0 || fast_onednn(k, &d, &s)) return s;
     bool dbl = is_f64(k->out.dtype);
     size_t es = compute_size(k->out.dtype);
     void *col, *mat, *wbuf;
@@ -339,7 +469,7 @@ static ct_status k_conv2d(const ct_kargs *k) {
 static ct_status k_conv2d_grad_input(const ct_kargs *k) {
     conv_dims d = {0};
     ct_status s = prepare(k, &d);
-    if (s != CT_OK || d.n * d.c * d.h * d.w == 0) return s;
+    if (s != CT_OK || d.n * d.c * d.h * d.w == 0 || fast_onednn(k, &d, &s)) return s;
     bool dbl = is_f64(k->out.dtype);
     size_t es = compute_size(k->out.dtype);
     void *dcol, *mat, *wbuf;
@@ -360,7 +490,7 @@ static ct_status k_conv2d_grad_input(const ct_kargs *k) {
 static ct_status k_conv2d_grad_weight(const ct_kargs *k) {
     conv_dims d = {0};
     ct_status s = prepare(k, &d);
-    if (s != CT_OK) return s;
+    if (s != CT_OK || fast_grad_weight(k, &d)) return s;
     bool dbl = is_f64(k->out.dtype);
     size_t es = compute_size(k->out.dtype);
     void *col, *mat, *acc;
