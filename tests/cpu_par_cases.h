@@ -173,6 +173,17 @@ static inline bool cpc_blas_backed(int i) {
            op == CT_OP_RNN || op == CT_OP_RNN_GRAD;
 }
 
+/* Whether case i has a fast path that sums in another order than the
+ * reference (the F32 convolutions: oneDNN, the weight gradient's chunks),
+ * so that the two agree within a tolerance (tests/test_conv_fast.c), not
+ * to the bit; its fast path is still the same on every thread count. */
+static inline bool cpc_fast_reorders(int i) {
+    if (i >= CPC_N_KERNELS) return false;
+    ct_op op = cpc_cases[i].op;
+    return cpc_cases[i].out_dt == CT_F32 &&
+           (op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT);
+}
+
 static inline const char *cpc_name(int i) {
     return i < CPC_N_KERNELS ? cpc_cases[i].name : cpc_optims[i - CPC_N_KERNELS].name;
 }
