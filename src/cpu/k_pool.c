@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/conv_geom.h"
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 
 #define PAR_MIN 4096 /* elements below which threads cost more than they save */
@@ -95,11 +96,75 @@ static inline int64_t window_argmax(const ct_tview *x, const pool_dims *d, int64
     return best;
 }
 
+/* ---- F32 fast path: unpadded windows (docs/cpu_backend.md) ---------------
+ *
+ * The same first maximum as window_argmax, without its per-window bounds,
+ * its widening to double and its early return: every window lies inside
+ * the plane, and the choice rule becomes "take v when the maximum so far
+ * is not NaN and v is larger or NaN", which picks the same element (the
+ * first NaN, else the first of the largest; a -inf start is the first
+ * element either way). Comparisons of floats are exact, so the bits are
+ * the reference's. */
+
+static bool fast_pool_ok(const ct_tview *x, const pool_dims *d) {
+    return x->dtype == CT_F32 && d->win->pad[0] == 0 && d->win->pad[1] == 0 && ct_cpu_fast_paths_enabled();
+}
+
+/* Plane-local index of the first maximum of the window at p (row stride w). */
+static inline int64_t first_max(const float *plane, int64_t at0, int64_t w, int kh, int kw) {
+    const float *p = plane + at0;
+    float m = p[0];
+    int64_t best = 0;
+    for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+            float v = p[i * w + j];
+            if (!isnan(m) && (v > m || isnan(v))) m = v, best = i * w + j;
+        }
+    return at0 + best;
+}
+
+static bool fast_max_pool(const ct_tview *x, const ct_tview *y, const pool_dims *d) {
+    if (!fast_pool_ok(x, d)) return false;
+    const float *xs = x->data;
+    float *ys = y->data;
+    int kh = d->win->kernel[0], kw = d->win->kernel[1], sh = d->win->stride[0], sw = d->win->stride[1];
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d->planes; pl++) {
+        const float *plane = xs + pl * d->h * d->w;
+        float *out = ys + pl * d->oh * d->ow;
+        for (int64_t oh = 0; oh < d->oh; oh++)
+            for (int64_t ow = 0; ow < d->ow; ow++)
+                out[oh * d->ow + ow] = plane[first_max(plane, oh * sh * d->w + ow * sw, d->w, kh, kw)];
+    }
+    return true;
+}
+
+/* Windows that do not overlap: each element takes at most one dy, written
+ * as the reference writes 0.0 + dy (a -0 gradient becomes +0). */
+static bool fast_max_pool_grad(const ct_tview *x, const ct_tview *dy, const ct_tview *dx, const pool_dims *d) {
+    const ct_window2d *win = d->win;
+    if (!fast_pool_ok(x, d) || win->stride[0] < win->kernel[0] || win->stride[1] < win->kernel[1]) return false;
+    const float *xs = x->data, *dys = dy->data;
+    float *dxs = dx->data;
+    int kh = win->kernel[0], kw = win->kernel[1], sh = win->stride[0], sw = win->stride[1];
+    int64_t hw = d->h * d->w;
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d->planes; pl++) {
+        const float *plane = xs + pl * hw, *g = dys + pl * d->oh * d->ow;
+        float *out = dxs + pl * hw;
+        memset(out, 0, (size_t)hw * sizeof *out);
+        for (int64_t oh = 0; oh < d->oh; oh++)
+            for (int64_t ow = 0; ow < d->ow; ow++)
+                out[first_max(plane, oh * sh * d->w + ow * sw, d->w, kh, kw)] = g[oh * d->ow + ow] + 0.0f;
+    }
+    return true;
+}
+
 static ct_status k_max_pool2d(const ct_kargs *k) {
     const ct_tview *x = &k->in[0], *y = &k->out;
     pool_dims d;
     ct_status s = pool_dims_of("max_pool2d", k, x, y, &d);
-    if (s != CT_OK) return s;
+    if (s != CT_OK || fast_max_pool(x, y, &d)) return s;
     if (x->dtype == CT_F32) { /* the maximum itself, without the dtype switch */
         const float *xs = x->data;
         float *ys = y->data;
@@ -136,7 +201,7 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     s = pool_dims_of("max_pool2d_grad", k, x, dy, &d);
     if (s != CT_OK) return s;
     if (dx->numel != x->numel) return ct_error(CT_ERR_SHAPE, "cpu max_pool2d_grad: dx and x differ in size");
-    if (dx->numel == 0) return CT_OK; /* an empty batch asks for no scratch */
+    if (dx->numel == 0 || fast_max_pool_grad(x, dy, dx, &d)) return CT_OK; /* an empty batch asks for no scratch */
     if (!k->scratch) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: no scratch");
     int64_t hw = d.h * d.w;
     const ct_window2d *win = d.win;
