@@ -113,6 +113,9 @@ static const cpc_case cpc_cases[] = {
     {"max_pool 3x3 s2 p1", CT_OP_MAX_POOL2D, {.win = WIN(3, 2, 1)}, 1, {IN(CT_F32, S4(5, 17, 15, 15), CPC_SPECIAL)}, CT_F32, S4(5, 17, 8, 8)},
     {"max_pool_grad 2x2", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F32, S4(9, 31, 28, 28), CPC_RANDOM), IN(CT_F32, S4(9, 31, 14, 14), CPC_SPECIAL)}, CT_F32, S4(9, 31, 28, 28)},
     {"max_pool_grad 3x3 s2 p1", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(3, 2, 1)}, 2, {IN(CT_F32, S4(5, 17, 15, 15), CPC_RANDOM), IN(CT_F32, S4(5, 17, 8, 8), CPC_RANDOM)}, CT_F32, S4(5, 17, 15, 15)},
+    /* the bias gradient: channels in blocks of 8 and a tail */
+    {"conv2d_grad_bias 13 special", CT_OP_CONV2D_GRAD_BIAS, {.win = WIN(3, 1, 1)}, 1, {IN(CT_F32, S4(5, 13, 7, 9), CPC_SPECIAL)}, CT_F32, S1(13)},
+    {"conv2d_grad_bias 64", CT_OP_CONV2D_GRAD_BIAS, {.win = WIN(5, 1, 0)}, 1, {IN(CT_F32, S4(9, 64, 8, 8), CPC_RANDOM)}, CT_F32, S1(64)},
     /* unpadded windows (the F32 fast path) with NaN, infinities and signed zeros, odd tails */
     {"max_pool 2x2 special", CT_OP_MAX_POOL2D, {.win = WIN(2, 2, 0)}, 1, {IN(CT_F32, S4(3, 5, 13, 11), CPC_SPECIAL)}, CT_F32, S4(3, 5, 6, 5)},
     {"max_pool 3x3 s2 special", CT_OP_MAX_POOL2D, {.win = WIN(3, 2, 0)}, 1, {IN(CT_F32, S4(2, 7, 15, 12), CPC_SPECIAL)}, CT_F32, S4(2, 7, 7, 5)},
