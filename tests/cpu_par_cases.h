@@ -119,6 +119,7 @@ static const cpc_case cpc_cases[] = {
     /* unpadded windows (the F32 fast path) with NaN, infinities and signed zeros, odd tails */
     {"max_pool 2x2 special", CT_OP_MAX_POOL2D, {.win = WIN(2, 2, 0)}, 1, {IN(CT_F32, S4(3, 5, 13, 11), CPC_SPECIAL)}, CT_F32, S4(3, 5, 6, 5)},
     {"max_pool 3x3 s2 special", CT_OP_MAX_POOL2D, {.win = WIN(3, 2, 0)}, 1, {IN(CT_F32, S4(2, 7, 15, 12), CPC_SPECIAL)}, CT_F32, S4(2, 7, 7, 5)},
+    {"max_pool_grad 2x2 special", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F32, S4(3, 5, 13, 11), CPC_SPECIAL), IN(CT_F32, S4(3, 5, 6, 5), CPC_SPECIAL)}, CT_F32, S4(3, 5, 13, 11)},
     {"max_pool_grad 3x3 s3 special", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(3, 3, 0)}, 2, {IN(CT_F32, S4(2, 6, 11, 10), CPC_SPECIAL), IN(CT_F32, S4(2, 6, 3, 3), CPC_SPECIAL)}, CT_F32, S4(2, 6, 11, 10)},
     {"max_pool_grad f64 2x2", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F64, S4(3, 5, 9, 9), CPC_RANDOM), IN(CT_F64, S4(3, 5, 4, 4), CPC_RANDOM)}, CT_F64, S4(3, 5, 9, 9)},
     /* convolution, stride 1 (unfolding copies rows) and 2 */

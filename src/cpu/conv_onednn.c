@@ -101,6 +101,9 @@ static dnnl_primitive_desc_t conv_pd(const ct_conv_shape *s, dnnl_primitive_attr
     dnnl_convolution_desc_t fd, bd_desc;
     dnnl_primitive_desc_t fwd = NULL, pd = NULL;
     bool grad = s->op == CT_OP_CONV2D_GRAD_INPUT;
+    /* oneDNN's input gradient over few channels (a first layer's: C = 1)
+     * measured 3x slower than the reference (docs/cpu_backend.md) */
+    if (grad && s->groups == 1 && s->c < 16) return NULL;
     bool ok = descs(s, true, &x, &w, &y) && dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
               dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
                                                          s->bias ? &b : NULL, &y, st, dil, pad, pad) == dnnl_success &&
