@@ -148,7 +148,11 @@ size_t ct_cpu_conv_scratch(const ct_kargs *k) {
 /* dst[0..n) = src[si + t * sstride], converted to the compute type. The
  * dtype switch is outside the loop: this is the inner loop of im2col. */
 static void gather(void *dst, bool dbl, const void *src, ct_dtype st, int64_t si, int64_t sstride, int64_t n) {
-    if (sstride == 1 && (dbl || st == CT_F32)) { /* stride-1 convolutions: a copy */
+    if (sstride == 1 && !dbl && st == CT_F32 && n <= 32) { /* short rows: a call to memcpy costs more */
+        float *o = dst;
+        const float *s = (const float *)src + si;
+        for (int64_t t = 0; t < n; t++) o[t] = s[t];
+    } else if (sstride == 1 && (dbl || st == CT_F32)) { /* stride-1 convolutions: a copy */
         if (n > 0) memcpy(dst, (const char *)src + (size_t)si * (dbl ? 8 : 4), (size_t)n * (dbl ? 8 : 4));
     } else if (dbl) {
         double *o = dst;
@@ -326,6 +330,7 @@ static const void *weight_compute(const ct_tview *w, const conv_dims *d, void *w
 #define WG_COLS 512             /* columns (samples x pixels) of a chunk's product, at least */
 #define WG_PARTIALS ((int64_t)1 << 21) /* floats of partial gradients, at most (8 MiB) */
 #define WG_MIN_SLOTS 4          /* chunk buffers, at least (up to the chunk count) */
+#define WG_SUM 256              /* gradient elements summed over the chunks at a time */
 
 static bool all_f32(const ct_kargs *k) {
     bool ok = k->out.dtype == CT_F32;
@@ -415,11 +420,14 @@ static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d) {
         for (int64_t ch = 0; ch < w.chunks; ch++) wg_chunk(k, d, &w, ch, slot, part + ch * wn);
     }
     float *out = k->out.data;
+    /* WG_SUM elements at a time, so each chunk's partials are read in runs */
 #pragma omp parallel for schedule(static) if (wn * w.chunks >= PAR_MIN)
-    for (int64_t i = 0; i < wn; i++) {
-        double acc = 0.0;
-        for (int64_t ch = 0; ch < w.chunks; ch++) acc += part[ch * wn + i];
-        out[i] = (float)acc;
+    for (int64_t i0 = 0; i0 < wn; i0 += WG_SUM) {
+        int64_t m = wn - i0 < WG_SUM ? wn - i0 : WG_SUM;
+        double acc[WG_SUM] = {0};
+        for (int64_t ch = 0; ch < w.chunks; ch++)
+            for (int64_t j = 0; j < m; j++) acc[j] += part[ch * wn + i0 + j];
+        for (int64_t j = 0; j < m; j++) out[i0 + j] = (float)acc[j];
     }
     return true;
 }
