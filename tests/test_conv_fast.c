@@ -55,7 +55,7 @@ typedef struct fcase {
 
 static const fcase cases[] = {
     {"cnn-mnist conv1", S4(6, 1, 28, 28), 32, WIN(5, 5, 1, 1, 0, 0, 1, 1, 1), true},
-    {"cnn-mnist conv2", S4(10, 32, 12, 12), 64, WIN(5, 5, 1, 1, 0, 0, 1, 1, 1), true},
+    {"cnn-mnist conv2", S4(36, 32, 12, 12), 64, WIN(5, 5, 1, 1, 0, 0, 1, 1, 1), true},
     {"3x3 pad 1", S4(3, 16, 9, 9), 32, WIN(3, 3, 1, 1, 1, 1, 1, 1, 1), true},
     {"odd channels, stride 2", S4(5, 3, 11, 13), 7, WIN(3, 3, 2, 2, 1, 1, 1, 1, 1), true},
     {"stride 2 remainder", S4(2, 5, 10, 9), 6, WIN(3, 2, 2, 3, 0, 1, 1, 1, 1), false},

@@ -263,9 +263,162 @@ bool ct_conv_onednn_run(const ct_conv_shape *s, const float *src, const float *w
     return ran;
 }
 
+/* ---- the weight gradient of one chunk of the batch, on one thread ------
+ *
+ * oneDNN's weight gradient splits the batch between its threads and adds
+ * their partial sums, so its bits depend on the thread count. Here the
+ * primitive is made for a chunk of the batch (k_conv.c fixes its size from
+ * the shapes) and for one thread, and ctrain's threads run whole chunks,
+ * each slot (a thread's buffers) with its own memories and stream. */
+
+typedef struct wslot {
+    pthread_mutex_t lock; /* a slot's memories serve one chunk at a time */
+    dnnl_stream_t stream;
+    side x, dy, dw;
+    dnnl_memory_t pad; /* the primitive's scratchpad, NULL when it needs none */
+} wslot;
+
+typedef struct wentry {
+    ct_conv_shape key;
+    bool ok;
+    size_t slot_bytes, pad_off; /* a slot's scratch, and its scratchpad's place in it */
+    dnnl_primitive_t conv;
+    wslot *slots;
+} wentry;
+
+static wentry *wtable[MAX_ENTRIES];
+static int n_wtable;
+
+static dnnl_primitive_desc_t wgrad_pd(const ct_conv_shape *s, dnnl_primitive_attr_t attr) {
+    dnnl_memory_desc_t x, w, y;
+    dnnl_dims_t st = {s->stride[0], s->stride[1]}, pad = {s->pad[0], s->pad[1]};
+    dnnl_dims_t dil = {s->dil[0] - 1, s->dil[1] - 1};
+    dnnl_convolution_desc_t fd, wd;
+    dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+    bool ok = descs(s, true, &x, &w, &y) &&
+              dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
+                                                         NULL, &y, st, dil, pad, pad) == dnnl_success &&
+              dnnl_primitive_desc_create(&fwd, &fd, NULL, engine, NULL) == dnnl_success &&
+              dnnl_dilated_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &x, &w, NULL, &y, st,
+                                                                  dil, pad, pad) == dnnl_success &&
+              dnnl_primitive_desc_create(&pd, &wd, attr, engine, fwd) == dnnl_success;
+    if (fwd) dnnl_primitive_desc_destroy(fwd);
+    const char *impl = NULL;
+    if (ok && (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
+               strncmp(impl, "jit", 3) != 0)) /* oneDNN's direct kernels only */
+        ok = false;
+    if (!ok && pd) dnnl_primitive_desc_destroy(pd);
+    return ok ? pd : NULL;
+}
+
+/* A slot's memories, reorders and stream; *off ends past its copies. */
+static bool wslot_make(wslot *sl, const ct_conv_shape *s, dnnl_primitive_desc_t pd, dnnl_primitive_attr_t attr,
+                       size_t *off) {
+    dnnl_memory_desc_t x, w, y;
+    const dnnl_memory_desc_t *px = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *py = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_dst_md, 0);
+    const dnnl_memory_desc_t *pw = dnnl_primitive_desc_query_md(pd, dnnl_query_diff_weights_md, 0);
+    pthread_mutex_init(&sl->lock, NULL);
+    return px && py && pw && descs(s, false, &x, &w, &y) &&
+           dnnl_stream_create(&sl->stream, engine, dnnl_stream_default_flags) == dnnl_success &&
+           side_make(&sl->x, &x, px, true, attr, off) && side_make(&sl->dy, &y, py, true, attr, off) &&
+           side_make(&sl->dw, &w, pw, false, attr, off);
+}
+
+/* Builds we for one thread (oneDNN plans its work for the thread count of
+ * the caller at creation). */
+static void wbuild(wentry *we) {
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    bool ok = dnnl_primitive_attr_create(&attr) == dnnl_success &&
+              dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
+              (pd = wgrad_pd(&we->key, attr)) != NULL && dnnl_primitive_create(&we->conv, pd) == dnnl_success &&
+              (we->slots = calloc((size_t)we->key.slots, sizeof *we->slots)) != NULL;
+    size_t off = 0;
+    for (int i = 0; ok && i < we->key.slots; i++) {
+        off = 0;
+        ok = wslot_make(&we->slots[i], &we->key, pd, attr, &off);
+    }
+    if (ok) {
+        we->pad_off = off;
+        we->slot_bytes = align_up(off + scratchpad_of(pd));
+        const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        for (int i = 0; ok && scratchpad_of(pd) > 0 && i < we->key.slots; i++)
+            ok = dnnl_memory_create(&we->slots[i].pad, pmd, engine, DNNL_MEMORY_NONE) == dnnl_success;
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    omp_set_num_threads(saved);
+    we->ok = ok; /* on failure the entry stays, unused (declared once per geometry) */
+}
+
+static wentry *wfind(const ct_conv_shape *s, bool create) {
+    pthread_mutex_lock(&table_lock);
+    wentry *we = NULL;
+    for (int i = 0; i < n_wtable && !we; i++)
+        if (memcmp(&wtable[i]->key, s, sizeof *s) == 0) we = wtable[i];
+    if (!we && create && n_wtable < MAX_ENTRIES && (we = calloc(1, sizeof *we))) {
+        we->key = *s;
+        wbuild(we);
+        wtable[n_wtable++] = we;
+    }
+    pthread_mutex_unlock(&table_lock);
+    return we;
+}
+
+bool ct_conv_onednn_wgrad_declare(const ct_conv_shape *s, bool create, size_t *slot_bytes) {
+    pthread_once(&once, start);
+    if (!usable) return false;
+    wentry *we = wfind(s, create);
+    if (!we || !we->ok) return false;
+    *slot_bytes = we->slot_bytes;
+    return true;
+}
+
+static bool wexecute(const wentry *we, wslot *sl, const float *x, const float *dy, float *dw, void *scratch) {
+    side_bind(&sl->x, x, scratch), side_bind(&sl->dy, dy, scratch), side_bind(&sl->dw, dw, scratch);
+    dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, sl->x.prim}, {DNNL_ARG_DIFF_DST, sl->dy.prim},
+                            {DNNL_ARG_DIFF_WEIGHTS, sl->dw.prim}, {DNNL_ARG_SCRATCHPAD, sl->pad}};
+    int n = sl->pad ? 4 : 3;
+    if (sl->pad) set(sl->pad, (char *)scratch + we->pad_off);
+    bool ok = true;
+    dnnl_exec_arg_t rx[2] = {{DNNL_ARG_FROM, sl->x.user}, {DNNL_ARG_TO, sl->x.prim}};
+    dnnl_exec_arg_t ry[2] = {{DNNL_ARG_FROM, sl->dy.user}, {DNNL_ARG_TO, sl->dy.prim}};
+    dnnl_exec_arg_t rw[2] = {{DNNL_ARG_FROM, sl->dw.prim}, {DNNL_ARG_TO, sl->dw.user}};
+    if (sl->x.reorder) ok = ok && dnnl_primitive_execute(sl->x.reorder, sl->stream, 2, rx) == dnnl_success;
+    if (sl->dy.reorder) ok = ok && dnnl_primitive_execute(sl->dy.reorder, sl->stream, 2, ry) == dnnl_success;
+    ok = ok && dnnl_primitive_execute(we->conv, sl->stream, n, a) == dnnl_success;
+    if (sl->dw.reorder) ok = ok && dnnl_primitive_execute(sl->dw.reorder, sl->stream, 2, rw) == dnnl_success;
+    return ok && dnnl_stream_wait(sl->stream) == dnnl_success;
+}
+
+bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const float *x, const float *dy, float *dw,
+                                void *scratch, ct_status *st) {
+    pthread_once(&once, start);
+    wentry *we = usable ? wfind(s, false) : NULL;
+    if (!we || !we->ok || slot >= s->slots) return false;
+    wslot *sl = &we->slots[slot];
+    pthread_mutex_lock(&sl->lock);
+    bool ok = wexecute(we, sl, x, dy, dw, scratch);
+    pthread_mutex_unlock(&sl->lock);
+    *st = ok ? CT_OK : ct_error(CT_ERR_INTERNAL, "cpu conv2d_grad_weight: oneDNN's convolution failed");
+    return true;
+}
+
 #else
 bool ct_conv_onednn_declare(const ct_conv_shape *s, size_t *bytes) {
     (void)s, (void)bytes;
+    return false;
+}
+bool ct_conv_onednn_wgrad_declare(const ct_conv_shape *s, bool create, size_t *slot_bytes) {
+    (void)s, (void)create, (void)slot_bytes;
+    return false;
+}
+bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const float *x, const float *dy, float *dw,
+                                void *scratch, ct_status *st) {
+    (void)s, (void)slot, (void)x, (void)dy, (void)dw, (void)scratch, (void)st;
     return false;
 }
 bool ct_conv_onednn_run(const ct_conv_shape *s, const float *src, const float *w, const float *b, float *dst,

@@ -25,6 +25,7 @@ typedef struct ct_conv_shape {
     int64_t o, oh, ow;      /* y */
     int kh, kw, stride[2], pad[2], dil[2], groups;
     int bias;               /* CONV2D with a bias */
+    int slots;              /* CONV2D_GRAD_WEIGHT: buffers for concurrent chunks (n is a chunk's samples) */
 } ct_conv_shape;
 
 /* Whether oneDNN can run this geometry; *bytes is the scratch it then
@@ -37,5 +38,17 @@ bool ct_conv_onednn_declare(const ct_conv_shape *s, size_t *bytes);
  * caller runs the reference path. *st is the status when it did run. */
 bool ct_conv_onednn_run(const ct_conv_shape *s, const float *src, const float *w, const float *b, float *dst,
                         void *scratch, ct_status *st);
+
+/* The weight gradient of one chunk of s->n samples on the calling thread
+ * alone (a primitive made for one thread: oneDNN's own threads would split
+ * the batch and add in an order that depends on their number). Declared
+ * with the chunk's shape; each of s->slots slots needs *slot_bytes of
+ * scratch. A chunk writes dw [O, C/G, KH, KW] (not accumulated) from x and
+ * dy of its samples, using slot `slot`'s scratch. False when not declared
+ * or declined: the caller computes the chunk itself. Declaring creates the
+ * primitive (create) or only looks it up (at run time). */
+bool ct_conv_onednn_wgrad_declare(const ct_conv_shape *s, bool create, size_t *slot_bytes);
+bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const float *x, const float *dy, float *dw,
+                                void *scratch, ct_status *st);
 
 #endif

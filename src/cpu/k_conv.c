@@ -327,7 +327,7 @@ static const void *weight_compute(const ct_tview *w, const conv_dims *d, void *w
  * threads; the reference instead lets OpenBLAS split one large product,
  * which computes differently on one thread than on several. */
 
-#define WG_COLS 512             /* columns (samples x pixels) of a chunk's product, at least */
+#define WG_COLS 1024            /* columns (samples x pixels) of a chunk's product, at least */
 #define WG_PARTIALS ((int64_t)1 << 21) /* floats of partial gradients, at most (8 MiB) */
 #define WG_MIN_SLOTS 4          /* chunk buffers, at least (up to the chunk count) */
 #define WG_SUM 256              /* gradient elements summed over the chunks at a time */
@@ -371,14 +371,31 @@ static wg_plan wg_plan_of(const conv_dims *d) {
 
 static int64_t wg_slot_floats(const conv_dims *d, const wg_plan *w) { return (d->k + d->o) * w->cs * d->p; }
 
+/* Bytes before oneDNN's slots in the scratch: the partials and the im2col
+ * slots, rounded up for oneDNN's blocked copies. */
+static size_t wg_own_bytes(const conv_dims *d, const wg_plan *w) {
+    size_t b = (size_t)(w->chunks * d->o * d->kg + w->slots * wg_slot_floats(d, w)) * sizeof(float);
+    return (b + 63) / 64 * 64;
+}
+
+/* oneDNN's chunk primitive: full chunks of cs samples, one slot per buffer
+ * set. *slot_bytes is its scratch per slot; false without it. */
+static bool wg_onednn(const ct_kargs *k, const conv_dims *d, const wg_plan *w, bool create, ct_conv_shape *s,
+                      size_t *slot_bytes) {
+    shape_of(k, d, s);
+    s->n = w->cs, s->slots = (int)w->slots, s->bias = 0;
+    return ct_conv_onednn_wgrad_declare(s, create, slot_bytes);
+}
+
 static size_t fast_scratch(const ct_kargs *k) {
     conv_dims d = {0};
     if (!is_conv(k->op) || !all_f32(k) || dims_of(k, &d) != CT_OK) return 0;
+    ct_conv_shape s;
     if (k->op == CT_OP_CONV2D_GRAD_WEIGHT) {
         wg_plan w = wg_plan_of(&d);
-        return (size_t)(w.chunks * d.o * d.kg + w.slots * wg_slot_floats(&d, &w)) * sizeof(float);
+        size_t slot = 0;
+        return wg_own_bytes(&d, &w) + (wg_onednn(k, &d, &w, true, &s, &slot) ? (size_t)w.slots * slot : 0);
     }
-    ct_conv_shape s;
     shape_of(k, &d, &s);
     size_t bytes = 0;
     return ct_conv_onednn_declare(&s, &bytes) ? bytes : 0;
@@ -404,20 +421,46 @@ static void wg_chunk(const ct_kargs *k, const conv_dims *d, const wg_plan *w, in
              false, part + g * d->og * d->kg, d->kg);
 }
 
-static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d) {
+/* Chunks of the full size through oneDNN where it is declared (the tail
+ * chunk, or every chunk without it, by im2col and OpenBLAS): which way a
+ * chunk goes depends on the shapes only. */
+static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d, ct_status *st) {
     if (!all_f32(k) || !ct_cpu_fast_paths_enabled() || d->n == 0 || !k->scratch) return false;
     wg_plan w = wg_plan_of(d);
     int64_t wn = d->o * d->kg;
     float *part = k->scratch, *slots = part + w.chunks * wn;
+    ct_conv_shape s;
+    size_t dslot = 0;
+    bool dnnl = wg_onednn(k, d, &w, false, &s, &dslot);
+    char *dbase = (char *)k->scratch + wg_own_bytes(d, &w);
+    const float *x = k->in[0].data, *dy = k->in[1].data;
     int nt = omp_get_max_threads() < w.slots ? omp_get_max_threads() : (int)w.slots;
+    ct_status bad = CT_OK;
 #pragma omp parallel num_threads(nt)
     {
         /* This thread's products run on it alone: OpenBLAS's OpenMP build
-         * reads the count, and its one-thread path is the same on any team. */
+         * and oneDNN read the count, and their one-thread paths are the same
+         * on any team. */
         omp_set_num_threads(1);
-        float *slot = slots + omp_get_thread_num() * wg_slot_floats(d, &w);
+        int t = omp_get_thread_num();
+        float *slot = slots + t * wg_slot_floats(d, &w);
 #pragma omp for schedule(static)
-        for (int64_t ch = 0; ch < w.chunks; ch++) wg_chunk(k, d, &w, ch, slot, part + ch * wn);
+        for (int64_t ch = 0; ch < w.chunks; ch++) {
+            ct_status cs = CT_OK;
+            bool full = (ch + 1) * w.cs <= d->n;
+            if (!(dnnl && full &&
+                  ct_conv_onednn_wgrad_chunk(&s, t, x + ch * w.cs * d->c * d->h * d->w, dy + ch * w.cs * d->o * d->p,
+                                             part + ch * wn, dbase + (size_t)t * dslot, &cs)))
+                wg_chunk(k, d, &w, ch, slot, part + ch * wn);
+            if (cs != CT_OK) {
+#pragma omp critical(ct_conv_wg)
+                bad = cs;
+            }
+        }
+    }
+    if (bad != CT_OK) {
+        *st = bad;
+        return true;
     }
     float *out = k->out.data;
     /* WG_SUM elements at a time, so each chunk's partials are read in runs */
@@ -498,7 +541,7 @@ static ct_status k_conv2d_grad_input(const ct_kargs *k) {
 static ct_status k_conv2d_grad_weight(const ct_kargs *k) {
     conv_dims d = {0};
     ct_status s = prepare(k, &d);
-    if (s != CT_OK || fast_grad_weight(k, &d)) return s;
+    if (s != CT_OK || fast_grad_weight(k, &d, &s)) return s;
     bool dbl = is_f64(k->out.dtype);
     size_t es = compute_size(k->out.dtype);
     void *col, *mat, *acc;
