@@ -1,17 +1,21 @@
-/* The F32 convolution forward and input gradient through oneDNN's direct
- * kernels (conv_onednn.h). Each geometry has one entry: the convolution
+/* The F32 convolution through oneDNN's direct kernels (conv_onednn.h).
+ *
+ * Forward and input gradient: one entry per geometry holds the convolution
  * primitive, chosen by oneDNN for the CPU at hand with the layouts it
  * prefers (format "any": nChw16c activations and blocked weights on
  * AVX-512), and the reorders between those and ctrain's row-major NCHW.
  * A run reorders the weight and the input into scratch, convolves, and
  * reorders the output back: the copies are a few megabytes against
- * hundreds of megaflops.
+ * hundreds of megaflops. Every output element is reduced over its input
+ * channels and taps by one thread in a fixed order, whatever the number of
+ * threads, so the results do not depend on it (tests/test_conv_fast.c
+ * checks 1, 2 and 3 threads).
  *
- * Every output element is reduced over its input channels and taps by one
- * thread in a fixed order, whatever the number of threads: the results do
- * not depend on it (tests/test_conv_fast.c checks 1, 2 and 3 threads).
- * oneDNN's weight gradient reduces over the batch across threads, so it is
- * not used (k_conv.c has the weight gradient's own fast path). */
+ * Weight gradient: oneDNN splits the batch between its threads and adds
+ * their partials, in an order that depends on their number. So the
+ * primitive here is made for one chunk of the batch and one thread, and
+ * k_conv.c runs whole chunks on its threads and adds their partials in
+ * chunk order (see the second half of this file). */
 #include "cpu/conv_onednn.h"
 
 #ifdef CTRAIN_HAVE_DNNL
@@ -42,7 +46,8 @@ typedef struct entry {
     bool ok;
     size_t bytes;         /* scratch, as first declared; a rebuild must not need more */
     dnnl_primitive_t conv;
-    dnnl_memory_t bias;
+    dnnl_memory_t bias, pad; /* pad: the scratchpad, NULL when none */
+    size_t pad_off;
     side in, w, out;
 } entry;
 
@@ -71,8 +76,9 @@ static void side_free(side *s) {
 static void entry_clear(entry *e) {
     if (e->conv) dnnl_primitive_destroy(e->conv);
     if (e->bias) dnnl_memory_destroy(e->bias);
+    if (e->pad) dnnl_memory_destroy(e->pad);
     side_free(&e->in), side_free(&e->w), side_free(&e->out);
-    e->conv = NULL, e->bias = NULL, e->ok = false;
+    e->conv = NULL, e->bias = NULL, e->pad = NULL, e->ok = false;
 }
 
 /* The row-major descriptors: x, y, and the weight ([G, O/G, C/G, KH, KW]
@@ -93,7 +99,8 @@ static bool descs(const ct_conv_shape *s, bool any, dnnl_memory_desc_t *x, dnnl_
 
 /* The convolution's primitive descriptor: the forward, or the input
  * gradient with the forward as its hint. Rejects oneDNN's reference
- * implementations (slower than ctrain's own). */
+ * implementations (slower than ctrain's own) and its gemm-based ones
+ * (im2col like the reference, with a scratchpad per thread). */
 static dnnl_primitive_desc_t conv_pd(const ct_conv_shape *s, dnnl_primitive_attr_t attr) {
     dnnl_memory_desc_t x, w, y, b;
     dnnl_dims_t bd = {s->o}, st = {s->stride[0], s->stride[1]}, pad = {s->pad[0], s->pad[1]};
@@ -116,7 +123,7 @@ static dnnl_primitive_desc_t conv_pd(const ct_conv_shape *s, dnnl_primitive_attr
     if (fwd) dnnl_primitive_desc_destroy(fwd);
     const char *impl = NULL;
     if (pd && (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
-               strncmp(impl, "ref", 3) == 0)) {
+               strncmp(impl, "ref", 3) == 0 || strstr(impl, "gemm"))) {
         dnnl_primitive_desc_destroy(pd);
         pd = NULL;
     }
@@ -162,7 +169,7 @@ static void build(entry *e) {
     dnnl_dims_t bd = {s->o};
     bool grad = s->op == CT_OP_CONV2D_GRAD_INPUT;
     bool ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
-              (pd = conv_pd(s, attr)) != NULL && scratchpad_of(pd) == 0 && descs(s, false, &x, &w, &y) &&
+              (pd = conv_pd(s, attr)) != NULL && descs(s, false, &x, &w, &y) &&
               dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
               dnnl_primitive_create(&e->conv, pd) == dnnl_success;
     size_t off = 0;
@@ -173,6 +180,14 @@ static void build(entry *e) {
         ok = pin && pw && pout && side_make(&e->in, grad ? &y : &x, pin, true, attr, &off) &&
              side_make(&e->w, &w, pw, true, attr, &off) && side_make(&e->out, grad ? &x : &y, pout, false, attr, &off) &&
              (!s->bias || dnnl_memory_create(&e->bias, &b, engine, DNNL_MEMORY_NONE) == dnnl_success);
+        /* the direct kernels' own scratchpad (a bias padded to the channel
+         * block, say), after the copies */
+        e->pad_off = off;
+        const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        if (ok && scratchpad_of(pd) > 0) {
+            ok = dnnl_memory_create(&e->pad, pmd, engine, DNNL_MEMORY_NONE) == dnnl_success;
+            off = align_up(off + scratchpad_of(pd));
+        }
     }
     if (pd) dnnl_primitive_desc_destroy(pd);
     dnnl_primitive_attr_destroy(attr);
@@ -230,8 +245,12 @@ static bool reorder_back(const side *sd) {
 static bool execute(entry *e, const float *src, const float *w, const float *b, float *dst, void *scratch) {
     bool grad = e->key.op == CT_OP_CONV2D_GRAD_INPUT;
     side_bind(&e->in, src, scratch), side_bind(&e->w, w, scratch), side_bind(&e->out, dst, scratch);
-    dnnl_exec_arg_t a[4];
+    dnnl_exec_arg_t a[5];
     int n = 0;
+    if (e->pad) {
+        set(e->pad, (char *)scratch + e->pad_off);
+        a[n++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, e->pad};
+    }
     a[n++] = (dnnl_exec_arg_t){grad ? DNNL_ARG_DIFF_DST : DNNL_ARG_SRC, e->in.prim};
     a[n++] = (dnnl_exec_arg_t){DNNL_ARG_WEIGHTS, e->w.prim};
     a[n++] = (dnnl_exec_arg_t){grad ? DNNL_ARG_DIFF_SRC : DNNL_ARG_DST, e->out.prim};

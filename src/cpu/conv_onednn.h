@@ -1,15 +1,21 @@
-/* Internal: the F32 convolution forward and input gradient through oneDNN
- * (Debian's libdnnl-dev), where the build found it (CTRAIN_HAVE_DNNL, gcc
- * builds only). docs/cpu_backend.md says why and what it measured.
+/* Internal: the F32 convolution (forward, input gradient, and the weight
+ * gradient of one chunk of the batch) through oneDNN (Debian's
+ * libdnnl-dev), where the build found it (CTRAIN_HAVE_DNNL, gcc builds
+ * only). docs/cpu_backend.md says why and what it measured.
  *
  * One cached oneDNN primitive per geometry, created when the kernel
- * declares its scratch (at ct_compile) and rebuilt only when the number of
- * OpenMP threads changed. The blocked copies of x, the weight and y that
- * oneDNN's direct kernels want live in ctrain's scratch, and so does
- * oneDNN's own scratchpad (user mode); a geometry whose primitive or
- * reorders would need a scratchpad (whose size depends on the thread
- * count) is left to the reference path, so the declared size holds for
- * every thread count. */
+ * declares its scratch (at ct_compile): nothing is created during a step
+ * (oneDNN's execute still makes a small allocation of its own for the
+ * argument list). The forward's and input gradient's primitive is rebuilt
+ * only when the number of OpenMP threads changed. The blocked copies of x,
+ * the weight and y that oneDNN's direct kernels want live in ctrain's
+ * scratch, and so does oneDNN's own scratchpad (user mode). For the
+ * forward and the input gradient only oneDNN's direct kernels are taken
+ * (its gemm-based ones keep a scratchpad per thread), the scratch is the
+ * size the first declaration found, and a rebuild for another thread
+ * count that would need more runs the reference path instead; the weight
+ * gradient's primitive is made for one thread, so its size is fixed. Entries live until the process ends (at most 256 of each kind;
+ * past that the other paths run). */
 #ifndef CT_CPU_CONV_ONEDNN_H
 #define CT_CPU_CONV_ONEDNN_H
 

@@ -18,6 +18,10 @@
  * the same F32 computation without the final rounding. Folding dcol back
  * (col2im) adds into double accumulators plane by plane, in a fixed order,
  * so the result is deterministic and needs no atomics.
+ *
+ * That is the reference path. All-F32 convolutions take the fast paths
+ * below (oneDNN, chunked weight gradient) unless they are switched off
+ * (CTRAIN_CPU_REFERENCE=1, ct_cpu_set_fast_paths(false)).
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -319,13 +323,16 @@ static const void *weight_compute(const ct_tview *w, const conv_dims *d, void *w
 /* ---- F32 fast paths (docs/cpu_backend.md) ---------------------------------
  *
  * Forward and input gradient: oneDNN's direct convolution where the build
- * has it (conv_onednn.c). Weight gradient: the batch cut into chunks whose
- * size depends on the shapes only, each chunk's im2col and product on one
- * thread (the threads share the chunks, not a product), one partial
- * gradient per chunk, then the partials summed in chunk order, in double.
- * Every element is therefore the same arithmetic whatever the number of
- * threads; the reference instead lets OpenBLAS split one large product,
- * which computes differently on one thread than on several. */
+ * has it (conv_onednn.c); the reference path otherwise. Weight gradient:
+ * the batch cut into chunks whose size depends on the shapes only, each
+ * chunk computed on one thread (the threads share the chunks, not a
+ * product) by oneDNN's kernel made for one thread where it is declared,
+ * by im2col and a one-thread OpenBLAS product otherwise (the tail chunk,
+ * builds without oneDNN); one partial gradient per chunk, then the
+ * partials summed in chunk order, in double. Every element is therefore
+ * the same arithmetic whatever the number of threads; the reference
+ * instead lets OpenBLAS split one large product, which computes
+ * differently on one thread than on several. */
 
 #define WG_COLS 1024            /* columns (samples x pixels) of a chunk's product, at least */
 #define WG_PARTIALS ((int64_t)1 << 21) /* floats of partial gradients, at most (8 MiB) */
