@@ -567,23 +567,23 @@ static ct_status k_conv2d_grad_weight(const ct_kargs *k) {
     return CT_OK;
 }
 
-/* F32: the reference's sums, each channel's in its order, GB channels at
+/* F32: the reference's sums, each channel's in its order, BIAS_BLOCK channels at
  * a time so that their additions overlap (one channel's chain of double
  * additions waits on each result); the same bits, several times faster. */
-#define GB 8
+#define BIAS_BLOCK 8
 static bool fast_grad_bias(const ct_tview *dy, const ct_tview *out, int64_t n, int64_t o, int64_t p) {
     if (dy->dtype != CT_F32 || out->dtype != CT_F32 || !ct_cpu_fast_paths_enabled()) return false;
     const float *g = dy->data;
     float *b = out->data;
 #pragma omp parallel for schedule(static) if (dy->numel >= PAR_MIN)
-    for (int64_t c0 = 0; c0 < o; c0 += GB) {
-        int64_t nc = o - c0 < GB ? o - c0 : GB;
-        double acc[GB] = {0};
+    for (int64_t c0 = 0; c0 < o; c0 += BIAS_BLOCK) {
+        int64_t nc = o - c0 < BIAS_BLOCK ? o - c0 : BIAS_BLOCK;
+        double acc[BIAS_BLOCK] = {0};
         for (int64_t s = 0; s < n; s++) {
             const float *r = g + (s * o + c0) * p;
-            if (nc == GB) {
+            if (nc == BIAS_BLOCK) {
                 for (int64_t t = 0; t < p; t++)
-                    for (int j = 0; j < GB; j++) acc[j] += r[j * p + t];
+                    for (int j = 0; j < BIAS_BLOCK; j++) acc[j] += r[j * p + t];
             } else {
                 for (int64_t t = 0; t < p; t++)
                     for (int j = 0; j < nc; j++) acc[j] += r[j * p + t];
