@@ -117,6 +117,14 @@ static const cpc_case cpc_cases[] = {
     {"max_pool 3x3 s2 p1", CT_OP_MAX_POOL2D, {.win = WIN(3, 2, 1)}, 1, {IN(CT_F32, S4(5, 17, 15, 15), CPC_SPECIAL)}, CT_F32, S4(5, 17, 8, 8)},
     {"max_pool_grad 2x2", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F32, S4(9, 31, 28, 28), CPC_RANDOM), IN(CT_F32, S4(9, 31, 14, 14), CPC_SPECIAL)}, CT_F32, S4(9, 31, 28, 28)},
     {"max_pool_grad 3x3 s2 p1", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(3, 2, 1)}, 2, {IN(CT_F32, S4(5, 17, 15, 15), CPC_RANDOM), IN(CT_F32, S4(5, 17, 8, 8), CPC_RANDOM)}, CT_F32, S4(5, 17, 15, 15)},
+    /* the bias gradient: channels in blocks of 8 and a tail */
+    {"conv2d_grad_bias 13 special", CT_OP_CONV2D_GRAD_BIAS, {.win = WIN(3, 1, 1)}, 1, {IN(CT_F32, S4(5, 13, 7, 9), CPC_SPECIAL)}, CT_F32, S1(13)},
+    {"conv2d_grad_bias 64", CT_OP_CONV2D_GRAD_BIAS, {.win = WIN(5, 1, 0)}, 1, {IN(CT_F32, S4(9, 64, 8, 8), CPC_RANDOM)}, CT_F32, S1(64)},
+    /* unpadded windows (the F32 fast path) with NaN, infinities and signed zeros, odd tails */
+    {"max_pool 2x2 special", CT_OP_MAX_POOL2D, {.win = WIN(2, 2, 0)}, 1, {IN(CT_F32, S4(3, 5, 13, 11), CPC_SPECIAL)}, CT_F32, S4(3, 5, 6, 5)},
+    {"max_pool 3x3 s2 special", CT_OP_MAX_POOL2D, {.win = WIN(3, 2, 0)}, 1, {IN(CT_F32, S4(2, 7, 15, 12), CPC_SPECIAL)}, CT_F32, S4(2, 7, 7, 5)},
+    {"max_pool_grad 2x2 special", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F32, S4(3, 5, 13, 11), CPC_SPECIAL), IN(CT_F32, S4(3, 5, 6, 5), CPC_SPECIAL)}, CT_F32, S4(3, 5, 13, 11)},
+    {"max_pool_grad 3x3 s3 special", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(3, 3, 0)}, 2, {IN(CT_F32, S4(2, 6, 11, 10), CPC_SPECIAL), IN(CT_F32, S4(2, 6, 3, 3), CPC_SPECIAL)}, CT_F32, S4(2, 6, 11, 10)},
     {"max_pool_grad f64 2x2", CT_OP_MAX_POOL2D_GRAD, {.win = WIN(2, 2, 0)}, 2, {IN(CT_F64, S4(3, 5, 9, 9), CPC_RANDOM), IN(CT_F64, S4(3, 5, 4, 4), CPC_RANDOM)}, CT_F64, S4(3, 5, 9, 9)},
     /* convolution, stride 1 (unfolding copies rows) and 2 */
     {"conv2d 5x5 p2", CT_OP_CONV2D, {.win = WIN(5, 1, 2), .has_bias = true}, 3, {IN(CT_F32, S4(11, 3, 28, 28), CPC_RANDOM), IN(CT_F32, S4(8, 3, 5, 5), CPC_RANDOM), IN(CT_F32, S1(8), CPC_RANDOM)}, CT_F32, S4(11, 8, 28, 28)},
@@ -204,6 +212,15 @@ static inline bool cpc_float_math(int i) {
     case CT_OP_LAYER_NORM_GRAD: return c->attr.which != CT_NORM_GRAD_BIAS;
     default: return false;
     }
+/* Whether case i has a fast path that sums in another order than the
+ * reference (the F32 convolutions: oneDNN, the weight gradient's chunks),
+ * so that the two agree within a tolerance (tests/test_conv_fast.c), not
+ * to the bit; its fast path is still the same on every thread count. */
+static inline bool cpc_fast_reorders(int i) {
+    if (i >= CPC_N_KERNELS) return false;
+    ct_op op = cpc_cases[i].op;
+    return cpc_cases[i].out_dt == CT_F32 &&
+           (op == CT_OP_CONV2D || op == CT_OP_CONV2D_GRAD_INPUT || op == CT_OP_CONV2D_GRAD_WEIGHT);
 }
 
 static inline const char *cpc_name(int i) {

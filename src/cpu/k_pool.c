@@ -16,8 +16,12 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #include "core/conv_geom.h"
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 
 #define PAR_MIN 4096 /* elements below which threads cost more than they save */
@@ -95,11 +99,174 @@ static inline int64_t window_argmax(const ct_tview *x, const pool_dims *d, int64
     return best;
 }
 
+/* ---- F32 fast path: unpadded windows (docs/cpu_backend.md) ---------------
+ *
+ * The same first maximum as window_argmax, without its per-window bounds,
+ * its widening to double and its early return: every window lies inside
+ * the plane, and the choice rule becomes "take v when the maximum so far
+ * is not NaN and v is larger or NaN", which picks the same element (the
+ * first NaN, else the first of the largest; a -inf start is the first
+ * element either way). Comparisons of floats are exact, so the bits are
+ * the reference's. */
+
+static bool fast_pool_ok(const ct_tview *x, const pool_dims *d) {
+    return x->dtype == CT_F32 && d->win->pad[0] == 0 && d->win->pad[1] == 0 && ct_cpu_fast_paths_enabled();
+}
+
+/* Plane-local index of the first maximum of the window at p (row stride w). */
+static inline int64_t first_max(const float *plane, int64_t at0, int64_t w, int kh, int kw) {
+    const float *p = plane + at0;
+    float m = p[0];
+    int64_t best = 0;
+    for (int i = 0; i < kh; i++)
+        for (int j = 0; j < kw; j++) {
+            float v = p[i * w + j];
+            if (!isnan(m) && (v > m || isnan(v))) m = v, best = i * w + j;
+        }
+    return at0 + best;
+}
+
+/* The 2x2, stride 2 windows of the models, four at a time in SSE2 (the
+ * x86-64 baseline): the choice rule above as masks, take(m, v) = m is not
+ * NaN and (v > m or v is NaN); a select by mask is exact. */
+#if defined(__x86_64__)
+#define POOL22_SSE 1
+static inline __m128 take4(__m128 m, __m128 v) {
+    return _mm_and_ps(_mm_cmpord_ps(m, m), _mm_or_ps(_mm_cmpgt_ps(v, m), _mm_cmpunord_ps(v, v)));
+}
+static inline __m128 sel4(__m128 t, __m128 v, __m128 m) { return _mm_or_ps(_mm_and_ps(t, v), _mm_andnot_ps(t, m)); }
+#else
+#define POOL22_SSE 0
+#endif
+
+static inline int take(float m, float v) { return !isnan(m) && (v > m || isnan(v)); }
+
+static void pool22_rows(const float *r0, const float *r1, float *out, int64_t ow) {
+    int64_t j = 0;
+#if POOL22_SSE
+    for (; j + 4 <= ow; j += 4) {
+        __m128 a0 = _mm_loadu_ps(r0 + 2 * j), a1 = _mm_loadu_ps(r0 + 2 * j + 4);
+        __m128 c0 = _mm_loadu_ps(r1 + 2 * j), c1 = _mm_loadu_ps(r1 + 2 * j + 4);
+        __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), b = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 c = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0)), e = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 1, 3, 1));
+        m = sel4(take4(m, b), b, m);
+        m = sel4(take4(m, c), c, m);
+        _mm_storeu_ps(out + j, sel4(take4(m, e), e, m));
+    }
+#endif
+    for (; j < ow; j++) {
+        float m = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], e = r1[2 * j + 1];
+        m = take(m, b) ? b : m;
+        m = take(m, c) ? c : m;
+        out[j] = take(m, e) ? e : m;
+    }
+}
+
+/* dx of rows r0, r1 (o0, o1): each window's dy + 0.0 at its first maximum,
+ * +0 elsewhere, written once. */
+static void pool22_grad_rows(const float *r0, const float *r1, const float *g, float *o0, float *o1, int64_t ow) {
+    int64_t j = 0;
+#if POOL22_SSE
+    for (; j + 4 <= ow; j += 4) {
+        __m128 a0 = _mm_loadu_ps(r0 + 2 * j), a1 = _mm_loadu_ps(r0 + 2 * j + 4);
+        __m128 c0 = _mm_loadu_ps(r1 + 2 * j), c1 = _mm_loadu_ps(r1 + 2 * j + 4);
+        __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), b = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 c = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0)), e = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 t1 = take4(m, b);
+        m = sel4(t1, b, m);
+        __m128 t2 = take4(m, c);
+        m = sel4(t2, c, m);
+        __m128 t3 = take4(m, e);
+        __m128 v = _mm_add_ps(_mm_loadu_ps(g + j), _mm_setzero_ps());
+        __m128 p3 = t3, p2 = _mm_andnot_ps(t3, t2), p1 = _mm_andnot_ps(_mm_or_ps(t2, t3), t1);
+        __m128 p0 = _mm_andnot_ps(_mm_or_ps(t1, _mm_or_ps(t2, t3)), _mm_castsi128_ps(_mm_set1_epi32(-1)));
+        __m128 v0 = _mm_and_ps(p0, v), v1 = _mm_and_ps(p1, v), v2 = _mm_and_ps(p2, v), v3 = _mm_and_ps(p3, v);
+        _mm_storeu_ps(o0 + 2 * j, _mm_unpacklo_ps(v0, v1));
+        _mm_storeu_ps(o0 + 2 * j + 4, _mm_unpackhi_ps(v0, v1));
+        _mm_storeu_ps(o1 + 2 * j, _mm_unpacklo_ps(v2, v3));
+        _mm_storeu_ps(o1 + 2 * j + 4, _mm_unpackhi_ps(v2, v3));
+    }
+#endif
+    for (; j < ow; j++) {
+        float m = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], e = r1[2 * j + 1];
+        int k = 0;
+        if (take(m, b)) m = b, k = 1;
+        if (take(m, c)) m = c, k = 2;
+        if (take(m, e)) k = 3;
+        float v = g[j] + 0.0f;
+        o0[2 * j] = k == 0 ? v : 0.0f;
+        o0[2 * j + 1] = k == 1 ? v : 0.0f;
+        o1[2 * j] = k == 2 ? v : 0.0f;
+        o1[2 * j + 1] = k == 3 ? v : 0.0f;
+    }
+}
+
+static bool is_22(const ct_window2d *win) {
+    return win->kernel[0] == 2 && win->kernel[1] == 2 && win->stride[0] == 2 && win->stride[1] == 2;
+}
+
+/* One plane of dx for 2x2 windows; rows and columns past the last window are zero. */
+static void pool22_grad_plane(const float *x, const float *g, float *dx, const pool_dims *d) {
+    for (int64_t oh = 0; oh < d->oh; oh++) {
+        const float *r0 = x + 2 * oh * d->w;
+        float *o0 = dx + 2 * oh * d->w;
+        pool22_grad_rows(r0, r0 + d->w, g + oh * d->ow, o0, o0 + d->w, d->ow);
+        for (int64_t c = 2 * d->ow; c < d->w; c++) o0[c] = o0[d->w + c] = 0.0f;
+    }
+    for (int64_t t = 2 * d->oh * d->w; t < d->h * d->w; t++) dx[t] = 0.0f;
+}
+
+static bool fast_max_pool(const ct_tview *x, const ct_tview *y, const pool_dims *d) {
+    if (!fast_pool_ok(x, d)) return false;
+    const float *xs = x->data;
+    float *ys = y->data;
+    int kh = d->win->kernel[0], kw = d->win->kernel[1], sh = d->win->stride[0], sw = d->win->stride[1];
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d->planes; pl++) {
+        const float *plane = xs + pl * d->h * d->w;
+        float *out = ys + pl * d->oh * d->ow;
+        if (is_22(d->win)) {
+            for (int64_t oh = 0; oh < d->oh; oh++)
+                pool22_rows(plane + 2 * oh * d->w, plane + (2 * oh + 1) * d->w, out + oh * d->ow, d->ow);
+            continue;
+        }
+        for (int64_t oh = 0; oh < d->oh; oh++)
+            for (int64_t ow = 0; ow < d->ow; ow++)
+                out[oh * d->ow + ow] = plane[first_max(plane, oh * sh * d->w + ow * sw, d->w, kh, kw)];
+    }
+    return true;
+}
+
+/* Windows that do not overlap: each element takes at most one dy, written
+ * as the reference writes 0.0 + dy (a -0 gradient becomes +0). */
+static bool fast_max_pool_grad(const ct_tview *x, const ct_tview *dy, const ct_tview *dx, const pool_dims *d) {
+    const ct_window2d *win = d->win;
+    if (!fast_pool_ok(x, d) || win->stride[0] < win->kernel[0] || win->stride[1] < win->kernel[1]) return false;
+    const float *xs = x->data, *dys = dy->data;
+    float *dxs = dx->data;
+    int kh = win->kernel[0], kw = win->kernel[1], sh = win->stride[0], sw = win->stride[1];
+    int64_t hw = d->h * d->w;
+#pragma omp parallel for schedule(static) if (x->numel >= PAR_MIN)
+    for (int64_t pl = 0; pl < d->planes; pl++) {
+        const float *plane = xs + pl * hw, *g = dys + pl * d->oh * d->ow;
+        float *out = dxs + pl * hw;
+        if (is_22(win)) {
+            pool22_grad_plane(plane, g, out, d);
+            continue;
+        }
+        memset(out, 0, (size_t)hw * sizeof *out);
+        for (int64_t oh = 0; oh < d->oh; oh++)
+            for (int64_t ow = 0; ow < d->ow; ow++)
+                out[first_max(plane, oh * sh * d->w + ow * sw, d->w, kh, kw)] = g[oh * d->ow + ow] + 0.0f;
+    }
+    return true;
+}
+
 static ct_status k_max_pool2d(const ct_kargs *k) {
     const ct_tview *x = &k->in[0], *y = &k->out;
     pool_dims d;
     ct_status s = pool_dims_of("max_pool2d", k, x, y, &d);
-    if (s != CT_OK) return s;
+    if (s != CT_OK || fast_max_pool(x, y, &d)) return s;
     if (x->dtype == CT_F32) { /* the maximum itself, without the dtype switch */
         const float *xs = x->data;
         float *ys = y->data;
@@ -136,7 +303,7 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     s = pool_dims_of("max_pool2d_grad", k, x, dy, &d);
     if (s != CT_OK) return s;
     if (dx->numel != x->numel) return ct_error(CT_ERR_SHAPE, "cpu max_pool2d_grad: dx and x differ in size");
-    if (dx->numel == 0) return CT_OK; /* an empty batch asks for no scratch */
+    if (dx->numel == 0 || fast_max_pool_grad(x, dy, dx, &d)) return CT_OK; /* an empty batch asks for no scratch */
     if (!k->scratch) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: no scratch");
     int64_t hw = d.h * d.w;
     const ct_window2d *win = d.win;
