@@ -212,6 +212,8 @@ static inline bool cpc_float_math(int i) {
     case CT_OP_LAYER_NORM_GRAD: return c->attr.which != CT_NORM_GRAD_BIAS;
     default: return false;
     }
+}
+
 /* Whether case i has a fast path that sums in another order than the
  * reference (the F32 convolutions: oneDNN, the weight gradient's chunks),
  * so that the two agree within a tolerance (tests/test_conv_fast.c), not
