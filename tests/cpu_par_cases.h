@@ -173,6 +173,16 @@ static inline bool cpc_blas_backed(int i) {
            op == CT_OP_RNN || op == CT_OP_RNN_GRAD;
 }
 
+/* Whether case i runs a float-math fast path (cpu_vmath.h) when float math
+ * is on: the recurrent op on F32 operands (k_rnn_fast.c). Such a path is
+ * not bit-identical to the reference; tests/test_rnn_fast.c compares it
+ * within a tolerance. */
+static inline bool cpc_float_math(int i) {
+    if (i >= CPC_N_KERNELS) return false;
+    ct_op op = cpc_cases[i].op;
+    return (op == CT_OP_RNN || op == CT_OP_RNN_GRAD) && cpc_cases[i].in[0].dt == CT_F32;
+}
+
 static inline const char *cpc_name(int i) {
     return i < CPC_N_KERNELS ? cpc_cases[i].name : cpc_optims[i - CPC_N_KERNELS].name;
 }

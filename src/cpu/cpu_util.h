@@ -115,6 +115,11 @@ bool ct_cpu_fast_layer_norm_grad_x(const ct_tview *x, const ct_tview *dy, const 
                                    int64_t rows, int64_t dim, double eps);
 bool ct_cpu_fast_layer_norm_grad_param(const ct_tview *x, const ct_tview *dy, const ct_tview *out, bool bias,
                                        int64_t rows, int64_t dim, double eps);
+/* The recurrent op's F32 float-math path (k_rnn_fast.c), after k_rnn.c
+ * checked the operands: which is -1 for RNN, else RNN_GRAD's ct_rnn_grad;
+ * true when it ran. Its scratch (bytes) for B rows, H units, G*H gates. */
+bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64_t T, int64_t H, int which);
+size_t ct_cpu_rnn_fast_scratch(int64_t B, int64_t H, int64_t GH);
 /* The vectorised F32 updates (cpu_optim_fast.c): true when one ran. */
 bool ct_cpu_optim_fast(const ct_optim_args *a);
 /* The loss scaler's hooks (cpu_amp.c). */
