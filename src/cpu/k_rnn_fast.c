@@ -26,8 +26,6 @@
  *
  * Scratch, in floats, rows of the whole batch (a block uses its rows):
  * hp and gx [B, G*H], then three [B, H]: dh, dc and a temporary. */
-#include <cblas.h>
-#include <limits.h>
 #include <omp.h>
 #include <string.h>
 
@@ -46,11 +44,17 @@ typedef struct rf {
     bool reverse;
     int64_t B, T, H, GH, WH, rows, nblk;
     const float *xp, *w, *b, *h0, *c0, *r, *dr;
-    float *out, *hp, *gx, *dh, *dc, *t1;
+    float *out, *wp, *hp, *gx, *dh, *dc, *t1;
 } rf;
 
+/* W_hh's panels: W_hh^T [H, GH] for the forward, W_hh [GH, H] backward */
+static int64_t panels_size(int64_t H, int64_t GH) {
+    int64_t f = ct_rnn_panels_size(H, GH), b = ct_rnn_panels_size(GH, H);
+    return f > b ? f : b;
+}
+
 size_t ct_cpu_rnn_fast_scratch(int64_t B, int64_t H, int64_t GH) {
-    return (size_t)(B * (2 * GH + 3 * H)) * sizeof(float);
+    return (size_t)(panels_size(H, GH) + B * (2 * GH + 3 * H)) * sizeof(float);
 }
 
 /* The time index of the s-th step walked. */
@@ -128,8 +132,7 @@ static CT_ALWAYS_INLINE void fwd_block(const rf *f, int64_t b0, int64_t b1) {
         int64_t t = step_t(f, s), ldh, ldc = 0;
         const float *hprev = prev_state(f, f->out, b0, s, 0, &ldh);
         const float *cprev = f->c0 ? prev_state(f, f->out, b0, s, (int)H, &ldc) : NULL;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(b1 - b0), (int)GH, (int)H, 1.0f, hprev, (int)ldh,
-                    f->w, (int)H, 0.0f, hp, (int)GH);
+        ct_rnn_panel_gemm(b1 - b0, GH, H, hprev, ldh, f->wp, hp, GH, false);
         for (int64_t b = b0; b < b1; b++) {
             int64_t i = b - b0;
             cell_fwd_row(f, hp + i * GH, f->xp + (b * T + t) * GH, hprev + i * ldh, cprev ? cprev + i * ldc : NULL,
@@ -208,8 +211,7 @@ static CT_ALWAYS_INLINE void bwd_block(const rf *f, int64_t b0, int64_t b1) {
         }
         /* dh = dh_direct (the GRU's z dh, else nothing) + dhp W_hh */
         const float *dhp = gru ? f->hp + b0 * GH : dx;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)H, (int)GH, 1.0f, dhp,
-                    (int)(gru ? GH : ldx), f->w, (int)H, gru ? 1.0f : 0.0f, dh, (int)H);
+        ct_rnn_panel_gemm(n, H, GH, dhp, gru ? GH : ldx, f->wp, dh, H, gru);
     }
     if (!gates) memcpy(f->out + b0 * H, f->which == CT_RNN_GRAD_H0 ? dh : dc, (size_t)(n * H) * sizeof(float));
 }
@@ -223,19 +225,19 @@ static CT_ALWAYS_INLINE void run_block(const rf *f, int64_t blk) {
 static void run_block_base(const rf *f, int64_t blk) { run_block(f, blk); }
 static CT_TARGET_AVX2 void run_block_avx2(const rf *f, int64_t blk) { run_block(f, blk); }
 
-/* Runs every block, each on one thread. The team has at least two threads
- * whenever OpenMP allows two: OpenBLAS threads a product outside an active
- * parallel region (differently blocked), and the blocks' products must be
- * computed alike however many threads there are. */
+/* Packs W_hh's panels (split across the threads by panel), then runs
+ * every block, each on one thread. */
 static void run_blocks(const rf *f) {
     void (*fn)(const rf *, int64_t) = CT_SIMD_X86 && ct_cpu_has_avx2() ? run_block_avx2 : run_block_base;
-    int max = omp_get_max_threads();
-    int nt = f->nblk < max ? (int)f->nblk : max;
-    if (nt < 2 && max > 1) nt = 2;
-#pragma omp parallel num_threads(nt)
+    bool grad = f->which >= 0;
+    int64_t K = grad ? f->GH : f->H, N = grad ? f->H : f->GH, np = (N + 15) / 16;
+    int max = omp_get_max_threads(), nt = f->nblk < max ? (int)f->nblk : max;
+#pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        int64_t n = omp_get_num_threads();
-        for (int64_t blk = omp_get_thread_num(); blk < f->nblk; blk += n) fn(f, blk);
+        int64_t n = omp_get_num_threads(), t = omp_get_thread_num();
+        ct_rnn_pack_panels(f->w, K, N, !grad, f->wp, np * t / n, np * (t + 1) / n);
+#pragma omp barrier
+        for (int64_t blk = t; blk < f->nblk; blk += n) fn(f, blk);
     }
 }
 
@@ -244,8 +246,7 @@ bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64
     for (int i = 0; i < k->n_in; i++)
         if (k->in[i].dtype != CT_F32) return false;
     int G = ct_rnn_gates(cell), W = ct_rnn_record_units(cell);
-    /* sgemm's sizes and strides are ints */
-    if (B * T == 0 || B > INT_MAX || T * W * H > INT_MAX || T * G * H > INT_MAX) return false;
+    if (B * T == 0) return false;
     bool grad = which >= 0;
     rf f = {.cell = cell, .G = G, .W = W, .which = which, .reverse = reverse, .B = B,
             .T = T, .H = H, .GH = G * H, .out = k->out.data, .w = k->in[grad ? 2 : 1].data,
@@ -256,6 +257,7 @@ bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64
     if (grad) f.r = k->in[0].data, f.dr = k->in[1].data;
     else f.xp = k->in[0].data, f.b = k->in[2].data;
     float *p = k->scratch;
+    f.wp = p, p += panels_size(H, f.GH);
     f.hp = p, p += B * f.GH;
     f.gx = p, p += B * f.GH;
     f.dh = p, p += B * H;
