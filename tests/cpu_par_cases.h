@@ -81,6 +81,8 @@ static const cpc_case cpc_cases[] = {
     {"sum_to middle", CT_OP_SUM_TO, {.alpha = 0}, 1, {IN(CT_F64, S3(33, 129, 17), CPC_RANDOM)}, CT_F64, S3(33, 1, 17)},
     /* reductions and softmax, along the last axis and a middle one */
     {"sum axis 1", CT_OP_SUM, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM)}, CT_F32, S2(65, 3)},
+    {"sum axis 0 (bias gradient)", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(129, 1031), CPC_SPECIAL)}, CT_F32, S1(1031)},
+    {"sum axis 0 small", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(7, 33), CPC_RANDOM)}, CT_F32, S1(33)},
     {"mean all", CT_OP_MEAN, {.axis = CT_AXIS_ALL}, 1, {IN(CT_F32, S2(257, 1023), CPC_RANDOM)}, CT_F32, S1(1)},
     {"max axis 1", CT_OP_MAX, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_SPECIAL)}, CT_F32, S2(65, 3)},
     {"max_grad axis 1", CT_OP_MAX_GRAD, {.axis = 1}, 2, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM), IN(CT_F32, S2(65, 3), CPC_RANDOM)}, CT_F32, S3(65, 1031, 3)},
