@@ -15,7 +15,13 @@
  *
  * Scratch, in doubles: W_hh [GH, H], then h_prev and c_prev [B, H], hp
  * [B, GH], the carried dh and dc [B, H], dx and dhp [B, GH]; then for the
- * float path W_hh [GH, H], one [B, H] and one [B, GH] in float. */
+ * float path W_hh [GH, H], one [B, H] and one [B, GH] in float. The
+ * declared scratch is the larger of that and the F32 fast path's.
+ *
+ * F32 operands with float math on (ct_cpu_float_math()) take the fast path
+ * instead (k_rnn_fast.c: float state and cell, SLEEF's gates, one thread per
+ * block of batch rows for the whole recurrence); every other case runs the
+ * loops here. */
 #include <cblas.h>
 #include <string.h>
 

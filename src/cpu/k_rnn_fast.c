@@ -4,28 +4,32 @@
  *
  * Float throughout, as the CUDA kernels compute F32 recurrences and as
  * PyTorch's CPU nn.LSTM/nn.GRU do: the state is read from the record as
- * stored (float), the hidden product is one sgemm into a float [rows, G*H]
- * buffer, the biases and the input projection are added in float, and the
- * gates go through SLEEF's float sigmoid and tanh (cpu_vmath.h) over
- * contiguous blocks of H units (sgemm gives each gate's H pre-activations
- * side by side in a row, and the record keeps the LSTM's and GRU's gates in
- * the same order). The backward is the cell's (core/rnn_cell.h) in float,
+ * stored (float), the hidden product goes into a float [rows, G*H] buffer,
+ * the biases and the input projection are added in float, and the gates go
+ * through SLEEF's float sigmoid and tanh (cpu_vmath.h) over contiguous
+ * blocks of H units (the product gives each gate's H pre-activations side
+ * by side in a row, and the record keeps the LSTM's and GRU's gates in the
+ * same order). The backward is the cell's (core/rnn_cell.h) in float,
  * written as loops over the H units of a row, and its carried product dh =
- * dhp W_hh is one sgemm. The reference computes each unit in double and
- * rounds to float when it stores; the difference is float rounding (a few
- * ULP per step, carried through the recurrence), measured by
- * tests/test_rnn_fast.c.
+ * dhp W_hh is one product per step. The reference computes each unit in
+ * double and rounds to float when it stores; the difference is float
+ * rounding (a few ULP per step, carried through the recurrence), measured
+ * by tests/test_rnn_fast.c.
+ *
+ * The products: W_hh is packed once per call into 16-column panels (W_hh^T
+ * forward, W_hh backward) and every step multiplies by the panels
+ * (rnn_gemm.c), where sgemm would pack W_hh again at each of the T calls.
  *
  * No per-step synchronisation: the batch rows are cut into blocks whose
  * size depends on B only (at most ROWS_MAX rows, as even as possible), and
- * one thread runs the whole recurrence of a block, its sgemm calls
- * single-threaded (OpenBLAS's OpenMP build does not thread inside a
- * parallel region, nor when one thread is allowed). Every block computes
- * the same arithmetic on whatever thread runs it, so the results do not
- * depend on the number of threads; the threads meet once, at the end.
+ * one thread runs the whole recurrence of a block. Every block computes the
+ * same arithmetic on whatever thread runs it, so the results do not depend
+ * on the number of threads; the threads meet twice per call (after packing,
+ * at the end), where the reference met twice per step.
  *
- * Scratch, in floats, rows of the whole batch (a block uses its rows):
- * hp and gx [B, G*H], then three [B, H]: dh, dc and a temporary. */
+ * Scratch, in floats: the panels, then rows of the whole batch (a block
+ * uses its rows): hp and gx [B, G*H], then three [B, H]: dh, dc and a
+ * temporary. */
 #include <omp.h>
 #include <string.h>
 
@@ -34,9 +38,9 @@
 #include "cpu/cpu_util.h"
 #include "cpu/cpu_vmath.h"
 
-/* Rows per block, at most: enough rows that sgemm's packing of W_hh (once
- * per call) is small beside the product, few enough that a batch of 32
- * gives each of two cores a block. */
+/* Rows per block, at most: enough rows to fill the product's 6-row
+ * register blocks, few enough that a batch of 32 gives each of two cores a
+ * block. */
 #define ROWS_MAX 16
 
 typedef struct rf {
