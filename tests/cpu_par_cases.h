@@ -82,7 +82,7 @@ static const cpc_case cpc_cases[] = {
     /* reductions and softmax, along the last axis and a middle one */
     {"sum axis 1", CT_OP_SUM, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM)}, CT_F32, S2(65, 3)},
     {"sum axis 0 (bias gradient)", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(129, 1031), CPC_SPECIAL)}, CT_F32, S1(1031)},
-    /* copies of a recurrent record's h columns and back (over 1 MiB: rows across threads) */
+    /* copies of a recurrent record's h columns and back */
     {"slice record h", CT_OP_SLICE, {.axis = 2, .start = 300, .end = 556}, 1, {IN(CT_F32, S3(9, 65, 1536), CPC_RANDOM)}, CT_F32, S3(9, 65, 256)},
     {"slice_grad record h", CT_OP_SLICE_GRAD, {.axis = 2, .start = 0}, 1, {IN(CT_F32, S3(9, 65, 256), CPC_RANDOM)}, CT_F32, S3(9, 65, 1536)},
     {"sum axis 0 small", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(7, 33), CPC_RANDOM)}, CT_F32, S1(33)},

@@ -127,12 +127,6 @@ static ct_status k_concat(const ct_kargs *k) {
     return CT_OK;
 }
 
-/* Bytes above which SLICE and SLICE_GRAD share their rows out across
- * threads (plain copies: the bytes do not depend on who copies them). A
- * layer's recurrent record is 12 MiB, its gradient as much, and one core
- * does not saturate the memory bus. */
-#define COPY_PAR_MIN ((size_t)1 << 20)
-
 /* Shared by SLICE (copy a window out of big) and SLICE_GRAD (write small
  * into a zeroed big): big's axis has blen entries, small's slen, the window
  * starts at start. */
@@ -174,7 +168,6 @@ static ct_status k_slice(const ct_kargs *k) {
     size_t brow = (size_t)(blen * inner) * es, srow = (size_t)(slen * inner) * es;
     if (srow == 0 || outer == 0) return CT_OK;
     const char *src = (const char *)x->data + (size_t)(k->attr->start * inner) * es;
-#pragma omp parallel for schedule(static) if (outer > 1 && (size_t)outer * brow >= COPY_PAR_MIN)
     for (int64_t o = 0; o < outer; o++)
         memcpy((char *)k->out.data + (size_t)o * srow, src + (size_t)o * brow, srow);
     return CT_OK;
@@ -195,7 +188,6 @@ static ct_status k_slice_grad(const ct_kargs *k) {
     char *dst = k->out.data;
     const char *src = dy->data;
     /* All-zero bytes are 0 in every dtype, so only the gaps need clearing. */
-#pragma omp parallel for schedule(static) if (outer > 1 && (size_t)outer * brow >= COPY_PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {
         char *row = dst + (size_t)o * brow;
         memset(row, 0, head);
