@@ -124,6 +124,7 @@ size_t ct_cpu_rnn_fast_scratch(int64_t B, int64_t H, int64_t GH);
  * columns (b[k * N + j], or b[j * K + k] when trans; panels [p0, p1) of
  * ct_rnn_panels_size floats), and C [m, N] = A [m, K] B, plus C's old
  * values when accumulating. */
+#define CT_RNN_PANEL_COLS 16
 int64_t ct_rnn_panels_size(int64_t K, int64_t N);
 void ct_rnn_pack_panels(const float *b, int64_t K, int64_t N, bool trans, float *dst, int64_t p0, int64_t p1);
 void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,

@@ -222,6 +222,7 @@ static CT_ALWAYS_INLINE void bwd_block(const rf *f, int64_t b0, int64_t b1) {
 
 static CT_ALWAYS_INLINE void run_block(const rf *f, int64_t blk) {
     int64_t b0 = blk * f->rows, b1 = b0 + f->rows < f->B ? b0 + f->rows : f->B;
+    if (b0 >= b1) return;
     if (f->which < 0) fwd_block(f, b0, b1);
     else bwd_block(f, b0, b1);
 }
@@ -234,7 +235,8 @@ static CT_TARGET_AVX2 void run_block_avx2(const rf *f, int64_t blk) { run_block(
 static void run_blocks(const rf *f) {
     void (*fn)(const rf *, int64_t) = CT_SIMD_X86 && ct_cpu_has_avx2() ? run_block_avx2 : run_block_base;
     bool grad = f->which >= 0;
-    int64_t K = grad ? f->GH : f->H, N = grad ? f->H : f->GH, np = (N + 15) / 16;
+    int64_t K = grad ? f->GH : f->H, N = grad ? f->H : f->GH;
+    int64_t np = (N + CT_RNN_PANEL_COLS - 1) / CT_RNN_PANEL_COLS;
     int max = omp_get_max_threads(), nt = f->nblk < max ? (int)f->nblk : max;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {

@@ -21,7 +21,7 @@
 #include <immintrin.h>
 #endif
 
-#define NR 16 /* columns per panel */
+#define NR CT_RNN_PANEL_COLS
 #define MR 6  /* rows per register block */
 
 int64_t ct_rnn_panels_size(int64_t K, int64_t N) { return (N + NR - 1) / NR * NR * K; }
