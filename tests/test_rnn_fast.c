@@ -2,7 +2,8 @@
  * reference kernels (ct_cpu_set_fast_paths(false): k_rnn.c's loops, each
  * unit in double): the forward record and every rnn_grad output (the
  * gates' gradient, dh0, dc0) of every cell, both directions, odd sizes,
- * within a stated tolerance; and the same bytes on 1, 2 and 3 threads.
+ * within a stated tolerance; the same bytes on 1, 2 and 3 threads, and
+ * from the AVX-512 and the AVX2 product kernels.
  *
  * Tolerance. Both paths take the hidden product in float (the reference
  * through OpenBLAS's sgemm, the fast path through its own kernel with fused
@@ -98,11 +99,14 @@ static float *run(const rcase *c, ct_op op, int which, float **in, int64_t out_n
 static double check(const rcase *c, ct_op op, int which, float **in, int64_t out_n, const char *what) {
     float *ref = run(c, op, which, in, out_n, false, 2);
     /* 1, 2, 3 threads; then the baseline build (SSE2, products without
-     * FMA: other last bits, the same tolerance) on 2 threads */
-    float *fast[4];
-    for (int t = 0; t < 4; t++) {
+     * FMA: other last bits, the same tolerance) on 2 threads; then the
+     * AVX2 product kernel where the CPU has AVX-512 (the same bits) */
+    float *fast[5];
+    for (int t = 0; t < 5; t++) {
         ct_cpu_set_baseline_only(t == 3);
-        fast[t] = run(c, op, which, in, out_n, true, t == 3 ? 2 : t + 1);
+        ct_rnn_gemm_allow_avx512(t != 4);
+        fast[t] = run(c, op, which, in, out_n, true, t >= 3 ? 2 : t + 1);
+        ct_rnn_gemm_allow_avx512(true);
         ct_cpu_set_baseline_only(false);
     }
     double mx = 0, worst = 0;
@@ -115,13 +119,14 @@ static double check(const rcase *c, ct_op op, int which, float **in, int64_t out
                       (long long)i, f ? " (baseline)" : "", fast[f][i], ref[i]);
             worst = fmax(worst, d);
         }
-    for (int t = 1; t < 3; t++)
-        cr_assert_eq(memcmp(fast[0], fast[t], (size_t)out_n * sizeof(float)), 0,
-                     "cell %d B %lld T %lld H %lld %s: %d threads differ from 1", c->cell, (long long)c->B,
-                     (long long)c->T, (long long)c->H, what, t + 1);
+    for (int t = 1; t < 5; t++)
+        if (t != 3)
+            cr_assert_eq(memcmp(fast[0], fast[t], (size_t)out_n * sizeof(float)), 0,
+                         "cell %d B %lld T %lld H %lld %s: %s differs from 1 thread", c->cell, (long long)c->B,
+                         (long long)c->T, (long long)c->H, what, t == 4 ? "the AVX2 kernel" : "2 or 3 threads");
     cr_assert_gt(mx, 0.01, "%s: all near zero", what);
     free(ref);
-    for (int t = 0; t < 4; t++) free(fast[t]);
+    for (int t = 0; t < 5; t++) free(fast[t]);
     return worst;
 }
 

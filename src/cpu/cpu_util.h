@@ -129,6 +129,9 @@ int64_t ct_rnn_panels_size(int64_t K, int64_t N);
 void ct_rnn_pack_panels(const float *b, int64_t K, int64_t N, bool trans, float *dst, int64_t p0, int64_t p1);
 void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
                        int64_t ldc, bool accumulate);
+/* Whether the AVX-512 kernel may run where the CPU has it (default true;
+ * the tests compare it with the AVX2 one, which gives the same bits). */
+void ct_rnn_gemm_allow_avx512(bool on);
 /* The vectorised F32 updates (cpu_optim_fast.c): true when one ran. */
 bool ct_cpu_optim_fast(const ct_optim_args *a);
 /* The loss scaler's hooks (cpu_amp.c). */

@@ -12,6 +12,7 @@
  * is one fused multiply-add; the baseline build (no FMA: multiply, then
  * add) gives other last bits, as OpenBLAS's kernels do on different CPUs. */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "cpu/cpu_simd.h"
@@ -119,12 +120,91 @@ static bool has_fma(void) {
     }
     return v == 1 && ct_cpu_has_avx2();
 }
+
+/* ---- AVX-512: 8 rows x two panels (32 columns) in 16 registers --------- */
+
+/* One row's 16 columns of one panel to c (n of them), as store_fma. */
+__attribute__((target("avx512f"))) static CT_ALWAYS_INLINE void store_512(float *c, __m512 v, int64_t n,
+                                                                         bool accumulate) {
+    if (n <= 0) return;
+    __mmask16 m = n >= NR ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c), v);
+    _mm512_mask_storeu_ps(c, m, v);
+}
+
+#define ROW8_PTR(r) const float *a##r = a + (r < rows ? r : 0) * lda;
+#define ROW8_ACC(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+#define ROW8_FMA(r)                                                                                                \
+    {                                                                                                              \
+        __m512 av = _mm512_set1_ps(a##r[k]);                                                                       \
+        c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0);                                                                \
+        if (two) c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1);                                                       \
+    }
+#define ROW8_STORE(r)                                                                                              \
+    if (r < rows) {                                                                                                \
+        store_512(c + r * ldc, c##r##0, n, accumulate);                                                            \
+        if (two) store_512(c + r * ldc + NR, c##r##1, n - NR, accumulate);                                         \
+    }
+
+/* Rows [0, rows) (at most 8) of one panel (two: also the next, NR * K
+ * floats on) into n columns of c. Each element is the same chain of fused
+ * multiply-adds as block_fma's, so the two kernels give the same bits. */
+__attribute__((target("avx512f"))) static CT_ALWAYS_INLINE void block_512_n(const bool two, int rows, int64_t K,
+                                                                           const float *a, int64_t lda,
+                                                                           const float *bp, float *c, int64_t ldc,
+                                                                           int64_t n, bool accumulate) {
+    const float *bq = bp + NR * K;
+    ROW8_PTR(0) ROW8_PTR(1) ROW8_PTR(2) ROW8_PTR(3) ROW8_PTR(4) ROW8_PTR(5) ROW8_PTR(6) ROW8_PTR(7)
+    ROW8_ACC(0) ROW8_ACC(1) ROW8_ACC(2) ROW8_ACC(3) ROW8_ACC(4) ROW8_ACC(5) ROW8_ACC(6) ROW8_ACC(7)
+    for (int64_t k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(bp + k * NR), b1 = two ? _mm512_loadu_ps(bq + k * NR) : b0;
+        ROW8_FMA(0) ROW8_FMA(1) ROW8_FMA(2) ROW8_FMA(3) ROW8_FMA(4) ROW8_FMA(5) ROW8_FMA(6) ROW8_FMA(7)
+    }
+    ROW8_STORE(0) ROW8_STORE(1) ROW8_STORE(2) ROW8_STORE(3) ROW8_STORE(4) ROW8_STORE(5) ROW8_STORE(6) ROW8_STORE(7)
+}
+
+__attribute__((target("avx512f"))) static void block_512(bool two, int rows, int64_t K, const float *a, int64_t lda,
+                                                         const float *bp, float *c, int64_t ldc, int64_t n,
+                                                         bool accumulate) {
+    if (two) block_512_n(true, rows, K, a, lda, bp, c, ldc, n, accumulate);
+    else block_512_n(false, rows, K, a, lda, bp, c, ldc, n, accumulate);
+}
+
+static atomic_bool allow_512 = true;
+void ct_rnn_gemm_allow_avx512(bool on) { atomic_store(&allow_512, on); }
+
+static bool has_avx512(void) {
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v == 1 && atomic_load(&allow_512) && has_fma();
+}
+
+static void gemm_512(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
+                     int64_t ldc, bool accumulate) {
+    for (int64_t p = 0; p * NR < N; p += 2) {
+        int64_t n = N - p * NR < 2 * NR ? N - p * NR : 2 * NR;
+        for (int64_t i = 0; i < m; i += 8)
+            block_512(n > NR, m - i < 8 ? (int)(m - i) : 8, K, a + i * lda, lda, bp + p * NR * K,
+                      c + i * ldc + p * NR, ldc, n, accumulate);
+    }
+}
+#else
+void ct_rnn_gemm_allow_avx512(bool on) { (void)on; }
 #endif
 
 void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
                        int64_t ldc, bool accumulate) {
     void (*blk)(int, int64_t, const float *, int64_t, const float *, float *, int64_t, int64_t, bool) = block_base;
 #if CT_SIMD_X86
+    if (has_avx512()) {
+        gemm_512(m, N, K, a, lda, bp, c, ldc, accumulate);
+        return;
+    }
     if (has_fma()) blk = block_fma;
 #endif
     for (int64_t p = 0; p * NR < N; p++) {
