@@ -85,6 +85,11 @@ static const cpc_case cpc_cases[] = {
     {"sum_to middle", CT_OP_SUM_TO, {.alpha = 0}, 1, {IN(CT_F64, S3(33, 129, 17), CPC_RANDOM)}, CT_F64, S3(33, 1, 17)},
     /* reductions and softmax, along the last axis and a middle one */
     {"sum axis 1", CT_OP_SUM, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM)}, CT_F32, S2(65, 3)},
+    {"sum axis 0 (bias gradient)", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(129, 1031), CPC_SPECIAL)}, CT_F32, S1(1031)},
+    /* copies of a recurrent record's h columns and back */
+    {"slice record h", CT_OP_SLICE, {.axis = 2, .start = 300, .end = 556}, 1, {IN(CT_F32, S3(9, 65, 1536), CPC_RANDOM)}, CT_F32, S3(9, 65, 256)},
+    {"slice_grad record h", CT_OP_SLICE_GRAD, {.axis = 2, .start = 0}, 1, {IN(CT_F32, S3(9, 65, 256), CPC_RANDOM)}, CT_F32, S3(9, 65, 1536)},
+    {"sum axis 0 small", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(7, 33), CPC_RANDOM)}, CT_F32, S1(33)},
     {"mean all", CT_OP_MEAN, {.axis = CT_AXIS_ALL}, 1, {IN(CT_F32, S2(257, 1023), CPC_RANDOM)}, CT_F32, S1(1)},
     {"max axis 1", CT_OP_MAX, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_SPECIAL)}, CT_F32, S2(65, 3)},
     {"max_grad axis 1", CT_OP_MAX_GRAD, {.axis = 1}, 2, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM), IN(CT_F32, S2(65, 3), CPC_RANDOM)}, CT_F32, S3(65, 1031, 3)},
@@ -187,7 +192,8 @@ static inline bool cpc_blas_backed(int i) {
 
 /* Whether case i runs a near-reference F32 path (float math with
  * cpu_vmath.h: the transcendental unary ops and their gradient, softmax
- * over the last axis, cross-entropy; attention, test_attention_fast.c;
+ * over the last axis, cross-entropy; attention, test_attention_fast.c; the
+ * recurrent op, test_rnn_fast.c;
  * layer norm's row sums in lanes):
  * those are near the reference, not identical to it (test_ew_float.c
  * checks them with a tolerance); their bytes still do not
@@ -200,6 +206,7 @@ static inline bool cpc_float_math(int i) {
     switch (grad ? c->attr.fwd_op : (int)c->op) {
     case CT_OP_EXP: case CT_OP_TANH: case CT_OP_SIGMOID: case CT_OP_SILU: case CT_OP_SOFTPLUS: case CT_OP_GELU:
     case CT_OP_CROSS_ENTROPY: case CT_OP_CROSS_ENTROPY_GRAD: return true;
+    case CT_OP_RNN: case CT_OP_RNN_GRAD: /* k_rnn_fast.c, test_rnn_fast.c */
     case CT_OP_ATTENTION: case CT_OP_ATTENTION_GRAD:
         for (int j = 0; j < c->n_in; j++)
             if (c->in[j].dt != CT_F32) return false;

@@ -137,6 +137,23 @@ bool ct_cpu_fast_layer_norm_grad_x(const ct_tview *x, const ct_tview *dy, const 
                                    int64_t rows, int64_t dim, double eps);
 bool ct_cpu_fast_layer_norm_grad_param(const ct_tview *x, const ct_tview *dy, const ct_tview *out, bool bias,
                                        int64_t rows, int64_t dim, double eps);
+/* The recurrent op's F32 float-math path (k_rnn_fast.c), after k_rnn.c
+ * checked the operands: which is -1 for RNN, else RNN_GRAD's ct_rnn_grad;
+ * true when it ran. Its scratch (bytes) for B rows, H units, G*H gates. */
+bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64_t T, int64_t H, int which);
+size_t ct_cpu_rnn_fast_scratch(int64_t B, int64_t H, int64_t GH);
+/* Its hidden products (rnn_gemm.c): B [K, N] packed into panels of 16
+ * columns (b[k * N + j], or b[j * K + k] when trans; panels [p0, p1) of
+ * ct_rnn_panels_size floats), and C [m, N] = A [m, K] B, plus C's old
+ * values when accumulating. */
+#define CT_RNN_PANEL_COLS 16
+int64_t ct_rnn_panels_size(int64_t K, int64_t N);
+void ct_rnn_pack_panels(const float *b, int64_t K, int64_t N, bool trans, float *dst, int64_t p0, int64_t p1);
+void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
+                       int64_t ldc, bool accumulate);
+/* Whether the AVX-512 kernel may run where the CPU has it (default true;
+ * the tests compare it with the AVX2 one, which gives the same bits). */
+void ct_rnn_gemm_allow_avx512(bool on);
 /* The vectorised F32 updates (cpu_optim_fast.c): true when one ran. */
 bool ct_cpu_optim_fast(const ct_optim_args *a);
 /* The loss scaler's hooks (cpu_amp.c). */

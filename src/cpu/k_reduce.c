@@ -79,6 +79,10 @@ static ct_status reduce(const ct_kargs *k, ct_op op) {
     if (out->numel != outer * inner) return numel_error(op, "output", out->numel, outer * inner);
     if (op == CT_OP_MAX && len == 0)
         return ct_error(CT_ERR_SHAPE, "cpu max: reducing an empty axis has no maximum");
+    /* A sum over leading axes (a bias gradient: rows of [len, inner]) is
+     * SUM_TO's fast loop: the same double sums in row order, vectorised
+     * across columns instead of walking each column down the rows. */
+    if (op == CT_OP_SUM && outer == 1 && inner > 1 && ct_cpu_fast_sum_rows(x, out, len, inner)) return CT_OK;
 
 #pragma omp parallel for collapse(2) schedule(static) if (x->numel >= PAR_MIN)
     for (int64_t o = 0; o < outer; o++) {

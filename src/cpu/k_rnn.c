@@ -15,7 +15,13 @@
  *
  * Scratch, in doubles: W_hh [GH, H], then h_prev and c_prev [B, H], hp
  * [B, GH], the carried dh and dc [B, H], dx and dhp [B, GH]; then for the
- * float path W_hh [GH, H], one [B, H] and one [B, GH] in float. */
+ * float path W_hh [GH, H], one [B, H] and one [B, GH] in float. The
+ * declared scratch is the larger of that and the F32 fast path's.
+ *
+ * F32 operands with float math on (ct_cpu_float_math()) take the fast path
+ * instead (k_rnn_fast.c: float state and cell, SLEEF's gates, one thread per
+ * block of batch rows for the whole recurrence); every other case runs the
+ * loops here. */
 #include <cblas.h>
 #include <string.h>
 
@@ -46,7 +52,9 @@ size_t ct_cpu_rnn_scratch(const ct_kargs *k) {
     const ct_shape *w = &k->in[k->op == CT_OP_RNN ? 1 : 2].shape; /* w_hh */
     if (w->ndim != 2 || k->in[3].shape.ndim != 2) return 0;
     int64_t B = k->in[3].shape.dim[0];
-    return scratch_doubles(B, w->dim[1], w->dim[0]) * sizeof(double);
+    size_t ref = scratch_doubles(B, w->dim[1], w->dim[0]) * sizeof(double);
+    size_t fast = ct_cpu_rnn_fast_scratch(B, w->dim[1], w->dim[0]);
+    return ref > fast ? ref : fast;
 }
 
 /* Checks the views against one another (the builder's rules again: tests
@@ -137,6 +145,7 @@ static ct_status k_rnn(const ct_kargs *k) {
     rk r;
     ct_status st = rk_args(k, "rnn", &r);
     if (st != CT_OK || r.B * r.T == 0) return st;
+    if (ct_cpu_rnn_fast(k, r.cell, r.reverse, r.B, r.T, r.H, -1)) return CT_OK;
     widen_w(&r);
     const ct_tview *out = &k->out;
     int64_t H = r.H, GH = r.GH, WH = r.W * H;
@@ -198,6 +207,7 @@ static ct_status k_rnn_grad(const ct_kargs *k) {
     int64_t want = which == CT_RNN_GRAD_GATES ? r.B * r.T * r.GH : r.B * r.H;
     if (k->out.numel != want) return ct_error(CT_ERR_SHAPE, "cpu rnn_grad: the output has the wrong size");
     if (r.B * r.T == 0) return CT_OK;
+    if (ct_cpu_rnn_fast(k, r.cell, r.reverse, r.B, r.T, r.H, which)) return CT_OK;
     widen_w(&r);
     memset(r.dh, 0, (size_t)(r.B * r.H) * sizeof(double));
     memset(r.dc, 0, (size_t)(r.B * r.H) * sizeof(double));

@@ -1,0 +1,274 @@
+/* The F32 fast path of the fused recurrent op and its backward (the op:
+ * core/rnn.h; the reference: k_rnn.c), for F32 operands when
+ * ct_cpu_float_math() says float math may run.
+ *
+ * Float throughout, as the CUDA kernels compute F32 recurrences and as
+ * PyTorch's CPU nn.LSTM/nn.GRU do: the state is read from the record as
+ * stored (float), the hidden product goes into a float [rows, G*H] buffer,
+ * the biases and the input projection are added in float, and the gates go
+ * through SLEEF's float sigmoid and tanh (cpu_vmath.h) over contiguous
+ * blocks of H units (the product gives each gate's H pre-activations side
+ * by side in a row, and the record keeps the LSTM's and GRU's gates in the
+ * same order). The backward is the cell's (core/rnn_cell.h) in float,
+ * written as loops over the H units of a row, and its carried product dh =
+ * dhp W_hh is one product per step. The reference computes each unit in
+ * double and rounds to float when it stores; the difference is float
+ * rounding (a few ULP per step, carried through the recurrence), measured
+ * by tests/test_rnn_fast.c.
+ *
+ * The products: W_hh is packed once per call into 16-column panels (W_hh^T
+ * forward, W_hh backward) and every step multiplies by the panels
+ * (rnn_gemm.c), where sgemm would pack W_hh again at each of the T calls.
+ *
+ * No per-step synchronisation: the batch rows are cut into blocks whose
+ * size depends on B only (at most ROWS_MAX rows, as even as possible), and
+ * one thread runs the whole recurrence of a block. Every block computes the
+ * same arithmetic on whatever thread runs it, so the results do not depend
+ * on the number of threads; the threads meet twice per call (after packing,
+ * at the end), where the reference met twice per step.
+ *
+ * Scratch, in floats: the panels, then rows of the whole batch (a block
+ * uses its rows): hp and gx [B, G*H], then three [B, H]: dh, dc and a
+ * temporary. */
+#include <omp.h>
+#include <string.h>
+
+#include "core/rnn.h"
+#include "cpu/cpu_simd.h"
+#include "cpu/cpu_util.h"
+#include "cpu/cpu_vmath.h"
+
+/* Rows per block, at most: enough rows to fill the product's 6-row
+ * register blocks, few enough that a batch of 32 gives each of two cores a
+ * block. */
+#define ROWS_MAX 16
+
+typedef struct rf {
+    int cell, G, W, which; /* which: -1 forward, else a ct_rnn_grad */
+    bool reverse;
+    int64_t B, T, H, GH, WH, rows, nblk;
+    const float *xp, *w, *b, *h0, *c0, *r, *dr;
+    float *out, *wp, *hp, *gx, *dh, *dc, *t1;
+} rf;
+
+/* W_hh's panels: W_hh^T [H, GH] for the forward, W_hh [GH, H] backward */
+static int64_t panels_size(int64_t H, int64_t GH) {
+    int64_t f = ct_rnn_panels_size(H, GH), b = ct_rnn_panels_size(GH, H);
+    return f > b ? f : b;
+}
+
+size_t ct_cpu_rnn_fast_scratch(int64_t B, int64_t H, int64_t GH) {
+    return (size_t)(panels_size(H, GH) + B * (2 * GH + 3 * H)) * sizeof(float);
+}
+
+/* The time index of the s-th step walked. */
+static int64_t step_t(const rf *f, int64_t s) { return f->reverse ? f->T - 1 - s : s; }
+
+/* Where row b0's previous state (h, or c at col H) of step s is, and the
+ * stride between rows: the record of step s - 1, or h0 / c0 at s = 0. */
+static const float *prev_state(const rf *f, const float *rec, int64_t b0, int64_t s, int col, int64_t *ld) {
+    if (s == 0) {
+        *ld = f->H;
+        return (col ? f->c0 : f->h0) + b0 * f->H;
+    }
+    *ld = f->T * f->WH;
+    return rec + (b0 * f->T + step_t(f, s - 1)) * f->WH + col;
+}
+
+/* ---- forward: one row of one step --------------------------------------- */
+
+/* pre = x + (hp + b), the reference's order, over n values. */
+static CT_ALWAYS_INLINE void add_pre(float *restrict pre, const float *restrict x, const float *restrict b, int64_t n) {
+    CT_SIMD_LOOP
+    for (int64_t j = 0; j < n; j++) pre[j] = x[j] + (pre[j] + b[j]);
+}
+
+/* The record row rec of one batch row at one step, from its hidden product
+ * hp (G*H, overwritten), input projection x and previous state hprev,
+ * cprev; t is H floats of room. */
+static CT_ALWAYS_INLINE void cell_fwd_row(const rf *f, float *restrict hp, const float *restrict x,
+                                          const float *restrict hprev, const float *restrict cprev,
+                                          float *restrict rec, float *restrict t) {
+    const int64_t H = f->H;
+    if (f->cell == CT_LSTM) {
+        add_pre(hp, x, f->b, 4 * H);
+        ct_vsigmoidf(hp, rec + 2 * H, 2 * H); /* i, f */
+        ct_vtanhf(hp + 2 * H, rec + 4 * H, H); /* g */
+        ct_vsigmoidf(hp + 3 * H, rec + 5 * H, H); /* o */
+        const float *gi = rec + 2 * H, *gf = rec + 3 * H, *gg = rec + 4 * H, *go = rec + 5 * H;
+        float *c = rec + H;
+        CT_SIMD_LOOP
+        for (int64_t u = 0; u < H; u++) c[u] = gf[u] * cprev[u] + gi[u] * gg[u];
+        ct_vtanhf(c, t, H);
+        CT_SIMD_LOOP
+        for (int64_t u = 0; u < H; u++) rec[u] = go[u] * t[u];
+    } else if (f->cell == CT_GRU) {
+        add_pre(hp, x, f->b, 2 * H);
+        ct_vsigmoidf(hp, rec + H, 2 * H); /* r, z */
+        const float *gr = rec + H, *gz = rec + 2 * H, *bn = f->b + 2 * H, *xn = x + 2 * H;
+        float *hn = rec + 4 * H, *hpn = hp + 2 * H;
+        CT_SIMD_LOOP
+        for (int64_t u = 0; u < H; u++) {
+            hn[u] = hpn[u] + bn[u];
+            t[u] = xn[u] + gr[u] * hn[u];
+        }
+        ct_vtanhf(t, rec + 3 * H, H); /* n */
+        const float *gn = rec + 3 * H;
+        CT_SIMD_LOOP
+        for (int64_t u = 0; u < H; u++) rec[u] = (1.0f - gz[u]) * gn[u] + gz[u] * hprev[u];
+    } else {
+        add_pre(hp, x, f->b, H);
+        if (f->cell == CT_RNN_TANH) {
+            ct_vtanhf(hp, rec, H);
+        } else {
+            /* relu as PyTorch's: NaN passes through */
+            CT_SIMD_LOOP
+            for (int64_t u = 0; u < H; u++) rec[u] = hp[u] < 0.0f ? 0.0f : hp[u];
+        }
+    }
+}
+
+/* The whole forward recurrence of rows [b0, b1). */
+static CT_ALWAYS_INLINE void fwd_block(const rf *f, int64_t b0, int64_t b1) {
+    const int64_t H = f->H, GH = f->GH, T = f->T, WH = f->WH;
+    float *hp = f->hp + b0 * GH;
+    for (int64_t s = 0; s < T; s++) {
+        int64_t t = step_t(f, s), ldh, ldc = 0;
+        const float *hprev = prev_state(f, f->out, b0, s, 0, &ldh);
+        const float *cprev = f->c0 ? prev_state(f, f->out, b0, s, (int)H, &ldc) : NULL;
+        ct_rnn_panel_gemm(b1 - b0, GH, H, hprev, ldh, f->wp, hp, GH, false);
+        for (int64_t b = b0; b < b1; b++) {
+            int64_t i = b - b0;
+            cell_fwd_row(f, hp + i * GH, f->xp + (b * T + t) * GH, hprev + i * ldh, cprev ? cprev + i * ldc : NULL,
+                         f->out + (b * T + t) * WH, f->t1 + b * H);
+        }
+    }
+}
+
+/* ---- backward: one row of one step -------------------------------------- */
+
+/* From the record row rec and its gradient dr at this step, the carried dh
+ * and dc (updated in place to what passes to the previous step, less the
+ * W_hh product) and the previous state: dx (the gates' pre-activations'
+ * gradient) and dhp (the hidden product's: dx but for the GRU's n gate).
+ * t is H floats of room. */
+static CT_ALWAYS_INLINE void cell_bwd_row(const rf *f, const float *restrict rec, const float *restrict dr,
+                                          float *restrict dh, float *restrict dc, const float *restrict hprev,
+                                          const float *restrict cprev, float *restrict dx, float *restrict dhp,
+                                          float *restrict t) {
+    const int64_t H = f->H;
+    if (f->cell == CT_LSTM) {
+        const float *c = rec + H, *gi = rec + 2 * H, *gf = rec + 3 * H, *gg = rec + 4 * H, *go = rec + 5 * H;
+        ct_vtanhf(c, t, H);
+        CT_SIMD_LOOP
+        for (int64_t u = 0; u < H; u++) {
+            float tc = t[u], dhv = dr[u] + dh[u];
+            float dcv = dr[H + u] + dc[u] + dhv * go[u] * (1.0f - tc * tc);
+            dx[u] = (dcv * gg[u] + dr[2 * H + u]) * gi[u] * (1.0f - gi[u]);
+            dx[H + u] = (dcv * cprev[u] + dr[3 * H + u]) * gf[u] * (1.0f - gf[u]);
+            dx[2 * H + u] = (dcv * gi[u] + dr[4 * H + u]) * (1.0f - gg[u] * gg[u]);
+            dx[3 * H + u] = (dhv * tc + dr[5 * H + u]) * go[u] * (1.0f - go[u]);
+            dc[u] = dcv * gf[u];
+        }
+    } else if (f->cell == CT_GRU) {
+        const float *gr = rec + H, *gz = rec + 2 * H, *gn = rec + 3 * H, *hn = rec + 4 * H;
+        CT_SIMD_LOOP
+        for (int64_t u = 0; u < H; u++) {
+            float dhv = dr[u] + dh[u], r = gr[u], z = gz[u], n = gn[u];
+            float dn = (dhv * (1.0f - z) + dr[3 * H + u]) * (1.0f - n * n);
+            float d0 = (dn * hn[u] + dr[H + u]) * r * (1.0f - r);
+            float d1 = (dhv * (hprev[u] - n) + dr[2 * H + u]) * z * (1.0f - z);
+            dx[u] = d0, dx[H + u] = d1, dx[2 * H + u] = dn;
+            dhp[u] = d0, dhp[H + u] = d1, dhp[2 * H + u] = dn * r + dr[4 * H + u];
+            dh[u] = dhv * z;
+        }
+    } else {
+        const bool relu = f->cell == CT_RNN_RELU;
+        CT_SIMD_LOOP
+        for (int64_t u = 0; u < H; u++) {
+            float dhv = dr[u] + dh[u], h = rec[u];
+            dx[u] = relu ? (h > 0.0f ? dhv : 0.0f) : dhv * (1.0f - h * h);
+        }
+    }
+    (void)t;
+}
+
+/* The whole backward recurrence of rows [b0, b1); dx to the output when it
+ * is the gates' gradient, else to gx; dh0 or dc0 to the output at the end. */
+static CT_ALWAYS_INLINE void bwd_block(const rf *f, int64_t b0, int64_t b1) {
+    const int64_t H = f->H, GH = f->GH, T = f->T, WH = f->WH, n = b1 - b0;
+    const bool gates = f->which == CT_RNN_GRAD_GATES, gru = f->cell == CT_GRU;
+    float *dh = f->dh + b0 * H, *dc = f->dc + b0 * H;
+    memset(dh, 0, (size_t)(n * H) * sizeof(float));
+    memset(dc, 0, (size_t)(n * H) * sizeof(float));
+    for (int64_t s = T - 1; s >= 0; s--) {
+        int64_t t = step_t(f, s), ldh, ldc = 0;
+        const float *hprev = prev_state(f, f->r, b0, s, 0, &ldh);
+        const float *cprev = f->c0 ? prev_state(f, f->r, b0, s, (int)H, &ldc) : NULL;
+        /* dx rows: in the output (stride T*GH) or in gx */
+        float *dx = gates ? f->out + (b0 * T + t) * GH : f->gx + b0 * GH;
+        int64_t ldx = gates ? T * GH : GH;
+        for (int64_t b = b0; b < b1; b++) {
+            int64_t i = b - b0, ro = (b * T + t) * WH;
+            cell_bwd_row(f, f->r + ro, f->dr + ro, dh + i * H, dc + i * H, hprev + i * ldh,
+                         cprev ? cprev + i * ldc : NULL, dx + i * ldx, f->hp + b * GH, f->t1 + b * H);
+        }
+        /* dh = dh_direct (the GRU's z dh, else nothing) + dhp W_hh */
+        const float *dhp = gru ? f->hp + b0 * GH : dx;
+        ct_rnn_panel_gemm(n, H, GH, dhp, gru ? GH : ldx, f->wp, dh, H, gru);
+    }
+    if (!gates) memcpy(f->out + b0 * H, f->which == CT_RNN_GRAD_H0 ? dh : dc, (size_t)(n * H) * sizeof(float));
+}
+
+static CT_ALWAYS_INLINE void run_block(const rf *f, int64_t blk) {
+    int64_t b0 = blk * f->rows, b1 = b0 + f->rows < f->B ? b0 + f->rows : f->B;
+    if (b0 >= b1) return;
+    if (f->which < 0) fwd_block(f, b0, b1);
+    else bwd_block(f, b0, b1);
+}
+
+static void run_block_base(const rf *f, int64_t blk) { run_block(f, blk); }
+static CT_TARGET_AVX2 void run_block_avx2(const rf *f, int64_t blk) { run_block(f, blk); }
+
+/* Packs W_hh's panels (split across the threads by panel), then runs
+ * every block, each on one thread. */
+static void run_blocks(const rf *f) {
+    void (*fn)(const rf *, int64_t) = CT_SIMD_X86 && ct_cpu_has_avx2() ? run_block_avx2 : run_block_base;
+    bool grad = f->which >= 0;
+    int64_t K = grad ? f->GH : f->H, N = grad ? f->H : f->GH;
+    int64_t np = (N + CT_RNN_PANEL_COLS - 1) / CT_RNN_PANEL_COLS;
+    int max = omp_get_max_threads(), nt = f->nblk < max ? (int)f->nblk : max;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int64_t n = omp_get_num_threads(), t = omp_get_thread_num();
+        ct_rnn_pack_panels(f->w, K, N, !grad, f->wp, np * t / n, np * (t + 1) / n);
+#pragma omp barrier
+        for (int64_t blk = t; blk < f->nblk; blk += n) fn(f, blk);
+    }
+}
+
+bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64_t T, int64_t H, int which) {
+    if (!ct_cpu_float_math() || k->out.dtype != CT_F32) return false;
+    for (int i = 0; i < k->n_in; i++)
+        if (k->in[i].dtype != CT_F32) return false;
+    int G = ct_rnn_gates(cell), W = ct_rnn_record_units(cell);
+    if (B * T == 0) return false;
+    bool grad = which >= 0;
+    rf f = {.cell = cell, .G = G, .W = W, .which = which, .reverse = reverse, .B = B,
+            .T = T, .H = H, .GH = G * H, .out = k->out.data, .w = k->in[grad ? 2 : 1].data,
+            .h0 = k->in[3].data, .c0 = cell == CT_LSTM ? k->in[4].data : NULL};
+    f.WH = f.W * H;
+    f.nblk = (B + ROWS_MAX - 1) / ROWS_MAX;
+    f.rows = (B + f.nblk - 1) / f.nblk;
+    if (grad) f.r = k->in[0].data, f.dr = k->in[1].data;
+    else f.xp = k->in[0].data, f.b = k->in[2].data;
+    float *p = k->scratch;
+    f.wp = p, p += panels_size(H, f.GH);
+    f.hp = p, p += B * f.GH;
+    f.gx = p, p += B * f.GH;
+    f.dh = p, p += B * H;
+    f.dc = p, p += B * H;
+    f.t1 = p;
+    run_blocks(&f);
+    return true;
+}

@@ -1,0 +1,216 @@
+/* The recurrent fast path's hidden products (k_rnn_fast.c): C [m, N] =
+ * A [m, K] B with B packed once per kernel call into panels of 16 columns.
+ *
+ * Each step of a recurrence multiplies a few batch rows by the same W_hh;
+ * sgemm packs W_hh again at every call (a third of a step's time for 16
+ * rows), so the fast path packs it once and runs this kernel over the
+ * packed panels: blocks of 6 rows by 16 columns, accumulated in registers
+ * over k in order. Every element of C is the same sequence of operations
+ * (from 0, k = 0 .. K-1, then C's old value added when accumulating)
+ * whatever the block it falls in, its row's position or the thread, so
+ * results do not depend on how rows are split. With AVX2 and FMA each term
+ * is one fused multiply-add; the baseline build (no FMA: multiply, then
+ * add) gives other last bits, as OpenBLAS's kernels do on different CPUs. */
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "cpu/cpu_simd.h"
+#include "cpu/cpu_util.h"
+
+#if CT_SIMD_X86
+#include <immintrin.h>
+#endif
+
+#define NR CT_RNN_PANEL_COLS
+#define MR 6  /* rows per register block */
+
+int64_t ct_rnn_panels_size(int64_t K, int64_t N) { return (N + NR - 1) / NR * NR * K; }
+
+/* Panels [p0, p1) of B (K x N: B(k, j) = b[k * N + j], or b[j * K + k]
+ * when trans), zero beyond column N. */
+void ct_rnn_pack_panels(const float *b, int64_t K, int64_t N, bool trans, float *dst, int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+        float *d = dst + p * NR * K;
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < NR; j++) {
+                int64_t col = p * NR + j;
+                d[k * NR + j] = col >= N ? 0.0f : trans ? b[col * K + k] : b[k * N + col];
+            }
+    }
+}
+
+/* Stores a block's row: n columns of acc (16 values) to c, added to c's
+ * values when accumulating. */
+static CT_ALWAYS_INLINE void store_row(float *c, const float *acc, int64_t n, bool accumulate) {
+    for (int64_t j = 0; j < n; j++) c[j] = accumulate ? c[j] + acc[j] : acc[j];
+}
+
+/* ---- baseline: plain C, one multiply and one add per term ---------------- */
+
+static void block_base(int rows, int64_t K, const float *a, int64_t lda, const float *bp, float *c, int64_t ldc,
+                       int64_t n, bool accumulate) {
+    float acc[MR][NR];
+    memset(acc, 0, sizeof acc);
+    for (int64_t k = 0; k < K; k++) {
+        const float *bk = bp + k * NR;
+        for (int r = 0; r < rows; r++) {
+            float av = a[r * lda + k];
+            CT_SIMD_LOOP
+            for (int j = 0; j < NR; j++) acc[r][j] = acc[r][j] + av * bk[j];
+        }
+    }
+    for (int r = 0; r < rows; r++) store_row(c + r * ldc, acc[r], n, accumulate);
+}
+
+#if CT_SIMD_X86
+/* ---- AVX2 + FMA: 6 x 16 accumulators in registers ------------------------ */
+
+/* One row of a block to c: lo, hi are its 16 columns. */
+__attribute__((target("avx2,fma"))) static CT_ALWAYS_INLINE void store_fma(float *c, __m256 lo, __m256 hi, int64_t n,
+                                                                          bool accumulate) {
+    if (n == NR) {
+        if (accumulate) {
+            lo = _mm256_add_ps(_mm256_loadu_ps(c), lo);
+            hi = _mm256_add_ps(_mm256_loadu_ps(c + 8), hi);
+        }
+        _mm256_storeu_ps(c, lo);
+        _mm256_storeu_ps(c + 8, hi);
+    } else {
+        float t[NR];
+        _mm256_storeu_ps(t, lo);
+        _mm256_storeu_ps(t + 8, hi);
+        store_row(c, t, n, accumulate);
+    }
+}
+
+/* Named accumulators, not an array: gcc keeps an array of vectors on the
+ * stack and stores it at every k. A block of fewer than 6 rows reads row 0
+ * again for the rows it lacks and does not store them. */
+#define ROW_PTR(r) const float *a##r = a + (r < rows ? r : 0) * lda;
+#define ROW_ACC(r) __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps();
+#define ROW_FMA(r)                                                                                                 \
+    {                                                                                                              \
+        __m256 av = _mm256_broadcast_ss(a##r + k);                                                                 \
+        c##r##0 = _mm256_fmadd_ps(av, b0, c##r##0);                                                                \
+        c##r##1 = _mm256_fmadd_ps(av, b1, c##r##1);                                                                \
+    }
+#define ROW_STORE(r) \
+    if (r < rows) store_fma(c + r * ldc, c##r##0, c##r##1, n, accumulate);
+
+__attribute__((target("avx2,fma"))) static void block_fma(int rows, int64_t K, const float *a, int64_t lda,
+                                                          const float *bp, float *c, int64_t ldc, int64_t n,
+                                                          bool accumulate) {
+    ROW_PTR(0) ROW_PTR(1) ROW_PTR(2) ROW_PTR(3) ROW_PTR(4) ROW_PTR(5)
+    ROW_ACC(0) ROW_ACC(1) ROW_ACC(2) ROW_ACC(3) ROW_ACC(4) ROW_ACC(5)
+    for (int64_t k = 0; k < K; k++) {
+        __m256 b0 = _mm256_loadu_ps(bp + k * NR), b1 = _mm256_loadu_ps(bp + k * NR + 8);
+        ROW_FMA(0) ROW_FMA(1) ROW_FMA(2) ROW_FMA(3) ROW_FMA(4) ROW_FMA(5)
+    }
+    ROW_STORE(0) ROW_STORE(1) ROW_STORE(2) ROW_STORE(3) ROW_STORE(4) ROW_STORE(5)
+}
+
+static bool has_fma(void) {
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("fma") ? 1 : 0;
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v == 1 && ct_cpu_has_avx2();
+}
+
+/* ---- AVX-512: 8 rows x two panels (32 columns) in 16 registers --------- */
+
+/* One row's 16 columns of one panel to c (n of them), as store_fma. */
+__attribute__((target("avx512f"))) static CT_ALWAYS_INLINE void store_512(float *c, __m512 v, int64_t n,
+                                                                         bool accumulate) {
+    if (n <= 0) return;
+    __mmask16 m = n >= NR ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+    if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, c), v);
+    _mm512_mask_storeu_ps(c, m, v);
+}
+
+#define ROW8_PTR(r) const float *a##r = a + (r < rows ? r : 0) * lda;
+#define ROW8_ACC(r) __m512 c##r##0 = _mm512_setzero_ps(), c##r##1 = _mm512_setzero_ps();
+#define ROW8_FMA(r)                                                                                                \
+    {                                                                                                              \
+        __m512 av = _mm512_set1_ps(a##r[k]);                                                                       \
+        c##r##0 = _mm512_fmadd_ps(av, b0, c##r##0);                                                                \
+        if (two) c##r##1 = _mm512_fmadd_ps(av, b1, c##r##1);                                                       \
+    }
+#define ROW8_STORE(r)                                                                                              \
+    if (r < rows) {                                                                                                \
+        store_512(c + r * ldc, c##r##0, n, accumulate);                                                            \
+        if (two) store_512(c + r * ldc + NR, c##r##1, n - NR, accumulate);                                         \
+    }
+
+/* Rows [0, rows) (at most 8) of one panel (two: also the next, NR * K
+ * floats on) into n columns of c. Each element is the same chain of fused
+ * multiply-adds as block_fma's, so the two kernels give the same bits. */
+__attribute__((target("avx512f"))) static CT_ALWAYS_INLINE void block_512_n(const bool two, int rows, int64_t K,
+                                                                           const float *a, int64_t lda,
+                                                                           const float *bp, float *c, int64_t ldc,
+                                                                           int64_t n, bool accumulate) {
+    const float *bq = bp + NR * K;
+    ROW8_PTR(0) ROW8_PTR(1) ROW8_PTR(2) ROW8_PTR(3) ROW8_PTR(4) ROW8_PTR(5) ROW8_PTR(6) ROW8_PTR(7)
+    ROW8_ACC(0) ROW8_ACC(1) ROW8_ACC(2) ROW8_ACC(3) ROW8_ACC(4) ROW8_ACC(5) ROW8_ACC(6) ROW8_ACC(7)
+    for (int64_t k = 0; k < K; k++) {
+        __m512 b0 = _mm512_loadu_ps(bp + k * NR), b1 = two ? _mm512_loadu_ps(bq + k * NR) : b0;
+        ROW8_FMA(0) ROW8_FMA(1) ROW8_FMA(2) ROW8_FMA(3) ROW8_FMA(4) ROW8_FMA(5) ROW8_FMA(6) ROW8_FMA(7)
+    }
+    ROW8_STORE(0) ROW8_STORE(1) ROW8_STORE(2) ROW8_STORE(3) ROW8_STORE(4) ROW8_STORE(5) ROW8_STORE(6) ROW8_STORE(7)
+}
+
+__attribute__((target("avx512f"))) static void block_512(bool two, int rows, int64_t K, const float *a, int64_t lda,
+                                                         const float *bp, float *c, int64_t ldc, int64_t n,
+                                                         bool accumulate) {
+    if (two) block_512_n(true, rows, K, a, lda, bp, c, ldc, n, accumulate);
+    else block_512_n(false, rows, K, a, lda, bp, c, ldc, n, accumulate);
+}
+
+static atomic_bool allow_512 = true;
+void ct_rnn_gemm_allow_avx512(bool on) { atomic_store(&allow_512, on); }
+
+static bool has_avx512(void) {
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v == 1 && atomic_load(&allow_512) && has_fma();
+}
+
+static void gemm_512(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
+                     int64_t ldc, bool accumulate) {
+    for (int64_t p = 0; p * NR < N; p += 2) {
+        int64_t n = N - p * NR < 2 * NR ? N - p * NR : 2 * NR;
+        for (int64_t i = 0; i < m; i += 8)
+            block_512(n > NR, m - i < 8 ? (int)(m - i) : 8, K, a + i * lda, lda, bp + p * NR * K,
+                      c + i * ldc + p * NR, ldc, n, accumulate);
+    }
+}
+#else
+void ct_rnn_gemm_allow_avx512(bool on) { (void)on; }
+#endif
+
+void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
+                       int64_t ldc, bool accumulate) {
+    void (*blk)(int, int64_t, const float *, int64_t, const float *, float *, int64_t, int64_t, bool) = block_base;
+#if CT_SIMD_X86
+    if (has_avx512()) {
+        gemm_512(m, N, K, a, lda, bp, c, ldc, accumulate);
+        return;
+    }
+    if (has_fma()) blk = block_fma;
+#endif
+    for (int64_t p = 0; p * NR < N; p++) {
+        int64_t n = N - p * NR < NR ? N - p * NR : NR;
+        for (int64_t i = 0; i < m; i += MR)
+            blk(m - i < MR ? (int)(m - i) : MR, K, a + i * lda, lda, bp + p * NR * K, c + i * ldc + p * NR, ldc, n,
+                accumulate);
+    }
+}

@@ -1,0 +1,203 @@
+/* The recurrent op's F32 fast path (src/cpu/k_rnn_fast.c) against the
+ * reference kernels (ct_cpu_set_fast_paths(false): k_rnn.c's loops, each
+ * unit in double): the forward record and every rnn_grad output (the
+ * gates' gradient, dh0, dc0) of every cell, both directions, odd sizes,
+ * within a stated tolerance; the same bytes on 1, 2 and 3 threads, and
+ * from the AVX-512 and the AVX2 product kernels.
+ *
+ * Tolerance. Both paths take the hidden product in float (the reference
+ * through OpenBLAS's sgemm, the fast path through its own kernel with fused
+ * multiply-adds: the same H or G*H terms, rounded differently); the fast
+ * path then rounds to float at every operation of the cell (SLEEF's
+ * sigmoid and tanh within 2.5 and 1 ULP) where the reference computes the
+ * cell in double and rounds once per stored value. Per step that is a few
+ * float ULPs (6e-8 relative) of values of order one; the recurrence
+ * carries the previous step's difference along, damped by the gates. Over
+ * these cases (at most 7 steps, inputs of order one, weights in PyTorch's
+ * init range) the largest difference measured is 2.1e-7 of 1 + max|ref|
+ * (the test logs it). The bound, |fast - ref| <= 2e-5 (1 + max|ref|),
+ * leaves a factor of about 100 for other CPUs' vector units and seeds, and
+ * still fails on any wrong term: scaling one carried value by 1 + 1e-4
+ * fails it. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rnn.h"
+#include "cpu/cpu_simd.h"
+#include "cpu/cpu_util.h"
+#include "cpu/cpu_vmath.h"
+#include "ctrain/device.h"
+
+#define TOL 2e-5
+
+typedef struct rcase {
+    int cell;
+    bool reverse;
+    int64_t B, T, H;
+} rcase;
+
+static uint64_t next(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+/* n floats uniform in (-scale, scale), never zero. */
+static float *fill(int64_t n, float scale, uint64_t seed) {
+    float *p = malloc((size_t)(n ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        double u = ((double)(next(&seed) >> 11) + 0.5) / 9007199254740992.0;
+        p[i] = (float)((2.0 * u - 1.0) * scale);
+    }
+    return p;
+}
+
+/* Runs one kernel (op RNN, or RNN_GRAD for `which`) on `threads` threads,
+ * fast paths on or off; returns its output (malloc'd, out_n floats). */
+static float *run(const rcase *c, ct_op op, int which, float **in, int64_t out_n, bool fast, int threads) {
+    int64_t B = c->B, T = c->T, H = c->H, G = ct_rnn_gates(c->cell), W = ct_rnn_record_units(c->cell);
+    int n = c->cell == CT_LSTM ? 5 : 4;
+    ct_shape xs = {3, {B, T, G * H}}, rs = {3, {B, T, W * H}}, ws = {2, {G * H, H}}, bs = {1, {G * H}},
+             hs = {2, {B, H}};
+    ct_tview v[5];
+    if (op == CT_OP_RNN) {
+        v[0] = (ct_tview){in[0], CT_F32, xs, B * T * G * H};
+        v[1] = (ct_tview){in[1], CT_F32, ws, G * H * H};
+        v[2] = (ct_tview){in[2], CT_F32, bs, G * H};
+    } else {
+        v[0] = (ct_tview){in[0], CT_F32, rs, B * T * W * H};
+        v[1] = (ct_tview){in[1], CT_F32, rs, B * T * W * H};
+        v[2] = (ct_tview){in[2], CT_F32, ws, G * H * H};
+    }
+    v[3] = (ct_tview){in[3], CT_F32, hs, B * H};
+    if (n > 4) v[4] = (ct_tview){in[4], CT_F32, hs, B * H};
+    ct_shape os = op == CT_OP_RNN ? rs : which == CT_RNN_GRAD_GATES ? xs : hs;
+    float *out = malloc((size_t)out_n * sizeof(float));
+    memset(out, 0x7f, (size_t)out_n * sizeof(float)); /* poison: every value must be written */
+    ct_attrs a = {0};
+    a.cell = c->cell, a.reverse = c->reverse, a.which = which;
+    ct_kargs k = {.op = op, .attr = &a, .n_in = n, .in = v, .out = {out, CT_F32, os, out_n}};
+    const ct_backend *be = ct_cpu_backend();
+    size_t sb = be->scratch_bytes(&k);
+    k.scratch = sb ? malloc(sb) : NULL;
+    if (k.scratch) memset(k.scratch, 0x5a, sb);
+    omp_set_num_threads(threads);
+    ct_cpu_set_fast_paths(fast);
+    ct_status st = be->kernels[op](&k);
+    ct_cpu_set_fast_paths(true);
+    cr_assert_eq(st, CT_OK, "%s", ct_last_error());
+    free(k.scratch);
+    return out;
+}
+
+/* Fast against reference within TOL, and the same bytes on 1, 2, 3 threads;
+ * returns the largest difference relative to 1 + max|ref|. */
+static double check(const rcase *c, ct_op op, int which, float **in, int64_t out_n, const char *what) {
+    float *ref = run(c, op, which, in, out_n, false, 2);
+    /* 1, 2, 3 threads; then the baseline build (SSE2, products without
+     * FMA: other last bits, the same tolerance) on 2 threads; then the
+     * AVX2 product kernel where the CPU has AVX-512 (the same bits) */
+    float *fast[5];
+    for (int t = 0; t < 5; t++) {
+        ct_cpu_set_baseline_only(t == 3);
+        ct_rnn_gemm_allow_avx512(t != 4);
+        fast[t] = run(c, op, which, in, out_n, true, t >= 3 ? 2 : t + 1);
+        ct_rnn_gemm_allow_avx512(true);
+        ct_cpu_set_baseline_only(false);
+    }
+    double mx = 0, worst = 0;
+    for (int64_t i = 0; i < out_n; i++) mx = fmax(mx, fabs(ref[i]));
+    for (int f = 0; f < 4; f += 3)
+        for (int64_t i = 0; i < out_n; i++) {
+            double d = fabs((double)fast[f][i] - ref[i]) / (1 + mx);
+            cr_assert(d <= TOL, "cell %d%s B %lld T %lld H %lld %s[%lld]%s: fast %.9g, reference %.9g", c->cell,
+                      c->reverse ? " reverse" : "", (long long)c->B, (long long)c->T, (long long)c->H, what,
+                      (long long)i, f ? " (baseline)" : "", fast[f][i], ref[i]);
+            worst = fmax(worst, d);
+        }
+    for (int t = 1; t < 5; t++)
+        if (t != 3)
+            cr_assert_eq(memcmp(fast[0], fast[t], (size_t)out_n * sizeof(float)), 0,
+                         "cell %d B %lld T %lld H %lld %s: %s differs from 1 thread", c->cell, (long long)c->B,
+                         (long long)c->T, (long long)c->H, what, t == 4 ? "the AVX2 kernel" : "2 or 3 threads");
+    cr_assert_gt(mx, 0.01, "%s: all near zero", what);
+    free(ref);
+    for (int t = 0; t < 5; t++) free(fast[t]);
+    return worst;
+}
+
+/* One case: the forward, then each gradient from the reference's record. */
+static double check_case(const rcase *c, uint64_t seed) {
+    int64_t B = c->B, T = c->T, H = c->H, G = ct_rnn_gates(c->cell), W = ct_rnn_record_units(c->cell);
+    float ws = (float)(1.0 / sqrt((double)H)); /* PyTorch's init range */
+    float *fin[5] = {fill(B * T * G * H, 1.0f, seed), fill(G * H * H, ws, seed + 1), fill(G * H, ws, seed + 2),
+                     fill(B * H, 1.0f, seed + 3), fill(B * H, 1.0f, seed + 4)};
+    double worst = check(c, CT_OP_RNN, 0, fin, B * T * W * H, "record");
+    float *rec = run(c, CT_OP_RNN, 0, fin, B * T * W * H, false, 1);
+    float *gin[5] = {rec, fill(B * T * W * H, 1.0f, seed + 5), fin[1], fin[3], fin[4]};
+    worst = fmax(worst, check(c, CT_OP_RNN_GRAD, CT_RNN_GRAD_GATES, gin, B * T * G * H, "dgates"));
+    worst = fmax(worst, check(c, CT_OP_RNN_GRAD, CT_RNN_GRAD_H0, gin, B * H, "dh0"));
+    if (c->cell == CT_LSTM) worst = fmax(worst, check(c, CT_OP_RNN_GRAD, CT_RNN_GRAD_C0, gin, B * H, "dc0"));
+    free(rec), free(gin[1]);
+    for (int i = 0; i < 5; i++) free(fin[i]);
+    return worst;
+}
+
+Test(rnn_fast, matches_reference_and_threads_agree) {
+    const int cells[] = {CT_RNN_TANH, CT_RNN_RELU, CT_LSTM, CT_GRU};
+    const int64_t Bs[] = {1, 3, 33}, Hs[] = {5, 17, 64}, Ts[] = {1, 7};
+    double worst = 0;
+    uint64_t seed = 1;
+    for (int ci = 0; ci < 4; ci++)
+        for (int rev = 0; rev < 2; rev++)
+            for (int bi = 0; bi < 3; bi++)
+                for (int hi = 0; hi < 3; hi++)
+                    for (int ti = 0; ti < 2; ti++) {
+                        rcase c = {cells[ci], rev == 1, Bs[bi], Ts[ti], Hs[hi]};
+                        worst = fmax(worst, check_case(&c, seed += 10));
+                    }
+    cr_log_info("largest difference: %.3g of 1 + max|ref|", worst);
+    /* where float math is on the fast path ran: it is not the reference */
+    if (ct_cpu_float_math()) cr_assert_gt(worst, 0.0, "the fast path did not run");
+}
+
+/* A batch of many blocks (rows split unevenly) and the lstm-char sizes. */
+Test(rnn_fast, large_cases) {
+    const rcase cs[] = {{CT_LSTM, false, 50, 5, 256}, {CT_GRU, true, 37, 4, 128}, {CT_LSTM, true, 32, 3, 256}};
+    for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_case(&cs[i], 1000 + i);
+}
+
+/* F64 operands never take the float path: fast paths on or off, the same
+ * bytes (gradient checks rely on it). */
+Test(rnn_fast, f64_is_the_reference) {
+    int64_t B = 3, T = 4, H = 7, G = 4, W = 6;
+    double *x = malloc(sizeof(double) * B * T * G * H), *w = malloc(sizeof(double) * G * H * H),
+           *b = malloc(sizeof(double) * G * H), *h0 = malloc(sizeof(double) * B * H), *out[2];
+    uint64_t s = 5;
+    for (int64_t i = 0; i < B * T * G * H; i++) x[i] = (double)(next(&s) >> 11) / 9007199254740992.0 - 0.5;
+    for (int64_t i = 0; i < G * H * H; i++) w[i] = (double)(next(&s) >> 11) / 9007199254740992.0 - 0.5;
+    for (int64_t i = 0; i < G * H; i++) b[i] = 0.1;
+    for (int64_t i = 0; i < B * H; i++) h0[i] = 0.2;
+    ct_tview v[5] = {{x, CT_F64, {3, {B, T, G * H}}, B * T * G * H}, {w, CT_F64, {2, {G * H, H}}, G * H * H},
+                     {b, CT_F64, {1, {G * H}}, G * H}, {h0, CT_F64, {2, {B, H}}, B * H},
+                     {h0, CT_F64, {2, {B, H}}, B * H}};
+    ct_attrs a = {0};
+    a.cell = CT_LSTM;
+    for (int f = 0; f < 2; f++) {
+        out[f] = malloc(sizeof(double) * B * T * W * H);
+        ct_kargs k = {.op = CT_OP_RNN, .attr = &a, .n_in = 5, .in = v,
+                      .out = {out[f], CT_F64, {3, {B, T, W * H}}, B * T * W * H}};
+        size_t sb = ct_cpu_backend()->scratch_bytes(&k);
+        k.scratch = malloc(sb);
+        ct_cpu_set_fast_paths(f == 1);
+        cr_assert_eq(ct_cpu_backend()->kernels[CT_OP_RNN](&k), CT_OK);
+        ct_cpu_set_fast_paths(true);
+        free(k.scratch);
+    }
+    cr_assert_eq(memcmp(out[0], out[1], sizeof(double) * B * T * W * H), 0);
+    free(x), free(w), free(b), free(h0), free(out[0]), free(out[1]);
+}
