@@ -141,14 +141,23 @@ static inline __m128 sel4(__m128 t, __m128 v, __m128 m) { return _mm_or_ps(_mm_a
 
 static inline int take(float m, float v) { return !isnan(m) && (v > m || isnan(v)); }
 
+#if POOL22_SSE
+/* Windows j .. j+3 of rows r0, r1: their top-left, top-right, bottom-left
+ * and bottom-right elements, one vector each. */
+static inline void windows4(const float *r0, const float *r1, int64_t j, __m128 *m, __m128 *b, __m128 *c, __m128 *e) {
+    __m128 a0 = _mm_loadu_ps(r0 + 2 * j), a1 = _mm_loadu_ps(r0 + 2 * j + 4);
+    __m128 c0 = _mm_loadu_ps(r1 + 2 * j), c1 = _mm_loadu_ps(r1 + 2 * j + 4);
+    *m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), *b = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
+    *c = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0)), *e = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 1, 3, 1));
+}
+#endif
+
 static void pool22_rows(const float *r0, const float *r1, float *out, int64_t ow) {
     int64_t j = 0;
 #if POOL22_SSE
     for (; j + 4 <= ow; j += 4) {
-        __m128 a0 = _mm_loadu_ps(r0 + 2 * j), a1 = _mm_loadu_ps(r0 + 2 * j + 4);
-        __m128 c0 = _mm_loadu_ps(r1 + 2 * j), c1 = _mm_loadu_ps(r1 + 2 * j + 4);
-        __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), b = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
-        __m128 c = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0)), e = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 m, b, c, e;
+        windows4(r0, r1, j, &m, &b, &c, &e);
         m = sel4(take4(m, b), b, m);
         m = sel4(take4(m, c), c, m);
         _mm_storeu_ps(out + j, sel4(take4(m, e), e, m));
@@ -168,10 +177,8 @@ static void pool22_grad_rows(const float *r0, const float *r1, const float *g, f
     int64_t j = 0;
 #if POOL22_SSE
     for (; j + 4 <= ow; j += 4) {
-        __m128 a0 = _mm_loadu_ps(r0 + 2 * j), a1 = _mm_loadu_ps(r0 + 2 * j + 4);
-        __m128 c0 = _mm_loadu_ps(r1 + 2 * j), c1 = _mm_loadu_ps(r1 + 2 * j + 4);
-        __m128 m = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(2, 0, 2, 0)), b = _mm_shuffle_ps(a0, a1, _MM_SHUFFLE(3, 1, 3, 1));
-        __m128 c = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(2, 0, 2, 0)), e = _mm_shuffle_ps(c0, c1, _MM_SHUFFLE(3, 1, 3, 1));
+        __m128 m, b, c, e;
+        windows4(r0, r1, j, &m, &b, &c, &e);
         __m128 t1 = take4(m, b);
         m = sel4(t1, b, m);
         __m128 t2 = take4(m, c);
