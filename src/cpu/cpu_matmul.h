@@ -22,4 +22,11 @@ const ct_dnnl_mm *ct_cpu_dnnl_mm_get(int64_t m, int64_t n, int64_t k, bool ta, b
 size_t ct_cpu_dnnl_mm_scratch(const ct_dnnl_mm *e);
 ct_status ct_cpu_dnnl_mm_run(const ct_dnnl_mm *e, const void *a, const void *b, void *c, void *scratch);
 
+/* Row-major C[m, n] = op(A) op(B) in F32 with oneDNN's sgemm (A stored
+ * [m, k] or [k, m] when ta, lda its row stride; B likewise): false when
+ * oneDNN is not built in or the fast paths are off, and the caller runs
+ * OpenBLAS's. */
+bool ct_cpu_dnnl_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                       const float *b, int64_t ldb, float *c, int64_t ldc);
+
 #endif

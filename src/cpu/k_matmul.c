@@ -78,6 +78,8 @@ static ct_status mm_resolve(const ct_kargs *k, mm_geom *g) {
     return CT_OK;
 }
 
+#define DNNL_SGEMM_MIN 268435456.0 /* m n k: 2^28 multiply-adds */
+
 static int ld(int64_t v) { return v > 0 ? (int)v : 1; }
 
 /* One GEMM over row-major C[m, n] = op(A) op(B), with A stored [m, k] (or
@@ -87,6 +89,12 @@ static void gemm(bool dbl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
     int lda = ld(ta ? m : k), ldb = ld(tb ? k : n), ldc = ld(n);
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
+    /* Large F32 products to oneDNN's sgemm where it is built in (faster there
+     * on the machines measured, docs/cpu_backend.md); smaller ones, where it
+     * measured slower inside whole steps, stay with OpenBLAS. */
+    if (!dbl && (double)m * (double)n * (double)k >= DNNL_SGEMM_MIN &&
+        ct_cpu_dnnl_sgemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc))
+        return;
     if (dbl)
         cblas_dgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, 1.0, a, lda, b, ldb, 0.0, c,
                     ldc);
