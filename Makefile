@@ -10,7 +10,7 @@ JOBS     ?= $(shell nproc 2>/dev/null || echo 2)
 # libcairo2-dev: `ctrain plot` draws its PNG and SVG figures with cairo.
 # libdnnl-dev: oneDNN's int8 matrix products for quantized models
 # (docs/compression.md).
-PACKAGES := cmake gcc pkg-config libopenblas-dev libopenblas-openmp-dev libcriterion-dev \
+PACKAGES := cmake gcc pkg-config libopenblas-dev libopenblas-openmp-dev libopenblas-pthread-dev libcriterion-dev \
             libcjson-dev zlib1g-dev libopenmpi-dev openmpi-bin libcairo2-dev libdnnl-dev libsleef-dev
 
 .PHONY: all deps build train test clean
