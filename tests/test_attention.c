@@ -2,8 +2,8 @@
  * its outputs and gradients against attention composed from other ops
  * (matmul, scale, an additive causal mask, softmax, matmul), a small case
  * computed by hand, T = 1, each storage dtype against the F64 kernel, and
- * the backward's node structure (one attention_grad node per gradient
- * wanted). The float64 gradient checks are in test_gradcheck_attention.c,
+ * the backward's node structure (one attention_grad node for all three
+ * gradients, else one per gradient wanted). The float64 gradient checks are in test_gradcheck_attention.c,
  * the GPU's parity cases in test_cuda_parity_attention.c. */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -209,8 +209,9 @@ static int count_op(const char *op) {
     return c;
 }
 
-/* One attention_grad node per gradient wanted, none for the rest. */
-Test(attention, one_grad_node_per_gradient_wanted) {
+/* One attention_grad node for all three gradients, else one per gradient
+ * wanted, none for the rest. */
+Test(attention, grad_nodes_as_wanted) {
     ct_shape s = S4(1, 2, 3, 4);
     ct_node q = in("q", CT_F32, s), k = in("k", CT_F32, s), v = in("v", CT_F32, s);
     cr_assert_eq(ct_set_requires_grad(g, q, true), CT_OK);
@@ -227,8 +228,18 @@ Test(attention, one_grad_node_per_gradient_wanted) {
     cr_assert_eq(ct_set_requires_grad(g, x, true), CT_OK);
     ct_node y2 = ct_attention(g, x, x, x, false, 1.0);
     cr_assert_eq(ct_graph_backward(g, ct_sum(g, y2, CT_AXIS_ALL, false)), CT_OK, "%s", ct_last_error());
-    cr_expect_eq(count_op("attention_grad"), 3);
+    cr_expect_eq(count_op("attention_grad"), 1, "dq, dk, dv: one node");
+    cr_expect_eq(count_op("slice"), 3);
     expect_shape(ct_grad(g, x), s, CT_BF16, "dx = dq + dk + dv");
+
+    reset();
+    q = in("q", CT_F32, s), k = in("k", CT_F32, s), v = in("v", CT_F32, s);
+    cr_assert_eq(ct_set_requires_grad(g, q, true), CT_OK);
+    cr_assert_eq(ct_set_requires_grad(g, v, true), CT_OK);
+    ct_node y3 = ct_attention(g, q, k, v, true, 0.5);
+    cr_assert_eq(ct_graph_backward(g, ct_sum(g, y3, CT_AXIS_ALL, false)), CT_OK, "%s", ct_last_error());
+    cr_expect_eq(count_op("attention_grad"), 2, "dq and dv: two nodes");
+    cr_expect_eq(ct_grad(g, k), CT_NO_NODE);
 }
 
 /* ---- bad input ------------------------------------------------------------- */

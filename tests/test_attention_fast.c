@@ -174,6 +174,50 @@ Test(attention_fast, bitwise_identical_across_threads) {
     }
 }
 
+/* QKV (one node for all three gradients, stacked [3, B, H, T, D]) gives
+ * the separate gradients' bytes exactly: on the fast path it runs their
+ * products in their order with the softmax shared, on the reference it
+ * runs them. On 1, 2 and 3 threads. */
+static void qkv_matches_separate(const acase *c, bool fast) {
+    bufs b = make(c->s);
+    float *sep = malloc((size_t)(3 * b.n) * sizeof(float)), *all = malloc((size_t)(3 * b.n) * sizeof(float));
+    cr_assert(sep && all);
+    ct_cpu_set_fast_paths(fast);
+    for (int which = CT_ATTN_GRAD_Q; which <= CT_ATTN_GRAD_V; which++) {
+        run(c, &b, which);
+        memcpy(sep + which * b.n, b.out, (size_t)b.n * sizeof(float));
+    }
+    for (int64_t e = 0; e < 3 * b.n; e++) all[e] = NAN; /* poisoned: every element must be written */
+    ct_tview in[4];
+    for (int i = 0; i < 4; i++) in[i] = (ct_tview){b.x[i], CT_F32, c->s, b.n};
+    ct_shape s3 = {5, {3, c->s.dim[0], c->s.dim[1], c->s.dim[2], c->s.dim[3]}};
+    ct_attrs attr = {.alpha = c->scale, .causal = c->causal, .which = CT_ATTN_GRAD_QKV};
+    ct_kargs k = {.op = CT_OP_ATTENTION_GRAD, .attr = &attr, .n_in = 4, .in = in, .out = {all, CT_F32, s3, 3 * b.n}};
+    size_t bytes = ct_cpu_attention_scratch(&k);
+    k.scratch = malloc(bytes ? bytes : 8);
+    cr_assert_not_null(k.scratch);
+    cr_assert_eq(table[CT_OP_ATTENTION_GRAD](&k), CT_OK, "%s", ct_last_error());
+    for (int64_t e = 0; e < 3 * b.n; e++)
+        cr_assert(memcmp(&all[e], &sep[e], sizeof(float)) == 0, "fast %d causal %d T %lld: element %lld is %.9g, not %.9g",
+                  fast, c->causal, (long long)c->s.dim[2], (long long)e, all[e], sep[e]);
+    ct_cpu_set_fast_paths(true);
+    free(k.scratch), free(sep), free(all);
+    drop(&b);
+}
+
+Test(attention_fast, qkv_is_the_three_gradients) {
+    const acase cases[] = {{SH(2, 3, 65, 32), true, 0.18}, {SH(1, 2, 64, 16), false, 0.25},
+                           {SH(3, 1, 7, 8), true, 0.35}, {SH(1, 1, 130, 64), true, 0.125}};
+    for (int th = 1; th <= 3; th++) { /* the separate ones are the same on any count (above), so QKV too */
+        omp_set_num_threads(th);
+        for (int ci = 0; ci < 4; ci++) {
+            qkv_matches_separate(&cases[ci], false);
+            if (ct_cpu_float_math()) qkv_matches_separate(&cases[ci], true);
+        }
+    }
+    omp_set_num_threads(threads0);
+}
+
 /* A NaN in q poisons its row's output, an infinite k every row that sees
  * it, as in the reference: the same elements are NaN. */
 Test(attention_fast, nan_rows_as_reference) {

@@ -54,7 +54,7 @@ static const att_spec att_specs[] = {
 };
 #define N_ATT_SPECS ((int)(sizeof att_specs / sizeof att_specs[0]))
 
-static const char *const att_which_names[4] = {"attention", "dq", "dk", "dv"};
+static const char *const att_which_names[5] = {"attention", "dq", "dk", "dv", "dq dk dv"};
 
 /* which: -1 the forward op, else a ct_attn_grad. */
 static cp_case att_case(const att_spec *s, ct_dtype dt, int which, bool causal, char *name, size_t cap) {
@@ -63,9 +63,10 @@ static cp_case att_case(const att_spec *s, ct_dtype dt, int which, bool causal, 
     double scale = s->scale > 0 ? s->scale : ct_attention_default_scale(s->d);
     cp_case c = {.name = name, .op = which < 0 ? CT_OP_ATTENTION : CT_OP_ATTENTION_GRAD,
                  .attr = {.alpha = scale, .causal = causal, .which = which < 0 ? 0 : which},
-                 .n_in = which < 0 ? 3 : 4, .out_dtype = dt, .out_shape = sh,
+                 .n_in = which < 0 ? 3 : 4, .out_dtype = dt,
+                 .out_shape = which == CT_ATTN_GRAD_QKV ? CP_SHAPE(3, s->b, s->h, s->t, s->d) : sh,
                  /* one key per query: dq = dk = 0 exactly */
-                 .zeros_ok = s->t == 1 && (which == CT_ATTN_GRAD_Q || which == CT_ATTN_GRAD_K)};
+                 .zeros_ok = s->t == 1 && which >= CT_ATTN_GRAD_Q && which != CT_ATTN_GRAD_V};
     for (int j = 0; j < c.n_in; j++) c.in[j] = cp_f(dt, sh);
     return c;
 }
@@ -76,12 +77,14 @@ static cp_case att_case(const att_spec *s, ct_dtype dt, int which, bool causal, 
  * products, is about 1.4 sqrt(D) (the products' spread). */
 static double att_mag(const cp_case *c) {
     if (c->op == CT_OP_ATTENTION || c->attr.which == CT_ATTN_GRAD_V) return 2.0;
-    return 2.0 * 1.4 * sqrt((double)c->out_shape.dim[3]) * c->attr.alpha;
+    const ct_shape *s = &c->out_shape;
+    double dqk = 2.0 * 1.4 * sqrt((double)s->dim[s->ndim - 1]) * c->attr.alpha;
+    return c->attr.which == CT_ATTN_GRAD_QKV ? fmax(dqk, 2.0) : dqk; /* QKV holds dv too */
 }
 
 /* The case's tolerance (see the top). */
 static void att_tol(cp_case *c) {
-    const ct_shape *s = &c->out_shape;
+    const ct_shape *s = &c->in[0].shape; /* [B, H, T, D] (the output of QKV has a leading 3) */
     double bound = (c->attr.alpha * (double)s->dim[3] + sqrt((double)(s->dim[2] + s->dim[3]))) * att_mag(c);
     double r, a;
     cp_default_tol(c->out_dtype, &r, &a);
@@ -124,6 +127,12 @@ OP_TEST(cuda_parity, attention_grad_k, CT_OP_ATTENTION_GRAD) {
 OP_TEST(cuda_parity, attention_grad_v, CT_OP_ATTENTION_GRAD) {
     CP_NEED_GPU();
     att_run_all(CT_ATTN_GRAD_V);
+}
+
+/* The three gradients from one node, stacked: what a GPT's backward runs. */
+OP_TEST(cuda_parity, attention_grad_qkv, CT_OP_ATTENTION_GRAD) {
+    CP_NEED_GPU();
+    att_run_all(CT_ATTN_GRAD_QKV);
 }
 
 /* 1024 * 513 (b, h) pairs of two positions: 525312 blocks, more than one

@@ -252,7 +252,32 @@ static void grad_bh(const att *a, int which, const ct_tview *out, bh_scratch *w,
     if (which != CT_ATTN_GRAD_Q) store(out, base * d, w->mat, t * d, which == CT_ATTN_GRAD_K ? a->scale : 1.0);
 }
 
+static ct_status k_attention_grad(const ct_kargs *k);
+
+/* CT_ATTN_GRAD_QKV: dq, dk, dv into out's three [B, H, T, D] parts; one
+ * pass on the F32 fast path, else the three reference gradients in turn. */
+static ct_status grad_all(const ct_kargs *k) {
+    ct_attrs a = *k->attr;
+    ct_kargs part = *k;
+    part.attr = &a;
+    part.out.shape = k->in[0].shape, part.out.numel = k->in[0].numel;
+    if (k->out.numel != 3 * k->in[0].numel)
+        return ct_error(CT_ERR_SHAPE, "cpu attention_grad: the output has %lld elements, need 3 x q's %lld",
+                        (long long)k->out.numel, (long long)k->in[0].numel);
+    att check;
+    ct_status st = att_args(&part, "attention_grad", 4, &check);
+    if (st != CT_OK || ct_cpu_attention_f32(k, CT_ATTN_GRAD_QKV)) return st;
+    size_t third = (size_t)part.out.numel * ct_dtype_size(k->out.dtype);
+    for (int which = CT_ATTN_GRAD_Q; which <= CT_ATTN_GRAD_V && st == CT_OK; which++) {
+        a.which = which;
+        part.out.data = (char *)k->out.data + (size_t)which * third;
+        st = k_attention_grad(&part);
+    }
+    return st;
+}
+
 static ct_status k_attention_grad(const ct_kargs *k) {
+    if (k->attr && k->attr->which == CT_ATTN_GRAD_QKV) return grad_all(k);
     att a;
     ct_status st = att_args(k, "attention_grad", 4, &a);
     if (st != CT_OK) return st;

@@ -20,9 +20,14 @@
  * even a NaN or an infinity through 0 * inf, as in the reference and the
  * CUDA kernel, and the masked half of the square costs nothing.
  *
+ * CT_ATTN_GRAD_QKV (all three gradients into one [3, B, H, T, D] output)
+ * runs these per block with P and dP computed once: dv's terms from P,
+ * then dS in place, dq's rows and dk's terms (head_all). The products and
+ * their order are the separate gradients', so are the bytes.
+ *
  * The block is the forward's and dq's unit of work: (head, block) pairs
- * split across threads. dk and dv sum over every query row of a head, so
- * their unit is the head: its blocks in order, one after the other, so
+ * split across threads. dk and dv (and the three together) sum over every
+ * query row of a head, so their unit is the head: its blocks in order, one after the other, so
  * every element's sum has the same order whatever the thread count. Every
  * sgemm runs on one thread (OpenBLAS's OpenMP build does inside a parallel
  * region, and with one OpenMP thread it has one too), and each sgemm's
@@ -236,31 +241,48 @@ static void block_ds(const fatt *a, int64_t h, int64_t i0, int64_t m, int64_t n,
     a->fn.ds(s, dp, m, n, i0, a->causal);
 }
 
-/* The forward (which < 0) or dq of block b of head h: out rows = alpha W X
- * with W = P or dS ([m, n] in s), X = v or k. Causal: keys [0, i0), which
- * every row of the block sees, by sgemm, the diagonal by diag_rows. */
+/* out rows = alpha W X for the m rows of a block (W = P or dS, [m, n] with
+ * rows n apart; X = v or k of the head): causal, keys [0, i0), which every
+ * row of the block sees, by sgemm, the diagonal square by diag_rows. */
+static void rows_out(const fatt *a, const float *w, int64_t m, int64_t n, int64_t i0, const float *x, float alpha,
+                     float *out) {
+    int64_t d = a->d, full = a->causal ? i0 : n; /* keys every row sees */
+    if (full > 0)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)d, (int)full, alpha, w, (int)n, x,
+                    (int)d, 0.0f, out, (int)d);
+    else
+        memset(out, 0, (size_t)(m * d) * sizeof(float));
+    if (a->causal) a->fn.diag_rows(w + i0, n, m, x + i0 * d, d, alpha, out);
+}
+
+/* acc (a head's [T, D] dk or dv) += alpha W^T X for one block's m rows
+ * (X = q or dy of those rows); causal: keys [0, i0) by sgemm, the diagonal
+ * by diag_cols. */
+static void kv_terms(const fatt *a, const float *w, int64_t m, int64_t n, int64_t i0, const float *x, float alpha,
+                     float *acc) {
+    int64_t d = a->d, full = a->causal ? i0 : n;
+    if (full > 0)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)full, (int)d, (int)m, alpha, w, (int)n, x, (int)d,
+                    1.0f, acc, (int)d);
+    if (a->causal) a->fn.diag_cols(w + i0, n, m, x, d, alpha, acc + i0 * d);
+}
+
+/* The forward (which < 0) or dq of block b of head h: out rows = P v or
+ * scale dS k. */
 static void row_block(const fatt *a, int which, int64_t h, int64_t b, float *w) {
     int64_t t = a->t, d = a->d, i0 = b * QB, m = t - i0 < QB ? t - i0 : QB, n = keys_of(a, i0, m);
     float *s = w, *dp = w + QB * t, *out = a->out + (h * t + i0) * d;
     block_probs(a, h, i0, m, n, s);
-    const float *x = a->v + h * t * d;
-    float alpha = 1.0f;
-    if (which == CT_ATTN_GRAD_Q) {
-        block_ds(a, h, i0, m, n, s, dp);
-        x = a->k + h * t * d, alpha = a->scale;
+    if (which != CT_ATTN_GRAD_Q) {
+        rows_out(a, s, m, n, i0, a->v + h * t * d, 1.0f, out);
+        return;
     }
-    int64_t full = a->causal ? i0 : n; /* keys every row sees */
-    if (full > 0)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)d, (int)full, alpha, s, (int)n, x,
-                    (int)d, 0.0f, out, (int)d);
-    else
-        memset(out, 0, (size_t)(m * d) * sizeof(float));
-    if (a->causal) a->fn.diag_rows(s + i0, n, m, x + i0 * d, d, alpha, out);
+    block_ds(a, h, i0, m, n, s, dp);
+    rows_out(a, s, m, n, i0, a->k + h * t * d, a->scale, out);
 }
 
 /* dk or dv of head h: its blocks in order, each adding its rows' terms
- * alpha W^T X (X = q or dy); causal: keys [0, i0) by sgemm, the diagonal
- * by diag_cols. */
+ * (scale dS^T q or P^T dy). */
 static void head_kv(const fatt *a, int which, int64_t h, float *w) {
     int64_t t = a->t, d = a->d;
     float *s = w, *dp = w + QB * t, *acc = a->out + h * t * d;
@@ -268,17 +290,32 @@ static void head_kv(const fatt *a, int which, int64_t h, float *w) {
     for (int64_t i0 = 0; i0 < t; i0 += QB) {
         int64_t m = t - i0 < QB ? t - i0 : QB, n = keys_of(a, i0, m);
         block_probs(a, h, i0, m, n, s);
-        const float *x = a->dy + (h * t + i0) * d;
-        float alpha = 1.0f;
-        if (which == CT_ATTN_GRAD_K) {
-            block_ds(a, h, i0, m, n, s, dp);
-            x = a->q + (h * t + i0) * d, alpha = a->scale;
+        if (which == CT_ATTN_GRAD_V) {
+            kv_terms(a, s, m, n, i0, a->dy + (h * t + i0) * d, 1.0f, acc);
+            continue;
         }
-        int64_t full = a->causal ? i0 : n;
-        if (full > 0)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)full, (int)d, (int)m, alpha, s, (int)n, x,
-                        (int)d, 1.0f, acc, (int)d);
-        if (a->causal) a->fn.diag_cols(s + i0, n, m, x, d, alpha, acc + i0 * d);
+        block_ds(a, h, i0, m, n, s, dp);
+        kv_terms(a, s, m, n, i0, a->q + (h * t + i0) * d, a->scale, acc);
+    }
+}
+
+/* dq, dk and dv of head h at once (CT_ATTN_GRAD_QKV: out holds the three,
+ * each [B, H, T, D], one after the other). Per block P once: dv's terms
+ * from it, then dS in place, dq's rows and dk's terms. These are the
+ * separate gradients' products in their order, so the bytes are theirs;
+ * the softmax and dY V^T run once instead of three and two times. */
+static void head_all(const fatt *a, int64_t h, int64_t bh, float *w) {
+    int64_t t = a->t, d = a->d, off = h * t * d;
+    float *s = w, *dp = w + QB * t, *dq = a->out + off, *dk = dq + bh * t * d, *dv = dk + bh * t * d;
+    memset(dk, 0, (size_t)(t * d) * sizeof(float));
+    memset(dv, 0, (size_t)(t * d) * sizeof(float));
+    for (int64_t i0 = 0; i0 < t; i0 += QB) {
+        int64_t m = t - i0 < QB ? t - i0 : QB, n = keys_of(a, i0, m), rows = off + i0 * d;
+        block_probs(a, h, i0, m, n, s);
+        kv_terms(a, s, m, n, i0, a->dy + rows, 1.0f, dv);
+        block_ds(a, h, i0, m, n, s, dp);
+        rows_out(a, s, m, n, i0, a->k + off, a->scale, dq + i0 * d);
+        kv_terms(a, s, m, n, i0, a->q + rows, a->scale, dk);
     }
 }
 
@@ -300,7 +337,7 @@ bool ct_cpu_attention_f32(const ct_kargs *k, int which) {
               .fn = pick_fns()};
     int64_t slot = slot_floats(t), slots = (int64_t)(ct_cpu_attention_scratch(k) / sizeof(float)) / slot;
     int64_t nb = (t + QB - 1) / QB;
-    bool by_head = which == CT_ATTN_GRAD_K || which == CT_ATTN_GRAD_V;
+    bool by_head = which == CT_ATTN_GRAD_K || which == CT_ATTN_GRAD_V || which == CT_ATTN_GRAD_QKV;
     int64_t units = by_head ? bh : bh * nb;
     int nthr = omp_get_max_threads();
     if (nthr > slots) nthr = (int)slots; /* never below MIN_SLOTS: a team of 1 only when 1 thread is wanted */
@@ -310,7 +347,9 @@ bool ct_cpu_attention_f32(const ct_kargs *k, int which) {
         float *w = scratch + omp_get_thread_num() * slot;
 #pragma omp for schedule(static)
         for (int64_t u = 0; u < units; u++) {
-            if (by_head)
+            if (which == CT_ATTN_GRAD_QKV)
+                head_all(&a, u, bh, w);
+            else if (by_head)
                 head_kv(&a, which, u, w);
             else
                 row_block(&a, which, u / nb, u % nb, w);

@@ -400,14 +400,27 @@ static ct_status att_forward_run(const att_args &a, cudaStream_t s) {
 }
 
 template <typename C>
-static ct_status att_grad_run(att_args a, int which, void *scratch, cudaStream_t s) {
+static ct_status att_grad_one(const att_args &a, int which, cudaStream_t s) {
     const char *op = "attention_grad";
-    a.stats = scratch;
-    ct_status st = att_launch(att_forward<C, true>, 0, a, sizeof(C), s, op);
-    if (st != CT_OK) return st;
     if (which == CT_ATTN_GRAD_Q) return att_launch(att_grad_q<C>, 1, a, sizeof(C), s, op);
     if (which == CT_ATTN_GRAD_K) return att_launch(att_grad_kv<C, true>, 2, a, sizeof(C), s, op);
     return att_launch(att_grad_kv<C, false>, 2, a, sizeof(C), s, op);
+}
+
+// The row statistics once, then the gradient asked for; QKV: dq, dk, dv
+// into the output's three [B, H, T, D] parts, from the same statistics.
+template <typename C>
+static ct_status att_grad_run(att_args a, int which, void *scratch, cudaStream_t s) {
+    a.stats = scratch;
+    ct_status st = att_launch(att_forward<C, true>, 0, a, sizeof(C), s, "attention_grad");
+    if (st != CT_OK || which != CT_ATTN_GRAD_QKV) return st != CT_OK ? st : att_grad_one<C>(a, which, s);
+    size_t third = (size_t)(a.bh * a.t * a.d) * ct_dtype_size((ct_dtype)a.odt);
+    char *out = (char *)a.out;
+    for (int w = CT_ATTN_GRAD_Q; w <= CT_ATTN_GRAD_V && st == CT_OK; w++) {
+        a.out = out + (size_t)w * third;
+        st = att_grad_one<C>(a, w, s);
+    }
+    return st;
 }
 
 static ct_status k_attention(const ct_kargs *k) {
@@ -420,12 +433,19 @@ static ct_status k_attention(const ct_kargs *k) {
 
 static ct_status k_attention_grad(const ct_kargs *k) {
     const char *op = "attention_grad";
-    att_args a;
-    ct_status st = att_args_of(k, op, 4, &a);
-    if (st != CT_OK) return st;
-    int which = k->attr->which;
-    if (which < CT_ATTN_GRAD_Q || which > CT_ATTN_GRAD_V)
+    int which = k->attr ? k->attr->which : -1;
+    if (which < CT_ATTN_GRAD_Q || which > CT_ATTN_GRAD_QKV)
         return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "unknown gradient %d", which);
+    ct_kargs part = *k; // QKV: checked as one [B, H, T, D] gradient, the output 3 of them
+    if (which == CT_ATTN_GRAD_QKV) {
+        if (k->n_in < 1 || k->out.numel != 3 * k->in[0].numel)
+            return ct_cuda_arg_error(CT_ERR_SHAPE, op, "the output has %lld elements, need 3 x q's",
+                                     (long long)k->out.numel);
+        part.out.shape = k->in[0].shape, part.out.numel = k->in[0].numel;
+    }
+    att_args a;
+    ct_status st = att_args_of(&part, op, 4, &a);
+    if (st != CT_OK) return st;
     if (a.bh * a.t == 0 || a.d == 0) return CT_OK;
     if (!k->scratch) return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "needs scratch, got none");
     cudaStream_t s = ct_cuda_stream(k);
