@@ -104,12 +104,12 @@ Test(matmul_bf16, onednn_matches_the_widening_path) {
 /* Where the build has oneDNN, the products above did go through it. */
 Test(matmul_bf16, onednn_serves_bf16_where_built_in) {
 #ifdef CTRAIN_HAVE_DNNL
-    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_F32) != NULL, "oneDNN refused a plain bf16 product");
+    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_BF16, CT_F32) != NULL, "oneDNN refused a plain bf16 product");
     ct_cpu_set_fast_paths(false);
-    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_F32) == NULL, "CTRAIN_CPU_REFERENCE must bypass it");
+    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_BF16, CT_F32) == NULL, "CTRAIN_CPU_REFERENCE must bypass it");
     ct_cpu_set_fast_paths(true);
 #else
-    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_F32) == NULL);
+    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_BF16, CT_F32) == NULL);
 #endif
-    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_F16) == NULL, "F16 outputs stay on the reference");
+    cr_expect(ct_cpu_dnnl_mm_get(64, 17, 129, false, true, CT_BF16, CT_F16) == NULL, "F16 outputs stay on the reference");
 }

@@ -4,8 +4,10 @@
  * widened to F32 in the scratch area (exact), multiplied in F32 and rounded
  * once into the output; with an F32 output (the mixed-precision policy's
  * products) the F32 result is the output: half-precision operands, F32
- * accumulation and result. Where oneDNN is built in, BF16 operands go to
- * its bf16 matmul instead (k_matmul_dnnl.c), on the CPU's bf16 units.
+ * accumulation and result. Where oneDNN is built in (and the fast paths
+ * are on), BF16 operands go to its bf16 matmul instead (k_matmul_dnnl.c),
+ * on the CPU's bf16 units, and so do F32 products with K below
+ * DNNL_MM_MAX_K, to its F32 matmul; F64 stays with BLAS.
  */
 #include <cblas.h>
 #include <limits.h>
@@ -79,6 +81,9 @@ static ct_status mm_resolve(const ct_kargs *k, mm_geom *g) {
 }
 
 #define DNNL_SGEMM_MIN 268435456.0 /* m n k: 2^28 multiply-adds */
+/* F32 products with K below this go to oneDNN's matmul (k_matmul_dnnl.c:
+ * below it oneDNN never splits the K sum across threads). */
+#define DNNL_MM_MAX_K 2048
 
 static int ld(int64_t v) { return v > 0 ? (int)v : 1; }
 
@@ -89,9 +94,9 @@ static void gemm(bool dbl, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
     int lda = ld(ta ? m : k), ldb = ld(tb ? k : n), ldc = ld(n);
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
-    /* Large F32 products to oneDNN's sgemm where it is built in (faster there
-     * on the machines measured, docs/cpu_backend.md); smaller ones, where it
-     * measured slower inside whole steps, stay with OpenBLAS. */
+    /* Large F32 products that oneDNN's matmul does not take (K too long) to
+     * its sgemm where it is built in (faster there on the machines measured,
+     * docs/cpu_backend.md); the others stay with OpenBLAS. */
     if (!dbl && (double)m * (double)n * (double)k >= DNNL_SGEMM_MIN &&
         ct_cpu_dnnl_sgemm(ta, tb, m, n, k, a, lda, b, ldb, c, ldc))
         return;
@@ -135,21 +140,24 @@ static void mm_run(const ct_kargs *k, const mm_geom *g, bool dbl, const void *a,
 
 static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
 
-/* BF16 operands: oneDNN's product for this geometry (cpu_matmul.h), or NULL
- * for the widening path. The same answer at compile time (scratch) and at
- * run time: entries are created once and never dropped. */
-static const ct_dnnl_mm *bf16_product(const ct_kargs *k, const mm_geom *g) {
-    if (k->in[0].dtype != CT_BF16 || k->in[1].dtype != CT_BF16 || g->batch == 0) return NULL;
+/* BF16 operands, or F32 ones with K below DNNL_MM_MAX_K: oneDNN's product
+ * for this geometry (cpu_matmul.h), or NULL for the widening path (BF16) or
+ * BLAS (F32). The same answer at compile time (scratch) and at run time:
+ * entries are created once and never dropped. */
+static const ct_dnnl_mm *dnnl_product(const ct_kargs *k, const mm_geom *g) {
+    ct_dtype dt = k->in[0].dtype;
+    if (k->in[1].dtype != dt || g->batch == 0) return NULL;
+    if (dt != CT_BF16 && !(dt == CT_F32 && g->k < DNNL_MM_MAX_K)) return NULL;
     int64_t m = folds(k, g) ? g->batch * g->m : g->m;
-    return ct_cpu_dnnl_mm_get(m, g->n, g->k, k->attr->trans_a, k->attr->trans_b, k->out.dtype);
+    return ct_cpu_dnnl_mm_get(m, g->n, g->k, k->attr->trans_a, k->attr->trans_b, dt, k->out.dtype);
 }
 
-/* The BF16 product with oneDNN, over the batch as mm_run goes. */
+/* The product with oneDNN, over the batch as mm_run goes. */
 static ct_status mm_run_dnnl(const ct_kargs *k, const mm_geom *g, const ct_dnnl_mm *e) {
     const char *a = k->in[0].data, *b = k->in[1].data;
     char *c = k->out.data;
     if (folds(k, g)) return ct_cpu_dnnl_mm_run(e, a, b, c, k->scratch);
-    size_t es = sizeof(uint16_t), os = ct_dtype_size(k->out.dtype);
+    size_t es = ct_dtype_size(k->in[0].dtype), os = ct_dtype_size(k->out.dtype);
     int64_t sa = g->m * g->k, sb = g->k * g->n, sc = g->m * g->n;
     for (int64_t i = 0; i < g->batch; i++) {
         int64_t oa = ct_bcast_offset(&g->batch_out, &g->batch_a, i) * sa;
@@ -163,13 +171,14 @@ static ct_status mm_run_dnnl(const ct_kargs *k, const mm_geom *g, const ct_dnnl_
 
 /* Half operands are widened into scratch; a half result is also gathered
  * there in F32 before rounding, while an F32 one (the mixed-precision case)
- * is written by BLAS straight into the output. BF16 products that oneDNN
- * runs need its scratchpad instead. */
+ * is written by BLAS straight into the output. Products that oneDNN runs
+ * need its scratchpad instead. */
 size_t ct_cpu_matmul_scratch(const ct_kargs *k) {
-    if (k->n_in < 2 || !is_half(k->in[0].dtype)) return 0;
+    if (k->n_in < 2) return 0;
     mm_geom g;
-    const ct_dnnl_mm *e = mm_resolve(k, &g) == CT_OK ? bf16_product(k, &g) : NULL;
+    const ct_dnnl_mm *e = mm_resolve(k, &g) == CT_OK ? dnnl_product(k, &g) : NULL;
     if (e) return ct_cpu_dnnl_mm_scratch(e);
+    if (!is_half(k->in[0].dtype)) return 0;
     int64_t n = numel_of(&k->in[0].shape) + numel_of(&k->in[1].shape);
     if (is_half(k->out.dtype)) n += numel_of(&k->out.shape);
     return (size_t)n * sizeof(float);
@@ -195,12 +204,15 @@ static ct_status k_matmul(const ct_kargs *k) {
     mm_geom g;
     ct_status s = mm_resolve(k, &g);
     if (s != CT_OK) return s;
+    const ct_dnnl_mm *e = dnnl_product(k, &g);
+    if (e && ct_cpu_dnnl_mm_scratch(e) > 0 && !k->scratch)
+        return ct_error(CT_ERR_INTERNAL, "matmul: oneDNN's %s product needs %zu bytes of scratch, got none",
+                        ct_dtype_name(dt), ct_cpu_dnnl_mm_scratch(e));
+    if (e) return mm_run_dnnl(k, &g, e);
     if (dt == CT_F32 || dt == CT_F64) {
         mm_run(k, &g, dt == CT_F64, k->in[0].data, k->in[1].data, k->out.data);
         return CT_OK;
     }
-    const ct_dnnl_mm *e = bf16_product(k, &g);
-    if (e) return mm_run_dnnl(k, &g, e);
     if (k->scratch == NULL && ct_cpu_matmul_scratch(k) > 0)
         return ct_error(CT_ERR_INTERNAL, "matmul: %s operands need %zu bytes of scratch, got none",
                         ct_dtype_name(dt), ct_cpu_matmul_scratch(k));

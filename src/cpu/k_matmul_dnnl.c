@@ -1,6 +1,6 @@
-/* BF16 matrix products through oneDNN's matmul (Debian's libdnnl-dev), where
- * the build found it (gcc builds: Debian's libdnnl runs on libgomp, the
- * same OpenMP pool as the kernels and OpenBLAS).
+/* BF16 and F32 matrix products through oneDNN's matmul (Debian's
+ * libdnnl-dev), where the build found it (gcc builds: Debian's libdnnl runs
+ * on libgomp, the same OpenMP pool as the kernels and OpenBLAS).
  *
  * Why: OpenBLAS 0.3.21 as Debian builds it has no bf16 GEMM, so the
  * reference widens BF16 operands to F32 in scratch and calls sgemm - slower
@@ -18,10 +18,16 @@
  * a lock (the memory objects are shared); programs run from one host
  * thread, so it is never contended in practice.
  *
- * F32 products go to oneDNN's sgemm too (ct_cpu_dnnl_sgemm): on this
- * project's 2-core AVX-512 machine it ran the products of the GPT and LSTM
- * workloads 1.25 to 2 times faster than OpenBLAS 0.3.21 (same shapes, same
- * two threads; docs/cpu_backend.md). */
+ * F32 products: oneDNN's matmul (its brgemm kernels, JIT-compiled per
+ * shape) ran the GPT's products 1.6 times faster than OpenBLAS 0.3.21 on
+ * this project's 2-core AVX-512 machine (17.5 against 28.2 ms for a step's
+ * set, same two threads; docs/cpu_backend.md), mostly because OpenBLAS
+ * barely gains from a second thread on these small shapes. k_matmul.c
+ * sends it the F32 products whose K is below DNNL_MM_MAX_K: oneDNN splits
+ * the K sum across threads for some shapes with a long K (weight gradients
+ * of 2048 rows or more, K of 20000 or more), and that would make results
+ * depend on the number of threads. Large products beyond that go to
+ * oneDNN's sgemm (ct_cpu_dnnl_sgemm), the rest to OpenBLAS. */
 #include <stddef.h>
 
 #include "cpu/cpu_matmul.h"
@@ -38,7 +44,7 @@
 struct ct_dnnl_mm {
     int64_t m, n, k;
     bool ta, tb;
-    ct_dtype out;
+    ct_dtype in, out;
     dnnl_primitive_t prim;
     dnnl_memory_t a, b, c, pad;
     size_t pad_bytes;
@@ -72,9 +78,9 @@ static bool build(struct ct_dnnl_mm *e) {
     dnnl_matmul_desc_t md;
     dnnl_primitive_attr_t attr = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    dnnl_data_type_t odt = e->out == CT_BF16 ? dnnl_bf16 : dnnl_f32;
-    bool ok = plain_md(&a_md, e->m, e->k, e->ta, dnnl_bf16) == dnnl_success &&
-              plain_md(&b_md, e->k, e->n, e->tb, dnnl_bf16) == dnnl_success &&
+    dnnl_data_type_t idt = e->in == CT_BF16 ? dnnl_bf16 : dnnl_f32, odt = e->out == CT_BF16 ? dnnl_bf16 : dnnl_f32;
+    bool ok = plain_md(&a_md, e->m, e->k, e->ta, idt) == dnnl_success &&
+              plain_md(&b_md, e->k, e->n, e->tb, idt) == dnnl_success &&
               plain_md(&c_md, e->m, e->n, false, odt) == dnnl_success &&
               dnnl_matmul_desc_init(&md, &a_md, &b_md, NULL, &c_md) == dnnl_success &&
               dnnl_primitive_attr_create(&attr) == dnnl_success &&
@@ -99,18 +105,19 @@ static void unbuild(struct ct_dnnl_mm *e) {
         if (*m[i]) dnnl_memory_destroy(*m[i]);
 }
 
-const ct_dnnl_mm *ct_cpu_dnnl_mm_get(int64_t m, int64_t n, int64_t k, bool ta, bool tb, ct_dtype out) {
-    if (!ct_cpu_fast_paths_enabled() || m <= 0 || n <= 0 || k <= 0 || (out != CT_F32 && out != CT_BF16))
-        return NULL;
+const ct_dnnl_mm *ct_cpu_dnnl_mm_get(int64_t m, int64_t n, int64_t k, bool ta, bool tb, ct_dtype in, ct_dtype out) {
+    bool dtypes = in == CT_BF16 ? out == CT_F32 || out == CT_BF16 : in == CT_F32 && out == CT_F32;
+    if (!ct_cpu_fast_paths_enabled() || m <= 0 || n <= 0 || k <= 0 || !dtypes) return NULL;
     pthread_mutex_lock(&lock);
     struct ct_dnnl_mm *found = NULL;
     for (int i = 0; i < n_cached && !found; i++) {
         struct ct_dnnl_mm *e = &cache[i];
-        if (e->m == m && e->n == n && e->k == k && e->ta == ta && e->tb == tb && e->out == out) found = e;
+        if (e->m == m && e->n == n && e->k == k && e->ta == ta && e->tb == tb && e->in == in && e->out == out)
+            found = e;
     }
     if (!found && n_cached < CACHE_SIZE && start()) {
         struct ct_dnnl_mm *e = &cache[n_cached];
-        *e = (struct ct_dnnl_mm){.m = m, .n = n, .k = k, .ta = ta, .tb = tb, .out = out};
+        *e = (struct ct_dnnl_mm){.m = m, .n = n, .k = k, .ta = ta, .tb = tb, .in = in, .out = out};
         if (build(e)) found = e, n_cached++;
         else unbuild(e), *e = (struct ct_dnnl_mm){0}; /* refused: the widening path serves this shape */
     }
@@ -126,7 +133,7 @@ bool ct_cpu_dnnl_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const 
     return dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc) == dnnl_success;
 }
 
-bool ct_cpu_bf16_native(void) { return ct_cpu_dnnl_mm_get(16, 16, 16, false, false, CT_F32) != NULL; }
+bool ct_cpu_bf16_native(void) { return ct_cpu_dnnl_mm_get(16, 16, 16, false, false, CT_BF16, CT_F32) != NULL; }
 
 ct_status ct_cpu_dnnl_mm_run(const ct_dnnl_mm *e, const void *a, const void *b, void *c, void *scratch) {
     struct ct_dnnl_mm *w = (struct ct_dnnl_mm *)e; /* handles change per run, the entry does not */
@@ -143,8 +150,8 @@ ct_status ct_cpu_dnnl_mm_run(const ct_dnnl_mm *e, const void *a, const void *b, 
     }
     pthread_mutex_unlock(&lock);
     return ok ? CT_OK
-              : ct_error(CT_ERR_INTERNAL, "matmul: oneDNN's bf16 product [%lld, %lld] x [%lld, %lld] failed",
-                         (long long)e->m, (long long)e->k, (long long)e->k, (long long)e->n);
+              : ct_error(CT_ERR_INTERNAL, "matmul: oneDNN's %s product [%lld, %lld] x [%lld, %lld] failed",
+                         ct_dtype_name(e->in), (long long)e->m, (long long)e->k, (long long)e->k, (long long)e->n);
 }
 
 #else
@@ -154,8 +161,8 @@ bool ct_cpu_dnnl_sgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const 
     return false;
 }
 bool ct_cpu_bf16_native(void) { return false; }
-const ct_dnnl_mm *ct_cpu_dnnl_mm_get(int64_t m, int64_t n, int64_t k, bool ta, bool tb, ct_dtype out) {
-    (void)m, (void)n, (void)k, (void)ta, (void)tb, (void)out;
+const ct_dnnl_mm *ct_cpu_dnnl_mm_get(int64_t m, int64_t n, int64_t k, bool ta, bool tb, ct_dtype in, ct_dtype out) {
+    (void)m, (void)n, (void)k, (void)ta, (void)tb, (void)in, (void)out;
     return NULL;
 }
 size_t ct_cpu_dnnl_mm_scratch(const ct_dnnl_mm *e) {
