@@ -138,9 +138,13 @@ static ct_shape out_shape(const problem *p, int op) {
     return op == GRAD_INPUT ? p->xs : op == GRAD_WEIGHT ? p->ws : p->ys;
 }
 
+#define GUARD 4096 /* poisoned bytes after the scratch, which no path may touch */
+
 /* Runs op with inputs in dtype in (the bias and output: out) and returns
- * the output widened to floats. abs: on the inputs' absolute values. */
-static float *run_op(const problem *p, int op, ct_dtype in, ct_dtype out, bool abs) {
+ * the output widened to floats. abs: on the inputs' absolute values.
+ * scratch_off: the scratch sized with the fast paths off (as a program
+ * compiled so would have it), whatever they are at the run. */
+static float *run_op_with(const problem *p, int op, ct_dtype in, ct_dtype out, bool abs, bool scratch_off) {
     ct_tview v[3];
     int n_in = 2;
     ct_kargs k = {.attr = &p->attr, .in = v};
@@ -160,16 +164,26 @@ static float *run_op(const problem *p, int op, ct_dtype in, ct_dtype out, bool a
     k.n_in = n_in;
     k.out = (ct_tview){malloc((size_t)n * es + 4), out, os, n};
     memset(k.out.data, 0xFF, (size_t)n * es); /* NaN in every dtype */
+    bool fast = ct_cpu_fast_paths_enabled();
+    if (scratch_off) ct_cpu_set_fast_paths(false);
     size_t sb = ct_cpu_conv_scratch(&k);
-    k.scratch = sb ? malloc(sb) : NULL;
-    if (sb) memset(k.scratch, 0xFF, sb); /* poisoned: nothing may read it before writing it */
+    ct_cpu_set_fast_paths(fast);
+    k.scratch = malloc(sb + GUARD);
+    memset(k.scratch, 0xFF, sb + GUARD); /* poisoned: nothing may read it before writing it */
     ct_status s = table[k.op](&k);
     cr_assert_eq(s, CT_OK, "%s, %s: failed: %s", p->c->name, op_names[op], ct_last_error());
+    for (size_t i = sb; i < sb + GUARD; i++)
+        cr_assert_eq(((unsigned char *)k.scratch)[i], 0xFF, "%s, %s: wrote past its scratch", p->c->name,
+                     op_names[op]);
     float *r = malloc((size_t)(n ? n : 1) * sizeof *r);
     for (int64_t i = 0; i < n; i++) r[i] = (float)ct_ld(k.out.data, out, i);
     for (int i = 0; i < n_in; i++) free(v[i].data);
     free(k.out.data), free(k.scratch);
     return r;
+}
+
+static float *run_op(const problem *p, int op, ct_dtype in, ct_dtype out, bool abs) {
+    return run_op_with(p, op, in, out, abs, false);
 }
 
 /* Terms per output element (see the tolerance note at the top). */
@@ -249,6 +263,24 @@ Test(conv_bf16, f16_stays_on_the_reference) {
             cr_assert(memcmp(ref, fast, (size_t)n * sizeof(float)) == 0, "%s, %s: F16 changed", p.c->name,
                       op_names[op]);
             free(ref), free(fast);
+            free_problem(&p);
+        }
+}
+
+/* A program compiled with the fast paths off and run with them on: the
+ * scratch it has must do (the BF16 paths are declared whatever the switch,
+ * as the F32 ones are), and the result is the fast path's. */
+Test(conv_bf16, scratch_from_a_compile_with_fast_paths_off_suffices) {
+    for (int i = 0; i < 2; i++)
+        for (int op = 0; op < N_OPS; op++) {
+            problem p = make_problem(&cases[i], 600 + (uint64_t)i);
+            ct_dtype out = op == FWD_MIXED ? CT_F32 : CT_BF16;
+            int64_t n = numel(out_shape(&p, op));
+            float *want = run_op(&p, op, CT_BF16, out, false);
+            float *got = run_op_with(&p, op, CT_BF16, out, false, true);
+            cr_assert(memcmp(want, got, (size_t)n * sizeof(float)) == 0, "%s, %s: not the fast path's result",
+                      p.c->name, op_names[op]);
+            free(want), free(got);
             free_problem(&p);
         }
 }

@@ -124,7 +124,8 @@ static dnnl_primitive_desc_t conv_pd(const ct_conv_shape *s, dnnl_primitive_attr
     /* oneDNN's input gradient over few channels (a first layer's: C = 1)
      * measured 3x slower than the reference (docs/cpu_backend.md) */
     if (grad && s->groups == 1 && s->c < 16) return NULL;
-    bool ok = descs(s, true, &x, &w, &y) && dnnl_memory_desc_init_by_tag(&b, 1, bd, dt_of(s->dst_dt), dnnl_x) == dnnl_success &&
+    bool ok = descs(s, true, &x, &w, &y) &&
+              dnnl_memory_desc_init_by_tag(&b, 1, bd, dt_of(s->dst_dt), dnnl_x) == dnnl_success &&
               dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
                                                          s->bias ? &b : NULL, &y, st, dil, pad, pad) == dnnl_success &&
               dnnl_primitive_desc_create(&fwd, &fd, grad ? NULL : attr, engine, NULL) == dnnl_success;

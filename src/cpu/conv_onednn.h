@@ -2,8 +2,8 @@
  * the weight gradient of one chunk of the batch) through oneDNN (Debian's
  * libdnnl-dev), where the build found it (CTRAIN_HAVE_DNNL, gcc builds
  * only). docs/cpu_backend.md says why and what it measured. BF16 operands
- * are multiplied in BF16 with F32 accumulation; k_conv.c asks for them
- * only where the CPU has BF16 units (ct_cpu_bf16_native).
+ * are multiplied in BF16 with F32 accumulation; k_conv.c runs them only
+ * where the CPU has BF16 units (ct_cpu_bf16_native).
  *
  * One cached oneDNN primitive per geometry, created when the kernel
  * declares its scratch (at ct_compile): nothing is created during a step

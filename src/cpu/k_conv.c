@@ -348,19 +348,32 @@ static bool all_f32(const ct_kargs *k) {
     return ok;
 }
 
-/* The fast paths' dtypes: all F32; or, where the CPU multiplies BF16 in
- * hardware (ct_cpu_bf16_native), BF16 inputs (x, weight, dy) with a BF16
- * output or the precision policy's mixed forward (F32 output and bias).
- * Anything else (F64, F16) is the reference's. */
+/* BF16 inputs (x, weight, dy) with a BF16 output, or the precision
+ * policy's mixed forward (F32 output and bias). */
+static bool bf16_dtypes(const ct_kargs *k) {
+    ct_dtype out = k->out.dtype;
+    return k->n_in >= 2 && k->in[0].dtype == CT_BF16 && k->in[1].dtype == CT_BF16 &&
+           (out == CT_BF16 || (out == CT_F32 && k->op == CT_OP_CONV2D)) && (k->n_in < 3 || k->in[2].dtype == out);
+}
+
+/* The fast paths' dtypes: all F32, or BF16 ones (bf16_dtypes). Anything
+ * else (F64, F16) is the reference's. BF16 ones are declared (and their
+ * scratch kept) whatever the CPU, as F32 ones are whatever the fast-path
+ * switch, which may change between compiling and running; they run only
+ * where fast_runs says so. */
 static bool fast_dtypes(const ct_kargs *k, int *src, int *dst) {
     *src = *dst = CT_F32;
     if (all_f32(k)) return true;
-    ct_dtype out = k->out.dtype;
-    bool ok = k->n_in >= 2 && k->in[0].dtype == CT_BF16 && k->in[1].dtype == CT_BF16 &&
-              (out == CT_BF16 || (out == CT_F32 && k->op == CT_OP_CONV2D)) &&
-              (k->n_in < 3 || k->in[2].dtype == out);
-    *src = CT_BF16, *dst = out;
-    return ok && ct_cpu_bf16_native();
+    if (!bf16_dtypes(k)) return false;
+    *src = CT_BF16, *dst = k->out.dtype;
+    return true;
+}
+
+/* Whether the fast paths run for these dtypes: switched on, and for BF16
+ * where the CPU multiplies BF16 natively (ct_cpu_bf16_native; elsewhere
+ * oneDNN would emulate it or decline). */
+static bool fast_runs(int src) {
+    return ct_cpu_fast_paths_enabled() && (src != CT_BF16 || ct_cpu_bf16_native());
 }
 
 /* The oneDNN cache's key (zeroed first: it is compared as bytes); false
@@ -431,7 +444,7 @@ static size_t fast_scratch(const ct_kargs *k) {
 /* The forward or the input gradient through oneDNN; false when it did not run. */
 static bool fast_onednn(const ct_kargs *k, const conv_dims *d, ct_status *st) {
     ct_conv_shape s;
-    if (!ct_cpu_fast_paths_enabled() || !shape_of(k, d, &s)) return false;
+    if (!shape_of(k, d, &s) || !fast_runs(s.src_dt)) return false;
     const void *b = s.bias ? k->in[2].data : NULL;
     return ct_conv_onednn_run(&s, k->in[0].data, k->in[1].data, b, k->out.data, k->scratch, st);
 }
@@ -507,7 +520,7 @@ static void wg_sum(const conv_dims *d, const wg_plan *w, const float *part, cons
 
 static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d, ct_status *st) {
     int src, dst;
-    if (!ct_cpu_fast_paths_enabled() || d->n == 0 || !k->scratch || !fast_dtypes(k, &src, &dst)) return false;
+    if (d->n == 0 || !k->scratch || !fast_dtypes(k, &src, &dst) || !fast_runs(src)) return false;
     wg_plan w = wg_plan_of(d);
     float *part = k->scratch;
     *st = wg_chunks(k, d, &w, part);
