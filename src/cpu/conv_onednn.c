@@ -1,4 +1,7 @@
-/* The F32 convolution through oneDNN's direct kernels (conv_onednn.h).
+/* The F32 and BF16 convolutions through oneDNN's direct kernels
+ * (conv_onednn.h). The two differ only in the dtypes of the descriptors
+ * (ct_conv_shape's src_dt and dst_dt); with BF16 inputs oneDNN picks its
+ * AVX512-BF16 kernels (products of BF16 pairs summed in F32).
  *
  * Forward and input gradient: one entry per geometry holds the convolution
  * primitive, chosen by oneDNN for the CPU at hand with the layouts it
@@ -81,20 +84,30 @@ static void entry_clear(entry *e) {
     e->conv = NULL, e->bias = NULL, e->pad = NULL, e->ok = false;
 }
 
-/* The row-major descriptors: x, y, and the weight ([G, O/G, C/G, KH, KW]
- * when grouped, the same bytes as ctrain's [O, C/G, KH, KW]). With any,
- * the format is left to the primitive. */
-static bool descs(const ct_conv_shape *s, bool any, dnnl_memory_desc_t *x, dnnl_memory_desc_t *w,
-                  dnnl_memory_desc_t *y) {
-    dnnl_dims_t xd = {s->n, s->c, s->h, s->w}, yd = {s->n, s->o, s->oh, s->ow};
+static dnnl_data_type_t dt_of(int t) { return t == CT_BF16 ? dnnl_bf16 : dnnl_f32; }
+
+/* The weight's descriptor ([G, O/G, C/G, KH, KW] when grouped, the same
+ * bytes as ctrain's [O, C/G, KH, KW]); with any, the format is left to
+ * the primitive. */
+static bool wdesc(const ct_conv_shape *s, bool any, dnnl_data_type_t dt, dnnl_memory_desc_t *w) {
     dnnl_dims_t wd = {s->o, s->c / s->groups, s->kh, s->kw};
     dnnl_dims_t gd = {s->groups, s->o / s->groups, s->c / s->groups, s->kh, s->kw};
     bool g = s->groups > 1;
-    dnnl_format_tag_t act = any ? dnnl_format_tag_any : dnnl_nchw;
     dnnl_format_tag_t wt = any ? dnnl_format_tag_any : g ? dnnl_goihw : dnnl_oihw;
-    return dnnl_memory_desc_init_by_tag(x, 4, xd, dnnl_f32, act) == dnnl_success &&
-           dnnl_memory_desc_init_by_tag(y, 4, yd, dnnl_f32, act) == dnnl_success &&
-           dnnl_memory_desc_init_by_tag(w, g ? 5 : 4, g ? gd : wd, dnnl_f32, wt) == dnnl_success;
+    return dnnl_memory_desc_init_by_tag(w, g ? 5 : 4, g ? gd : wd, dt, wt) == dnnl_success;
+}
+
+/* The row-major descriptors of x, the weight and y, in the op's dtypes:
+ * the inputs' (src_dt) except for the output (dst_dt: y of the forward, x
+ * of the input gradient, the weight of the weight gradient). */
+static bool descs(const ct_conv_shape *s, bool any, dnnl_memory_desc_t *x, dnnl_memory_desc_t *w,
+                  dnnl_memory_desc_t *y) {
+    dnnl_dims_t xd = {s->n, s->c, s->h, s->w}, yd = {s->n, s->o, s->oh, s->ow};
+    dnnl_data_type_t in = dt_of(s->src_dt), out = dt_of(s->dst_dt);
+    dnnl_format_tag_t act = any ? dnnl_format_tag_any : dnnl_nchw;
+    return dnnl_memory_desc_init_by_tag(x, 4, xd, s->op == CT_OP_CONV2D_GRAD_INPUT ? out : in, act) == dnnl_success &&
+           dnnl_memory_desc_init_by_tag(y, 4, yd, s->op == CT_OP_CONV2D ? out : in, act) == dnnl_success &&
+           wdesc(s, any, s->op == CT_OP_CONV2D_GRAD_WEIGHT ? out : in, w);
 }
 
 /* The convolution's primitive descriptor: the forward, or the input
@@ -111,7 +124,8 @@ static dnnl_primitive_desc_t conv_pd(const ct_conv_shape *s, dnnl_primitive_attr
     /* oneDNN's input gradient over few channels (a first layer's: C = 1)
      * measured 3x slower than the reference (docs/cpu_backend.md) */
     if (grad && s->groups == 1 && s->c < 16) return NULL;
-    bool ok = descs(s, true, &x, &w, &y) && dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
+    bool ok = descs(s, true, &x, &w, &y) &&
+              dnnl_memory_desc_init_by_tag(&b, 1, bd, dt_of(s->dst_dt), dnnl_x) == dnnl_success &&
               dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
                                                          s->bias ? &b : NULL, &y, st, dil, pad, pad) == dnnl_success &&
               dnnl_primitive_desc_create(&fwd, &fd, grad ? NULL : attr, engine, NULL) == dnnl_success;
@@ -170,7 +184,7 @@ static void build(entry *e) {
     bool grad = s->op == CT_OP_CONV2D_GRAD_INPUT;
     bool ok = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success &&
               (pd = conv_pd(s, attr)) != NULL && descs(s, false, &x, &w, &y) &&
-              dnnl_memory_desc_init_by_tag(&b, 1, bd, dnnl_f32, dnnl_x) == dnnl_success &&
+              dnnl_memory_desc_init_by_tag(&b, 1, bd, dt_of(s->dst_dt), dnnl_x) == dnnl_success &&
               dnnl_primitive_create(&e->conv, pd) == dnnl_success;
     size_t off = 0;
     if (ok) {
@@ -242,7 +256,7 @@ static bool reorder_back(const side *sd) {
     return dnnl_primitive_execute(sd->reorder, stream, 2, a) == dnnl_success;
 }
 
-static bool execute(entry *e, const float *src, const float *w, const float *b, float *dst, void *scratch) {
+static bool execute(entry *e, const void *src, const void *w, const void *b, void *dst, void *scratch) {
     bool grad = e->key.op == CT_OP_CONV2D_GRAD_INPUT;
     side_bind(&e->in, src, scratch), side_bind(&e->w, w, scratch), side_bind(&e->out, dst, scratch);
     dnnl_exec_arg_t a[5];
@@ -262,7 +276,7 @@ static bool execute(entry *e, const float *src, const float *w, const float *b, 
            reorder_back(&e->out) && dnnl_stream_wait(stream) == dnnl_success;
 }
 
-bool ct_conv_onednn_run(const ct_conv_shape *s, const float *src, const float *w, const float *b, float *dst,
+bool ct_conv_onednn_run(const ct_conv_shape *s, const void *src, const void *w, const void *b, void *dst,
                         void *scratch, ct_status *st) {
     pthread_once(&once, start);
     if (!usable) return false;
@@ -314,8 +328,9 @@ static dnnl_primitive_desc_t wgrad_pd(const ct_conv_shape *s, dnnl_primitive_att
     dnnl_dims_t dil = {s->dil[0] - 1, s->dil[1] - 1};
     dnnl_convolution_desc_t fd, wd;
     dnnl_primitive_desc_t fwd = NULL, pd = NULL;
-    bool ok = descs(s, true, &x, &w, &y) &&
-              dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
+    dnnl_memory_desc_t wh; /* the hint's weight, in the inputs' dtype (the gradient's may be wider) */
+    bool ok = descs(s, true, &x, &w, &y) && wdesc(s, true, dt_of(s->src_dt), &wh) &&
+              dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x, &wh,
                                                          NULL, &y, st, dil, pad, pad) == dnnl_success &&
               dnnl_primitive_desc_create(&fwd, &fd, NULL, engine, NULL) == dnnl_success &&
               dnnl_dilated_convolution_backward_weights_desc_init(&wd, dnnl_convolution_direct, &x, &w, NULL, &y, st,
@@ -396,7 +411,7 @@ bool ct_conv_onednn_wgrad_declare(const ct_conv_shape *s, bool create, size_t *s
     return true;
 }
 
-static bool wexecute(const wentry *we, wslot *sl, const float *x, const float *dy, float *dw, void *scratch) {
+static bool wexecute(const wentry *we, wslot *sl, const void *x, const void *dy, float *dw, void *scratch) {
     side_bind(&sl->x, x, scratch), side_bind(&sl->dy, dy, scratch), side_bind(&sl->dw, dw, scratch);
     dnnl_exec_arg_t a[4] = {{DNNL_ARG_SRC, sl->x.prim}, {DNNL_ARG_DIFF_DST, sl->dy.prim},
                             {DNNL_ARG_DIFF_WEIGHTS, sl->dw.prim}, {DNNL_ARG_SCRATCHPAD, sl->pad}};
@@ -413,7 +428,7 @@ static bool wexecute(const wentry *we, wslot *sl, const float *x, const float *d
     return ok && dnnl_stream_wait(sl->stream) == dnnl_success;
 }
 
-bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const float *x, const float *dy, float *dw,
+bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const void *x, const void *dy, float *dw,
                                 void *scratch, ct_status *st) {
     pthread_once(&once, start);
     wentry *we = usable ? wfind(s, false) : NULL;
@@ -435,12 +450,12 @@ bool ct_conv_onednn_wgrad_declare(const ct_conv_shape *s, bool create, size_t *s
     (void)s, (void)create, (void)slot_bytes;
     return false;
 }
-bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const float *x, const float *dy, float *dw,
+bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const void *x, const void *dy, float *dw,
                                 void *scratch, ct_status *st) {
     (void)s, (void)slot, (void)x, (void)dy, (void)dw, (void)scratch, (void)st;
     return false;
 }
-bool ct_conv_onednn_run(const ct_conv_shape *s, const float *src, const float *w, const float *b, float *dst,
+bool ct_conv_onednn_run(const ct_conv_shape *s, const void *src, const void *w, const void *b, void *dst,
                         void *scratch, ct_status *st) {
     (void)s, (void)src, (void)w, (void)b, (void)dst, (void)scratch, (void)st;
     return false;

@@ -1,7 +1,9 @@
-/* Internal: the F32 convolution (forward, input gradient, and the weight
- * gradient of one chunk of the batch) through oneDNN (Debian's
+/* Internal: the F32 and BF16 convolutions (forward, input gradient, and
+ * the weight gradient of one chunk of the batch) through oneDNN (Debian's
  * libdnnl-dev), where the build found it (CTRAIN_HAVE_DNNL, gcc builds
- * only). docs/cpu_backend.md says why and what it measured.
+ * only). docs/cpu_backend.md says why and what it measured. BF16 operands
+ * are multiplied in BF16 with F32 accumulation; k_conv.c runs them only
+ * where the CPU has BF16 units (ct_cpu_bf16_native).
  *
  * One cached oneDNN primitive per geometry, created when the kernel
  * declares its scratch (at ct_compile): nothing is created during a step
@@ -32,6 +34,8 @@ typedef struct ct_conv_shape {
     int kh, kw, stride[2], pad[2], dil[2], groups;
     int bias;               /* CONV2D with a bias */
     int slots;              /* CONV2D_GRAD_WEIGHT: buffers for concurrent chunks (n is a chunk's samples) */
+    int src_dt, dst_dt;     /* ct_dtype (F32 = 0 or BF16) of the inputs (x, weight, dy) and of the output
+                             * and bias; F32 for a weight gradient's chunks, which write F32 partials */
 } ct_conv_shape;
 
 /* Whether oneDNN can run this geometry; *bytes is the scratch it then
@@ -42,7 +46,7 @@ bool ct_conv_onednn_declare(const ct_conv_shape *s, size_t *bytes);
  * gradient (src = dy, dst = dx). False when oneDNN did not run (not
  * available, never declared, the thread count changed the layouts): the
  * caller runs the reference path. *st is the status when it did run. */
-bool ct_conv_onednn_run(const ct_conv_shape *s, const float *src, const float *w, const float *b, float *dst,
+bool ct_conv_onednn_run(const ct_conv_shape *s, const void *src, const void *w, const void *b, void *dst,
                         void *scratch, ct_status *st);
 
 /* The weight gradient of one chunk of s->n samples on the calling thread
@@ -54,7 +58,7 @@ bool ct_conv_onednn_run(const ct_conv_shape *s, const float *src, const float *w
  * or declined: the caller computes the chunk itself. Declaring creates the
  * primitive (create) or only looks it up (at run time). */
 bool ct_conv_onednn_wgrad_declare(const ct_conv_shape *s, bool create, size_t *slot_bytes);
-bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const float *x, const float *dy, float *dw,
+bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const void *x, const void *dy, float *dw,
                                 void *scratch, ct_status *st);
 
 #endif

@@ -21,7 +21,9 @@
  *
  * That is the reference path. All-F32 convolutions take the fast paths
  * below (oneDNN, chunked weight gradient) unless they are switched off
- * (CTRAIN_CPU_REFERENCE=1, ct_cpu_set_fast_paths(false)).
+ * (CTRAIN_CPU_REFERENCE=1, ct_cpu_set_fast_paths(false)); so do BF16 ones
+ * (BF16 x, weight and dy; a BF16 output, or the mixed forward's F32 one)
+ * where the CPU multiplies BF16 natively (ct_cpu_bf16_native).
  */
 #include <cblas.h>
 #include <stdint.h>
@@ -31,6 +33,7 @@
 #include "cpu/conv_onednn.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
+#include "ctrain/device.h"
 
 /* Compute elements of scratch one chunk may use (the weight buffer comes
  * on top): 32 MiB in F64, 16 MiB in F32. */
@@ -345,14 +348,45 @@ static bool all_f32(const ct_kargs *k) {
     return ok;
 }
 
-/* The oneDNN cache's key (zeroed first: it is compared as bytes). */
-static void shape_of(const ct_kargs *k, const conv_dims *d, ct_conv_shape *s) {
+/* BF16 inputs (x, weight, dy) with a BF16 output, or the precision
+ * policy's mixed forward (F32 output and bias). */
+static bool bf16_dtypes(const ct_kargs *k) {
+    ct_dtype out = k->out.dtype;
+    return k->n_in >= 2 && k->in[0].dtype == CT_BF16 && k->in[1].dtype == CT_BF16 &&
+           (out == CT_BF16 || (out == CT_F32 && k->op == CT_OP_CONV2D)) && (k->n_in < 3 || k->in[2].dtype == out);
+}
+
+/* The fast paths' dtypes: all F32, or BF16 ones (bf16_dtypes). Anything
+ * else (F64, F16) is the reference's. BF16 ones are declared (and their
+ * scratch kept) whatever the CPU, as F32 ones are whatever the fast-path
+ * switch, which may change between compiling and running; they run only
+ * where fast_runs says so. */
+static bool fast_dtypes(const ct_kargs *k, int *src, int *dst) {
+    *src = *dst = CT_F32;
+    if (all_f32(k)) return true;
+    if (!bf16_dtypes(k)) return false;
+    *src = CT_BF16, *dst = k->out.dtype;
+    return true;
+}
+
+/* Whether the fast paths run for these dtypes: switched on, and for BF16
+ * where the CPU multiplies BF16 natively (ct_cpu_bf16_native; elsewhere
+ * oneDNN would emulate it or decline). */
+static bool fast_runs(int src) {
+    return ct_cpu_fast_paths_enabled() && (src != CT_BF16 || ct_cpu_bf16_native());
+}
+
+/* The oneDNN cache's key (zeroed first: it is compared as bytes); false
+ * when the dtypes are not the fast paths'. */
+static bool shape_of(const ct_kargs *k, const conv_dims *d, ct_conv_shape *s) {
     memset(s, 0, sizeof *s);
+    if (!fast_dtypes(k, &s->src_dt, &s->dst_dt)) return false;
     const ct_window2d *win = d->win;
     s->op = k->op, s->n = d->n, s->c = d->c, s->h = d->h, s->w = d->w, s->o = d->o, s->oh = d->oh, s->ow = d->ow;
     s->kh = d->kh, s->kw = d->kw, s->groups = d->groups;
     for (int i = 0; i < 2; i++) s->stride[i] = win->stride[i], s->pad[i] = win->pad[i], s->dil[i] = win->dilation[i];
     s->bias = k->op == CT_OP_CONV2D && k->attr->has_bias;
+    return true;
 }
 
 /* The weight gradient's chunks: samples per chunk, chunks, and buffer
@@ -389,31 +423,29 @@ static size_t wg_own_bytes(const conv_dims *d, const wg_plan *w) {
  * set. *slot_bytes is its scratch per slot; false without it. */
 static bool wg_onednn(const ct_kargs *k, const conv_dims *d, const wg_plan *w, bool create, ct_conv_shape *s,
                       size_t *slot_bytes) {
-    shape_of(k, d, s);
-    s->n = w->cs, s->slots = (int)w->slots, s->bias = 0;
+    if (!shape_of(k, d, s)) return false;
+    s->n = w->cs, s->slots = (int)w->slots, s->bias = 0, s->dst_dt = CT_F32; /* F32 partials */
     return ct_conv_onednn_wgrad_declare(s, create, slot_bytes);
 }
 
 static size_t fast_scratch(const ct_kargs *k) {
     conv_dims d = {0};
-    if (!is_conv(k->op) || !all_f32(k) || dims_of(k, &d) != CT_OK) return 0;
     ct_conv_shape s;
+    if (!is_conv(k->op) || dims_of(k, &d) != CT_OK || !shape_of(k, &d, &s)) return 0;
     if (k->op == CT_OP_CONV2D_GRAD_WEIGHT) {
         wg_plan w = wg_plan_of(&d);
         size_t slot = 0;
         return wg_own_bytes(&d, &w) + (wg_onednn(k, &d, &w, true, &s, &slot) ? (size_t)w.slots * slot : 0);
     }
-    shape_of(k, &d, &s);
     size_t bytes = 0;
     return ct_conv_onednn_declare(&s, &bytes) ? bytes : 0;
 }
 
 /* The forward or the input gradient through oneDNN; false when it did not run. */
 static bool fast_onednn(const ct_kargs *k, const conv_dims *d, ct_status *st) {
-    if (!all_f32(k) || !ct_cpu_fast_paths_enabled()) return false;
     ct_conv_shape s;
-    shape_of(k, d, &s);
-    const float *b = s.bias ? k->in[2].data : NULL;
+    if (!shape_of(k, d, &s) || !fast_runs(s.src_dt)) return false;
+    const void *b = s.bias ? k->in[2].data : NULL;
     return ct_conv_onednn_run(&s, k->in[0].data, k->in[1].data, b, k->out.data, k->scratch, st);
 }
 
@@ -428,20 +460,19 @@ static void wg_chunk(const ct_kargs *k, const conv_dims *d, const wg_plan *w, in
              false, part + g * d->og * d->kg, d->kg);
 }
 
-/* Chunks of the full size through oneDNN where it is declared (the tail
- * chunk, or every chunk without it, by im2col and OpenBLAS): which way a
- * chunk goes depends on the shapes only. */
-static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d, ct_status *st) {
-    if (!all_f32(k) || !ct_cpu_fast_paths_enabled() || d->n == 0 || !k->scratch) return false;
-    wg_plan w = wg_plan_of(d);
+/* Every chunk's partial gradient into part: chunks of the full size
+ * through oneDNN where it is declared (the tail chunk, or every chunk
+ * without it, by im2col and OpenBLAS), so which way a chunk goes depends on
+ * the shapes only. */
+static ct_status wg_chunks(const ct_kargs *k, const conv_dims *d, const wg_plan *w, float *part) {
     int64_t wn = d->o * d->kg;
-    float *part = k->scratch, *slots = part + w.chunks * wn;
+    float *slots = part + w->chunks * wn;
     ct_conv_shape s;
-    size_t dslot = 0;
-    bool dnnl = wg_onednn(k, d, &w, false, &s, &dslot);
-    char *dbase = (char *)k->scratch + wg_own_bytes(d, &w);
-    const float *x = k->in[0].data, *dy = k->in[1].data;
-    int nt = omp_get_max_threads() < w.slots ? omp_get_max_threads() : (int)w.slots;
+    size_t dslot = 0, es = k->in[0].dtype == CT_BF16 ? 2 : 4;
+    bool dnnl = wg_onednn(k, d, w, false, &s, &dslot);
+    char *dbase = (char *)k->scratch + wg_own_bytes(d, w);
+    const char *x = k->in[0].data, *dy = k->in[1].data;
+    int nt = omp_get_max_threads() < w->slots ? omp_get_max_threads() : (int)w->slots;
     ct_status bad = CT_OK;
 #pragma omp parallel num_threads(nt)
     {
@@ -450,35 +481,50 @@ static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d, ct_status *s
          * on any team. */
         omp_set_num_threads(1);
         int t = omp_get_thread_num();
-        float *slot = slots + t * wg_slot_floats(d, &w);
+        float *slot = slots + t * wg_slot_floats(d, w);
 #pragma omp for schedule(static)
-        for (int64_t ch = 0; ch < w.chunks; ch++) {
+        for (int64_t ch = 0; ch < w->chunks; ch++) {
             ct_status cs = CT_OK;
-            bool full = (ch + 1) * w.cs <= d->n;
+            bool full = (ch + 1) * w->cs <= d->n;
+            size_t xo = (size_t)(ch * w->cs * d->c * d->h * d->w) * es, yo = (size_t)(ch * w->cs * d->o * d->p) * es;
             if (!(dnnl && full &&
-                  ct_conv_onednn_wgrad_chunk(&s, t, x + ch * w.cs * d->c * d->h * d->w, dy + ch * w.cs * d->o * d->p,
-                                             part + ch * wn, dbase + (size_t)t * dslot, &cs)))
-                wg_chunk(k, d, &w, ch, slot, part + ch * wn);
+                  ct_conv_onednn_wgrad_chunk(&s, t, x + xo, dy + yo, part + ch * wn, dbase + (size_t)t * dslot, &cs)))
+                wg_chunk(k, d, w, ch, slot, part + ch * wn);
             if (cs != CT_OK) {
 #pragma omp critical(ct_conv_wg)
                 bad = cs;
             }
         }
     }
-    if (bad != CT_OK) {
-        *st = bad;
-        return true;
-    }
-    float *out = k->out.data;
+    return bad;
+}
+
+/* The partials summed in chunk order, in double, rounded once into the
+ * output's dtype (F32, or BF16 as the reference rounds: to float, then to
+ * BF16). */
+static void wg_sum(const conv_dims *d, const wg_plan *w, const float *part, const ct_tview *out) {
+    int64_t wn = d->o * d->kg;
     /* WG_SUM elements at a time, so each chunk's partials are read in runs */
-#pragma omp parallel for schedule(static) if (wn * w.chunks >= PAR_MIN)
+#pragma omp parallel for schedule(static) if (wn * w->chunks >= PAR_MIN)
     for (int64_t i0 = 0; i0 < wn; i0 += WG_SUM) {
         int64_t m = wn - i0 < WG_SUM ? wn - i0 : WG_SUM;
         double acc[WG_SUM] = {0};
-        for (int64_t ch = 0; ch < w.chunks; ch++)
+        for (int64_t ch = 0; ch < w->chunks; ch++)
             for (int64_t j = 0; j < m; j++) acc[j] += part[ch * wn + i0 + j];
-        for (int64_t j = 0; j < m; j++) out[i0 + j] = (float)acc[j];
+        if (out->dtype == CT_F32)
+            for (int64_t j = 0; j < m; j++) ((float *)out->data)[i0 + j] = (float)acc[j];
+        else
+            for (int64_t j = 0; j < m; j++) ct_st(out->data, out->dtype, i0 + j, acc[j]);
     }
+}
+
+static bool fast_grad_weight(const ct_kargs *k, const conv_dims *d, ct_status *st) {
+    int src, dst;
+    if (d->n == 0 || !k->scratch || !fast_dtypes(k, &src, &dst) || !fast_runs(src)) return false;
+    wg_plan w = wg_plan_of(d);
+    float *part = k->scratch;
+    *st = wg_chunks(k, d, &w, part);
+    if (*st == CT_OK) wg_sum(d, &w, part, &k->out);
     return true;
 }
 
