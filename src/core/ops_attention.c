@@ -2,10 +2,11 @@
  * (declared in ctrain/ops.h; the op is described in core/attention.h).
  *
  * One op forward and one internal op backward (ATTENTION_GRAD: one node
- * for all three gradients, or one per gradient wanted), as for the norms: composed from matmul, softmax
- * and a mask, attention keeps a [B, H, T, T] matrix per layer alive from
- * the forward pass to the backward; fused, a backend computes it tile by
- * tile (flash attention) and nothing of size T x T is ever stored. */
+ * for all three gradients, or one per gradient wanted), as for the norms:
+ * composed from matmul, softmax and a mask, attention keeps a [B, H, T, T]
+ * matrix per layer alive from the forward pass to the backward; fused, a
+ * backend computes it tile by tile (flash attention) and nothing of size
+ * T x T is ever stored. */
 #include <math.h>
 
 #include "core/attention.h"

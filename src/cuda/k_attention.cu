@@ -433,7 +433,7 @@ static ct_status k_attention(const ct_kargs *k) {
 
 static ct_status k_attention_grad(const ct_kargs *k) {
     const char *op = "attention_grad";
-    int which = k->attr ? k->attr->which : -1;
+    int which = k->attr ? k->attr->which : CT_ATTN_GRAD_Q; // no attributes: att_args_of says so
     if (which < CT_ATTN_GRAD_Q || which > CT_ATTN_GRAD_QKV)
         return ct_cuda_arg_error(CT_ERR_INTERNAL, op, "unknown gradient %d", which);
     ct_kargs part = *k; // QKV: checked as one [B, H, T, D] gradient, the output 3 of them
