@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "cpu/cpu_matmul.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_vmath.h"
 #include "ctrain/device.h"
@@ -88,11 +89,12 @@ const char *ct_cpu_features(void) {
     }
 #endif
     bool fast = ct_cpu_fast_paths_enabled();
-    snprintf(info, sizeof info, "%s; fast paths: %s; float math: %s%s; bf16 products: %s",
+    bool f32_dnnl = ct_cpu_dnnl_mm_get(16, 16, 16, false, false, CT_F32, CT_F32) != NULL;
+    snprintf(info, sizeof info, "%s; fast paths: %s; float math: %s%s; f32 products: %s; bf16 products: %s",
              units[0] ? units : "no vector extensions found",
              !fast ? "off (CTRAIN_CPU_REFERENCE)" : ct_cpu_has_avx2() ? "AVX2" : "SSE2",
              ct_cpu_float_math() ? "SLEEF " : "off", ct_cpu_float_math() ? ct_cpu_vmath_isa() : "",
-             ct_cpu_bf16_native() ? "oneDNN" : "widened to F32");
+             f32_dnnl ? "oneDNN (K < 2048), else BLAS" : "BLAS", ct_cpu_bf16_native() ? "oneDNN" : "widened to F32");
     return info;
 }
 
