@@ -154,7 +154,9 @@ void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t 
 /* Whether the AVX-512 kernel may run where the CPU has it (default true;
  * the tests compare it with the AVX2 one, which gives the same bits). */
 void ct_rnn_gemm_allow_avx512(bool on);
-/* The vectorised F32 updates (cpu_optim_fast.c): true when one ran. */
+/* The vectorised F32 updates, SGD, Adam and AdamW in float arithmetic with
+ * PyTorch's formulas (cpu_optim_fast.c): true when one ran. Not the
+ * reference's bits; the CUDA kernel's F32 updates compute the same. */
 bool ct_cpu_optim_fast(const ct_optim_args *a);
 /* The loss scaler's hooks (cpu_amp.c). */
 ct_status ct_cpu_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);
