@@ -98,7 +98,23 @@ static CT_ALWAYS_INLINE float row_lse(const float *x, int64_t c) {
     return m + logf1(row_sumexp(x, m, c, NULL));
 }
 
-float ct_cpu_row_lse_vf(const float *x, int64_t c) { return row_lse(x, c); }
+/* Cross-entropy's forward: rows' log-sum-exps, compiled with the AVX2
+ * clone too (the same bits: the lanes fix the order of the sums). */
+typedef struct lse_job {
+    const float *x;
+    float *lse;
+    int64_t c;
+} lse_job;
+
+static CT_ALWAYS_INLINE void lse_body(const lse_job *k, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) k->lse[r] = row_lse(k->x + r * k->c, k->c);
+}
+CT_RANGE_KERNEL(lse_worker, lse_body, lse_job)
+
+void ct_cpu_rows_lse_vf(const float *x, int64_t rows, int64_t c, float *lse) {
+    const lse_job k = {x, lse, c};
+    ct_par_ranges(rows, rows * c >= PAR_MIN ? 1 : INT64_MAX, lse_worker(), &k);
+}
 
 /* ---- softmax and log-softmax ------------------------------------------- */
 

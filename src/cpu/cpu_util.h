@@ -123,11 +123,12 @@ bool ct_cpu_fast_unary(const struct ct_ew_params *p, const ct_tview *x, const ct
 bool ct_cpu_fast_unary_grad(const struct ct_ew_params *p, const ct_tview *x, const ct_tview *dy, const ct_tview *o);
 /* Softmax, log-softmax (last axis, rows of len) and their gradients, and
  * cross-entropy's gradient, in float math (cpu_fast_softmax.c): true when
- * one ran. ct_cpu_row_lse_vf: log-sum-exp of a row of c > 0 floats. */
+ * one ran. ct_cpu_rows_lse_vf: the log-sum-exps of `rows` rows of c > 0
+ * floats, into lse[rows], threaded by rows. */
 bool ct_cpu_fast_softmax(const ct_tview *x, const ct_tview *o, int64_t rows, int64_t len, bool log_form);
 bool ct_cpu_fast_softmax_grad(const ct_tview *y, const ct_tview *dy, const ct_tview *o, int64_t rows, int64_t len,
                               bool log_form);
-float ct_cpu_row_lse_vf(const float *x, int64_t c);
+void ct_cpu_rows_lse_vf(const float *x, int64_t rows, int64_t c, float *lse);
 bool ct_cpu_fast_xent_grad(const ct_tview *lg, const int32_t *labels, const ct_tview *o, int64_t n, int64_t c,
                            double g, double on, double off);
 /* Layer norm's F32 paths (cpu_fast_norm.c): true when one ran. */
