@@ -20,6 +20,7 @@
 #include "core/attention.h"
 #include "core/rnn.h"
 #include "core/backend.h"
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "cpu/cpu_vmath.h"
 #include "ctrain/ops.h"
@@ -219,6 +220,16 @@ static inline bool cpc_float_math(int i) {
     case CT_OP_LAYER_NORM_GRAD: return c->attr.which != CT_NORM_GRAD_BIAS;
     default: return false;
     }
+}
+
+/* Whether case i is an optimizer update that the fast paths compute in
+ * float arithmetic (SGD, Adam and AdamW on F32, cpu_optim_fast.c): near the
+ * reference, not its bits (test_cpu_fast.c states how near); its bytes
+ * still do not depend on the number of threads. */
+static inline bool cpc_optim_float(int i) {
+    if (i < CPC_N_KERNELS || !ct_cpu_fast_paths_enabled()) return false;
+    const cpc_optim *c = &cpc_optims[i - CPC_N_KERNELS];
+    return c->dt == CT_F32 && (c->kind == CT_OPTIM_SGD || c->kind == CT_OPTIM_ADAM || c->kind == CT_OPTIM_ADAMW);
 }
 
 /* Whether case i has a fast path that sums in another order than the

@@ -5,7 +5,12 @@
  *
  * Tolerances: the updates are computed in double on both backends and
  * rounded once, so F32 agrees to rtol 1e-6 (sqrt and pow of CUDA's library
- * are within an ulp of glibc's in double) and F64 to 1e-13. A step the
+ * are within an ulp of glibc's in double) and F64 to 1e-13. F32 SGD, Adam
+ * and AdamW compute in float on both (src/cpu/cpu_optim_fast.c; sgd_f32 and
+ * adam_f32 in src/cuda/optim.cu), the same operations each rounded alike
+ * (no fused multiply-add on either side), so they agree to the bit unless
+ * a step scalar computed in double (pow) rounds to another float: rtol
+ * 1e-6 covers that too (one float ulp of a scalar is 6e-8 relative). A step the
  * scaler skips (found_inf set) must leave every buffer bit-identical. */
 #ifndef CTRAIN_TESTS_CUDA_PARITY_OPTIM_H
 #define CTRAIN_TESTS_CUDA_PARITY_OPTIM_H

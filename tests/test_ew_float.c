@@ -380,8 +380,10 @@ static void check_xent(int64_t rows, int64_t c, double smoothing, uint64_t seed)
     double ltol = 4 * EPS * fabs(lref[0]) + 2 * EPS * (worst_m + log((double)c) + (double)c / 16 + 8);
     cr_expect(close_to(lgot[0], lref[0], ltol), "cross_entropy [%lld x %lld]: got %a want %a", (long long)rows,
               (long long)c, (double)lgot[0], (double)lref[0]);
-    /* the gradient g (p - t): p = exp((x - m) - log(sum)), both differences
-     * rounded (|x - m| + log(c) eps), the sum's error (c / 16 + 8 eps) */
+    /* the gradient g (p - t): p = exp(x - m) / sum, the difference rounded
+     * (|x - m| eps), exp and the division, the sum's error (c / 16 + 8
+     * eps); the log(c) term is the bound's from when p was
+     * exp((x - m) - log(sum)), kept */
     float *gref = run(CT_OP_CROSS_ENTROPY_GRAD, &a, in, 3, sh, false, 1);
     float *ggot = run_threads(CT_OP_CROSS_ENTROPY_GRAD, &a, in, 3, sh, rows * c, "cross_entropy_grad");
     const double g = dloss / (double)rows;

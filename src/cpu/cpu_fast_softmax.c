@@ -98,7 +98,23 @@ static CT_ALWAYS_INLINE float row_lse(const float *x, int64_t c) {
     return m + logf1(row_sumexp(x, m, c, NULL));
 }
 
-float ct_cpu_row_lse_vf(const float *x, int64_t c) { return row_lse(x, c); }
+/* Cross-entropy's forward: rows' log-sum-exps, compiled with the AVX2
+ * clone too (the same bits: the lanes fix the order of the sums). */
+typedef struct lse_job {
+    const float *x;
+    float *lse;
+    int64_t c;
+} lse_job;
+
+static CT_ALWAYS_INLINE void lse_body(const lse_job *k, int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; r++) k->lse[r] = row_lse(k->x + r * k->c, k->c);
+}
+CT_RANGE_KERNEL(lse_worker, lse_body, lse_job)
+
+void ct_cpu_rows_lse_vf(const float *x, int64_t rows, int64_t c, float *lse) {
+    const lse_job k = {x, lse, c};
+    ct_par_ranges(rows, rows * c >= PAR_MIN ? 1 : INT64_MAX, lse_worker(), &k);
+}
 
 /* ---- softmax and log-softmax ------------------------------------------- */
 
@@ -189,26 +205,22 @@ typedef struct xg_job {
     float g, on, off; /* dloss / N, the target's weight on and off the label */
 } xg_job;
 
-/* Rows [lo, hi): g (softmax(x) - t), softmax as exp((x - m) - log(sum)),
- * as the CUDA kernel has it (not x - (m + log(sum)): rounding m + log(sum)
- * to float would cost half an ULP of the largest logit in every p). o may
- * be x. */
+/* Rows [lo, hi): g (softmax(x) - t), softmax as exp(x - m) / sum, as the
+ * softmax forward above and the CUDA kernel have it. The exps are stored
+ * in o by the pass that sums them (a row of logits stays in L1/L2), so the
+ * logits are read from memory once, o written once, and each element
+ * takes one exp, not the two of recomputing p = exp((x - m) - log(sum))
+ * (SLEEF's exp was half the gradient's time). o may be x. */
 static CT_ALWAYS_INLINE void xg_body(const xg_job *k, int64_t lo, int64_t hi) {
     const int64_t c = k->c;
-    float p[BLK];
+    const float g = k->g, on = k->on, off = k->off;
     for (int64_t r = lo; r < hi; r++) {
         const float *x = k->x + r * c;
         float *o = k->o + r * c;
-        const float m = row_max(x, c), ls = logf1(row_sumexp(x, m, c, NULL));
+        const float sum = row_sumexp(x, row_max(x, c), c, o);
         const int64_t at = k->y[r];
-        for (int64_t j0 = 0; j0 < c; j0 += BLK) {
-            const int64_t n = c - j0 < BLK ? c - j0 : BLK;
-            CT_SIMD_LOOP
-            for (int64_t j = 0; j < n; j++) p[j] = (x[j0 + j] - m) - ls;
-            ct_vexpf(p, p, n);
-            CT_SIMD_LOOP
-            for (int64_t j = 0; j < n; j++) o[j0 + j] = k->g * (p[j] - (j0 + j == at ? k->on : k->off));
-        }
+        CT_SIMD_LOOP
+        for (int64_t j = 0; j < c; j++) o[j] = g * (o[j] / sum - (j == at ? on : off));
     }
 }
 CT_RANGE_KERNEL(xg_worker, xg_body, xg_job)

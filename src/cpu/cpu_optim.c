@@ -185,7 +185,9 @@ static ct_status update(const ct_optim_args *a) {
     if ((need0 && !a->state0) || (need1 && !a->state1) || (need2 && !a->state2))
         return ct_error(CT_ERR_INTERNAL, "cpu optim_update: %s is missing a state buffer",
                         ct_optim_kind_name((ct_optim_kind)a->kind));
-    if (ct_cpu_optim_fast(a)) return CT_OK; /* the same bits, vectorised (cpu_optim_fast.c) */
+    /* F32 SGD, Adam and AdamW: vectorised, in float as PyTorch computes
+     * them (cpu_optim_fast.c) */
+    if (ct_cpu_optim_fast(a)) return CT_OK;
     switch (a->kind) {
     case CT_OPTIM_SGD: sgd(a); break;
     case CT_OPTIM_ADAGRAD: adagrad(a); break;

@@ -1,15 +1,41 @@
-/* Fast paths of the fused optimizer update for F32 buffers: SGD (with and
- * without momentum) and Adam/AdamW, the updates every default run takes.
+/* Fast paths of the fused optimizer update for F32 buffers: SGD (plain,
+ * momentum, Nesterov), Adam and AdamW, in float arithmetic with PyTorch's
+ * formulas.
  *
- * Each is the reference's per-element update of cpu_optim.c, same double
- * arithmetic in the same order, rewritten so the compiler vectorises it:
- * the per-element choice (decayed or not) becomes a select between the
- * same values the reference's branches compute; frozen elements, which
- * the reference skips, are skipped as whole runs; the loop-invariant
- * choices (momentum, Nesterov, the first step) are selects on constants or
- * separate loops. The rest (Adagrad, RMSprop, AMSGrad, maximize, F64) stays
- * on the reference loops.
- * tests/test_cpu_fast.c compares both, byte for byte.
+ * The reference (cpu_optim.c) computes every element in double. For Adam
+ * the square root and the division in double cost about six cycles an
+ * element, twice what memory needs, and SGD's conversions to and from
+ * double kept it under the copy bandwidth on two cores. PyTorch's
+ * optimizers (single-tensor, foreach, fused) compute in the parameter's
+ * dtype, float here, with their scalars computed in double (Python) and
+ * rounded to float once; these paths do the same, in the same structure:
+ *
+ *   gradient          g = -g (maximize); g + (float)wd * w (coupled L2)
+ *   SGD momentum      buf = g (first step), else buf * mu + (float)(1 - damp) * g
+ *                     g = g + mu * buf (Nesterov), else buf;  p = p - lr * g
+ *   decoupled decay   p = p * (float)(1 - lr * wd)
+ *   first moment      m = lerp(m, g, (float)(1 - b1))
+ *   second moment     v = v * (float)b2 + (float)(1 - b2) * g * g
+ *   AMSGrad           vmax = max(vmax, v), NaN propagating; v = vmax
+ *   denominator       d = sqrt(v) / (float)sqrt(1 - b2^t) + (float)eps
+ *   step              p = p - ((float)(lr / (1 - b1^t)) * m) / d
+ *
+ * and ctrain's own semantics around them: frozen elements untouched (runs
+ * of them skipped, eight flags at a time), the coupled penalties (L2, L1's
+ * l1 * sign(w)) and the decoupled decay only on elements flagged for decay,
+ * from the weight before the step. The per-element choices are selects and
+ * the loop invariants constants, so the compiler vectorises each loop
+ * (CT_RANGE_KERNEL: SSE2 and AVX2 clones). lerp is PyTorch's two-sided form
+ * (m + w * (g - m) for |w| < 0.5, else g + (w - 1) * (g - m)), its product
+ * and sum rounded apart where PyTorch's fused CPU kernel fuses them (a
+ * last-bit difference at most): no multiply-add anywhere
+ * (-ffp-contract=off), so both clones, every thread count and the CUDA
+ * kernel's F32 updates (src/cuda/optim.cu, the same operations with
+ * __f*_rn) give the same bits.
+ *
+ * They are not the reference's bits: tests/test_cpu_fast.c states the
+ * difference, over one step and over 300, and checks the bytes on 1, 2 and
+ * 3 threads. F64 buffers and CTRAIN_CPU_REFERENCE=1 keep the double loops.
  */
 #include <math.h>
 #include <string.h>
@@ -20,13 +46,29 @@
 
 #define PAR_MIN ((int64_t)1 << 15)
 
-typedef struct fast_optim {
-    float *p, *s0, *s1;
+/* How every algorithm first transforms the gradient (grad_f32). */
+typedef struct grad_f32c {
+    float wd, l1;
+    int32_t l2, l1on, maximize; /* 0 or 1 */
+} grad_f32c;
+
+typedef struct adam_f32 {
+    float *p, *s0, *s1, *s2;
     const float *g;
     const uint8_t *flags;
-    double lr, wd, l1, mu, damp, b1, b2, step_size, bc2_sqrt, shrink, eps;
-    bool l2, l1on, decoupled, first, nesterov;
-} fast_optim;
+    grad_f32c gc;
+    float shrink, lerp_w, b2, c2, step_size, bc2_sqrt, eps;
+    int32_t decoupled, lerp_lo; /* 0 or 1 */
+} adam_f32;
+
+typedef struct sgd_f32 {
+    float *p, *s0;
+    const float *g;
+    const uint8_t *flags;
+    grad_f32c gc;
+    float lr, mu, damp1; /* damp1: 1 - dampening */
+    int32_t first, nesterov;
+} sgd_f32;
 
 /* Next element at or after i (below hi) whose flags have (want) the frozen
  * bit: eight flags at a time through the long runs of one parameter. */
@@ -41,6 +83,97 @@ static CT_ALWAYS_INLINE int64_t next_frozen(const uint8_t *fl, int64_t i, int64_
     return i;
 }
 
+/* The decay flag as a 32-bit 0 or 1, the width of the floats it selects. */
+static CT_ALWAYS_INLINE int32_t decay_of(uint8_t f) { return (int32_t)f >> 1 & 1; }
+_Static_assert(CT_PFLAG_DECAY == 2, "decay_of() reads bit 1");
+
+/* The gradient as the algorithm sees it: negated when maximizing, then the
+ * coupled penalties (L2 unless decoupled, L1) on decayed elements, from the
+ * weight before the step: torch's grad.add(param, alpha=wd), in float. */
+static CT_ALWAYS_INLINE float grad_f32(const grad_f32c *k, int32_t decay, float w, float g) {
+    g = k->maximize ? -g : g;
+    g = (decay & k->l2) ? g + k->wd * w : g;
+    const float sign = (float)((w > 0) - (w < 0));
+    g = (decay & k->l1on) ? g + k->l1 * sign : g;
+    return g;
+}
+
+/* One element, up to the second moment (AMSGrad's maximum applied by the
+ * caller); returns the decayed weight, stores m and v. */
+#define ADAM_F32_MOMENTS(k, i, w, m, v)                                         \
+    const int32_t decay_ = decay_of(fl[i]);                                     \
+    float w = p[i];                                                             \
+    const float g_ = grad_f32(&(k)->gc, decay_, w, gr[i]);                           \
+    w = ((k)->decoupled & decay_) ? w * (k)->shrink : w;                        \
+    const float m0_ = s0[i];                                                    \
+    const float m = ((k)->lerp_lo ? m0_ : g_) + (k)->lerp_w * (g_ - m0_);       \
+    float v = s1[i] * (k)->b2 + (k)->c2 * g_ * g_;                              \
+    s0[i] = m;                                                                  \
+    s1[i] = v
+
+static CT_ALWAYS_INLINE float adam_f32_step(const adam_f32 *k, float w, float m, float v) {
+    const float denom = sqrtf(v) / k->bc2_sqrt + k->eps;
+    return w - k->step_size * m / denom;
+}
+
+static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi) {
+    float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1;
+    const float *restrict gr = k->g;
+    const uint8_t *restrict fl = k->flags;
+    const adam_f32 kk = *k; /* the constants in registers, not reloaded through k */
+    CT_SIMD_LOOP
+    for (int64_t i = lo; i < hi; i++) {
+        ADAM_F32_MOMENTS(&kk, i, w, m, v);
+        p[i] = adam_f32_step(&kk, w, m, v);
+    }
+}
+
+static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t hi) {
+    float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1, *restrict s2 = k->s2;
+    const float *restrict gr = k->g;
+    const uint8_t *restrict fl = k->flags;
+    const adam_f32 kk = *k;
+    CT_SIMD_LOOP
+    for (int64_t i = lo; i < hi; i++) {
+        ADAM_F32_MOMENTS(&kk, i, w, m, v);
+        /* torch.maximum: a NaN on either side is the result */
+        const float vmax = s2[i];
+        v = (v != v || v > vmax) ? v : vmax;
+        s2[i] = v;
+        p[i] = adam_f32_step(&kk, w, m, v);
+    }
+}
+
+static CT_ALWAYS_INLINE void sgd_run(const sgd_f32 *k, int64_t lo, int64_t hi) {
+    float *restrict p = k->p;
+    const float *restrict gr = k->g;
+    const uint8_t *restrict fl = k->flags;
+    const sgd_f32 kk = *k;
+    CT_SIMD_LOOP
+    for (int64_t i = lo; i < hi; i++) {
+        const float w = p[i];
+        p[i] = w - kk.lr * grad_f32(&kk.gc, decay_of(fl[i]), w, gr[i]);
+    }
+}
+
+/* torch's buf.mul_(mu).add_(g, alpha=1 - dampening), the buffer starting
+ * as the first gradient; Nesterov's g.add(buf, alpha=mu). */
+static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int64_t hi) {
+    float *restrict p = k->p, *restrict s0 = k->s0;
+    const float *restrict gr = k->g;
+    const uint8_t *restrict fl = k->flags;
+    const sgd_f32 kk = *k;
+    CT_SIMD_LOOP
+    for (int64_t i = lo; i < hi; i++) {
+        const float w = p[i];
+        float g = grad_f32(&kk.gc, decay_of(fl[i]), w, gr[i]);
+        const float buf = kk.first ? g : s0[i] * kk.mu + kk.damp1 * g;
+        s0[i] = buf;
+        g = kk.nesterov ? g + kk.mu * buf : buf;
+        p[i] = w - kk.lr * g;
+    }
+}
+
 /* Frozen elements keep every bit (the reference skips them), so the update
  * runs over the runs of unfrozen ones, with no per-element test of the
  * frozen flag left in the vectorised loop. */
@@ -52,122 +185,65 @@ static CT_ALWAYS_INLINE int64_t next_frozen(const uint8_t *fl, int64_t i, int64_
         a_ = b_;                                                           \
     }
 
-/* The loop invariants of effective_grad(), loaded once into registers. */
-typedef struct grad_consts {
-    double wd, l1;
-    int64_t l2, l1on; /* 0 or 1 */
-} grad_consts;
-
-static CT_ALWAYS_INLINE grad_consts grad_consts_of(const fast_optim *k) {
-    return (grad_consts){k->wd, k->l1, k->l2, k->l1on};
-}
-
-/* effective_grad() of cpu_optim.c as selects: the same additions, made or
- * not, in the same order (bitwise &, not &&: no branch in the loop).
- * Maximizing (rare) is left to the reference loops. */
-static CT_ALWAYS_INLINE double fast_grad(grad_consts c, int64_t decay, double w, double g) {
-    g = (decay & c.l2) ? g + c.wd * w : g;
-    const double sign = (double)((w > 0) - (w < 0));
-    g = (decay & c.l1on) ? g + c.l1 * sign : g;
-    return g;
-}
-
-/* The decay flag as a 64-bit 0 or 1: the selects it drives pick between
- * doubles, and a mask of the doubles' width is what the vector units
- * blend with. */
-static CT_ALWAYS_INLINE int64_t decay_of(uint8_t f) { return (int64_t)f >> 1 & 1; }
-_Static_assert(CT_PFLAG_DECAY == 2, "decay_of() reads bit 1");
-
-static CT_ALWAYS_INLINE void sgd_run(const fast_optim *k, int64_t lo, int64_t hi) {
-    float *restrict p = k->p;
-    const float *restrict gr = k->g;
-    const uint8_t *restrict fl = k->flags;
-    const grad_consts gc = grad_consts_of(k);
-    const double lr = k->lr;
-    CT_SIMD_LOOP
-    for (int64_t i = lo; i < hi; i++) {
-        const double w = p[i];
-        const double g = fast_grad(gc, decay_of(fl[i]), w, gr[i]);
-        p[i] = (float)(w - lr * g);
-    }
-}
-static CT_ALWAYS_INLINE void sgd_body(const fast_optim *k, int64_t lo, int64_t hi) {
-    FOR_UNFROZEN_RUNS(k, lo, hi, sgd_run);
-}
-CT_RANGE_KERNEL(sgd_worker, sgd_body, fast_optim)
-
-static CT_ALWAYS_INLINE void sgd_momentum_run(const fast_optim *k, int64_t lo, int64_t hi) {
-    float *restrict p = k->p, *restrict s0 = k->s0;
-    const float *restrict gr = k->g;
-    const uint8_t *restrict fl = k->flags;
-    const grad_consts gc = grad_consts_of(k);
-    const double lr = k->lr, mu = k->mu, damp = k->damp;
-    const bool first = k->first, nesterov = k->nesterov;
-    CT_SIMD_LOOP
-    for (int64_t i = lo; i < hi; i++) {
-        const double w = p[i];
-        double g = fast_grad(gc, decay_of(fl[i]), w, gr[i]);
-        const double buf = first ? g : mu * (double)s0[i] + (1 - damp) * g;
-        s0[i] = (float)buf;
-        g = nesterov ? g + mu * buf : buf;
-        p[i] = (float)(w - lr * g);
-    }
-}
-static CT_ALWAYS_INLINE void sgd_momentum_body(const fast_optim *k, int64_t lo, int64_t hi) {
-    FOR_UNFROZEN_RUNS(k, lo, hi, sgd_momentum_run);
-}
-CT_RANGE_KERNEL(sgd_momentum_worker, sgd_momentum_body, fast_optim)
-
-static CT_ALWAYS_INLINE void adam_run(const fast_optim *k, int64_t lo, int64_t hi) {
-    float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1;
-    const float *restrict gr = k->g;
-    const uint8_t *restrict fl = k->flags;
-    const grad_consts gc = grad_consts_of(k);
-    const double b1 = k->b1, b2 = k->b2, step_size = k->step_size, bc2_sqrt = k->bc2_sqrt;
-    const double shrink = k->shrink, eps = k->eps;
-    const int64_t decoupled = k->decoupled;
-    CT_SIMD_LOOP
-    for (int64_t i = lo; i < hi; i++) {
-        const int64_t decay = decay_of(fl[i]);
-        double w = p[i];
-        const double g = fast_grad(gc, decay, w, gr[i]);
-        w = (decoupled & decay) ? w * shrink : w;
-        const double m = b1 * (double)s0[i] + (1 - b1) * g;
-        const double v = b2 * (double)s1[i] + (1 - b2) * g * g;
-        s0[i] = (float)m;
-        s1[i] = (float)v;
-        p[i] = (float)(w - step_size * (m / (sqrt(v) / bc2_sqrt + eps)));
-    }
-}
-static CT_ALWAYS_INLINE void adam_body(const fast_optim *k, int64_t lo, int64_t hi) {
+static CT_ALWAYS_INLINE void adam_body(const adam_f32 *k, int64_t lo, int64_t hi) {
     FOR_UNFROZEN_RUNS(k, lo, hi, adam_run);
 }
-CT_RANGE_KERNEL(adam_worker, adam_body, fast_optim)
+static CT_ALWAYS_INLINE void amsgrad_body(const adam_f32 *k, int64_t lo, int64_t hi) {
+    FOR_UNFROZEN_RUNS(k, lo, hi, amsgrad_run);
+}
+static CT_ALWAYS_INLINE void sgd_body(const sgd_f32 *k, int64_t lo, int64_t hi) {
+    FOR_UNFROZEN_RUNS(k, lo, hi, sgd_run);
+}
+static CT_ALWAYS_INLINE void sgd_momentum_body(const sgd_f32 *k, int64_t lo, int64_t hi) {
+    FOR_UNFROZEN_RUNS(k, lo, hi, sgd_momentum_run);
+}
+CT_RANGE_KERNEL(adam_f32_worker, adam_body, adam_f32)
+CT_RANGE_KERNEL(sgd_f32_worker, sgd_body, sgd_f32)
+CT_RANGE_KERNEL(sgd_momentum_f32_worker, sgd_momentum_body, sgd_f32)
+CT_RANGE_KERNEL(amsgrad_f32_worker, amsgrad_body, adam_f32)
 
-/* Runs the update when a fast path covers it (F32; SGD, Adam or AdamW
- * without AMSGrad; not maximizing) and returns true; false leaves it to the reference. The
- * caller has checked the arguments and found the state buffers it needs. */
-bool ct_cpu_optim_fast(const ct_optim_args *a) {
-    if (a->dtype != CT_F32 || a->maximize || !ct_cpu_fast_paths_enabled()) return false;
-    const bool adam = a->kind == CT_OPTIM_ADAM || a->kind == CT_OPTIM_ADAMW;
-    if (!(a->kind == CT_OPTIM_SGD || (adam && !a->amsgrad))) return false;
-    fast_optim k = {
-        .p = a->params, .s0 = a->state0, .s1 = a->state1, .g = a->grads, .flags = a->flags,
-        .lr = a->lr, .wd = a->weight_decay, .l1 = a->l1, .mu = a->momentum, .damp = a->dampening,
-        .b1 = a->beta1, .b2 = a->beta2, .eps = a->eps,
-        .l2 = a->weight_decay != 0 && !a->decoupled, .l1on = a->l1 != 0,
-        .decoupled = a->decoupled, .first = a->t == 1, .nesterov = a->nesterov,
+static grad_f32c grad_consts(const ct_optim_args *a) {
+    return (grad_f32c){.wd = (float)a->weight_decay, .l1 = (float)a->l1,
+                       .l2 = a->weight_decay != 0 && !a->decoupled, .l1on = a->l1 != 0, .maximize = a->maximize};
+}
+
+static void sgd(const ct_optim_args *a) {
+    sgd_f32 k = {.p = a->params, .s0 = a->state0, .g = a->grads, .flags = a->flags, .gc = grad_consts(a),
+                 .lr = (float)a->lr, .mu = (float)a->momentum, .damp1 = (float)(1 - a->dampening),
+                 .first = a->t == 1, .nesterov = a->nesterov};
+    ct_par_ranges((int64_t)a->n, PAR_MIN, a->momentum != 0 ? sgd_momentum_f32_worker() : sgd_f32_worker(), &k);
+}
+
+static void adam(const ct_optim_args *a) {
+    /* The scalars in double, as PyTorch computes them in Python (the
+     * reference's formulas in cpu_optim.c), each rounded to float once;
+     * lerp's 1 - weight in float, as torch.lerp takes it. */
+    const float w1 = (float)(1 - a->beta1);
+    const bool lo = fabsf(w1) < 0.5f;
+    adam_f32 k = {
+        .p = a->params, .s0 = a->state0, .s1 = a->state1, .s2 = a->state2, .g = a->grads, .flags = a->flags,
+        .gc = grad_consts(a),
+        .shrink = (float)(1 - a->lr * a->weight_decay),
+        .lerp_lo = lo, .lerp_w = lo ? w1 : w1 - 1.0f,
+        .b2 = (float)a->beta2, .c2 = (float)(1 - a->beta2),
+        .step_size = (float)(a->lr / (1 - pow(a->beta1, (double)a->t))),
+        .bc2_sqrt = (float)sqrt(1 - pow(a->beta2, (double)a->t)),
+        .eps = (float)a->eps,
+        .decoupled = a->decoupled,
     };
-    ct_range_fn fn;
-    if (adam) {
-        /* the constants exactly as adam() in cpu_optim.c computes them */
-        k.step_size = a->lr / (1 - pow(a->beta1, (double)a->t));
-        k.bc2_sqrt = sqrt(1 - pow(a->beta2, (double)a->t));
-        k.shrink = 1 - a->lr * a->weight_decay;
-        fn = adam_worker();
-    } else {
-        fn = a->momentum != 0 ? sgd_momentum_worker() : sgd_worker();
+    ct_par_ranges((int64_t)a->n, PAR_MIN, a->amsgrad ? amsgrad_f32_worker() : adam_f32_worker(), &k);
+}
+
+/* Runs the update when a fast path covers it (F32 buffers: SGD, Adam,
+ * AdamW, every option) and returns true; false leaves it to the reference
+ * (Adagrad, RMSprop, F64, CTRAIN_CPU_REFERENCE=1). The caller has checked
+ * the arguments and found the state buffers it needs. */
+bool ct_cpu_optim_fast(const ct_optim_args *a) {
+    if (a->dtype != CT_F32 || !ct_cpu_fast_paths_enabled()) return false;
+    switch (a->kind) {
+    case CT_OPTIM_SGD: sgd(a); return true;
+    case CT_OPTIM_ADAM:
+    case CT_OPTIM_ADAMW: adam(a); return true;
+    default: return false;
     }
-    ct_par_ranges((int64_t)a->n, PAR_MIN, fn, &k);
-    return true;
 }

@@ -123,11 +123,12 @@ bool ct_cpu_fast_unary(const struct ct_ew_params *p, const ct_tview *x, const ct
 bool ct_cpu_fast_unary_grad(const struct ct_ew_params *p, const ct_tview *x, const ct_tview *dy, const ct_tview *o);
 /* Softmax, log-softmax (last axis, rows of len) and their gradients, and
  * cross-entropy's gradient, in float math (cpu_fast_softmax.c): true when
- * one ran. ct_cpu_row_lse_vf: log-sum-exp of a row of c > 0 floats. */
+ * one ran. ct_cpu_rows_lse_vf: the log-sum-exps of `rows` rows of c > 0
+ * floats, into lse[rows], threaded by rows. */
 bool ct_cpu_fast_softmax(const ct_tview *x, const ct_tview *o, int64_t rows, int64_t len, bool log_form);
 bool ct_cpu_fast_softmax_grad(const ct_tview *y, const ct_tview *dy, const ct_tview *o, int64_t rows, int64_t len,
                               bool log_form);
-float ct_cpu_row_lse_vf(const float *x, int64_t c);
+void ct_cpu_rows_lse_vf(const float *x, int64_t rows, int64_t c, float *lse);
 bool ct_cpu_fast_xent_grad(const ct_tview *lg, const int32_t *labels, const ct_tview *o, int64_t n, int64_t c,
                            double g, double on, double off);
 /* Layer norm's F32 paths (cpu_fast_norm.c): true when one ran. */
@@ -154,7 +155,9 @@ void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t 
 /* Whether the AVX-512 kernel may run where the CPU has it (default true;
  * the tests compare it with the AVX2 one, which gives the same bits). */
 void ct_rnn_gemm_allow_avx512(bool on);
-/* The vectorised F32 updates (cpu_optim_fast.c): true when one ran. */
+/* The vectorised F32 updates, SGD, Adam and AdamW in float arithmetic with
+ * PyTorch's formulas (cpu_optim_fast.c): true when one ran. Not the
+ * reference's bits; the CUDA kernel's F32 updates compute the same. */
 bool ct_cpu_optim_fast(const ct_optim_args *a);
 /* The loss scaler's hooks (cpu_amp.c). */
 ct_status ct_cpu_amp_unscale(void *g, ct_dtype dtype, size_t n, ct_amp_state *st);

@@ -257,14 +257,9 @@ static double row_lse_f32(const float *x, int64_t c) {
     return m + log(sum);
 }
 
-/* The loss of row i (label y, smoothing eps). */
-static double ce_row_loss(const ct_tview *lg, int32_t y, int64_t i, int64_t c, double eps) {
-    int64_t off = i * c;
-    const float *xf = (const float *)lg->data + off;
-    double lse = lg->dtype != CT_F32         ? row_lse(lg->data, lg->dtype, off, c)
-                 : ct_cpu_float_math()       ? (double)ct_cpu_row_lse_vf(xf, c) /* cpu_fast_softmax.c */
-                 : ct_cpu_fast_paths_enabled() ? row_lse_f32(xf, c)
-                                             : row_lse(lg->data, lg->dtype, off, c);
+/* The loss of the row at off (label y, smoothing eps) from its
+ * log-sum-exp. */
+static double ce_loss_lse(const ct_tview *lg, int32_t y, int64_t off, int64_t c, double eps, double lse) {
     double loss = -(1.0 - eps) * (ct_ld(lg->data, lg->dtype, off + y) - lse);
     if (eps != 0.0) {
         double sum_logp = 0.0;
@@ -274,6 +269,14 @@ static double ce_row_loss(const ct_tview *lg, int32_t y, int64_t i, int64_t c, d
     return loss;
 }
 
+/* The loss of row i, its log-sum-exp in double. */
+static double ce_row_loss(const ct_tview *lg, int32_t y, int64_t i, int64_t c, double eps) {
+    int64_t off = i * c;
+    double lse = lg->dtype == CT_F32 && ct_cpu_fast_paths_enabled() ? row_lse_f32((const float *)lg->data + off, c)
+                                                                     : row_lse(lg->data, lg->dtype, off, c);
+    return ce_loss_lse(lg, y, off, c, eps, lse);
+}
+
 static ct_status k_cross_entropy(const ct_kargs *k) {
     int64_t n, c;
     ct_status s = ce_check("cross_entropy", k, &n, &c);
@@ -281,13 +284,21 @@ static ct_status k_cross_entropy(const ct_kargs *k) {
     const ct_tview *lg = &k->in[0];
     const int32_t *y = k->in[1].data;
     double eps = k->attr->alpha, total = 0.0;
+    /* F32 with float math: a block's log-sum-exps in float first, threaded
+     * by rows (cpu_fast_softmax.c); what is left of a row's loss is O(1)
+     * without smoothing. */
+    const bool vf = lg->dtype == CT_F32 && c > 0 && ct_cpu_float_math();
     /* Rows' losses are computed in parallel, a block at a time, then added
      * to the total in row order: the sum is the serial one, bit for bit. */
     double part[CE_BLOCK];
+    float lse[CE_BLOCK];
     for (int64_t r0 = 0; r0 < n; r0 += CE_BLOCK) {
         int64_t nr = n - r0 < CE_BLOCK ? n - r0 : CE_BLOCK;
-#pragma omp parallel for schedule(static) if (nr * c >= PAR_MIN_EXP)
-        for (int64_t r = 0; r < nr; r++) part[r] = ce_row_loss(lg, y[r0 + r], r0 + r, c, eps);
+        if (vf) ct_cpu_rows_lse_vf((const float *)lg->data + r0 * c, nr, c, lse);
+#pragma omp parallel for schedule(static) if (nr * c >= PAR_MIN_EXP && (!vf || eps != 0.0))
+        for (int64_t r = 0; r < nr; r++)
+            part[r] = vf ? ce_loss_lse(lg, y[r0 + r], (r0 + r) * c, c, eps, lse[r])
+                         : ce_row_loss(lg, y[r0 + r], r0 + r, c, eps);
         for (int64_t r = 0; r < nr; r++) total += part[r];
     }
     /* An empty batch gives NaN, as PyTorch's mean reduction does. */

@@ -64,14 +64,14 @@ __global__ void ce_grad_rows(const void *x, int xdt, const int32_t *y, const voi
             for (int64_t j = threadIdx.x; j < c; j += blockDim.x) ct_st<C>(out, odt, off + j, (C)NAN);
             continue; // uniform across the block: no barrier is skipped by part of it
         }
-        // (x - m) - log(sum), not x - (m + log(sum)): rounding m + log(sum)
-        // to float costs half an ulp of the largest logit in every p (2.4e-7
-        // relative for logits in [4, 8)), which the CPU's double does not.
+        // p = exp(x - m) / sum, as the CPU's float path (cpu_fast_softmax.c)
+        // and the softmax kernels; not exp(x - (m + log(sum))): rounding
+        // m + log(sum) to float costs half an ulp of the largest logit in
+        // every p (2.4e-7 relative for logits in [4, 8)).
         C m, sum;
         ct_block_max_sumexp<C>(x, xdt, off, c, sh, &m, &sum);
-        C log_sum = log(sum);
         for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
-            C p = exp((ct_ld<C>(x, xdt, off + j) - m) - log_sum);
+            C p = exp(ct_ld<C>(x, xdt, off + j) - m) / sum;
             ct_st<C>(out, odt, off + j, g * (p - (j == label ? on_t : off_t)));
         }
     }

@@ -6,7 +6,10 @@
 // Each is one elementwise pass over the flat buffers, computed in double
 // and rounded once into the buffer's dtype, exactly as src/cpu/cpu_optim.c
 // does, so an optimizer step on the GPU matches the CPU to the rounding of
-// the last store. The per-step scalars (bias corrections, decayed learning
+// the last store. The exception is SGD, Adam and AdamW over F32 buffers,
+// which compute in float as PyTorch does and as the CPU's fast path does
+// (sgd_f32 and adam_f32 below, src/cpu/cpu_optim_fast.c): the same
+// operations, each rounded alike, so again the same bits. The per-step scalars (bias corrections, decayed learning
 // rate) are computed once, in double, with the CPU's formulas: on the host
 // for a plain step; on the device for a step gated by the loss scaler,
 // because the step they use, t - skipped, is only known there (the scaler's
@@ -35,6 +38,9 @@ struct optim_k {
     bool nesterov, amsgrad, centered, decoupled, maximize;
     double lr, mu, damp, b1, b2, eps, alpha, wd, l1, lr_decay;
     double shrink;
+    // the F32 updates' loop invariants rounded to float once (cpu_optim_fast.c)
+    float f_wd, f_l1, f_mu, f_damp1, f_lerp_w, f_b2, f_c2, f_eps;
+    bool f_lerp_lo;
     int64_t t;               // attempted steps, this one included
     step_k at_t;             // for step t (no scaler, no dev)
     const ct_amp_state *amp; // NULL, or the scaler's state (device memory)
@@ -64,6 +70,60 @@ __device__ __forceinline__ double effective_grad(const optim_k &a, uint8_t f, do
         if (a.l1 != 0) g += a.l1 * sign_of(w);
     }
     return g;
+}
+
+// SGD, Adam and AdamW over F32 buffers in float: src/cpu/cpu_optim_fast.c
+// operation for operation (PyTorch's formulas; the step's scalars computed
+// in double, then rounded to float once), each product, quotient, sum and
+// root rounded on its own with the __f*_rn intrinsics (no fused
+// multiply-add, IEEE division and square root), so the GPU's bits are the
+// CPU's.
+
+// The gradient as the algorithms see it: negated when maximizing, the
+// coupled penalties on decayed elements, from the weight before the step.
+__device__ __forceinline__ float grad_f32(const optim_k &a, uint8_t f, float w, float g) {
+    if (a.maximize) g = -g;
+    if (f & CT_PFLAG_DECAY) {
+        if (a.wd != 0 && !a.decoupled) g = __fadd_rn(g, __fmul_rn(a.f_wd, w));
+        if (a.l1 != 0) g = __fadd_rn(g, __fmul_rn(a.f_l1, (float)((w > 0) - (w < 0))));
+    }
+    return g;
+}
+
+// torch's buf.mul_(mu).add_(g, alpha=1 - dampening), the buffer starting as
+// the first gradient; Nesterov's g.add(buf, alpha=mu); p.add_(g, alpha=-lr).
+__device__ __forceinline__ void sgd_f32(const optim_k &a, const step_k &sc, double lr, uint8_t f, int64_t i) {
+    float *pw = (float *)a.w;
+    const float w = pw[i];
+    float g = grad_f32(a, f, w, ((const float *)a.g)[i]);
+    if (a.mu != 0) {
+        float *pb = (float *)a.s0;
+        const float buf = sc.first ? g : __fadd_rn(__fmul_rn(pb[i], a.f_mu), __fmul_rn(a.f_damp1, g));
+        pb[i] = buf;
+        g = a.nesterov ? __fadd_rn(g, __fmul_rn(a.f_mu, buf)) : buf;
+    }
+    pw[i] = __fsub_rn(w, __fmul_rn((float)lr, g));
+}
+
+__device__ __forceinline__ void adam_f32(const optim_k &a, const step_k &sc, double shrink, uint8_t f, int64_t i) {
+    float *pw = (float *)a.w, *pm = (float *)a.s0, *pv = (float *)a.s1;
+    float w = pw[i];
+    const float g = grad_f32(a, f, w, ((const float *)a.g)[i]);
+    if (a.decoupled && (f & CT_PFLAG_DECAY)) w = __fmul_rn(w, (float)shrink);
+    const float m0 = pm[i];
+    // torch.lerp(m, g, 1 - b1), its two-sided form
+    const float m = __fadd_rn(a.f_lerp_lo ? m0 : g, __fmul_rn(a.f_lerp_w, __fsub_rn(g, m0)));
+    float v = __fadd_rn(__fmul_rn(pv[i], a.f_b2), __fmul_rn(__fmul_rn(a.f_c2, g), g));
+    pm[i] = m;
+    pv[i] = v;
+    if (a.amsgrad) {
+        float *pmax = (float *)a.s2;
+        const float vmax = pmax[i];
+        v = (v != v || v > vmax) ? v : vmax; // torch.maximum: NaN propagates
+        pmax[i] = v;
+    }
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(v), (float)sc.bc2_sqrt), a.f_eps);
+    pw[i] = __fsub_rn(w, __fdiv_rn(__fmul_rn((float)sc.step_size, m), denom));
 }
 
 __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
@@ -101,6 +161,14 @@ __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
         uint8_t f = a.flags[i];
         if (f & CT_PFLAG_FROZEN) continue;
         int dt = a.dt;
+        if (dt == CT_F32 && a.kind == CT_OPTIM_SGD) {
+            sgd_f32(a, sc, lr, f, i);
+            continue;
+        }
+        if (dt == CT_F32 && (a.kind == CT_OPTIM_ADAM || a.kind == CT_OPTIM_ADAMW)) {
+            adam_f32(a, sc, shrink, f, i);
+            continue;
+        }
         double w = ct_ld<double>(a.w, dt, i);
         double g = effective_grad(a, f, w, ct_ld<double>(a.g, dt, i));
         switch (a.kind) {
@@ -203,6 +271,13 @@ ct_status ct_cuda_optim_update(const ct_optim_args *a) {
     k.lr = a->lr, k.mu = a->momentum, k.damp = a->dampening, k.b1 = a->beta1, k.b2 = a->beta2, k.eps = a->eps;
     k.alpha = a->alpha, k.wd = a->weight_decay, k.l1 = a->l1, k.lr_decay = a->lr_decay;
     k.shrink = 1 - a->lr * a->weight_decay;
+    // lerp's weight and 1 - weight in float, as torch.lerp takes them
+    const float w1 = (float)(1 - a->beta1);
+    k.f_lerp_lo = fabsf(w1) < 0.5f;
+    k.f_lerp_w = k.f_lerp_lo ? w1 : w1 - 1.0f;
+    k.f_wd = (float)a->weight_decay, k.f_l1 = (float)a->l1, k.f_eps = (float)a->eps;
+    k.f_b2 = (float)a->beta2, k.f_c2 = (float)(1 - a->beta2);
+    k.f_mu = (float)a->momentum, k.f_damp1 = (float)(1 - a->dampening);
     k.t = a->t;
     k.amp = a->amp;
     k.dev = a->dev;
