@@ -31,38 +31,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/conv_geom.h"
-#include "cpu/conv_onednn.h"
-#include "cpu/cpu_simd.h"
-#include "cpu/cpu_util.h"
 #include "ctrain/device.h"
-
-static ct_kernel_fn table[CT_OP_COUNT];
-
-static void setup(void) {
-    memset(table, 0, sizeof table);
-    ct_cpu_register_conv(table);
-}
-
-static void teardown(void) {
-    ct_cpu_set_fast_paths(true);
-    omp_set_num_threads(omp_get_num_procs());
-}
+#include "conv_fixture.h"
 
 TestSuite(conv_bf16, .init = setup, .fini = teardown, .timeout = 300);
 
-#define S4(a, b, c, d) ((ct_shape){4, {a, b, c, d}})
-#define WIN(kh, kw, sh, sw, ph, pw, dh, dw, g) {{kh, kw}, {sh, sw}, {ph, pw}, {dh, dw}, g}
-
-typedef struct bcase {
-    const char *name;
-    ct_shape x; /* [N, C, H, W] */
-    int64_t o;  /* output channels */
-    ct_window2d win;
-    bool bias;
-} bcase;
-
-static const bcase cases[] = {
+static const conv_case cases[] = {
     {"cnn-mnist conv1", S4(9, 1, 28, 28), 32, WIN(5, 5, 1, 1, 0, 0, 1, 1, 1), true},
     {"cnn-mnist conv2", S4(21, 32, 12, 12), 64, WIN(5, 5, 1, 1, 0, 0, 1, 1, 1), true},
     {"3x3 pad 1", S4(3, 16, 9, 9), 32, WIN(3, 3, 1, 1, 1, 1, 1, 1, 1), true},
@@ -82,23 +56,7 @@ static const bcase cases[] = {
 enum { FWD_MIXED, FWD_BF16, GRAD_INPUT, GRAD_WEIGHT, N_OPS };
 static const char *op_names[] = {"mixed forward", "bf16 forward", "input gradient", "weight gradient"};
 
-static int64_t numel(ct_shape s) {
-    int64_t n = 1;
-    for (int d = 0; d < s.ndim; d++) n *= s.dim[d];
-    return n;
-}
 
-/* n values in +-[0.05, 1) rounded to BF16, as floats (state advanced). */
-static float *random_bf16_values(int64_t n, uint64_t *st) {
-    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    cr_assert_not_null(p);
-    for (int64_t i = 0; i < n; i++) {
-        *st = *st * 6364136223846793005ull + 1442695040888963407ull;
-        double u = (double)(*st >> 11) * 0x1p-53;
-        p[i] = ct_bf16_to_f32(ct_f32_to_bf16((float)((0.05 + 0.95 * u) * ((*st >> 7) & 1 ? 1.0 : -1.0))));
-    }
-    return p;
-}
 
 /* A copy of n floats in dtype dt (BF16, F16 or F32; absolute values when abs). */
 static void *as_dtype(const float *p, int64_t n, ct_dtype dt, bool abs) {
@@ -109,30 +67,8 @@ static void *as_dtype(const float *p, int64_t n, ct_dtype dt, bool abs) {
     return q;
 }
 
-typedef struct problem {
-    const bcase *c;
-    ct_attrs attr;
-    ct_shape xs, ws, ys, bs;
-    float *x, *w, *b, *dy; /* BF16 values */
-} problem;
 
-static problem make_problem(const bcase *c, uint64_t seed) {
-    problem p = {.c = c, .xs = c->x};
-    p.attr.win = c->win;
-    p.attr.has_bias = c->bias;
-    int64_t oh = ct_window_out(c->x.dim[2], c->win.kernel[0], c->win.stride[0], c->win.pad[0], c->win.dilation[0]);
-    int64_t ow = ct_window_out(c->x.dim[3], c->win.kernel[1], c->win.stride[1], c->win.pad[1], c->win.dilation[1]);
-    p.ws = S4(c->o, c->x.dim[1] / c->win.groups, c->win.kernel[0], c->win.kernel[1]);
-    p.ys = S4(c->x.dim[0], c->o, oh, ow);
-    p.bs = (ct_shape){1, {c->o}};
-    p.x = random_bf16_values(numel(p.xs), &seed);
-    p.w = random_bf16_values(numel(p.ws), &seed);
-    p.b = random_bf16_values(c->o, &seed);
-    p.dy = random_bf16_values(numel(p.ys), &seed);
-    return p;
-}
 
-static void free_problem(problem *p) { free(p->x), free(p->w), free(p->b), free(p->dy); }
 
 static ct_shape out_shape(const problem *p, int op) {
     return op == GRAD_INPUT ? p->xs : op == GRAD_WEIGHT ? p->ws : p->ys;
@@ -232,7 +168,7 @@ static void check_op(const problem *p, int op) {
 static void check_all(int op, uint64_t seed) {
     worst_ratio = 0.0, bf16_differ = bf16_total = 0;
     for (int i = 0; i < N_CASES; i++) {
-        problem p = make_problem(&cases[i], seed + (uint64_t)i);
+        problem p = make_problem(&cases[i], seed + (uint64_t)i, true);
         check_op(&p, op);
         free_problem(&p);
     }
@@ -253,7 +189,7 @@ Test(conv_bf16, weight_gradient_matches_reference_and_thread_counts) { check_all
 Test(conv_bf16, f16_stays_on_the_reference) {
     for (int i = 0; i < N_CASES; i += 3)
         for (int op = 0; op < N_OPS; op++) {
-            problem p = make_problem(&cases[i], 500 + (uint64_t)i);
+            problem p = make_problem(&cases[i], 500 + (uint64_t)i, true);
             int64_t n = numel(out_shape(&p, op));
             ct_dtype out = op == FWD_MIXED ? CT_F32 : CT_F16;
             ct_cpu_set_fast_paths(false);
@@ -273,7 +209,7 @@ Test(conv_bf16, f16_stays_on_the_reference) {
 Test(conv_bf16, scratch_from_a_compile_with_fast_paths_off_suffices) {
     for (int i = 0; i < 2; i++)
         for (int op = 0; op < N_OPS; op++) {
-            problem p = make_problem(&cases[i], 600 + (uint64_t)i);
+            problem p = make_problem(&cases[i], 600 + (uint64_t)i, true);
             ct_dtype out = op == FWD_MIXED ? CT_F32 : CT_BF16;
             int64_t n = numel(out_shape(&p, op));
             float *want = run_op(&p, op, CT_BF16, out, false);
@@ -293,7 +229,7 @@ Test(conv_bf16, onednn_takes_the_cnn_shapes) {
     const char *names[] = {"mixed forward", "bf16 forward", "weight gradient chunk", "input gradient"};
     for (int i = 0; i < 2; i++)
         for (int op = 0; op < 3 + i; op++) { /* conv1's input gradient is the reference's (C = 1), as in F32 */
-            const bcase *c = &cases[i];
+            const conv_case *c = &cases[i];
             ct_conv_shape s;
             memset(&s, 0, sizeof s);
             s.op = op == 3 ? CT_OP_CONV2D_GRAD_INPUT : op == 2 ? CT_OP_CONV2D_GRAD_WEIGHT : CT_OP_CONV2D;

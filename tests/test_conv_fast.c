@@ -23,37 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/conv_geom.h"
-#include "cpu/conv_onednn.h"
-#include "cpu/cpu_simd.h"
-#include "cpu/cpu_util.h"
-
-static ct_kernel_fn table[CT_OP_COUNT];
-
-static void setup(void) {
-    memset(table, 0, sizeof table);
-    ct_cpu_register_conv(table);
-}
-
-static void teardown(void) {
-    ct_cpu_set_fast_paths(true);
-    omp_set_num_threads(omp_get_num_procs());
-}
+#include "conv_fixture.h"
 
 TestSuite(conv_fast, .init = setup, .fini = teardown, .timeout = 300);
 
-#define S4(a, b, c, d) ((ct_shape){4, {a, b, c, d}})
-#define WIN(kh, kw, sh, sw, ph, pw, dh, dw, g) {{kh, kw}, {sh, sw}, {ph, pw}, {dh, dw}, g}
-
-typedef struct fcase {
-    const char *name;
-    ct_shape x; /* [N, C, H, W] */
-    int64_t o;  /* output channels */
-    ct_window2d win;
-    bool bias;
-} fcase;
-
-static const fcase cases[] = {
+static const conv_case cases[] = {
     {"cnn-mnist conv1", S4(6, 1, 28, 28), 32, WIN(5, 5, 1, 1, 0, 0, 1, 1, 1), true},
     {"cnn-mnist conv2", S4(36, 32, 12, 12), 64, WIN(5, 5, 1, 1, 0, 0, 1, 1, 1), true},
     {"3x3 pad 1", S4(3, 16, 9, 9), 32, WIN(3, 3, 1, 1, 1, 1, 1, 1, 1), true},
@@ -73,23 +47,7 @@ static const fcase cases[] = {
 
 enum { FWD, GRAD_INPUT, GRAD_WEIGHT };
 
-static int64_t numel(ct_shape s) {
-    int64_t n = 1;
-    for (int d = 0; d < s.ndim; d++) n *= s.dim[d];
-    return n;
-}
 
-/* Random non-zero floats in +-[0.05, 1) (state advanced). */
-static float *random_floats(int64_t n, uint64_t *st) {
-    float *p = malloc((size_t)(n ? n : 1) * sizeof *p);
-    cr_assert_not_null(p);
-    for (int64_t i = 0; i < n; i++) {
-        *st = *st * 6364136223846793005ull + 1442695040888963407ull;
-        double u = (double)(*st >> 11) * 0x1p-53;
-        p[i] = (float)((0.05 + 0.95 * u) * ((*st >> 7) & 1 ? 1.0 : -1.0));
-    }
-    return p;
-}
 
 static float *absolute(const float *p, int64_t n) {
     float *a = malloc((size_t)(n ? n : 1) * sizeof *a);
@@ -97,29 +55,7 @@ static float *absolute(const float *p, int64_t n) {
     return a;
 }
 
-/* One problem: its shapes and its inputs (x, w, b, dy). */
-typedef struct problem {
-    const fcase *c;
-    ct_attrs attr;
-    ct_shape xs, ws, ys, bs;
-    float *x, *w, *b, *dy;
-} problem;
 
-static problem make_problem(const fcase *c, uint64_t seed) {
-    problem p = {.c = c, .xs = c->x};
-    p.attr.win = c->win;
-    p.attr.has_bias = c->bias;
-    int64_t oh = ct_window_out(c->x.dim[2], c->win.kernel[0], c->win.stride[0], c->win.pad[0], c->win.dilation[0]);
-    int64_t ow = ct_window_out(c->x.dim[3], c->win.kernel[1], c->win.stride[1], c->win.pad[1], c->win.dilation[1]);
-    p.ws = S4(c->o, c->x.dim[1] / c->win.groups, c->win.kernel[0], c->win.kernel[1]);
-    p.ys = S4(c->x.dim[0], c->o, oh, ow);
-    p.bs = (ct_shape){1, {c->o}};
-    p.x = random_floats(numel(p.xs), &seed);
-    p.w = random_floats(numel(p.ws), &seed);
-    p.b = random_floats(c->o, &seed);
-    p.dy = random_floats(numel(p.ys), &seed);
-    return p;
-}
 
 static ct_tview view(void *data, ct_shape s) { return (ct_tview){data, CT_F32, s, numel(s)}; }
 
@@ -187,11 +123,10 @@ static void check_op(const problem *p, int op) {
     free(ref), free(mag), free(ax), free(aw), free(ab), free(ady);
 }
 
-static void free_problem(problem *p) { free(p->x), free(p->w), free(p->b), free(p->dy); }
 
 Test(conv_fast, forward_matches_reference_and_thread_counts) {
     for (int i = 0; i < N_CASES; i++) {
-        problem p = make_problem(&cases[i], 100 + (uint64_t)i);
+        problem p = make_problem(&cases[i], 100 + (uint64_t)i, false);
         check_op(&p, FWD);
         free_problem(&p);
     }
@@ -199,7 +134,7 @@ Test(conv_fast, forward_matches_reference_and_thread_counts) {
 
 Test(conv_fast, input_gradient_matches_reference_and_thread_counts) {
     for (int i = 0; i < N_CASES; i++) {
-        problem p = make_problem(&cases[i], 200 + (uint64_t)i);
+        problem p = make_problem(&cases[i], 200 + (uint64_t)i, false);
         check_op(&p, GRAD_INPUT);
         free_problem(&p);
     }
@@ -207,7 +142,7 @@ Test(conv_fast, input_gradient_matches_reference_and_thread_counts) {
 
 Test(conv_fast, weight_gradient_matches_reference_and_thread_counts) {
     for (int i = 0; i < N_CASES; i++) {
-        problem p = make_problem(&cases[i], 300 + (uint64_t)i);
+        problem p = make_problem(&cases[i], 300 + (uint64_t)i, false);
         check_op(&p, GRAD_WEIGHT);
         free_problem(&p);
     }
@@ -219,7 +154,7 @@ Test(conv_fast, onednn_takes_the_cnn_shapes) {
 #ifdef CTRAIN_HAVE_DNNL
     for (int i = 0; i < 2; i++)
         for (int grad = 0; grad < 1 + i; grad++) { /* conv1's input gradient is the reference's (C = 1) */
-            const fcase *c = &cases[i];
+            const conv_case *c = &cases[i];
             ct_conv_shape s;
             memset(&s, 0, sizeof s);
             s.op = grad ? CT_OP_CONV2D_GRAD_INPUT : CT_OP_CONV2D;
