@@ -115,3 +115,30 @@ Test(matmul_f32_dnnl, onednn_serves_f32_where_built_in) {
     cr_expect(ct_cpu_dnnl_mm_get(16, 16, 16, false, false, CT_F64, CT_F64) == NULL, "F64 stays with BLAS");
     cr_expect(ct_cpu_dnnl_mm_get(16, 16, 16, false, false, CT_F32, CT_BF16) == NULL, "no F32 -> BF16 product");
 }
+
+/* A program compiled with the fast paths off declares no scratchpad; run
+ * with them on, its F32 products take BLAS, as declared, with no error and
+ * BLAS's bytes. */
+Test(matmul_f32_dnnl, compiled_without_fast_paths_runs_blas) {
+    const mm_case *c = &cases[0];
+    int64_t na = ct_shape_numel(c->a), nb = ct_shape_numel(c->b), numel = 768 * 384;
+    float *a = malloc((size_t)na * 4), *b = malloc((size_t)nb * 4), *ref = malloc((size_t)numel * 4),
+          *got = malloc((size_t)numel * 4);
+    cr_assert(a && b && ref && got);
+    fill(a, na, 3u), fill(b, nb, 4u);
+    ct_cpu_set_fast_paths(false);
+    run(c, a, b, ref, numel);
+    ct_graph *g = ct_graph_new();
+    ct_node y = ct_matmul(g, ct_input(g, "a", CT_F32, c->a), ct_input(g, "b", CT_F32, c->b), c->ta, c->tb);
+    ct_program *p = ct_compile(g, &(ct_compile_opts){.outputs = &y, .n_outputs = 1});
+    cr_assert(p, "%s", ct_last_error());
+    ct_cpu_set_fast_paths(true);
+    cr_assert_eq(ct_program_set_input(p, "a", a, (size_t)na * 4), CT_OK);
+    cr_assert_eq(ct_program_set_input(p, "b", b, (size_t)nb * 4), CT_OK);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(ct_program_read(p, y, got, (size_t)numel * 4), CT_OK);
+    cr_expect(memcmp(got, ref, (size_t)numel * 4) == 0, "not BLAS's bytes");
+    ct_program_free(p);
+    ct_graph_free(g);
+    free(a), free(b), free(ref), free(got);
+}
