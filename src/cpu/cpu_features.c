@@ -66,7 +66,7 @@ static void feature(char *buf, size_t cap, unsigned reg, int bit, const char *na
 #endif
 
 const char *ct_cpu_features(void) {
-    static char info[320];
+    static char info[512];
     if (info[0]) return info;
     char units[192] = "";
 #if CT_SIMD_X86
