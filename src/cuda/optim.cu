@@ -126,6 +126,72 @@ __device__ __forceinline__ void adam_f32(const optim_k &a, const step_k &sc, dou
     pw[i] = __fsub_rn(w, __fdiv_rn(__fmul_rn((float)sc.step_size, m), denom));
 }
 
+// Element i of every update that is not an F32 SGD or Adam(W) one: the
+// reference's arithmetic, in double, whatever the storage dtype.
+__device__ __forceinline__ void update_double(const optim_k &a, const step_k &sc, double lr, double shrink, uint8_t f,
+                                              int64_t i) {
+    int dt = a.dt;
+    double w = ct_ld<double>(a.w, dt, i);
+    double g = effective_grad(a, f, w, ct_ld<double>(a.g, dt, i));
+    switch (a.kind) {
+    case CT_OPTIM_SGD:
+        if (a.mu != 0) {
+            // PyTorch starts the buffer at the first gradient
+            double buf = sc.first ? g : a.mu * ct_ld<double>(a.s0, dt, i) + (1 - a.damp) * g;
+            ct_st<double>(a.s0, dt, i, buf);
+            g = a.nesterov ? g + a.mu * buf : buf;
+        }
+        ct_st<double>(a.w, dt, i, w - lr * g);
+        break;
+    case CT_OPTIM_ADAGRAD: {
+        double sum = ct_ld<double>(a.s0, dt, i) + g * g;
+        ct_st<double>(a.s0, dt, i, sum);
+        ct_st<double>(a.w, dt, i, w - sc.clr * (g / (sqrt(sum) + a.eps)));
+        break;
+    }
+    case CT_OPTIM_RMSPROP: {
+        // sq - ga * ga cancels when the gradient's mean is near its
+        // root mean square: with the multiply-adds nvcc would fuse
+        // (--fmad=true), the last-bit differences from the CPU's
+        // roundings grow past 1e-11 relative in F64 updates. Every
+        // product and sum that feeds it is rounded as the CPU's.
+        double sq = __dadd_rn(__dmul_rn(a.alpha, ct_ld<double>(a.s0, dt, i)),
+                              __dmul_rn(__dmul_rn(1 - a.alpha, g), g));
+        ct_st<double>(a.s0, dt, i, sq);
+        double var = sq;
+        if (a.centered) {
+            double ga = __dadd_rn(__dmul_rn(a.alpha, ct_ld<double>(a.s2, dt, i)), __dmul_rn(1 - a.alpha, g));
+            ct_st<double>(a.s2, dt, i, ga);
+            var = __dsub_rn(var, __dmul_rn(ga, ga));
+        }
+        double avg = sqrt(var) + a.eps;
+        if (a.mu > 0) {
+            double buf = a.mu * ct_ld<double>(a.s1, dt, i) + g / avg;
+            ct_st<double>(a.s1, dt, i, buf);
+            ct_st<double>(a.w, dt, i, w - lr * buf);
+        } else {
+            ct_st<double>(a.w, dt, i, w - lr * (g / avg));
+        }
+        break;
+    }
+    default: { // Adam, AdamW
+        if (a.decoupled && (f & CT_PFLAG_DECAY)) w *= shrink;
+        double m = a.b1 * ct_ld<double>(a.s0, dt, i) + (1 - a.b1) * g;
+        double v = a.b2 * ct_ld<double>(a.s1, dt, i) + (1 - a.b2) * g * g;
+        ct_st<double>(a.s0, dt, i, m);
+        ct_st<double>(a.s1, dt, i, v);
+        if (a.amsgrad) {
+            double vmax = ct_ld<double>(a.s2, dt, i);
+            if (v != v || v > vmax) vmax = v;
+            ct_st<double>(a.s2, dt, i, vmax);
+            v = vmax;
+        }
+        ct_st<double>(a.w, dt, i, w - sc.step_size * (m / (sqrt(v) / sc.bc2_sqrt + a.eps)));
+        break;
+    }
+    }
+}
+
 __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
     __shared__ step_k gated;
     step_k sc = a.at_t;
@@ -160,74 +226,12 @@ __global__ void optim_kernel(optim_k a, ct_cuda_data_error *err) {
     CT_GRID_STRIDE(i, a.n) {
         uint8_t f = a.flags[i];
         if (f & CT_PFLAG_FROZEN) continue;
-        int dt = a.dt;
-        if (dt == CT_F32 && a.kind == CT_OPTIM_SGD) {
+        if (a.dt == CT_F32 && a.kind == CT_OPTIM_SGD)
             sgd_f32(a, sc, lr, f, i);
-            continue;
-        }
-        if (dt == CT_F32 && (a.kind == CT_OPTIM_ADAM || a.kind == CT_OPTIM_ADAMW)) {
+        else if (a.dt == CT_F32 && (a.kind == CT_OPTIM_ADAM || a.kind == CT_OPTIM_ADAMW))
             adam_f32(a, sc, shrink, f, i);
-            continue;
-        }
-        double w = ct_ld<double>(a.w, dt, i);
-        double g = effective_grad(a, f, w, ct_ld<double>(a.g, dt, i));
-        switch (a.kind) {
-        case CT_OPTIM_SGD:
-            if (a.mu != 0) {
-                // PyTorch starts the buffer at the first gradient
-                double buf = sc.first ? g : a.mu * ct_ld<double>(a.s0, dt, i) + (1 - a.damp) * g;
-                ct_st<double>(a.s0, dt, i, buf);
-                g = a.nesterov ? g + a.mu * buf : buf;
-            }
-            ct_st<double>(a.w, dt, i, w - lr * g);
-            break;
-        case CT_OPTIM_ADAGRAD: {
-            double sum = ct_ld<double>(a.s0, dt, i) + g * g;
-            ct_st<double>(a.s0, dt, i, sum);
-            ct_st<double>(a.w, dt, i, w - sc.clr * (g / (sqrt(sum) + a.eps)));
-            break;
-        }
-        case CT_OPTIM_RMSPROP: {
-            // sq - ga * ga cancels when the gradient's mean is near its
-            // root mean square: with the multiply-adds nvcc would fuse
-            // (--fmad=true), the last-bit differences from the CPU's
-            // roundings grow past 1e-11 relative in F64 updates. Every
-            // product and sum that feeds it is rounded as the CPU's.
-            double sq = __dadd_rn(__dmul_rn(a.alpha, ct_ld<double>(a.s0, dt, i)),
-                                  __dmul_rn(__dmul_rn(1 - a.alpha, g), g));
-            ct_st<double>(a.s0, dt, i, sq);
-            double var = sq;
-            if (a.centered) {
-                double ga = __dadd_rn(__dmul_rn(a.alpha, ct_ld<double>(a.s2, dt, i)), __dmul_rn(1 - a.alpha, g));
-                ct_st<double>(a.s2, dt, i, ga);
-                var = __dsub_rn(var, __dmul_rn(ga, ga));
-            }
-            double avg = sqrt(var) + a.eps;
-            if (a.mu > 0) {
-                double buf = a.mu * ct_ld<double>(a.s1, dt, i) + g / avg;
-                ct_st<double>(a.s1, dt, i, buf);
-                ct_st<double>(a.w, dt, i, w - lr * buf);
-            } else {
-                ct_st<double>(a.w, dt, i, w - lr * (g / avg));
-            }
-            break;
-        }
-        default: { // Adam, AdamW
-            if (a.decoupled && (f & CT_PFLAG_DECAY)) w *= shrink;
-            double m = a.b1 * ct_ld<double>(a.s0, dt, i) + (1 - a.b1) * g;
-            double v = a.b2 * ct_ld<double>(a.s1, dt, i) + (1 - a.b2) * g * g;
-            ct_st<double>(a.s0, dt, i, m);
-            ct_st<double>(a.s1, dt, i, v);
-            if (a.amsgrad) {
-                double vmax = ct_ld<double>(a.s2, dt, i);
-                if (v != v || v > vmax) vmax = v;
-                ct_st<double>(a.s2, dt, i, vmax);
-                v = vmax;
-            }
-            ct_st<double>(a.w, dt, i, w - sc.step_size * (m / (sqrt(v) / sc.bc2_sqrt + a.eps)));
-            break;
-        }
-        }
+        else
+            update_double(a, sc, lr, shrink, f, i);
     }
 }
 
