@@ -116,11 +116,20 @@ static CT_ALWAYS_INLINE float adam_f32_step(const adam_f32 *k, float w, float m,
     return w - k->step_size * m / denom;
 }
 
-static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi) {
+/* The constants in registers, not reloaded through k; for the plain
+ * clones (no maximize, no L1: every model workload) those two options as
+ * the constant 0, so the compiler drops their per-element selects. */
+static CT_ALWAYS_INLINE adam_f32 adam_consts(const adam_f32 *k, bool plain) {
+    adam_f32 kk = *k;
+    if (plain) kk.gc.maximize = kk.gc.l1on = 0;
+    return kk;
+}
+
+static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi, bool plain) {
     float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const adam_f32 kk = *k; /* the constants in registers, not reloaded through k */
+    const adam_f32 kk = adam_consts(k, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         ADAM_F32_MOMENTS(&kk, i, w, m, v);
@@ -128,11 +137,11 @@ static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi)
     }
 }
 
-static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t hi) {
+static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t hi, bool plain) {
     float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1, *restrict s2 = k->s2;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const adam_f32 kk = *k;
+    const adam_f32 kk = adam_consts(k, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         ADAM_F32_MOMENTS(&kk, i, w, m, v);
@@ -144,11 +153,17 @@ static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t 
     }
 }
 
-static CT_ALWAYS_INLINE void sgd_run(const sgd_f32 *k, int64_t lo, int64_t hi) {
+static CT_ALWAYS_INLINE sgd_f32 sgd_consts(const sgd_f32 *k, bool plain) {
+    sgd_f32 kk = *k;
+    if (plain) kk.gc.maximize = kk.gc.l1on = 0;
+    return kk;
+}
+
+static CT_ALWAYS_INLINE void sgd_run(const sgd_f32 *k, int64_t lo, int64_t hi, bool plain) {
     float *restrict p = k->p;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const sgd_f32 kk = *k;
+    const sgd_f32 kk = sgd_consts(k, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         const float w = p[i];
@@ -158,11 +173,11 @@ static CT_ALWAYS_INLINE void sgd_run(const sgd_f32 *k, int64_t lo, int64_t hi) {
 
 /* torch's buf.mul_(mu).add_(g, alpha=1 - dampening), the buffer starting
  * as the first gradient; Nesterov's g.add(buf, alpha=mu). */
-static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int64_t hi) {
+static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int64_t hi, bool plain) {
     float *restrict p = k->p, *restrict s0 = k->s0;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const sgd_f32 kk = *k;
+    const sgd_f32 kk = sgd_consts(k, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         const float w = p[i];
@@ -177,30 +192,31 @@ static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int6
 /* Frozen elements keep every bit (the reference skips them), so the update
  * runs over the runs of unfrozen ones, with no per-element test of the
  * frozen flag left in the vectorised loop. */
-#define FOR_UNFROZEN_RUNS(k, lo, hi, run)                                  \
+#define FOR_UNFROZEN_RUNS(k, lo, hi, run, plain)                           \
     for (int64_t a_ = (lo); a_ < (hi);) {                                  \
         a_ = next_frozen((k)->flags, a_, (hi), false);                     \
         int64_t b_ = next_frozen((k)->flags, a_, (hi), true);              \
-        if (a_ < b_) run((k), a_, b_);                                     \
+        if (a_ < b_) run((k), a_, b_, (plain));                            \
         a_ = b_;                                                           \
     }
 
-static CT_ALWAYS_INLINE void adam_body(const adam_f32 *k, int64_t lo, int64_t hi) {
-    FOR_UNFROZEN_RUNS(k, lo, hi, adam_run);
-}
-static CT_ALWAYS_INLINE void amsgrad_body(const adam_f32 *k, int64_t lo, int64_t hi) {
-    FOR_UNFROZEN_RUNS(k, lo, hi, amsgrad_run);
-}
-static CT_ALWAYS_INLINE void sgd_body(const sgd_f32 *k, int64_t lo, int64_t hi) {
-    FOR_UNFROZEN_RUNS(k, lo, hi, sgd_run);
-}
-static CT_ALWAYS_INLINE void sgd_momentum_body(const sgd_f32 *k, int64_t lo, int64_t hi) {
-    FOR_UNFROZEN_RUNS(k, lo, hi, sgd_momentum_run);
-}
-CT_RANGE_KERNEL(adam_f32_worker, adam_body, adam_f32)
-CT_RANGE_KERNEL(sgd_f32_worker, sgd_body, sgd_f32)
-CT_RANGE_KERNEL(sgd_momentum_f32_worker, sgd_momentum_body, sgd_f32)
-CT_RANGE_KERNEL(amsgrad_f32_worker, amsgrad_body, adam_f32)
+/* Each update as two workers: any options, and plain (the constant 0 for
+ * maximize and L1). */
+#define OPTIM_WORKERS(NAME, RUN, CTX)                                                   \
+    static CT_ALWAYS_INLINE void NAME##_any(const CTX *k, int64_t lo, int64_t hi) {     \
+        FOR_UNFROZEN_RUNS(k, lo, hi, RUN, false);                                       \
+    }                                                                                   \
+    static CT_ALWAYS_INLINE void NAME##_plain(const CTX *k, int64_t lo, int64_t hi) {   \
+        FOR_UNFROZEN_RUNS(k, lo, hi, RUN, true);                                        \
+    }                                                                                   \
+    CT_RANGE_KERNEL(NAME##_any_worker, NAME##_any, CTX)                                 \
+    CT_RANGE_KERNEL(NAME##_plain_worker, NAME##_plain, CTX)                             \
+    static ct_range_fn NAME##_worker(bool plain) { return plain ? NAME##_plain_worker() : NAME##_any_worker(); }
+
+OPTIM_WORKERS(adam_f32, adam_run, adam_f32)
+OPTIM_WORKERS(amsgrad_f32, amsgrad_run, adam_f32)
+OPTIM_WORKERS(sgd_f32, sgd_run, sgd_f32)
+OPTIM_WORKERS(sgd_momentum_f32, sgd_momentum_run, sgd_f32)
 
 static grad_f32c grad_consts(const ct_optim_args *a) {
     return (grad_f32c){.wd = (float)a->weight_decay, .l1 = (float)a->l1,
@@ -211,7 +227,9 @@ static void sgd(const ct_optim_args *a) {
     sgd_f32 k = {.p = a->params, .s0 = a->state0, .g = a->grads, .flags = a->flags, .gc = grad_consts(a),
                  .lr = (float)a->lr, .mu = (float)a->momentum, .damp1 = (float)(1 - a->dampening),
                  .first = a->t == 1, .nesterov = a->nesterov};
-    ct_par_ranges((int64_t)a->n, PAR_MIN, a->momentum != 0 ? sgd_momentum_f32_worker() : sgd_f32_worker(), &k);
+    const bool plain = !a->maximize && a->l1 == 0;
+    ct_par_ranges((int64_t)a->n, PAR_MIN, a->momentum != 0 ? sgd_momentum_f32_worker(plain) : sgd_f32_worker(plain),
+                  &k);
 }
 
 static void adam(const ct_optim_args *a) {
@@ -231,7 +249,8 @@ static void adam(const ct_optim_args *a) {
         .eps = (float)a->eps,
         .decoupled = a->decoupled,
     };
-    ct_par_ranges((int64_t)a->n, PAR_MIN, a->amsgrad ? amsgrad_f32_worker() : adam_f32_worker(), &k);
+    const bool plain = !a->maximize && a->l1 == 0;
+    ct_par_ranges((int64_t)a->n, PAR_MIN, a->amsgrad ? amsgrad_f32_worker(plain) : adam_f32_worker(plain), &k);
 }
 
 /* Runs the update when a fast path covers it (F32 buffers: SGD, Adam,
