@@ -58,7 +58,12 @@ static void check_policy(ct_precision prec, ct_dtype half) {
             matmuls++;
             cr_assert(in0 == half && g->nodes[nd->in[1]].dtype == half, "matmul %d on %s operands", i,
                       ct_dtype_name(in0));
+            /* Forward and backward alike: the products' F32 results, not
+             * rounded to half and widened by a cast (grad_cast). */
+            cr_assert_eq(nd->dtype, CT_F32, "matmul %d gives %s", i, ct_dtype_name(nd->dtype));
         }
+        cr_assert(!(nd->op == CT_OP_CAST && nd->dtype == CT_F32), "cast %d widens %s to F32", i,
+                  ct_dtype_name(in0));
         if (nd->op == CT_OP_CAST && nd->dtype == half) {
             /* Forward casts (F32 -> half) and the upstream gradients of the
              * products: all of them feed matrix products only. */
@@ -183,6 +188,60 @@ Test(amp, mixed_matmul_kernel_matches_a_double_reference) {
                 cr_assert(fabs(cv[i * N + j] - ref) <= 1e-5 * mag + 1e-7, "%s c[%d,%d] = %.9g, want %.9g",
                           ct_precision_name((ct_precision)prec), i, j, cv[i * N + j], ref);
             }
+        ct_program_free(p);
+        ct_graph_free(g);
+    }
+}
+
+static double rounded(ct_precision prec, float v) {
+    return prec == CT_PRECISION_FP16 ? ct_f16_to_f32(ct_f32_to_f16(v)) : ct_bf16_to_f32(ct_f32_to_bf16(v));
+}
+
+/* The backward's products give the weight's gradient in F32 straight from
+ * the rounded operands (x and the upstream gradient t): within F32
+ * accumulation of a double reference, and not itself rounded to half (some
+ * values need more than half's bits), where a product in half, widened by a
+ * cast, would be. */
+Test(amp, backward_products_give_f32_gradients_of_the_rounded_operands) {
+    enum { M = 9, K = 21, N = 4 };
+    for (int prec = CT_PRECISION_FP16; prec <= CT_PRECISION_BF16; prec++) {
+        ct_graph *g = ct_graph_new();
+        ct_graph_set_precision(g, (ct_precision)prec);
+        ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {M, K}});
+        ct_node t = ct_input(g, "t", CT_F32, (ct_shape){2, {M, N}});
+        ct_node w = ct_param(g, "w", CT_F32, (ct_shape){2, {N, K}}, ct_init_uniform(-1.0, 1.0));
+        ct_node loss = ct_sum(g, ct_mul(g, ct_matmul(g, x, w, false, true), t), CT_AXIS_ALL, false);
+        cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
+        ct_program *p = ct_compile(g, &(ct_compile_opts){.outputs = &loss, .n_outputs = 1, .grads = true});
+        cr_assert_not_null(p, "%s", ct_last_error());
+        float xv[M * K], tv[M * N];
+        fill(xv, M * K, 5, (uint32_t)prec);
+        fill(tv, M * N, 6, (uint32_t)prec);
+        size_t flat = ct_program_param_numel(p), at = ct_program_param_offset(p, w);
+        cr_assert(at + N * K <= flat);
+        float *all = malloc(flat * sizeof *all), *dw = all + at;
+        for (size_t i = 0; i < flat; i++) all[i] = NAN; /* poisoned */
+        ct_program_set_input(p, "x", xv, sizeof xv);
+        ct_program_set_input(p, "t", tv, sizeof tv);
+        cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+        cr_assert_eq(ct_program_read_grads(p, all, flat * sizeof *all), CT_OK, "%s", ct_last_error());
+        int beyond_half = 0;
+        for (int j = 0; j < N; j++)
+            for (int k = 0; k < K; k++) {
+                double ref = 0, mag = 0;
+                for (int i = 0; i < M; i++) {
+                    double term = rounded((ct_precision)prec, tv[i * N + j]) * rounded((ct_precision)prec, xv[i * K + k]);
+                    ref += term;
+                    mag += fabs(term);
+                }
+                float v = dw[j * K + k];
+                cr_assert(fabs(v - ref) <= 1e-5 * mag + 1e-7, "%s dw[%d,%d] = %.9g, want %.9g",
+                          ct_precision_name((ct_precision)prec), j, k, v, ref);
+                beyond_half += rounded((ct_precision)prec, v) != v;
+            }
+        cr_assert_gt(beyond_half, N * K / 2, "%s: only %d of %d gradients need more than half's bits",
+                     ct_precision_name((ct_precision)prec), beyond_half, N * K);
+        free(all);
         ct_program_free(p);
         ct_graph_free(g);
     }

@@ -251,7 +251,24 @@ RULE(grad_kl_div) {
     return ct_grad_accumulate(g, acc, t, ct_mul(g, ct_scale(g, d, k), gy));
 }
 
-RULE(grad_cast) { return ct_grad_accumulate(g, acc, nd->in[0], ct_cast(g, gy, g->nodes[nd->in[0]].dtype)); }
+/* A cast's gradient is the upstream one cast back, except where that is a
+ * half-precision product wanted in F32 (the backward of an autocast
+ * product: dX and dW of x and W cast to BF16 or F16): the product then
+ * gives its F32 result directly, as the forward's products do, rather
+ * than rounding it to half and widening it in another pass. The product is
+ * the whole gradient of the cast (no other consumer contributed, or gy
+ * would be their sum), made by the rules that ran before this one and read
+ * by nothing yet, so changing its result's dtype changes no other node. */
+RULE(grad_cast) {
+    ct_node x = nd->in[0];
+    ct_dtype want = g->nodes[x].dtype;
+    ct_nodeinfo *p = gy == CT_NO_NODE ? NULL : &g->nodes[gy];
+    if (p && p->op == CT_OP_MATMUL && want == CT_F32 && (p->dtype == CT_BF16 || p->dtype == CT_F16)) {
+        p->dtype = CT_F32;
+        return ct_grad_accumulate(g, acc, x, gy);
+    }
+    return ct_grad_accumulate(g, acc, x, ct_cast(g, gy, want));
+}
 
 static const ct_grad_rule_fn rules[CT_OP_COUNT] = {
     [CT_OP_MATMUL] = grad_matmul,
