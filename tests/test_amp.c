@@ -247,6 +247,38 @@ Test(amp, backward_products_give_f32_gradients_of_the_rounded_operands) {
     }
 }
 
+/* A recurrence built under a BF16 policy stays F32 but records the
+ * policy's half dtype (attr.half), and its hidden weight's gradient is a
+ * BF16 product with an F32 result, as the input projection's is. */
+Test(amp, bf16_policy_takes_the_recurrence_weight_gradient_as_a_bf16_product) {
+    for (int half = 0; half <= 1; half++) {
+        ct_graph *g = ct_graph_new();
+        if (half) ct_graph_set_precision(g, CT_PRECISION_BF16);
+        ct_rnn_config c = {.input_size = IN, .hidden_size = HID, .num_layers = 1};
+        ct_node x = ct_input(g, "x", CT_F32, (ct_shape){3, {BATCH, 3, IN}});
+        ct_node y = ct_lstm(g, "lstm", &c, x, CT_NO_NODE, CT_NO_NODE, NULL);
+        ct_node loss = ct_sum(g, y, CT_AXIS_ALL, false);
+        cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
+        ct_dtype want = half ? CT_BF16 : CT_F32;
+        int rnn_nodes = 0;
+        for (int i = 0; i < g->n; i++)
+            if (g->nodes[i].op == CT_OP_RNN || g->nodes[i].op == CT_OP_RNN_GRAD) {
+                rnn_nodes++;
+                cr_assert_eq(g->nodes[i].dtype, CT_F32);
+                cr_assert_eq(g->nodes[i].attr.half, want, "%s node %d", ct_op_name(g->nodes[i].op), i);
+            }
+        cr_assert_eq(rnn_nodes, 2);
+        const ct_nodeinfo *dw = &g->nodes[ct_grad(g, ct_find(g, "lstm.weight_hh_l0"))];
+        cr_assert_eq(dw->op, CT_OP_MATMUL);
+        cr_assert_eq(dw->dtype, CT_F32);
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(g->nodes[dw->in[k]].dtype, want, "dW_hh operand %d is %s", k,
+                         ct_dtype_name(g->nodes[dw->in[k]].dtype));
+        amp_expect_f32_master(g);
+        ct_graph_free(g);
+    }
+}
+
 /* A float64 gradient check of a product built under an FP16 policy: F64
  * operands are left alone, so the check is as exact as ever. */
 static ct_node b_policy_matmul(ct_graph *g, const ct_node *x, const void *ctx) {

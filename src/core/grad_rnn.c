@@ -42,14 +42,20 @@ static bool hidden_grads(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, c
         ct_node parts[2] = {ct_slice(g, d, 2, 0, 2 * H), ct_add(g, dn, ct_slice(g, gr, 2, 4 * H, 5 * H))};
         dh = ct_concat(g, parts, 2, 2);
     }
-    ct_node dh2 = ct_reshape(g, dh, (ct_shape){2, {B * T, GH}});
+    ct_shape rows = {2, {B * T, GH}}, hrows = {2, {B * T, H}};
     if (acc->needs[b]) {
-        ct_node db = ct_cast_folded(g, ct_sum(g, dh2, 0, false), g->nodes[b].dtype);
+        ct_node db = ct_cast_folded(g, ct_sum(g, ct_reshape(g, dh, rows), 0, false), g->nodes[b].dtype);
         if (!ct_grad_accumulate(g, acc, b, db)) return false;
     }
     if (acc->needs[w]) {
-        ct_node hp = ct_reshape(g, prev_states(g, r, h0, nd->attr.reverse, B, T, H), (ct_shape){2, {B * T, H}});
-        ct_dtype dt = g->nodes[w].dtype;
+        ct_node hp = prev_states(g, r, h0, nd->attr.reverse, B, T, H);
+        ct_dtype dt = g->nodes[w].dtype, half = nd->attr.half;
+        /* Under an autocast policy, as the forward's products: half
+         * operands, F32 result. D cast once: the input projection's
+         * backward product reads the same cast (ct_cast_folded). */
+        ct_dtype op_dt = half != CT_F32 && dt == CT_F32 ? half : dt;
+        ct_node dh2 = ct_reshape(g, ct_cast_folded(g, dh, op_dt), rows);
+        hp = ct_reshape(g, ct_cast_folded(g, hp, op_dt), hrows);
         ct_node dw = ct_matmul_typed(g, dh2, hp, true, false, dt, false);
         if (!ct_grad_accumulate(g, acc, w, ct_cast_folded(g, dw, dt))) return false;
     }

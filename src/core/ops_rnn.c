@@ -10,6 +10,7 @@
  * from the forward pass to the backward (6 per unit for an LSTM, what its
  * backward needs without recomputation), as autograd would. */
 #include "core/rnn.h"
+#include "ctrain/amp.h" /* the ct_precision enum only */
 #include "core/shape_util.h"
 #include "ctrain/ops.h"
 
@@ -84,6 +85,17 @@ static bool operands_ok(ct_graph *g, int cell, const ct_node *in, int n) {
     return true;
 }
 
+/* The half dtype of an F32 recurrence under an autocast policy: the
+ * matrix products around it (the input projection, dW_ih) are in that
+ * dtype, and so are the recurrence's own (the hidden product of every step
+ * and dW_hh), as PyTorch's autocast LSTM runs its recurrence in it. */
+static ct_dtype half_of(const ct_graph *g, ct_dtype dt) {
+    if (dt != CT_F32) return CT_F32;
+    if (g->precision == CT_PRECISION_BF16) return CT_BF16;
+    if (g->precision == CT_PRECISION_FP16) return CT_F16;
+    return CT_F32;
+}
+
 ct_node ct_rnn_op(ct_graph *g, int cell, bool reverse, ct_node xp, ct_node w_hh, ct_node b_hh, ct_node h0,
                   ct_node c0) {
     if (!ct_rnn_cell_name((ct_rnn_cell)cell))
@@ -94,6 +106,6 @@ ct_node ct_rnn_op(ct_graph *g, int cell, bool reverse, ct_node xp, ct_node w_hh,
     const ct_nodeinfo *nx = &g->nodes[xp];
     int64_t H = g->nodes[w_hh].shape.dim[1];
     ct_shape out = {3, {nx->shape.dim[0], nx->shape.dim[1], ct_rnn_record_units(cell) * H}};
-    ct_attrs a = {.cell = cell, .reverse = reverse};
+    ct_attrs a = {.cell = cell, .reverse = reverse, .half = half_of(g, nx->dtype)};
     return ct_graph_add(g, CT_OP_RNN, nx->dtype, out, in, n, &a);
 }
