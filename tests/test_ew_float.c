@@ -239,6 +239,14 @@ Test(ew_float, unary_baseline_clones_near_reference) {
     ct_cpu_set_baseline_only(false);
 }
 
+/* The AVX2 clones where the CPU would take AVX-512 ones: the same bounds. */
+Test(ew_float, unary_avx2_clones_near_reference) {
+    if (!ct_cpu_float_math()) cr_skip_test("no SLEEF: the float paths are off");
+    ct_cpu_set_no_avx512(true);
+    for (size_t c = 0; c < sizeof ucases / sizeof ucases[0]; c++) check_unary(&ucases[c], 4099, 177 + c, true);
+    ct_cpu_set_no_avx512(false);
+}
+
 /* F64 never takes a float path: the reference's bytes. */
 Test(ew_float, f64_keeps_the_reference) {
     const int64_t n = 5000;

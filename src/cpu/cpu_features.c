@@ -23,6 +23,28 @@ static atomic_bool baseline_only;
 
 void ct_cpu_set_baseline_only(bool on) { atomic_store_explicit(&baseline_only, on, memory_order_relaxed); }
 
+/* Set by the tests to run the AVX2 clones on an AVX-512 machine. */
+static atomic_bool no_avx512;
+
+void ct_cpu_set_no_avx512(bool on) { atomic_store_explicit(&no_avx512, on, memory_order_relaxed); }
+
+bool ct_cpu_has_avx512(void) {
+#if CT_SIMD_X86
+    if (atomic_load_explicit(&no_avx512, memory_order_relaxed) || !ct_cpu_has_avx2()) return false;
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v == 1;
+#else
+    return false;
+#endif
+}
+
 bool ct_cpu_has_avx2(void) {
 #if CT_SIMD_X86
     if (atomic_load_explicit(&baseline_only, memory_order_relaxed)) return false;
@@ -92,7 +114,10 @@ const char *ct_cpu_features(void) {
     bool f32_dnnl = ct_cpu_dnnl_mm_get(16, 16, 16, false, false, CT_F32, CT_F32) != NULL;
     snprintf(info, sizeof info, "%s; fast paths: %s; float math: %s%s; f32 products: %s; bf16 products: %s",
              units[0] ? units : "no vector extensions found",
-             !fast ? "off (CTRAIN_CPU_REFERENCE)" : ct_cpu_has_avx2() ? "AVX2" : "SSE2",
+             !fast                  ? "off (CTRAIN_CPU_REFERENCE)"
+             : ct_cpu_has_avx512() ? "AVX-512"
+             : ct_cpu_has_avx2()   ? "AVX2"
+                                   : "SSE2",
              ct_cpu_float_math() ? "SLEEF " : "off", ct_cpu_float_math() ? ct_cpu_vmath_isa() : "",
              f32_dnnl ? "oneDNN (K < 2048), else BLAS" : "BLAS", ct_cpu_bf16_native() ? "oneDNN" : "widened to F32");
     return info;

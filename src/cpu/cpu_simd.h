@@ -2,9 +2,9 @@
  * changing a bit (docs/cpu_backend.md).
  *
  * A fast path is a loop over a range [lo, hi) of independent elements,
- * written once as an always-inline body and compiled twice: for the
- * baseline x86-64 (SSE2) the library is built for, and with AVX2 enabled,
- * chosen at run time from CPUID. The arithmetic is the reference's, in the
+ * written once as an always-inline body and compiled three times: for the
+ * baseline x86-64 (SSE2) the library is built for, with AVX2 and with
+ * AVX-512 enabled, chosen at run time from CPUID. The arithmetic is the reference's, in the
  * same order and precision (double per element where the reference
  * computes in double): vector adds, multiplies, divides, square roots and
  * conversions round exactly as their scalar forms do, and the library is
@@ -29,9 +29,11 @@
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define CT_SIMD_X86 1
 #define CT_TARGET_AVX2 __attribute__((target("avx2")))
+#define CT_TARGET_AVX512 __attribute__((target("avx2,avx512f,avx512vl,avx512bw,avx512dq")))
 #else
 #define CT_SIMD_X86 0
 #define CT_TARGET_AVX2
+#define CT_TARGET_AVX512
 #endif
 #define CT_ALWAYS_INLINE inline __attribute__((always_inline))
 /* Before a fast path's loop: its iterations are independent (the loops
@@ -53,20 +55,35 @@ typedef void (*ct_range_fn)(const void *ctx, int64_t lo, int64_t hi);
  * asked for the baseline clones (ct_cpu_set_baseline_only). */
 bool ct_cpu_has_avx2(void);
 void ct_cpu_set_baseline_only(bool on);
+/* Whether this CPU runs the AVX-512 clones (F, VL, BW, DQ), unless the
+ * tests asked for the baseline ones or for no AVX-512 (ct_cpu_set_no_avx512:
+ * the AVX2 clones then run, so a machine with AVX-512 tests all three). */
+bool ct_cpu_has_avx512(void);
+void ct_cpu_set_no_avx512(bool on);
 /* Whether the fast paths run (default) or the reference loops do. */
 bool ct_cpu_fast_paths_enabled(void);
 void ct_cpu_set_fast_paths(bool on);
 
 /* Defines `static ct_range_fn NAME(void)`, which returns the worker that
  * runs BODY(const CTX *ctx, int64_t lo, int64_t hi) compiled for the best
- * instruction set this CPU has. BODY must be static CT_ALWAYS_INLINE so
- * each clone gets its own copy compiled for its target. */
+ * instruction set this CPU has: baseline, AVX2 or AVX-512 (16 floats a
+ * vector: the same operations on twice the lanes, so the same bits, and
+ * half the instructions of the compute-bound loops, GELU's and the
+ * softmax's). BODY must be static CT_ALWAYS_INLINE so each clone gets its
+ * own copy compiled for its target. */
 #define CT_RANGE_KERNEL(NAME, BODY, CTX)                                                           \
     static void NAME##_base(const void *c, int64_t lo, int64_t hi) { BODY((const CTX *)c, lo, hi); } \
     static CT_TARGET_AVX2 void NAME##_avx2(const void *c, int64_t lo, int64_t hi) {                 \
         BODY((const CTX *)c, lo, hi);                                                              \
     }                                                                                              \
-    static ct_range_fn NAME(void) { return CT_SIMD_X86 && ct_cpu_has_avx2() ? NAME##_avx2 : NAME##_base; }
+    static CT_TARGET_AVX512 void NAME##_avx512(const void *c, int64_t lo, int64_t hi) {             \
+        BODY((const CTX *)c, lo, hi);                                                              \
+    }                                                                                              \
+    static ct_range_fn NAME(void) {                                                                \
+        return !CT_SIMD_X86 ? NAME##_base : ct_cpu_has_avx512() ? NAME##_avx512                   \
+                                          : ct_cpu_has_avx2()   ? NAME##_avx2                     \
+                                                                : NAME##_base;                    \
+    }
 
 /* Runs fn over [0, n): on one thread below par_min elements, else one
  * contiguous chunk per thread, chunk starts on 64-byte boundaries of
