@@ -123,8 +123,7 @@ static void compare(const acase *c, int which) {
     drop(&b);
 }
 
-Test(attention_fast, matches_reference) {
-    if (!ct_cpu_float_math()) cr_skip_test("no SLEEF: the fast path is off");
+static void matches_reference_all(void) {
     const int64_t ts[] = {1, 7, 64, 65, 130}, ds[] = {8, 32, 64};
     for (int ti = 0; ti < 5; ti++)
         for (int di = 0; di < 3; di++)
@@ -135,6 +134,23 @@ Test(attention_fast, matches_reference) {
                                .scale = 1.0 / sqrt((double)d)};
                     for (int which = -1; which <= CT_ATTN_GRAD_V; which++) compare(&c, which);
                 }
+}
+
+Test(attention_fast, matches_reference) {
+    if (!ct_cpu_float_math()) cr_skip_test("no SLEEF: the fast path is off");
+    matches_reference_all();
+}
+
+/* The row functions' other clones (the best one runs above): AVX2 where
+ * the CPU has AVX-512, and the baseline. */
+Test(attention_fast, other_clones_match_reference) {
+    if (!ct_cpu_float_math()) cr_skip_test("no SLEEF: the fast path is off");
+    ct_cpu_set_no_avx512(true);
+    matches_reference_all();
+    ct_cpu_set_no_avx512(false);
+    ct_cpu_set_baseline_only(true);
+    matches_reference_all();
+    ct_cpu_set_baseline_only(false);
 }
 
 /* A larger scale: peaked rows, exp far down its range for most keys. */

@@ -215,8 +215,11 @@ static CT_ALWAYS_INLINE void diag_cols_body(const float *w, int64_t ldw, int64_t
     }
 ROW_FNS(base, )
 ROW_FNS(avx2, CT_TARGET_AVX2)
+ROW_FNS(avx512, CT_TARGET_AVX512)
 
 static row_fns pick_fns(void) {
+    if (CT_SIMD_X86 && ct_cpu_has_avx512())
+        return (row_fns){softmax_avx512, ds_avx512, diag_rows_avx512, diag_cols_avx512};
     if (CT_SIMD_X86 && ct_cpu_has_avx2()) return (row_fns){softmax_avx2, ds_avx2, diag_rows_avx2, diag_cols_avx2};
     return (row_fns){softmax_base, ds_base, diag_rows_base, diag_cols_base};
 }

@@ -229,11 +229,15 @@ static CT_ALWAYS_INLINE void run_block(const rf *f, int64_t blk) {
 
 static void run_block_base(const rf *f, int64_t blk) { run_block(f, blk); }
 static CT_TARGET_AVX2 void run_block_avx2(const rf *f, int64_t blk) { run_block(f, blk); }
+static CT_TARGET_AVX512 void run_block_avx512(const rf *f, int64_t blk) { run_block(f, blk); }
 
 /* Packs W_hh's panels (split across the threads by panel), then runs
  * every block, each on one thread. */
 static void run_blocks(const rf *f) {
-    void (*fn)(const rf *, int64_t) = CT_SIMD_X86 && ct_cpu_has_avx2() ? run_block_avx2 : run_block_base;
+    void (*fn)(const rf *, int64_t) = !CT_SIMD_X86         ? run_block_base
+                                      : ct_cpu_has_avx512() ? run_block_avx512
+                                      : ct_cpu_has_avx2()   ? run_block_avx2
+                                                            : run_block_base;
     bool grad = f->which >= 0;
     int64_t K = grad ? f->GH : f->H, N = grad ? f->H : f->GH;
     int64_t np = (N + CT_RNN_PANEL_COLS - 1) / CT_RNN_PANEL_COLS;
