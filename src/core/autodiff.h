@@ -38,6 +38,13 @@ bool ct_grad_max_pool2d(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct
 bool ct_grad_avg_pool2d(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
 bool ct_grad_dropout2d(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy);
 
+/* gy summed over its broadcast axes down to `shape` (a SUM_TO node; gy
+ * itself when the shapes agree). One node per (gy, shape): a rule asking
+ * for a sum another rule already made gets that node, as the recurrent
+ * op's b_hh and the input projection's b_ih do (both sum the gates'
+ * gradient over the batch and the steps). */
+ct_node ct_grad_sum_to(ct_graph *g, ct_node gy, ct_shape shape);
+
 /* The shape of x reduced over axis (resolved, or CT_AXIS_ALL). */
 ct_shape ct_reduced_shape(ct_shape x, int axis, bool keepdim);
 

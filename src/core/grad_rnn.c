@@ -13,10 +13,22 @@
 #include "core/rnn.h"
 #include "ctrain/ops.h"
 
+/* The record's h columns [B, T, H]: the layer's output, which nn/rnn.c
+ * sliced already when it built the layer (that node, not a second copy). */
+static ct_node h_columns(ct_graph *g, ct_node r, int64_t H) {
+    for (ct_node i = r + 1; i < g->n; i++) {
+        const ct_nodeinfo *nd = &g->nodes[i];
+        if (nd->op == CT_OP_SLICE && nd->in[0] == r && nd->attr.axis == 2 && nd->attr.start == 0 &&
+            nd->attr.end == H)
+            return i;
+    }
+    return ct_slice(g, r, 2, 0, H);
+}
+
 /* The state each step started from, [B, T, H]: h0 then h_0 .. h_{T-2}
  * forward, h_1 .. h_{T-1} then h0 in reverse. */
 static ct_node prev_states(ct_graph *g, ct_node r, ct_node h0, bool reverse, int64_t B, int64_t T, int64_t H) {
-    ct_node hs = ct_slice(g, r, 2, 0, H);
+    ct_node hs = h_columns(g, r, H);
     ct_node first = ct_reshape(g, h0, (ct_shape){3, {B, 1, H}});
     if (T == 1) return first;
     ct_node parts[2];
@@ -44,7 +56,8 @@ static bool hidden_grads(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, c
     }
     ct_shape rows = {2, {B * T, GH}}, hrows = {2, {B * T, H}};
     if (acc->needs[b]) {
-        ct_node db = ct_cast_folded(g, ct_sum(g, ct_reshape(g, dh, rows), 0, false), g->nodes[b].dtype);
+        /* the LSTM's and plain RNN's dh is D, whose sum is b_ih's gradient too */
+        ct_node db = ct_cast_folded(g, ct_grad_sum_to(g, dh, (ct_shape){1, {GH}}), g->nodes[b].dtype);
         if (!ct_grad_accumulate(g, acc, b, db)) return false;
     }
     if (acc->needs[w]) {

@@ -21,12 +21,19 @@
     static bool name(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, __attribute__((unused)) ct_node y, \
                      ct_node gy)
 
-/* Reduces a broadcast gradient back to the shape of the operand. */
-static ct_node sum_to(ct_graph *g, ct_node gy, ct_shape shape) {
+ct_node ct_grad_sum_to(ct_graph *g, ct_node gy, ct_shape shape) {
     if (gy == CT_NO_NODE) return gy;
     if (ct_shape_equal(g->nodes[gy].shape, shape)) return gy;
+    /* newest first: the sum another rule made is usually recent */
+    for (ct_node i = g->n - 1; i > gy; i--) {
+        const ct_nodeinfo *nd = &g->nodes[i];
+        if (nd->op == CT_OP_SUM_TO && nd->in[0] == gy && ct_shape_equal(nd->shape, shape)) return i;
+    }
     return ct_graph_add(g, CT_OP_SUM_TO, g->nodes[gy].dtype, shape, &gy, 1, NULL);
 }
+
+/* Reduces a broadcast gradient back to the shape of the operand. */
+static ct_node sum_to(ct_graph *g, ct_node gy, ct_shape shape) { return ct_grad_sum_to(g, gy, shape); }
 
 static ct_node broadcast_to(ct_graph *g, ct_node x, ct_shape shape) {
     if (x == CT_NO_NODE) return x;
