@@ -4,10 +4,13 @@
  * run against F64, and a training step that lowers the loss. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <ctrain/ctrain.h>
+
+#include "core/node.h"
 
 
 TestSuite(rnn, .timeout = 120);
@@ -151,4 +154,40 @@ Test(rnn, bf16_policy_keeps_the_recurrence_f32) {
     }
     for (int i = 0; i < 5 * 2 * 16; i++)
         cr_assert(fabs(out[0][i] - out[1][i]) < 0.03, "y[%d]: f32 %g, bf16 policy %g", i, out[0][i], out[1][i]);
+}
+
+/* The backward of a 2-layer LSTM sums the gates' gradient once per layer
+ * (b_ih's and b_hh's gradient are one SUM_TO node, copied for the second
+ * parameter), and slices the record's h columns once per layer (the
+ * layer's output, reused for the previous states). */
+Test(rnn, lstm_backward_shares_its_sums_and_slices) {
+    ct_rnn_config c = {.input_size = 4, .hidden_size = 8, .num_layers = 2};
+    ct_graph *g = ct_graph_new();
+    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){3, {3, 5, 4}});
+    ct_node y = ct_lstm(g, "lstm", &c, x, CT_NO_NODE, CT_NO_NODE, NULL);
+    cr_assert_eq(ct_graph_backward(g, ct_sum(g, y, CT_AXIS_ALL, false)), CT_OK, "%s", ct_last_error());
+    int sums_of_d = 0, h_slices = 0, rnn = 0;
+    for (int i = 0; i < g->n; i++) {
+        const ct_nodeinfo *nd = &g->nodes[i];
+        if (nd->op == CT_OP_RNN) rnn++;
+        if (nd->op == CT_OP_SUM_TO && g->nodes[nd->in[0]].op == CT_OP_RNN_GRAD) sums_of_d++;
+        if (nd->op == CT_OP_SLICE && g->nodes[nd->in[0]].op == CT_OP_RNN && nd->attr.axis == 2 &&
+            nd->attr.start == 0 && nd->attr.end == 8)
+            h_slices++;
+        cr_assert(!(nd->op == CT_OP_SUM && nd->attr.axis == 0), "node %d: b_hh's gradient as a separate sum", i);
+    }
+    cr_assert_eq(rnn, 2);
+    cr_assert_eq(sums_of_d, 2, "one sum of D per layer, got %d", sums_of_d);
+    cr_assert_eq(h_slices, 2, "one slice of h per layer, got %d", h_slices);
+    for (int l = 0; l < 2; l++) {
+        char bi[32], bh[32];
+        snprintf(bi, sizeof bi, "lstm.bias_ih_l%d", l);
+        snprintf(bh, sizeof bh, "lstm.bias_hh_l%d", l);
+        ct_node gi = ct_grad(g, ct_find(g, bi)), gh = ct_grad(g, ct_find(g, bh));
+        cr_assert(gi != CT_NO_NODE && gh != CT_NO_NODE && gi != gh, "each bias has a gradient node of its own");
+        ct_node si = g->nodes[gi].op == CT_OP_COPY ? g->nodes[gi].in[0] : gi;
+        ct_node sh = g->nodes[gh].op == CT_OP_COPY ? g->nodes[gh].in[0] : gh;
+        cr_assert_eq(si, sh, "layer %d: b_ih's and b_hh's gradients are the same sum", l);
+    }
+    ct_graph_free(g);
 }
