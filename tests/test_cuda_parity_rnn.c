@@ -1,5 +1,6 @@
 /* GPU vs CPU: the fused recurrent op (CT_OP_RNN) and its backward
- * (CT_OP_RNN_GRAD: the gates' gradient, dh0, dc0) for every cell (tanh and
+ * (CT_OP_RNN_GRAD: the gates' gradient, dh0, dc0, from a full record
+ * gradient dR and from its h columns alone) for every cell (tanh and
  * relu RNN, LSTM, GRU), both directions, in F32, F64, F16 and BF16
  * (tests/cuda_parity.h: fresh random inputs, poisoned outputs, every
  * element checked).
@@ -49,10 +50,12 @@ static void rnn_tol(cp_case *c) {
 }
 
 /* which: -1 the forward op, else a ct_rnn_grad. */
-static cp_case rnn_case(const rnn_spec *s, int cell, bool reverse, ct_dtype dt, int which, char *name, size_t cap) {
+/* dr_h: RNN_GRAD's dR is the h columns only, [B, T, H] (core/rnn.h). */
+static cp_case rnn_case(const rnn_spec *s, int cell, bool reverse, ct_dtype dt, int which, bool dr_h, char *name,
+                        size_t cap) {
     int64_t G = ct_rnn_gates(cell), W = ct_rnn_record_units(cell), B = s->b, T = s->t, H = s->h;
-    snprintf(name, cap, "rnn %s %s%s %s %s", ct_rnn_cell_name((ct_rnn_cell)cell), rnn_which_names[which + 1],
-             reverse ? " reverse" : "", s->what, ct_dtype_name(dt));
+    snprintf(name, cap, "rnn %s %s%s%s %s %s", ct_rnn_cell_name((ct_rnn_cell)cell), rnn_which_names[which + 1],
+             reverse ? " reverse" : "", dr_h ? " (dR of h columns)" : "", s->what, ct_dtype_name(dt));
     cp_case c = {.name = name, .op = which < 0 ? CT_OP_RNN : CT_OP_RNN_GRAD,
                  .attr = {.cell = cell, .reverse = reverse, .which = which < 0 ? 0 : which},
                  .n_in = cell == CT_LSTM ? 5 : 4, .out_dtype = dt};
@@ -65,7 +68,7 @@ static cp_case rnn_case(const rnn_spec *s, int cell, bool reverse, ct_dtype dt, 
     } else {
         c.out_shape = which == CT_RNN_GRAD_GATES ? CP_SHAPE(B, T, G * H) : state;
         c.in[0] = cp_range(dt, CP_SHAPE(B, T, W * H), -0.9, 0.9);
-        c.in[1] = cp_f(dt, CP_SHAPE(B, T, W * H));
+        c.in[1] = cp_f(dt, dr_h ? CP_SHAPE(B, T, H) : CP_SHAPE(B, T, W * H));
         c.in[2] = cp_range(dt, w, -0.2, 0.2);
     }
     c.in[3] = cp_f(dt, state);
@@ -80,12 +83,14 @@ static void rnn_run_all(int cell, int which) {
     for (int si = 0; si < N_RNN_SPECS; si++)
         /* after 41 contracting steps dh0 underflows F16: the shorter cases */
         for (int di = 0; di < CP_N_FLOAT_DTYPES; di++)
-            for (int rev = 0; rev <= 1; rev++) {
-                if (which >= CT_RNN_GRAD_H0 && rnn_specs[si].t > 20) continue;
-                char name[160];
-                cp_case c = rnn_case(&rnn_specs[si], cell, rev, cp_float_dtype(di), which, name, sizeof name);
-                cp_run(&c);
-            }
+            for (int rev = 0; rev <= 1; rev++)
+                for (int dr_h = 0; dr_h <= (which >= 0); dr_h++) {
+                    if (which >= CT_RNN_GRAD_H0 && rnn_specs[si].t > 20) continue;
+                    char name[192];
+                    cp_case c = rnn_case(&rnn_specs[si], cell, rev, cp_float_dtype(di), which, dr_h, name,
+                                         sizeof name);
+                    cp_run(&c);
+                }
 }
 
 OP_TEST(cuda_parity, rnn_forward, CT_OP_RNN) {

@@ -158,8 +158,9 @@ Test(rnn, bf16_policy_keeps_the_recurrence_f32) {
 
 /* The backward of a 2-layer LSTM sums the gates' gradient once per layer
  * (b_ih's and b_hh's gradient are one SUM_TO node, copied for the second
- * parameter), and slices the record's h columns once per layer (the
- * layer's output, reused for the previous states). */
+ * parameter), slices the record's h columns once per layer (the layer's
+ * output, reused for the previous states), and hands the recurrence the
+ * output's gradient [B, T, H] itself, not a zero-filled record gradient. */
 Test(rnn, lstm_backward_shares_its_sums_and_slices) {
     ct_rnn_config c = {.input_size = 4, .hidden_size = 8, .num_layers = 2};
     ct_graph *g = ct_graph_new();
@@ -170,6 +171,11 @@ Test(rnn, lstm_backward_shares_its_sums_and_slices) {
     for (int i = 0; i < g->n; i++) {
         const ct_nodeinfo *nd = &g->nodes[i];
         if (nd->op == CT_OP_RNN) rnn++;
+        if (nd->op == CT_OP_RNN_GRAD) {
+            const ct_nodeinfo *dr = &g->nodes[nd->in[1]];
+            cr_assert(dr->op != CT_OP_SLICE_GRAD && dr->shape.dim[2] == 8, "node %d: dR is a %s of width %lld", i,
+                      ct_op_name(dr->op), (long long)dr->shape.dim[2]);
+        }
         if (nd->op == CT_OP_SUM_TO && g->nodes[nd->in[0]].op == CT_OP_RNN_GRAD) sums_of_d++;
         if (nd->op == CT_OP_SLICE && g->nodes[nd->in[0]].op == CT_OP_RNN && nd->attr.axis == 2 &&
             nd->attr.start == 0 && nd->attr.end == 8)

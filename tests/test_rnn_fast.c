@@ -37,6 +37,7 @@ typedef struct rcase {
     int cell;
     bool reverse;
     int64_t B, T, H;
+    bool dr_h; /* RNN_GRAD's dR holds the h columns only, [B, T, H] */
 } rcase;
 
 static uint64_t next(uint64_t *s) { /* splitmix64 */
@@ -70,7 +71,8 @@ static float *run(const rcase *c, ct_op op, int which, float **in, int64_t out_n
         v[2] = (ct_tview){in[2], CT_F32, bs, G * H};
     } else {
         v[0] = (ct_tview){in[0], CT_F32, rs, B * T * W * H};
-        v[1] = (ct_tview){in[1], CT_F32, rs, B * T * W * H};
+        v[1] = c->dr_h ? (ct_tview){in[1], CT_F32, {3, {B, T, H}}, B * T * H}
+                       : (ct_tview){in[1], CT_F32, rs, B * T * W * H};
         v[2] = (ct_tview){in[2], CT_F32, ws, G * H * H};
     }
     v[3] = (ct_tview){in[3], CT_F32, hs, B * H};
@@ -133,6 +135,30 @@ static double check(const rcase *c, ct_op op, int which, float **in, int64_t out
     return worst;
 }
 
+/* dR as the h columns alone ([B, T, H]) gives the bytes of the full dR
+ * with those columns and zeros elsewhere, on the reference and on the fast
+ * path, for every gradient. */
+static void check_h_columns(const rcase *c, float **gin, uint64_t seed) {
+    int64_t B = c->B, T = c->T, H = c->H, G = ct_rnn_gates(c->cell), W = ct_rnn_record_units(c->cell);
+    float *dy = fill(B * T * H, 1.0f, seed), *full = calloc((size_t)(B * T * W * H), sizeof(float));
+    for (int64_t i = 0; i < B * T; i++) memcpy(full + i * W * H, dy + i * H, (size_t)H * sizeof(float));
+    float *in_full[5] = {gin[0], full, gin[2], gin[3], gin[4]}, *in_h[5] = {gin[0], dy, gin[2], gin[3], gin[4]};
+    rcase ch = *c;
+    ch.dr_h = true;
+    for (int which = CT_RNN_GRAD_GATES; which <= (c->cell == CT_LSTM ? CT_RNN_GRAD_C0 : CT_RNN_GRAD_H0); which++) {
+        int64_t n = which == CT_RNN_GRAD_GATES ? B * T * G * H : B * H;
+        for (int fast = 0; fast <= 1; fast++) {
+            float *a = run(c, CT_OP_RNN_GRAD, which, in_full, n, fast, 2);
+            float *b = run(&ch, CT_OP_RNN_GRAD, which, in_h, n, fast, 2);
+            cr_assert_eq(memcmp(a, b, (size_t)n * sizeof(float)), 0, "cell %d B %lld T %lld H %lld gradient %d%s: "
+                         "dR of h columns differs from the full dR", c->cell, (long long)B, (long long)T, (long long)H,
+                         which, fast ? " (fast)" : "");
+            free(a), free(b);
+        }
+    }
+    free(dy), free(full);
+}
+
 /* One case: the forward, then each gradient from the reference's record. */
 static double check_case(const rcase *c, uint64_t seed) {
     int64_t B = c->B, T = c->T, H = c->H, G = ct_rnn_gates(c->cell), W = ct_rnn_record_units(c->cell);
@@ -145,6 +171,7 @@ static double check_case(const rcase *c, uint64_t seed) {
     worst = fmax(worst, check(c, CT_OP_RNN_GRAD, CT_RNN_GRAD_GATES, gin, B * T * G * H, "dgates"));
     worst = fmax(worst, check(c, CT_OP_RNN_GRAD, CT_RNN_GRAD_H0, gin, B * H, "dh0"));
     if (c->cell == CT_LSTM) worst = fmax(worst, check(c, CT_OP_RNN_GRAD, CT_RNN_GRAD_C0, gin, B * H, "dc0"));
+    check_h_columns(c, gin, seed + 6);
     free(rec), free(gin[1]);
     for (int i = 0; i < 5; i++) free(fin[i]);
     return worst;
@@ -160,7 +187,7 @@ Test(rnn_fast, matches_reference_and_threads_agree) {
             for (int bi = 0; bi < 3; bi++)
                 for (int hi = 0; hi < 3; hi++)
                     for (int ti = 0; ti < 2; ti++) {
-                        rcase c = {cells[ci], rev == 1, Bs[bi], Ts[ti], Hs[hi]};
+                        rcase c = {cells[ci], rev == 1, Bs[bi], Ts[ti], Hs[hi], false};
                         worst = fmax(worst, check_case(&c, seed += 10));
                     }
     cr_log_info("largest difference: %.3g of 1 + max|ref|", worst);
@@ -170,7 +197,8 @@ Test(rnn_fast, matches_reference_and_threads_agree) {
 
 /* A batch of many blocks (rows split unevenly) and the lstm-char sizes. */
 Test(rnn_fast, large_cases) {
-    const rcase cs[] = {{CT_LSTM, false, 50, 5, 256}, {CT_GRU, true, 37, 4, 128}, {CT_LSTM, true, 32, 3, 256}};
+    const rcase cs[] = {{CT_LSTM, false, 50, 5, 256, false}, {CT_GRU, true, 37, 4, 128, false},
+                        {CT_LSTM, true, 32, 3, 256, false}};
     for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++) check_case(&cs[i], 1000 + i);
 }
 

@@ -42,7 +42,8 @@ static ct_node prev_states(ct_graph *g, ct_node r, ct_node h0, bool reverse, int
     return ct_concat(g, parts, 2, 1);
 }
 
-/* dW_hh and db_hh from D (the rule above). */
+/* dW_hh and db_hh from D (the rule above); gr is the record's gradient,
+ * full [B, T, W*H] or its h columns only [B, T, H]. */
 static bool hidden_grads(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node r, ct_node gr, ct_node d) {
     ct_node w = nd->in[1], b = nd->in[2], h0 = nd->in[3];
     const ct_shape *xs = &g->nodes[nd->in[0]].shape;
@@ -51,7 +52,8 @@ static bool hidden_grads(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, c
     if (nd->attr.cell == CT_GRU) {
         /* hp_n is also a column of the record: its own gradient adds */
         ct_node dn = ct_mul(g, ct_slice(g, d, 2, 2 * H, 3 * H), ct_slice(g, r, 2, H, 2 * H));
-        ct_node parts[2] = {ct_slice(g, d, 2, 0, 2 * H), ct_add(g, dn, ct_slice(g, gr, 2, 4 * H, 5 * H))};
+        if (g->nodes[gr].shape.dim[2] != H) dn = ct_add(g, dn, ct_slice(g, gr, 2, 4 * H, 5 * H));
+        ct_node parts[2] = {ct_slice(g, d, 2, 0, 2 * H), dn};
         dh = ct_concat(g, parts, 2, 2);
     }
     ct_shape rows = {2, {B * T, GH}}, hrows = {2, {B * T, H}};
@@ -75,9 +77,20 @@ static bool hidden_grads(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, c
     return true;
 }
 
+/* The record's gradient as RNN_GRAD takes it: when only the layer's
+ * output was read (gy places dy [B, T, H] in the h columns, zeros
+ * elsewhere: a SLICE_GRAD), dy itself, so that no zero-filled [B, T, W*H]
+ * copy is written and read back at every step; else gy. */
+static ct_node record_grad(const ct_graph *g, ct_node gy, int64_t H) {
+    const ct_nodeinfo *s = &g->nodes[gy];
+    if (s->op != CT_OP_SLICE_GRAD || s->attr.axis != 2 || s->attr.start != 0) return gy;
+    return g->nodes[s->in[0]].shape.dim[2] == H ? s->in[0] : gy;
+}
+
 bool ct_grad_rnn(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *nd, ct_node y, ct_node gy) {
     int n = nd->n_in;
-    ct_node gin[5] = {y, ct_cast_folded(g, gy, g->nodes[y].dtype), nd->in[1], nd->in[3], n > 4 ? nd->in[4] : 0};
+    ct_node dr = record_grad(g, gy, g->nodes[nd->in[1]].shape.dim[1]);
+    ct_node gin[5] = {y, ct_cast_folded(g, dr, g->nodes[y].dtype), nd->in[1], nd->in[3], n > 4 ? nd->in[4] : 0};
     if (gin[1] == CT_NO_NODE) return false;
     const ct_nodeinfo *nx = &g->nodes[nd->in[0]];
     if (acc->needs[nd->in[0]] || acc->needs[nd->in[1]] || acc->needs[nd->in[2]]) {

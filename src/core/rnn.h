@@ -23,6 +23,9 @@
  * RNN_GRAD (internal) reads R, dR (R's gradient: from a layer, dy in the h
  * columns and the final states' gradients at the last step; every column
  * is differentiable), w_hh, h0 (and c0) and walks the steps backwards.
+ * dR is either [B, T, W] or, when only the layer's output has a gradient,
+ * its h columns alone, [B, T, H] (the other columns zero; grad_rnn.c takes
+ * dy instead of the zero-filled record that SLICE_GRAD would write).
  * attr.which says what it writes: CT_RNN_GRAD_GATES, the gradient of xp
  * [B, T, G*H] (the gates' pre-activations on the input side; the hidden
  * side's is the same except the GRU's n gate: times r, plus the gradient

@@ -34,7 +34,7 @@
 #define PAR_MIN 8192
 
 typedef struct rk {
-    int cell, G, W;
+    int cell, G, W, drw; /* drw: dR's columns per unit, W or 1 (its h columns only) */
     bool reverse;
     int64_t B, T, H, GH;
     const ct_tview *xp, *r, *dr, *w, *b, *h0, *c0;
@@ -76,7 +76,9 @@ static ct_status rk_args(const ct_kargs *k, const char *op, rk *r) {
     if (grad) r->r = &k->in[0], r->dr = &k->in[1];
     else r->xp = &k->in[0], r->b = &k->in[2];
     int64_t want_seq = r->B * r->T * (grad ? r->W * r->H : r->GH);
-    if (seq->numel != want_seq || (grad && k->in[1].numel != want_seq) || r->h0->numel != r->B * r->H ||
+    r->drw = grad && k->in[1].numel == r->B * r->T * r->H ? 1 : r->W;
+    if (seq->numel != want_seq || (grad && k->in[1].numel != r->B * r->T * r->drw * r->H) ||
+        r->h0->numel != r->B * r->H ||
         (r->c0 && r->c0->numel != r->B * r->H))
         return ct_error(CT_ERR_SHAPE, "cpu %s: the operands' sizes disagree", op);
     for (int i = 0; i < n; i++)
@@ -183,7 +185,7 @@ static void grad_step(const rk *r, int64_t s, const ct_tview *out, bool store_dx
             int64_t i = b * H + u, ro = (b * r->T + t) * WH + u;
             for (int j = 0; j < r->W; j++) {
                 rec[j] = ct_ld(r->r->data, r->r->dtype, ro + j * H);
-                drec[j] = ct_ld(r->dr->data, r->dr->dtype, ro + j * H);
+                drec[j] = j < r->drw ? ct_ld(r->dr->data, r->dr->dtype, (b * r->T + t) * r->drw * H + u + j * H) : 0.0;
             }
             ct_rnn_cell_bwd(r->cell, rec, drec, r->dh[i], r->dc[i], r->hprev[i], r->cprev[i], dx, dhp, &dcp, &dhd);
             for (int j = 0; j < r->G; j++) {

@@ -29,7 +29,7 @@
  *
  * Scratch, in floats: the panels, then rows of the whole batch (a block
  * uses its rows): hp and gx [B, G*H], then three [B, H]: dh, dc and a
- * temporary. */
+ * temporary; then [B, 6H] for a dR of h columns only (bwd_block). */
 #include <omp.h>
 #include <string.h>
 
@@ -45,10 +45,10 @@
 
 typedef struct rf {
     int cell, G, W, which; /* which: -1 forward, else a ct_rnn_grad */
-    bool reverse;
+    bool reverse, dr_h;    /* dr_h: dR holds the h columns only, [B, T, H] */
     int64_t B, T, H, GH, WH, rows, nblk;
     const float *xp, *w, *b, *h0, *c0, *r, *dr;
-    float *out, *wp, *hp, *gx, *dh, *dc, *t1;
+    float *out, *wp, *hp, *gx, *dh, *dc, *t1, *dz;
 } rf;
 
 /* W_hh's panels: W_hh^T [H, GH] for the forward, W_hh [GH, H] backward */
@@ -57,8 +57,10 @@ static int64_t panels_size(int64_t H, int64_t GH) {
     return f > b ? f : b;
 }
 
+/* The last part, B rows of the widest record (6H), is where a dR of h
+ * columns only is widened row by row, its other columns zero. */
 size_t ct_cpu_rnn_fast_scratch(int64_t B, int64_t H, int64_t GH) {
-    return (size_t)(panels_size(H, GH) + B * (2 * GH + 3 * H)) * sizeof(float);
+    return (size_t)(panels_size(H, GH) + B * (2 * GH + 3 * H) + B * 6 * H) * sizeof(float);
 }
 
 /* The time index of the s-th step walked. */
@@ -198,9 +200,10 @@ static CT_ALWAYS_INLINE void cell_bwd_row(const rf *f, const float *restrict rec
 static CT_ALWAYS_INLINE void bwd_block(const rf *f, int64_t b0, int64_t b1) {
     const int64_t H = f->H, GH = f->GH, T = f->T, WH = f->WH, n = b1 - b0;
     const bool gates = f->which == CT_RNN_GRAD_GATES, gru = f->cell == CT_GRU;
-    float *dh = f->dh + b0 * H, *dc = f->dc + b0 * H;
+    float *dh = f->dh + b0 * H, *dc = f->dc + b0 * H, *dz = f->dz + b0 * WH;
     memset(dh, 0, (size_t)(n * H) * sizeof(float));
     memset(dc, 0, (size_t)(n * H) * sizeof(float));
+    if (f->dr_h) memset(dz, 0, (size_t)(n * WH) * sizeof(float));
     for (int64_t s = T - 1; s >= 0; s--) {
         int64_t t = step_t(f, s), ldh, ldc = 0;
         const float *hprev = prev_state(f, f->r, b0, s, 0, &ldh);
@@ -210,7 +213,12 @@ static CT_ALWAYS_INLINE void bwd_block(const rf *f, int64_t b0, int64_t b1) {
         int64_t ldx = gates ? T * GH : GH;
         for (int64_t b = b0; b < b1; b++) {
             int64_t i = b - b0, ro = (b * T + t) * WH;
-            cell_bwd_row(f, f->r + ro, f->dr + ro, dh + i * H, dc + i * H, hprev + i * ldh,
+            const float *dr = f->dr + ro;
+            if (f->dr_h) { /* the row's h columns into its zero-filled record row */
+                memcpy(dz + i * WH, f->dr + (b * T + t) * H, (size_t)H * sizeof(float));
+                dr = dz + i * WH;
+            }
+            cell_bwd_row(f, f->r + ro, dr, dh + i * H, dc + i * H, hprev + i * ldh,
                          cprev ? cprev + i * ldc : NULL, dx + i * ldx, f->hp + b * GH, f->t1 + b * H);
         }
         /* dh = dh_direct (the GRU's z dh, else nothing) + dhp W_hh */
@@ -264,7 +272,7 @@ bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64
     f.WH = f.W * H;
     f.nblk = (B + ROWS_MAX - 1) / ROWS_MAX;
     f.rows = (B + f.nblk - 1) / f.nblk;
-    if (grad) f.r = k->in[0].data, f.dr = k->in[1].data;
+    if (grad) f.r = k->in[0].data, f.dr = k->in[1].data, f.dr_h = k->in[1].numel == B * T * H && W > 1;
     else f.xp = k->in[0].data, f.b = k->in[2].data;
     float *p = k->scratch;
     f.wp = p, p += panels_size(H, f.GH);
@@ -272,7 +280,8 @@ bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64
     f.gx = p, p += B * f.GH;
     f.dh = p, p += B * H;
     f.dc = p, p += B * H;
-    f.t1 = p;
+    f.t1 = p, p += B * H;
+    f.dz = p;
     run_blocks(&f);
     return true;
 }

@@ -38,7 +38,7 @@ extern "C" {
 #include "core/rnn_cell.h"
 
 struct rnn_args {
-    int cell, G, W, which;
+    int cell, G, W, which, drw; // drw: dR's columns per unit, W or 1 (its h columns only)
     bool reverse;
     int64_t B, T, H, GH;
     const void *xp, *w, *b, *h0, *c0, *r, *dr;
@@ -109,7 +109,7 @@ __global__ void rnn_bwd_cell(rnn_args a, rnn_carry<C> c, int64_t s) {
         C rec[6], drec[6], dx[4], dhp[4], dcp, dhd;
         for (int j = 0; j < a.W; j++) {
             rec[j] = ct_ld<C>(a.r, a.rdt, ro + j * a.H);
-            drec[j] = ct_ld<C>(a.dr, a.drdt, ro + j * a.H);
+            drec[j] = j < a.drw ? ct_ld<C>(a.dr, a.drdt, (b * a.T + t) * a.drw * a.H + u + j * a.H) : (C)0;
         }
         C hprev = rnn_prev<C>(a, a.r, a.rdt, s, b, u, 0);
         C cprev = a.cell == CT_LSTM ? rnn_prev<C>(a, a.r, a.rdt, s, b, u, 1) : (C)0;
@@ -173,7 +173,9 @@ static ct_status rnn_args_of(const ct_kargs *k, const char *op, rnn_args *a) {
     }
     a->out = k->out.data, a->odt = k->out.dtype;
     int64_t want_seq = a->B * a->T * (grad ? a->W * a->H : a->GH);
-    if (seq.numel != want_seq || (grad && k->in[1].numel != want_seq) || k->in[3].numel != a->B * a->H ||
+    a->drw = grad && k->in[1].numel == a->B * a->T * a->H ? 1 : a->W;
+    if (seq.numel != want_seq || (grad && k->in[1].numel != a->B * a->T * a->drw * a->H) ||
+        k->in[3].numel != a->B * a->H ||
         (n > 4 && k->in[4].numel != a->B * a->H))
         return ct_cuda_arg_error(CT_ERR_SHAPE, op, "the operands' sizes disagree");
     for (int i = 0; i < n; i++)
