@@ -403,6 +403,50 @@ OP_TEST(gradcheck, slice, CT_OP_SLICE) {
     }
 }
 
+/* Slices of one operand, whose gradients the backward places together
+ * (core/grad_slices.c): pieces made out of order that tile axis 1 of x
+ * (one CONCAT), pieces that overlap and leave a gap (SLICE_GRADs, summed),
+ * and tiling pieces beside a direct use of x. */
+static ct_node b_pieces(ct_graph *g, const ct_node *x, const void *ctx) {
+    int kind = *(const int *)ctx;
+    ct_node v = x[0], a, b, c;
+    if (kind == 1) { /* overlapping, with a gap: [0, 3), [2, 4) of 6 */
+        a = ct_slice(g, v, 1, 0, 3), b = ct_slice(g, v, 1, 2, 4);
+        return ct_add(g, ct_sum(g, ct_tanh(g, a), 1, false), ct_sum(g, ct_mul(g, b, b), 1, false));
+    }
+    c = ct_slice(g, v, 1, 4, 6), a = ct_slice(g, v, 1, 0, 1), b = ct_slice(g, v, 1, 1, 4);
+    ct_node y = ct_add(g, ct_add(g, ct_sum(g, ct_exp(g, c), 1, false), ct_sum(g, ct_tanh(g, b), 1, false)),
+                       ct_sum(g, ct_mul(g, a, a), 1, false));
+    return kind == 2 ? ct_add(g, y, ct_sum(g, ct_sigmoid(g, v), 1, false)) : y;
+}
+
+OP_TEST(gradcheck, slices_of_one_operand, CT_OP_SLICE) {
+    static const int kinds[] = {0, 1, 2};
+    static const char *const names[] = {"slices tiling axis 1", "overlapping slices with a gap",
+                                        "tiling slices beside x itself"};
+    for (int i = 0; i < 3; i++) {
+        gc_case c = {.name = names[i], .op = "slice", .n_in = 1, .build = b_pieces, .ctx = &kinds[i]};
+        c.in[0].shape = S3(2, 6, 3);
+        gc_check(&c);
+    }
+}
+
+/* Which node the backward gives those slices' gradients: a CONCAT where the
+ * pieces tile the operand, SLICE_GRADs where they do not. */
+Test(gradcheck, tiling_slices_take_one_concat) {
+    for (int kind = 0; kind < 3; kind++) {
+        ct_graph *g = ct_graph_new();
+        ct_node x = ct_input(g, "x", CT_F64, S3(2, 6, 3));
+        cr_assert_eq(ct_set_requires_grad(g, x, true), CT_OK);
+        ct_node y = b_pieces(g, &x, &kind);
+        cr_assert_eq(ct_graph_backward(g, ct_sum(g, y, CT_AXIS_ALL, false)), CT_OK, "%s", ct_last_error());
+        bool tiles = kind != 1;
+        cr_assert_eq(gc_graph_has_op(g, "concat"), tiles, "kind %d", kind);
+        cr_assert_eq(gc_graph_has_op(g, "slice_grad"), !tiles, "kind %d", kind);
+        ct_graph_free(g);
+    }
+}
+
 /* ---- neural-network ops ------------------------------------------------- */
 
 static ct_node b_embedding(ct_graph *g, const ct_node *x, const void *ctx) {

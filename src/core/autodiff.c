@@ -54,6 +54,10 @@ static ct_status apply_rules(ct_graph *g, ct_grad_acc *acc, ct_node loss, bool s
     acc->grad_of[loss] = seed_of(g, loss, scaled);
     if (acc->grad_of[loss] == CT_NO_NODE) st = ct_last_status();
     for (int i = loss; i >= 0 && st == CT_OK; i--) {
+        if (!ct_grad_place_slices(g, acc, i)) {
+            st = g->status != CT_OK ? g->status : ct_last_status();
+            break;
+        }
         if (acc->grad_of[i] == CT_NO_NODE || !acc->needs[i]) continue;
         ct_op op = g->nodes[i].op;
         if (ct_op_class_of(op) == CT_OPC_SOURCE) continue;
@@ -101,7 +105,7 @@ ct_status ct_graph_backward_ex(ct_graph *g, ct_node loss, bool scaled) {
         return ct_error(CT_ERR_SHAPE, "ct_graph_backward: the loss must be a float scalar, got %s %s",
                         ct_dtype_name(nl->dtype), ct_shape_str(nl->shape, s, sizeof s));
     int n0 = g->n;
-    ct_grad_acc acc = {malloc((size_t)n0 * sizeof(ct_node)), calloc((size_t)n0, sizeof(bool))};
+    ct_grad_acc acc = {malloc((size_t)n0 * sizeof(ct_node)), calloc((size_t)n0, sizeof(bool)), NULL, 0, 0};
     if (!acc.grad_of || !acc.needs) {
         free(acc.grad_of);
         free(acc.needs);
@@ -112,6 +116,7 @@ ct_status ct_graph_backward_ex(ct_graph *g, ct_node loss, bool scaled) {
     if (st == CT_OK) st = own_grad_nodes(g, &acc, n0);
     if (st == CT_OK && g->status != CT_OK) st = g->status;
     free(acc.needs);
+    free(acc.pieces);
     if (st != CT_OK) {
         free(acc.grad_of);
         return st;

@@ -7,13 +7,28 @@
 
 #include "core/node.h"
 
+/* A slice's gradient not yet placed in its operand's shape (grad_slices.c). */
+typedef struct ct_slice_piece {
+    ct_node x, dy;  /* the sliced operand; the slice's upstream gradient */
+    ct_attrs attr;  /* the slice's axis, start, end */
+} ct_slice_piece;
+
 typedef struct ct_grad_acc {
     ct_node *grad_of; /* per forward node: accumulated gradient so far */
     bool *needs;      /* per forward node: lies on a path from a source needing a gradient */
+    ct_slice_piece *pieces; /* slice gradients held back until their operand's turn */
+    int n_pieces, cap_pieces;
 } ct_grad_acc;
 
 /* Adds dx to the gradient of x (a no-op when x needs none). False on error. */
 bool ct_grad_accumulate(ct_graph *g, ct_grad_acc *acc, ct_node x, ct_node dx);
+
+/* The gradient dy of slice s (a copy of its node) of x, held back: when x's
+ * own rule is due, ct_grad_place_slices places every piece of x at once.
+ * Pieces that tile x along one axis (the q, k and v of a fused projection)
+ * become one CONCAT; others each a SLICE_GRAD, summed. False on error. */
+bool ct_grad_accumulate_slice(ct_graph *g, ct_grad_acc *acc, const ct_nodeinfo *s, ct_node dy);
+bool ct_grad_place_slices(ct_graph *g, ct_grad_acc *acc, ct_node x);
 
 /* A backward rule: for forward node y (nd is a copy of it, which stays valid
  * while builders grow the node array) and its upstream gradient gy, appends

@@ -211,7 +211,8 @@ RULE(grad_concat) {
     return true;
 }
 
-RULE(grad_slice) { return ct_grad_accumulate(g, acc, nd->in[0], like_x(g, nd, CT_OP_SLICE_GRAD, &gy, 1, &nd->attr)); }
+/* Placed with the operand's other slices (grad_slices.c). */
+RULE(grad_slice) { return ct_grad_accumulate_slice(g, acc, nd, gy); }
 
 /* Indices are integers: only the table gets a gradient. */
 RULE(grad_embedding) {
