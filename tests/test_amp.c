@@ -230,7 +230,8 @@ Test(amp, backward_products_give_f32_gradients_of_the_rounded_operands) {
             for (int k = 0; k < K; k++) {
                 double ref = 0, mag = 0;
                 for (int i = 0; i < M; i++) {
-                    double term = rounded((ct_precision)prec, tv[i * N + j]) * rounded((ct_precision)prec, xv[i * K + k]);
+                    ct_precision pr = (ct_precision)prec;
+                    double term = rounded(pr, tv[i * N + j]) * rounded(pr, xv[i * K + k]);
                     ref += term;
                     mag += fabs(term);
                 }

@@ -53,7 +53,7 @@ static bool tiles(const ct_graph *g, const ct_slice_piece *p, int n, ct_node x) 
 }
 
 bool ct_grad_place_slices(ct_graph *g, ct_grad_acc *acc, ct_node x) {
-    /* x's pieces to the end of the list, in order of start */
+    /* x's pieces to the front of the list, then in order of start */
     int n = 0;
     for (int i = 0; i < acc->n_pieces; i++)
         if (acc->pieces[i].x == x) {
@@ -70,10 +70,11 @@ bool ct_grad_place_slices(ct_graph *g, ct_grad_acc *acc, ct_node x) {
         for (int i = 0; i < n; i++) parts[i] = p[i].dy;
         ok = ct_grad_accumulate(g, acc, x, ct_concat(g, parts, n, p[0].attr.axis));
     } else {
-        const ct_nodeinfo *nx = &g->nodes[x];
+        /* copies: adding nodes may move the node array */
+        const ct_dtype dt = g->nodes[x].dtype;
+        const ct_shape shape = g->nodes[x].shape;
         for (int i = 0; i < n && ok; i++)
-            ok = ct_grad_accumulate(g, acc, x, ct_graph_add(g, CT_OP_SLICE_GRAD, nx->dtype, nx->shape, &p[i].dy, 1,
-                                                            &p[i].attr));
+            ok = ct_grad_accumulate(g, acc, x, ct_graph_add(g, CT_OP_SLICE_GRAD, dt, shape, &p[i].dy, 1, &p[i].attr));
     }
     /* drop the placed pieces */
     acc->n_pieces -= n;

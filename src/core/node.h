@@ -78,7 +78,7 @@ typedef struct ct_attrs {
     int cell;         /* RNN(_GRAD): a ct_rnn_cell (core/rnn.h); `which` picks RNN_GRAD's output */
     bool reverse;     /* RNN(_GRAD): the steps run from T-1 down to 0 */
     ct_dtype half;    /* RNN(_GRAD): F16 or BF16 for an F32 recurrence built under that autocast policy
-                         (its products take operands rounded to it, F32 results), else F32 */
+                         (its dW_hh is then a product of half operands with an F32 result), else F32 */
     int64_t quant_min, quant_max; /* FAKE_QUANT(_GRAD): the integer range (axis: the channel
                                      axis, -1 for one scale for the whole tensor) */
 } ct_attrs;

@@ -10,8 +10,8 @@
  * from the forward pass to the backward (6 per unit for an LSTM, what its
  * backward needs without recomputation), as autograd would. */
 #include "core/rnn.h"
-#include "ctrain/amp.h" /* the ct_precision enum only */
 #include "core/shape_util.h"
+#include "ctrain/amp.h" /* the ct_precision enum only */
 #include "ctrain/ops.h"
 
 int ct_rnn_gates(int cell) {
@@ -87,8 +87,9 @@ static bool operands_ok(ct_graph *g, int cell, const ct_node *in, int n) {
 
 /* The half dtype of an F32 recurrence under an autocast policy: the
  * matrix products around it (the input projection, dW_ih) are in that
- * dtype, and so are the recurrence's own (the hidden product of every step
- * and dW_hh), as PyTorch's autocast LSTM runs its recurrence in it. */
+ * dtype, and so is its backward's product over all the steps, dW_hh
+ * (grad_rnn.c). The recurrence itself, the hidden product of every step
+ * included, stays F32 (docs/language_models.md says why). */
 static ct_dtype half_of(const ct_graph *g, ct_dtype dt) {
     if (dt != CT_F32) return CT_F32;
     if (g->precision == CT_PRECISION_BF16) return CT_BF16;

@@ -25,7 +25,9 @@
  * l1 * sign(w)) and the decoupled decay only on elements flagged for decay,
  * from the weight before the step. The per-element choices are selects and
  * the loop invariants constants, so the compiler vectorises each loop
- * (CT_RANGE_KERNEL: SSE2, AVX2 and AVX-512 clones). lerp is PyTorch's two-sided form
+ * (CT_RANGE_KERNEL: SSE2, AVX2 and AVX-512 clones), each twice: for any
+ * options, and plain (no maximize, no L1), where those selects are gone.
+ * lerp is PyTorch's two-sided form
  * (m + w * (g - m) for |w| < 0.5, else g + (w - 1) * (g - m)), its product
  * and sum rounded apart where PyTorch's fused CPU kernel fuses them (a
  * last-bit difference at most): no multiply-add anywhere

@@ -4,8 +4,8 @@
  * A fast path is a loop over a range [lo, hi) of independent elements,
  * written once as an always-inline body and compiled three times: for the
  * baseline x86-64 (SSE2) the library is built for, with AVX2 and with
- * AVX-512 enabled, chosen at run time from CPUID. The arithmetic is the reference's, in the
- * same order and precision (double per element where the reference
+ * AVX-512 enabled, chosen at run time from CPUID. The arithmetic is the
+ * reference's, in the same order and precision (double per element where the reference
  * computes in double): vector adds, multiplies, divides, square roots and
  * conversions round exactly as their scalar forms do, and the library is
  * compiled with -ffp-contract=off, so no multiply-add is fused. Only FMA
