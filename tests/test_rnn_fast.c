@@ -107,11 +107,9 @@ static double check(const rcase *c, ct_op op, int which, float **in, int64_t out
     float *fast[5];
     for (int t = 0; t < 5; t++) {
         ct_cpu_set_baseline_only(t == 3);
-        ct_rnn_gemm_allow_avx512(t != 4);
         ct_cpu_set_no_avx512(t == 4);
         fast[t] = run(c, op, which, in, out_n, true, t >= 3 ? 2 : t + 1);
         ct_cpu_set_no_avx512(false);
-        ct_rnn_gemm_allow_avx512(true);
         ct_cpu_set_baseline_only(false);
     }
     double mx = 0, worst = 0;

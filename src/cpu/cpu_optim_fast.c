@@ -118,20 +118,20 @@ static CT_ALWAYS_INLINE float adam_f32_step(const adam_f32 *k, float w, float m,
     return w - k->step_size * m / denom;
 }
 
-/* The constants in registers, not reloaded through k; for the plain
- * clones (no maximize, no L1: every model workload) those two options as
- * the constant 0, so the compiler drops their per-element selects. */
-static CT_ALWAYS_INLINE adam_f32 adam_consts(const adam_f32 *k, bool plain) {
-    adam_f32 kk = *k;
-    if (plain) kk.gc.maximize = kk.gc.l1on = 0;
-    return kk;
+/* For the plain clones (no maximize, no L1: every model workload) those
+ * two options as the constant 0, so the compiler drops their per-element
+ * selects. */
+static CT_ALWAYS_INLINE grad_f32c plain_if(grad_f32c gc, bool plain) {
+    if (plain) gc.maximize = gc.l1on = 0;
+    return gc;
 }
 
 static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi, bool plain) {
     float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const adam_f32 kk = adam_consts(k, plain);
+    adam_f32 kk = *k; /* the constants in registers, not reloaded through k */
+    kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         ADAM_F32_MOMENTS(&kk, i, w, m, v);
@@ -143,7 +143,8 @@ static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t 
     float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1, *restrict s2 = k->s2;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const adam_f32 kk = adam_consts(k, plain);
+    adam_f32 kk = *k;
+    kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         ADAM_F32_MOMENTS(&kk, i, w, m, v);
@@ -155,17 +156,12 @@ static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t 
     }
 }
 
-static CT_ALWAYS_INLINE sgd_f32 sgd_consts(const sgd_f32 *k, bool plain) {
-    sgd_f32 kk = *k;
-    if (plain) kk.gc.maximize = kk.gc.l1on = 0;
-    return kk;
-}
-
 static CT_ALWAYS_INLINE void sgd_run(const sgd_f32 *k, int64_t lo, int64_t hi, bool plain) {
     float *restrict p = k->p;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const sgd_f32 kk = sgd_consts(k, plain);
+    sgd_f32 kk = *k;
+    kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         const float w = p[i];
@@ -179,7 +175,8 @@ static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int6
     float *restrict p = k->p, *restrict s0 = k->s0;
     const float *restrict gr = k->g;
     const uint8_t *restrict fl = k->flags;
-    const sgd_f32 kk = sgd_consts(k, plain);
+    sgd_f32 kk = *k;
+    kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         const float w = p[i];

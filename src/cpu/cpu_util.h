@@ -152,9 +152,6 @@ int64_t ct_rnn_panels_size(int64_t K, int64_t N);
 void ct_rnn_pack_panels(const float *b, int64_t K, int64_t N, bool trans, float *dst, int64_t p0, int64_t p1);
 void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
                        int64_t ldc, bool accumulate);
-/* Whether the AVX-512 kernel may run where the CPU has it (default true;
- * the tests compare it with the AVX2 one, which gives the same bits). */
-void ct_rnn_gemm_allow_avx512(bool on);
 /* The vectorised F32 updates, SGD, Adam and AdamW in float arithmetic with
  * PyTorch's formulas (cpu_optim_fast.c): true when one ran. Not the
  * reference's bits; the CUDA kernel's F32 updates compute the same. */

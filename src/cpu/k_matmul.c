@@ -205,13 +205,15 @@ static ct_status k_matmul(const ct_kargs *k) {
     ct_status s = mm_resolve(k, &g);
     if (s != CT_OK) return s;
     const ct_dnnl_mm *e = dnnl_product(k, &g);
-    /* No scratch for oneDNN's scratchpad: the program was compiled with the
-     * fast paths off (nothing declared) and runs with them on; an F32
-     * product then takes BLAS, as it was declared for. */
-    if (e && ct_cpu_dnnl_mm_scratch(e) > 0 && !k->scratch && dt == CT_F32) e = NULL;
-    if (e && ct_cpu_dnnl_mm_scratch(e) > 0 && !k->scratch)
-        return ct_error(CT_ERR_INTERNAL, "matmul: oneDNN's %s product needs %zu bytes of scratch, got none",
-                        ct_dtype_name(dt), ct_cpu_dnnl_mm_scratch(e));
+    if (e && ct_cpu_dnnl_mm_scratch(e) > 0 && !k->scratch) {
+        /* No scratch for oneDNN's scratchpad: the program was compiled with
+         * the fast paths off (nothing declared) and runs with them on; an
+         * F32 product then takes BLAS, as it was declared for. */
+        if (dt != CT_F32)
+            return ct_error(CT_ERR_INTERNAL, "matmul: oneDNN's %s product needs %zu bytes of scratch, got none",
+                            ct_dtype_name(dt), ct_cpu_dnnl_mm_scratch(e));
+        e = NULL;
+    }
     if (e) return mm_run_dnnl(k, &g, e);
     if (dt == CT_F32 || dt == CT_F64) {
         mm_run(k, &g, dt == CT_F64, k->in[0].data, k->in[1].data, k->out.data);

@@ -170,19 +170,9 @@ __attribute__((target("avx512f"))) static void block_512(bool two, int rows, int
     else block_512_n(false, rows, K, a, lda, bp, c, ldc, n, accumulate);
 }
 
-static atomic_bool allow_512 = true;
-void ct_rnn_gemm_allow_avx512(bool on) { atomic_store(&allow_512, on); }
-
-static bool has_avx512(void) {
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512f") ? 1 : 0;
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v == 1 && atomic_load(&allow_512) && has_fma();
-}
+/* The CPU's AVX-512 clones (ct_cpu_has_avx512, which the tests switch
+ * off to compare this kernel with the AVX2 one: the same bits). */
+static bool has_avx512(void) { return ct_cpu_has_avx512() && has_fma(); }
 
 static void gemm_512(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
                      int64_t ldc, bool accumulate) {
@@ -193,8 +183,6 @@ static void gemm_512(int64_t m, int64_t N, int64_t K, const float *a, int64_t ld
                       c + i * ldc + p * NR, ldc, n, accumulate);
     }
 }
-#else
-void ct_rnn_gemm_allow_avx512(bool on) { (void)on; }
 #endif
 
 void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
