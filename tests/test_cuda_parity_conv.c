@@ -104,8 +104,9 @@ static void conv_case_tol(cp_case *c) {
 }
 
 /* which: 0 forward, 1 input gradient, 2 weight gradient, 3 bias gradient.
- * mixed (forward, dt F16/BF16): x and weight in dt, bias and output F32. */
-static void run_conv(int si, ct_dtype dt, int which, bool mixed) {
+ * mixed (forward, dt F16/BF16): x and weight in dt, bias and output F32.
+ * relu (forward): with a relu fused (ct_attrs.fused_relu). */
+static void run_conv_relu(int si, ct_dtype dt, int which, bool mixed, bool relu) {
     const conv_spec *s = &conv_specs[si];
     int64_t oh = out_len(s->h, s->kh, s->stride[0], s->pad[0], s->dil[0]);
     int64_t ow = out_len(s->w, s->kw, s->stride[1], s->pad[1], s->dil[1]);
@@ -115,10 +116,11 @@ static void run_conv(int si, ct_dtype dt, int which, bool mixed) {
                                 CT_OP_CONV2D_GRAD_BIAS};
     char name[128];
     ct_dtype out_dt = mixed ? CT_F32 : dt;
-    snprintf(name, sizeof name, "%s spec#%d %s%s", ct_op_name(ops[which]), si, ct_dtype_name(dt),
-             mixed ? " -> f32" : "");
-    cp_case c = {.name = name, .op = ops[which], .attr = {.win = conv_win(s), .has_bias = s->bias},
-                 .out_dtype = out_dt, .zeros_ok = s->n == 0 /* gradients summed over an empty batch */};
+    snprintf(name, sizeof name, "%s%s spec#%d %s%s", ct_op_name(ops[which]), relu ? "+relu" : "", si,
+             ct_dtype_name(dt), mixed ? " -> f32" : "");
+    cp_case c = {.name = name, .op = ops[which],
+                 .attr = {.win = conv_win(s), .has_bias = s->bias, .fused_relu = relu}, .out_dtype = out_dt,
+                 .zeros_ok = s->n == 0 /* gradients summed over an empty batch */};
     switch (which) {
     case 0:
         c.n_in = s->bias ? 3 : 2;
@@ -143,6 +145,20 @@ static void run_conv(int si, ct_dtype dt, int which, bool mixed) {
     }
     conv_case_tol(&c);
     cp_run(&c);
+}
+
+static void run_conv(int si, ct_dtype dt, int which, bool mixed) { run_conv_relu(si, dt, which, mixed, false); }
+
+/* The forward with its relu fused (core/program_fuse.c), plain and mixed:
+ * the relu is exact, so the tolerances are the convolution's. */
+OP_TEST(cuda_parity, conv2d_fused_relu, CT_OP_CONV2D) {
+    CP_NEED_GPU();
+    for (int s = 0; s < N_CONV_SPECS; s++)
+        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) {
+            ct_dtype dt = cp_float_dtype(d);
+            run_conv_relu(s, dt, 0, false, true);
+            if (dt == CT_F16 || dt == CT_BF16) run_conv_relu(s, dt, 0, true, true);
+        }
 }
 
 OP_TEST(cuda_parity, conv2d, CT_OP_CONV2D) {
@@ -343,17 +359,20 @@ static const pool_spec pool_specs[] = {
 };
 #define N_POOL_SPECS ((int)(sizeof pool_specs / sizeof pool_specs[0]))
 
-/* which: 0 max forward, 1 max gradient, 2 average forward, 3 average gradient */
-static void run_pool(int si, ct_dtype dt, int which) {
+/* which: 0 max forward, 1 max gradient, 2 average forward, 3 average
+ * gradient; relu: the max gradient with a relu's mask fused (x > 0). */
+static void run_pool_relu(int si, ct_dtype dt, int which, bool relu) {
     const pool_spec *s = &pool_specs[si];
     int64_t oh = out_len(s->h, s->kh, s->sh, s->ph, 1), ow = out_len(s->w, s->kw, s->sw, s->pw, 1);
     ct_shape xs = {4, {s->n, s->c, s->h, s->w}}, ys = {4, {s->n, s->c, oh, ow}};
     static const ct_op ops[] = {CT_OP_MAX_POOL2D, CT_OP_MAX_POOL2D_GRAD, CT_OP_AVG_POOL2D, CT_OP_AVG_POOL2D_GRAD};
     char name[128];
-    snprintf(name, sizeof name, "%s spec#%d %s", ct_op_name(ops[which]), si, ct_dtype_name(dt));
+    snprintf(name, sizeof name, "%s%s spec#%d %s", ct_op_name(ops[which]), relu ? "+relu" : "", si,
+             ct_dtype_name(dt));
     ct_window2d win = {.kernel = {s->kh, s->kw}, .stride = {s->sh, s->sw}, .pad = {s->ph, s->pw},
                        .dilation = {1, 1}, .groups = 1};
-    cp_case c = {.name = name, .op = ops[which], .attr = {.win = win}, .out_dtype = dt, .exact = true};
+    cp_case c = {.name = name, .op = ops[which], .attr = {.win = win, .fused_relu = relu}, .out_dtype = dt,
+                 .exact = true};
     cp_in x = cp_f(dt, xs);
     x.nan_every = s->nan_every;
     switch (which) {
@@ -363,6 +382,14 @@ static void run_pool(int si, ct_dtype dt, int which) {
     default: c.n_in = 1, c.in[0] = cp_f(dt, ys), c.out_shape = xs; break;
     }
     cp_run(&c);
+}
+
+static void run_pool(int si, ct_dtype dt, int which) { run_pool_relu(si, dt, which, false); }
+
+OP_TEST(cuda_parity, max_pool2d_grad_fused_relu, CT_OP_MAX_POOL2D_GRAD) {
+    CP_NEED_GPU();
+    for (int s = 0; s < N_POOL_SPECS; s++)
+        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) run_pool_relu(s, cp_float_dtype(d), 1, true);
 }
 
 OP_TEST(cuda_parity, max_pool2d, CT_OP_MAX_POOL2D) {

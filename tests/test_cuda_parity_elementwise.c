@@ -36,6 +36,22 @@ OP_TEST(cuda_parity, binary_broadcasting, CT_OP_ADD, CT_OP_SUB, CT_OP_MUL, CT_OP
             }
 }
 
+/* ADD with a relu fused (core/program_fuse.c: a layer's bias add and its
+ * activation), on every shape pair. */
+OP_TEST(cuda_parity, add_fused_relu, CT_OP_ADD) {
+    CP_NEED_GPU();
+    for (int s = 0; s < (int)(sizeof bin_shapes / sizeof bin_shapes[0]); s++)
+        for (int d = 0; d < CP_N_FLOAT_DTYPES; d++) {
+            ct_dtype dt = cp_float_dtype(d);
+            char name[96];
+            snprintf(name, sizeof name, "add+relu shapes#%d %s", s, ct_dtype_name(dt));
+            cp_case c = {.name = name, .op = CT_OP_ADD, .attr = {.fused_relu = true}, .n_in = 2,
+                         .in = {cp_f(dt, bin_shapes[s][0]), cp_f(dt, bin_shapes[s][1])}, .out_dtype = dt,
+                         .out_shape = bin_shapes[s][2]};
+            cp_run(&c);
+        }
+}
+
 /* Each unary op with the input range and the attributes it is checked on. */
 typedef struct unary_spec {
     ct_op op;

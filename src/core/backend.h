@@ -148,6 +148,10 @@ typedef struct ct_backend {
      * ct_device_implements says false and ct_compile refuses a graph that
      * uses it, naming the op. */
     ct_kernel_fn kernels[CT_OP_COUNT];
+    /* optional: true when the CONV2D, ADD and MAX_POOL2D_GRAD kernels
+     * honour ct_attrs.fused_relu (core/node.h). false: ct_compile fuses
+     * nothing (core/program_fuse.c). */
+    bool fuses_relu;
 
     /* ---------------------------------------------------------- flat-buffer and optimizer updates
      * Over device buffers of n elements (the flat parameters, gradients

@@ -163,11 +163,15 @@ RULE(grad_div) {
 RULE(grad_neg) { return ct_grad_accumulate(g, acc, nd->in[0], ct_neg(g, gy)); }
 RULE(grad_scale) { return ct_grad_accumulate(g, acc, nd->in[0], ct_scale(g, gy, nd->attr.alpha)); }
 
-/* dx = dy * f'(x) in one kernel, f' from core/ew_math.h. */
+/* dx = dy * f'(x) in one kernel, f' from core/ew_math.h. Relu's from its
+ * output, as PyTorch's threshold_backward does: relu' is the same at x
+ * and at relu(x) (NaN and -0 included), and then nothing in the backward
+ * reads x, so the compiler may fuse the relu into the op that makes x
+ * (core/program_fuse.c). */
 RULE(grad_unary) {
     ct_attrs a = nd->attr;
     a.fwd_op = nd->op;
-    ct_node in[2] = {nd->in[0], gy};
+    ct_node in[2] = {nd->op == CT_OP_RELU ? y : nd->in[0], gy};
     return ct_grad_accumulate(g, acc, nd->in[0], like_x(g, nd, CT_OP_UNARY_GRAD, in, 2, &a));
 }
 

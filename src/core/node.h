@@ -81,6 +81,10 @@ typedef struct ct_attrs {
                          (its dW_hh is then a product of half operands with an F32 result), else F32 */
     int64_t quant_min, quant_max; /* FAKE_QUANT(_GRAD): the integer range (axis: the channel
                                      axis, -1 for one scale for the whole tensor) */
+    bool fused_relu;  /* Set by ct_compile's fusion only (core/program_fuse.c), never on a graph
+                         node. CONV2D, ADD: the output goes through relu (core/ew_math.h's).
+                         MAX_POOL2D_GRAD: the output is the gradient through a relu whose output
+                         is x: dx * (x > 0 ? 1 : 0), as relu's UNARY_GRAD computes it. */
 } ct_attrs;
 
 /* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes
@@ -94,7 +98,8 @@ typedef enum ct_norm_grad { CT_NORM_GRAD_X = 0, CT_NORM_GRAD_WEIGHT, CT_NORM_GRA
  *   CONCAT: x0..xn-1                     EMBEDDING: weight, indices
  *   CROSS_ENTROPY: logits, labels        MSE, BCE_WITH_LOGITS: a, b
  *   KL_DIV: input (log-probabilities), target (probabilities)
- *   UNARY_GRAD: x, dy   (dx = dy * f'(x); for SQRT/EXP/TANH/SIGMOID x is the input)
+ *   UNARY_GRAD: x, dy   (dx = dy * f'(x); for SQRT/EXP/TANH/SIGMOID x is the input;
+ *     for RELU x is the forward's output, at which relu' is the same)
  *   SOFTMAX_GRAD, LOG_SOFTMAX_GRAD: y (the forward output), dy
  *   SUM_TO: x (reduces broadcast axes down to the output shape)
  *   BROADCAST_TO: x (expands to the output shape, NumPy rules)

@@ -15,8 +15,11 @@
 #include "ctrain/graph.h"
 
 static bool g_on;
-static double g_secs[CT_OP_COUNT];
-static long long g_calls[CT_OP_COUNT];
+/* Rows: each op, then each op with a relu fused into it (program_fuse.c),
+ * reported as "conv2d+relu". */
+#define ROWS (2 * CT_OP_COUNT)
+static double g_secs[ROWS];
+static long long g_calls[ROWS];
 
 void ct_op_profile_enable(bool on) { g_on = on; }
 bool ct_op_profile_enabled(void) { return g_on; }
@@ -32,10 +35,11 @@ double ct_op_profile_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void ct_op_profile_add(int op, double seconds) {
+void ct_op_profile_add(int op, bool fused_relu, double seconds) {
     if (op < 0 || op >= CT_OP_COUNT) return;
-    g_secs[op] += seconds;
-    g_calls[op]++;
+    int row = op + (fused_relu ? CT_OP_COUNT : 0);
+    g_secs[row] += seconds;
+    g_calls[row]++;
 }
 
 /* Ops by time, largest first; `per` divides the times (e.g. the number of
@@ -43,9 +47,9 @@ void ct_op_profile_add(int op, double seconds) {
 void ct_op_profile_report(FILE *f, double per) {
     if (!f) return;
     if (!(per > 0)) per = 1;
-    int order[CT_OP_COUNT], n = 0;
+    int order[ROWS], n = 0;
     double total = 0;
-    for (int op = 0; op < CT_OP_COUNT; op++)
+    for (int op = 0; op < ROWS; op++)
         if (g_calls[op]) {
             order[n++] = op;
             total += g_secs[op];
@@ -59,7 +63,9 @@ void ct_op_profile_report(FILE *f, double per) {
     fprintf(f, "  %-20s %10s %7s %10s\n", "op", "ms", "share", "calls");
     for (int i = 0; i < n; i++) {
         int op = order[i];
-        fprintf(f, "  %-20s %10.3f %6.1f%% %10.1f\n", ct_op_name(op), 1e3 * g_secs[op] / per,
+        char name[40];
+        snprintf(name, sizeof name, "%s%s", ct_op_name(op % CT_OP_COUNT), op >= CT_OP_COUNT ? "+relu" : "");
+        fprintf(f, "  %-20s %10.3f %6.1f%% %10.1f\n", name, 1e3 * g_secs[op] / per,
                 total > 0 ? 100.0 * g_secs[op] / total : 0.0, (double)g_calls[op] / per);
     }
     fprintf(f, "  %-20s %10.3f\n", "total", 1e3 * total / per);

@@ -10,6 +10,6 @@
 
 bool ct_op_profile_enabled(void);
 double ct_op_profile_now(void);
-void ct_op_profile_add(int op, double seconds);
+void ct_op_profile_add(int op, bool fused_relu, double seconds);
 
 #endif

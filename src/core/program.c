@@ -44,6 +44,7 @@ void ct_program_free(ct_program *p) {
     free(p->kargs);
     free(p->attrs);
     free(p->exec);
+    free(p->src);
     free(p->views);
     free(p->ready_at);
     free(p->ready_param);
@@ -88,7 +89,7 @@ static ct_status setup_grad_ready(ct_program *p, bool grads) {
         if (gn != CT_NO_NODE) param_of[gn] = i;
     }
     for (int k = 0; k < p->n_exec; k++) {
-        const ct_nodeinfo *nd = &g->nodes[p->exec[k]];
+        const ct_nodeinfo *nd = &g->nodes[p->src[k]];
         if (param_of[p->exec[k]] >= 0) when[param_of[p->exec[k]]] = k;
         for (int j = 0; j < nd->n_in; j++)
             if (param_of[nd->in[j]] >= 0) when[param_of[nd->in[j]]] = k;
@@ -112,6 +113,7 @@ out:
  * the values that go in the arena. */
 typedef struct {
     bool *live, *root;     /* per node */
+    ct_node *src;          /* per node: what it runs (ct_program_fuse) */
     ct_plan_buf *plan;     /* per planned value */
     int *plan_node;        /* per planned value: its node */
     int n_plan;
@@ -141,15 +143,17 @@ static ct_status alloc_arrays(ct_program *p, int n, compile_work *w) {
     w->plan = malloc((size_t)n * sizeof *w->plan);
     w->plan_node = malloc((size_t)n * sizeof *w->plan_node);
     w->pos = malloc((size_t)n * sizeof *w->pos);
+    w->src = malloc((size_t)n * sizeof *w->src);
     if (p) {
         p->data = calloc((size_t)n, sizeof *p->data);
         p->readable = calloc((size_t)n, sizeof *p->readable);
         p->exec = malloc((size_t)n * sizeof *p->exec);
+        p->src = malloc((size_t)n * sizeof *p->src);
         p->kargs = calloc((size_t)n, sizeof *p->kargs);
         p->attrs = calloc((size_t)n, sizeof *p->attrs);
     }
-    if (!p || !w->live || !w->root || !w->plan || !w->plan_node || !w->pos || !p->data || !p->readable ||
-        !p->exec || !p->kargs || !p->attrs)
+    if (!p || !w->live || !w->root || !w->plan || !w->plan_node || !w->pos || !w->src || !p->data ||
+        !p->readable || !p->exec || !p->src || !p->kargs || !p->attrs)
         return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
     return CT_OK;
 }
@@ -160,6 +164,7 @@ static void free_work(compile_work *w) {
     free(w->plan);
     free(w->plan_node);
     free(w->pos);
+    free(w->src);
 }
 
 /* Roots: outputs and, for training, every source's gradient; live: the
@@ -183,10 +188,14 @@ static ct_status check_kernels(const ct_program *p, const bool *live) {
     return CT_OK;
 }
 
-/* Execution order: the live nodes that are not sources, in creation order. */
-static void list_exec(ct_program *p, const bool *live) {
+/* Execution order: the live nodes that are not sources, in creation
+ * order, each with the node it runs. */
+static void list_exec(ct_program *p, const compile_work *w) {
     for (int i = 0; i < p->n; i++)
-        if (live[i] && !is_source(p->g->nodes[i].op)) p->exec[p->n_exec++] = i;
+        if (w->live[i] && !is_source(p->g->nodes[i].op)) {
+            p->src[p->n_exec] = w->src[i];
+            p->exec[p->n_exec++] = i;
+        }
 }
 
 /* The values the arena holds (every executed node not bound to a buffer of
@@ -214,7 +223,7 @@ static void plan_lifetimes(const ct_program *p, compile_work *w, bool alias) {
         w->pos[i] = w->n_plan++;
     }
     for (int k = 0; k < p->n_exec; k++) {
-        const ct_nodeinfo *nd = &g->nodes[p->exec[k]];
+        const ct_nodeinfo *nd = &g->nodes[p->src[k]];
         for (int j = 0; j < nd->n_in; j++) {
             int b = w->pos[nd->in[j]];
             if (b >= 0 && w->plan[b].last < k) w->plan[b].last = k;
@@ -282,16 +291,17 @@ static ct_status prepare_kargs(ct_program *p) {
     const ct_graph *g = p->g;
     const ct_backend *be = p->be;
     int n_views = 0;
-    for (int k = 0; k < p->n_exec; k++) n_views += g->nodes[p->exec[k]].n_in;
+    for (int k = 0; k < p->n_exec; k++) n_views += g->nodes[p->src[k]].n_in;
     p->views = malloc((size_t)(n_views ? n_views : 1) * sizeof *p->views);
     if (!p->views) return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
     size_t scratch = 0;
     for (int k = 0, v = 0; k < p->n_exec; k++) {
         ct_node i = p->exec[k];
-        const ct_nodeinfo *nd = &g->nodes[i];
+        const ct_nodeinfo *nd = &g->nodes[p->src[k]];
         ct_kargs *ka = &p->kargs[k];
         ka->op = nd->op;
         p->attrs[k] = nd->attr;
+        p->attrs[k].fused_relu = p->src[k] != i;
         ka->attr = &p->attrs[k];
         ka->n_in = nd->n_in;
         ka->in = &p->views[v];
@@ -319,9 +329,10 @@ static ct_status compile_steps(ct_program *p, const ct_compile_opts *o, compile_
     ct_status st;
     find_live(p->g, o, w);
     if ((st = check_kernels(p, w->live)) != CT_OK) return st;
+    if ((st = ct_program_fuse(p, w->live, w->root, !o->no_plan, w->src)) != CT_OK) return st;
     if ((st = ct_program_bind_params(p, o->share_params, o->grads)) != CT_OK) return st;
     if ((st = ct_program_bind_inputs(p, w->live)) != CT_OK) return st;
-    list_exec(p, w->live);
+    list_exec(p, w);
     p->grads_on = o->grads;
     if ((st = setup_grad_ready(p, o->grads)) != CT_OK) return st;
     plan_lifetimes(p, w, !o->no_plan);
@@ -384,7 +395,7 @@ static ct_status run_timed(const ct_backend *be, ct_kargs *ka) {
     double t0 = ct_op_profile_now();
     if (st == CT_OK) st = be->kernels[ka->op](ka);
     if (st == CT_OK) st = be->sync();
-    ct_op_profile_add(ka->op, ct_op_profile_now() - t0);
+    ct_op_profile_add(ka->op, ka->attr->fused_relu, ct_op_profile_now() - t0);
     return st;
 }
 
@@ -403,8 +414,9 @@ ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev) {
         if (st != CT_OK) {
             if (step_source) step_source(NULL);
             const ct_nodeinfo *nd = &p->g->nodes[p->exec[k]];
-            return ct_error(st, "running %s (node %d%s%s): %s", ct_op_name(nd->op), (int)p->exec[k],
-                            nd->name ? ", " : "", nd->name ? nd->name : "", ct_last_error());
+            return ct_error(st, "running %s%s (node %d%s%s): %s", ct_op_name(ka->op),
+                            ka->attr->fused_relu ? " with its relu" : "", (int)p->exec[k], nd->name ? ", " : "",
+                            nd->name ? nd->name : "", ct_last_error());
         }
         if (p->hook)
             for (int r = p->ready_at[k]; r < p->ready_at[k + 1]; r++) p->hook(p->hook_user, p->ready_param[r]);

@@ -24,6 +24,8 @@ struct ct_program {
     ct_attrs *attrs;     /* per executed node: a copy, since the graph's node
                             array moves when nodes are added after compiling */
     ct_node *exec;
+    ct_node *src;        /* per executed node: the node whose op, inputs and attributes
+                            it runs: itself, or the producer fused into it (program_fuse.c) */
     ct_tview *views;     /* input views of all kargs */
     void *arena, *scratch, *inputs, *consts;
     size_t arena_bytes;
@@ -69,5 +71,13 @@ ct_status ct_program_bind_params(ct_program *p, const ct_program *share, bool gr
 /* Gives every input (so any can be fed) and every live constant a buffer,
  * the constants uploaded. live[i]: node i is computed by the program. */
 ct_status ct_program_bind_inputs(ct_program *p, const bool *live);
+
+/* ---- program_fuse.c: a relu fused into the op that makes its input ---- */
+
+/* src[i] = the node whose op, inputs and attributes live node i runs: i,
+ * or the producer fused into it, which is then no longer live (its value
+ * is never made). on: fusing allowed (not opts.no_plan). root: the nodes
+ * that must stay readable. */
+ct_status ct_program_fuse(const ct_program *p, bool *live, const bool *root, bool on, ct_node *src);
 
 #endif

@@ -52,6 +52,7 @@ typedef struct entry {
     dnnl_memory_t bias, pad; /* pad: the scratchpad, NULL when none */
     size_t pad_off;
     side in, w, out;
+    bool out16;           /* the forward's y is F32 nChw16c (a fused relu can come with its unblocking) */
 } entry;
 
 static dnnl_engine_t engine;
@@ -171,6 +172,15 @@ static bool side_make(side *sd, const dnnl_memory_desc_t *user, const dnnl_memor
     return ok;
 }
 
+/* Whether the forward's primitive writes y as F32 nChw16c. */
+static bool is_f32_16c(const ct_conv_shape *s, const dnnl_memory_desc_t *prim) {
+    dnnl_dims_t yd = {s->n, s->o, s->oh, s->ow};
+    dnnl_memory_desc_t blk;
+    return s->dst_dt == CT_F32 &&
+           dnnl_memory_desc_init_by_tag(&blk, 4, yd, dnnl_f32, dnnl_nChw16c) == dnnl_success &&
+           dnnl_memory_desc_equal(&blk, prim);
+}
+
 /* Builds e's primitive for the current thread count; sets e->ok and, on
  * the first build, e->bytes. */
 static void build(entry *e) {
@@ -194,6 +204,7 @@ static void build(entry *e) {
         ok = pin && pw && pout && side_make(&e->in, grad ? &y : &x, pin, true, attr, &off) &&
              side_make(&e->w, &w, pw, true, attr, &off) && side_make(&e->out, grad ? &x : &y, pout, false, attr, &off) &&
              (!s->bias || dnnl_memory_create(&e->bias, &b, engine, DNNL_MEMORY_NONE) == dnnl_success);
+        e->out16 = ok && !grad && e->out.prim != e->out.user && is_f32_16c(s, pout);
         /* the direct kernels' own scratchpad (a bias padded to the channel
          * block, say), after the copies */
         e->pad_off = off;
@@ -256,7 +267,34 @@ static bool reorder_back(const side *sd) {
     return dnnl_primitive_execute(sd->reorder, stream, 2, a) == dnnl_success;
 }
 
-static bool execute(entry *e, const void *src, const void *w, const void *b, void *dst, void *scratch) {
+/* y = relu of the forward's F32 output in nChw16c (src), in ctrain's NCHW:
+ * the unblocking that oneDNN's reorder would do, with ct_ew_relu in float
+ * on the way (the same bits as the reorder, then the relu pass). One task
+ * per sample and block of 16 channels, 16 pixels at a time: the relu over
+ * their contiguous kilobyte (vectorised, without branches: the signs are
+ * random), then the transposing copy. */
+static void unblock16_relu(const float *src, float *y, int64_t n, int64_t o, int64_t p) {
+    const int64_t cbs = (o + 15) / 16;
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < n * cbs; t++) {
+        const int64_t cb = t % cbs, c_end = o - cb * 16 < 16 ? o - cb * 16 : 16;
+        float *yb = y + ((t / cbs) * o + cb * 16) * p;
+        float r[256];
+        for (int64_t q0 = 0; q0 < p; q0 += 16) {
+            const int64_t q_end = p - q0 < 16 ? p - q0 : 16;
+            const float *tile = src + (t * p + q0) * 16;
+            for (int64_t i = 0; i < q_end * 16; i++) {
+                const float v = tile[i];
+                r[i] = v != v ? v : (v > 0.0f ? v : 0.0f);
+            }
+            for (int64_t c = 0; c < c_end; c++)
+                for (int64_t q = 0; q < q_end; q++) yb[c * p + q0 + q] = r[q * 16 + c];
+        }
+    }
+}
+
+/* relu: the forward's output comes out of nChw16c through unblock16_relu. */
+static bool execute(entry *e, const void *src, const void *w, const void *b, void *dst, void *scratch, bool relu) {
     bool grad = e->key.op == CT_OP_CONV2D_GRAD_INPUT;
     side_bind(&e->in, src, scratch), side_bind(&e->w, w, scratch), side_bind(&e->out, dst, scratch);
     dnnl_exec_arg_t a[5];
@@ -272,12 +310,18 @@ static bool execute(entry *e, const void *src, const void *w, const void *b, voi
         set(e->bias, b);
         a[n++] = (dnnl_exec_arg_t){DNNL_ARG_BIAS, e->bias};
     }
-    return reorder(&e->w) && reorder(&e->in) && dnnl_primitive_execute(e->conv, stream, n, a) == dnnl_success &&
-           reorder_back(&e->out) && dnnl_stream_wait(stream) == dnnl_success;
+    bool ok = reorder(&e->w) && reorder(&e->in) && dnnl_primitive_execute(e->conv, stream, n, a) == dnnl_success;
+    if (!relu) return ok && reorder_back(&e->out) && dnnl_stream_wait(stream) == dnnl_success;
+    ok = ok && dnnl_stream_wait(stream) == dnnl_success;
+    const ct_conv_shape *s = &e->key;
+    if (ok) unblock16_relu((const float *)((char *)scratch + e->out.off), dst, s->n, s->o, s->oh * s->ow);
+    return ok;
 }
 
 bool ct_conv_onednn_run(const ct_conv_shape *s, const void *src, const void *w, const void *b, void *dst,
-                        void *scratch, ct_status *st) {
+                        void *scratch, bool *relu, ct_status *st) {
+    const bool want = *relu;
+    *relu = false;
     pthread_once(&once, start);
     if (!usable) return false;
     entry *e = find(s, false);
@@ -288,8 +332,9 @@ bool ct_conv_onednn_run(const ct_conv_shape *s, const void *src, const void *w, 
         build(e);
     }
     bool ran = e->ok;
+    *relu = ran && want && e->out16;
     if (ran)
-        *st = execute(e, src, w, b, dst, scratch)
+        *st = execute(e, src, w, b, dst, scratch, *relu)
                   ? CT_OK
                   : ct_error(CT_ERR_INTERNAL, "cpu %s: oneDNN's convolution failed", ct_op_name((ct_op)s->op));
     pthread_mutex_unlock(&e->lock);
@@ -456,8 +501,9 @@ bool ct_conv_onednn_wgrad_chunk(const ct_conv_shape *s, int slot, const void *x,
     return false;
 }
 bool ct_conv_onednn_run(const ct_conv_shape *s, const void *src, const void *w, const void *b, void *dst,
-                        void *scratch, ct_status *st) {
+                        void *scratch, bool *relu, ct_status *st) {
     (void)s, (void)src, (void)w, (void)b, (void)dst, (void)scratch, (void)st;
+    *relu = false;
     return false;
 }
 #endif

@@ -45,9 +45,12 @@ bool ct_conv_onednn_declare(const ct_conv_shape *s, size_t *bytes);
 /* Runs it: forward y = conv(x, w) + b (src = x, dst = y), or the input
  * gradient (src = dy, dst = dx). False when oneDNN did not run (not
  * available, never declared, the thread count changed the layouts): the
- * caller runs the reference path. *st is the status when it did run. */
+ * caller runs the reference path. *st is the status when it did run.
+ * *relu: in, whether a relu is fused into the forward (ct_attrs.fused_relu);
+ * out, whether it was applied here (as the F32 output came out of oneDNN's
+ * blocked layout); else the caller applies it. */
 bool ct_conv_onednn_run(const ct_conv_shape *s, const void *src, const void *w, const void *b, void *dst,
-                        void *scratch, ct_status *st);
+                        void *scratch, bool *relu, ct_status *st);
 
 /* The weight gradient of one chunk of s->n samples on the calling thread
  * alone (a primitive made for one thread: oneDNN's own threads would split

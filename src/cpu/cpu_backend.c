@@ -64,6 +64,7 @@ static void cpu_fill(void) {
         .sync = cpu_sync,
         /* kernels and scratch (the kernels are registered below) */
         .scratch_bytes = cpu_scratch_bytes,
+        .fuses_relu = true,
         /* flat-buffer and optimizer updates */
         .optim_update = ct_cpu_optim_update,
         .sumsq = ct_cpu_sumsq,

@@ -29,7 +29,7 @@ typedef struct bin_job {
     const float *a, *b;
     float *o;
     int64_t m; /* row length */
-    bool a_full, b_full;
+    bool a_full, b_full, relu;
 } bin_job;
 
 /* Rows [lo, hi). An operand either is the output or does not overlap it
@@ -57,6 +57,10 @@ static CT_ALWAYS_INLINE void bin_body(const bin_job *k, int64_t lo, int64_t hi) 
             for (int64_t j = 0; j < m; j++) ro[j] = ra[j] / rb[j];
             break;
         }
+        if (k->relu) { /* a fused relu, on the row while it is in cache: ct_ew_relu in float */
+            CT_SIMD_LOOP
+            for (int64_t j = 0; j < m; j++) ro[j] = ro[j] != ro[j] ? ro[j] : (ro[j] > 0.0f ? ro[j] : 0.0f);
+        }
     }
 }
 CT_RANGE_KERNEL(bin_worker, bin_body, bin_job)
@@ -64,11 +68,11 @@ CT_RANGE_KERNEL(bin_worker, bin_body, bin_job)
 /* out = a op b over `rows` rows of m elements, F32 throughout, as
  * binary_rows() of k_elementwise.c; false when not F32 (or switched off). */
 bool ct_cpu_fast_binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview *b, bool b_full,
-                             const ct_tview *o, int64_t m, int64_t rows) {
+                             const ct_tview *o, int64_t m, int64_t rows, bool relu) {
     if (a->dtype != CT_F32 || b->dtype != CT_F32 || o->dtype != CT_F32 || !ct_cpu_fast_paths_enabled())
         return false;
     if (op != CT_OP_ADD && op != CT_OP_SUB && op != CT_OP_MUL && op != CT_OP_DIV) return false;
-    const bin_job k = {op, a->data, b->data, o->data, m, a_full, b_full};
+    const bin_job k = {op, a->data, b->data, o->data, m, a_full, b_full, relu};
     /* rows split across threads as the reference's schedule(static) does */
     ct_par_ranges(rows, o->numel >= PAR_MIN ? 1 : INT64_MAX, bin_worker(), &k);
     return true;

@@ -111,9 +111,15 @@ ct_status ct_cpu_optim_update(const ct_optim_args *a);
 ct_status ct_cpu_sumsq(const void *x, ct_dtype dtype, size_t n, double *out, bool *finite);
 ct_status ct_cpu_scale_clamp(void *x, ct_dtype dtype, size_t n, double scale, double clamp);
 ct_status ct_cpu_axpby(double a, const void *x, double b, void *y, ct_dtype dtype, size_t n);
-/* The vectorised F32 elementwise paths (cpu_fast_ew.c): true when one ran. */
+/* The vectorised F32 elementwise paths (cpu_fast_ew.c): true when one ran
+ * (binary rows: with relu applied to the output when asked). */
 bool ct_cpu_fast_binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview *b, bool b_full,
-                             const ct_tview *o, int64_t m, int64_t rows);
+                             const ct_tview *o, int64_t m, int64_t rows, bool relu);
+/* A relu fused into the kernel that made o (ct_attrs.fused_relu), for the
+ * paths that do not apply it as they go (k_elementwise.c): o = relu(o) in
+ * place; and its gradient form, o *= (x > 0 ? 1 : 0). */
+void ct_cpu_relu_inplace(const ct_tview *o);
+void ct_cpu_relu_mask(const ct_tview *o, const ct_tview *x);
 bool ct_cpu_fast_sum_rows(const ct_tview *x, const ct_tview *o, int64_t rows, int64_t m);
 bool ct_cpu_fast_cast(const ct_tview *x, const ct_tview *o);
 /* The float-math F32 paths of the transcendental unary ops and their

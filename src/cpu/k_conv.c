@@ -441,12 +441,13 @@ static size_t fast_scratch(const ct_kargs *k) {
     return ct_conv_onednn_declare(&s, &bytes) ? bytes : 0;
 }
 
-/* The forward or the input gradient through oneDNN; false when it did not run. */
-static bool fast_onednn(const ct_kargs *k, const conv_dims *d, ct_status *st) {
+/* The forward or the input gradient through oneDNN; false when it did not
+ * run. *relu: in, whether one is fused; out, whether oneDNN's path applied it. */
+static bool fast_onednn(const ct_kargs *k, const conv_dims *d, bool *relu, ct_status *st) {
     ct_conv_shape s;
-    if (!shape_of(k, d, &s) || !fast_runs(s.src_dt)) return false;
+    if (!shape_of(k, d, &s) || !fast_runs(s.src_dt)) return *relu = false, false;
     const void *b = s.bias ? k->in[2].data : NULL;
-    return ct_conv_onednn_run(&s, k->in[0].data, k->in[1].data, b, k->out.data, k->scratch, st);
+    return ct_conv_onednn_run(&s, k->in[0].data, k->in[1].data, b, k->out.data, k->scratch, relu, st);
 }
 
 /* Chunk ch's gradient [O, K/G] per group into part, on this thread. */
@@ -548,10 +549,20 @@ static double *scratch_parts(const ct_kargs *k, const conv_dims *d, void **col, 
     return (double *)((end + 7) / 8 * 8);
 }
 
+/* A fused relu (ct_attrs.fused_relu) comes with the unblocking of oneDNN's
+ * output where that is nChw16c, else it is a pass over the output in
+ * place: oneDNN's relu post-op turns a NaN into 0, and its elu with alpha
+ * 0 (which keeps the bits) computes an exp per element and measured
+ * slower than the pass (docs/cpu_backend.md). */
 static ct_status k_conv2d(const ct_kargs *k) {
     conv_dims d = {0};
     ct_status s = prepare(k, &d);
-    if (s != CT_OK || d.n * d.o * d.p == 0 || fast_onednn(k, &d, &s)) return s;
+    if (s != CT_OK || d.n * d.o * d.p == 0) return s;
+    bool relu = k->attr->fused_relu;
+    if (fast_onednn(k, &d, &relu, &s)) {
+        if (s == CT_OK && k->attr->fused_relu && !relu) ct_cpu_relu_inplace(&k->out);
+        return s;
+    }
     bool dbl = is_f64(k->out.dtype);
     size_t es = compute_size(k->out.dtype);
     void *col, *mat, *wbuf;
@@ -567,13 +578,15 @@ static ct_status k_conv2d(const ct_kargs *k) {
                  (char *)mat + (size_t)(g * d.og * ncols) * es, ncols);
         mat_to_y(mat, &d, n0, nb, dbl, bias, &k->out);
     }
+    if (k->attr->fused_relu) ct_cpu_relu_inplace(&k->out);
     return CT_OK;
 }
 
 static ct_status k_conv2d_grad_input(const ct_kargs *k) {
     conv_dims d = {0};
     ct_status s = prepare(k, &d);
-    if (s != CT_OK || d.n * d.c * d.h * d.w == 0 || fast_onednn(k, &d, &s)) return s;
+    bool relu = false;
+    if (s != CT_OK || d.n * d.c * d.h * d.w == 0 || fast_onednn(k, &d, &relu, &s)) return s;
     bool dbl = is_f64(k->out.dtype);
     size_t es = compute_size(k->out.dtype);
     void *dcol, *mat, *wbuf;

@@ -50,6 +50,33 @@ static ct_status shape_error(ct_op op, const char *what, const ct_shape *a, cons
                     ct_shape_str(*a, sa, sizeof sa), ct_shape_str(*b, sb, sizeof sb));
 }
 
+/* ---- a fused relu (ct_attrs.fused_relu, core/program_fuse.c) ----------- */
+
+/* o[i] = relu(o[i]) for i in [lo, hi): for the paths that do not apply it
+ * as they go (F32: ct_ew_relu in float, the same bits). */
+static void relu_range(const ct_tview *o, int64_t lo, int64_t hi) {
+    if (o->dtype == CT_F32) {
+        float *os = o->data;
+#pragma omp parallel for schedule(static) if (hi - lo >= PAR_MIN)
+        for (int64_t i = lo; i < hi; i++) os[i] = os[i] != os[i] ? os[i] : (os[i] > 0.0f ? os[i] : 0.0f);
+        return;
+    }
+#pragma omp parallel for schedule(static) if (hi - lo >= PAR_MIN)
+    for (int64_t i = lo; i < hi; i++) ct_st(o->data, o->dtype, i, ct_ew_relu(ct_ld(o->data, o->dtype, i)));
+}
+
+void ct_cpu_relu_inplace(const ct_tview *o) { relu_range(o, 0, o->numel); }
+
+/* o[i] *= relu'(x[i]), as k_unary_grad computes dy * f'(x) for relu. */
+void ct_cpu_relu_mask(const ct_tview *o, const ct_tview *x) {
+    const int64_t n = o->numel;
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        double d = ct_ld(x->data, x->dtype, i) > 0 ? 1.0 : 0.0;
+        ct_st(o->data, o->dtype, i, ct_ld(o->data, o->dtype, i) * d);
+    }
+}
+
 /* ---- binary ------------------------------------------------------------ */
 
 /* Row length m when `in`, broadcast to `out`, repeats with period m along
@@ -70,10 +97,11 @@ static int64_t row_period(const ct_shape *in, const ct_shape *out) {
  * with period m (row); rows split across threads. Only full operands may
  * leave a tail of fewer than m elements. */
 static void binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview *b, bool b_full,
-                        const ct_tview *o, int64_t m) {
+                        const ct_tview *o, int64_t m, bool relu) {
     const int64_t rows = m > 0 ? o->numel / m : 0;
-    if (ct_cpu_fast_binary_rows(op, a, a_full, b, b_full, o, m, rows)) {
-        /* vectorised, the same bits (cpu_fast_ew.c) */
+    const bool fast = ct_cpu_fast_binary_rows(op, a, a_full, b, b_full, o, m, rows, relu);
+    if (fast) {
+        /* vectorised, the same bits, the relu applied row by row (cpu_fast_ew.c) */
     } else if (a->dtype == CT_F32 && b->dtype == CT_F32 && o->dtype == CT_F32) {
         const float *pa = a->data, *pb = b->data;
         float *po = o->data;
@@ -96,6 +124,7 @@ static void binary_rows(ct_op op, const ct_tview *a, bool a_full, const ct_tview
     /* the tail of a full-by-full product cut into FLAT_ROW pieces */
     for (int64_t i = rows * m; i < o->numel; i++)
         ct_st(o->data, o->dtype, i, ct_ew_binary(op, ct_ld(a->data, a->dtype, i), ct_ld(b->data, b->dtype, i)));
+    if (relu) relu_range(o, fast ? rows * m : 0, o->numel);
 }
 
 /* Every op of class BINARY (core/op_list.h); the math is core/ew_math.h's. */
@@ -111,15 +140,16 @@ static ct_status k_binary(const ct_kargs *k) {
                            &o->shape);
 
     bool a_full = ct_shape_equal(a->shape, o->shape), b_full = ct_shape_equal(b->shape, o->shape);
+    const bool relu = k->attr && k->attr->fused_relu;
     if (a_full && b_full) {
         /* one row of the whole tensor would run on one thread: split it */
-        binary_rows(op, a, true, b, true, o, o->numel >= PAR_MIN ? FLAT_ROW : o->numel);
+        binary_rows(op, a, true, b, true, o, o->numel >= PAR_MIN ? FLAT_ROW : o->numel, relu);
         return CT_OK;
     }
     int64_t ma = a_full ? 0 : row_period(&a->shape, &o->shape);
     int64_t mb = b_full ? 0 : row_period(&b->shape, &o->shape);
     if ((a_full || ma > 0) && (b_full || mb > 0) && (a_full || b_full || ma == mb)) {
-        binary_rows(op, a, a_full, b, b_full, o, a_full ? mb : ma);
+        binary_rows(op, a, a_full, b, b_full, o, a_full ? mb : ma, relu);
         return CT_OK;
     }
 #pragma omp parallel for schedule(static) if (o->numel >= PAR_MIN)
@@ -128,6 +158,7 @@ static ct_status k_binary(const ct_kargs *k) {
         double vb = ct_ld(b->data, b->dtype, ct_bcast_offset(&o->shape, &b->shape, i));
         ct_st(o->data, o->dtype, i, ct_ew_binary(op, va, vb));
     }
+    if (relu) relu_range(o, 0, o->numel);
     return CT_OK;
 }
 

@@ -244,9 +244,17 @@ static bool fast_max_pool(const ct_tview *x, const ct_tview *y, const pool_dims 
     return true;
 }
 
+/* A fused relu's gradient (ct_attrs.fused_relu: x is the relu's output) on
+ * one plane while it is in cache: dx * (x > 0 ? 1 : 0), the product
+ * relu's UNARY_GRAD computes (exact, so float or double alike). */
+static void relu_mask_plane(float *out, const float *x, int64_t n) {
+    for (int64_t t = 0; t < n; t++) out[t] = out[t] * (x[t] > 0.0f ? 1.0f : 0.0f);
+}
+
 /* Windows that do not overlap: each element takes at most one dy, written
  * as the reference writes 0.0 + dy (a -0 gradient becomes +0). */
-static bool fast_max_pool_grad(const ct_tview *x, const ct_tview *dy, const ct_tview *dx, const pool_dims *d) {
+static bool fast_max_pool_grad(const ct_tview *x, const ct_tview *dy, const ct_tview *dx, const pool_dims *d,
+                               bool relu) {
     const ct_window2d *win = d->win;
     if (!fast_pool_ok(x, d) || win->stride[0] < win->kernel[0] || win->stride[1] < win->kernel[1]) return false;
     const float *xs = x->data, *dys = dy->data;
@@ -259,12 +267,13 @@ static bool fast_max_pool_grad(const ct_tview *x, const ct_tview *dy, const ct_t
         float *out = dxs + pl * hw;
         if (is_22(win)) {
             pool22_grad_plane(plane, g, out, d);
-            continue;
+        } else {
+            memset(out, 0, (size_t)hw * sizeof *out);
+            for (int64_t oh = 0; oh < d->oh; oh++)
+                for (int64_t ow = 0; ow < d->ow; ow++)
+                    out[first_max(plane, oh * sh * d->w + ow * sw, d->w, kh, kw)] = g[oh * d->ow + ow] + 0.0f;
         }
-        memset(out, 0, (size_t)hw * sizeof *out);
-        for (int64_t oh = 0; oh < d->oh; oh++)
-            for (int64_t ow = 0; ow < d->ow; ow++)
-                out[first_max(plane, oh * sh * d->w + ow * sw, d->w, kh, kw)] = g[oh * d->ow + ow] + 0.0f;
+        if (relu) relu_mask_plane(out, plane, hw);
     }
     return true;
 }
@@ -310,11 +319,13 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     s = pool_dims_of("max_pool2d_grad", k, x, dy, &d);
     if (s != CT_OK) return s;
     if (dx->numel != x->numel) return ct_error(CT_ERR_SHAPE, "cpu max_pool2d_grad: dx and x differ in size");
-    if (dx->numel == 0 || fast_max_pool_grad(x, dy, dx, &d)) return CT_OK; /* an empty batch asks for no scratch */
+    const bool relu = k->attr->fused_relu;
+    if (dx->numel == 0 || fast_max_pool_grad(x, dy, dx, &d, relu)) return CT_OK; /* an empty batch asks for no scratch */
     if (!k->scratch) return ct_error(CT_ERR_INTERNAL, "cpu max_pool2d_grad: no scratch");
     int64_t hw = d.h * d.w;
     const ct_window2d *win = d.win;
-    if (dx->dtype == CT_F32 && win->stride[0] >= win->kernel[0] && win->stride[1] >= win->kernel[1]) {
+    if (dx->dtype == CT_F32 && x->dtype == CT_F32 && win->stride[0] >= win->kernel[0] &&
+        win->stride[1] >= win->kernel[1]) {
         /* Windows that do not overlap add at most one dy to an element: the
          * accumulator would hold 0.0 + dy, which is written straight away
          * (0.0 + dy, so a -0 gradient still becomes +0 as it did). */
@@ -327,6 +338,7 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
             for (int64_t oh = 0; oh < d.oh; oh++)
                 for (int64_t ow = 0; ow < d.ow; ow++)
                     out[window_argmax(x, &d, pl, oh, ow)] = (float)(0.0 + (double)dys[(pl * d.oh + oh) * d.ow + ow]);
+            if (relu) relu_mask_plane(out, (const float *)x->data + pl * hw, hw);
         }
         return CT_OK;
     }
@@ -339,6 +351,7 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
                 acc[window_argmax(x, &d, pl, oh, ow)] += ct_ld(dy->data, dy->dtype, (pl * d.oh + oh) * d.ow + ow);
         for (int64_t t = 0; t < hw; t++) ct_st(dx->data, dx->dtype, pl * hw + t, acc[t]);
     }
+    if (relu) ct_cpu_relu_mask(dx, x);
     return CT_OK;
 }
 

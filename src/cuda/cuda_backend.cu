@@ -244,6 +244,7 @@ static ct_backend make_table(void) {
     b.event_method = "cuda events";
     // kernels and scratch (the k_*.cu files)
     b.scratch_bytes = cuda_scratch_bytes;
+    b.fuses_relu = true; // conv2d, add and max_pool2d_grad honour attr.fused_relu
     ct_cuda_register_elementwise(b.kernels);
     ct_cuda_register_reduce(b.kernels);
     ct_cuda_register_softmax(b.kernels);

@@ -59,6 +59,7 @@
 #include <initializer_list>
 #include <mutex>
 
+#include "core/ew_math.h"
 #include "cuda/cuda_common.cuh"
 
 extern "C" {
@@ -398,13 +399,15 @@ size_t ct_cuda_conv_scratch(const ct_kargs *k) {
 // type; the CPU adds the bias to its FP32 (F64) products the same way. src
 // is y itself (the bias added in place), or a mixed forward's half result,
 // widened to y's F32 (exactly) before the F32 bias is added.
+// relu: a relu fused into the convolution (ct_attrs.fused_relu), applied
+// before the store (it commutes with the rounding to y's dtype).
 template <typename C>
 __global__ void bias_add_kernel(const void *src, int sdt, void *y, int ydt, const void *b, int bdt, int64_t n,
-                                int64_t o, int64_t hw) {
+                                int64_t o, int64_t hw, bool relu) {
     CT_GRID_STRIDE(i, n) {
         C v = ct_ld<C>(src, sdt, i);
         if (b) v += ct_ld<C>(b, bdt, i / hw % o);
-        ct_st<C>(y, ydt, i, v);
+        ct_st<C>(y, ydt, i, relu ? ct_ew_relu<C>(v) : v);
     }
 }
 
@@ -422,19 +425,23 @@ __global__ void bias_grad_kernel(const void *dy, int dt, void *db, int64_t n, in
     }
 }
 
-// The forward's last pass: y = src + bias, src being y (in place) or the
-// half result of a mixed forward. Nothing to do for y itself without a bias.
+// The forward's last pass: y = src + bias, then the fused relu if any, src
+// being y (in place) or the half result of a mixed forward. Nothing to do
+// for y itself without a bias or a relu.
 static ct_status finish_forward(const ct_kargs *k, const void *src, ct_dtype sdt, cudaStream_t st) {
     const ct_tview &y = k->out;
     const void *b = k->attr->has_bias ? k->in[2].data : nullptr;
     ct_dtype bdt = k->attr->has_bias ? k->in[2].dtype : y.dtype;
     int64_t o = y.shape.dim[1], hw = y.shape.dim[2] * y.shape.dim[3];
-    if (y.numel == 0 || (!b && src == y.data)) return CT_OK;
+    bool relu = k->attr->fused_relu;
+    if (y.numel == 0 || (!b && !relu && src == y.data)) return CT_OK;
     unsigned g = ct_cuda_blocks(y.numel);
     if (ct_cuda_is_f64(y.dtype))
-        bias_add_kernel<double><<<g, CT_CUDA_THREADS, 0, st>>>(src, sdt, y.data, y.dtype, b, bdt, y.numel, o, hw);
+        bias_add_kernel<double><<<g, CT_CUDA_THREADS, 0, st>>>(src, sdt, y.data, y.dtype, b, bdt, y.numel, o, hw,
+                                                               relu);
     else
-        bias_add_kernel<float><<<g, CT_CUDA_THREADS, 0, st>>>(src, sdt, y.data, y.dtype, b, bdt, y.numel, o, hw);
+        bias_add_kernel<float><<<g, CT_CUDA_THREADS, 0, st>>>(src, sdt, y.data, y.dtype, b, bdt, y.numel, o, hw,
+                                                              relu);
     CT_CUDA_LAUNCHED("conv2d (bias)", "y of %lld elements, %lld channels, %s into %s", (long long)y.numel,
                      (long long)o, ct_dtype_name(sdt), ct_dtype_name(y.dtype));
     return CT_OK;

@@ -12,18 +12,27 @@
 
 // ---------------------------------------------------------------- binary
 
+// relu: a relu fused into the op (ct_attrs.fused_relu). It commutes with
+// the rounding to a half output, so applying it before the store gives
+// what the relu kernel gives after it.
 template <typename C>
-__global__ void binary_same(int op, const void *a, int adt, const void *b, int bdt, void *o, int odt, int64_t n) {
-    CT_GRID_STRIDE(i, n) ct_st<C>(o, odt, i, ct_ew_binary<C>(op, ct_ld<C>(a, adt, i), ct_ld<C>(b, bdt, i)));
+__device__ __forceinline__ void store(void *o, int odt, int64_t i, C v, bool relu) {
+    ct_st<C>(o, odt, i, relu ? ct_ew_relu<C>(v) : v);
+}
+
+template <typename C>
+__global__ void binary_same(int op, const void *a, int adt, const void *b, int bdt, void *o, int odt, int64_t n,
+                            bool relu) {
+    CT_GRID_STRIDE(i, n) store<C>(o, odt, i, ct_ew_binary<C>(op, ct_ld<C>(a, adt, i), ct_ld<C>(b, bdt, i)), relu);
 }
 
 template <typename C>
 __global__ void binary_bcast(int op, ct_bcast g, const void *a, int adt, const void *b, int bdt, void *o, int odt,
-                             int64_t n) {
+                             int64_t n, bool relu) {
     CT_GRID_STRIDE(i, n) {
         int64_t oa, ob;
         ct_bcast_offsets(g, i, &oa, &ob);
-        ct_st<C>(o, odt, i, ct_ew_binary<C>(op, ct_ld<C>(a, adt, oa), ct_ld<C>(b, bdt, ob)));
+        store<C>(o, odt, i, ct_ew_binary<C>(op, ct_ld<C>(a, adt, oa), ct_ld<C>(b, bdt, ob)), relu);
     }
 }
 
@@ -44,14 +53,14 @@ static ct_status k_binary(const ct_kargs *k) {
     if (o.numel == 0) return CT_OK;
     cudaStream_t st = ct_cuda_stream(k);
     unsigned blocks = ct_cuda_blocks(o.numel);
-    bool f64 = ct_cuda_is_f64(o.dtype);
+    bool f64 = ct_cuda_is_f64(o.dtype), relu = k->attr && k->attr->fused_relu;
     if (ct_shape_equal(a.shape, o.shape) && ct_shape_equal(b.shape, o.shape)) {
         if (f64)
             binary_same<double><<<blocks, CT_CUDA_THREADS, 0, st>>>(k->op, a.data, a.dtype, b.data, b.dtype, o.data,
-                                                                    o.dtype, o.numel);
+                                                                    o.dtype, o.numel, relu);
         else
             binary_same<float><<<blocks, CT_CUDA_THREADS, 0, st>>>(k->op, a.data, a.dtype, b.data, b.dtype, o.data,
-                                                                   o.dtype, o.numel);
+                                                                   o.dtype, o.numel, relu);
     } else {
         ct_bcast g;
         ct_cuda_bcast_init(&g, o.shape);
@@ -59,10 +68,10 @@ static ct_status k_binary(const ct_kargs *k) {
         ct_cuda_bcast_strides(&g, 1, b.shape);
         if (f64)
             binary_bcast<double><<<blocks, CT_CUDA_THREADS, 0, st>>>(k->op, g, a.data, a.dtype, b.data, b.dtype,
-                                                                     o.data, o.dtype, o.numel);
+                                                                     o.data, o.dtype, o.numel, relu);
         else
             binary_bcast<float><<<blocks, CT_CUDA_THREADS, 0, st>>>(k->op, g, a.data, a.dtype, b.data, b.dtype,
-                                                                    o.data, o.dtype, o.numel);
+                                                                    o.data, o.dtype, o.numel, relu);
     }
     CT_CUDA_LAUNCHED("binary", "%s over %lld elements", ct_op_name(k->op), (long long)o.numel);
     return CT_OK;

@@ -111,8 +111,11 @@ __global__ void argmax_kernel(const void *x, int dt, pool_geom g, int32_t *arg) 
     }
 }
 
-// dx[pl, ih, iw] = sum of dy over the windows whose argmax it is.
-__global__ void max_pool_grad_kernel(const int32_t *arg, const void *dy, void *dx, int dt, pool_geom g) {
+// dx[pl, ih, iw] = sum of dy over the windows whose argmax it is; with a
+// fused relu (ct_attrs.fused_relu: x is a relu's output), times
+// relu'(x) = (x > 0 ? 1 : 0), as relu's UNARY_GRAD would have.
+__global__ void max_pool_grad_kernel(const int32_t *arg, const void *dy, void *dx, int dt, pool_geom g,
+                                     const void *relu_x, int xdt) {
     CT_GRID_STRIDE(i, g.planes * g.h * g.w) {
         int64_t iw = i % g.w, ih = i / g.w % g.h, pl = i / (g.h * g.w);
         int64_t hlo, hhi, wlo, whi;
@@ -125,6 +128,7 @@ __global__ void max_pool_grad_kernel(const int32_t *arg, const void *dy, void *d
                 int64_t o = (pl * g.oh + oh) * g.ow + ow;
                 if (arg[o] == self) acc += ct_ld<double>(dy, dt, o);
             }
+        if (relu_x) acc *= ct_ld<double>(relu_x, xdt, i) > 0.0 ? 1.0 : 0.0;
         ct_st<double>(dx, dt, i, acc);
     }
 }
@@ -189,7 +193,7 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
                                  (long long)x.numel);
     if (dx.numel == 0) return CT_OK;
     cudaStream_t st = ct_cuda_stream(k);
-    if (dy.numel == 0) { // no window: nothing flows back
+    if (dy.numel == 0) { // no window: nothing flows back (a relu's mask keeps the zeros)
         size_t bytes = (size_t)dx.numel * ct_dtype_size(dx.dtype);
         CT_CUDA_TRY(cudaMemsetAsync(dx.data, 0, bytes, st), "max_pool2d_grad: %zu bytes", bytes);
         return CT_OK;
@@ -202,7 +206,9 @@ static ct_status k_max_pool2d_grad(const ct_kargs *k) {
     else
         argmax_kernel<float><<<b, CT_CUDA_THREADS, 0, st>>>(x.data, x.dtype, g, arg);
     CT_CUDA_LAUNCHED("max_pool2d_grad (argmax)", "%lld windows", (long long)dy.numel);
-    max_pool_grad_kernel<<<ct_cuda_blocks(dx.numel), CT_CUDA_THREADS, 0, st>>>(arg, dy.data, dx.data, dx.dtype, g);
+    const void *relu_x = k->attr->fused_relu ? x.data : nullptr;
+    max_pool_grad_kernel<<<ct_cuda_blocks(dx.numel), CT_CUDA_THREADS, 0, st>>>(arg, dy.data, dx.data, dx.dtype, g,
+                                                                            relu_x, x.dtype);
     CT_CUDA_LAUNCHED("max_pool2d_grad", "%lld elements of dx", (long long)dx.numel);
     return CT_OK;
 }
