@@ -73,9 +73,16 @@ typedef struct sgd_f32 {
 } sgd_f32;
 
 /* Next element at or after i (below hi) whose flags have (want) the frozen
- * bit: eight flags at a time through the long runs of one parameter. */
+ * bit: 64 flags at a time through the long runs of one parameter (the scan
+ * is work the update waits for), then eight, then one. */
 static CT_ALWAYS_INLINE int64_t next_frozen(const uint8_t *fl, int64_t i, int64_t hi, bool want) {
     const uint64_t bits = 0x0101010101010101ull * CT_PFLAG_FROZEN, none = want ? 0 : bits;
+    for (; i + 64 <= hi; i += 64) {
+        uint64_t w[8], any = 0, all = ~0ull;
+        memcpy(w, fl + i, sizeof w);
+        for (int j = 0; j < 8; j++) any |= w[j], all &= w[j];
+        if (want ? (any & bits) != 0 : (all & bits) != bits) break;
+    }
     for (; i + 8 <= hi; i += 8) {
         uint64_t w;
         memcpy(&w, fl + i, sizeof w);
