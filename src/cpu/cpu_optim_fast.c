@@ -20,8 +20,9 @@
  *   denominator       d = sqrt(v) / (float)sqrt(1 - b2^t) + (float)eps
  *   step              p = p - ((float)(lr / (1 - b1^t)) * m) / d
  *
- * and ctrain's own semantics around them: frozen elements untouched (runs
- * of them skipped, eight flags at a time), the coupled penalties (L2, L1's
+ * and ctrain's own semantics around them: frozen elements untouched (the
+ * update runs over runs of equal flags, found 64 flags at a time, with no
+ * flag read per element), the coupled penalties (L2, L1's
  * l1 * sign(w)) and the decoupled decay only on elements flagged for decay,
  * from the weight before the step. The per-element choices are selects and
  * the loop invariants constants, so the compiler vectorises each loop
@@ -72,23 +73,24 @@ typedef struct sgd_f32 {
     int32_t first, nesterov;
 } sgd_f32;
 
-/* Next element at or after i (below hi) whose flags have (want) the frozen
- * bit: 64 flags at a time through the long runs of one parameter (the scan
- * is work the update waits for), then eight, then one. */
-static CT_ALWAYS_INLINE int64_t next_frozen(const uint8_t *fl, int64_t i, int64_t hi, bool want) {
-    const uint64_t bits = 0x0101010101010101ull * CT_PFLAG_FROZEN, none = want ? 0 : bits;
+/* The end of the run of equal flags that starts at i (below hi): the
+ * first element after it whose flags byte differs from fl[i], or hi. 64
+ * flags at a time through the long runs of one parameter (the update waits
+ * for the scan), then eight, then one. */
+static CT_ALWAYS_INLINE int64_t run_end(const uint8_t *fl, int64_t i, int64_t hi) {
+    const uint64_t pat = 0x0101010101010101ull * fl[i];
     for (; i + 64 <= hi; i += 64) {
-        uint64_t w[8], any = 0, all = ~0ull;
+        uint64_t w[8], diff = 0;
         memcpy(w, fl + i, sizeof w);
-        for (int j = 0; j < 8; j++) any |= w[j], all &= w[j];
-        if (want ? (any & bits) != 0 : (all & bits) != bits) break;
+        for (int j = 0; j < 8; j++) diff |= w[j] ^ pat;
+        if (diff) break;
     }
     for (; i + 8 <= hi; i += 8) {
         uint64_t w;
         memcpy(&w, fl + i, sizeof w);
-        if ((w & bits) != none) break;
+        if (w != pat) break;
     }
-    while (i < hi && ((fl[i] & CT_PFLAG_FROZEN) != 0) != want) i++;
+    while (i < hi && fl[i] == (uint8_t)pat) i++;
     return i;
 }
 
@@ -110,7 +112,7 @@ static CT_ALWAYS_INLINE float grad_f32(const grad_f32c *k, int32_t decay, float 
 /* One element, up to the second moment (AMSGrad's maximum applied by the
  * caller); returns the decayed weight, stores m and v. */
 #define ADAM_F32_MOMENTS(k, i, w, m, v)                                         \
-    const int32_t decay_ = decay_of(fl[i]);                                     \
+    const int32_t decay_ = decay;                                               \
     float w = p[i];                                                             \
     const float g_ = grad_f32(&(k)->gc, decay_, w, gr[i]);                           \
     w = ((k)->decoupled & decay_) ? w * (k)->shrink : w;                        \
@@ -133,10 +135,9 @@ static CT_ALWAYS_INLINE grad_f32c plain_if(grad_f32c gc, bool plain) {
     return gc;
 }
 
-static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi, bool plain) {
+static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi, bool plain, int32_t decay) {
     float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1;
     const float *restrict gr = k->g;
-    const uint8_t *restrict fl = k->flags;
     adam_f32 kk = *k; /* the constants in registers, not reloaded through k */
     kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
@@ -146,10 +147,9 @@ static CT_ALWAYS_INLINE void adam_run(const adam_f32 *k, int64_t lo, int64_t hi,
     }
 }
 
-static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t hi, bool plain) {
+static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t hi, bool plain, int32_t decay) {
     float *restrict p = k->p, *restrict s0 = k->s0, *restrict s1 = k->s1, *restrict s2 = k->s2;
     const float *restrict gr = k->g;
-    const uint8_t *restrict fl = k->flags;
     adam_f32 kk = *k;
     kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
@@ -163,31 +163,30 @@ static CT_ALWAYS_INLINE void amsgrad_run(const adam_f32 *k, int64_t lo, int64_t 
     }
 }
 
-static CT_ALWAYS_INLINE void sgd_run(const sgd_f32 *k, int64_t lo, int64_t hi, bool plain) {
+static CT_ALWAYS_INLINE void sgd_run(const sgd_f32 *k, int64_t lo, int64_t hi, bool plain, int32_t decay) {
     float *restrict p = k->p;
     const float *restrict gr = k->g;
-    const uint8_t *restrict fl = k->flags;
     sgd_f32 kk = *k;
     kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         const float w = p[i];
-        p[i] = w - kk.lr * grad_f32(&kk.gc, decay_of(fl[i]), w, gr[i]);
+        p[i] = w - kk.lr * grad_f32(&kk.gc, decay, w, gr[i]);
     }
 }
 
 /* torch's buf.mul_(mu).add_(g, alpha=1 - dampening), the buffer starting
  * as the first gradient; Nesterov's g.add(buf, alpha=mu). */
-static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int64_t hi, bool plain) {
+static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int64_t hi, bool plain,
+                                               int32_t decay) {
     float *restrict p = k->p, *restrict s0 = k->s0;
     const float *restrict gr = k->g;
-    const uint8_t *restrict fl = k->flags;
     sgd_f32 kk = *k;
     kk.gc = plain_if(kk.gc, plain);
     CT_SIMD_LOOP
     for (int64_t i = lo; i < hi; i++) {
         const float w = p[i];
-        float g = grad_f32(&kk.gc, decay_of(fl[i]), w, gr[i]);
+        float g = grad_f32(&kk.gc, decay, w, gr[i]);
         const float buf = kk.first ? g : s0[i] * kk.mu + kk.damp1 * g;
         s0[i] = buf;
         g = kk.nesterov ? g + kk.mu * buf : buf;
@@ -196,20 +195,15 @@ static CT_ALWAYS_INLINE void sgd_momentum_run(const sgd_f32 *k, int64_t lo, int6
 }
 
 /* Frozen elements keep every bit (the reference skips them), so the update
- * runs over the runs of unfrozen ones, with no per-element test of the
- * frozen flag left in the vectorised loop. The runs are found a chunk at a
- * time, so the update reads the chunk's flags (its decay bits) again from
- * L1, not from memory: one pass over the flags instead of two. */
-#define FLAG_CHUNK ((int64_t)4096)
-#define FOR_UNFROZEN_RUNS(k, lo, hi, run, plain)                                     \
-    for (int64_t c_ = (lo); c_ < (hi); c_ += FLAG_CHUNK) {                           \
-        const int64_t e_ = (hi) - c_ < FLAG_CHUNK ? (hi) : c_ + FLAG_CHUNK;          \
-        for (int64_t a_ = c_; a_ < e_;) {                                            \
-            a_ = next_frozen((k)->flags, a_, e_, false);                             \
-            int64_t b_ = next_frozen((k)->flags, a_, e_, true);                      \
-            if (a_ < b_) run((k), a_, b_, (plain));                                  \
-            a_ = b_;                                                                 \
-        }                                                                            \
+ * runs over the runs of equal flags (one parameter's elements, say), the
+ * unfrozen ones only, with their decay flag as a constant: no flag is read
+ * in the vectorised loop. */
+#define FOR_UNFROZEN_RUNS(k, lo, hi, run, plain)                               \
+    for (int64_t a_ = (lo); a_ < (hi);) {                                      \
+        const uint8_t f_ = (k)->flags[a_];                                     \
+        const int64_t b_ = run_end((k)->flags, a_, (hi));                      \
+        if (!(f_ & CT_PFLAG_FROZEN)) run((k), a_, b_, (plain), decay_of(f_));  \
+        a_ = b_;                                                               \
     }
 
 /* Each update as two workers: any options, and plain (the constant 0 for
