@@ -5,11 +5,19 @@ the ratio table (ctrain's rate over PyTorch's: above 1, ctrain is faster).
     python3 benchmarks/compare.py --workload all --device cpu
     python3 benchmarks/compare.py --out benchmarks/results/cpu -- --quick
     python3 benchmarks/compare.py --from ctrain.json torch.json
+    python3 benchmarks/compare.py --interleave --workload all --device cpu
 
 Every flag it does not know itself goes to both runners (`ctrain bench
 --help` lists them). Where PyTorch is not installed it says so and prints
 ctrain's figures alone. The two JSON records and the table (compare.md) are
 left in --out.
+
+By default each runner times every workload in one process, ctrain's all
+before PyTorch's. --interleave runs them workload by workload instead,
+ctrain's then PyTorch's, so each ratio comes from two runs a few seconds
+apart: on a machine whose speed drifts over minutes (a shared VM), a
+memory-bound workload's ratio otherwise measures the drift. The records
+are then the runs' results joined in workload order.
 """
 
 import argparse
@@ -173,6 +181,66 @@ def torch_status(python):
     return last
 
 
+def workload_list(ctrain, rest):
+    """The workloads --workload names (ctrain bench --list for all), and
+    the other flags."""
+    names, others, i = "all", [], 0
+    while i < len(rest):
+        if rest[i] == "--workload" and i + 1 < len(rest):
+            names, i = rest[i + 1], i + 2
+            continue
+        if rest[i].startswith("--workload="):
+            names = rest[i].split("=", 1)[1]
+        else:
+            others.append(rest[i])
+        i += 1
+    if names != "all":
+        return names.split(","), others
+    out = subprocess.run([ctrain, "bench", "--list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()], others
+
+
+def joined(parts):
+    """One record from several runs of one runner: the first's header, every
+    run's results, the largest resident size."""
+    if not parts:
+        return None
+    rec = dict(parts[0])
+    rec["results"] = [r for part in parts for r in part["results"]]
+    rec["max_rss_bytes"] = max(part.get("max_rss_bytes") or 0 for part in parts)
+    return rec
+
+
+def run_record(cmd, path):
+    """Runs cmd (which writes the JSON record at path); the record, or None."""
+    print("$ " + " ".join(cmd), flush=True)
+    rc = subprocess.run(cmd).returncode
+    if not os.path.exists(path):
+        return rc, None
+    with open(path) as f:
+        rec = json.load(f)
+    os.remove(path)
+    return rc, rec
+
+
+def interleaved(a, ctrain, rest, missing):
+    """ctrain's and PyTorch's records, workload by workload (--interleave)."""
+    names, others = workload_list(ctrain, rest)
+    part = os.path.join(a.out, "part.json")
+    cts, pts, rc = [], [], 0
+    for w in names:
+        flags = ["--workload", w] + others
+        wrc, rec = run_record([ctrain, "bench"] + flags + ["--json", part], part)
+        rc = rc or wrc
+        if rec:
+            cts.append(rec)
+        if not missing:
+            _, rec = run_record([a.python, os.path.join(HERE, "torch_bench.py")] + flags + ["--json", part], part)
+            if rec:
+                pts.append(rec)
+    return rc, joined(cts), joined(pts)
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ctrain", help="the ctrain executable (default: build*/tools/ctrain, then PATH)")
@@ -180,6 +248,8 @@ def main(argv):
     p.add_argument("--out", default="bench-out", help="directory for the records and compare.md")
     p.add_argument("--from", dest="records", nargs="+", metavar="JSON",
                    help="make the table from saved records (ctrain's, then PyTorch's) instead of running")
+    p.add_argument("--interleave", action="store_true",
+                   help="run the two engines workload by workload, one right after the other")
     a, rest = p.parse_known_args(argv)
     if rest and rest[0] == "--":
         rest = rest[1:]
@@ -209,6 +279,8 @@ def main(argv):
     for old in (ct_json, pt_json):
         if os.path.exists(old):
             os.remove(old)
+    if a.interleave:
+        return run_interleaved(a, ctrain, rest, ct_json, pt_json)
     ct_cmd = [ctrain, "bench"] + rest + ["--json", ct_json]
     print("$ " + " ".join(ct_cmd), flush=True)
     rc = subprocess.run(ct_cmd).returncode
@@ -234,6 +306,31 @@ def main(argv):
             missing = f"torch_bench.py exited {prc} without a record"
     with open(ct_json) as f:
         ct = json.load(f)
+    text = report(ct, pt, missing, commands)
+    with open(os.path.join(a.out, "compare.md"), "w") as f:
+        f.write(text)
+    print("\n" + text, end="")
+    print(f"\n(records and compare.md in {a.out}; {datetime.date.today()})")
+    return rc
+
+
+def run_interleaved(a, ctrain, rest, ct_json, pt_json):
+    missing = torch_status(a.python)
+    if missing:
+        print(f"compare: PyTorch is not installed here ({missing}); reporting ctrain's figures only", flush=True)
+    rc, ct, pt = interleaved(a, ctrain, rest, missing)
+    if not ct:
+        print(f"compare: ctrain bench exited {rc} without a record", file=sys.stderr)
+        return 1
+    if not pt and not missing:
+        missing = "torch_bench.py wrote no record"
+    for rec, path in ((ct, ct_json), (pt, pt_json)):
+        if rec:
+            with open(path, "w") as f:
+                json.dump(rec, f, indent=1)
+    commands = ["interleaved, workload by workload: " + " ".join(["ctrain", "bench"] + rest)]
+    if pt:
+        commands.append(" ".join(["python3", "benchmarks/torch_bench.py"] + rest))
     text = report(ct, pt, missing, commands)
     with open(os.path.join(a.out, "compare.md"), "w") as f:
         f.write(text)
