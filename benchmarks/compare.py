@@ -289,12 +289,9 @@ def main(argv):
         return 1
     commands = [" ".join(["ctrain", "bench"] + rest)]
 
-    missing = torch_status(a.python)
+    missing = torch_missing(a.python)
     pt = None
-    if missing:
-        print(f"\ncompare: PyTorch is not installed here ({missing}); reporting ctrain's figures only",
-              flush=True)
-    else:
+    if not missing:
         pt_cmd = [a.python, os.path.join(HERE, "torch_bench.py")] + rest + ["--json", pt_json]
         print("\n$ " + " ".join(pt_cmd), flush=True)
         prc = subprocess.run(pt_cmd).returncode
@@ -306,18 +303,30 @@ def main(argv):
             missing = f"torch_bench.py exited {prc} without a record"
     with open(ct_json) as f:
         ct = json.load(f)
-    text = report(ct, pt, missing, commands)
-    with open(os.path.join(a.out, "compare.md"), "w") as f:
-        f.write(text)
-    print("\n" + text, end="")
-    print(f"\n(records and compare.md in {a.out}; {datetime.date.today()})")
+    write_report(a.out, ct, pt, missing, commands)
     return rc
 
 
-def run_interleaved(a, ctrain, rest, ct_json, pt_json):
-    missing = torch_status(a.python)
+def torch_missing(python):
+    """Why PyTorch cannot run here (said on the terminal), or None."""
+    missing = torch_status(python)
     if missing:
-        print(f"compare: PyTorch is not installed here ({missing}); reporting ctrain's figures only", flush=True)
+        print(f"\ncompare: PyTorch is not installed here ({missing}); reporting ctrain's figures only",
+              flush=True)
+    return missing
+
+
+def write_report(out, ct, pt, missing, commands):
+    """The ratio table into out/compare.md and on the terminal."""
+    text = report(ct, pt, missing, commands)
+    with open(os.path.join(out, "compare.md"), "w") as f:
+        f.write(text)
+    print("\n" + text, end="")
+    print(f"\n(records and compare.md in {out}; {datetime.date.today()})")
+
+
+def run_interleaved(a, ctrain, rest, ct_json, pt_json):
+    missing = torch_missing(a.python)
     rc, ct, pt = interleaved(a, ctrain, rest, missing)
     if not ct:
         print(f"compare: ctrain bench exited {rc} without a record", file=sys.stderr)
@@ -331,11 +340,7 @@ def run_interleaved(a, ctrain, rest, ct_json, pt_json):
     commands = ["interleaved, workload by workload: " + " ".join(["ctrain", "bench"] + rest)]
     if pt:
         commands.append(" ".join(["python3", "benchmarks/torch_bench.py"] + rest))
-    text = report(ct, pt, missing, commands)
-    with open(os.path.join(a.out, "compare.md"), "w") as f:
-        f.write(text)
-    print("\n" + text, end="")
-    print(f"\n(records and compare.md in {a.out}; {datetime.date.today()})")
+    write_report(a.out, ct, pt, missing, commands)
     return rc
 
 

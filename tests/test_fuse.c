@@ -24,7 +24,7 @@
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 
-TestSuite(fuse, .fini = NULL, .timeout = 300);
+TestSuite(fuse, .timeout = 300);
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 

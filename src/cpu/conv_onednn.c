@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "core/node.h"
+#include "cpu/cpu_simd.h"
 
 #define MAX_ENTRIES 256 /* geometries cached; past that the reference path runs */
 #define ALIGN 64
@@ -283,10 +284,7 @@ static void unblock16_relu(const float *src, float *y, int64_t n, int64_t o, int
         for (int64_t q0 = 0; q0 < p; q0 += 16) {
             const int64_t q_end = p - q0 < 16 ? p - q0 : 16;
             const float *tile = src + (t * p + q0) * 16;
-            for (int64_t i = 0; i < q_end * 16; i++) {
-                const float v = tile[i];
-                r[i] = v != v ? v : (v > 0.0f ? v : 0.0f);
-            }
+            for (int64_t i = 0; i < q_end * 16; i++) r[i] = ct_relu_f32(tile[i]);
             for (int64_t c = 0; c < c_end; c++)
                 for (int64_t q = 0; q < q_end; q++) yb[c * p + q0 + q] = r[q * 16 + c];
         }

@@ -57,9 +57,9 @@ static CT_ALWAYS_INLINE void bin_body(const bin_job *k, int64_t lo, int64_t hi) 
             for (int64_t j = 0; j < m; j++) ro[j] = ra[j] / rb[j];
             break;
         }
-        if (k->relu) { /* a fused relu, on the row while it is in cache: ct_ew_relu in float */
+        if (k->relu) { /* a fused relu, on the row while it is in cache */
             CT_SIMD_LOOP
-            for (int64_t j = 0; j < m; j++) ro[j] = ro[j] != ro[j] ? ro[j] : (ro[j] > 0.0f ? ro[j] : 0.0f);
+            for (int64_t j = 0; j < m; j++) ro[j] = ct_relu_f32(ro[j]);
         }
     }
 }

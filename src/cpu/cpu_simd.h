@@ -64,6 +64,17 @@ void ct_cpu_set_no_avx512(bool on);
 bool ct_cpu_fast_paths_enabled(void);
 void ct_cpu_set_fast_paths(bool on);
 
+/* Which clones run: 2 AVX-512, 1 AVX2, 0 the baseline (as the switches
+ * above say). */
+static inline int ct_cpu_simd_level(void) {
+    return !CT_SIMD_X86 ? 0 : ct_cpu_has_avx512() ? 2 : ct_cpu_has_avx2() ? 1 : 0;
+}
+
+/* relu in float with ct_ew_relu's bits (core/ew_math.h: a NaN stays NaN,
+ * a negative or -0 gives +0), as selects, so a fast path's loop over it
+ * vectorises without branches. */
+static CT_ALWAYS_INLINE float ct_relu_f32(float v) { return v != v ? v : (v > 0.0f ? v : 0.0f); }
+
 /* Defines `static ct_range_fn NAME(void)`, which returns the worker that
  * runs BODY(const CTX *ctx, int64_t lo, int64_t hi) compiled for the best
  * instruction set this CPU has: baseline, AVX2 or AVX-512 (16 floats a
@@ -80,9 +91,8 @@ void ct_cpu_set_fast_paths(bool on);
         BODY((const CTX *)c, lo, hi);                                                              \
     }                                                                                              \
     static ct_range_fn NAME(void) {                                                                \
-        return !CT_SIMD_X86 ? NAME##_base : ct_cpu_has_avx512() ? NAME##_avx512                   \
-                                          : ct_cpu_has_avx2()   ? NAME##_avx2                     \
-                                                                : NAME##_base;                    \
+        const ct_range_fn clones[3] = {NAME##_base, NAME##_avx2, NAME##_avx512};                   \
+        return clones[ct_cpu_simd_level()];                                                        \
     }
 
 /* Runs fn over [0, n): on one thread below par_min elements, else one

@@ -218,10 +218,10 @@ ROW_FNS(avx2, CT_TARGET_AVX2)
 ROW_FNS(avx512, CT_TARGET_AVX512)
 
 static row_fns pick_fns(void) {
-    if (CT_SIMD_X86 && ct_cpu_has_avx512())
-        return (row_fns){softmax_avx512, ds_avx512, diag_rows_avx512, diag_cols_avx512};
-    if (CT_SIMD_X86 && ct_cpu_has_avx2()) return (row_fns){softmax_avx2, ds_avx2, diag_rows_avx2, diag_cols_avx2};
-    return (row_fns){softmax_base, ds_base, diag_rows_base, diag_cols_base};
+    const row_fns clones[3] = {{softmax_base, ds_base, diag_rows_base, diag_cols_base},
+                               {softmax_avx2, ds_avx2, diag_rows_avx2, diag_cols_avx2},
+                               {softmax_avx512, ds_avx512, diag_rows_avx512, diag_cols_avx512}};
+    return clones[ct_cpu_simd_level()];
 }
 
 /* ---- blocks ----------------------------------------------------------------- */

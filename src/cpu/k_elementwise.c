@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/ew_math.h"
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "ctrain/ops.h"
 
@@ -58,7 +59,7 @@ static void relu_range(const ct_tview *o, int64_t lo, int64_t hi) {
     if (o->dtype == CT_F32) {
         float *os = o->data;
 #pragma omp parallel for schedule(static) if (hi - lo >= PAR_MIN)
-        for (int64_t i = lo; i < hi; i++) os[i] = os[i] != os[i] ? os[i] : (os[i] > 0.0f ? os[i] : 0.0f);
+        for (int64_t i = lo; i < hi; i++) os[i] = ct_relu_f32(os[i]);
         return;
     }
 #pragma omp parallel for schedule(static) if (hi - lo >= PAR_MIN)

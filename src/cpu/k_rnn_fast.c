@@ -242,10 +242,8 @@ static CT_TARGET_AVX512 void run_block_avx512(const rf *f, int64_t blk) { run_bl
 /* Packs W_hh's panels (split across the threads by panel), then runs
  * every block, each on one thread. */
 static void run_blocks(const rf *f) {
-    void (*fn)(const rf *, int64_t) = !CT_SIMD_X86         ? run_block_base
-                                      : ct_cpu_has_avx512() ? run_block_avx512
-                                      : ct_cpu_has_avx2()   ? run_block_avx2
-                                                            : run_block_base;
+    void (*const clones[3])(const rf *, int64_t) = {run_block_base, run_block_avx2, run_block_avx512};
+    void (*fn)(const rf *, int64_t) = clones[ct_cpu_simd_level()];
     bool grad = f->which >= 0;
     int64_t K = grad ? f->GH : f->H, N = grad ? f->H : f->GH;
     int64_t np = (N + CT_RNN_PANEL_COLS - 1) / CT_RNN_PANEL_COLS;
