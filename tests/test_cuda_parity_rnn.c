@@ -20,7 +20,14 @@
  * growing. Bounds: F32 rtol 1e-4, atol 1e-4; F64 1e-10; F16 1e-2; BF16
  * 6e-2 (a few units of the last place of the stored state), with an
  * absolute bound of 1e-7 for dh0 and dc0 (small after many steps). They have not
- * yet been checked on a GPU. */
+ * yet been checked on a GPU.
+ *
+ * Half products: F32 operands with attr.half (an FP16/BF16 policy's
+ * recurrence) round h_prev / dhp and W_hh to half in every step's product
+ * on both sides. A state or dhp that differs in float's last place between
+ * the two can round to the neighbouring half value: one term off by a unit
+ * of half's last place (4e-3 for BF16) times a weight (at most 0.2), damped
+ * by the recurrence; rtol and atol 1e-2 for BF16, 2e-3 for F16. */
 #include "cuda_parity.h"
 
 #include "core/rnn.h"
@@ -107,4 +114,31 @@ OP_TEST(cuda_parity, rnn_grad_initial_states, CT_OP_RNN_GRAD) {
     CP_NEED_GPU();
     for (int cell = CT_RNN_TANH; cell <= CT_GRU; cell++) rnn_run_all(cell, CT_RNN_GRAD_H0);
     rnn_run_all(CT_LSTM, CT_RNN_GRAD_C0);
+}
+
+/* F32 recurrences built under an FP16/BF16 policy: half operands in every
+ * step's product. which: -1 the forward, else the gates' gradient. */
+static void rnn_half_run(int which) {
+    const ct_dtype halves[2] = {CT_BF16, CT_F16};
+    for (int cell = CT_RNN_TANH; cell <= CT_GRU; cell++)
+        for (int hi = 0; hi < 2; hi++)
+            for (int si = 0; si < N_RNN_SPECS; si++) {
+                char name[192], full[224];
+                cp_case c = rnn_case(&rnn_specs[si], cell, si % 2 == 1, CT_F32, which, false, name, sizeof name);
+                snprintf(full, sizeof full, "%s, %s products", name, ct_dtype_name(halves[hi]));
+                c.name = full;
+                c.attr.half = halves[hi];
+                c.rtol = c.atol = halves[hi] == CT_BF16 ? 1e-2 : 2e-3;
+                cp_run(&c);
+            }
+}
+
+OP_TEST(cuda_parity, rnn_half_products_forward, CT_OP_RNN) {
+    CP_NEED_GPU();
+    rnn_half_run(-1);
+}
+
+OP_TEST(cuda_parity, rnn_half_products_grad, CT_OP_RNN_GRAD) {
+    CP_NEED_GPU();
+    rnn_half_run(CT_RNN_GRAD_GATES);
 }

@@ -127,10 +127,12 @@ Test(rnn, f32_matches_f64_and_the_plan_changes_no_bit) {
     free(a), free(b), free(d);
 }
 
-/* Under a BF16 policy the input projections are BF16 products and the
- * recurrence stays F32: every rnn node is F32, and the outputs stay close
- * to the F32 model's (one rounding of x and W_ih to BF16). */
-Test(rnn, bf16_policy_keeps_the_recurrence_f32) {
+/* Under a BF16 policy the input projections are BF16 products and so are
+ * the recurrence's per-step products (attr.half), while its state stays
+ * F32: every rnn node is F32 with half BF16, and the outputs stay close to
+ * the F32 model's (x, W_ih, W_hh and each h rounded to BF16 where they are
+ * multiplied). */
+Test(rnn, bf16_policy_keeps_the_state_f32) {
     double out[2][5 * 2 * 16];
     for (int half = 0; half <= 1; half++) {
         ct_rnn_config c = {.input_size = 4, .hidden_size = 16, .num_layers = 2};
@@ -141,6 +143,14 @@ Test(rnn, bf16_policy_keeps_the_recurrence_f32) {
         ct_node y = ct_lstm(g, "lstm", &c, x, CT_NO_NODE, CT_NO_NODE, NULL);
         cr_assert_neq(y, CT_NO_NODE, "%s", ct_last_error());
         cr_assert_eq(ct_node_dtype(g, y), CT_F32);
+        int rnn = 0;
+        for (int i = 0; i < g->n; i++)
+            if (g->nodes[i].op == CT_OP_RNN) {
+                cr_assert_eq(g->nodes[i].dtype, CT_F32);
+                cr_assert_eq(g->nodes[i].attr.half, half ? CT_BF16 : CT_F32);
+                rnn++;
+            }
+        cr_assert_eq(rnn, 2, "one rnn node per layer");
         y = ct_cast(g, y, CT_F64);
         ct_program *p = ct_compile(g, &(ct_compile_opts){.outputs = &y, .n_outputs = 1});
         cr_assert_not_null(p, "%s", ct_last_error());

@@ -48,7 +48,7 @@ static void rnn_describe(const model_cfg *m, char *buf, size_t cap) {
              (long long)m->block_size, (long long)m->vocab_size);
 }
 
-static const char rnn_half_note[] = "the recurrences, the embedding and the loss stay F32 (dW_hh is a half product, as the others)";
+static const char rnn_half_note[] = "the recurrences' state and cell, the embedding and the loss stay F32 (each step's hidden product and dW_hh are half products, as the others)";
 
 #define RNN_MODEL(prefix, kind)                                                                                \
     static ct_node prefix##_input(ct_graph *g, long b, const bench_opts *o) {                                  \

@@ -88,8 +88,9 @@ static bool operands_ok(ct_graph *g, int cell, const ct_node *in, int n) {
 /* The half dtype of an F32 recurrence under an autocast policy: the
  * matrix products around it (the input projection, dW_ih) are in that
  * dtype, and so is its backward's product over all the steps, dW_hh
- * (grad_rnn.c). The recurrence itself, the hidden product of every step
- * included, stays F32 (docs/language_models.md says why). */
+ * (grad_rnn.c), and every step's hidden product (the kernels round h_prev
+ * or dhp and W_hh to it). The state, the cell and the sums stay F32
+ * (docs/language_models.md says why). */
 static ct_dtype half_of(const ct_graph *g, ct_dtype dt) {
     if (dt != CT_F32) return CT_F32;
     if (g->precision == CT_PRECISION_BF16) return CT_BF16;

@@ -11,8 +11,10 @@
 #define CT_CPU_UTIL_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "core/backend.h"
+#include "core/bf16_bits.h"
 #include "core/error.h"
 
 static inline double ct_ld(const void *p, ct_dtype dt, int64_t i) {
@@ -41,6 +43,20 @@ static inline void ct_st(void *p, ct_dtype dt, int64_t i, double v) {
     case CT_U8: ((uint8_t *)p)[i] = (uint8_t)(v != v || v < 0.0 ? 0.0 : v > 255.0 ? 255.0 : v); break;
     default: break;
     }
+}
+
+/* x as a product's half operand holds it: rounded to F16 or BF16 (half)
+ * and back, NaN kept; half F32 leaves x as it is. BF16 inline (its bits,
+ * core/bf16_bits.h): it runs over whole weight matrices. */
+static inline float ct_round_half(float x, ct_dtype half) {
+    if (half == CT_BF16) {
+        uint32_t u;
+        memcpy(&u, &x, sizeof u);
+        u = ct_bf16_to_bits(ct_bf16_from_bits(u));
+        memcpy(&x, &u, sizeof x);
+        return x;
+    }
+    return half == CT_F16 ? ct_f16_to_f32(ct_f32_to_f16(x)) : x;
 }
 
 /* Row-major strides of a shape, in elements. */
@@ -158,6 +174,18 @@ int64_t ct_rnn_panels_size(int64_t K, int64_t N);
 void ct_rnn_pack_panels(const float *b, int64_t K, int64_t N, bool trans, float *dst, int64_t p0, int64_t p1);
 void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
                        int64_t ldc, bool accumulate);
+/* The same product with BF16 operands on AVX512-BF16 (a dot product of two
+ * k at once, F32 sums): B packed into panels of 16 columns of k pairs (each
+ * uint32 two BF16, k even in the low half; ct_rnn_panels_size(K, N) / 2
+ * uint32 at most, zero-padded), A's m rows of K as pairs too (rows of
+ * ct_rnn_pairs(K) uint32). ct_rnn_bf16_dot() says whether the CPU has the
+ * instruction (and AVX-512 is not switched off). */
+bool ct_rnn_bf16_dot(void);
+int64_t ct_rnn_pairs(int64_t K);
+void ct_rnn_pack_panels_bf16(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0, int64_t p1);
+void ct_rnn_rows_bf16(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst);
+void ct_rnn_panel_gemm_bf16(int64_t m, int64_t N, int64_t K, const uint32_t *a, const uint32_t *bp, float *c,
+                            int64_t ldc, bool accumulate);
 /* The vectorised F32 updates, SGD, Adam and AdamW in float arithmetic with
  * PyTorch's formulas (cpu_optim_fast.c): true when one ran. Not the
  * reference's bits; the CUDA kernel's F32 updates compute the same. */

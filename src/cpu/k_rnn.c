@@ -5,7 +5,8 @@
  * (forward) or dhp W_hh (backward) is one OpenBLAS product over the batch,
  * as the matmul op's are: dgemm for F64 (double sums), sgemm for the other
  * dtypes (float sums over H or G*H terms, W_hh rounded to float once per
- * call). That product is the whole cost of a step, and sgemm runs it about
+ * call; under an FP16/BF16 policy, attr.half, both operands rounded to
+ * that half dtype, as the policy's other products take them). That product is the whole cost of a step, and sgemm runs it about
  * twice as fast; the F64 gradient checks and the PyTorch reference run the
  * dgemm path. Everything else (biases, gates, the cell, the carried
  * gradients) is a plain loop over (batch row, unit) in double (rows split
@@ -40,6 +41,7 @@ typedef struct rk {
     const ct_tview *xp, *r, *dr, *w, *b, *h0, *c0;
     double *wd, *hprev, *cprev, *hp, *dh, *dc, *dx, *dhp;
     bool f64;             /* the products in double (F64 operands) or float */
+    ct_dtype half;        /* float products' operands rounded to F16 / BF16 (attr.half), or F32 */
     float *wf, *bh, *bgh; /* the float path's W_hh, [B, H] and [B, GH] */
 } rk;
 
@@ -94,6 +96,7 @@ static ct_status rk_args(const ct_kargs *k, const char *op, rk *r) {
     r->dx = p, p += r->B * r->GH;
     r->dhp = p, p += r->B * r->GH;
     r->f64 = w->dtype == CT_F64;
+    r->half = !r->f64 && (k->attr->half == CT_F16 || k->attr->half == CT_BF16) ? k->attr->half : CT_F32;
     r->wf = (float *)p, r->bh = r->wf + r->GH * r->H, r->bgh = r->bh + r->B * r->H;
     return CT_OK;
 }
@@ -116,7 +119,7 @@ static void load_prev(const rk *r, const ct_tview *rec, int64_t s) {
 static void widen_w(const rk *r) {
     for (int64_t i = 0; i < r->GH * r->H; i++) r->wd[i] = ct_ld(r->w->data, r->w->dtype, i);
     if (!r->f64)
-        for (int64_t i = 0; i < r->GH * r->H; i++) r->wf[i] = (float)r->wd[i];
+        for (int64_t i = 0; i < r->GH * r->H; i++) r->wf[i] = ct_round_half((float)r->wd[i], r->half);
 }
 
 /* hp [B, GH] = h_prev [B, H] W_hh^T. */
@@ -126,7 +129,7 @@ static void product_fwd(const rk *r) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0, r->hprev, H, r->wd, H, 0.0, r->hp, GH);
         return;
     }
-    for (int64_t i = 0; i < r->B * r->H; i++) r->bh[i] = (float)r->hprev[i];
+    for (int64_t i = 0; i < r->B * r->H; i++) r->bh[i] = ct_round_half((float)r->hprev[i], r->half);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, GH, H, 1.0f, r->bh, H, r->wf, H, 0.0f, r->bgh, GH);
     for (int64_t i = 0; i < r->B * r->GH; i++) r->hp[i] = r->bgh[i];
 }
@@ -138,7 +141,7 @@ static void product_bwd(const rk *r) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0, r->dhp, GH, r->wd, H, 1.0, r->dh, H);
         return;
     }
-    for (int64_t i = 0; i < r->B * r->GH; i++) r->bgh[i] = (float)r->dhp[i];
+    for (int64_t i = 0; i < r->B * r->GH; i++) r->bgh[i] = ct_round_half((float)r->dhp[i], r->half);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, GH, 1.0f, r->bgh, GH, r->wf, H, 0.0f, r->bh, H);
     for (int64_t i = 0; i < r->B * r->H; i++) r->dh[i] += r->bh[i];
 }

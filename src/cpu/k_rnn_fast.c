@@ -27,9 +27,17 @@
  * on the number of threads; the threads meet twice per call (after packing,
  * at the end), where the reference met twice per step.
  *
+ * Under an FP16/BF16 policy (attr.half) the hidden products take half
+ * operands as the policy's other products do: W_hh rounded once when
+ * packed, each step's rows of h (or dhp) when multiplied; sums, state and
+ * cell stay float. With BF16 on a CPU with AVX512-BF16 the panels hold BF16
+ * pairs and each instruction takes two k (rnn_gemm.c); otherwise the
+ * rounded values go through the float kernel.
+ *
  * Scratch, in floats: the panels, then rows of the whole batch (a block
  * uses its rows): hp and gx [B, G*H], then three [B, H]: dh, dc and a
- * temporary; then [B, 6H] for a dR of h columns only (bwd_block). */
+ * temporary; then ah [B, G*H] (a half policy's rounded rows); then [B, 6H]
+ * for a dR of h columns only (bwd_block). */
 #include <omp.h>
 #include <string.h>
 
@@ -46,9 +54,11 @@
 typedef struct rf {
     int cell, G, W, which; /* which: -1 forward, else a ct_rnn_grad */
     bool reverse, dr_h;    /* dr_h: dR holds the h columns only, [B, T, H] */
+    ct_dtype half;         /* the products' operand dtype: F32, or a policy's F16 / BF16 */
+    bool dot;              /* BF16 operands on AVX512-BF16 (BF16 pairs in wp and ah) */
     int64_t B, T, H, GH, WH, rows, nblk;
     const float *xp, *w, *b, *h0, *c0, *r, *dr;
-    float *out, *wp, *hp, *gx, *dh, *dc, *t1, *dz;
+    float *out, *wp, *hp, *gx, *dh, *dc, *t1, *dz, *ah;
 } rf;
 
 /* W_hh's panels: W_hh^T [H, GH] for the forward, W_hh [GH, H] backward */
@@ -60,11 +70,32 @@ static int64_t panels_size(int64_t H, int64_t GH) {
 /* The last part, B rows of the widest record (6H), is where a dR of h
  * columns only is widened row by row, its other columns zero. */
 size_t ct_cpu_rnn_fast_scratch(int64_t B, int64_t H, int64_t GH) {
-    return (size_t)(panels_size(H, GH) + B * (2 * GH + 3 * H) + B * 6 * H) * sizeof(float);
+    return (size_t)(panels_size(H, GH) + B * (3 * GH + 3 * H) + B * 6 * H) * sizeof(float);
 }
 
 /* The time index of the s-th step walked. */
 static int64_t step_t(const rf *f, int64_t s) { return f->reverse ? f->T - 1 - s : s; }
+
+/* C [m, N] (+)= A [m, K] W_hh's panels, rows from batch row b0 on. Under a
+ * half policy A's rows are rounded to half first (into ah), as the panels
+ * were when packed: half operands, float sums, as every other product of
+ * the policy (on AVX512-BF16 as BF16 pairs, two k per instruction). */
+static CT_ALWAYS_INLINE void hidden_product(const rf *f, int64_t b0, int64_t m, int64_t N, int64_t K,
+                                            const float *a, int64_t lda, float *c, int64_t ldc, bool acc) {
+    if (f->half == CT_F32) {
+        ct_rnn_panel_gemm(m, N, K, a, lda, f->wp, c, ldc, acc);
+        return;
+    }
+    float *ah = f->ah + b0 * f->GH; /* m rows of K <= GH */
+    if (f->dot) {
+        ct_rnn_rows_bf16(a, lda, m, K, (uint32_t *)ah);
+        ct_rnn_panel_gemm_bf16(m, N, K, (const uint32_t *)ah, (const uint32_t *)f->wp, c, ldc, acc);
+        return;
+    }
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < K; j++) ah[i * K + j] = ct_round_half(a[i * lda + j], f->half);
+    ct_rnn_panel_gemm(m, N, K, ah, K, f->wp, c, ldc, acc);
+}
 
 /* Where row b0's previous state (h, or c at col H) of step s is, and the
  * stride between rows: the record of step s - 1, or h0 / c0 at s = 0. */
@@ -75,6 +106,16 @@ static const float *prev_state(const rf *f, const float *rec, int64_t b0, int64_
     }
     *ld = f->T * f->WH;
     return rec + (b0 * f->T + step_t(f, s - 1)) * f->WH + col;
+}
+
+/* Asks for n floats from p into the caches (L2) ahead of use: the next
+ * step's rows of the input projection, the record and its gradient are T
+ * rows apart in memory, one per batch row, a stream the hardware
+ * prefetcher catches too late (measured: the forward's first pass over
+ * each input row was a third of its cell's time). The product of the step
+ * between hides the wait. */
+static CT_ALWAYS_INLINE void prefetch_floats(const float *p, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 2);
 }
 
 /* ---- forward: one row of one step --------------------------------------- */
@@ -138,11 +179,12 @@ static CT_ALWAYS_INLINE void fwd_block(const rf *f, int64_t b0, int64_t b1) {
         int64_t t = step_t(f, s), ldh, ldc = 0;
         const float *hprev = prev_state(f, f->out, b0, s, 0, &ldh);
         const float *cprev = f->c0 ? prev_state(f, f->out, b0, s, (int)H, &ldc) : NULL;
-        ct_rnn_panel_gemm(b1 - b0, GH, H, hprev, ldh, f->wp, hp, GH, false);
+        hidden_product(f, b0, b1 - b0, GH, H, hprev, ldh, hp, GH, false);
         for (int64_t b = b0; b < b1; b++) {
             int64_t i = b - b0;
             cell_fwd_row(f, hp + i * GH, f->xp + (b * T + t) * GH, hprev + i * ldh, cprev ? cprev + i * ldc : NULL,
                          f->out + (b * T + t) * WH, f->t1 + b * H);
+            if (s + 1 < T) prefetch_floats(f->xp + (b * T + step_t(f, s + 1)) * GH, GH);
         }
     }
 }
@@ -220,10 +262,15 @@ static CT_ALWAYS_INLINE void bwd_block(const rf *f, int64_t b0, int64_t b1) {
             }
             cell_bwd_row(f, f->r + ro, dr, dh + i * H, dc + i * H, hprev + i * ldh,
                          cprev ? cprev + i * ldc : NULL, dx + i * ldx, f->hp + b * GH, f->t1 + b * H);
+            if (s > 0) { /* step s - 1's record row and its gradient */
+                int64_t rp = b * T + step_t(f, s - 1);
+                prefetch_floats(f->r + rp * WH, WH);
+                prefetch_floats(f->dr + rp * (f->dr_h ? H : WH), f->dr_h ? H : WH);
+            }
         }
         /* dh = dh_direct (the GRU's z dh, else nothing) + dhp W_hh */
         const float *dhp = gru ? f->hp + b0 * GH : dx;
-        ct_rnn_panel_gemm(n, H, GH, dhp, gru ? GH : ldx, f->wp, dh, H, gru);
+        hidden_product(f, b0, n, H, GH, dhp, gru ? GH : ldx, dh, H, gru);
     }
     if (!gates) memcpy(f->out + b0 * H, f->which == CT_RNN_GRAD_H0 ? dh : dc, (size_t)(n * H) * sizeof(float));
 }
@@ -239,6 +286,19 @@ static void run_block_base(const rf *f, int64_t blk) { run_block(f, blk); }
 static CT_TARGET_AVX2 void run_block_avx2(const rf *f, int64_t blk) { run_block(f, blk); }
 static CT_TARGET_AVX512 void run_block_avx512(const rf *f, int64_t blk) { run_block(f, blk); }
 
+/* Panels [p0, p1) of W_hh (K x N as the product reads it), its values
+ * rounded to the products' half dtype. */
+static void pack(const rf *f, int64_t K, int64_t N, bool trans, int64_t p0, int64_t p1) {
+    if (f->dot) {
+        ct_rnn_pack_panels_bf16(f->w, K, N, trans, (uint32_t *)f->wp, p0, p1);
+        return;
+    }
+    ct_rnn_pack_panels(f->w, K, N, trans, f->wp, p0, p1);
+    if (f->half != CT_F32)
+        for (int64_t i = p0 * CT_RNN_PANEL_COLS * K; i < p1 * CT_RNN_PANEL_COLS * K; i++)
+            f->wp[i] = ct_round_half(f->wp[i], f->half);
+}
+
 /* Packs W_hh's panels (split across the threads by panel), then runs
  * every block, each on one thread. */
 static void run_blocks(const rf *f) {
@@ -251,7 +311,7 @@ static void run_blocks(const rf *f) {
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int64_t n = omp_get_num_threads(), t = omp_get_thread_num();
-        ct_rnn_pack_panels(f->w, K, N, !grad, f->wp, np * t / n, np * (t + 1) / n);
+        pack(f, K, N, !grad, np * t / n, np * (t + 1) / n);
 #pragma omp barrier
         for (int64_t blk = t; blk < f->nblk; blk += n) fn(f, blk);
     }
@@ -268,6 +328,8 @@ bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64
             .T = T, .H = H, .GH = G * H, .out = k->out.data, .w = k->in[grad ? 2 : 1].data,
             .h0 = k->in[3].data, .c0 = cell == CT_LSTM ? k->in[4].data : NULL};
     f.WH = f.W * H;
+    f.half = k->attr->half == CT_F16 || k->attr->half == CT_BF16 ? k->attr->half : CT_F32;
+    f.dot = f.half == CT_BF16 && ct_rnn_bf16_dot();
     f.nblk = (B + ROWS_MAX - 1) / ROWS_MAX;
     f.rows = (B + f.nblk - 1) / f.nblk;
     if (grad) f.r = k->in[0].data, f.dr = k->in[1].data, f.dr_h = k->in[1].numel == B * T * H && W > 1;
@@ -279,6 +341,7 @@ bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64
     f.dh = p, p += B * H;
     f.dc = p, p += B * H;
     f.t1 = p, p += B * H;
+    f.ah = p, p += B * f.GH;
     f.dz = p;
     run_blocks(&f);
     return true;

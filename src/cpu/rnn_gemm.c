@@ -17,6 +17,7 @@
 
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
+#include "core/bf16_bits.h"
 
 #if CT_SIMD_X86
 #include <immintrin.h>
@@ -184,6 +185,153 @@ static void gemm_512(int64_t m, int64_t N, int64_t K, const float *a, int64_t ld
     }
 }
 #endif
+
+/* ---- BF16 operands: AVX512-BF16's dot product of k pairs ---------------- */
+
+int64_t ct_rnn_pairs(int64_t K) { return (K + 1) / 2; }
+
+/* One BF16 of b (K x N as the product reads it), zero outside it. */
+static inline uint16_t b_bf16(const float *b, int64_t K, int64_t N, bool trans, int64_t k, int64_t col) {
+    if (k >= K || col >= N) return 0;
+    float v = trans ? b[col * K + k] : b[k * N + col];
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return ct_bf16_from_bits(u);
+}
+
+void ct_rnn_pack_panels_bf16(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0,
+                             int64_t p1) {
+    const int64_t K2 = ct_rnn_pairs(K);
+    for (int64_t p = p0; p < p1; p++) {
+        uint32_t *d = dst + p * NR * K2;
+        /* the outer loop walks b's rows: W_hh^T is read as W_hh's rows */
+        for (int64_t o = 0; o < (trans ? NR : K2); o++)
+            for (int64_t i = 0; i < (trans ? K2 : NR); i++) {
+                int64_t kp = trans ? i : o, j = trans ? o : i, col = p * NR + j;
+                d[kp * NR + j] = (uint32_t)b_bf16(b, K, N, trans, 2 * kp, col) |
+                                 (uint32_t)b_bf16(b, K, N, trans, 2 * kp + 1, col) << 16;
+            }
+    }
+}
+
+static void rows_bf16_plain(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst) {
+    const int64_t K2 = ct_rnn_pairs(K);
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t kp = 0; kp < K2; kp++)
+            dst[r * K2 + kp] = (uint32_t)b_bf16(a + r * lda, 1, K, false, 0, 2 * kp) |
+                               (uint32_t)b_bf16(a + r * lda, 1, K, false, 0, 2 * kp + 1) << 16;
+}
+
+#if CT_SIMD_X86
+#define CT_TARGET_BF16 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
+
+#define ROWH_PTR(r) const int *a##r = (const int *)a + (r < rows ? r : 0) * K2;
+#define ROWH_DOT(r)                                                                                                \
+    {                                                                                                              \
+        __m512i av = _mm512_set1_epi32(a##r[kp]);                                                                  \
+        c##r##0 = _mm512_dpbf16_ps(c##r##0, (__m512bh)av, (__m512bh)b0);                                           \
+        if (two) c##r##1 = _mm512_dpbf16_ps(c##r##1, (__m512bh)av, (__m512bh)b1);                                  \
+    }
+
+/* block_512_n with BF16 pairs: 8 rows by one or two panels, two k per
+ * instruction. */
+CT_TARGET_BF16 static CT_ALWAYS_INLINE void block_bf16_n(const bool two, int rows, int64_t K2, const uint32_t *a,
+                                                        const uint32_t *bp, float *c, int64_t ldc, int64_t n,
+                                                        bool accumulate) {
+    const uint32_t *bq = bp + NR * K2;
+    ROWH_PTR(0) ROWH_PTR(1) ROWH_PTR(2) ROWH_PTR(3) ROWH_PTR(4) ROWH_PTR(5) ROWH_PTR(6) ROWH_PTR(7)
+    ROW8_ACC(0) ROW8_ACC(1) ROW8_ACC(2) ROW8_ACC(3) ROW8_ACC(4) ROW8_ACC(5) ROW8_ACC(6) ROW8_ACC(7)
+    for (int64_t kp = 0; kp < K2; kp++) {
+        __m512i b0 = _mm512_loadu_si512(bp + kp * NR), b1 = two ? _mm512_loadu_si512(bq + kp * NR) : b0;
+        ROWH_DOT(0) ROWH_DOT(1) ROWH_DOT(2) ROWH_DOT(3) ROWH_DOT(4) ROWH_DOT(5) ROWH_DOT(6) ROWH_DOT(7)
+    }
+    ROW8_STORE(0) ROW8_STORE(1) ROW8_STORE(2) ROW8_STORE(3) ROW8_STORE(4) ROW8_STORE(5) ROW8_STORE(6) ROW8_STORE(7)
+}
+
+/* A's rows by the CPU's own conversion (32 floats an instruction), which
+ * flushes denormals to zero as the dot product treats its inputs anyway
+ * (and keeps a NaN a NaN): the products' results are those of the plain
+ * rounding. */
+CT_TARGET_BF16 static void rows_bf16_dot(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst) {
+    const int64_t K2 = ct_rnn_pairs(K);
+    for (int64_t r = 0; r < m; r++) {
+        const float *ar = a + r * lda;
+        uint32_t *d = dst + r * K2;
+        for (int64_t j = 0; j < K; j += 32) {
+            int64_t n = K - j < 32 ? K - j : 32, nl = n < 16 ? n : 16, nh = n - nl;
+            __m512 lo = _mm512_maskz_loadu_ps((__mmask16)(nl >= 16 ? 0xffff : (1u << nl) - 1u), ar + j);
+            __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(nh >= 16 ? 0xffff : (1u << nh) - 1u), ar + j + 16);
+            __m512i v = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+            int64_t w = (n + 1) / 2; /* uint32 pairs written */
+            _mm512_mask_storeu_epi32(d + j / 2, (__mmask16)(w >= 16 ? 0xffff : (1u << w) - 1u), v);
+        }
+    }
+}
+
+CT_TARGET_BF16 static void gemm_bf16(int64_t m, int64_t N, int64_t K, const uint32_t *a, const uint32_t *bp, float *c,
+                                     int64_t ldc, bool accumulate) {
+    const int64_t K2 = ct_rnn_pairs(K);
+    for (int64_t p = 0; p * NR < N; p += 2) {
+        int64_t n = N - p * NR < 2 * NR ? N - p * NR : 2 * NR;
+        for (int64_t i = 0; i < m; i += 8) {
+            int rows = m - i < 8 ? (int)(m - i) : 8;
+            if (n > NR) block_bf16_n(true, rows, K2, a + i * K2, bp + p * NR * K2, c + i * ldc + p * NR, ldc, n,
+                                     accumulate);
+            else block_bf16_n(false, rows, K2, a + i * K2, bp + p * NR * K2, c + i * ldc + p * NR, ldc, n,
+                              accumulate);
+        }
+    }
+}
+#endif
+
+bool ct_rnn_bf16_dot(void) {
+#if CT_SIMD_X86
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v == 1 && has_avx512();
+#else
+    return false;
+#endif
+}
+
+void ct_rnn_rows_bf16(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst) {
+#if CT_SIMD_X86
+    if (ct_rnn_bf16_dot()) {
+        rows_bf16_dot(a, lda, m, K, dst);
+        return;
+    }
+#endif
+    rows_bf16_plain(a, lda, m, K, dst);
+}
+
+void ct_rnn_panel_gemm_bf16(int64_t m, int64_t N, int64_t K, const uint32_t *a, const uint32_t *bp, float *c,
+                            int64_t ldc, bool accumulate) {
+#if CT_SIMD_X86
+    if (ct_rnn_bf16_dot()) {
+        gemm_bf16(m, N, K, a, bp, c, ldc, accumulate);
+        return;
+    }
+#endif
+    /* without the instruction (callers check ct_rnn_bf16_dot() first): the
+     * same sums in plain float, the even k of each pair first */
+    const int64_t K2 = ct_rnn_pairs(K);
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < N; j++) {
+            const uint32_t *col = bp + j / NR * NR * K2 + j % NR;
+            float acc = 0.0f;
+            for (int64_t kp = 0; kp < K2; kp++) {
+                uint32_t x = a[i * K2 + kp], y = col[kp * NR];
+                acc += ct_bf16_to_f32((uint16_t)x) * ct_bf16_to_f32((uint16_t)y);
+                acc += ct_bf16_to_f32((uint16_t)(x >> 16)) * ct_bf16_to_f32((uint16_t)(y >> 16));
+            }
+            c[i * ldc + j] = accumulate ? c[i * ldc + j] + acc : acc;
+        }
+}
 
 void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t lda, const float *bp, float *c,
                        int64_t ldc, bool accumulate) {

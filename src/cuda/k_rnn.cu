@@ -26,6 +26,9 @@
 // F64, as every kernel here; the CPU computes in double (the parity
 // tolerances in tests/test_cuda_parity_rnn.c).
 //
+// Under an FP16/BF16 policy (attr.half) the per-step products take half
+// operands (h_prev or dhp, and W_hh, rounded; rnn_half), float sums.
+//
 // Cost: the input projection is one cuBLAS product in the graph before
 // the op; the per-step products here are plain dot products (H
 // multiply-adds per gate and unit), not tensor-core GEMMs. cuDNN's RNN API
@@ -45,7 +48,18 @@ struct rnn_args {
     int xpdt, wdt, bdt, h0dt, c0dt, rdt, drdt;
     void *out;
     int odt;
+    int half; // the products' operands rounded to this (F16, BF16) under a policy, or F32
 };
+
+// v as a product's half operand holds it (the CPU's ct_round_half): under
+// an FP16/BF16 policy the per-step products take half operands, as the
+// policy's other products do; sums, state and cell stay float.
+template <typename C>
+__device__ __forceinline__ C rnn_half(C v, int half) {
+    if (half == CT_BF16) return (C)__bfloat162float(__float2bfloat16_rn((float)v));
+    if (half == CT_F16) return (C)__half2float(__float2half_rn((float)v));
+    return v;
+}
 
 __host__ __device__ __forceinline__ int64_t rnn_step_t(const rnn_args &a, int64_t s) {
     return a.reverse ? a.T - 1 - s : s;
@@ -66,7 +80,7 @@ template <typename C>
 __global__ void rnn_transpose(rnn_args a, C *wt) {
     CT_GRID_STRIDE(i, a.GH * a.H) {
         int64_t j = i / a.H, k = i - j * a.H;
-        wt[k * a.GH + j] = ct_ld<C>(a.w, a.wdt, i);
+        wt[k * a.GH + j] = rnn_half<C>(ct_ld<C>(a.w, a.wdt, i), a.half);
     }
 }
 
@@ -81,7 +95,7 @@ __global__ void rnn_fwd_step(rnn_args a, const C *wt, int64_t s) {
             hp[j] = (C)0;
         }
         for (int64_t k = 0; k < a.H; k++) {
-            C hk = rnn_prev<C>(a, a.out, a.odt, s, b, k, 0);
+            C hk = rnn_half<C>(rnn_prev<C>(a, a.out, a.odt, s, b, k, 0), a.half);
             const C *wk = wt + k * a.GH + u;
             for (int j = 0; j < a.G; j++) hp[j] += hk * wk[j * a.H];
         }
@@ -130,7 +144,8 @@ __global__ void rnn_bwd_hidden(rnn_args a, rnn_carry<C> c) {
         int64_t b = i / a.H, k = i - b * a.H;
         C acc = (C)0;
         const C *d = c.dhp + b * a.GH;
-        for (int64_t j = 0; j < a.GH; j++) acc += d[j] * ct_ld<C>(a.w, a.wdt, j * a.H + k);
+        for (int64_t j = 0; j < a.GH; j++)
+            acc += rnn_half<C>(d[j], a.half) * rnn_half<C>(ct_ld<C>(a.w, a.wdt, j * a.H + k), a.half);
         c.dh_next[i] += acc;
     }
 }
@@ -172,6 +187,8 @@ static ct_status rnn_args_of(const ct_kargs *k, const char *op, rnn_args *a) {
         a->xp = seq.data, a->xpdt = seq.dtype, a->b = k->in[2].data, a->bdt = k->in[2].dtype;
     }
     a->out = k->out.data, a->odt = k->out.dtype;
+    int h = k->attr->half;
+    a->half = k->out.dtype == CT_F32 && (h == CT_F16 || h == CT_BF16) ? h : CT_F32;
     int64_t want_seq = a->B * a->T * (grad ? a->W * a->H : a->GH);
     a->drw = grad && k->in[1].numel == a->B * a->T * a->H ? 1 : a->W;
     if (seq.numel != want_seq || (grad && k->in[1].numel != a->B * a->T * a->drw * a->H) ||
