@@ -317,3 +317,38 @@ Test(rnn_fast, half_products_round_both_operands) {
         for (int i = 0; i < 5; i++) free(in[i]);
     }
 }
+
+/* The BF16 panels and rows made by the CPU's conversion (AVX512-BF16)
+ * hold the bytes of the plain rounding (ct_cpu_set_no_avx512 switches to
+ * it), for both layouts, odd K and N, and partial panels. Inputs are never
+ * denormal: there the instruction flushes to zero, as the dot product
+ * treats its inputs anyway. */
+Test(rnn_fast, bf16_packing_matches_plain_rounding) {
+    if (!ct_rnn_bf16_dot()) cr_log_info("no AVX512-BF16 here: both sides are the plain rounding");
+    const int64_t Ks[] = {1, 7, 32, 33, 256}, Ns[] = {5, 16, 17, 64};
+    for (int ki = 0; ki < 5; ki++)
+        for (int ni = 0; ni < 4; ni++)
+            for (int trans = 0; trans <= 1; trans++) {
+                int64_t K = Ks[ki], N = Ns[ni], np = (N + CT_RNN_PANEL_COLS - 1) / CT_RNN_PANEL_COLS;
+                int64_t words = ct_rnn_panels_size(K, N);
+                float *b = fill(K * N, 3.0f, (uint64_t)(K * 100 + N * 2 + trans));
+                b[0] = NAN;
+                uint32_t *w[2], *r[2];
+                for (int plain = 0; plain <= 1; plain++) {
+                    w[plain] = malloc((size_t)words * sizeof(uint32_t));
+                    r[plain] = malloc((size_t)(3 * ct_rnn_pairs(K)) * sizeof(uint32_t));
+                    memset(w[plain], 0xa5, (size_t)words * sizeof(uint32_t));
+                    ct_cpu_set_no_avx512(plain == 1);
+                    ct_rnn_pack_panels_bf16(b, K, N, trans == 1, w[plain], 0, np);
+                    ct_rnn_rows_bf16(b, K, 3 > N ? N : 3, K, r[plain]); /* rows of K from b */
+                    ct_cpu_set_no_avx512(false);
+                }
+                int64_t used = np * CT_RNN_PANEL_COLS * ct_rnn_pairs(K);
+                cr_assert_eq(memcmp(w[0], w[1], (size_t)used * sizeof(uint32_t)), 0,
+                             "K %lld N %lld%s: the panels differ", (long long)K, (long long)N, trans ? " (trans)" : "");
+                int64_t rows = 3 > N ? N : 3;
+                cr_assert_eq(memcmp(r[0], r[1], (size_t)(rows * ct_rnn_pairs(K)) * sizeof(uint32_t)), 0,
+                             "K %lld: the rows differ", (long long)K);
+                free(b), free(w[0]), free(w[1]), free(r[0]), free(r[1]);
+            }
+}

@@ -199,8 +199,8 @@ static inline uint16_t b_bf16(const float *b, int64_t K, int64_t N, bool trans, 
     return ct_bf16_from_bits(u);
 }
 
-void ct_rnn_pack_panels_bf16(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0,
-                             int64_t p1) {
+static void pack_bf16_plain(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0,
+                            int64_t p1) {
     const int64_t K2 = ct_rnn_pairs(K);
     for (int64_t p = p0; p < p1; p++) {
         uint32_t *d = dst + p * NR * K2;
@@ -268,6 +268,48 @@ CT_TARGET_BF16 static void rows_bf16_dot(const float *a, int64_t lda, int64_t m,
     }
 }
 
+/* 16 words of v's low half with the 16 of its high half, interleaved:
+ * BF16 pairs of two rows' 16 floats converted together. */
+CT_TARGET_BF16 static CT_ALWAYS_INLINE __m512i interleave_halves(__m512i v) {
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                         21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(idx, v);
+}
+
+/* pack_bf16_plain by the CPU's conversion (its results in the products are
+ * the same: see rows_bf16_dot). W_hh^T's columns are W_hh's rows, whose k
+ * pairs are adjacent floats: 32 of a row converted at once, then spread
+ * down the panel's column; W_hh's own panels pair two rows' 16 columns. */
+CT_TARGET_BF16 static void pack_bf16_dot(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0,
+                                         int64_t p1) {
+    const int64_t K2 = ct_rnn_pairs(K);
+    for (int64_t p = p0; p < p1; p++) {
+        uint32_t *d = dst + p * NR * K2;
+        const int64_t n = N - p * NR < NR ? N - p * NR : NR;
+        const __mmask16 cols = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1u);
+        if (!trans) {
+            for (int64_t kp = 0; kp < K2; kp++) {
+                const float *r0 = b + 2 * kp * N + p * NR;
+                __m512 lo = _mm512_maskz_loadu_ps(cols, r0);
+                __m512 hi = 2 * kp + 1 < K ? _mm512_maskz_loadu_ps(cols, r0 + N) : _mm512_setzero_ps();
+                _mm512_storeu_si512(d + kp * NR, interleave_halves((__m512i)_mm512_cvtne2ps_pbh(hi, lo)));
+            }
+            continue;
+        }
+        for (int64_t j = 0; j < NR; j++) {
+            uint32_t t[16];
+            for (int64_t k = 0; k < K; k += 32) {
+                int64_t m = j < n ? (K - k < 32 ? K - k : 32) : 0, ml = m < 16 ? m : 16, mh = m - ml;
+                const float *r = b + (p * NR + j) * K + k;
+                __m512 lo = _mm512_maskz_loadu_ps((__mmask16)(ml >= 16 ? 0xffff : (1u << ml) - 1u), r);
+                __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(mh >= 16 ? 0xffff : (1u << mh) - 1u), r + 16);
+                _mm512_storeu_si512(t, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+                for (int64_t i = 0; i < 16 && k / 2 + i < K2; i++) d[(k / 2 + i) * NR + j] = t[i];
+            }
+        }
+    }
+}
+
 CT_TARGET_BF16 static void gemm_bf16(int64_t m, int64_t N, int64_t K, const uint32_t *a, const uint32_t *bp, float *c,
                                      int64_t ldc, bool accumulate) {
     const int64_t K2 = ct_rnn_pairs(K);
@@ -297,6 +339,17 @@ bool ct_rnn_bf16_dot(void) {
 #else
     return false;
 #endif
+}
+
+void ct_rnn_pack_panels_bf16(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0,
+                             int64_t p1) {
+#if CT_SIMD_X86
+    if (ct_rnn_bf16_dot()) {
+        pack_bf16_dot(b, K, N, trans, dst, p0, p1);
+        return;
+    }
+#endif
+    pack_bf16_plain(b, K, N, trans, dst, p0, p1);
 }
 
 void ct_rnn_rows_bf16(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst) {
