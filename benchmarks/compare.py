@@ -6,6 +6,7 @@ the ratio table (ctrain's rate over PyTorch's: above 1, ctrain is faster).
     python3 benchmarks/compare.py --out benchmarks/results/cpu -- --quick
     python3 benchmarks/compare.py --from ctrain.json torch.json
     python3 benchmarks/compare.py --interleave --workload all --device cpu
+    python3 benchmarks/compare.py --interleave --rounds 3 --workload all --device cpu
 
 Every flag it does not know itself goes to both runners (`ctrain bench
 --help` lists them). Where PyTorch is not installed it says so and prints
@@ -17,7 +18,10 @@ before PyTorch's. --interleave runs them workload by workload instead,
 ctrain's then PyTorch's, so each ratio comes from two runs a few seconds
 apart: on a machine whose speed drifts over minutes (a shared VM), a
 memory-bound workload's ratio otherwise measures the drift. The records
-are then the runs' results joined in workload order.
+are then the runs' results joined in workload order. --rounds N repeats
+the interleaved runs N times and adds a table of each workload's ratio per
+round with the median: one pair of runs can still fall on both sides of a
+change of the machine's speed, the median of several rarely does.
 """
 
 import argparse
@@ -223,9 +227,8 @@ def run_record(cmd, path):
     return rc, rec
 
 
-def interleaved(a, ctrain, rest, missing):
+def interleaved(a, ctrain, rest, missing, names, others):
     """ctrain's and PyTorch's records, workload by workload (--interleave)."""
-    names, others = workload_list(ctrain, rest)
     part = os.path.join(a.out, "part.json")
     cts, pts, rc = [], [], 0
     for w in names:
@@ -250,6 +253,8 @@ def main(argv):
                    help="make the table from saved records (ctrain's, then PyTorch's) instead of running")
     p.add_argument("--interleave", action="store_true",
                    help="run the two engines workload by workload, one right after the other")
+    p.add_argument("--rounds", type=int, default=1, metavar="N",
+                   help="with --interleave: repeat it N times and add each ratio's median (default 1)")
     a, rest = p.parse_known_args(argv)
     if rest and rest[0] == "--":
         rest = rest[1:]
@@ -279,6 +284,12 @@ def main(argv):
     for old in (ct_json, pt_json):
         if os.path.exists(old):
             os.remove(old)
+    if a.rounds < 1:
+        print(f"compare: --rounds {a.rounds}: it must be 1 or more", file=sys.stderr)
+        return 2
+    if a.rounds > 1 and not a.interleave:
+        print("compare: --rounds needs --interleave", file=sys.stderr)
+        return 2
     if a.interleave:
         return run_interleaved(a, ctrain, rest, ct_json, pt_json)
     ct_cmd = [ctrain, "bench"] + rest + ["--json", ct_json]
@@ -316,9 +327,10 @@ def torch_missing(python):
     return missing
 
 
-def write_report(out, ct, pt, missing, commands):
-    """The ratio table into out/compare.md and on the terminal."""
-    text = report(ct, pt, missing, commands)
+def write_report(out, ct, pt, missing, commands, extra=()):
+    """The ratio table (and extra lines) into out/compare.md and on the
+    terminal."""
+    text = report(ct, pt, missing, commands) + "".join(line + "\n" for line in extra)
     with open(os.path.join(out, "compare.md"), "w") as f:
         f.write(text)
     print("\n" + text, end="")
@@ -327,7 +339,14 @@ def write_report(out, ct, pt, missing, commands):
 
 def run_interleaved(a, ctrain, rest, ct_json, pt_json):
     missing = torch_missing(a.python)
-    rc, ct, pt = interleaved(a, ctrain, rest, missing)
+    names, others = workload_list(ctrain, rest)
+    rounds = []
+    for i in range(a.rounds):
+        if a.rounds > 1:
+            print(f"\ncompare: round {i + 1} of {a.rounds}", flush=True)
+        rounds.append(interleaved(a, ctrain, rest, missing, names, others))
+    rc, ct, pt = rounds[0]
+    rc = max(r[0] for r in rounds)
     if not ct:
         print(f"compare: ctrain bench exited {rc} without a record", file=sys.stderr)
         return 1
@@ -340,8 +359,54 @@ def run_interleaved(a, ctrain, rest, ct_json, pt_json):
     commands = ["interleaved, workload by workload: " + " ".join(["ctrain", "bench"] + rest)]
     if pt:
         commands.append(" ".join(["python3", "benchmarks/torch_bench.py"] + rest))
-    write_report(a.out, ct, pt, missing, commands)
+    extra = []
+    if a.rounds > 1:
+        for i, (_, c, t) in enumerate(rounds):
+            for rec, name in ((c, "ctrain"), (t, "torch")):
+                if rec:
+                    with open(os.path.join(a.out, f"{name}-round{i + 1}.json"), "w") as f:
+                        json.dump(rec, f, indent=1)
+        extra = rounds_table(rounds)
+    write_report(a.out, ct, pt, missing, commands, extra)
     return rc
+
+
+def round_ratio(ct, pt, workload, variant):
+    """ctrain's rate over PyTorch's for one workload in one round, or None."""
+    if not ct or not pt:
+        return None
+    r = next((x for x in ct["results"] if x["workload"] == workload), None)
+    t = next((x for x in pt["results"] if x["workload"] == workload and x["variant"] == variant), None)
+    v_ct, v_pt = (rate(r)[0] if r else None), (rate(t)[0] if t else None)
+    if not v_ct or not v_pt or r.get("config") != t.get("config"):
+        return None
+    return v_ct / v_pt
+
+
+def rounds_table(rounds):
+    """Markdown lines: each workload's ratio in each round, and the median."""
+    ct0, pt0 = rounds[0][1], rounds[0][2]
+    if not ct0 or not pt0:
+        return []
+    variants = []
+    for r in pt0["results"]:
+        if r["variant"] not in variants:
+            variants.append(r["variant"])
+    n = len(rounds)
+    head = ["workload", "ratio to"] + [f"round {i + 1}" for i in range(n)] + ["median"]
+    lines = ["", f"Ratios (ctrain / PyTorch) in each of {n} rounds, each round one interleaved pass over "
+             "the workloads; the table above is round 1's:", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in ct0["results"]:
+        for v in variants:
+            xs = [round_ratio(c, t, r["workload"], v) for _, c, t in rounds]
+            got = sorted(x for x in xs if x is not None)
+            if not got:
+                continue
+            mid = got[len(got) // 2] if len(got) % 2 else (got[len(got) // 2 - 1] + got[len(got) // 2]) / 2
+            cells = [f"{x:.2f}" if x is not None else "-" for x in xs]
+            lines.append("| " + " | ".join([r["workload"], v] + cells + [f"**{mid:.2f}**"]) + " |")
+    return lines
 
 
 if __name__ == "__main__":
