@@ -352,3 +352,35 @@ Test(rnn_fast, bf16_packing_matches_plain_rounding) {
                 free(b), free(w[0]), free(w[1]), free(r[0]), free(r[1]);
             }
 }
+
+/* The half rounding of the products' rows (ct_rnn_round_rows: F16 by
+ * AVX-512's conversion where there is one) gives ct_round_half's values:
+ * ordinary values, F16's overflow and subnormal range, ties, signed zeros,
+ * infinities (a NaN stays a NaN). */
+Test(rnn_fast, round_rows_matches_scalar_rounding) {
+    const int64_t n = 4099;
+    float *a = fill(n, 1.0f, 91), *out = malloc((size_t)n * sizeof(float));
+    const float special[] = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, 65504.0f, 65519.0f, 65520.0f, -70000.0f,
+                             6.1e-5f, 5.96e-8f, 2.98e-8f, 3e-8f, -1e-9f, 1.00048828125f, 1.00146484375f,
+                             1.001953125f + 4.8828125e-4f, 3.0e38f, 1e-40f};
+    const int ns = (int)(sizeof special / sizeof special[0]);
+    for (int64_t i = 0; i < n; i++) a[i] *= powf(2.0f, (float)(i % 61) - 40.0f); /* F16's range and past it */
+    for (int i = 0; i < ns; i++) a[i * 7] = special[i];
+    const ct_dtype halves[] = {CT_F16, CT_BF16};
+    for (int hi = 0; hi < 2; hi++)
+        for (int plain = 0; plain <= 1; plain++) {
+            ct_cpu_set_no_avx512(plain == 1);
+            ct_rnn_round_rows(a, 0, 1, n, halves[hi], out);
+            ct_cpu_set_no_avx512(false);
+            for (int64_t i = 0; i < n; i++) {
+                float want = ct_round_half(a[i], halves[hi]);
+                if (isnan(want)) {
+                    cr_assert(isnan(out[i]), "%s: %g gave %g", ct_dtype_name(halves[hi]), a[i], out[i]);
+                    continue;
+                }
+                cr_assert_eq(memcmp(&out[i], &want, sizeof want), 0, "%s%s: %.9g gave %.9g, expected %.9g",
+                             ct_dtype_name(halves[hi]), plain ? " (plain)" : "", a[i], out[i], want);
+            }
+        }
+    free(a), free(out);
+}

@@ -181,6 +181,10 @@ void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t 
  * ct_rnn_pairs(K) uint32). ct_rnn_bf16_dot() says whether the CPU has the
  * instruction (and AVX-512 is not switched off). */
 bool ct_rnn_bf16_dot(void);
+/* m rows of K values from a (row stride lda) rounded to half (F16, BF16)
+ * into dst [m, K]: ct_round_half's values (F16 by AVX-512's conversion
+ * where there is one), a NaN kept a NaN. */
+void ct_rnn_round_rows(const float *a, int64_t lda, int64_t m, int64_t K, ct_dtype half, float *dst);
 int64_t ct_rnn_pairs(int64_t K);
 void ct_rnn_pack_panels_bf16(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0, int64_t p1);
 void ct_rnn_rows_bf16(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst);

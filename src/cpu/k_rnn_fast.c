@@ -92,8 +92,7 @@ static CT_ALWAYS_INLINE void hidden_product(const rf *f, int64_t b0, int64_t m, 
         ct_rnn_panel_gemm_bf16(m, N, K, (const uint32_t *)ah, (const uint32_t *)f->wp, c, ldc, acc);
         return;
     }
-    for (int64_t i = 0; i < m; i++)
-        for (int64_t j = 0; j < K; j++) ah[i * K + j] = ct_round_half(a[i * lda + j], f->half);
+    ct_rnn_round_rows(a, lda, m, K, f->half, ah);
     ct_rnn_panel_gemm(m, N, K, ah, K, f->wp, c, ldc, acc);
 }
 
@@ -294,9 +293,10 @@ static void pack(const rf *f, int64_t K, int64_t N, bool trans, int64_t p0, int6
         return;
     }
     ct_rnn_pack_panels(f->w, K, N, trans, f->wp, p0, p1);
-    if (f->half != CT_F32)
-        for (int64_t i = p0 * CT_RNN_PANEL_COLS * K; i < p1 * CT_RNN_PANEL_COLS * K; i++)
-            f->wp[i] = ct_round_half(f->wp[i], f->half);
+    if (f->half != CT_F32) {
+        float *w = f->wp + p0 * CT_RNN_PANEL_COLS * K;
+        ct_rnn_round_rows(w, 0, 1, (p1 - p0) * CT_RNN_PANEL_COLS * K, f->half, w);
+    }
 }
 
 /* Packs W_hh's panels (split across the threads by panel), then runs

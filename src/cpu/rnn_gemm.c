@@ -326,6 +326,34 @@ CT_TARGET_BF16 static void gemm_bf16(int64_t m, int64_t N, int64_t K, const uint
 }
 #endif
 
+#if CT_SIMD_X86
+/* F16 rounding by the CPU's conversion (AVX-512F's vcvtps2ph, round to
+ * nearest even, and back): ct_f32_to_f16's values, NaN kept a NaN, sixteen
+ * a time where the scalar conversion is a call per value. */
+__attribute__((target("avx512f"))) static void round_f16_512(const float *a, int64_t lda, int64_t m, int64_t K,
+                                                              float *dst) {
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < K; j += 16) {
+            int64_t n = K - j < 16 ? K - j : 16;
+            __mmask16 mk = (__mmask16)(n >= 16 ? 0xffff : (1u << n) - 1u);
+            __m256i h = _mm512_cvtps_ph(_mm512_maskz_loadu_ps(mk, a + r * lda + j),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm512_mask_storeu_ps(dst + r * K + j, mk, _mm512_cvtph_ps(h));
+        }
+}
+#endif
+
+void ct_rnn_round_rows(const float *a, int64_t lda, int64_t m, int64_t K, ct_dtype half, float *dst) {
+#if CT_SIMD_X86
+    if (half == CT_F16 && has_avx512()) {
+        round_f16_512(a, lda, m, K, dst);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < m; r++)
+        for (int64_t j = 0; j < K; j++) dst[r * K + j] = ct_round_half(a[r * lda + j], half);
+}
+
 bool ct_rnn_bf16_dot(void) {
 #if CT_SIMD_X86
     static atomic_int known = -1;
