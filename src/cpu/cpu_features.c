@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "cpu/cpu_matmul.h"
 #include "cpu/cpu_simd.h"
+#include "cpu/cpu_util.h"
 #include "cpu/cpu_vmath.h"
 #include "ctrain/device.h"
 
@@ -112,14 +113,17 @@ const char *ct_cpu_features(void) {
 #endif
     bool fast = ct_cpu_fast_paths_enabled();
     bool f32_dnnl = ct_cpu_dnnl_mm_get(16, 16, 16, false, false, CT_F32, CT_F32) != NULL;
-    snprintf(info, sizeof info, "%s; fast paths: %s; float math: %s%s; f32 products: %s; bf16 products: %s",
+    snprintf(info, sizeof info,
+             "%s; fast paths: %s; float math: %s%s; f32 products: %s; bf16 products: %s; "
+             "recurrent bf16 step products: %s",
              units[0] ? units : "no vector extensions found",
              !fast                  ? "off (CTRAIN_CPU_REFERENCE)"
              : ct_cpu_has_avx512() ? "AVX-512"
              : ct_cpu_has_avx2()   ? "AVX2"
                                    : "SSE2",
              ct_cpu_float_math() ? "SLEEF " : "off", ct_cpu_float_math() ? ct_cpu_vmath_isa() : "",
-             f32_dnnl ? "oneDNN (K < 2048), else BLAS" : "BLAS", ct_cpu_bf16_native() ? "oneDNN" : "widened to F32");
+             f32_dnnl ? "oneDNN (K < 2048), else BLAS" : "BLAS", ct_cpu_bf16_native() ? "oneDNN" : "widened to F32",
+             ct_rnn_bf16_dot() ? "AVX512-BF16 pairs" : "rounded, F32 kernels");
     return info;
 }
 
