@@ -10,8 +10,8 @@
  * Where the near-reference paths run (ct_cpu_float_math(): with the float
  * math of the transcendental ops, under the same switch), a row's sums
  * (its mean, its squared deviations, the input gradient's two sums) are
- * taken in LANES (32) fixed partial sums instead of one sequential chain, which
- * waits on one double addition per element; the arithmetic stays double,
+ * taken in LANES (32) fixed partial sums instead of one sequential chain,
+ * which waits on one double addition per element; the arithmetic stays double,
  * the order depends only on the row length, so results still do not depend
  * on threads, and they stay within a float ULP or so of the reference's
  * (tests/test_ew_float.c); the CUDA kernel sums in a block-reduction order
@@ -29,8 +29,9 @@
 #define PAR_MIN 4096 /* as k_norm.c's */
 #define LN_COLS 2048 /* as k_norm.c's NORM_BLOCK: doubles of stack */
 
-#define LANES 32 /* partial sums of a row, when the sums may be reordered: four vectors of
-                  * 8 doubles, so the additions do not wait on one another */
+/* Partial sums of a row, when the sums may be reordered: four vectors of
+ * 8 doubles, so the additions do not wait on one another. */
+#define LANES 32
 
 /* The lanes' total, pairwise in a fixed order: lane l + 16 into l, then
  * l + 8, l + 4, l + 2, l + 1 (written out: a loop over the strides kept
@@ -81,7 +82,8 @@ static CT_ALWAYS_INLINE double lane_sq(const float *x, int64_t dim, double m) {
 
 /* ln_row_stats() of k_norm.c on a float row; with lanes, its sums in
  * LANES partial sums (the near-reference mode, below). */
-static CT_ALWAYS_INLINE void row_stats(const float *x, int64_t dim, double eps, bool lanes, double *mean, double *rstd) {
+static CT_ALWAYS_INLINE void row_stats(const float *x, int64_t dim, double eps, bool lanes, double *mean,
+                                       double *rstd) {
     double sum = 0.0, m, sq = 0.0;
     if (lanes) {
         m = lane_sum(x, dim) / (double)dim;
@@ -100,8 +102,8 @@ static CT_ALWAYS_INLINE void row_stats(const float *x, int64_t dim, double eps, 
 
 /* sum of g and of g * xhat over a row, g = dy [* w], xhat = (x - mean) rstd;
  * sequential (the reference's order) or in lanes. */
-static CT_ALWAYS_INLINE void row_grad_sums(const float *x, const float *dy, const float *w, int64_t dim, double mean, double rstd,
-                          bool lanes, double *sum_g, double *sum_g_xhat) {
+static CT_ALWAYS_INLINE void row_grad_sums(const float *x, const float *dy, const float *w, int64_t dim,
+                                           double mean, double rstd, bool lanes, double *sum_g, double *sum_g_xhat) {
     if (!lanes) {
         double sg = 0.0, sgx = 0.0;
         for (int64_t j = 0; j < dim; j++) {
@@ -142,9 +144,9 @@ typedef struct ln_job {
 
 /* The workers run as per-ISA clones (CT_RANGE_KERNEL): the double lanes
  * and the float-to-double conversions take 8 doubles a vector with
- * AVX-512, 2 in the baseline build (measured: the input gradient of the
- * GPT's [768, 128] layer norms 3x faster). The same operations in the same
- * order on every clone: the same bits. */
+ * AVX-512, 2 in the baseline build (with 32 lanes: the GPT's [768, 128]
+ * gradients 1.4-1.8x faster on two threads, benchmarks/cpu_kernels.c). The
+ * same operations in the same order on every clone: the same bits. */
 
 /* y = (x - mean) * rstd [* w] [+ b] over rows [r0, r1). */
 static CT_ALWAYS_INLINE void fwd_rows(const ln_job *k, int64_t r0, int64_t r1) {

@@ -176,20 +176,20 @@ void ct_rnn_panel_gemm(int64_t m, int64_t N, int64_t K, const float *a, int64_t 
                        int64_t ldc, bool accumulate);
 /* The same product with BF16 operands on AVX512-BF16 (a dot product of two
  * k at once, F32 sums): B packed into panels of 16 columns of k pairs (each
- * uint32 two BF16, k even in the low half; ct_rnn_panels_size(K, N) / 2
- * uint32 at most, zero-padded), A's m rows of K as pairs too (rows of
- * ct_rnn_pairs(K) uint32). ct_rnn_bf16_dot() says whether the CPU has the
- * instruction (and AVX-512 is not switched off). */
+ * uint32 two BF16, k even in the low half, zero-padded: 16 ct_rnn_pairs(K)
+ * uint32 a panel, within ct_rnn_panels_size(K, N) in all), A's m rows of K
+ * as pairs too (rows of ct_rnn_pairs(K) uint32). ct_rnn_bf16_dot() says
+ * whether the CPU has the instruction (and AVX-512 is not switched off). */
 bool ct_rnn_bf16_dot(void);
-/* m rows of K values from a (row stride lda) rounded to half (F16, BF16)
- * into dst [m, K]: ct_round_half's values (F16 by AVX-512's conversion
- * where there is one), a NaN kept a NaN. */
-void ct_rnn_round_rows(const float *a, int64_t lda, int64_t m, int64_t K, ct_dtype half, float *dst);
 int64_t ct_rnn_pairs(int64_t K);
 void ct_rnn_pack_panels_bf16(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0, int64_t p1);
 void ct_rnn_rows_bf16(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst);
 void ct_rnn_panel_gemm_bf16(int64_t m, int64_t N, int64_t K, const uint32_t *a, const uint32_t *bp, float *c,
                             int64_t ldc, bool accumulate);
+/* m rows of K values from a (row stride lda) rounded to half (F16, BF16)
+ * into dst [m, K]: ct_round_half's values (F16 by AVX-512's conversion
+ * where there is one), a NaN kept a NaN. dst may be a when lda is K. */
+void ct_rnn_round_rows(const float *a, int64_t lda, int64_t m, int64_t K, ct_dtype half, float *dst);
 /* The vectorised F32 updates, SGD, Adam and AdamW in float arithmetic with
  * PyTorch's formulas (cpu_optim_fast.c): true when one ran. Not the
  * reference's bits; the CUDA kernel's F32 updates compute the same. */

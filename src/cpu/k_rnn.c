@@ -6,8 +6,9 @@
  * as the matmul op's are: dgemm for F64 (double sums), sgemm for the other
  * dtypes (float sums over H or G*H terms, W_hh rounded to float once per
  * call; under an FP16/BF16 policy, attr.half, both operands rounded to
- * that half dtype, as the policy's other products take them). That product is the whole cost of a step, and sgemm runs it about
- * twice as fast; the F64 gradient checks and the PyTorch reference run the
+ * that half dtype, as the policy's other products take them). That
+ * product is the whole cost of a step, and sgemm runs it about twice as
+ * fast; the F64 gradient checks and the PyTorch reference run the
  * dgemm path. Everything else (biases, gates, the cell, the carried
  * gradients) is a plain loop over (batch row, unit) in double (rows split
  * across threads), with the

@@ -110,9 +110,10 @@ static const float *prev_state(const rf *f, const float *rec, int64_t b0, int64_
 /* Asks for n floats from p into the caches (L2) ahead of use: the next
  * step's rows of the input projection, the record and its gradient are T
  * rows apart in memory, one per batch row, a stream the hardware
- * prefetcher catches too late (measured: the forward's first pass over
- * each input row was a third of its cell's time). The product of the step
- * between hides the wait. */
+ * prefetcher meets late (in perf, the forward's first pass over each input
+ * row took two thirds of the cell's own loop samples). The product of the
+ * step between hides the wait: the LSTM layer's forward a few percent
+ * faster in three interleaved runs of benchmarks/cpu_kernels.c. */
 static CT_ALWAYS_INLINE void prefetch_floats(const float *p, int64_t n) {
     for (int64_t i = 0; i < n; i += 16) __builtin_prefetch(p + i, 0, 2);
 }

@@ -10,14 +10,23 @@
  * whatever the block it falls in, its row's position or the thread, so
  * results do not depend on how rows are split. With AVX2 and FMA each term
  * is one fused multiply-add; the baseline build (no FMA: multiply, then
- * add) gives other last bits, as OpenBLAS's kernels do on different CPUs. */
+ * add) gives other last bits, as OpenBLAS's kernels do on different CPUs.
+ *
+ * Under a BF16 policy the operands are BF16 (k_rnn_fast.c rounds them): on
+ * a CPU with AVX512-BF16, B's panels hold pairs of k (two BF16 in a
+ * uint32) and each vdpbf16ps adds two k's products into the F32
+ * accumulators, 8 rows by 32 columns as the AVX-512 F32 kernel, half its
+ * instructions and half the bytes of B. The pairs are another order of the
+ * same sums, so these results differ from the F32 kernel's on the same
+ * rounded values in the last bits. Without the instruction the callers
+ * round to half and use the F32 kernels (ct_rnn_round_rows). */
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
+#include "core/bf16_bits.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
-#include "core/bf16_bits.h"
 
 #if CT_SIMD_X86
 #include <immintrin.h>
@@ -297,9 +306,13 @@ CT_TARGET_BF16 static void pack_bf16_dot(const float *b, int64_t K, int64_t N, b
             continue;
         }
         for (int64_t j = 0; j < NR; j++) {
+            if (j >= n) { /* past N: zero */
+                for (int64_t kp = 0; kp < K2; kp++) d[kp * NR + j] = 0;
+                continue;
+            }
             uint32_t t[16];
             for (int64_t k = 0; k < K; k += 32) {
-                int64_t m = j < n ? (K - k < 32 ? K - k : 32) : 0, ml = m < 16 ? m : 16, mh = m - ml;
+                int64_t m = K - k < 32 ? K - k : 32, ml = m < 16 ? m : 16, mh = m - ml;
                 const float *r = b + (p * NR + j) * K + k;
                 __m512 lo = _mm512_maskz_loadu_ps((__mmask16)(ml >= 16 ? 0xffff : (1u << ml) - 1u), r);
                 __m512 hi = _mm512_maskz_loadu_ps((__mmask16)(mh >= 16 ? 0xffff : (1u << mh) - 1u), r + 16);
@@ -324,9 +337,7 @@ CT_TARGET_BF16 static void gemm_bf16(int64_t m, int64_t N, int64_t K, const uint
         }
     }
 }
-#endif
 
-#if CT_SIMD_X86
 /* F16 rounding by the CPU's conversion (AVX-512F's vcvtps2ph, round to
  * nearest even, and back): ct_f32_to_f16's values, NaN kept a NaN, sixteen
  * a time where the scalar conversion is a call per value. */
