@@ -244,6 +244,21 @@ def interleaved(a, ctrain, rest, missing, names, others):
     return rc, joined(cts), joined(pts)
 
 
+def from_records(paths):
+    """The table from saved records (--from)."""
+    recs = []
+    for path in paths:
+        with open(path) as f:
+            recs.append(json.load(f))
+    ct = next((r for r in recs if r.get("engine") == "ctrain"), None)
+    pt = next((r for r in recs if r.get("engine") == "pytorch"), None)
+    if not ct:
+        print("compare: no ctrain record among " + ", ".join(paths), file=sys.stderr)
+        return 2
+    print(report(ct, pt, None if pt else "no PyTorch record given", ["(from saved records)"]), end="")
+    return 0
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ctrain", help="the ctrain executable (default: build*/tools/ctrain, then PATH)")
@@ -260,17 +275,7 @@ def main(argv):
         rest = rest[1:]
 
     if a.records:
-        recs = []
-        for path in a.records:
-            with open(path) as f:
-                recs.append(json.load(f))
-        ct = next((r for r in recs if r.get("engine") == "ctrain"), None)
-        pt = next((r for r in recs if r.get("engine") == "pytorch"), None)
-        if not ct:
-            print("compare: no ctrain record among " + ", ".join(a.records), file=sys.stderr)
-            return 2
-        print(report(ct, pt, None if pt else "no PyTorch record given", ["(from saved records)"]), end="")
-        return 0
+        return from_records(a.records)
 
     ctrain = find_ctrain(a.ctrain)
     if not ctrain:
