@@ -350,7 +350,7 @@ def run_interleaved(a, ctrain, rest, ct_json, pt_json):
         if a.rounds > 1:
             print(f"\ncompare: round {i + 1} of {a.rounds}", flush=True)
         rounds.append(interleaved(a, ctrain, rest, missing, names, others))
-    rc, ct, pt = rounds[0]
+    _, ct, pt = rounds[0]
     rc = max(r[0] for r in rounds)
     if not ct:
         print(f"compare: ctrain bench exited {rc} without a record", file=sys.stderr)

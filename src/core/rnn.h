@@ -49,6 +49,13 @@ int ct_rnn_gates(int cell);
 /* Columns of the record per hidden unit: 1, 1, 6, 5 (0 for an unknown cell). */
 int ct_rnn_record_units(int cell);
 
+/* The dtype of the step products' operands that attr.half asks for: F16 or
+ * BF16 (an F32 recurrence under that autocast policy), else F32 (no
+ * rounding). The kernels apply it to F32 operands only. */
+static inline ct_dtype ct_rnn_products_dtype(const ct_attrs *a) {
+    return a->half == CT_F16 || a->half == CT_BF16 ? a->half : CT_F32;
+}
+
 /* The fused op: xp, w_hh, b_hh, h0, c0 (c0 CT_NO_NODE unless an LSTM).
  * Returns the record R [B, T, W]. */
 ct_node ct_rnn_op(ct_graph *g, int cell, bool reverse, ct_node xp, ct_node w_hh, ct_node b_hh, ct_node h0,

@@ -63,6 +63,22 @@ bool ct_cpu_has_avx2(void) {
 #endif
 }
 
+bool ct_cpu_has_avx512_bf16(void) {
+#if CT_SIMD_X86
+    if (!ct_cpu_has_avx512()) return false;
+    static atomic_int known = -1;
+    int v = atomic_load_explicit(&known, memory_order_relaxed);
+    if (v < 0) {
+        __builtin_cpu_init();
+        v = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
+        atomic_store_explicit(&known, v, memory_order_relaxed);
+    }
+    return v == 1;
+#else
+    return false;
+#endif
+}
+
 /* -1: not yet read from the environment; 0: reference loops; 1: fast. */
 static atomic_int fast_paths = -1;
 

@@ -60,6 +60,9 @@ void ct_cpu_set_baseline_only(bool on);
  * the AVX2 clones then run, so a machine with AVX-512 tests all three). */
 bool ct_cpu_has_avx512(void);
 void ct_cpu_set_no_avx512(bool on);
+/* Whether the AVX-512 clones run and the CPU has AVX512-BF16 (its dot
+ * product of BF16 pairs). */
+bool ct_cpu_has_avx512_bf16(void);
 /* Whether the fast paths run (default) or the reference loops do. */
 bool ct_cpu_fast_paths_enabled(void);
 void ct_cpu_set_fast_paths(bool on);

@@ -97,7 +97,7 @@ static ct_status rk_args(const ct_kargs *k, const char *op, rk *r) {
     r->dx = p, p += r->B * r->GH;
     r->dhp = p, p += r->B * r->GH;
     r->f64 = w->dtype == CT_F64;
-    r->half = !r->f64 && (k->attr->half == CT_F16 || k->attr->half == CT_BF16) ? k->attr->half : CT_F32;
+    r->half = r->f64 ? CT_F32 : ct_rnn_products_dtype(k->attr);
     r->wf = (float *)p, r->bh = r->wf + r->GH * r->H, r->bgh = r->bh + r->B * r->H;
     return CT_OK;
 }

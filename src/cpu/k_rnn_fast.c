@@ -329,7 +329,7 @@ bool ct_cpu_rnn_fast(const ct_kargs *k, int cell, bool reverse, int64_t B, int64
             .T = T, .H = H, .GH = G * H, .out = k->out.data, .w = k->in[grad ? 2 : 1].data,
             .h0 = k->in[3].data, .c0 = cell == CT_LSTM ? k->in[4].data : NULL};
     f.WH = f.W * H;
-    f.half = k->attr->half == CT_F16 || k->attr->half == CT_BF16 ? k->attr->half : CT_F32;
+    f.half = ct_rnn_products_dtype(k->attr);
     f.dot = f.half == CT_BF16 && ct_rnn_bf16_dot();
     f.nblk = (B + ROWS_MAX - 1) / ROWS_MAX;
     f.rows = (B + f.nblk - 1) / f.nblk;

@@ -199,13 +199,17 @@ static void gemm_512(int64_t m, int64_t N, int64_t K, const float *a, int64_t ld
 
 int64_t ct_rnn_pairs(int64_t K) { return (K + 1) / 2; }
 
-/* One BF16 of b (K x N as the product reads it), zero outside it. */
-static inline uint16_t b_bf16(const float *b, int64_t K, int64_t N, bool trans, int64_t k, int64_t col) {
-    if (k >= K || col >= N) return 0;
-    float v = trans ? b[col * K + k] : b[k * N + col];
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    return ct_bf16_from_bits(u);
+/* Two floats as one BF16 pair (lo: the even k). */
+static inline uint32_t bf16_pair(float lo, float hi) {
+    uint32_t a, b;
+    memcpy(&a, &lo, sizeof a);
+    memcpy(&b, &hi, sizeof b);
+    return (uint32_t)ct_bf16_from_bits(a) | (uint32_t)ct_bf16_from_bits(b) << 16;
+}
+
+/* b (K x N as the product reads it) at (k, col), zero outside it. */
+static inline float b_at(const float *b, int64_t K, int64_t N, bool trans, int64_t k, int64_t col) {
+    return k >= K || col >= N ? 0.0f : trans ? b[col * K + k] : b[k * N + col];
 }
 
 static void pack_bf16_plain(const float *b, int64_t K, int64_t N, bool trans, uint32_t *dst, int64_t p0,
@@ -217,8 +221,7 @@ static void pack_bf16_plain(const float *b, int64_t K, int64_t N, bool trans, ui
         for (int64_t o = 0; o < (trans ? NR : K2); o++)
             for (int64_t i = 0; i < (trans ? K2 : NR); i++) {
                 int64_t kp = trans ? i : o, j = trans ? o : i, col = p * NR + j;
-                d[kp * NR + j] = (uint32_t)b_bf16(b, K, N, trans, 2 * kp, col) |
-                                 (uint32_t)b_bf16(b, K, N, trans, 2 * kp + 1, col) << 16;
+                d[kp * NR + j] = bf16_pair(b_at(b, K, N, trans, 2 * kp, col), b_at(b, K, N, trans, 2 * kp + 1, col));
             }
     }
 }
@@ -226,9 +229,10 @@ static void pack_bf16_plain(const float *b, int64_t K, int64_t N, bool trans, ui
 static void rows_bf16_plain(const float *a, int64_t lda, int64_t m, int64_t K, uint32_t *dst) {
     const int64_t K2 = ct_rnn_pairs(K);
     for (int64_t r = 0; r < m; r++)
-        for (int64_t kp = 0; kp < K2; kp++)
-            dst[r * K2 + kp] = (uint32_t)b_bf16(a + r * lda, 1, K, false, 0, 2 * kp) |
-                               (uint32_t)b_bf16(a + r * lda, 1, K, false, 0, 2 * kp + 1) << 16;
+        for (int64_t kp = 0; kp < K2; kp++) {
+            const float *ar = a + r * lda;
+            dst[r * K2 + kp] = bf16_pair(ar[2 * kp], 2 * kp + 1 < K ? ar[2 * kp + 1] : 0.0f);
+        }
 }
 
 #if CT_SIMD_X86
@@ -367,14 +371,7 @@ void ct_rnn_round_rows(const float *a, int64_t lda, int64_t m, int64_t K, ct_dty
 
 bool ct_rnn_bf16_dot(void) {
 #if CT_SIMD_X86
-    static atomic_int known = -1;
-    int v = atomic_load_explicit(&known, memory_order_relaxed);
-    if (v < 0) {
-        __builtin_cpu_init();
-        v = __builtin_cpu_supports("avx512bf16") ? 1 : 0;
-        atomic_store_explicit(&known, v, memory_order_relaxed);
-    }
-    return v == 1 && has_avx512();
+    return ct_cpu_has_avx512_bf16() && has_fma();
 #else
     return false;
 #endif

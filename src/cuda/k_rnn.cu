@@ -187,8 +187,7 @@ static ct_status rnn_args_of(const ct_kargs *k, const char *op, rnn_args *a) {
         a->xp = seq.data, a->xpdt = seq.dtype, a->b = k->in[2].data, a->bdt = k->in[2].dtype;
     }
     a->out = k->out.data, a->odt = k->out.dtype;
-    int h = k->attr->half;
-    a->half = k->out.dtype == CT_F32 && (h == CT_F16 || h == CT_BF16) ? h : CT_F32;
+    a->half = k->out.dtype == CT_F32 ? ct_rnn_products_dtype(k->attr) : CT_F32;
     int64_t want_seq = a->B * a->T * (grad ? a->W * a->H : a->GH);
     a->drw = grad && k->in[1].numel == a->B * a->T * a->H ? 1 : a->W;
     if (seq.numel != want_seq || (grad && k->in[1].numel != a->B * a->T * a->drw * a->H) ||
