@@ -45,7 +45,7 @@ train: build
 	./$(BUILD)/tools/ctrain train
 
 test: build
-	ctest --test-dir $(BUILD) --output-on-failure
+	ctest --test-dir $(BUILD) --timeout 900 --output-on-failure
 
 clean:
 	rm -rf $(BUILD)
