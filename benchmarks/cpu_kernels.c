@@ -11,7 +11,8 @@
  * Each figure is the median of 15 timings of a batch of calls, after
  * warm-up calls. Sizes are the bench workloads': lstm-char's layer (batch
  * 32, 64 steps, 256 units) and one 16-row block of its step product
- * (16 x 256 x 1024), gpt-char's layer norms ([768, 128]). */
+ * (16 x 256 x 1024), gpt-char's layer norms ([768, 128]), its GELU and
+ * bias add ([768, 512]) and the permute that splits its heads. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,10 +167,36 @@ static void layer_norm_grads(void) {
     free(x), free(dy), free(w), free(out);
 }
 
+/* ---- gpt-char's elementwise work and the heads' permute ------------------ */
+
+static void gpt_elementwise(void) {
+    const int64_t n = 768 * 512, heads = 768 * 384;
+    float *x = values(n, 3.0f, 11), *dy = values(n, 1.0f, 12), *b = values(512, 1.0f, 13);
+    float *out = malloc((size_t)n * sizeof(float));
+    const ct_shape s = {2, {768, 512}};
+    ct_attrs gelu = {0}, grad = {0}, none = {0}, perm = {.perm = {2, 0, 3, 1, 4}};
+    grad.fwd_op = CT_OP_GELU;
+    ct_tview in[2] = {{x, CT_F32, s, n}, {dy, CT_F32, s, n}};
+    kernel_ctx f = {{.op = CT_OP_GELU, .attr = &gelu, .n_in = 1, .in = in, .out = {out, CT_F32, s, n}}};
+    kernel_ctx g = {{.op = CT_OP_UNARY_GRAD, .attr = &grad, .n_in = 2, .in = in, .out = {out, CT_F32, s, n}}};
+    ct_tview bias[2] = {{x, CT_F32, s, n}, {b, CT_F32, {1, {512}}, 512}};
+    kernel_ctx a = {{.op = CT_OP_ADD, .attr = &none, .n_in = 2, .in = bias, .out = {out, CT_F32, s, n}}};
+    ct_tview qkv = {x, CT_F32, {5, {12, 64, 3, 4, 32}}, heads};
+    kernel_ctx pm = {{.op = CT_OP_PERMUTE, .attr = &perm, .n_in = 1, .in = &qkv,
+                      .out = {out, CT_F32, {5, {3, 12, 4, 64, 32}}, heads}}};
+    int t = omp_get_max_threads();
+    printf("gelu [768, 512], %d threads: %.1f us\n", t, time_us(run_kernel, &f, 50));
+    printf("gelu gradient [768, 512], %d threads: %.1f us\n", t, time_us(run_kernel, &g, 50));
+    printf("bias add [768, 512] + [512], %d threads: %.1f us\n", t, time_us(run_kernel, &a, 50));
+    printf("permute [12, 64, 3, 4, 32] -> [3, 12, 4, 64, 32], %d threads: %.1f us\n", t, time_us(run_kernel, &pm, 50));
+    free(x), free(dy), free(b), free(out);
+}
+
 int main(void) {
     printf("%s\n", ct_cpu_features());
     panel_products();
     lstm_layer();
     layer_norm_grads();
+    gpt_elementwise();
     return 0;
 }

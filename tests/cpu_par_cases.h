@@ -48,6 +48,7 @@ typedef struct cpc_case {
 #define S2(a, b) ((ct_shape){2, {a, b}})
 #define S3(a, b, c) ((ct_shape){3, {a, b, c}})
 #define S4(a, b, c, d) ((ct_shape){4, {a, b, c, d}})
+#define S5(a, b, c, d, e) ((ct_shape){5, {a, b, c, d, e}})
 #define IN(dt, s, kind) {dt, s, kind}
 #define WIN(k, s, p) {.kernel = {k, k}, .stride = {s, s}, .pad = {p, p}, .dilation = {1, 1}, .groups = 1}
 #define UG(f) {.fwd_op = f, .alpha = 0.5}
@@ -88,6 +89,10 @@ static const cpc_case cpc_cases[] = {
     {"sum axis 1", CT_OP_SUM, {.axis = 1}, 1, {IN(CT_F32, S3(65, 1031, 3), CPC_RANDOM)}, CT_F32, S2(65, 3)},
     {"sum axis 0 (bias gradient)", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(129, 1031), CPC_SPECIAL)}, CT_F32, S1(1031)},
     /* copies of a recurrent record's h columns and back */
+    {"permute heads", CT_OP_PERMUTE, {.perm = {2, 0, 3, 1, 4}}, 1, {IN(CT_F32, S5(9, 17, 3, 4, 33), CPC_RANDOM)}, CT_F32, S5(3, 9, 4, 17, 33)},
+    {"permute transpose", CT_OP_PERMUTE, {.perm = {1, 0}}, 1, {IN(CT_F32, S2(257, 131), CPC_SPECIAL)}, CT_F32, S2(131, 257)},
+    {"permute bf16 middle", CT_OP_PERMUTE, {.perm = {0, 2, 1, 3}}, 1, {IN(CT_BF16, S4(15, 65, 5, 17), CPC_RANDOM)}, CT_BF16, S4(15, 5, 65, 17)},
+    {"concat gates", CT_OP_CONCAT, {.axis = 2}, 2, {IN(CT_F32, S3(33, 65, 512), CPC_RANDOM), IN(CT_F32, S3(33, 65, 256), CPC_SPECIAL)}, CT_F32, S3(33, 65, 768)},
     {"slice record h", CT_OP_SLICE, {.axis = 2, .start = 300, .end = 556}, 1, {IN(CT_F32, S3(9, 65, 1536), CPC_RANDOM)}, CT_F32, S3(9, 65, 256)},
     {"slice_grad record h", CT_OP_SLICE_GRAD, {.axis = 2, .start = 0}, 1, {IN(CT_F32, S3(9, 65, 256), CPC_RANDOM)}, CT_F32, S3(9, 65, 1536)},
     {"sum axis 0 small", CT_OP_SUM, {.axis = 0}, 1, {IN(CT_F32, S2(7, 33), CPC_RANDOM)}, CT_F32, S1(33)},

@@ -118,6 +118,7 @@ typedef struct {
     int *plan_node;        /* per planned value: its node */
     int n_plan;
     int *pos;              /* per node: its plan entry, or -1 */
+    size_t *off;           /* per node: its byte offset inside that entry (a view's) */
 } compile_work;
 
 /* What ct_compile checks before allocating anything. */
@@ -143,6 +144,7 @@ static ct_status alloc_arrays(ct_program *p, int n, compile_work *w) {
     w->plan = malloc((size_t)n * sizeof *w->plan);
     w->plan_node = malloc((size_t)n * sizeof *w->plan_node);
     w->pos = malloc((size_t)n * sizeof *w->pos);
+    w->off = calloc((size_t)n, sizeof *w->off);
     w->src = malloc((size_t)n * sizeof *w->src);
     if (p) {
         p->data = calloc((size_t)n, sizeof *p->data);
@@ -152,7 +154,7 @@ static ct_status alloc_arrays(ct_program *p, int n, compile_work *w) {
         p->kargs = calloc((size_t)n, sizeof *p->kargs);
         p->attrs = calloc((size_t)n, sizeof *p->attrs);
     }
-    if (!p || !w->live || !w->root || !w->plan || !w->plan_node || !w->pos || !w->src || !p->data ||
+    if (!p || !w->live || !w->root || !w->plan || !w->plan_node || !w->pos || !w->off || !w->src || !p->data ||
         !p->readable || !p->exec || !p->src || !p->kargs || !p->attrs)
         return ct_error(CT_ERR_OOM, "ct_compile: out of memory");
     return CT_OK;
@@ -164,6 +166,7 @@ static void free_work(compile_work *w) {
     free(w->plan);
     free(w->plan_node);
     free(w->pos);
+    free(w->off);
     free(w->src);
 }
 
@@ -198,6 +201,41 @@ static void list_exec(ct_program *p, const compile_work *w) {
         }
 }
 
+/* Where node i's bytes already lie, as a view of one planned value: the
+ * byte offset inside the entry *b, or -1 when they must be written anew.
+ *  - a reshape: the same bytes in the same order as its input;
+ *  - a slice whose window is one run of its input (every axis before the
+ *    sliced one has extent 1, as in slicing q, k, v off a [3, ...] value);
+ *  - a concatenation whose inputs lie side by side, in order, in one entry
+ *    along an axis with nothing before it (the gradients of such slices).
+ * A view's kernel finds its output where it would copy it and copies
+ * nothing. Offsets stay multiples of ARENA_ALIGN, which vector loads and
+ * GPU kernels expect. Sources keep their own buffers (an input may be
+ * rebound later). */
+static int64_t aliased_at(const ct_graph *g, const compile_work *w, const ct_nodeinfo *nd, int *b) {
+    int first = nd->n_in > 0 ? w->pos[nd->in[0]] : -1;
+    if (first < 0) return -1;
+    *b = first;
+    size_t at = w->off[nd->in[0]];
+    if (nd->op == CT_OP_RESHAPE) return (int64_t)at;
+    if (nd->op != CT_OP_SLICE && nd->op != CT_OP_CONCAT) return -1;
+    const ct_shape *s = nd->op == CT_OP_SLICE ? &g->nodes[nd->in[0]].shape : &nd->shape;
+    int64_t outer = 1, inner = 1;
+    for (int d = 0; d < nd->attr.axis; d++) outer *= s->dim[d];
+    for (int d = nd->attr.axis + 1; d < s->ndim; d++) inner *= s->dim[d];
+    if (outer != 1) return -1;
+    if (nd->op == CT_OP_SLICE) {
+        at += (size_t)(nd->attr.start * inner) * ct_dtype_size(nd->dtype);
+        return at % ARENA_ALIGN == 0 ? (int64_t)at : -1;
+    }
+    size_t next = at;
+    for (int j = 0; j < nd->n_in; j++) {
+        if (w->pos[nd->in[j]] != first || w->off[nd->in[j]] != next) return -1;
+        next += node_bytes(&g->nodes[nd->in[j]]);
+    }
+    return (int64_t)at;
+}
+
 /* The values the arena holds (every executed node not bound to a buffer of
  * its own), each with the step that writes it and the last step that needs
  * it: a root is needed to the end, since it stays readable. */
@@ -209,13 +247,13 @@ static void plan_lifetimes(const ct_program *p, compile_work *w, bool alias) {
         ct_node i = p->exec[k];
         if (p->data[i]) continue; /* a parameter gradient, bound by ct_program_bind_params */
         const ct_nodeinfo *nd = &g->nodes[i];
-        /* A reshape of a planned value is that value: the same bytes in the
-         * same order, so it shares its entry (whose lifetime then covers the
-         * reshape's uses) and its kernel finds out == in and copies nothing.
-         * Sources keep their own buffers (an input may be rebound later). */
-        if (alias && nd->op == CT_OP_RESHAPE && w->pos[nd->in[0]] >= 0) {
-            w->pos[i] = w->pos[nd->in[0]];
-            if (w->root[i]) w->plan[w->pos[i]].last = p->n_exec;
+        /* A view shares its value's entry, whose lifetime then covers the
+         * view's uses too. */
+        int b;
+        int64_t at = alias && p->src[k] == i ? aliased_at(g, w, nd, &b) : -1;
+        if (at >= 0) {
+            w->pos[i] = b, w->off[i] = (size_t)at;
+            if (w->root[i]) w->plan[b].last = p->n_exec;
             continue;
         }
         w->plan_node[w->n_plan] = i;
@@ -263,7 +301,7 @@ static ct_status place_in_arena(ct_program *p, compile_work *w) {
         ct_node i = p->exec[k];
         int b = w->pos[i];
         if (b < 0 || p->data[i]) continue;
-        p->data[i] = (char *)p->arena + w->plan[b].offset;
+        p->data[i] = (char *)p->arena + w->plan[b].offset + w->off[i];
         if (w->root[i]) p->readable[i] = true;
     }
     return CT_OK;

@@ -3,11 +3,14 @@
  * None of these does arithmetic, so they move whole elements as bytes and
  * work for every dtype alike. Each one copies the longest contiguous run it
  * can find, which keeps the common layouts (a trailing axis left in place)
- * at memcpy speed.
+ * at memcpy speed. A reshape, slice or concatenation whose output the
+ * planner placed where its input already lies (a view: program.c) copies
+ * nothing.
  */
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 
 static int64_t numel_of(const ct_shape *s) {
@@ -23,6 +26,41 @@ static ct_status check_dtype(const char *op, const ct_tview *in, const ct_tview 
     return CT_OK;
 }
 
+/* rows copies of `width` bytes, src rows spitch apart, dst rows dpitch
+ * apart; a slice_grad's rows (zero) also clear the gap of `head` bytes
+ * before each copy and the rest of the dpitch after it. Rows split across
+ * the threads once there is enough to move: each row is one memcpy
+ * whichever thread makes it. */
+typedef struct rows_job {
+    char *dst;
+    const char *src;
+    size_t dpitch, spitch, width, head;
+    bool zero;
+} rows_job;
+
+static void copy_rows_range(const void *ctx, int64_t r0, int64_t r1) {
+    const rows_job *j = ctx;
+    for (int64_t r = r0; r < r1; r++) {
+        char *d = j->dst + (size_t)r * j->dpitch;
+        if (j->zero) memset(d, 0, j->head);
+        if (j->width) memcpy(d + j->head, j->src + (size_t)r * j->spitch, j->width);
+        if (j->zero) memset(d + j->head + j->width, 0, j->dpitch - j->head - j->width);
+    }
+}
+
+/* Bytes below which one thread moves them: a parallel region costs some
+ * microseconds, a core copies about 10 bytes a nanosecond. */
+#define ROWS_PAR_BYTES ((size_t)128 << 10)
+
+static void copy_rows(const rows_job *j, int64_t rows) {
+    size_t bytes = (size_t)rows * (j->zero ? j->dpitch : j->width);
+    if (bytes < ROWS_PAR_BYTES || rows < 2) {
+        copy_rows_range(j, 0, rows);
+        return;
+    }
+    ct_par_ranges(rows, 2, copy_rows_range, j);
+}
+
 static ct_status k_reshape(const ct_kargs *k) {
     ct_status s = ct_op_check_inputs("cpu", k->op, k->n_in);
     if (s == CT_OK) s = check_dtype("reshape", &k->in[0], &k->out);
@@ -35,6 +73,41 @@ static ct_status k_reshape(const ct_kargs *k) {
     if (n > 0 && k->out.data != k->in[0].data)
         memmove(k->out.data, k->in[0].data, (size_t)n * ct_dtype_size(k->out.dtype));
     return CT_OK;
+}
+
+/* A permute as copies of runs: the trailing axes it leaves in place are one
+ * contiguous run in input and output; the output's runs are in order, each
+ * from the input offset an odometer over the permuted axes gives. */
+typedef struct perm_job {
+    const char *src;
+    char *dst;
+    size_t run_bytes, es;
+    int lead;                       /* the permuted (leading) axes */
+    int64_t odim[CT_MAX_DIMS];      /* output extent of each */
+    int64_t st[CT_MAX_DIMS];        /* input stride (elements) of each */
+} perm_job;
+
+/* Output runs [r0, r1): the odometer starts at r0's index. */
+static void permute_runs(const void *ctx, int64_t r0, int64_t r1) {
+    const perm_job *j = ctx;
+    int64_t idx[CT_MAX_DIMS] = {0}, off = 0, rem = r0;
+    for (int d = j->lead - 1; d >= 0; d--) {
+        idx[d] = rem % j->odim[d];
+        rem /= j->odim[d];
+        off += idx[d] * j->st[d];
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        memcpy(j->dst + (size_t)r * j->run_bytes, j->src + (size_t)off * j->es, j->run_bytes);
+        /* last axis fastest, moving off with it */
+        for (int d = j->lead - 1; d >= 0; d--) {
+            if (++idx[d] < j->odim[d]) {
+                off += j->st[d];
+                break;
+            }
+            off -= (idx[d] - 1) * j->st[d];
+            idx[d] = 0;
+        }
+    }
 }
 
 static ct_status k_permute(const ct_kargs *k) {
@@ -57,34 +130,19 @@ static ct_status k_permute(const ct_kargs *k) {
     }
     int64_t n = numel_of(&k->out.shape);
     if (n == 0) return CT_OK;
-    size_t es = ct_dtype_size(x->dtype);
     int64_t istride[CT_MAX_DIMS];
     ct_strides(&x->shape, istride);
-    /* Trailing axes that stay in place are one contiguous run in both. */
-    int lead = nd;
+    perm_job j = {.src = x->data, .dst = k->out.data, .es = ct_dtype_size(x->dtype), .lead = nd};
     int64_t run = 1;
-    while (lead > 0 && perm[lead - 1] == lead - 1) {
-        lead--;
-        run *= x->shape.dim[lead];
+    while (j.lead > 0 && perm[j.lead - 1] == j.lead - 1) {
+        j.lead--;
+        run *= x->shape.dim[j.lead];
     }
-    size_t run_bytes = (size_t)run * es;
-    int64_t idx[CT_MAX_DIMS] = {0};
-    int64_t off = 0; /* input element offset of the current output run */
-    char *dst = k->out.data;
-    const char *src = x->data;
-    for (int64_t r = 0; r < n / run; r++) {
-        memcpy(dst + (size_t)(r * run) * es, src + (size_t)off * es, run_bytes);
-        /* Odometer over the permuted axes, last fastest, moving off with it. */
-        for (int d = lead - 1; d >= 0; d--) {
-            int64_t st = istride[perm[d]];
-            if (++idx[d] < k->out.shape.dim[d]) {
-                off += st;
-                break;
-            }
-            off -= (idx[d] - 1) * st;
-            idx[d] = 0;
-        }
-    }
+    for (int d = 0; d < j.lead; d++) j.odim[d] = k->out.shape.dim[d], j.st[d] = istride[perm[d]];
+    j.run_bytes = (size_t)run * j.es;
+    /* each run is copied alone, so the bytes are the same on any thread count */
+    int64_t par_min = (int64_t)(ROWS_PAR_BYTES / j.run_bytes);
+    ct_par_ranges(n / run, par_min > 2 ? par_min : 2, permute_runs, &j);
     return CT_OK;
 }
 
@@ -120,8 +178,8 @@ static ct_status k_concat(const ct_kargs *k) {
         size_t row = (size_t)(k->in[j].shape.dim[axis] * inner) * es;
         const char *src = k->in[j].data;
         char *dst = (char *)k->out.data + at;
-        if (row > 0)
-            for (int64_t o = 0; o < outer; o++) memcpy(dst + (size_t)o * orow, src + (size_t)o * row, row);
+        if (row > 0 && !(dst == src && (outer == 1 || row == orow)))
+            copy_rows(&(rows_job){.dst = dst, .src = src, .dpitch = orow, .spitch = row, .width = row}, outer);
         at += row;
     }
     return CT_OK;
@@ -168,8 +226,8 @@ static ct_status k_slice(const ct_kargs *k) {
     size_t brow = (size_t)(blen * inner) * es, srow = (size_t)(slen * inner) * es;
     if (srow == 0 || outer == 0) return CT_OK;
     const char *src = (const char *)x->data + (size_t)(k->attr->start * inner) * es;
-    for (int64_t o = 0; o < outer; o++)
-        memcpy((char *)k->out.data + (size_t)o * srow, src + (size_t)o * brow, srow);
+    if (src == k->out.data && (outer == 1 || brow == srow)) return CT_OK;
+    copy_rows(&(rows_job){.dst = k->out.data, .src = src, .dpitch = srow, .spitch = brow, .width = srow}, outer);
     return CT_OK;
 }
 
@@ -185,15 +243,10 @@ static ct_status k_slice_grad(const ct_kargs *k) {
     size_t brow = (size_t)(blen * inner) * es, srow = (size_t)(slen * inner) * es;
     size_t head = (size_t)(k->attr->start * inner) * es;
     if (brow == 0 || outer == 0) return CT_OK;
-    char *dst = k->out.data;
-    const char *src = dy->data;
     /* All-zero bytes are 0 in every dtype, so only the gaps need clearing. */
-    for (int64_t o = 0; o < outer; o++) {
-        char *row = dst + (size_t)o * brow;
-        memset(row, 0, head);
-        if (srow > 0) memcpy(row + head, src + (size_t)o * srow, srow);
-        memset(row + head + srow, 0, brow - head - srow);
-    }
+    copy_rows(&(rows_job){.dst = k->out.data, .src = dy->data, .dpitch = brow, .spitch = srow, .width = srow,
+                          .head = head, .zero = true},
+              outer);
     return CT_OK;
 }
 

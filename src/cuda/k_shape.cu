@@ -2,7 +2,7 @@
 //
 // None of these does arithmetic, so they move whole elements as bytes for
 // every dtype. Reshape is one device copy (none when the planner aliased
-// it); concat, slice and slice_grad are strided 2-D copies (rows of one
+// it, nor for a slice or concat it aliased); concat, slice and slice_grad are strided 2-D copies (rows of one
 // operand's block, cudaMemcpy2DAsync), and permute is a gather kernel over
 // the output with the input strides permuted.
 #include "cuda/cuda_common.cuh"
@@ -90,10 +90,11 @@ static ct_status k_permute(const ct_kargs *k) {
 // maximum (cudaDevAttrMaxPitch, 2^31 - 1 bytes on current GPUs), which a
 // slice or concat along axis 0 of a tensor over 2 GiB passes as one row:
 // one row, or rows contiguous on both sides, is a flat copy instead, and
-// rows pitched wider than the maximum are copied one by one.
+// rows pitched wider than the maximum are copied one by one. Rows already
+// in place (a view the planner aliased: program.c) are not copied.
 static ct_status copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, int64_t rows,
                            cudaStream_t st, const char *op) {
-    if (width == 0 || rows == 0) return CT_OK;
+    if (width == 0 || rows == 0 || (dst == src && dpitch == spitch)) return CT_OK;
     if (rows == 1 || (dpitch == width && spitch == width)) {
         size_t bytes = width * (size_t)rows;
         CT_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "%s: %zu bytes", op, bytes);

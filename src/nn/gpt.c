@@ -73,12 +73,16 @@ static ct_node linear(ct_graph *g, const char *name, ct_node x, int64_t out, dou
     return ct_add(g, y, ct_cast_folded(g, ct_autocast_param(g, b, xdt), g->nodes[y].dtype));
 }
 
-/* [B, T, C] columns [from, from + C) as heads [B, H, T, D]. */
-static ct_node heads(ct_graph *g, ct_node qkv, int64_t from, const ct_gpt_config *c, int64_t B, int64_t T) {
-    int64_t C = c->n_embd, H = c->n_head;
-    ct_node x = ct_slice(g, qkv, 2, from, from + C);
-    x = ct_reshape(g, x, (ct_shape){4, {B, T, H, C / H}});
-    return ct_permute(g, x, (const int[]){0, 2, 1, 3});
+/* q, k, v as heads [B, H, T, D] from qkv [B, T, 3C]: one permute to
+ * [3, B, H, T, D], whose three parts along the leading axis are views of it
+ * (the planner copies nothing for them, core/program.c); backward, their
+ * gradients side by side are one value again, and one permute takes it
+ * back to qkv's layout. */
+static void heads(ct_graph *g, ct_node qkv, const ct_gpt_config *c, int64_t B, int64_t T, ct_node out[3]) {
+    int64_t C = c->n_embd, H = c->n_head, D = C / H;
+    ct_node x = ct_reshape(g, qkv, (ct_shape){5, {B, T, 3, H, D}});
+    x = ct_permute(g, x, (const int[]){2, 0, 3, 1, 4});
+    for (int i = 0; i < 3; i++) out[i] = ct_reshape(g, ct_slice(g, x, 0, i, i + 1), (ct_shape){4, {B, H, T, D}});
 }
 
 /* nanoGPT's CausalSelfAttention on x [B, T, C]. */
@@ -87,8 +91,9 @@ static ct_node attention(ct_graph *g, const char *pre, ct_node x, const ct_gpt_c
     int64_t C = c->n_embd, D = C / c->n_head;
     ct_node qkv = linear(g, join(nm, sizeof nm, pre, "c_attn"), x, 3 * C, GPT_INIT_STD);
     if (qkv == CT_NO_NODE) return CT_NO_NODE;
-    ct_node q = heads(g, qkv, 0, c, B, T), k = heads(g, qkv, C, c, B, T), v = heads(g, qkv, 2 * C, c, B, T);
-    ct_node y = ct_attention(g, q, k, v, true, 1.0 / sqrt((double)D));
+    ct_node qkv_h[3];
+    heads(g, qkv, c, B, T, qkv_h);
+    ct_node y = ct_attention(g, qkv_h[0], qkv_h[1], qkv_h[2], true, 1.0 / sqrt((double)D));
     y = ct_permute(g, y, (const int[]){0, 2, 1, 3});
     y = ct_reshape(g, y, (ct_shape){3, {B, T, C}});
     double proj_std = GPT_INIT_STD / sqrt(2.0 * (double)c->n_layer);

@@ -1,0 +1,182 @@
+/* Views: values the planner places where their input already lies instead
+ * of copying them (core/program.c): reshapes, slices whose window is one
+ * aligned run of their input, and concatenations of such runs side by side
+ * in order. Each case checks where the value lies (ct_program_node_data)
+ * and what it holds; the cases that must be copied are checked too. A GPT
+ * training step, whose q, k and v are slices of one [3, B, H, T, D] value,
+ * gives the same bits planned (views) as with a private buffer for every
+ * value (no views). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ctrain/ctrain.h>
+
+#include "core/program_impl.h"
+#include "core/program_internal.h"
+
+TestSuite(views, .timeout = 120);
+
+static const ct_device cpu = {CT_DEVICE_CPU, 0};
+
+/* x [R, W] filled with 0.25 + i / 8 - R W / 16: distinct, non-zero, both signs. */
+static void feed(ct_program *p, int64_t R, int64_t W) {
+    float *x = malloc((size_t)(R * W) * sizeof *x);
+    for (int64_t i = 0; i < R * W; i++) x[i] = 0.25f + (float)i / 8.0f - (float)(R * W) / 16.0f;
+    cr_assert_eq(ct_program_set_input(p, "x", x, (size_t)(R * W) * sizeof *x), CT_OK, "%s", ct_last_error());
+    free(x);
+}
+
+static ct_program *compile_outputs(ct_graph *g, ct_node *outs, int n) {
+    cr_assert_eq(ct_graph_status(g), CT_OK, "%s", ct_graph_error(g));
+    ct_program *p = ct_compile(g, &(ct_compile_opts){.device = cpu, .outputs = outs, .n_outputs = n});
+    cr_assert_not_null(p, "%s", ct_last_error());
+    return p;
+}
+
+static const char *data_of(const ct_program *p, ct_node n) {
+    const char *d = ct_program_node_data(p, n, NULL, NULL);
+    cr_assert_not_null(d, "node %d has no readable buffer", (int)n);
+    return d;
+}
+
+/* Rows [r0, r0 + rows) of y = 2x, as read from node n, are 2x's. */
+static void holds_rows(const ct_program *p, ct_node n, int64_t r0, int64_t rows, int64_t W, int64_t R) {
+    float *got = malloc((size_t)(rows * W) * sizeof *got);
+    cr_assert_eq(ct_program_read(p, n, got, (size_t)(rows * W) * sizeof *got), CT_OK, "%s", ct_last_error());
+    for (int64_t i = 0; i < rows * W; i++) {
+        float x = 0.25f + (float)(r0 * W + i) / 8.0f - (float)(R * W) / 16.0f;
+        cr_assert_eq(got[i], 2.0f * x, "element %lld: %g, want %g", (long long)i, got[i], 2.0f * x);
+    }
+    free(got);
+}
+
+/* [3, 64] floats: rows of 256 bytes, the arena's alignment. */
+Test(views, slices_of_the_leading_axis_are_views) {
+    ct_graph *g = ct_graph_new();
+    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {3, 64}});
+    ct_node y = ct_add(g, x, x);
+    ct_node outs[4] = {y, ct_slice(g, y, 0, 0, 1), ct_slice(g, y, 0, 1, 2), ct_slice(g, y, 0, 1, 3)};
+    ct_program *p = compile_outputs(g, outs, 4);
+    feed(p, 3, 64);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(data_of(p, outs[1]), data_of(p, y));
+    cr_assert_eq(data_of(p, outs[2]), data_of(p, y) + 256);
+    cr_assert_eq(data_of(p, outs[3]), data_of(p, y) + 256);
+    holds_rows(p, outs[1], 0, 1, 64, 3);
+    holds_rows(p, outs[2], 1, 1, 64, 3);
+    holds_rows(p, outs[3], 1, 2, 64, 3);
+    ct_program_free(p);
+    ct_graph_free(g);
+}
+
+/* A window that does not start on the alignment, one inside every row, and
+ * a slice of a source (an input keeps its own buffer) are copies. */
+Test(views, other_windows_are_copied) {
+    ct_graph *g = ct_graph_new();
+    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {3, 10}});
+    ct_node y = ct_add(g, x, x);
+    ct_node outs[4] = {y, ct_slice(g, y, 0, 1, 2), ct_slice(g, y, 1, 0, 5), ct_slice(g, x, 0, 0, 1)};
+    ct_program *p = compile_outputs(g, outs, 4);
+    feed(p, 3, 10);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    const char *base = data_of(p, y), *end = base + 30 * sizeof(float);
+    for (int i = 1; i < 4; i++) {
+        const char *d = data_of(p, outs[i]);
+        cr_assert(d < base || d >= end, "output %d lies inside y", i);
+    }
+    holds_rows(p, outs[1], 1, 1, 10, 3);
+    float cols[15];
+    cr_assert_eq(ct_program_read(p, outs[2], cols, sizeof cols), CT_OK);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 5; c++) {
+            float want = 2.0f * (0.25f + (float)(r * 10 + c) / 8.0f - 30.0f / 16.0f);
+            cr_assert_eq(cols[r * 5 + c], want, "[%d, %d]: %g, want %g", r, c, cols[r * 5 + c], want);
+        }
+    float row[10];
+    cr_assert_eq(ct_program_read(p, outs[3], row, sizeof row), CT_OK);
+    for (int c = 0; c < 10; c++) cr_assert_eq(row[c], 0.25f + (float)c / 8.0f - 30.0f / 16.0f);
+    ct_program_free(p);
+    ct_graph_free(g);
+}
+
+/* The parts side by side, in order, are the value itself; in another order
+ * they are copied into a buffer of their own. */
+Test(views, a_concat_of_views_in_order_is_a_view) {
+    ct_graph *g = ct_graph_new();
+    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {3, 64}});
+    ct_node y = ct_add(g, x, x);
+    ct_node s[3];
+    for (int i = 0; i < 3; i++) s[i] = ct_reshape(g, ct_slice(g, y, 0, i, i + 1), (ct_shape){2, {1, 64}});
+    ct_node swapped[3] = {s[1], s[0], s[2]};
+    ct_node outs[3] = {y, ct_concat(g, s, 3, 0), ct_concat(g, swapped, 3, 0)};
+    ct_program *p = compile_outputs(g, outs, 3);
+    feed(p, 3, 64);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    cr_assert_eq(data_of(p, outs[1]), data_of(p, y));
+    holds_rows(p, outs[1], 0, 3, 64, 3);
+    const char *d = data_of(p, outs[2]), *base = data_of(p, y);
+    cr_assert(d < base || d >= base + 3 * 64 * sizeof(float), "the swapped concat lies inside y");
+    float got[3 * 64], want[3 * 64];
+    cr_assert_eq(ct_program_read(p, outs[2], got, sizeof got), CT_OK);
+    cr_assert_eq(ct_program_read(p, y, want, sizeof want), CT_OK);
+    cr_assert(memcmp(got, want + 64, 64 * sizeof(float)) == 0 && memcmp(got + 64, want, 64 * sizeof(float)) == 0 &&
+                  memcmp(got + 128, want + 128, 64 * sizeof(float)) == 0,
+              "the swapped concat holds rows 1, 0, 2 of y");
+    ct_program_free(p);
+    ct_graph_free(g);
+}
+
+/* One GPT training step's loss and gradients, planned or not. */
+static float gpt_step(bool planned, float **grads, size_t *n) {
+    enum { B = 3, T = 8, V = 11 };
+    ct_gpt_config c = {.vocab_size = V, .block_size = T, .n_layer = 2, .n_head = 2, .n_embd = 64};
+    ct_graph *g = ct_graph_new();
+    ct_graph_set_seed(g, 5);
+    ct_node idx = ct_input(g, "idx", CT_I32, (ct_shape){2, {B, T}});
+    ct_node tgt = ct_input(g, "targets", CT_I32, (ct_shape){1, {B * T}});
+    ct_node logits = ct_gpt(g, &c, idx);
+    ct_node loss = ct_cross_entropy(g, ct_reshape(g, logits, (ct_shape){2, {B * T, V}}), tgt, 0);
+    cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
+    ct_program *p = ct_compile(g, &(ct_compile_opts){.device = cpu, .outputs = &loss, .n_outputs = 1,
+                                                     .grads = true, .no_plan = !planned});
+    cr_assert_not_null(p, "%s", ct_last_error());
+    int32_t ids[B * T], next[B * T];
+    for (int i = 0; i < B * T; i++) ids[i] = (i * 7 + 3) % V, next[i] = (i * 5 + 1) % V;
+    cr_assert_eq(ct_program_set_input(p, "idx", ids, sizeof ids), CT_OK);
+    cr_assert_eq(ct_program_set_input(p, "targets", next, sizeof next), CT_OK);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    /* planned: q, k, v and their gradients, per layer, are views */
+    int views = 0;
+    for (int k = 0; planned && k < p->n_exec; k++)
+        views += p->kargs[k].op == CT_OP_SLICE && p->kargs[k].out.data != NULL &&
+                 (char *)p->kargs[k].out.data >= (char *)p->kargs[k].in[0].data &&
+                 (char *)p->kargs[k].out.data < (char *)p->kargs[k].in[0].data + 3 * B * T * c.n_embd * 4;
+    cr_assert(!planned || views == 6 * c.n_layer, "%d slices are views, want %lld", views, (long long)(6 * c.n_layer));
+    float l;
+    cr_assert_eq(ct_program_read(p, loss, &l, sizeof l), CT_OK);
+    *n = ct_program_param_numel(p);
+    *grads = malloc(*n * sizeof **grads);
+    cr_assert_eq(ct_program_read_grads(p, *grads, *n * sizeof **grads), CT_OK, "%s", ct_last_error());
+    ct_program_free(p);
+    ct_graph_free(g);
+    return l;
+}
+
+Test(views, a_gpt_step_gives_the_same_bits_with_views_or_without) {
+    float *gv, *gp;
+    size_t nv, np;
+    float lv = gpt_step(true, &gv, &nv), lp = gpt_step(false, &gp, &np);
+    cr_assert(isfinite(lv) && lv > 1.0f, "loss %g", lv);
+    cr_assert(memcmp(&lv, &lp, sizeof lv) == 0, "loss %.9g planned, %.9g private", lv, lp);
+    cr_assert_eq(nv, np);
+    size_t nonzero = 0;
+    for (size_t i = 0; i < nv; i++) {
+        cr_assert(memcmp(&gv[i], &gp[i], sizeof *gv) == 0, "gradient %zu: %.9g planned, %.9g private", i, gv[i],
+                  gp[i]);
+        nonzero += gv[i] != 0;
+    }
+    cr_assert_gt(nonzero, nv / 2, "the gradients are real values");
+    free(gv), free(gp);
+}
