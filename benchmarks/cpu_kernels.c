@@ -184,7 +184,12 @@ static void gpt_elementwise(void) {
     ct_tview qkv = {x, CT_F32, {5, {12, 64, 3, 4, 32}}, heads};
     kernel_ctx pm = {{.op = CT_OP_PERMUTE, .attr = &perm, .n_in = 1, .in = &qkv,
                       .out = {out, CT_F32, {5, {3, 12, 4, 64, 32}}, heads}}};
+    uint16_t *half = malloc((size_t)n * sizeof *half);
+    ct_attrs to_bf16 = {.dtype = CT_BF16};
+    kernel_ctx cs = {{.op = CT_OP_CAST, .attr = &to_bf16, .n_in = 1, .in = in, .out = {half, CT_BF16, s, n}}};
     int t = omp_get_max_threads();
+    printf("cast [768, 512] f32 -> bf16, %d threads: %.1f us\n", t, time_us(run_kernel, &cs, 50));
+    free(half);
     printf("gelu [768, 512], %d threads: %.1f us\n", t, time_us(run_kernel, &f, 50));
     printf("gelu gradient [768, 512], %d threads: %.1f us\n", t, time_us(run_kernel, &g, 50));
     printf("bias add [768, 512] + [512], %d threads: %.1f us\n", t, time_us(run_kernel, &a, 50));
