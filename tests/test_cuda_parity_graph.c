@@ -15,6 +15,7 @@
  * test_cuda_parity_train.c. */
 #include "core/program_internal.h"
 #include "cuda_parity.h"
+#include "gpt_step.h"
 
 /* ---- clip_norm ----------------------------------------------------------- */
 
@@ -195,31 +196,13 @@ Test(cuda_parity, a_captured_step_allocates_nothing_and_recaptures_after_rebindi
 
 /* ---- views: a GPT step, whose q, k, v are views of one value ----------- */
 
-/* One GPT training step on dev: its loss and gradients. The planner makes
- * q, k, v (slices of one [3, B, H, T, D] value) and their gradients views
- * on both backends (core/program.c), so the slice and concat kernels find
- * their outputs already in place. */
+/* One GPT training step on dev: its loss and gradients (gpt_step.h). */
 static float gpt_step(ct_device dev, float **grads, size_t *n) {
-    enum { B = 3, T = 8, V = 11 };
-    ct_gpt_config c = {.vocab_size = V, .block_size = T, .n_layer = 2, .n_head = 2, .n_embd = 64};
     ct_graph *g = ct_graph_new();
-    ct_graph_set_seed(g, 5);
-    ct_node idx = ct_input(g, "idx", CT_I32, (ct_shape){2, {B, T}});
-    ct_node tgt = ct_input(g, "targets", CT_I32, (ct_shape){1, {B * T}});
-    ct_node loss = ct_cross_entropy(g, ct_reshape(g, ct_gpt(g, &c, idx), (ct_shape){2, {B * T, V}}), tgt, 0);
-    cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
-    ct_program *p = ct_compile(g, &(ct_compile_opts){.device = dev, .outputs = &loss, .n_outputs = 1, .grads = true});
-    cr_assert_not_null(p, "%s", ct_last_error());
-    int32_t ids[B * T], next[B * T];
-    for (int i = 0; i < B * T; i++) ids[i] = (i * 7 + 3) % V, next[i] = (i * 5 + 1) % V;
-    cr_assert(ct_program_set_input(p, "idx", ids, sizeof ids) == CT_OK &&
-              ct_program_set_input(p, "targets", next, sizeof next) == CT_OK && ct_program_run(p) == CT_OK,
-              "%s", ct_last_error());
-    float l;
-    cr_assert_eq(ct_program_read(p, loss, &l, sizeof l), CT_OK, "%s", ct_last_error());
-    *n = ct_program_param_numel(p);
-    *grads = malloc(*n * sizeof **grads);
-    cr_assert_eq(ct_program_read_grads(p, *grads, *n * sizeof **grads), CT_OK, "%s", ct_last_error());
+    ct_node loss;
+    ct_program *p = gs_compile(g, dev, false, &loss);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    float l = gs_results(p, loss, grads, n);
     ct_program_free(p);
     ct_graph_free(g);
     return l;

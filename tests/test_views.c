@@ -15,6 +15,7 @@
 
 #include "core/program_impl.h"
 #include "core/program_internal.h"
+#include "gpt_step.h"
 
 TestSuite(views, .timeout = 120);
 
@@ -52,35 +53,59 @@ static void holds_rows(const ct_program *p, ct_node n, int64_t r0, int64_t rows,
     free(got);
 }
 
+/* y = x + x over an input x [R, W]: a planned value to take views of. */
+typedef struct rig {
+    ct_graph *g;
+    ct_node x, y;
+    ct_program *p;
+    int64_t R, W;
+} rig;
+
+static rig rig_open(int64_t R, int64_t W) {
+    rig r = {.g = ct_graph_new(), .R = R, .W = W};
+    r.x = ct_input(r.g, "x", CT_F32, (ct_shape){2, {R, W}});
+    r.y = ct_add(r.g, r.x, r.x);
+    return r;
+}
+
+/* Compiles the program with outputs outs[0..n), feeds x and runs it. */
+static void rig_run(rig *r, ct_node *outs, int n) {
+    r->p = compile_outputs(r->g, outs, n);
+    feed(r->p, r->R, r->W);
+    cr_assert_eq(ct_program_run(r->p), CT_OK, "%s", ct_last_error());
+}
+
+static void rig_close(rig *r) {
+    ct_program_free(r->p);
+    ct_graph_free(r->g);
+}
+
 /* [3, 64] floats: rows of 256 bytes, the arena's alignment. */
 Test(views, slices_of_the_leading_axis_are_views) {
-    ct_graph *g = ct_graph_new();
-    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {3, 64}});
-    ct_node y = ct_add(g, x, x);
+    rig r = rig_open(3, 64);
+    ct_graph *g = r.g;
+    ct_node y = r.y;
     ct_node outs[4] = {y, ct_slice(g, y, 0, 0, 1), ct_slice(g, y, 0, 1, 2), ct_slice(g, y, 0, 1, 3)};
-    ct_program *p = compile_outputs(g, outs, 4);
-    feed(p, 3, 64);
-    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    rig_run(&r, outs, 4);
+    const ct_program *p = r.p;
     cr_assert_eq(data_of(p, outs[1]), data_of(p, y));
     cr_assert_eq(data_of(p, outs[2]), data_of(p, y) + 256);
     cr_assert_eq(data_of(p, outs[3]), data_of(p, y) + 256);
     holds_rows(p, outs[1], 0, 1, 64, 3);
     holds_rows(p, outs[2], 1, 1, 64, 3);
     holds_rows(p, outs[3], 1, 2, 64, 3);
-    ct_program_free(p);
-    ct_graph_free(g);
+    rig_close(&r);
 }
 
 /* A window that does not start on the alignment, one inside every row, and
  * a slice of a source (an input keeps its own buffer) are copies. */
 Test(views, other_windows_are_copied) {
-    ct_graph *g = ct_graph_new();
-    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {3, 10}});
-    ct_node y = ct_add(g, x, x);
-    ct_node outs[4] = {y, ct_slice(g, y, 0, 1, 2), ct_slice(g, y, 1, 0, 5), ct_slice(g, x, 0, 0, 1)};
-    ct_program *p = compile_outputs(g, outs, 4);
-    feed(p, 3, 10);
-    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    rig r = rig_open(3, 10);
+    ct_graph *g = r.g;
+    ct_node y = r.y;
+    ct_node outs[4] = {y, ct_slice(g, y, 0, 1, 2), ct_slice(g, y, 1, 0, 5), ct_slice(g, r.x, 0, 0, 1)};
+    rig_run(&r, outs, 4);
+    const ct_program *p = r.p;
     const char *base = data_of(p, y), *end = base + 30 * sizeof(float);
     for (int i = 1; i < 4; i++) {
         const char *d = data_of(p, outs[i]);
@@ -97,23 +122,21 @@ Test(views, other_windows_are_copied) {
     float row[10];
     cr_assert_eq(ct_program_read(p, outs[3], row, sizeof row), CT_OK);
     for (int c = 0; c < 10; c++) cr_assert_eq(row[c], 0.25f + (float)c / 8.0f - 30.0f / 16.0f);
-    ct_program_free(p);
-    ct_graph_free(g);
+    rig_close(&r);
 }
 
 /* The parts side by side, in order, are the value itself; in another order
  * they are copied into a buffer of their own. */
 Test(views, a_concat_of_views_in_order_is_a_view) {
-    ct_graph *g = ct_graph_new();
-    ct_node x = ct_input(g, "x", CT_F32, (ct_shape){2, {3, 64}});
-    ct_node y = ct_add(g, x, x);
+    rig r = rig_open(3, 64);
+    ct_graph *g = r.g;
+    ct_node y = r.y;
     ct_node s[3];
     for (int i = 0; i < 3; i++) s[i] = ct_reshape(g, ct_slice(g, y, 0, i, i + 1), (ct_shape){2, {1, 64}});
     ct_node swapped[3] = {s[1], s[0], s[2]};
     ct_node outs[3] = {y, ct_concat(g, s, 3, 0), ct_concat(g, swapped, 3, 0)};
-    ct_program *p = compile_outputs(g, outs, 3);
-    feed(p, 3, 64);
-    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    rig_run(&r, outs, 3);
+    const ct_program *p = r.p;
     cr_assert_eq(data_of(p, outs[1]), data_of(p, y));
     holds_rows(p, outs[1], 0, 3, 64, 3);
     const char *d = data_of(p, outs[2]), *base = data_of(p, y);
@@ -124,41 +147,26 @@ Test(views, a_concat_of_views_in_order_is_a_view) {
     cr_assert(memcmp(got, want + 64, 64 * sizeof(float)) == 0 && memcmp(got + 64, want, 64 * sizeof(float)) == 0 &&
                   memcmp(got + 128, want + 128, 64 * sizeof(float)) == 0,
               "the swapped concat holds rows 1, 0, 2 of y");
-    ct_program_free(p);
-    ct_graph_free(g);
+    rig_close(&r);
 }
 
-/* One GPT training step's loss and gradients, planned or not. */
+/* One GPT training step's loss and gradients, planned or not. Planned, the
+ * slices that make q, k, v and their gradients are views. */
 static float gpt_step(bool planned, float **grads, size_t *n) {
-    enum { B = 3, T = 8, V = 11 };
-    ct_gpt_config c = {.vocab_size = V, .block_size = T, .n_layer = 2, .n_head = 2, .n_embd = 64};
     ct_graph *g = ct_graph_new();
-    ct_graph_set_seed(g, 5);
-    ct_node idx = ct_input(g, "idx", CT_I32, (ct_shape){2, {B, T}});
-    ct_node tgt = ct_input(g, "targets", CT_I32, (ct_shape){1, {B * T}});
-    ct_node logits = ct_gpt(g, &c, idx);
-    ct_node loss = ct_cross_entropy(g, ct_reshape(g, logits, (ct_shape){2, {B * T, V}}), tgt, 0);
-    cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
-    ct_program *p = ct_compile(g, &(ct_compile_opts){.device = cpu, .outputs = &loss, .n_outputs = 1,
-                                                     .grads = true, .no_plan = !planned});
-    cr_assert_not_null(p, "%s", ct_last_error());
-    int32_t ids[B * T], next[B * T];
-    for (int i = 0; i < B * T; i++) ids[i] = (i * 7 + 3) % V, next[i] = (i * 5 + 1) % V;
-    cr_assert_eq(ct_program_set_input(p, "idx", ids, sizeof ids), CT_OK);
-    cr_assert_eq(ct_program_set_input(p, "targets", next, sizeof next), CT_OK);
+    ct_node loss;
+    ct_program *p = gs_compile(g, cpu, !planned, &loss);
     cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
-    /* planned: q, k, v and their gradients, per layer, are views */
     int views = 0;
-    for (int k = 0; planned && k < p->n_exec; k++)
-        views += p->kargs[k].op == CT_OP_SLICE && p->kargs[k].out.data != NULL &&
-                 (char *)p->kargs[k].out.data >= (char *)p->kargs[k].in[0].data &&
-                 (char *)p->kargs[k].out.data < (char *)p->kargs[k].in[0].data + 3 * B * T * c.n_embd * 4;
-    cr_assert(!planned || views == 6 * c.n_layer, "%d slices are views, want %lld", views, (long long)(6 * c.n_layer));
-    float l;
-    cr_assert_eq(ct_program_read(p, loss, &l, sizeof l), CT_OK);
-    *n = ct_program_param_numel(p);
-    *grads = malloc(*n * sizeof **grads);
-    cr_assert_eq(ct_program_read_grads(p, *grads, *n * sizeof **grads), CT_OK, "%s", ct_last_error());
+    size_t qkv_bytes = (size_t)(3 * GS_B * GS_T * gs_cfg.n_embd) * sizeof(float);
+    for (int k = 0; planned && k < p->n_exec; k++) {
+        const ct_kargs *a = &p->kargs[k];
+        views += a->op == CT_OP_SLICE && (char *)a->out.data >= (char *)a->in[0].data &&
+                 (char *)a->out.data < (char *)a->in[0].data + qkv_bytes;
+    }
+    cr_assert(!planned || views == 6 * gs_cfg.n_layer, "%d slices are views, want %lld", views,
+              (long long)(6 * gs_cfg.n_layer));
+    float l = gs_results(p, loss, grads, n);
     ct_program_free(p);
     ct_graph_free(g);
     return l;
