@@ -201,8 +201,8 @@ static void list_exec(ct_program *p, const compile_work *w) {
         }
 }
 
-/* Where node i's bytes already lie, as a view of one planned value: the
- * byte offset inside the entry *b, or -1 when they must be written anew.
+/* Where nd's bytes already lie, as a view of one planned value: the byte
+ * offset inside the entry *b, or -1 when they must be written anew.
  *  - a reshape: the same bytes in the same order as its input;
  *  - a slice whose window is one run of its input (every axis before the
  *    sliced one has extent 1, as in slicing q, k, v off a [3, ...] value);

@@ -1,10 +1,11 @@
 // CUDA data movement: reshape, permute, concat, slice and slice's gradient.
 //
 // None of these does arithmetic, so they move whole elements as bytes for
-// every dtype. Reshape is one device copy (none when the planner aliased
-// it, nor for a slice or concat it aliased); concat, slice and slice_grad are strided 2-D copies (rows of one
-// operand's block, cudaMemcpy2DAsync), and permute is a gather kernel over
-// the output with the input strides permuted.
+// every dtype. Reshape is one device copy; concat, slice and slice_grad are
+// strided 2-D copies (rows of one operand's block, cudaMemcpy2DAsync), and
+// permute is a gather kernel over the output with the input strides
+// permuted. A reshape, slice or concat the planner aliased (a view:
+// program.c) finds its output in place and copies nothing.
 #include "cuda/cuda_common.cuh"
 
 static ct_status check_dtype(const char *op, const ct_tview &in, const ct_tview &out) {
