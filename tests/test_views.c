@@ -5,8 +5,10 @@
  * and what it holds; the cases that must be copied are checked too. A GPT
  * training step, whose q, k and v are slices of one [3, B, H, T, D] value,
  * gives the same bits planned (views) as with a private buffer for every
- * value (no views). */
+ * value (no views), and so do 200 random graphs of slices, reshapes and
+ * concatenations. */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,4 +189,118 @@ Test(views, a_gpt_step_gives_the_same_bits_with_views_or_without) {
     }
     cr_assert_gt(nonzero, nv / 2, "the gradients are real values");
     free(gv), free(gp);
+}
+
+/* ---- random graphs of views: planned against private buffers ----------- */
+
+static uint64_t rs = 0x243f6a8885a308d3ull;
+
+static int64_t rnd(int64_t n) {
+    rs = rs * 6364136223846793005ull + 1442695040888963407ull;
+    return (int64_t)((rs >> 33) % (uint64_t)n);
+}
+
+/* Appends to the pool a random op on a random member: a slice (any axis,
+ * any window), a reshape (a leading axis of 1 added, or the value
+ * flattened), a concatenation of two or three slices of one member along
+ * an axis (in order or not), or a + a (a new planned value). Views and
+ * copies mix, aligned or not, as the shapes fall. */
+static void grow(ct_graph *g, ct_node *pool, int *n) {
+    ct_node a = pool[rnd(*n)];
+    ct_shape s = ct_node_shape(g, a);
+    int axis = (int)rnd(s.ndim), kind = (int)rnd(4);
+    int64_t len = s.dim[axis], lo = rnd(len), hi = lo + 1 + rnd(len - lo);
+    ct_node r;
+    if (kind == 0) {
+        r = ct_slice(g, a, axis, lo, hi);
+    } else if (kind == 1) {
+        ct_shape t = {1, {ct_shape_numel(s)}};
+        if (s.ndim < CT_MAX_DIMS && rnd(2)) {
+            t.ndim = s.ndim + 1, t.dim[0] = 1;
+            for (int d = 0; d < s.ndim; d++) t.dim[d + 1] = s.dim[d];
+        }
+        r = ct_reshape(g, a, t);
+    } else if (kind == 2 && len >= 2) {
+        int64_t cut = 1 + rnd(len - 1);
+        ct_node parts[3] = {ct_slice(g, a, axis, 0, cut), ct_slice(g, a, axis, cut, len), ct_slice(g, a, axis, 0, cut)};
+        int np = 2 + (int)rnd(2);
+        if (rnd(2)) parts[0] = parts[1], parts[1] = ct_slice(g, a, axis, 0, cut); /* out of order */
+        r = ct_concat(g, parts, np, axis);
+    } else {
+        r = ct_add(g, a, a);
+    }
+    cr_assert_eq(ct_graph_status(g), CT_OK, "%s", ct_graph_error(g));
+    pool[(*n)++] = r;
+}
+
+/* Slices and concatenations run so far, and those of them that were views
+ * (their output where their first input's bytes are, or inside them). */
+static int shape_ops, shape_views;
+
+static void count_views(const ct_program *p) {
+    for (int k = 0; k < p->n_exec; k++) {
+        const ct_kargs *a = &p->kargs[k];
+        if (a->op != CT_OP_SLICE && a->op != CT_OP_CONCAT) continue;
+        const char *in = a->in[0].data, *out = a->out.data;
+        size_t bytes = (size_t)a->in[0].numel * ct_dtype_size(a->in[0].dtype);
+        shape_ops++;
+        shape_views += a->op == CT_OP_SLICE ? out >= in && out < in + bytes : out == in;
+    }
+}
+
+/* Every output and x's gradient of one compiled program, as bytes. */
+static float *run_all(ct_graph *g, const ct_node *outs, int n_out, ct_node x, bool no_plan, size_t *floats) {
+    ct_program *p = ct_compile(g, &(ct_compile_opts){.device = cpu, .outputs = outs, .n_outputs = n_out,
+                                                     .grads = true, .no_plan = no_plan});
+    cr_assert_not_null(p, "%s", ct_last_error());
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    if (!no_plan) count_views(p);
+    size_t total = (size_t)ct_shape_numel(ct_node_shape(g, x));
+    for (int i = 0; i < n_out; i++) total += (size_t)ct_shape_numel(ct_node_shape(g, outs[i]));
+    float *v = malloc(total * sizeof *v), *at = v;
+    for (int i = 0; i < n_out; i++) {
+        size_t k = (size_t)ct_shape_numel(ct_node_shape(g, outs[i]));
+        cr_assert_eq(ct_program_read(p, outs[i], at, k * sizeof *v), CT_OK, "%s", ct_last_error());
+        at += k;
+    }
+    size_t k = (size_t)ct_shape_numel(ct_node_shape(g, x));
+    cr_assert_eq(ct_program_read(p, ct_grad(g, x), at, k * sizeof *v), CT_OK, "%s", ct_last_error());
+    *floats = total;
+    ct_program_free(p);
+    return v;
+}
+
+/* 200 random graphs: x, a parameter [A, B, C] (C of 16 or 64 floats keeps
+ * some windows on the alignment, 10 or 33 does not), x + x, then twelve
+ * random ops; the outputs are the last four values and the loss, the sum
+ * of every value times itself, so every view has a gradient too. Planned
+ * and with private buffers, every output and x's gradient must be the same
+ * bits; over the trials, more than 100 slices and concatenations must have
+ * been views and more than 100 copies. */
+Test(views, random_graphs_of_views_give_the_bits_of_private_buffers) {
+    static const int64_t widths[4] = {16, 64, 10, 33};
+    for (int trial = 0; trial < 200; trial++) {
+        ct_graph *g = ct_graph_new();
+        ct_graph_set_seed(g, (uint64_t)trial + 1);
+        ct_shape xs = {3, {1 + rnd(4), 1 + rnd(5), widths[rnd(4)]}};
+        ct_node x = ct_param(g, "x", CT_F32, xs, ct_init_normal(0.0, 1.0));
+        ct_node pool[64];
+        int n = 0;
+        pool[n++] = ct_add(g, x, x);
+        for (int i = 0; i < 12; i++) grow(g, pool, &n);
+        ct_node loss = ct_sum(g, ct_mul(g, pool[0], pool[0]), CT_AXIS_ALL, false);
+        for (int i = 1; i < n; i++) loss = ct_add(g, loss, ct_sum(g, ct_mul(g, pool[i], pool[i]), CT_AXIS_ALL, false));
+        cr_assert_eq(ct_graph_backward(g, loss), CT_OK, "%s", ct_last_error());
+        ct_node outs[5] = {pool[n - 1], pool[n - 2], pool[n - 3], pool[n - 4], loss};
+        size_t na, nb;
+        float *a = run_all(g, outs, 5, x, false, &na), *b = run_all(g, outs, 5, x, true, &nb);
+        cr_assert_eq(na, nb);
+        cr_assert(memcmp(a, b, na * sizeof *a) == 0, "trial %d: planned and private results differ", trial);
+        free(a), free(b);
+        ct_graph_free(g);
+    }
+    cr_log_info("%d slices and concatenations, %d of them views", shape_ops, shape_views);
+    /* both kinds came up, in numbers */
+    cr_assert(shape_views > 100 && shape_ops - shape_views > 100, "%d slices and concatenations, %d of them views",
+              shape_ops, shape_views);
 }
