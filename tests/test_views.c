@@ -152,6 +152,21 @@ Test(views, a_concat_of_views_in_order_is_a_view) {
     rig_close(&r);
 }
 
+/* Adds p's slices and concatenations to *ops, and those that are views
+ * (output inside the first input's bytes for a slice, at them for a
+ * concatenation) to *slices and *concats. */
+static void count_views(const ct_program *p, int *ops, int *slices, int *concats) {
+    for (int k = 0; k < p->n_exec; k++) {
+        const ct_kargs *a = &p->kargs[k];
+        if (a->op != CT_OP_SLICE && a->op != CT_OP_CONCAT) continue;
+        const char *in = a->in[0].data, *out = a->out.data;
+        size_t bytes = (size_t)a->in[0].numel * ct_dtype_size(a->in[0].dtype);
+        *ops += 1;
+        if (a->op == CT_OP_SLICE) *slices += out >= in && out < in + bytes;
+        else *concats += out == in;
+    }
+}
+
 /* One GPT training step's loss and gradients, planned or not. Planned, the
  * slices that make q, k, v and their gradients are views. */
 static float gpt_step(bool planned, float **grads, size_t *n) {
@@ -159,13 +174,8 @@ static float gpt_step(bool planned, float **grads, size_t *n) {
     ct_node loss;
     ct_program *p = gs_compile(g, cpu, !planned, &loss);
     cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
-    int views = 0;
-    size_t qkv_bytes = (size_t)(3 * GS_B * GS_T * gs_cfg.n_embd) * sizeof(float);
-    for (int k = 0; planned && k < p->n_exec; k++) {
-        const ct_kargs *a = &p->kargs[k];
-        views += a->op == CT_OP_SLICE && (char *)a->out.data >= (char *)a->in[0].data &&
-                 (char *)a->out.data < (char *)a->in[0].data + qkv_bytes;
-    }
+    int ops = 0, views = 0, concats = 0;
+    if (planned) count_views(p, &ops, &views, &concats);
     cr_assert(!planned || views == 6 * gs_cfg.n_layer, "%d slices are views, want %lld", views,
               (long long)(6 * gs_cfg.n_layer));
     float l = gs_results(p, loss, grads, n);
@@ -233,20 +243,9 @@ static void grow(ct_graph *g, ct_node *pool, int *n) {
     pool[(*n)++] = r;
 }
 
-/* Slices and concatenations run so far, and those of them that were views
- * (their output where their first input's bytes are, or inside them). */
+/* Slices and concatenations run so far by the planned programs, and those
+ * of them that were views. */
 static int shape_ops, shape_views;
-
-static void count_views(const ct_program *p) {
-    for (int k = 0; k < p->n_exec; k++) {
-        const ct_kargs *a = &p->kargs[k];
-        if (a->op != CT_OP_SLICE && a->op != CT_OP_CONCAT) continue;
-        const char *in = a->in[0].data, *out = a->out.data;
-        size_t bytes = (size_t)a->in[0].numel * ct_dtype_size(a->in[0].dtype);
-        shape_ops++;
-        shape_views += a->op == CT_OP_SLICE ? out >= in && out < in + bytes : out == in;
-    }
-}
 
 /* Every output and x's gradient of one compiled program, as bytes. */
 static float *run_all(ct_graph *g, const ct_node *outs, int n_out, ct_node x, bool no_plan, size_t *floats) {
@@ -254,7 +253,7 @@ static float *run_all(ct_graph *g, const ct_node *outs, int n_out, ct_node x, bo
                                                      .grads = true, .no_plan = no_plan});
     cr_assert_not_null(p, "%s", ct_last_error());
     cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
-    if (!no_plan) count_views(p);
+    if (!no_plan) count_views(p, &shape_ops, &shape_views, &shape_views);
     size_t total = (size_t)ct_shape_numel(ct_node_shape(g, x));
     for (int i = 0; i < n_out; i++) total += (size_t)ct_shape_numel(ct_node_shape(g, outs[i]));
     float *v = malloc(total * sizeof *v), *at = v;

@@ -30,7 +30,8 @@ static ct_status check_dtype(const char *op, const ct_tview *in, const ct_tview 
  * apart; a slice_grad's rows (zero) also clear the gap of `head` bytes
  * before each copy and the rest of the dpitch after it. Rows split across
  * the threads once there is enough to move: each row is one memcpy
- * whichever thread makes it. */
+ * whichever thread makes it. Rows already in place (a view the planner
+ * aliased) are not copied. */
 typedef struct rows_job {
     char *dst;
     const char *src;
@@ -53,6 +54,7 @@ static void copy_rows_range(const void *ctx, int64_t r0, int64_t r1) {
 #define ROWS_PAR_BYTES ((size_t)128 << 10)
 
 static void copy_rows(const rows_job *j, int64_t rows) {
+    if (!j->zero && j->dst == j->src && (rows == 1 || j->dpitch == j->spitch)) return;
     size_t bytes = (size_t)rows * (j->zero ? j->dpitch : j->width);
     if (bytes < ROWS_PAR_BYTES || rows < 2) {
         copy_rows_range(j, 0, rows);
@@ -178,7 +180,7 @@ static ct_status k_concat(const ct_kargs *k) {
         size_t row = (size_t)(k->in[j].shape.dim[axis] * inner) * es;
         const char *src = k->in[j].data;
         char *dst = (char *)k->out.data + at;
-        if (row > 0 && !(dst == src && (outer == 1 || row == orow)))
+        if (row > 0)
             copy_rows(&(rows_job){.dst = dst, .src = src, .dpitch = orow, .spitch = row, .width = row}, outer);
         at += row;
     }
@@ -226,7 +228,6 @@ static ct_status k_slice(const ct_kargs *k) {
     size_t brow = (size_t)(blen * inner) * es, srow = (size_t)(slen * inner) * es;
     if (srow == 0 || outer == 0) return CT_OK;
     const char *src = (const char *)x->data + (size_t)(k->attr->start * inner) * es;
-    if (src == k->out.data && (outer == 1 || brow == srow)) return CT_OK;
     copy_rows(&(rows_job){.dst = k->out.data, .src = src, .dpitch = srow, .spitch = brow, .width = srow}, outer);
     return CT_OK;
 }

@@ -95,7 +95,7 @@ static ct_status k_permute(const ct_kargs *k) {
 // in place (a view the planner aliased: program.c) are not copied.
 static ct_status copy_rows(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, int64_t rows,
                            cudaStream_t st, const char *op) {
-    if (width == 0 || rows == 0 || (dst == src && dpitch == spitch)) return CT_OK;
+    if (width == 0 || rows == 0 || (dst == src && (rows == 1 || dpitch == spitch))) return CT_OK;
     if (rows == 1 || (dpitch == width && spitch == width)) {
         size_t bytes = width * (size_t)rows;
         CT_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, st), "%s: %zu bytes", op, bytes);
