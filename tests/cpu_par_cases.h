@@ -223,6 +223,8 @@ static inline bool cpc_float_math(int i) {
     /* row sums in fixed lanes (cpu_fast_norm.c); the bias gradient's are the reference's */
     case CT_OP_LAYER_NORM: return true;
     case CT_OP_LAYER_NORM_GRAD: return c->attr.which != CT_NORM_GRAD_BIAS;
+    /* each channel's sum in fixed lanes (k_conv.c) */
+    case CT_OP_CONV2D_GRAD_BIAS: return true;
     default: return false;
     }
 }

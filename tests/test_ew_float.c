@@ -49,6 +49,7 @@ static void setup(void) {
     ct_cpu_register_reduce(table);
     ct_cpu_register_nn(table);
     ct_cpu_register_norm(table);
+    ct_cpu_register_conv(table);
 }
 
 static void teardown(void) {
@@ -89,10 +90,16 @@ static float *run(ct_op op, const ct_attrs *a, const ct_tview *in, int n_in, ct_
     for (int64_t i = 0; i < o.numel; i++) out[i] = NAN;
     o.data = out;
     ct_kargs k = {.op = op, .attr = a, .n_in = n_in, .in = in, .out = o};
+    /* the scratch the backend declares (layer norm's weight gradient keeps
+     * its rows' statistics there), poisoned */
+    size_t sb = ct_cpu_backend()->scratch_bytes(&k);
+    k.scratch = sb ? malloc(sb) : NULL;
+    if (k.scratch) memset(k.scratch, 0xA5, sb);
     omp_set_num_threads(threads);
     ct_cpu_set_fast_paths(fast);
     ct_status st = table[op](&k);
     ct_cpu_set_fast_paths(true);
+    free(k.scratch);
     cr_assert_eq(st, CT_OK, "%s: %s", ct_op_name(op), ct_last_error());
     return out;
 }
@@ -478,4 +485,38 @@ Test(ew_float, layer_norm_near_reference) {
         check_ln(CT_OP_LAYER_NORM_GRAD, CT_NORM_GRAD_WEIGHT, true, false, rows, dim, sd + 5);
         check_ln(CT_OP_LAYER_NORM_GRAD, CT_NORM_GRAD_BIAS, false, true, rows, dim, sd + 6);
     }
+}
+
+/* ---- the convolution's bias gradient: per-channel sums in lanes ---------- */
+
+static void check_conv_bias(int64_t n, int64_t o, int64_t h, int64_t w, uint64_t seed) {
+    uint64_t s = seed;
+    const int64_t numel = n * o * h * w;
+    float *dy = malloc((size_t)numel * sizeof(float));
+    double *mag = calloc((size_t)o, sizeof(double));
+    for (int64_t i = 0; i < numel; i++) {
+        dy[i] = draw(&s, -3, 1, false);
+        mag[i / (h * w) % o] += fabs(dy[i]);
+    }
+    ct_attrs a = {0};
+    ct_tview in[1] = {view(dy, (ct_shape){4, {n, o, h, w}})};
+    ct_shape os = {1, {o}};
+    float *ref = run(CT_OP_CONV2D_GRAD_BIAS, &a, in, 1, os, false, 1);
+    float *got = run_threads(CT_OP_CONV2D_GRAD_BIAS, &a, in, 1, os, o, "conv2d_grad_bias");
+    for (int64_t c = 0; c < o; c++)
+        if (!close_to(got[c], ref[c], EPS * fabs(ref[c]) + 1e-12 * mag[c])) {
+            cr_expect(false, "conv2d_grad_bias [%lld, %lld, %lld, %lld] channel %lld: got %a want %a", (long long)n,
+                      (long long)o, (long long)h, (long long)w, (long long)c, (double)got[c], (double)ref[c]);
+            break;
+        }
+    free(dy), free(mag), free(ref), free(got);
+}
+
+Test(ew_float, conv_bias_grad_near_reference) {
+    if (!ct_cpu_float_math()) cr_skip_test("no SLEEF: the near-reference paths are off");
+    check_conv_bias(128, 32, 24, 24, 1); /* cnn-mnist's conv1 */
+    check_conv_bias(7, 33, 7, 9, 2);     /* a run that is not a multiple of the lanes */
+    check_conv_bias(3, 5, 1, 1, 3);
+    check_conv_bias(2, 17, 1, 31, 4);
+    check_conv_bias(1, 1, 1, 1, 5);
 }

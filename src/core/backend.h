@@ -152,6 +152,12 @@ typedef struct ct_backend {
      * honour ct_attrs.fused_relu (core/node.h). false: ct_compile fuses
      * nothing (core/program_fuse.c). */
     bool fuses_relu;
+    /* optional: whether op's kernel, given F32 inputs and an F16 or BF16
+     * output, writes exactly what CAST would make of its F32 output: then
+     * ct_compile runs a cast that is the only reader of such an op's value
+     * as that op writing the half output (ct_attrs.fused_cast). NULL: no
+     * cast is fused. */
+    bool (*casts_output)(ct_op op);
 
     /* ---------------------------------------------------------- flat-buffer and optimizer updates
      * Over device buffers of n elements (the flat parameters, gradients

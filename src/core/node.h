@@ -85,6 +85,9 @@ typedef struct ct_attrs {
                          node. CONV2D, ADD: the output goes through relu (core/ew_math.h's).
                          MAX_POOL2D_GRAD: the output is the gradient through a relu whose output
                          is x: dx * (x > 0 ? 1 : 0), as relu's UNARY_GRAD computes it. */
+    bool fused_cast;  /* Set by ct_compile's fusion only: the F32 op writes its output in the
+                         F16/BF16 of the CAST that was its only reader, rounded as CAST rounds
+                         (ct_backend.casts_output says for which ops a backend does this). */
 } ct_attrs;
 
 /* Which gradient a BATCH_NORM_GRAD / LAYER_NORM_GRAD node produces: nodes

@@ -16,8 +16,9 @@
 
 static bool g_on;
 /* Rows: each op, then each op with a relu fused into it (program_fuse.c),
- * reported as "conv2d+relu". */
-#define ROWS (2 * CT_OP_COUNT)
+ * reported as "conv2d+relu", then each op that writes the half output of
+ * the cast fused into it, "layer_norm+cast". */
+#define ROWS (3 * CT_OP_COUNT)
 static double g_secs[ROWS];
 static long long g_calls[ROWS];
 
@@ -35,9 +36,9 @@ double ct_op_profile_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-void ct_op_profile_add(int op, bool fused_relu, double seconds) {
+void ct_op_profile_add(int op, const ct_attrs *a, double seconds) {
     if (op < 0 || op >= CT_OP_COUNT) return;
-    int row = op + (fused_relu ? CT_OP_COUNT : 0);
+    int row = op + (a && a->fused_relu ? CT_OP_COUNT : a && a->fused_cast ? 2 * CT_OP_COUNT : 0);
     g_secs[row] += seconds;
     g_calls[row]++;
 }
@@ -64,7 +65,8 @@ void ct_op_profile_report(FILE *f, double per) {
     for (int i = 0; i < n; i++) {
         int op = order[i];
         char name[40];
-        snprintf(name, sizeof name, "%s%s", ct_op_name(op % CT_OP_COUNT), op >= CT_OP_COUNT ? "+relu" : "");
+        static const char *const band[3] = {"", "+relu", "+cast"};
+        snprintf(name, sizeof name, "%s%s", ct_op_name(op % CT_OP_COUNT), band[op / CT_OP_COUNT]);
         fprintf(f, "  %-20s %10.3f %6.1f%% %10.1f\n", name, 1e3 * g_secs[op] / per,
                 total > 0 ? 100.0 * g_secs[op] / total : 0.0, (double)g_calls[op] / per);
     }

@@ -10,6 +10,7 @@
 
 bool ct_op_profile_enabled(void);
 double ct_op_profile_now(void);
-void ct_op_profile_add(int op, bool fused_relu, double seconds);
+/* a: the kernel's attributes, whose fused_relu / fused_cast name its row */
+void ct_op_profile_add(int op, const ct_attrs *a, double seconds);
 
 #endif

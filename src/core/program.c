@@ -339,7 +339,10 @@ static ct_status prepare_kargs(ct_program *p) {
         ct_kargs *ka = &p->kargs[k];
         ka->op = nd->op;
         p->attrs[k] = nd->attr;
-        p->attrs[k].fused_relu = p->src[k] != i;
+        /* fused: a relu, or a cast whose half output the producer writes */
+        bool cast = g->nodes[i].op == CT_OP_CAST;
+        p->attrs[k].fused_relu = p->src[k] != i && !cast;
+        p->attrs[k].fused_cast = p->src[k] != i && cast;
         ka->attr = &p->attrs[k];
         ka->n_in = nd->n_in;
         ka->in = &p->views[v];
@@ -433,7 +436,7 @@ static ct_status run_timed(const ct_backend *be, ct_kargs *ka) {
     double t0 = ct_op_profile_now();
     if (st == CT_OK) st = be->kernels[ka->op](ka);
     if (st == CT_OK) st = be->sync();
-    ct_op_profile_add(ka->op, ka->attr->fused_relu, ct_op_profile_now() - t0);
+    ct_op_profile_add(ka->op, ka->attr, ct_op_profile_now() - t0);
     return st;
 }
 
@@ -453,7 +456,10 @@ ct_status ct_program_run_dev(ct_program *p, const uint32_t *step_dev) {
             if (step_source) step_source(NULL);
             const ct_nodeinfo *nd = &p->g->nodes[p->exec[k]];
             return ct_error(st, "running %s%s (node %d%s%s): %s", ct_op_name(ka->op),
-                            ka->attr->fused_relu ? " with its relu" : "", (int)p->exec[k], nd->name ? ", " : "",
+                            ka->attr->fused_relu   ? " with its relu"
+                            : ka->attr->fused_cast ? " with its cast"
+                                                   : "",
+                            (int)p->exec[k], nd->name ? ", " : "",
                             nd->name ? nd->name : "", ct_last_error());
         }
         if (p->hook)

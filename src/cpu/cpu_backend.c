@@ -36,8 +36,15 @@ static size_t cpu_scratch_bytes(const ct_kargs *k) {
     if (k->op == CT_OP_MAX_POOL2D_GRAD) return ct_cpu_pool_scratch(k);
     if (k->op == CT_OP_ATTENTION || k->op == CT_OP_ATTENTION_GRAD) return ct_cpu_attention_scratch(k);
     if (k->op == CT_OP_RNN || k->op == CT_OP_RNN_GRAD) return ct_cpu_rnn_scratch(k);
+    if (k->op == CT_OP_LAYER_NORM_GRAD) return ct_cpu_norm_scratch(k);
     return 0;
 }
+
+/* The kernels that write a fused cast's half output as CAST would round
+ * their F32 one (core/program_fuse.c): layer norm's (cpu_fast_norm.c) and
+ * the unary ops' (cpu_fast_unary.c; the reference loops store through
+ * ct_st, which rounds to float first, as CAST's input was). */
+static bool cpu_casts_output(ct_op op) { return op == CT_OP_LAYER_NORM || ct_op_class_of(op) == CT_OPC_UNARY; }
 
 static ct_backend cpu_backend;
 static bool cpu_valid;
@@ -65,6 +72,7 @@ static void cpu_fill(void) {
         /* kernels and scratch (the kernels are registered below) */
         .scratch_bytes = cpu_scratch_bytes,
         .fuses_relu = true,
+        .casts_output = cpu_casts_output,
         /* flat-buffer and optimizer updates */
         .optim_update = ct_cpu_optim_update,
         .sumsq = ct_cpu_sumsq,

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "core/bf16_bits.h"
+#include "cpu/cpu_half.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "ctrain/ops.h"
@@ -126,16 +127,9 @@ typedef struct cast_job {
  * is exact for these pairs (a half widens exactly; double -> float of a
  * float is the identity), so converting directly is the same function. */
 static CT_ALWAYS_INLINE void cast_body(const cast_job *k, int64_t lo, int64_t hi) {
-    if (k->from == CT_F32 && k->to == CT_BF16) {
-        const float *x = k->x; /* bits read through memcpy: no type punning */
-        uint16_t *o = k->o;
-        CT_SIMD_LOOP
-        for (int64_t i = lo; i < hi; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], sizeof u);
-            o[i] = ct_bf16_from_bits(u);
-        }
-    } else if (k->from == CT_BF16 && k->to == CT_F32) {
+    if (k->from == CT_F32) { /* to F16 or BF16: cpu_half.h, which fused casts share */
+        ct_cpu_put_half(k->o, k->to, lo, (const float *)k->x + lo, hi - lo);
+    } else if (k->from == CT_BF16) { /* to F32 */
         const uint16_t *x = k->x;
         float *o = k->o;
         CT_SIMD_LOOP
@@ -143,10 +137,6 @@ static CT_ALWAYS_INLINE void cast_body(const cast_job *k, int64_t lo, int64_t hi
             uint32_t u = ct_bf16_to_bits(x[i]);
             memcpy(&o[i], &u, sizeof u);
         }
-    } else if (k->from == CT_F32) { /* to F16 */
-        const float *x = k->x;
-        uint16_t *o = k->o;
-        for (int64_t i = lo; i < hi; i++) o[i] = ct_f32_to_f16(x[i]);
     } else { /* F16 to F32 */
         const uint16_t *x = k->x;
         float *o = k->o;

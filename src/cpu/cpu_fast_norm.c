@@ -21,6 +21,7 @@
 #include <math.h>
 #include <omp.h>
 
+#include "cpu/cpu_half.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "cpu/cpu_vmath.h"
@@ -136,7 +137,9 @@ static CT_ALWAYS_INLINE void row_grad_sums(const float *x, const float *dy, cons
  * mode (lanes: the near-reference sums in LANES partial sums). */
 typedef struct ln_job {
     const float *x, *dy, *w, *b;
-    float *o;
+    void *o;       /* float, except the forward's F16 / BF16 (half) */
+    ct_dtype odt;  /* the output's dtype: F32, or the forward's F16 / BF16 (a fused cast) */
+    double *stats; /* the weight gradient's rows' mean and rstd, in pairs */
     int64_t rows, dim;
     double eps;
     bool lanes, bias; /* bias: the parameter gradient is the bias's */
@@ -148,23 +151,39 @@ typedef struct ln_job {
  * gradients 1.4-1.8x faster on two threads, benchmarks/cpu_kernels.c). The
  * same operations in the same order on every clone: the same bits. */
 
-/* y = (x - mean) * rstd [* w] [+ b] over rows [r0, r1). */
+/* y[j] = (x[j] - mean) * rstd [* w[j]] [+ b[j]] for j in [j0, j0 + n),
+ * into o[0, n). */
+static CT_ALWAYS_INLINE void fwd_span(const ln_job *k, const float *xr, double mean, double rstd, int64_t j0,
+                                      int64_t n, float *o) {
+    const float *x = xr + j0, *ws = k->w ? k->w + j0 : NULL, *bs = k->b ? k->b + j0 : NULL;
+    if (ws && bs)
+        for (int64_t j = 0; j < n; j++) o[j] = (float)((x[j] - mean) * rstd * ws[j] + bs[j]);
+    else if (ws)
+        for (int64_t j = 0; j < n; j++) o[j] = (float)((x[j] - mean) * rstd * ws[j]);
+    else if (bs)
+        for (int64_t j = 0; j < n; j++) o[j] = (float)((x[j] - mean) * rstd + bs[j]);
+    else
+        for (int64_t j = 0; j < n; j++) o[j] = (float)((x[j] - mean) * rstd);
+}
+
+/* Rows [r0, r1): into the F32 output, or (a fused cast) LN_COLS
+ * floats at a time into the stack, then rounded into the half output. */
 static CT_ALWAYS_INLINE void fwd_rows(const ln_job *k, int64_t r0, int64_t r1) {
     const int64_t dim = k->dim;
-    const float *ws = k->w, *bs = k->b;
+    float buf[LN_COLS];
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = k->x + r * dim;
-        float *orow = k->o + r * dim;
         double mean, rstd;
         row_stats(xr, dim, k->eps, k->lanes, &mean, &rstd);
-        if (ws && bs)
-            for (int64_t j = 0; j < dim; j++) orow[j] = (float)((xr[j] - mean) * rstd * ws[j] + bs[j]);
-        else if (ws)
-            for (int64_t j = 0; j < dim; j++) orow[j] = (float)((xr[j] - mean) * rstd * ws[j]);
-        else if (bs)
-            for (int64_t j = 0; j < dim; j++) orow[j] = (float)((xr[j] - mean) * rstd + bs[j]);
-        else
-            for (int64_t j = 0; j < dim; j++) orow[j] = (float)((xr[j] - mean) * rstd);
+        if (k->odt == CT_F32) {
+            fwd_span(k, xr, mean, rstd, 0, dim, (float *)k->o + r * dim);
+            continue;
+        }
+        for (int64_t j0 = 0; j0 < dim; j0 += LN_COLS) {
+            const int64_t n = dim - j0 < LN_COLS ? dim - j0 : LN_COLS;
+            fwd_span(k, xr, mean, rstd, j0, n, buf);
+            ct_cpu_put_half(k->o, k->odt, r * dim + j0, buf, n);
+        }
     }
 }
 CT_RANGE_KERNEL(fwd_worker, fwd_rows, ln_job)
@@ -177,7 +196,7 @@ static CT_ALWAYS_INLINE void grad_x_rows(const ln_job *k, int64_t r0, int64_t r1
     const float *ws = k->w;
     for (int64_t r = r0; r < r1; r++) {
         const float *xr = k->x + r * dim, *dyr = k->dy + r * dim;
-        float *orow = k->o + r * dim;
+        float *orow = (float *)k->o + r * dim;
         double mean, rstd, sum_g, sum_g_xhat;
         row_stats(xr, dim, k->eps, k->lanes, &mean, &rstd);
         row_grad_sums(xr, dyr, ws, dim, mean, rstd, k->lanes, &sum_g, &sum_g_xhat);
@@ -198,9 +217,18 @@ static CT_ALWAYS_INLINE void grad_x_rows(const ln_job *k, int64_t r0, int64_t r1
 }
 CT_RANGE_KERNEL(grad_x_worker, grad_x_rows, ln_job)
 
+/* Each row's mean and rstd into stats, rows [r0, r1): row_stats once a
+ * row, where every thread of the weight gradient's columns used to
+ * recompute all of them (the same function: the same bits). */
+static CT_ALWAYS_INLINE void stats_rows(const ln_job *k, int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) row_stats(k->x + r * k->dim, k->dim, k->eps, k->lanes, &k->stats[2 * r],
+                                                &k->stats[2 * r + 1]);
+}
+CT_RANGE_KERNEL(stats_worker, stats_rows, ln_job)
+
 /* The parameter gradient's columns [lo, hi), each a sum over the rows in
- * row order: dbias = sum dy, dweight = sum dy * xhat (the weight's
- * columns recompute every row's statistics). */
+ * row order: dbias = sum dy, dweight = sum dy * xhat (xhat from the rows'
+ * statistics in k->stats). */
 static CT_ALWAYS_INLINE void grad_param_cols(const ln_job *k, int64_t lo, int64_t hi) {
     const int64_t dim = k->dim;
     double acc[LN_COLS];
@@ -213,12 +241,11 @@ static CT_ALWAYS_INLINE void grad_param_cols(const ln_job *k, int64_t lo, int64_
                 for (int64_t j = 0; j < len; j++) acc[j] += dyr[j];
             } else {
                 const float *xr = k->x + r * dim;
-                double mean, rstd;
-                row_stats(xr, dim, k->eps, k->lanes, &mean, &rstd);
+                const double mean = k->stats[2 * r], rstd = k->stats[2 * r + 1];
                 for (int64_t j = 0; j < len; j++) acc[j] += dyr[j] * (xr[j0 + j] - mean) * rstd;
             }
         }
-        for (int64_t j = 0; j < len; j++) k->o[j0 + j] = (float)acc[j];
+        for (int64_t j = 0; j < len; j++) ((float *)k->o)[j0 + j] = (float)acc[j];
     }
 }
 CT_RANGE_KERNEL(grad_param_worker, grad_param_cols, ln_job)
@@ -226,13 +253,17 @@ CT_RANGE_KERNEL(grad_param_worker, grad_param_cols, ln_job)
 /* Rows across threads from PAR_MIN elements on. */
 static int64_t par_rows(int64_t dim) { return (PAR_MIN + dim - 1) / dim; }
 
+/* The output F32, or F16 / BF16 (a cast fused into the layer norm:
+ * each value rounded from the float the F32 output would hold). */
 bool ct_cpu_fast_layer_norm(const ct_tview *x, const ct_tview *w, const ct_tview *b, const ct_tview *out,
                             int64_t rows, int64_t dim, double eps) {
-    if (x->dtype != CT_F32 || out->dtype != CT_F32 || (w && w->dtype != CT_F32) || (b && b->dtype != CT_F32) ||
-        !ct_cpu_fast_paths_enabled())
+    bool half = ct_cpu_is_half(out->dtype);
+    if (x->dtype != CT_F32 || (out->dtype != CT_F32 && !half) || (w && w->dtype != CT_F32) ||
+        (b && b->dtype != CT_F32) || !ct_cpu_fast_paths_enabled())
         return false;
     const ln_job k = {.x = x->data, .w = w ? w->data : NULL, .b = b ? b->data : NULL, .o = out->data,
-                      .rows = rows, .dim = dim, .eps = eps, .lanes = ct_cpu_float_math()};
+                      .odt = out->dtype, .rows = rows, .dim = dim, .eps = eps,
+                      .lanes = ct_cpu_float_math()};
     ct_par_ranges(rows, par_rows(dim), fwd_worker(), &k);
     return true;
 }
@@ -248,17 +279,20 @@ bool ct_cpu_fast_layer_norm_grad_x(const ct_tview *x, const ct_tview *dy, const 
     return true;
 }
 
-/* Columns are shared out across threads (the weight gradient's threads
- * each recompute the row statistics they need). */
+size_t ct_cpu_layer_norm_stats_bytes(int64_t rows) { return (size_t)rows * 2 * sizeof(double); }
+
+/* The weight gradient first takes every row's statistics (rows across
+ * threads) into stats, scratch of ct_cpu_layer_norm_stats_bytes; then
+ * columns are shared out across threads, for either gradient. */
 bool ct_cpu_fast_layer_norm_grad_param(const ct_tview *x, const ct_tview *dy, const ct_tview *out, bool bias,
-                                       int64_t rows, int64_t dim, double eps) {
-    if (x->dtype != CT_F32 || dy->dtype != CT_F32 || out->dtype != CT_F32 || !ct_cpu_fast_paths_enabled())
+                                       int64_t rows, int64_t dim, double eps, void *stats) {
+    if (x->dtype != CT_F32 || dy->dtype != CT_F32 || out->dtype != CT_F32 || (!bias && !stats) ||
+        !ct_cpu_fast_paths_enabled())
         return false;
-    const ln_job k = {.x = x->data, .dy = dy->data, .o = out->data, .rows = rows, .dim = dim, .eps = eps,
-                      .lanes = ct_cpu_float_math(), .bias = bias};
-    /* the weight gradient's threads each recompute every row's statistics:
-     * worth it only once those are cheap (in lanes) */
-    const bool par = (bias || k.lanes) && x->numel >= PAR_MIN;
+    const ln_job k = {.x = x->data, .dy = dy->data, .o = out->data, .stats = stats, .rows = rows, .dim = dim,
+                      .eps = eps, .lanes = ct_cpu_float_math(), .bias = bias};
+    if (!bias) ct_par_ranges(rows, par_rows(dim), stats_worker(), &k);
+    const bool par = x->numel >= PAR_MIN;
     const ct_range_fn fn = grad_param_worker();
 #pragma omp parallel if (par)
     {

@@ -23,6 +23,7 @@
 #include <math.h>
 
 #include "core/ew_math.h"
+#include "cpu/cpu_half.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "cpu/cpu_vmath.h"
@@ -36,7 +37,8 @@ typedef struct un_job {
     int op, approx;
     float alpha, threshold; /* SOFTPLUS: beta and threshold */
     const float *x, *dy;    /* dy: UNARY_GRAD only */
-    float *o;
+    void *o;                /* float, or (the forward with a fused cast) F16 / BF16 */
+    ct_dtype odt;
     bool grad;
 } un_job;
 
@@ -169,15 +171,18 @@ static CT_ALWAYS_INLINE void simple_block(const un_job *k, const float *x, const
 }
 
 /* Elements [lo, hi), BLK at a time. o may be x or dy (in place): each block
- * reads its inputs before it writes. */
+ * reads its inputs before it writes. A half output (a fused cast): each
+ * block into the stack, then rounded as CAST rounds (cpu_half.h). */
 static CT_ALWAYS_INLINE void un_body(const un_job *k, int64_t lo, int64_t hi) {
+    float tmp[BLK];
     for (int64_t i = lo; i < hi; i += BLK) {
         const int64_t n = hi - i < BLK ? hi - i : BLK;
         const float *x = k->x + i, *dy = k->grad ? k->dy + i : NULL;
-        float *o = k->o + i;
+        float *o = k->odt == CT_F32 ? (float *)k->o + i : tmp;
         if (k->op == CT_OP_GELU) gelu_block(k, x, dy, o, n);
         else if (k->op == CT_OP_SOFTPLUS) softplus_block(k, x, dy, o, n);
         else simple_block(k, x, dy, o, n);
+        if (o == tmp) ct_cpu_put_half(k->o, k->odt, i, tmp, n);
     }
 }
 CT_RANGE_KERNEL(un_worker, un_body, un_job)
@@ -195,13 +200,18 @@ static bool has_path(int op, bool grad) {
 
 static bool run(const ct_ew_params *p, const ct_tview *x, const ct_tview *dy, const ct_tview *o) {
     const un_job k = {p->op, p->approx, (float)p->alpha, (float)p->threshold, x->data, dy ? dy->data : NULL,
-                      o->data, dy != NULL};
+                      o->data, o->dtype, dy != NULL};
     ct_par_ranges(o->numel, PAR_MIN, un_worker(), &k);
     return true;
 }
 
+/* The output F32, or F16 / BF16: a cast fused into the op
+ * (core/program_fuse.c), each value rounded from the float the F32 output
+ * would hold. */
 bool ct_cpu_fast_unary(const ct_ew_params *p, const ct_tview *x, const ct_tview *o) {
-    if (x->dtype != CT_F32 || o->dtype != CT_F32 || !has_path(p->op, false) || !ct_cpu_float_math()) return false;
+    if (x->dtype != CT_F32 || (o->dtype != CT_F32 && !ct_cpu_is_half(o->dtype)) || !has_path(p->op, false) ||
+        !ct_cpu_float_math())
+        return false;
     return run(p, x, NULL, o);
 }
 

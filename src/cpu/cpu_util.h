@@ -115,6 +115,7 @@ size_t ct_cpu_conv_scratch(const ct_kargs *k);
 size_t ct_cpu_pool_scratch(const ct_kargs *k);
 size_t ct_cpu_attention_scratch(const ct_kargs *k);
 size_t ct_cpu_rnn_scratch(const ct_kargs *k);
+size_t ct_cpu_norm_scratch(const ct_kargs *k);
 /* The F32 fast path of attention (k_attention_fast.c): the scratch it needs
  * for T positions (ct_cpu_attention_scratch declares at least this much for
  * F32), and the kernel, for the forward (which < 0) or gradient `which` of
@@ -159,7 +160,9 @@ bool ct_cpu_fast_layer_norm(const ct_tview *x, const ct_tview *w, const ct_tview
 bool ct_cpu_fast_layer_norm_grad_x(const ct_tview *x, const ct_tview *dy, const ct_tview *w, const ct_tview *out,
                                    int64_t rows, int64_t dim, double eps);
 bool ct_cpu_fast_layer_norm_grad_param(const ct_tview *x, const ct_tview *dy, const ct_tview *out, bool bias,
-                                       int64_t rows, int64_t dim, double eps);
+                                       int64_t rows, int64_t dim, double eps, void *stats);
+/* Scratch bytes of the weight gradient's row statistics (stats above). */
+size_t ct_cpu_layer_norm_stats_bytes(int64_t rows);
 /* The recurrent op's F32 float-math path (k_rnn_fast.c), after k_rnn.c
  * checked the operands: which is -1 for RNN, else RNN_GRAD's ct_rnn_grad;
  * true when it ran. Its scratch (bytes) for B rows, H units, G*H gates. */

@@ -289,6 +289,14 @@ static ct_status k_layer_norm(const ct_kargs *k) {
     return CT_OK;
 }
 
+/* The weight gradient's fast path keeps every row's mean and rstd
+ * (cpu_fast_norm.c); the other gradients need no scratch. */
+size_t ct_cpu_norm_scratch(const ct_kargs *k) {
+    if (!k->attr || k->attr->which != CT_NORM_GRAD_WEIGHT || k->n_in < 1 || k->in[0].shape.ndim < 1) return 0;
+    int64_t dim = k->in[0].shape.dim[k->in[0].shape.ndim - 1];
+    return ct_cpu_layer_norm_stats_bytes(dim ? k->in[0].numel / dim : 0);
+}
+
 /* Inputs: x, dy, and the weight for dx when the forward had one. With
  * xhat = (x - mean) * rstd per row and g = dy * w:
  *   dx      = rstd * (g - mean_j(g) - xhat * mean_j(g * xhat))
@@ -311,7 +319,7 @@ static ct_status k_layer_norm_grad(const ct_kargs *k) {
     /* the same bits, typed and vectorised (cpu_fast_norm.c) */
     if (which == CT_NORM_GRAD_X ? ct_cpu_fast_layer_norm_grad_x(x, dy, w, out, rows, dim, eps)
                                 : ct_cpu_fast_layer_norm_grad_param(x, dy, out, which == CT_NORM_GRAD_BIAS, rows,
-                                                                    dim, eps))
+                                                                    dim, eps, k->scratch))
         return CT_OK;
     if (which == CT_NORM_GRAD_X) {
         double inv_dim = 1.0 / (double)dim;
