@@ -146,6 +146,22 @@ Test(fuse_cast, unary_ops_write_the_bits_of_the_op_then_cast) {
 
 /* ---- programs ------------------------------------------------------------ */
 
+/* One run of p with the op profile on: the profile's text (malloc'd),
+ * which names each fused step (layer_norm+cast). */
+static char *run_profiled(ct_program *p) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_not_null(f);
+    ct_op_profile_reset();
+    ct_op_profile_enable(true);
+    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
+    ct_op_profile_enable(false);
+    ct_op_profile_report(f, 1);
+    fclose(f);
+    return text;
+}
+
 /* A BF16 GPT step, compiled fused or with CTRAIN_NO_FUSE=1: loss,
  * gradients and the profile of its run (malloc'd text). */
 static float gpt_step(bool fuse, float **grads, size_t *n, char **profile) {
@@ -155,14 +171,7 @@ static float gpt_step(bool fuse, float **grads, size_t *n, char **profile) {
     ct_node loss;
     ct_program *p = gs_compile(g, (ct_device){CT_DEVICE_CPU, 0}, false, &loss);
     unsetenv("CTRAIN_NO_FUSE");
-    size_t len = 0;
-    FILE *f = open_memstream(profile, &len);
-    ct_op_profile_reset();
-    ct_op_profile_enable(true);
-    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
-    ct_op_profile_enable(false);
-    ct_op_profile_report(f, 1);
-    fclose(f);
+    *profile = run_profiled(p);
     float l = gs_results(p, loss, grads, n);
     ct_program_free(p);
     ct_graph_free(g);
@@ -210,15 +219,7 @@ Test(fuse_cast, a_value_with_other_readers_keeps_its_f32_step) {
     for (int i = 0; i < 32; i++) xs[i] = next_value(false);
     for (int i = 0; i < 64; i++) ws[i] = next_value(false);
     cr_assert(ct_program_set_input(p, "x", xs, sizeof xs) == CT_OK && ct_program_set_input(p, "w", ws, sizeof ws) == CT_OK);
-    char *prof;
-    size_t len = 0;
-    FILE *f = open_memstream(&prof, &len);
-    ct_op_profile_reset();
-    ct_op_profile_enable(true);
-    cr_assert_eq(ct_program_run(p), CT_OK, "%s", ct_last_error());
-    ct_op_profile_enable(false);
-    ct_op_profile_report(f, 1);
-    fclose(f);
+    char *prof = run_profiled(p);
     cr_assert(strstr(prof, "  layer_norm ") && strstr(prof, "  gelu ") && strstr(prof, "tanh+cast"), "%s", prof);
     cr_assert(!strstr(prof, "layer_norm+cast") && !strstr(prof, "gelu+cast"), "%s", prof);
     float got[32];
