@@ -634,7 +634,7 @@ static ct_status k_conv2d_grad_weight(const ct_kargs *k) {
  * not on threads; the lanes vectorise where the reference's one chain of
  * double additions waits on each result (conv1 of cnn-mnist: 2.4 million
  * elements a step). Within a float ULP or so of the reference
- * (tests/test_cpu_conv_kernels.c). */
+ * (tests/test_ew_float.c, conv_bias_grad_near_reference). */
 #define BIAS_LANES 16
 typedef struct gb_job {
     const float *g;
