@@ -149,7 +149,7 @@ CT_RANGE_KERNEL(cast_worker, cast_body, cast_job)
  * false for other pairs (or switched off). */
 bool ct_cpu_fast_cast(const ct_tview *x, const ct_tview *o) {
     ct_dtype f = x->dtype, t = o->dtype;
-    bool half_f = f == CT_F16 || f == CT_BF16, half_t = t == CT_F16 || t == CT_BF16;
+    bool half_f = ct_cpu_is_half(f), half_t = ct_cpu_is_half(t);
     if (!ct_cpu_fast_paths_enabled() || !((f == CT_F32 && half_t) || (half_f && t == CT_F32))) return false;
     const cast_job k = {x->data, o->data, f, t};
     ct_par_ranges(o->numel, PAR_MIN, cast_worker(), &k);

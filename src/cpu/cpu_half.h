@@ -13,6 +13,7 @@
 #include "cpu/cpu_simd.h"
 #include "ctrain/dtype.h"
 
+/* F16 or BF16: the kernels' test for a half operand or output. */
 static inline bool ct_cpu_is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
 
 /* x[0, n) into elements [at, at + n) of o, an F16 or BF16 buffer (dt). */

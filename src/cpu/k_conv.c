@@ -31,6 +31,7 @@
 
 #include "core/conv_geom.h"
 #include "cpu/conv_onednn.h"
+#include "cpu/cpu_half.h"
 #include "cpu/cpu_simd.h"
 #include "cpu/cpu_util.h"
 #include "cpu/cpu_vmath.h"
@@ -106,13 +107,11 @@ static ct_status dims_of(const ct_kargs *k, conv_dims *d) {
     return CT_OK;
 }
 
-static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
-
 /* One float dtype for all, except the mixed forward of the precision
  * policy: F16/BF16 x and weight, F32 output and bias. */
 static ct_status check_dtypes(const ct_kargs *k) {
     ct_dtype dt = k->out.dtype;
-    bool mixed = k->op == CT_OP_CONV2D && dt == CT_F32 && k->n_in >= 2 && is_half(k->in[0].dtype);
+    bool mixed = k->op == CT_OP_CONV2D && dt == CT_F32 && k->n_in >= 2 && ct_cpu_is_half(k->in[0].dtype);
     bool ok = ct_dtype_is_float(dt);
     for (int i = 0; i < k->n_in; i++) ok = ok && k->in[i].dtype == (mixed && i < 2 ? k->in[0].dtype : dt);
     if (!ok)
@@ -128,7 +127,7 @@ static size_t compute_size(ct_dtype dt) { return is_f64(dt) ? sizeof(double) : s
 /* The weight gradient's accumulator, or a half weight widened (the weight
  * is in[1] of the forward and of the input gradient). */
 static bool needs_wbuf(const ct_kargs *k) {
-    return k->op == CT_OP_CONV2D_GRAD_WEIGHT || (k->n_in >= 2 && is_half(k->in[1].dtype));
+    return k->op == CT_OP_CONV2D_GRAD_WEIGHT || (k->n_in >= 2 && ct_cpu_is_half(k->in[1].dtype));
 }
 
 /* The reference path's scratch. */

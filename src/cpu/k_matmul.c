@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu/cpu_half.h"
 #include "cpu/cpu_matmul.h"
 #include "cpu/cpu_util.h"
 
@@ -138,8 +139,6 @@ static void mm_run(const ct_kargs *k, const mm_geom *g, bool dbl, const void *a,
     }
 }
 
-static bool is_half(ct_dtype dt) { return dt == CT_F16 || dt == CT_BF16; }
-
 /* BF16 operands, or F32 ones with K below DNNL_MM_MAX_K: oneDNN's product
  * for this geometry (cpu_matmul.h), or NULL for the widening path (BF16) or
  * BLAS (F32). The same answer at compile time (scratch) and at run time:
@@ -178,9 +177,9 @@ size_t ct_cpu_matmul_scratch(const ct_kargs *k) {
     mm_geom g;
     const ct_dnnl_mm *e = mm_resolve(k, &g) == CT_OK ? dnnl_product(k, &g) : NULL;
     if (e) return ct_cpu_dnnl_mm_scratch(e);
-    if (!is_half(k->in[0].dtype)) return 0;
+    if (!ct_cpu_is_half(k->in[0].dtype)) return 0;
     int64_t n = numel_of(&k->in[0].shape) + numel_of(&k->in[1].shape);
-    if (is_half(k->out.dtype)) n += numel_of(&k->out.shape);
+    if (ct_cpu_is_half(k->out.dtype)) n += numel_of(&k->out.shape);
     return (size_t)n * sizeof(float);
 }
 
@@ -196,7 +195,7 @@ static ct_status k_matmul(const ct_kargs *k) {
     ct_status st = ct_op_check_inputs("cpu", CT_OP_MATMUL, k->n_in);
     if (st != CT_OK) return st;
     ct_dtype dt = k->in[0].dtype, odt = k->out.dtype;
-    if (k->in[1].dtype != dt || !ct_dtype_is_float(dt) || (odt != dt && !(is_half(dt) && odt == CT_F32)))
+    if (k->in[1].dtype != dt || !ct_dtype_is_float(dt) || (odt != dt && !(ct_cpu_is_half(dt) && odt == CT_F32)))
         return ct_error(CT_ERR_DTYPE,
                         "matmul: operands %s and %s with output %s (need one float dtype, or F16/BF16 "
                         "operands with an F32 output)",
